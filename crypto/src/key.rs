@@ -1,0 +1,353 @@
+//! Secret keys and their algorithms: key material that zeroizes on drop and can never be printed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use zeroize::Zeroizing;
+
+use crate::kcv::Kcv;
+use crate::parity;
+
+/// The cipher family a key belongs to; decides block size, check-value method and parity rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyFamily {
+    /// Triple DES (ANSI X9.52), 64-bit blocks.
+    Tdes,
+    /// AES (FIPS 197), 128-bit blocks.
+    Aes,
+}
+
+impl KeyFamily {
+    /// Cipher block size in bytes.
+    pub fn block_size(self) -> usize {
+        match self {
+            KeyFamily::Tdes => 8,
+            KeyFamily::Aes => 16,
+        }
+    }
+
+    /// Every algorithm of this family, shortest key first.
+    pub fn algorithms(self) -> &'static [KeyAlgorithm] {
+        match self {
+            KeyFamily::Tdes => &[KeyAlgorithm::Tdes2Key, KeyAlgorithm::Tdes3Key],
+            KeyFamily::Aes => &[
+                KeyAlgorithm::Aes128,
+                KeyAlgorithm::Aes192,
+                KeyAlgorithm::Aes256,
+            ],
+        }
+    }
+
+    /// The algorithm of this family whose keys are `length` bytes long.
+    pub fn algorithm_for_length(self, length: usize) -> Result<KeyAlgorithm, KeyError> {
+        self.algorithms()
+            .iter()
+            .copied()
+            .find(|algorithm| algorithm.key_length() == length)
+            .ok_or(KeyError::LengthNotInFamily {
+                family: self,
+                found: length,
+            })
+    }
+}
+
+impl fmt::Display for KeyFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyFamily::Tdes => "TDES",
+            KeyFamily::Aes => "AES",
+        })
+    }
+}
+
+impl FromStr for KeyFamily {
+    type Err = KeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "tdes" | "3des" | "des3" => Ok(KeyFamily::Tdes),
+            "aes" => Ok(KeyFamily::Aes),
+            _ => Err(KeyError::UnknownFamily(text.to_owned())),
+        }
+    }
+}
+
+/// A key algorithm with its exact key length, as named in key files and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyAlgorithm {
+    /// Two-key (double-length, 112-bit) triple DES.
+    Tdes2Key,
+    /// Three-key (triple-length, 168-bit) triple DES.
+    Tdes3Key,
+    /// AES with a 128-bit key.
+    Aes128,
+    /// AES with a 192-bit key.
+    Aes192,
+    /// AES with a 256-bit key.
+    Aes256,
+}
+
+impl KeyAlgorithm {
+    /// Every supported algorithm.
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::Tdes2Key,
+        KeyAlgorithm::Tdes3Key,
+        KeyAlgorithm::Aes128,
+        KeyAlgorithm::Aes192,
+        KeyAlgorithm::Aes256,
+    ];
+
+    /// Key length in bytes (DES parity bits included).
+    pub fn key_length(self) -> usize {
+        match self {
+            KeyAlgorithm::Tdes2Key | KeyAlgorithm::Aes128 => 16,
+            KeyAlgorithm::Tdes3Key | KeyAlgorithm::Aes192 => 24,
+            KeyAlgorithm::Aes256 => 32,
+        }
+    }
+
+    /// The cipher family.
+    pub fn family(self) -> KeyFamily {
+        match self {
+            KeyAlgorithm::Tdes2Key | KeyAlgorithm::Tdes3Key => KeyFamily::Tdes,
+            KeyAlgorithm::Aes128 | KeyAlgorithm::Aes192 | KeyAlgorithm::Aes256 => KeyFamily::Aes,
+        }
+    }
+
+    /// Effective strength in bits (NIST SP 800-57 part 1), used to refuse wrapping a key
+    /// under a weaker one.
+    pub fn strength_bits(self) -> u32 {
+        match self {
+            KeyAlgorithm::Tdes2Key => 80,
+            KeyAlgorithm::Tdes3Key => 112,
+            KeyAlgorithm::Aes128 => 128,
+            KeyAlgorithm::Aes192 => 192,
+            KeyAlgorithm::Aes256 => 256,
+        }
+    }
+
+    /// The canonical name used in files and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Tdes2Key => "TDES-2KEY",
+            KeyAlgorithm::Tdes3Key => "TDES-3KEY",
+            KeyAlgorithm::Aes128 => "AES-128",
+            KeyAlgorithm::Aes192 => "AES-192",
+            KeyAlgorithm::Aes256 => "AES-256",
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = KeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let wanted = text.to_ascii_uppercase().replace('_', "-");
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.name() == wanted)
+            .ok_or_else(|| KeyError::UnknownAlgorithm(text.to_owned()))
+    }
+}
+
+/// Why a key could not be made from what was given. Never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{algorithm} keys are {expected} bytes ({} hex digits), got {found} bytes", expected * 2)]
+    WrongLength {
+        algorithm: KeyAlgorithm,
+        expected: usize,
+        found: usize,
+    },
+    #[error(
+        "a {family} key cannot be {found} bytes long (allowed: {})",
+        family.algorithms().iter().map(|a| format!("{} bytes for {a}", a.key_length())).collect::<Vec<_>>().join(", ")
+    )]
+    LengthNotInFamily { family: KeyFamily, found: usize },
+    #[error("not hexadecimal: character {position} is {found:?} (expected 0-9 or A-F)")]
+    NotHex { position: usize, found: char },
+    #[error("odd number of hex digits ({0}); every byte takes two")]
+    OddHexLength(usize),
+    #[error("unknown key algorithm {0:?} (expected one of TDES-2KEY, TDES-3KEY, AES-128, AES-192, AES-256)")]
+    UnknownAlgorithm(String),
+    #[error("unknown cipher family {0:?} (expected tdes or aes)")]
+    UnknownFamily(String),
+    #[error(transparent)]
+    Parity(#[from] parity::ParityError),
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+/// Decodes hex (either case, no separators) into bytes that zeroize on drop; errors name the
+/// position of the first bad character but never echo the input.
+pub fn decode_hex_secret(text: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if let Some((position, found)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, character)| !character.is_ascii_hexdigit())
+    {
+        return Err(KeyError::NotHex {
+            position: position + 1,
+            found,
+        });
+    }
+    if text.len() % 2 != 0 {
+        return Err(KeyError::OddHexLength(text.len()));
+    }
+    let mut bytes = Zeroizing::new(vec![0u8; text.len() / 2]);
+    hex::decode_to_slice(text, bytes.as_mut_slice()).map_err(|_| KeyError::OddHexLength(text.len()))?;
+    Ok(bytes)
+}
+
+/// Fills `buffer` from the operating system's CSPRNG.
+pub fn fill_random(buffer: &mut [u8]) -> Result<(), KeyError> {
+    getrandom::fill(buffer).map_err(|error| KeyError::Random(error.to_string()))
+}
+
+/// A clear secret key. Zeroized on drop; deliberately implements neither `Debug`, `Display`
+/// nor `Clone`, so it cannot end up in a log line or an error by accident.
+pub struct SecretKey {
+    algorithm: KeyAlgorithm,
+    material: Zeroizing<Vec<u8>>,
+}
+
+impl SecretKey {
+    /// Takes key bytes of exactly the algorithm's length. Parity is not checked here: DES
+    /// ignores parity bits, and the parity policy belongs to whoever accepts the key
+    /// (see [`crate::parity`]).
+    pub fn from_bytes(algorithm: KeyAlgorithm, bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != algorithm.key_length() {
+            return Err(KeyError::WrongLength {
+                algorithm,
+                expected: algorithm.key_length(),
+                found: bytes.len(),
+            });
+        }
+        Ok(SecretKey {
+            algorithm,
+            material: Zeroizing::new(bytes.to_vec()),
+        })
+    }
+
+    /// Parses hex key material of the given algorithm.
+    pub fn from_hex(algorithm: KeyAlgorithm, text: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex_secret(text)?;
+        SecretKey::from_bytes(algorithm, &bytes)
+    }
+
+    /// Parses hex key material of a family; the length picks the algorithm.
+    pub fn from_hex_in_family(family: KeyFamily, text: &str) -> Result<Self, KeyError> {
+        let bytes = decode_hex_secret(text)?;
+        let algorithm = family.algorithm_for_length(bytes.len())?;
+        SecretKey::from_bytes(algorithm, &bytes)
+    }
+
+    /// A fresh random key from the operating system's CSPRNG; TDES keys get odd parity.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
+        let mut material = Zeroizing::new(vec![0u8; algorithm.key_length()]);
+        fill_random(&mut material)?;
+        if algorithm.family() == KeyFamily::Tdes {
+            parity::adjust_to_odd(&mut material);
+        }
+        Ok(SecretKey {
+            algorithm,
+            material,
+        })
+    }
+
+    /// The key's algorithm.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// The clear key bytes. Named loudly so every use stands out in review.
+    pub fn expose_secret_bytes(&self) -> &[u8] {
+        &self.material
+    }
+
+    /// The clear key as upper-case hex, for the calculator commands whose job is to show it.
+    pub fn expose_secret_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(hex::encode_upper(self.material.as_slice()))
+    }
+
+    /// The key check value (X9.24-1-2017: 3 bytes for TDES, 5-byte AES-CMAC for AES).
+    pub fn kcv(&self) -> Kcv {
+        Kcv::of(self)
+    }
+
+    /// What may be shown of the key: algorithm and check value, never the bytes.
+    pub fn redacted(&self) -> String {
+        format!("{} key, KCV {}", self.algorithm, self.kcv())
+    }
+
+    /// A second copy of the key, made explicitly (there is no `Clone`).
+    pub fn duplicate(&self) -> SecretKey {
+        SecretKey {
+            algorithm: self.algorithm,
+            material: self.material.clone(),
+        }
+    }
+
+    /// Does this key's material equal the other's, in constant time?
+    pub fn same_material_as(&self, other: &SecretKey) -> bool {
+        use subtle::ConstantTimeEq;
+        self.algorithm == other.algorithm
+            && bool::from(self.material.as_slice().ct_eq(other.material.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static_assertions::assert_not_impl_any!(SecretKey: fmt::Debug, fmt::Display, Clone, Copy);
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for algorithm in KeyAlgorithm::ALL {
+            assert_eq!(algorithm.name().parse::<KeyAlgorithm>().unwrap(), algorithm);
+        }
+        assert!("DES".parse::<KeyAlgorithm>().is_err());
+    }
+
+    #[test]
+    fn wrong_length_names_expected_length() {
+        let error = SecretKey::from_hex(KeyAlgorithm::Aes128, "00112233").err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "AES-128 keys are 16 bytes (32 hex digits), got 4 bytes"
+        );
+    }
+
+    #[test]
+    fn bad_hex_names_position_without_echoing_input() {
+        let error = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, "0123456789ABCDEFFEDCBA987654321G")
+            .err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "not hexadecimal: character 32 is 'G' (expected 0-9 or A-F)"
+        );
+    }
+
+    #[test]
+    fn family_length_picks_algorithm() {
+        let key = SecretKey::from_hex_in_family(KeyFamily::Tdes, &"01".repeat(24)).unwrap();
+        assert_eq!(key.algorithm(), KeyAlgorithm::Tdes3Key);
+        let error = SecretKey::from_hex_in_family(KeyFamily::Tdes, &"01".repeat(8)).err().unwrap();
+        assert!(error.to_string().contains("cannot be 8 bytes"), "{error}");
+    }
+
+    #[test]
+    fn generated_tdes_keys_have_odd_parity() {
+        for _ in 0..32 {
+            let key = SecretKey::generate(KeyAlgorithm::Tdes3Key).unwrap();
+            parity::check_odd(key.expose_secret_bytes()).unwrap();
+        }
+    }
+}

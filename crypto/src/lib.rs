@@ -1,0 +1,14 @@
+//! The crypto core of keymother: secret keys, check values, DES parity, custodian components and TR-31 key blocks.
+//!
+//! Everything here is free of I/O. Primitives come from RustCrypto (`des`, `aes`, `cmac`,
+//! `cbc`); this crate only composes them the way the payment standards prescribe.
+
+pub mod block_cipher;
+pub mod component;
+pub mod kcv;
+pub mod key;
+pub mod parity;
+pub mod tr31;
+
+pub use kcv::Kcv;
+pub use key::{KeyAlgorithm, KeyError, KeyFamily, SecretKey};
