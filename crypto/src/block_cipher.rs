@@ -2,8 +2,8 @@
 
 use aes::{Aes128, Aes192, Aes256};
 use cbc::cipher::{
-    Array, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, BlockSizeUser,
-    InnerIvInit, KeyInit,
+    Array, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt,
+    BlockSizeUser, InnerIvInit, KeyInit,
 };
 use cmac::{Cmac, Mac};
 use des::{TdesEde2, TdesEde3};

@@ -103,10 +103,7 @@ pub fn combine(
                 earlier: earlier + 1,
             });
         }
-        for (byte, share) in combined
-            .iter_mut()
-            .zip(component.key.expose_secret_bytes())
-        {
+        for (byte, share) in combined.iter_mut().zip(component.key.expose_secret_bytes()) {
             *byte ^= share;
         }
     }
@@ -118,12 +115,8 @@ pub fn combine(
     if combined.iter().all(|byte| *byte & 0xFE == 0) {
         return Err(ComponentError::NullKey);
     }
-    let key = SecretKey::from_bytes(algorithm, &combined).map_err(|source| {
-        ComponentError::Invalid {
-            number: 0,
-            source,
-        }
-    })?;
+    let key = SecretKey::from_bytes(algorithm, &combined)
+        .map_err(|source| ComponentError::Invalid { number: 0, source })?;
     let kcv = key.kcv();
     if let Some(expected) = expected {
         if expected != kcv {
@@ -204,20 +197,30 @@ mod tests {
     #[test]
     fn counts_outside_two_to_nine_are_refused() {
         let one = [Component::generate(KeyAlgorithm::Aes128).unwrap()];
-        assert!(matches!(combine(&one, None), Err(ComponentError::TooFew { found: 1 })));
+        assert!(matches!(
+            combine(&one, None),
+            Err(ComponentError::TooFew { found: 1 })
+        ));
         let ten: Vec<_> = (0..10)
             .map(|_| Component::generate(KeyAlgorithm::Aes128).unwrap())
             .collect();
-        assert!(matches!(combine(&ten, None), Err(ComponentError::TooMany { found: 10 })));
+        assert!(matches!(
+            combine(&ten, None),
+            Err(ComponentError::TooMany { found: 10 })
+        ));
         assert!(combine(&ten[..9], None).is_ok());
     }
 
     #[test]
     fn mistyped_tdes_component_is_caught_by_parity() {
         // One digit of SECOND mistyped: 0x45 -> 0x44.
-        let error = Component::from_hex(KeyAlgorithm::Tdes2Key, 2, "0123446789ABCDEFFEDCBA9876543210")
-            .err()
-            .unwrap();
+        let error = Component::from_hex(
+            KeyAlgorithm::Tdes2Key,
+            2,
+            "0123446789ABCDEFFEDCBA9876543210",
+        )
+        .err()
+        .unwrap();
         assert_eq!(
             error.to_string(),
             "component 2: byte 3 of the key does not have odd DES parity (a mistyped digit?)"
@@ -257,7 +260,8 @@ mod tests {
         let second = "3F419E1CB7079442AA37474C2EFBF8B8";
         let components = [
             Component::from_hex(KeyAlgorithm::Aes128, 1, &"11".repeat(16)).unwrap(),
-            Component::from_hex(KeyAlgorithm::Aes128, 2, &xor_hex(&"11".repeat(16), second)).unwrap(),
+            Component::from_hex(KeyAlgorithm::Aes128, 2, &xor_hex(&"11".repeat(16), second))
+                .unwrap(),
         ];
         let combined = combine(&components, None).unwrap();
         assert!(!combined.parity_adjusted);
@@ -268,6 +272,11 @@ mod tests {
     fn xor_hex(left: &str, right: &str) -> String {
         let left = hex::decode(left).unwrap();
         let right = hex::decode(right).unwrap();
-        hex::encode_upper(left.iter().zip(&right).map(|(a, b)| a ^ b).collect::<Vec<u8>>())
+        hex::encode_upper(
+            left.iter()
+                .zip(&right)
+                .map(|(a, b)| a ^ b)
+                .collect::<Vec<u8>>(),
+        )
     }
 }

@@ -174,7 +174,9 @@ pub enum KeyError {
     NotHex { position: usize, found: char },
     #[error("odd number of hex digits ({0}); every byte takes two")]
     OddHexLength(usize),
-    #[error("unknown key algorithm {0:?} (expected one of TDES-2KEY, TDES-3KEY, AES-128, AES-192, AES-256)")]
+    #[error(
+        "unknown key algorithm {0:?} (expected one of TDES-2KEY, TDES-3KEY, AES-128, AES-192, AES-256)"
+    )]
     UnknownAlgorithm(String),
     #[error("unknown cipher family {0:?} (expected tdes or aes)")]
     UnknownFamily(String),
@@ -201,7 +203,8 @@ pub fn decode_hex_secret(text: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         return Err(KeyError::OddHexLength(text.len()));
     }
     let mut bytes = Zeroizing::new(vec![0u8; text.len() / 2]);
-    hex::decode_to_slice(text, bytes.as_mut_slice()).map_err(|_| KeyError::OddHexLength(text.len()))?;
+    hex::decode_to_slice(text, bytes.as_mut_slice())
+        .map_err(|_| KeyError::OddHexLength(text.len()))?;
     Ok(bytes)
 }
 
@@ -318,7 +321,9 @@ mod tests {
 
     #[test]
     fn wrong_length_names_expected_length() {
-        let error = SecretKey::from_hex(KeyAlgorithm::Aes128, "00112233").err().unwrap();
+        let error = SecretKey::from_hex(KeyAlgorithm::Aes128, "00112233")
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "AES-128 keys are 16 bytes (32 hex digits), got 4 bytes"
@@ -328,7 +333,8 @@ mod tests {
     #[test]
     fn bad_hex_names_position_without_echoing_input() {
         let error = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, "0123456789ABCDEFFEDCBA987654321G")
-            .err().unwrap();
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "not hexadecimal: character 32 is 'G' (expected 0-9 or A-F)"
@@ -339,7 +345,9 @@ mod tests {
     fn family_length_picks_algorithm() {
         let key = SecretKey::from_hex_in_family(KeyFamily::Tdes, &"01".repeat(24)).unwrap();
         assert_eq!(key.algorithm(), KeyAlgorithm::Tdes3Key);
-        let error = SecretKey::from_hex_in_family(KeyFamily::Tdes, &"01".repeat(8)).err().unwrap();
+        let error = SecretKey::from_hex_in_family(KeyFamily::Tdes, &"01".repeat(8))
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("cannot be 8 bytes"), "{error}");
     }
 

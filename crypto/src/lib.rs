@@ -6,6 +6,7 @@
 pub mod block_cipher;
 pub mod component;
 pub mod kcv;
+pub mod kdf;
 pub mod key;
 pub mod parity;
 pub mod tr31;

@@ -21,7 +21,10 @@ fn stanzas(text: &str) -> Vec<Vec<(String, String)>> {
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 #[test]
@@ -32,7 +35,11 @@ fn published_kcv_vectors() {
     for fields in vectors {
         let family: KeyFamily = field(&fields, "family").unwrap().parse().unwrap();
         let key = SecretKey::from_hex_in_family(family, field(&fields, "key").unwrap()).unwrap();
-        assert_eq!(key.kcv().to_string(), field(&fields, "kcv").unwrap(), "{fields:?}");
+        assert_eq!(
+            key.kcv().to_string(),
+            field(&fields, "kcv").unwrap(),
+            "{fields:?}"
+        );
         if let Some(legacy) = field(&fields, "legacy") {
             // Prove the legacy value really is ECB of zeros, and that we do not produce it.
             let cipher = aes::Aes128::new_from_slice(key.expose_secret_bytes()).unwrap();
