@@ -1,0 +1,26 @@
+//! The key file agreed with the acquirer's front end (FORMAT.md): typed header, records, seal, streaming reader and writer.
+//!
+//! Reading is streaming and line-numbered so a million-record file is checked in constant
+//! memory and every problem names its line.
+
+mod error;
+mod header;
+mod reader;
+mod record;
+mod seal;
+mod writer;
+
+/// Sealed-but-faulty files for importer tests; harmless: it needs the KEK, like the real writer.
+pub mod testing;
+
+pub use error::{KeyFileError, Problem};
+pub use header::{BatchId, CreatedAt, DeviceId, Issuer, KeyFileHeader, KeyIndex, MAGIC};
+pub use reader::{KeyFileReader, peek_header};
+pub use record::{OpenedRecord, Record, RecordOpener};
+pub use seal::SealKey;
+pub use writer::{
+    GenerateOptions, GeneratedFile, KeyFileWriter, SealedLineWriter, WriteError, generate,
+};
+
+/// Longest line a key file may hold, line feed included; bounds memory on hostile input.
+pub const MAX_LINE_LENGTH: usize = 1024;

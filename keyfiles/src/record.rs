@@ -1,0 +1,106 @@
+//! One key file record, and opening it: unwrap the master key under the KEK and check everything it claims.
+
+use keymother_crypto::tr31::{Exportability, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version};
+use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily, SecretKey, parity};
+
+use crate::error::Problem;
+use crate::header::{KeyFileHeader, KeyIndex};
+
+/// A record as read from the file: well formed, not yet decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The 1-based line it was on.
+    pub line: u64,
+    pub index: KeyIndex,
+    /// The master key as a TR-31 key block under the KEK.
+    pub key_block: String,
+    /// The master key's check value as stated in the file.
+    pub kcv: Kcv,
+}
+
+/// A record whose master key was decrypted and checked.
+pub struct OpenedRecord {
+    pub record: Record,
+    /// The clear master key; zeroized on drop.
+    pub master_key: SecretKey,
+}
+
+/// Opens records of one file under one KEK, with the KEK's derived keys computed once.
+pub struct RecordOpener {
+    kek: KeyBlockProtectionKey,
+    expected_version: Version,
+    master_key_algorithm: KeyAlgorithm,
+}
+
+impl RecordOpener {
+    /// Prepares to open the records of a file with `header` under `kek`.
+    pub fn new(kek: &SecretKey, header: &KeyFileHeader) -> Result<RecordOpener, Problem> {
+        if kek.algorithm().strength_bits() < header.algorithm.strength_bits() {
+            return Err(Problem::KekTooWeak {
+                kek: kek.algorithm(),
+                master_keys: header.algorithm,
+            });
+        }
+        let expected_version = match kek.algorithm().family() {
+            KeyFamily::Tdes => Version::B,
+            KeyFamily::Aes => Version::D,
+        };
+        Ok(RecordOpener {
+            kek: KeyBlockProtectionKey::new(kek),
+            expected_version,
+            master_key_algorithm: header.algorithm,
+        })
+    }
+
+    /// Decrypts the master key and checks usage, algorithm, parity and check value.
+    pub fn open(&self, record: Record) -> Result<OpenedRecord, Problem> {
+        let version = record.key_block.chars().next().unwrap_or(' ');
+        if version != self.expected_version.code() {
+            return Err(Problem::WrongBlockVersion {
+                expected: self.expected_version.code(),
+                found: version,
+            });
+        }
+        let unwrapped = self
+            .kek
+            .unwrap(&record.key_block)
+            .map_err(Problem::KeyBlock)?;
+        let header = &unwrapped.header;
+        if header.key_usage != KeyUsage::KeyEncryption {
+            return Err(Problem::WrongKeyUsage {
+                found: header.key_usage.to_string(),
+            });
+        }
+        if !matches!(
+            header.mode_of_use,
+            ModeOfUse::EncryptDecrypt | ModeOfUse::DecryptOnly
+        ) {
+            return Err(Problem::WrongModeOfUse {
+                found: header.mode_of_use.to_string(),
+            });
+        }
+        if header.exportability != Exportability::Exportable {
+            return Err(Problem::NotExportable {
+                found: header.exportability.to_string(),
+            });
+        }
+        let master_key = unwrapped.key;
+        if master_key.algorithm() != self.master_key_algorithm {
+            return Err(Problem::WrongAlgorithm {
+                expected: self.master_key_algorithm,
+                found: master_key.algorithm(),
+            });
+        }
+        if master_key.algorithm().family() == KeyFamily::Tdes {
+            parity::check_odd(master_key.expose_secret_bytes()).map_err(Problem::Parity)?;
+        }
+        let computed = master_key.kcv();
+        if computed != record.kcv {
+            return Err(Problem::KcvMismatch {
+                stated: record.kcv,
+                computed,
+            });
+        }
+        Ok(OpenedRecord { record, master_key })
+    }
+}
