@@ -1,0 +1,40 @@
+//! What can go wrong opening or using the vault, each error saying what to do about it.
+
+use std::path::PathBuf;
+
+/// A vault operation failed; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0} already holds a vault; refusing to overwrite it")]
+    AlreadyExists(PathBuf),
+    #[error("no vault in {0} (create one first)")]
+    NotFound(PathBuf),
+    #[error("{path}: {problem}")]
+    Permissions { path: PathBuf, problem: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage key {path}: {problem}")]
+    StorageKey { path: PathBuf, problem: String },
+    #[error("the vault database is damaged: {0}")]
+    Corrupt(String),
+    #[error(
+        "the vault's schema version {found} is newer than this software understands ({supported}); install a newer keymother"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("no {0} is loaded; run the {0} key ceremony first")]
+    SecretMissing(crate::SecretName),
+    #[error(
+        "the stored {name} does not open under the storage key ({reason}); the vault was tampered with or the storage key replaced"
+    )]
+    SecretUnsealable {
+        name: crate::SecretName,
+        reason: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+}

@@ -1,0 +1,247 @@
+//! Importing a key file: every check of FORMAT.md in one streaming pass, stored in one transaction or not at all.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use keymother_keyfiles::{KeyFileError, KeyFileReader, Problem, RecordOpener, SealKey};
+use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use crate::{SecretName, Vault, VaultError, now_text};
+
+/// How far an import has come; reported every few thousand records and at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportProgress {
+    pub records_done: u32,
+    pub records_total: u32,
+}
+
+/// What a successful import stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub batch_id: String,
+    pub issuer: String,
+    pub algorithm: String,
+    pub records: u32,
+    pub first_index: u32,
+    pub last_index: u32,
+    pub file_sha256: String,
+}
+
+/// An import was refused; the vault is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is wrong: names the file, the line and the problem.
+    #[error(transparent)]
+    File(#[from] KeyFileError),
+    /// The vault could not take the import.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<rusqlite::Error> for ImportError {
+    fn from(error: rusqlite::Error) -> Self {
+        ImportError::Vault(VaultError::Database(error))
+    }
+}
+
+/// Records between two progress reports.
+const PROGRESS_EVERY: u32 = 4096;
+
+/// Hashes everything read through it, for the batch's file digest.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+impl Vault {
+    /// Imports the key file at `path` into the inventory. Either every record is stored,
+    /// with its batch, or nothing is.
+    pub fn import_key_file(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportReport, ImportError> {
+        let name = path.display().to_string();
+        let file_error = |problem: Problem| KeyFileError {
+            file: name.clone(),
+            line: 0,
+            problem,
+        };
+        let kek = self.load_secret(SecretName::Kek)?;
+        let file = File::open(path).map_err(|error| file_error(Problem::Io(error.to_string())))?;
+        let hashing = HashingReader {
+            inner: file,
+            hasher: Sha256::new(),
+        };
+        let mut reader = KeyFileReader::open(
+            BufReader::with_capacity(1 << 16, hashing),
+            name.clone(),
+            &SealKey::derive(&kek),
+        )?;
+        let header = reader.header().clone();
+
+        // Header checks that need the vault. Line numbers are those of FORMAT.md.
+        if header.kek_kcv != kek.kcv() {
+            // The seal cannot be checked under a different KEK, so this error stands alone.
+            return Err(reader
+                .error_at(
+                    7,
+                    Problem::WrongKek {
+                        file_kcv: header.kek_kcv,
+                        loaded_kcv: kek.kcv(),
+                    },
+                )
+                .into());
+        }
+        if &header.device_id != self.device_id() {
+            let error = reader.error_at(
+                6,
+                Problem::WrongDevice {
+                    file_device: header.device_id.to_string(),
+                    appliance_device: self.device_id().to_string(),
+                },
+            );
+            return Err(reader.check_seal_after(error).into());
+        }
+        let imported_at: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT imported_at FROM batch WHERE batch_id = ?1",
+                [header.batch_id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(imported_at) = imported_at {
+            let error = reader.error_at(
+                2,
+                Problem::BatchAlreadyImported {
+                    batch: header.batch_id.to_string(),
+                    imported_at,
+                },
+            );
+            return Err(reader.check_seal_after(error).into());
+        }
+        let opener = match RecordOpener::new(&kek, &header) {
+            Ok(opener) => opener,
+            Err(problem) => {
+                let error = reader.error_at(4, problem);
+                return Err(reader.check_seal_after(error).into());
+            }
+        };
+
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute(
+            "INSERT INTO batch (batch_id, issuer, algorithm, record_count, kek_kcv, created_at,
+                                imported_at, file_name, file_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '')",
+            (
+                header.batch_id.as_str(),
+                header.issuer.as_str(),
+                header.algorithm.name(),
+                i64::from(header.record_count),
+                header.kek_kcv.to_string(),
+                header.created.to_string(),
+                now_text(),
+                &name,
+            ),
+        )?;
+        let total = header.record_count;
+        let mut first_index = u32::MAX;
+        let mut last_index = 0;
+        {
+            let mut insert = transaction.prepare(
+                "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut find = transaction
+                .prepare("SELECT batch_id, source_line FROM key_inventory WHERE key_index = ?1")?;
+            progress(ImportProgress {
+                records_done: 0,
+                records_total: total,
+            });
+            while let Some(record) = reader.next_record()? {
+                let line = record.line;
+                let opened = match opener.open(record) {
+                    Ok(opened) => opened,
+                    Err(problem) => {
+                        let error = reader.error_at(line, problem);
+                        return Err(reader.check_seal_after(error).into());
+                    }
+                };
+                let record = &opened.record;
+                let index = record.index.value();
+                let inserted = insert.execute((
+                    i64::from(index),
+                    header.batch_id.as_str(),
+                    line as i64,
+                    &record.key_block,
+                    record.kcv.to_string(),
+                ));
+                match inserted {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(failure, _))
+                        if failure.code == ErrorCode::ConstraintViolation =>
+                    {
+                        let (batch, first_line): (String, i64) = find
+                            .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                        let problem = if batch == header.batch_id.as_str() {
+                            Problem::DuplicateInFile {
+                                index: record.index.to_string(),
+                                first_line: first_line as u64,
+                            }
+                        } else {
+                            Problem::AlreadyInInventory {
+                                index: record.index.to_string(),
+                                batch,
+                            }
+                        };
+                        let error = reader.error_at(line, problem);
+                        return Err(reader.check_seal_after(error).into());
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+                first_index = first_index.min(index);
+                last_index = last_index.max(index);
+                let done = reader.records_seen();
+                if done % PROGRESS_EVERY == 0 {
+                    progress(ImportProgress {
+                        records_done: done,
+                        records_total: total,
+                    });
+                }
+            }
+        }
+        // The reader returned None: record count, seal and end of file all verified.
+        let file_sha256 = hex::encode(reader.into_inner().into_inner().hasher.finalize());
+        transaction.execute(
+            "UPDATE batch SET file_sha256 = ?1 WHERE batch_id = ?2",
+            (&file_sha256, header.batch_id.as_str()),
+        )?;
+        transaction.commit()?;
+        progress(ImportProgress {
+            records_done: total,
+            records_total: total,
+        });
+        Ok(ImportReport {
+            batch_id: header.batch_id.to_string(),
+            issuer: header.issuer.to_string(),
+            algorithm: header.algorithm.to_string(),
+            records: total,
+            first_index,
+            last_index,
+            file_sha256,
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Counting the inventory: keys per state and per batch, for status screens and reports.
+
+use std::fmt;
+
+use crate::{Vault, VaultError};
+
+/// Where a master key is in its life. Only `available` keys may be offered to a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyState {
+    Available,
+    Reserved,
+    Sent,
+    Used,
+    Quarantined,
+    Void,
+}
+
+impl KeyState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [KeyState; 6] = [
+        KeyState::Available,
+        KeyState::Reserved,
+        KeyState::Sent,
+        KeyState::Used,
+        KeyState::Quarantined,
+        KeyState::Void,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Available => "available",
+            KeyState::Reserved => "reserved",
+            KeyState::Sent => "sent",
+            KeyState::Used => "used",
+            KeyState::Quarantined => "quarantined",
+            KeyState::Void => "void",
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One imported batch and how many of its keys are still available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub issuer: String,
+    pub algorithm: String,
+    pub record_count: u64,
+    pub available: u64,
+    pub imported_at: String,
+    pub file_sha256: String,
+}
+
+/// Keys per state and the batches they came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InventorySummary {
+    /// Count per state, in [`KeyState::ALL`] order.
+    pub by_state: Vec<(KeyState, u64)>,
+    pub batches: Vec<BatchSummary>,
+}
+
+impl InventorySummary {
+    /// How many keys are in `state`.
+    pub fn count(&self, state: KeyState) -> u64 {
+        self.by_state
+            .iter()
+            .find(|(candidate, _)| *candidate == state)
+            .map_or(0, |(_, count)| *count)
+    }
+
+    /// How many keys the inventory holds in all.
+    pub fn total(&self) -> u64 {
+        self.by_state.iter().map(|(_, count)| count).sum()
+    }
+}
+
+impl Vault {
+    /// Counts the inventory.
+    pub fn inventory(&self) -> Result<InventorySummary, VaultError> {
+        let mut counts = self
+            .connection
+            .prepare("SELECT state, count(*) FROM key_inventory GROUP BY state")?;
+        let rows: Vec<(String, i64)> = counts
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let by_state = KeyState::ALL
+            .into_iter()
+            .map(|state| {
+                let count = rows
+                    .iter()
+                    .find(|(name, _)| name == state.as_str())
+                    .map_or(0, |(_, count)| *count as u64);
+                (state, count)
+            })
+            .collect();
+        let mut batches = self.connection.prepare(
+            "SELECT batch_id, issuer, algorithm, record_count, imported_at, file_sha256,
+                    (SELECT count(*) FROM key_inventory k
+                      WHERE k.batch_id = b.batch_id AND k.state = 'available')
+               FROM batch b ORDER BY imported_at, batch_id",
+        )?;
+        let batches = batches
+            .query_map([], |row| {
+                Ok(BatchSummary {
+                    batch_id: row.get(0)?,
+                    issuer: row.get(1)?,
+                    algorithm: row.get(2)?,
+                    record_count: row.get::<_, i64>(3)? as u64,
+                    imported_at: row.get(4)?,
+                    file_sha256: row.get(5)?,
+                    available: row.get::<_, i64>(6)? as u64,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(InventorySummary { by_state, batches })
+    }
+}

@@ -1,0 +1,150 @@
+//! The vault: one SQLite database holding the device identity, sealed secrets, key batches and the master-key inventory.
+//!
+//! Only the daemon's user may read the data directory. Secrets at rest are TR-31 key blocks
+//! under the device storage key (see docs/SECURITY.md for what that does and does not
+//! protect against on a Raspberry Pi). Master keys stay in the inventory exactly as they
+//! arrived: key blocks under the KEK.
+
+mod error;
+mod import;
+mod inventory;
+mod schema;
+mod secrets;
+mod storage_key;
+
+use std::path::{Path, PathBuf};
+
+use keymother_keyfiles::DeviceId;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use error::VaultError;
+pub use import::{ImportError, ImportProgress, ImportReport};
+pub use inventory::{BatchSummary, InventorySummary, KeyState};
+pub use secrets::{InstalledSecret, SecretName};
+
+use storage_key::StorageKey;
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "vault.sqlite";
+
+/// An open vault. The daemon is its only user; every method runs in its own transaction.
+pub struct Vault {
+    connection: Connection,
+    data_dir: PathBuf,
+    storage_key: StorageKey,
+    device_id: DeviceId,
+}
+
+impl Vault {
+    /// Creates a new vault in `data_dir` (made with mode 0700 if missing; it must not already
+    /// hold a vault) bound to `device_id`, with a fresh storage key.
+    pub fn create(data_dir: &Path, device_id: &DeviceId) -> Result<Vault, VaultError> {
+        storage_key::prepare_directory(data_dir)?;
+        let database = data_dir.join(DATABASE_FILE);
+        if database.exists() || storage_key::path(data_dir).exists() {
+            return Err(VaultError::AlreadyExists(data_dir.to_path_buf()));
+        }
+        let storage_key = StorageKey::create(data_dir)?;
+        let mut connection = open_connection(&database, true)?;
+        schema::migrate(&mut connection)?;
+        connection.execute(
+            "INSERT INTO device_identity (singleton, device_id, created_at) VALUES (1, ?1, ?2)",
+            (device_id.as_str(), now_text()),
+        )?;
+        Ok(Vault {
+            connection,
+            data_dir: data_dir.to_path_buf(),
+            storage_key,
+            device_id: device_id.clone(),
+        })
+    }
+
+    /// Opens an existing vault: checks directory permissions, the storage key, the
+    /// database's integrity and schema version, and applies pending migrations.
+    pub fn open(data_dir: &Path) -> Result<Vault, VaultError> {
+        storage_key::check_directory(data_dir)?;
+        let database = data_dir.join(DATABASE_FILE);
+        if !database.exists() {
+            return Err(VaultError::NotFound(data_dir.to_path_buf()));
+        }
+        let storage_key = StorageKey::load(data_dir)?;
+        let mut connection = open_connection(&database, false)?;
+        check_integrity(&connection)?;
+        schema::migrate(&mut connection)?;
+        let device_id: Option<String> = connection
+            .query_row(
+                "SELECT device_id FROM device_identity WHERE singleton = 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let device_id = device_id
+            .ok_or(VaultError::Corrupt(
+                "the device identity row is missing".to_owned(),
+            ))?
+            .parse()
+            .map_err(|reason| VaultError::Corrupt(format!("stored device id: {reason}")))?;
+        Ok(Vault {
+            connection,
+            data_dir: data_dir.to_path_buf(),
+            storage_key,
+            device_id,
+        })
+    }
+
+    /// The appliance's device id, to which key files are bound.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+fn open_connection(database: &Path, create: bool) -> Result<Connection, VaultError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let connection = Connection::open_with_flags(database, flags)?;
+    // WAL for crash safety with one writer; FULL so a commit is on disk when it returns.
+    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(VaultError::Corrupt(format!(
+            "could not switch the database to WAL (journal mode is {mode})"
+        )));
+    }
+    connection.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(connection)
+}
+
+fn check_integrity(connection: &Connection) -> Result<(), VaultError> {
+    let mut statement = connection.prepare("PRAGMA integrity_check")?;
+    let findings: Vec<String> = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if findings.len() == 1 && findings[0] == "ok" {
+        Ok(())
+    } else {
+        Err(VaultError::Corrupt(format!(
+            "integrity check failed: {}",
+            findings.into_iter().take(5).collect::<Vec<_>>().join("; ")
+        )))
+    }
+}
+
+/// The current time as stored in the vault (RFC 3339, UTC).
+pub(crate) fn now_text() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}

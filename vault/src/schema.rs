@@ -1,0 +1,64 @@
+//! Versioned schema migrations, applied in order inside transactions; `PRAGMA user_version` records the version.
+
+use rusqlite::Connection;
+
+use crate::VaultError;
+
+/// Migrations by version: entry `n` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: device identity, sealed secrets, batches and the master-key inventory.
+    "CREATE TABLE device_identity (
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+         device_id TEXT NOT NULL,
+         created_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE sealed_secret (
+         name TEXT PRIMARY KEY CHECK (name IN ('KEK', 'TTK')),
+         algorithm TEXT NOT NULL,
+         kcv TEXT NOT NULL,
+         key_block TEXT NOT NULL,
+         component_count INTEGER NOT NULL CHECK (component_count BETWEEN 2 AND 9),
+         loaded_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE batch (
+         batch_id TEXT PRIMARY KEY,
+         issuer TEXT NOT NULL,
+         algorithm TEXT NOT NULL,
+         record_count INTEGER NOT NULL CHECK (record_count > 0),
+         kek_kcv TEXT NOT NULL,
+         created_at TEXT NOT NULL,
+         imported_at TEXT NOT NULL,
+         file_name TEXT NOT NULL,
+         file_sha256 TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE key_inventory (
+         key_index INTEGER PRIMARY KEY CHECK (key_index BETWEEN 0 AND 99999999),
+         batch_id TEXT NOT NULL REFERENCES batch (batch_id),
+         source_line INTEGER NOT NULL,
+         key_block TEXT NOT NULL,
+         kcv TEXT NOT NULL,
+         state TEXT NOT NULL DEFAULT 'available'
+             CHECK (state IN ('available', 'reserved', 'sent', 'used', 'quarantined', 'void'))
+     ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`LATEST_VERSION`], refusing one written by a newer build.
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), VaultError> {
+    let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > LATEST_VERSION {
+        return Err(VaultError::SchemaTooNew {
+            found: current,
+            supported: LATEST_VERSION,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(sql)?;
+        transaction.pragma_update(None, "user_version", version as i64 + 1)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
