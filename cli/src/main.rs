@@ -1,0 +1,107 @@
+//! The `keymother` command: the bench calculator, custodian tools, key files, the vault and the demo.
+
+mod calculator;
+mod custodian;
+mod demo;
+mod keyfile;
+mod prompt;
+mod vault;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A mistake in what the user typed: reported with the argument's name, exit status 2.
+#[derive(Debug)]
+pub struct ArgumentError {
+    pub argument: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.argument, self.reason)
+    }
+}
+
+impl std::error::Error for ArgumentError {}
+
+/// Wraps an error as a mistake in `argument`.
+pub fn argument_error(argument: &str, reason: impl std::fmt::Display) -> anyhow::Error {
+    ArgumentError {
+        argument: argument.to_owned(),
+        reason: reason.to_string(),
+    }
+    .into()
+}
+
+#[derive(Parser)]
+#[command(
+    name = "keymother",
+    version,
+    about = "keymother: terminal master-key loading appliance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key check value of a key (TDES: 3 bytes; AES: 5-byte CMAC, X9.24-1-2017).
+    Kcv {
+        /// Cipher family: tdes or aes (the key's length picks the variant).
+        #[arg(long = "alg")]
+        family: String,
+        /// The key in hex; "-" to type it without echo.
+        key: String,
+    },
+    /// ANSI X9.143 (TR-31) key blocks.
+    #[command(subcommand)]
+    Tr31(calculator::Tr31Command),
+    /// Custodian key components (split knowledge).
+    #[command(subcommand)]
+    Component(custodian::ComponentCommand),
+    /// Key files: the front end's writer and a header viewer.
+    #[command(subcommand)]
+    Keyfile(keyfile::KeyfileCommand),
+    /// The appliance vault (local; the daemon will own it).
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
+    /// Runs the whole flow on generated keys in a temporary directory and shows it.
+    Demo {
+        /// Number of master keys in the demo key file.
+        #[arg(long, default_value_t = 1000)]
+        keys: u32,
+        /// Keep the demo's files in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Kcv { family, key } => calculator::kcv(&family, &key),
+        Command::Tr31(command) => calculator::tr31(command),
+        Command::Component(command) => custodian::run(command),
+        Command::Keyfile(command) => keyfile::run(command),
+        Command::Vault(command) => vault::run(command),
+        Command::Demo { keys, dir } => demo::run(keys, dir),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if let Some(argument) = error.downcast_ref::<ArgumentError>() {
+                eprintln!("keymother: {argument}");
+                return ExitCode::from(2);
+            }
+            eprintln!("keymother: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

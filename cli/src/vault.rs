@@ -1,0 +1,163 @@
+//! Vault commands run directly on a data directory (until the daemon's control socket takes them over).
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use keymother_crypto::component;
+use keymother_vault::{ImportReport, InventorySummary, SecretName, Vault};
+
+use crate::argument_error;
+use crate::custodian::{
+    parse_algorithm, parse_count, parse_expected_kcv, print_combined, read_components,
+};
+
+#[derive(Subcommand)]
+pub enum VaultCommand {
+    /// Creates a vault bound to a device id, with a fresh storage key.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The appliance's device id (A-Z 0-9 -), to which key files are bound.
+        #[arg(long)]
+        device_id: String,
+    },
+    /// Key ceremony: custodians type their components; the combined key is sealed in the vault.
+    Ceremony {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// kek or ttk.
+        #[arg(long)]
+        secret: String,
+        /// TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256.
+        #[arg(long = "alg")]
+        algorithm: String,
+        /// Number of components (2 to 9).
+        #[arg(long)]
+        components: usize,
+        /// The check value the combined key must have.
+        #[arg(long)]
+        expect_kcv: Option<String>,
+    },
+    /// Imports a key file: all records or none.
+    Import {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The key file.
+        file: PathBuf,
+    },
+    /// Counts keys per state and per batch.
+    Inventory {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// Imports with a progress bar on the terminal.
+pub fn import_with_progress(vault: &mut Vault, file: &Path) -> anyhow::Result<ImportReport> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("importing {bar:40} {pos}/{len} keys ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let report = vault.import_key_file(file, &mut |progress| {
+        bar.set_length(u64::from(progress.records_total));
+        bar.set_position(u64::from(progress.records_done));
+    });
+    bar.finish_and_clear();
+    Ok(report?)
+}
+
+pub fn print_report(report: &ImportReport) {
+    println!(
+        "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
+        report.batch_id,
+        report.issuer,
+        report.records,
+        report.algorithm,
+        report.first_index,
+        report.last_index,
+        report.file_sha256
+    );
+}
+
+pub fn print_inventory(summary: &InventorySummary) {
+    let states: Vec<String> = summary
+        .by_state
+        .iter()
+        .map(|(state, count)| format!("{state} {count}"))
+        .collect();
+    println!("keys: {} ({})", summary.total(), states.join(", "));
+    for batch in &summary.batches {
+        println!(
+            "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
+            batch.batch_id, batch.algorithm, batch.record_count, batch.available, batch.imported_at
+        );
+    }
+}
+
+pub fn run(command: VaultCommand) -> anyhow::Result<()> {
+    match command {
+        VaultCommand::Init {
+            data_dir,
+            device_id,
+        } => {
+            let device_id = device_id
+                .parse()
+                .map_err(|error| argument_error("--device-id", error))?;
+            let vault = Vault::create(&data_dir, &device_id)?;
+            println!(
+                "created vault for device {} in {}",
+                vault.device_id(),
+                data_dir.display()
+            );
+            Ok(())
+        }
+        VaultCommand::Ceremony {
+            data_dir,
+            secret,
+            algorithm,
+            components,
+            expect_kcv,
+        } => {
+            let name: SecretName = secret
+                .parse()
+                .map_err(|error| argument_error("--secret", error))?;
+            let algorithm = parse_algorithm(&algorithm)?;
+            let count = parse_count(components).map_err(|_| {
+                argument_error("--components", format!("must be 2 to 9, got {components}"))
+            })?;
+            let expected = parse_expected_kcv(expect_kcv.as_deref(), algorithm)?;
+            let mut vault = Vault::open(&data_dir)?;
+            let typed = read_components(algorithm, count)?;
+            let combined = component::combine(&typed, expected)?;
+            print_combined(&combined);
+            let installed = vault.install_secret(name, &combined.key, count)?;
+            println!(
+                "{} loaded: {} from {} components, KCV {}",
+                installed.name, installed.algorithm, installed.component_count, installed.kcv
+            );
+            Ok(())
+        }
+        VaultCommand::Import { data_dir, file } => {
+            let mut vault = Vault::open(&data_dir)?;
+            let report = import_with_progress(&mut vault, &file)?;
+            print_report(&report);
+            Ok(())
+        }
+        VaultCommand::Inventory { data_dir } => {
+            let vault = Vault::open(&data_dir)?;
+            for name in SecretName::ALL {
+                match vault.secret_info(name)? {
+                    Some(info) => println!(
+                        "{name}: {} KCV {} ({} components, loaded {})",
+                        info.algorithm, info.kcv, info.component_count, info.loaded_at
+                    ),
+                    None => println!("{name}: not loaded"),
+                }
+            }
+            print_inventory(&vault.inventory()?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! End-to-end tests of the `keymother` command: outputs, exit statuses and error messages as a user sees them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn keymother(arguments: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keymother"))
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn assert_usage_error(output: &Output, words: &str) {
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(output));
+    assert!(
+        stderr(output).contains(words),
+        "stderr lacks {words:?}: {}",
+        stderr(output)
+    );
+}
+
+const TR31_B: &str =
+    "B0080P0TE00E000094B420079CC80BA3461F86FE26EFC4A3B8E4FA4C5F5341176EED7B727B8A248E";
+const TR31_B_KBPK: &str = "DD7515F2BFC17F85CE48F3CA25CB21F6";
+
+#[test]
+fn kcv_prints_the_published_check_values() {
+    let output = keymother(
+        &["kcv", "--alg", "tdes", "0123456789ABCDEFFEDCBA9876543210"],
+        "",
+    );
+    assert_eq!(stdout(&output), "08D7B4\n");
+    let output = keymother(
+        &["kcv", "--alg", "aes", "3F419E1CB7079442AA37474C2EFBF8B8"],
+        "",
+    );
+    assert_eq!(stdout(&output), "08793E25AB\n");
+    let output = keymother(
+        &["kcv", "--alg", "aes", "-"],
+        "3F419E1CB7079442AA37474C2EFBF8B8\n",
+    );
+    assert_eq!(stdout(&output), "08793E25AB\n");
+}
+
+#[test]
+fn kcv_argument_errors_name_the_argument() {
+    assert_usage_error(
+        &keymother(
+            &["kcv", "--alg", "tdes", "0123456789ABCDEFFEDCBA987654321G"],
+            "",
+        ),
+        "keymother: KEY_HEX: not hexadecimal: character 32 is 'G'",
+    );
+    assert_usage_error(
+        &keymother(&["kcv", "--alg", "des", "00"], ""),
+        "--alg: unknown cipher family \"des\"",
+    );
+    assert_usage_error(
+        &keymother(&["kcv", "--alg", "tdes", "0123456789ABCDEF"], ""),
+        "KEY_HEX: a TDES key cannot be 8 bytes long",
+    );
+}
+
+#[test]
+fn tr31_unwrap_shows_header_key_and_kcv() {
+    let output = keymother(&["tr31", "unwrap", "--kbpk", TR31_B_KBPK, TR31_B], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("key              3F419E1CB7079442AA37474C2EFBF8B8"),
+        "{text}"
+    );
+    assert!(text.contains("key usage        P0"), "{text}");
+    assert!(text.contains("kcv              "), "{text}");
+}
+
+#[test]
+fn tr31_unwrap_errors_are_usage_errors() {
+    assert_usage_error(
+        &keymother(
+            &[
+                "tr31",
+                "unwrap",
+                "--kbpk",
+                "00112233445566778899AABBCCDDEEFF",
+                TR31_B,
+            ],
+            "",
+        ),
+        "BLOCK: ",
+    );
+    assert_usage_error(
+        &keymother(&["tr31", "unwrap", "--kbpk", "XYZ", TR31_B], ""),
+        "--kbpk: not hexadecimal",
+    );
+    assert_usage_error(
+        &keymother(&["tr31", "unwrap", "--kbpk", TR31_B_KBPK, "B0080"], ""),
+        "BLOCK: ",
+    );
+}
+
+#[test]
+fn tr31_wrap_then_unwrap_round_trips() {
+    let kbpk = "88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6";
+    let key = "3F419E1CB7079442AA37474C2EFBF8B8";
+    let output = keymother(
+        &[
+            "tr31",
+            "wrap",
+            "--kbpk",
+            kbpk,
+            "--key",
+            key,
+            "--header",
+            "D0000P0AE00E0000",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let block = stdout(&output).trim().to_owned();
+    assert!(block.starts_with('D'), "{block}");
+    let output = keymother(&["tr31", "unwrap", "--kbpk", kbpk, &block], "");
+    assert!(
+        stdout(&output).contains(&format!("key              {key}")),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("kcv              08793E25AB"),
+        "{}",
+        stdout(&output)
+    );
+
+    assert_usage_error(
+        &keymother(
+            &[
+                "tr31",
+                "wrap",
+                "--kbpk",
+                kbpk,
+                "--key",
+                key,
+                "--header",
+                "D0000ZZAE00E0000",
+            ],
+            "",
+        ),
+        "--header: ",
+    );
+}
+
+#[test]
+fn components_combine_from_standard_input_showing_check_values_only() {
+    let output = keymother(
+        &[
+            "component",
+            "combine",
+            "--alg",
+            "TDES-2KEY",
+            "--count",
+            "2",
+            "--expect-kcv",
+            "08D7B4",
+        ],
+        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("combined KCV      08D7B4"), "{text}");
+    assert!(!text.contains("0123456789ABCDEF") && !stderr(&output).contains("0123456789ABCDEF"));
+
+    let output = keymother(
+        &[
+            "component",
+            "combine",
+            "--alg",
+            "TDES-2KEY",
+            "--count",
+            "2",
+            "--expect-kcv",
+            "000000",
+        ],
+        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("combined check value is 08D7B4, but 000000 was expected"));
+
+    assert_usage_error(
+        &keymother(
+            &["component", "combine", "--alg", "TDES-2KEY", "--count", "1"],
+            "",
+        ),
+        "--count: must be 2 to 9",
+    );
+}
+
+#[test]
+fn component_new_makes_components_with_their_check_values() {
+    let output = keymother(
+        &["component", "new", "--alg", "AES-128", "--count", "3"],
+        "",
+    );
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{line}");
+        let kcv = keymother(&["kcv", "--alg", "aes", fields[2]], "");
+        assert_eq!(stdout(&kcv).trim(), fields[4]);
+    }
+}
+
+fn run_ok(arguments: &[&str], stdin: &str) -> String {
+    let output = keymother(arguments, stdin);
+    assert!(
+        output.status.success(),
+        "{arguments:?} failed: {}",
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+#[test]
+fn custodians_load_a_kek_and_import_a_front_end_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let data = data.to_str().unwrap();
+    run_ok(
+        &[
+            "vault",
+            "init",
+            "--data-dir",
+            data,
+            "--device-id",
+            "KM-CLI-0001",
+        ],
+        "",
+    );
+
+    let first = "00000000000000000000000000000000000000000000000000000000000000AA";
+    let second = "000000000000000000000000000000000000000000000000000000000000BB00";
+    let kek = "000000000000000000000000000000000000000000000000000000000000BBAA";
+    let kek_kcv = stdout(&keymother(&["kcv", "--alg", "aes", kek], ""))
+        .trim()
+        .to_owned();
+    let text = run_ok(
+        &[
+            "vault",
+            "ceremony",
+            "--data-dir",
+            data,
+            "--secret",
+            "kek",
+            "--alg",
+            "AES-256",
+            "--components",
+            "2",
+            "--expect-kcv",
+            &kek_kcv,
+        ],
+        &format!("{first}\n{second}\n"),
+    );
+    assert!(
+        text.contains(&format!(
+            "KEK loaded: AES-256 from 2 components, KCV {kek_kcv}"
+        )),
+        "{text}"
+    );
+
+    let file = directory.path().join("batch.keys");
+    run_ok(
+        &[
+            "keyfile",
+            "generate",
+            "--kek-alg",
+            "AES-256",
+            "--alg",
+            "TDES-2KEY",
+            "--count",
+            "500",
+            "--first-index",
+            "278",
+            "--device-id",
+            "KM-CLI-0001",
+            "--batch-id",
+            "B-CLI-1",
+            "--issuer",
+            "CLI FRONT END",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        &format!("{kek}\n"),
+    );
+    let text = run_ok(&["keyfile", "inspect", file.to_str().unwrap()], "");
+    assert!(
+        text.contains("record-count  500") && text.contains(&format!("kek-kcv       {kek_kcv}")),
+        "{text}"
+    );
+
+    let text = run_ok(
+        &[
+            "vault",
+            "import",
+            "--data-dir",
+            data,
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(text.contains("imported batch B-CLI-1 from CLI FRONT END: 500 TDES-2KEY keys, indexes 00000278..00000777"), "{text}");
+    let text = run_ok(&["vault", "inventory", "--data-dir", data], "");
+    assert!(text.contains("keys: 500 (available 500"), "{text}");
+
+    // The same file again is refused with its line, and exit status 1.
+    let output = keymother(
+        &[
+            "vault",
+            "import",
+            "--data-dir",
+            data,
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(": line 2: batch B-CLI-1 was already imported"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Nothing secret reached the data directory in the clear.
+    assert_no_clear_secret(Path::new(data), &[first, second, kek]);
+}
+
+fn assert_no_clear_secret(directory: &Path, secrets: &[&str]) {
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_uppercase();
+        for secret in secrets {
+            assert!(!text.contains(secret), "a clear secret is on disk");
+            let raw = (0..secret.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&secret[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>();
+            assert!(
+                !bytes
+                    .windows(raw.len())
+                    .any(|window| window == raw.as_slice()),
+                "a raw secret is on disk"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_demo_runs_and_shows_every_refusal() {
+    let output = keymother(&["demo", "--keys", "300"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for words in [
+        "KEK loaded from 3 components",
+        "imported batch DEMO-0001",
+        "the same file again:\n  refused:",
+        "a copy with one byte changed in transit:\n  refused:",
+        "a file made for another appliance:\n  refused:",
+        "a file reusing key indexes already in the inventory:\n  refused:",
+        "inventory unchanged: 300 keys",
+        "300 keys available for injection",
+    ] {
+        assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
+    }
+}
