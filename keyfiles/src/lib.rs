@@ -5,6 +5,7 @@
 
 mod error;
 mod header;
+mod parallel;
 mod reader;
 mod record;
 mod seal;
@@ -15,6 +16,7 @@ pub mod testing;
 
 pub use error::{KeyFileError, Problem};
 pub use header::{BatchId, CreatedAt, DeviceId, Issuer, KeyFileHeader, KeyIndex, MAGIC};
+pub use parallel::{Halt, Stopped, open_records_in_order};
 pub use reader::{KeyFileReader, peek_header};
 pub use record::{OpenedRecord, Record, RecordOpener};
 pub use seal::SealKey;

@@ -4,7 +4,10 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use keymother_keyfiles::{KeyFileError, KeyFileReader, Problem, RecordOpener, SealKey};
+use keymother_keyfiles::{
+    Halt, KeyFileError, KeyFileReader, Problem, Record, RecordOpener, SealKey, Stopped,
+    open_records_in_order,
+};
 use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
@@ -160,6 +163,7 @@ impl Vault {
         let total = header.record_count;
         let mut first_index = u32::MAX;
         let mut last_index = 0;
+        let mut stored = 0u32;
         {
             let mut insert = transaction.prepare(
                 "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
@@ -171,21 +175,12 @@ impl Vault {
                 records_done: 0,
                 records_total: total,
             });
-            while let Some(record) = reader.next_record()? {
-                let line = record.line;
-                let opened = match opener.open(record) {
-                    Ok(opened) => opened,
-                    Err(problem) => {
-                        let error = reader.error_at(line, problem);
-                        return Err(reader.check_seal_after(error).into());
-                    }
-                };
-                let record = &opened.record;
+            let mut store = |record: Record| -> Result<(), Halt<rusqlite::Error>> {
                 let index = record.index.value();
                 let inserted = insert.execute((
                     i64::from(index),
                     header.batch_id.as_str(),
-                    line as i64,
+                    record.line as i64,
                     &record.key_block,
                     record.kcv.to_string(),
                 ));
@@ -195,7 +190,8 @@ impl Vault {
                         if failure.code == ErrorCode::ConstraintViolation =>
                     {
                         let (batch, first_line): (String, i64) = find
-                            .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                            .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))
+                            .map_err(Halt::Other)?;
                         let problem = if batch == header.batch_id.as_str() {
                             Problem::DuplicateInFile {
                                 index: record.index.to_string(),
@@ -207,20 +203,28 @@ impl Vault {
                                 batch,
                             }
                         };
-                        let error = reader.error_at(line, problem);
-                        return Err(reader.check_seal_after(error).into());
+                        return Err(Halt::Problem {
+                            line: record.line,
+                            problem,
+                        });
                     }
-                    Err(error) => return Err(error.into()),
+                    Err(error) => return Err(Halt::Other(error)),
                 }
                 first_index = first_index.min(index);
                 last_index = last_index.max(index);
-                let done = reader.records_seen();
-                if done % PROGRESS_EVERY == 0 {
+                stored += 1;
+                if stored % PROGRESS_EVERY == 0 {
                     progress(ImportProgress {
-                        records_done: done,
+                        records_done: stored,
                         records_total: total,
                     });
                 }
+                Ok(())
+            };
+            match open_records_in_order(&mut reader, &opener, &mut store) {
+                Ok(()) => {}
+                Err(Stopped::File(error)) => return Err(error.into()),
+                Err(Stopped::Other(error)) => return Err(error.into()),
             }
         }
         // The reader returned None: record count, seal and end of file all verified.

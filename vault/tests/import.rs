@@ -559,3 +559,40 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn the_first_problem_in_file_order_is_reported_even_when_a_later_line_is_worse() {
+    let mut bench = Bench::new(KeyAlgorithm::Tdes3Key);
+    let mut file = FileLines::generated(
+        &bench.kek,
+        &options("B-1", KeyAlgorithm::Tdes2Key, 2000, 1, DEVICE),
+    )
+    .unwrap();
+    // Record 3: a wrong check value (found by a verification thread);
+    // record 8: a malformed line (found by the reader, which runs ahead).
+    let wrong_kcv = file.record_fields(0)[2].clone();
+    let fields = file.record_fields(2);
+    *file.record_mut(2) = format!("{} {} {wrong_kcv}", fields[0], fields[1]);
+    *file.record_mut(7) = "00000008".to_owned();
+    bench.refuse(
+        &file,
+        FIRST_RECORD_LINE + 2,
+        "does not match the decrypted master key's",
+    );
+
+    // The same faults in a file altered after sealing: altered is the headline, record 3 the symptom.
+    let mut sealed = String::from_utf8(file.sealed(&bench.kek)).unwrap();
+    sealed = sealed.replacen("issuer: TEST FRONT END", "issuer: TEST FRONT-END", 1);
+    let message = bench.refuse_bytes(
+        sealed.as_bytes(),
+        FIRST_RECORD_LINE + 2000,
+        "the seal does not verify",
+    );
+    assert!(
+        message.contains(&format!(
+            "the first problem seen was on line {}",
+            FIRST_RECORD_LINE + 2
+        )),
+        "{message}"
+    );
+}
