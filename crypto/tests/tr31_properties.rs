@@ -264,6 +264,19 @@ fn case() -> impl Strategy<Value = (TestKey, TestKey, Header)> {
         .prop_flat_map(|(kbpk, key)| (key_of(kbpk), key_of(key), header_for(kbpk, key)))
 }
 
+/// Makes any KC and KP blocks state the real check values, as an honest sender would (a
+/// wrong one is refused by wrap and unwrap alike; tests/tr31_check_values.rs covers that).
+fn with_true_check_values(mut header: Header, kbpk: &SecretKey, key: &SecretKey) -> Header {
+    for block in &mut header.optional_blocks {
+        match block {
+            OptionalBlock::KeyCheckValue(value) => *value = CheckValue::of(key),
+            OptionalBlock::ProtectionKeyCheckValue(value) => *value = CheckValue::of(kbpk),
+            _ => {}
+        }
+    }
+    header
+}
+
 /// A case that keymother must be able to wrap (key no stronger than the KBPK).
 fn wrappable_case() -> impl Strategy<Value = (TestKey, TestKey, Header)> {
     case().prop_filter("key stronger than the KBPK", |(kbpk, key, _)| {
@@ -283,6 +296,7 @@ proptest! {
     #[test]
     fn every_key_round_trips_under_every_compatible_kbpk((kbpk, key, header) in case()) {
         let (kbpk, key) = (kbpk.secret(), key.secret());
+        let header = with_true_check_values(header, &kbpk, &key);
         let protection = KeyBlockProtectionKey::new(&kbpk);
         let result = protection.wrap(&header, &key);
         if key.algorithm().strength_bits() > kbpk.algorithm().strength_bits() {
@@ -311,6 +325,7 @@ proptest! {
         replacement in 0x20u8..=0x7E,
     ) {
         let (kbpk, key) = (kbpk.secret(), key.secret());
+        let header = with_true_check_values(header, &kbpk, &key);
         let protection = KeyBlockProtectionKey::new(&kbpk);
         let block = protection.wrap(&header, &key).unwrap();
         let index = position.index(block.len());
@@ -327,6 +342,7 @@ proptest! {
         other_bytes in prop::collection::vec(any::<u8>(), 32),
     ) {
         let (kbpk, key) = (kbpk.secret(), key.secret());
+        let header = with_true_check_values(header, &kbpk, &key);
         let block = KeyBlockProtectionKey::new(&kbpk).wrap(&header, &key).unwrap();
         let algorithm = kbpk.algorithm();
         let other = SecretKey::from_bytes(algorithm, &other_bytes[..algorithm.key_length()]).unwrap();

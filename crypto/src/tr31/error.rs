@@ -234,6 +234,12 @@ pub enum Tr31Error {
     MacMismatch,
 
     #[error(
+        "the {block} optional block states a check value that does not match the {}; the block was made for another key",
+        if *block == "KP" { "key-block protection key" } else { "wrapped key" }
+    )]
+    StatedCheckValueMismatch { block: &'static str },
+
+    #[error(
         "version {version} key blocks are protected by a {} key-block protection key, but this KBPK is {kbpk}",
         version.protection_key_family()
     )]

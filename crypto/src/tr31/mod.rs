@@ -50,6 +50,65 @@ pub struct KeyBlockProtectionKey {
     algorithm: KeyAlgorithm,
     derivation: BindingKeys,
     variant: Option<BindingKeys>,
+    /// The KBPK's own check values by both methods, for KP optional blocks.
+    check_values: CheckValues,
+}
+
+/// The longest prefixes a KC or KP block may state: 3 bytes of E(0), 5 bytes of CMAC(0).
+struct CheckValues {
+    legacy: [u8; 3],
+    cmac: [u8; 5],
+}
+
+impl CheckValues {
+    fn of(key: &SecretKey) -> CheckValues {
+        let cipher = crate::block_cipher::BlockCipher::new(key);
+        let mut zero_block = Zeroizing::new(vec![0u8; cipher.block_size()]);
+        cipher.encrypt_block(&mut zero_block);
+        let cmac = cipher.cmac(&[&vec![0u8; cipher.block_size()]]);
+        let mut values = CheckValues {
+            legacy: [0; 3],
+            cmac: [0; 5],
+        };
+        values.legacy.copy_from_slice(&zero_block[..3]);
+        values.cmac.copy_from_slice(&cmac[..5]);
+        values
+    }
+
+    /// Does a stated check value (any prefix length the block allows) match?
+    fn matches(&self, stated: &CheckValue) -> bool {
+        let computed: &[u8] = match stated.algorithm {
+            CheckValueAlgorithm::Legacy => &self.legacy,
+            CheckValueAlgorithm::Cmac => &self.cmac,
+        };
+        !stated.value.is_empty()
+            && stated.value.len() <= computed.len()
+            && computed[..stated.value.len()] == stated.value[..]
+    }
+}
+
+/// Checks the KC (wrapped key) and KP (protection key) blocks a header carries, if any.
+fn check_stated_check_values(
+    header: &Header,
+    key: &SecretKey,
+    kbpk: &CheckValues,
+) -> Result<(), Tr31Error> {
+    let mut key_values = None;
+    for block in &header.optional_blocks {
+        let (stated, values, id) = match block {
+            OptionalBlock::KeyCheckValue(stated) => (
+                stated,
+                &*key_values.get_or_insert_with(|| CheckValues::of(key)),
+                "KC",
+            ),
+            OptionalBlock::ProtectionKeyCheckValue(stated) => (stated, kbpk, "KP"),
+            _ => continue,
+        };
+        if !values.matches(stated) {
+            return Err(Tr31Error::StatedCheckValueMismatch { block: id });
+        }
+    }
+    Ok(())
 }
 
 /// Where the padding after the key comes from.
@@ -71,6 +130,7 @@ impl KeyBlockProtectionKey {
             algorithm: kbpk.algorithm(),
             derivation: binding::derivation_keys(kbpk),
             variant,
+            check_values: CheckValues::of(kbpk),
         }
     }
 
@@ -89,7 +149,8 @@ impl KeyBlockProtectionKey {
     /// Like [`wrap`](Self::wrap) but with the given padding bytes after the key instead of
     /// random ones, and no key length obfuscation beyond what the padding provides: the key
     /// length field, the key and `padding` must fill whole cipher blocks. Only for reproducing
-    /// published key blocks in tests; real key blocks need random padding.
+    /// published key blocks in tests (KC and KP blocks are written as given, even when
+    /// wrong, so tests can make blocks unwrap must refuse); real key blocks need random padding.
     #[doc(hidden)]
     pub fn wrap_with_padding(
         &self,
@@ -171,6 +232,7 @@ impl KeyBlockProtectionKey {
         }
 
         let key = key_from_clear_data(layout.header.algorithm, payload)?;
+        check_stated_check_values(&layout.header, &key, &self.check_values)?;
         Ok(Unwrapped {
             header: layout.header,
             key,
@@ -205,6 +267,11 @@ impl KeyBlockProtectionKey {
                 key: key_algorithm,
                 kbpk: self.algorithm,
             });
+        }
+        // A KC or KP block must tell the truth: unwrap would refuse the block otherwise.
+        // Given padding reproduces blocks exactly as published, wrong statements included.
+        if matches!(padding, PaddingSource::Random) {
+            check_stated_check_values(header, key, &self.check_values)?;
         }
 
         let block_size = version.block_size();
