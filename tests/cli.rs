@@ -171,37 +171,28 @@ fn tr31_wrap_then_unwrap_round_trips() {
 
 #[test]
 fn components_combine_from_standard_input_showing_check_values_only() {
-    let output = keymother(
-        &[
-            "component",
-            "combine",
-            "--alg",
-            "TDES-2KEY",
-            "--count",
-            "2",
-            "--expect-kcv",
-            "08D7B4",
-        ],
-        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
-    );
+    let combine = |expected: &str| {
+        keymother(
+            &[
+                "component",
+                "combine",
+                "--alg",
+                "TDES-2KEY",
+                "--count",
+                "2",
+                "--expect-kcv",
+                expected,
+            ],
+            "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+        )
+    };
+    let output = combine("08D7B4");
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("combined KCV      08D7B4"), "{text}");
     assert!(!text.contains("0123456789ABCDEF") && !stderr(&output).contains("0123456789ABCDEF"));
 
-    let output = keymother(
-        &[
-            "component",
-            "combine",
-            "--alg",
-            "TDES-2KEY",
-            "--count",
-            "2",
-            "--expect-kcv",
-            "000000",
-        ],
-        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
-    );
+    let output = combine("000000");
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("combined check value is 08D7B4, but 000000 was expected"));
 

@@ -41,8 +41,8 @@ fn secret_argument(name: &str, value: &str) -> anyhow::Result<Zeroizing<String>>
     }
 }
 
-/// Parses a key of either family from hex: 16/24 bytes could be TDES or AES, so the
-/// caller says which family it expects, or `None` to guess (AES for 32 bytes).
+/// Parses a key of `family` from hex (16 or 24 bytes could be either family, so the caller
+/// says which); errors name `argument`.
 fn parse_key(argument: &str, hex: &str, family: KeyFamily) -> anyhow::Result<SecretKey> {
     SecretKey::from_hex_in_family(family, hex).map_err(|error| argument_error(argument, error))
 }

@@ -113,6 +113,16 @@ fn block_header(
     Header::new(Version::D, usage, algorithm, mode, exportability)
 }
 
+/// The header a front end gives a TDES terminal master key.
+fn tdes_master_key_header() -> Header {
+    block_header(
+        KeyUsage::KeyEncryption,
+        Algorithm::Tdes,
+        ModeOfUse::EncryptDecrypt,
+        Exportability::Exportable,
+    )
+}
+
 #[test]
 fn a_good_file_is_imported_whole_with_progress() {
     let mut bench = Bench::new(KeyAlgorithm::Aes256);
@@ -357,12 +367,7 @@ fn key_blocks_must_carry_a_terminal_master_key() {
     }
     // A TDES-3KEY key in a TDES-2KEY file.
     let long_key = SecretKey::generate(KeyAlgorithm::Tdes3Key).unwrap();
-    let header = block_header(
-        KeyUsage::KeyEncryption,
-        Algorithm::Tdes,
-        ModeOfUse::EncryptDecrypt,
-        Exportability::Exportable,
-    );
+    let header = tdes_master_key_header();
     let mut file = lines(&bench, 5);
     *file.record_mut(0) = record_line(&bench.kek, "00000001", &long_key, &header);
     bench.refuse(
@@ -379,12 +384,7 @@ fn tdes_master_keys_need_odd_parity() {
     bytes[..8].copy_from_slice(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF]);
     bytes[5] = 0xAA; // even parity
     let key = SecretKey::from_bytes(KeyAlgorithm::Tdes2Key, &bytes).unwrap();
-    let header = block_header(
-        KeyUsage::KeyEncryption,
-        Algorithm::Tdes,
-        ModeOfUse::EncryptDecrypt,
-        Exportability::Exportable,
-    );
+    let header = tdes_master_key_header();
     let mut file = lines(&bench, 5);
     *file.record_mut(1) = record_line(&bench.kek, "00000002", &key, &header);
     bench.refuse(

@@ -191,30 +191,44 @@ fn a_newer_schema_is_refused() {
     );
 }
 
+/// A vault with a KEK and `count` imported keys of `algorithm`.
+fn vault_with_keys(
+    directory: &Path,
+    kek: &SecretKey,
+    algorithm: KeyAlgorithm,
+    count: u32,
+) -> Vault {
+    let mut vault = new_vault(directory);
+    vault.install_secret(SecretName::Kek, kek, 2).unwrap();
+    let options = GenerateOptions {
+        batch_id: "B-1".parse().unwrap(),
+        issuer: "T".parse().unwrap(),
+        algorithm,
+        record_count: count,
+        first_index: KeyIndex::new(1).unwrap(),
+        device_id: "KM-TEST-0001".parse().unwrap(),
+        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+    };
+    let path = directory.join("f.keys");
+    fs::write(
+        &path,
+        FileLines::generated(kek, &options).unwrap().sealed(kek),
+    )
+    .unwrap();
+    vault.import_key_file(&path, &mut |_| {}).unwrap();
+    vault
+}
+
 #[test]
 fn a_damaged_database_is_refused_on_open() {
     let directory = tempfile::tempdir().unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
-    {
-        let mut vault = new_vault(directory.path());
-        vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
-        let options = GenerateOptions {
-            batch_id: "B-1".parse().unwrap(),
-            issuer: "T".parse().unwrap(),
-            algorithm: KeyAlgorithm::Tdes2Key,
-            record_count: 2000,
-            first_index: KeyIndex::new(1).unwrap(),
-            device_id: "KM-TEST-0001".parse().unwrap(),
-            created: CreatedAt::new(time::OffsetDateTime::now_utc()),
-        };
-        let path = directory.path().join("f.keys");
-        fs::write(
-            &path,
-            FileLines::generated(&kek, &options).unwrap().sealed(&kek),
-        )
-        .unwrap();
-        vault.import_key_file(&path, &mut |_| {}).unwrap();
-    }
+    drop(vault_with_keys(
+        directory.path(),
+        &kek,
+        KeyAlgorithm::Tdes2Key,
+        2000,
+    ));
     let database = directory.path().join("data").join(DATABASE_FILE);
     let mut bytes = fs::read(&database).unwrap();
     assert!(
@@ -238,24 +252,7 @@ fn a_damaged_database_is_refused_on_open() {
 fn a_new_kek_may_not_strand_unused_keys() {
     let directory = tempfile::tempdir().unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
-    let mut vault = new_vault(directory.path());
-    vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
-    let options = GenerateOptions {
-        batch_id: "B-1".parse().unwrap(),
-        issuer: "T".parse().unwrap(),
-        algorithm: KeyAlgorithm::Aes128,
-        record_count: 4,
-        first_index: KeyIndex::new(1).unwrap(),
-        device_id: "KM-TEST-0001".parse().unwrap(),
-        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
-    };
-    let path = directory.path().join("f.keys");
-    fs::write(
-        &path,
-        FileLines::generated(&kek, &options).unwrap().sealed(&kek),
-    )
-    .unwrap();
-    vault.import_key_file(&path, &mut |_| {}).unwrap();
+    let mut vault = vault_with_keys(directory.path(), &kek, KeyAlgorithm::Aes128, 4);
     let error = vault
         .install_secret(
             SecretName::Kek,
