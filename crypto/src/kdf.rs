@@ -1,4 +1,4 @@
-//! Key derivation in counter mode with CMAC as the PRF (NIST SP 800-108r1 §4.1), the construction TR-31 versions B and D also use.
+//! Key derivation in counter mode with CMAC as the PRF (NIST SP 800-108r1 §4.1): TR-31 versions B and D derive their keys with it, so their published vectors check it.
 
 use zeroize::Zeroizing;
 

@@ -3,6 +3,7 @@
 use zeroize::Zeroizing;
 
 use crate::block_cipher::BlockCipher;
+use crate::kdf::counter_mode_cmac;
 use crate::key::{KeyAlgorithm, SecretKey};
 
 /// The pair of keys a binding method gets from the key-block protection key, as ready ciphers.
@@ -22,17 +23,10 @@ const AUTHENTICATION_USAGE: u16 = 0x0001;
 /// CMAC(KBPK) over counter || usage || 00 || algorithm || length in bits, with the counter
 /// running from 1 until enough bytes are produced.
 pub(crate) fn derivation_keys(kbpk: &SecretKey) -> BindingKeys {
-    let kbpk_cipher = BlockCipher::new(kbpk);
     let algorithm = kbpk.algorithm();
     BindingKeys {
-        encryption: cipher(
-            algorithm,
-            &derive(&kbpk_cipher, algorithm, ENCRYPTION_USAGE),
-        ),
-        authentication: cipher(
-            algorithm,
-            &derive(&kbpk_cipher, algorithm, AUTHENTICATION_USAGE),
-        ),
+        encryption: cipher(algorithm, &derive(kbpk, ENCRYPTION_USAGE)),
+        authentication: cipher(algorithm, &derive(kbpk, AUTHENTICATION_USAGE)),
     }
 }
 
@@ -54,8 +48,10 @@ pub(crate) fn variant_keys(kbpk: &SecretKey) -> BindingKeys {
     }
 }
 
-/// The key bytes of one derived key.
-fn derive(kbpk_cipher: &BlockCipher, algorithm: KeyAlgorithm, usage: u16) -> Zeroizing<Vec<u8>> {
+/// The key bytes of one derived key: the SP 800-108 counter-mode KDF with CMAC (the same
+/// function that derives the key-file seal key, so the published TR-31 vectors check it).
+fn derive(kbpk: &SecretKey, usage: u16) -> Zeroizing<Vec<u8>> {
+    let algorithm = kbpk.algorithm();
     let algorithm_indicator: u16 = match algorithm {
         KeyAlgorithm::Tdes2Key => 0x0000,
         KeyAlgorithm::Tdes3Key => 0x0001,
@@ -65,30 +61,12 @@ fn derive(kbpk_cipher: &BlockCipher, algorithm: KeyAlgorithm, usage: u16) -> Zer
     };
     let length = algorithm.key_length();
     let bits = (length * 8) as u16;
-    let block_size = kbpk_cipher.block_size();
-    // Reserve the whole output up front so the buffer never reallocates (and leaves no copy).
-    let mut material = Zeroizing::new(Vec::with_capacity(length + block_size));
-    let mut counter = 1u8;
-    while material.len() < length {
-        let [usage_high, usage_low] = usage.to_be_bytes();
-        let [algorithm_high, algorithm_low] = algorithm_indicator.to_be_bytes();
-        let [bits_high, bits_low] = bits.to_be_bytes();
-        let derivation_data = [
-            counter,
-            usage_high,
-            usage_low,
-            0x00,
-            algorithm_high,
-            algorithm_low,
-            bits_high,
-            bits_low,
-        ];
-        let block = Zeroizing::new(kbpk_cipher.cmac(&[&derivation_data]));
-        material.extend_from_slice(&block);
-        counter += 1;
-    }
-    material.truncate(length);
-    material
+    // The counter byte comes first, then: usage || 00 || algorithm || length in bits.
+    let mut fixed_input = [0u8; 7];
+    fixed_input[..2].copy_from_slice(&usage.to_be_bytes());
+    fixed_input[3..5].copy_from_slice(&algorithm_indicator.to_be_bytes());
+    fixed_input[5..].copy_from_slice(&bits.to_be_bytes());
+    counter_mode_cmac(kbpk, &fixed_input, length)
 }
 
 fn cipher(algorithm: KeyAlgorithm, material: &[u8]) -> BlockCipher {
