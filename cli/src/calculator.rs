@@ -82,7 +82,7 @@ pub fn tr31(command: Tr31Command) -> anyhow::Result<()> {
             if key.algorithm().family() == KeyFamily::Tdes {
                 let verdict = match parity::check_odd(key.expose_secret_bytes()) {
                     Ok(()) => "odd".to_owned(),
-                    Err(error) => format!("not odd ({error})"),
+                    Err(error) => format!("not odd (byte {} is even)", error.byte),
                 };
                 println!("{:<16} {verdict}", "parity");
             }
@@ -111,12 +111,35 @@ pub fn tr31(command: Tr31Command) -> anyhow::Result<()> {
 }
 
 fn print_header(header: &Header) {
-    println!("{:<16} {}", "version", header.version);
-    println!("{:<16} {}", "key usage", header.key_usage);
-    println!("{:<16} {}", "algorithm", header.algorithm);
-    println!("{:<16} {}", "mode of use", header.mode_of_use);
+    let field = |name: &str, code: String, meaning: &str| {
+        println!("{name:<16} {code:<3} {meaning}");
+    };
+    field(
+        "version",
+        header.version.to_string(),
+        header.version.binding_method(),
+    );
+    field(
+        "key usage",
+        header.key_usage.to_string(),
+        header.key_usage.description(),
+    );
+    field(
+        "algorithm",
+        header.algorithm.to_string(),
+        header.algorithm.description(),
+    );
+    field(
+        "mode of use",
+        header.mode_of_use.to_string(),
+        header.mode_of_use.description(),
+    );
     println!("{:<16} {}", "key version", header.key_version);
-    println!("{:<16} {}", "exportability", header.exportability);
+    field(
+        "exportability",
+        header.exportability.to_string(),
+        header.exportability.description(),
+    );
     if header.optional_blocks.is_empty() {
         println!("{:<16} none", "optional blocks");
     }

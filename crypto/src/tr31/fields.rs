@@ -643,6 +643,15 @@ impl Exportability {
         }
     }
 
+    /// What the character means, for people.
+    pub fn description(self) -> &'static str {
+        match self {
+            Exportability::Exportable => "exportable under a trusted key-encryption key",
+            Exportability::NonExportable => "not exportable",
+            Exportability::Sensitive => "sensitive: exportable in forms not meeting X9.24",
+        }
+    }
+
     /// The exportability with this header character.
     pub fn from_code(code: u8) -> Option<Exportability> {
         match code {
