@@ -117,6 +117,12 @@ fn main() -> anyhow::Result<()> {
     println!("file: {:.1} MiB", file_bytes as f64 / 1_048_576.0);
     println!("generate (front end's writer): {generate_seconds:.3} s");
     println!("import (verify seal, unwrap every key, check every KCV, store): {import_line}");
+    let started = Instant::now();
+    drop(Vault::open(&data)?);
+    println!(
+        "reopen (permissions, storage key, full integrity check, migrations): {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
     let database_bytes = std::fs::metadata(data.join(keymother_vault::DATABASE_FILE))?.len();
     println!(
         "vault database: {:.1} MiB",
