@@ -5,6 +5,7 @@
 //! protect against on a Raspberry Pi). Master keys stay in the inventory exactly as they
 //! arrived: key blocks under the KEK.
 
+mod dispense;
 mod error;
 mod import;
 mod inventory;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use keymother_keyfiles::DeviceId;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use error::VaultError;
 pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};

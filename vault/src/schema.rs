@@ -40,6 +40,37 @@ const MIGRATIONS: &[&str] = &[
          state TEXT NOT NULL DEFAULT 'available'
              CHECK (state IN ('available', 'reserved', 'sent', 'used', 'quarantined', 'void'))
      ) STRICT;",
+    // 2: dispensing. A key is bound to one terminal when reserved and never to another;
+    // the SMN registry records each confirmed injection and is never rewritten.
+    "ALTER TABLE key_inventory ADD COLUMN hardware_serial TEXT;
+     ALTER TABLE key_inventory ADD COLUMN port TEXT;
+     ALTER TABLE key_inventory ADD COLUMN reserved_at TEXT;
+     ALTER TABLE key_inventory ADD COLUMN failed_confirmations INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX key_inventory_available ON key_inventory (key_index) WHERE state = 'available';
+     CREATE UNIQUE INDEX key_inventory_one_pending_key_per_terminal
+         ON key_inventory (hardware_serial) WHERE state IN ('reserved', 'sent');
+     CREATE TRIGGER key_inventory_terminal_is_permanent
+         BEFORE UPDATE OF hardware_serial ON key_inventory
+         WHEN OLD.hardware_serial IS NOT NULL AND NEW.hardware_serial IS NOT OLD.hardware_serial
+         BEGIN SELECT RAISE(ABORT, 'a key bound to a terminal is never bound to another'); END;
+     CREATE TRIGGER key_inventory_no_return_to_available
+         BEFORE UPDATE OF state ON key_inventory
+         WHEN OLD.state <> 'available' AND NEW.state = 'available'
+         BEGIN SELECT RAISE(ABORT, 'a dispensed key never becomes available again'); END;
+     CREATE TABLE smn_registry (
+         smn TEXT PRIMARY KEY,
+         hardware_serial TEXT NOT NULL,
+         key_index INTEGER NOT NULL UNIQUE REFERENCES key_inventory (key_index),
+         kcv TEXT NOT NULL,
+         batch_id TEXT NOT NULL,
+         port TEXT NOT NULL,
+         terminal_model TEXT NOT NULL,
+         injected_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER smn_registry_never_rewritten BEFORE UPDATE ON smn_registry
+         BEGIN SELECT RAISE(ABORT, 'SMN rows are never rewritten'); END;
+     CREATE TRIGGER smn_registry_never_deleted BEFORE DELETE ON smn_registry
+         BEGIN SELECT RAISE(ABORT, 'SMN rows are never deleted'); END;",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,336 @@
+//! Dispensing: available -> reserved (bound to one terminal, durably) -> sent -> used with its SMN row, or quarantined.
+//!
+//! Every step is one committed transaction. The schema backs the rules up: a key bound to a
+//! terminal can never be bound to another, never becomes available again, a terminal has at
+//! most one pending key, and SMN rows are never rewritten (triggers and unique indexes of
+//! migration 2).
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use crate::{KeyState, Vault, VaultError, now_text};
+
+/// A key reserved for a terminal, still wrapped under the KEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub key_index: u32,
+    /// The master key as imported: a TR-31 block under the KEK.
+    pub key_block: String,
+    /// The master key's check value (hex), which the terminal must report back.
+    pub kcv: String,
+    pub batch_id: String,
+    /// True when this terminal already had this key reserved or sent (it asked again).
+    pub resumed: bool,
+}
+
+/// What a terminal reports after installing its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmationReport<'a> {
+    pub key_index: u32,
+    pub hardware_serial: &'a str,
+    /// The check value the terminal computed, upper-case hex.
+    pub kcv: &'a str,
+    /// Hardware serial + key index zero-padded to 8 digits, as the terminal built it.
+    pub smn: &'a str,
+    pub port: &'a str,
+    pub terminal_model: &'a str,
+}
+
+/// A confirmed injection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmedInjection {
+    pub key_index: u32,
+    pub smn: String,
+    pub batch_id: String,
+    /// True when the confirmation had already been recorded (a retransmission).
+    pub already_confirmed: bool,
+}
+
+/// One row of the SMN registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmnRow {
+    pub smn: String,
+    pub hardware_serial: String,
+    pub key_index: u32,
+    pub kcv: String,
+    pub batch_id: String,
+    pub port: String,
+    pub terminal_model: String,
+    pub injected_at: String,
+}
+
+/// Why a key was not dispensed or not confirmed. Nothing was handed to anyone else.
+#[derive(Debug, thiserror::Error)]
+pub enum DispenseError {
+    #[error("no keys are available; import a key file")]
+    NoKeysAvailable,
+    #[error("key {key_index:08} was not delivered to terminal {hardware_serial}")]
+    NotDeliveredTo {
+        key_index: u32,
+        hardware_serial: String,
+    },
+    #[error(
+        "the SMN {smn} is not the terminal's hardware serial followed by key index {key_index:08}"
+    )]
+    SmnMismatch { key_index: u32, smn: String },
+    #[error("check value {reported} for key {key_index:08} does not match {expected} (failure {failures}{})",
+        if *quarantined { "; the key is quarantined" } else { "" })]
+    KcvMismatch {
+        key_index: u32,
+        reported: String,
+        expected: String,
+        failures: u32,
+        quarantined: bool,
+    },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<rusqlite::Error> for DispenseError {
+    fn from(error: rusqlite::Error) -> Self {
+        DispenseError::Vault(VaultError::Database(error))
+    }
+}
+
+impl Vault {
+    /// Reserves a key for the terminal with `hardware_serial` on `port`, committed before
+    /// this returns. A terminal that already has a reserved or sent key gets that key again;
+    /// otherwise it gets the lowest available index.
+    pub fn reserve_key(
+        &mut self,
+        hardware_serial: &str,
+        port: &str,
+    ) -> Result<Reservation, DispenseError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pending = transaction
+            .query_row(
+                "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
+                  WHERE hardware_serial = ?1 AND state IN ('reserved', 'sent')",
+                [hardware_serial],
+                |row| Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?;
+        let (key_index, key_block, kcv, batch_id, resumed) = match pending {
+            Some((index, block, kcv, batch)) => (index, block, kcv, batch, true),
+            None => {
+                let next = transaction
+                    .query_row(
+                        "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
+                          WHERE state = 'available' ORDER BY key_index LIMIT 1",
+                        [],
+                        |row| Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    )
+                    .optional()?;
+                let (index, block, kcv, batch): (i64, String, String, String) =
+                    next.ok_or(DispenseError::NoKeysAvailable)?;
+                let changed = transaction.execute(
+                    "UPDATE key_inventory
+                        SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4
+                      WHERE key_index = ?1 AND state = 'available'",
+                    params![index, hardware_serial, port, now_text()],
+                )?;
+                if changed != 1 {
+                    return Err(VaultError::Corrupt(format!(
+                        "key {index:08} changed under a reservation"
+                    ))
+                    .into());
+                }
+                (index, block, kcv, batch, false)
+            }
+        };
+        transaction.commit()?;
+        Ok(Reservation {
+            key_index: key_index as u32,
+            key_block,
+            kcv,
+            batch_id,
+            resumed,
+        })
+    }
+
+    /// Records that the key's delivery was written to the terminal's port.
+    pub fn mark_sent(
+        &mut self,
+        key_index: u32,
+        hardware_serial: &str,
+    ) -> Result<(), DispenseError> {
+        let changed = self.connection.execute(
+            "UPDATE key_inventory SET state = 'sent'
+              WHERE key_index = ?1 AND hardware_serial = ?2 AND state IN ('reserved', 'sent')",
+            params![key_index, hardware_serial],
+        )?;
+        if changed != 1 {
+            return Err(DispenseError::NotDeliveredTo {
+                key_index,
+                hardware_serial: hardware_serial.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a terminal's confirmation against the key it was given and, when the check
+    /// value matches, marks the key used and writes its SMN row in one transaction. A wrong
+    /// check value counts a failure; at `quarantine_after` failures the key is quarantined
+    /// and never dispensed again. Confirming an already confirmed key again (a
+    /// retransmission) succeeds without change.
+    pub fn confirm_key(
+        &mut self,
+        report: &ConfirmationReport<'_>,
+        quarantine_after: u32,
+    ) -> Result<ConfirmedInjection, DispenseError> {
+        let expected_smn = format!("{}{:08}", report.hardware_serial, report.key_index);
+        if report.smn != expected_smn {
+            return Err(DispenseError::SmnMismatch {
+                key_index: report.key_index,
+                smn: report.smn.to_owned(),
+            });
+        }
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(Option<String>, String, String, String, i64)> = transaction
+            .query_row(
+                "SELECT hardware_serial, state, kcv, batch_id, failed_confirmations
+                   FROM key_inventory WHERE key_index = ?1",
+                [report.key_index],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let not_delivered = || DispenseError::NotDeliveredTo {
+            key_index: report.key_index,
+            hardware_serial: report.hardware_serial.to_owned(),
+        };
+        let Some((Some(bound_to), state, kcv, batch_id, failures)) = row else {
+            return Err(not_delivered());
+        };
+        if bound_to != report.hardware_serial {
+            return Err(not_delivered());
+        }
+        if state == KeyState::Used.as_str() {
+            let recorded: Option<String> = transaction
+                .query_row(
+                    "SELECT smn FROM smn_registry WHERE key_index = ?1",
+                    [report.key_index],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            return match recorded {
+                Some(smn) if smn == report.smn && kcv == report.kcv => Ok(ConfirmedInjection {
+                    key_index: report.key_index,
+                    smn,
+                    batch_id,
+                    already_confirmed: true,
+                }),
+                _ => Err(not_delivered()),
+            };
+        }
+        if state != KeyState::Reserved.as_str() && state != KeyState::Sent.as_str() {
+            return Err(not_delivered());
+        }
+        if kcv != report.kcv {
+            let failures = failures as u32 + 1;
+            let quarantined = failures >= quarantine_after;
+            transaction.execute(
+                "UPDATE key_inventory
+                    SET failed_confirmations = ?2,
+                        state = CASE WHEN ?3 THEN 'quarantined' ELSE state END
+                  WHERE key_index = ?1",
+                params![report.key_index, failures, quarantined],
+            )?;
+            transaction.commit()?;
+            return Err(DispenseError::KcvMismatch {
+                key_index: report.key_index,
+                reported: report.kcv.to_owned(),
+                expected: kcv,
+                failures,
+                quarantined,
+            });
+        }
+        transaction.execute(
+            "UPDATE key_inventory SET state = 'used' WHERE key_index = ?1",
+            [report.key_index],
+        )?;
+        transaction.execute(
+            "INSERT INTO smn_registry
+                 (smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                report.smn,
+                report.hardware_serial,
+                report.key_index,
+                kcv,
+                batch_id,
+                report.port,
+                report.terminal_model,
+                now_text()
+            ],
+        )?;
+        transaction.commit()?;
+        Ok(ConfirmedInjection {
+            key_index: report.key_index,
+            smn: report.smn.to_owned(),
+            batch_id,
+            already_confirmed: false,
+        })
+    }
+
+    /// The SMN registry, oldest first.
+    pub fn smn_rows(&self) -> Result<Vec<SmnRow>, VaultError> {
+        let mut statement = self.connection.prepare(
+            "SELECT smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at
+               FROM smn_registry ORDER BY injected_at, key_index",
+        )?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(SmnRow {
+                    smn: row.get(0)?,
+                    hardware_serial: row.get(1)?,
+                    key_index: row.get::<_, i64>(2)? as u32,
+                    kcv: row.get(3)?,
+                    batch_id: row.get(4)?,
+                    port: row.get(5)?,
+                    terminal_model: row.get(6)?,
+                    injected_at: row.get(7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every key bound to a terminal: index, hardware serial, state. For audits and tests.
+    pub fn key_assignments(&self) -> Result<Vec<(u32, String, KeyState)>, VaultError> {
+        let mut statement = self.connection.prepare(
+            "SELECT key_index, hardware_serial, state FROM key_inventory
+              WHERE hardware_serial IS NOT NULL ORDER BY key_index",
+        )?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u32,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(index, serial, state)| {
+                let state = KeyState::ALL
+                    .into_iter()
+                    .find(|candidate| candidate.as_str() == state)
+                    .ok_or_else(|| {
+                        VaultError::Corrupt(format!("key {index:08} has state {state:?}"))
+                    })?;
+                Ok((index, serial, state))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,267 @@
+//! Dispensing: one key per terminal, the same key again until it is confirmed, never a key to two terminals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use keymother_crypto::{KeyAlgorithm, SecretKey};
+use keymother_keyfiles::testing::FileLines;
+use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
+use keymother_vault::{ConfirmationReport, DispenseError, KeyState, SecretName, Vault};
+
+const DEVICE: &str = "KM-TEST-0001";
+
+fn vault_with_keys(directory: &Path, count: u32) -> Vault {
+    let mut vault = Vault::create(&directory.join("data"), &DEVICE.parse().unwrap()).unwrap();
+    let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
+    vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+    let options = GenerateOptions {
+        batch_id: "B-1".parse().unwrap(),
+        issuer: "T".parse().unwrap(),
+        algorithm: KeyAlgorithm::Tdes2Key,
+        record_count: count,
+        first_index: KeyIndex::new(101).unwrap(),
+        device_id: DEVICE.parse().unwrap(),
+        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+    };
+    let path = directory.join("f.keys");
+    std::fs::write(
+        &path,
+        FileLines::generated(&kek, &options).unwrap().sealed(&kek),
+    )
+    .unwrap();
+    vault.import_key_file(&path, &mut |_| {}).unwrap();
+    vault
+}
+
+fn report<'a>(index: u32, serial: &'a str, kcv: &'a str, smn: &'a str) -> ConfirmationReport<'a> {
+    ConfirmationReport {
+        key_index: index,
+        hardware_serial: serial,
+        kcv,
+        smn,
+        port: "bench-1",
+        terminal_model: "REF-TERMINAL",
+    }
+}
+
+#[test]
+fn a_terminal_gets_the_same_key_until_it_confirms() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 5);
+    let first = vault.reserve_key("123L013K", "bench-1").unwrap();
+    assert_eq!((first.key_index, first.resumed), (101, false));
+    let again = vault.reserve_key("123L013K", "bench-1").unwrap();
+    assert_eq!((again.key_index, again.resumed), (101, true));
+    vault.mark_sent(101, "123L013K").unwrap();
+    assert_eq!(
+        vault.reserve_key("123L013K", "bench-2").unwrap().key_index,
+        101
+    );
+    let other = vault.reserve_key("999X0001", "bench-1").unwrap();
+    assert_eq!(other.key_index, 102);
+
+    let smn = "123L013K00000101";
+    let confirmed = vault
+        .confirm_key(&report(101, "123L013K", &first.kcv, smn), 3)
+        .unwrap();
+    assert_eq!(
+        (confirmed.smn.as_str(), confirmed.already_confirmed),
+        (smn, false)
+    );
+    // A retransmitted confirmation changes nothing.
+    assert!(
+        vault
+            .confirm_key(&report(101, "123L013K", &first.kcv, smn), 3)
+            .unwrap()
+            .already_confirmed
+    );
+    // Asking again after confirming is a new injection: a new key.
+    assert_eq!(
+        vault.reserve_key("123L013K", "bench-1").unwrap().key_index,
+        103
+    );
+
+    let rows = vault.smn_rows().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].smn.as_str(),
+            rows[0].key_index,
+            rows[0].port.as_str()
+        ),
+        (smn, 101, "bench-1")
+    );
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Used), 1);
+}
+
+#[test]
+fn the_smn_is_the_hardware_serial_and_the_padded_index() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 1);
+    let reservation = vault.reserve_key("123L013K", "bench-1").unwrap();
+    let error = vault
+        .confirm_key(&report(101, "123L013K", &reservation.kcv, "123L013K101"), 3)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, DispenseError::SmnMismatch { .. }),
+        "{error}"
+    );
+    assert!(vault.smn_rows().unwrap().is_empty());
+}
+
+#[test]
+fn nobody_else_can_confirm_or_take_a_reserved_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 2);
+    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    let error = vault
+        .confirm_key(
+            &report(101, "BBBB0002", &reservation.kcv, "BBBB000200000101"),
+            3,
+        )
+        .err()
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        "key 00000101 was not delivered to terminal BBBB0002"
+    );
+    assert!(vault.mark_sent(101, "BBBB0002").is_err());
+    assert_eq!(
+        vault.reserve_key("BBBB0002", "bench-2").unwrap().key_index,
+        102
+    );
+    let error = vault.reserve_key("CCCC0003", "bench-3").err().unwrap();
+    assert_eq!(
+        error.to_string(),
+        "no keys are available; import a key file"
+    );
+}
+
+#[test]
+fn wrong_check_values_quarantine_the_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 3);
+    vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    let smn = "AAAA000100000101";
+    for failure in 1..=3u32 {
+        match vault.confirm_key(&report(101, "AAAA0001", "000000", smn), 3) {
+            Err(DispenseError::KcvMismatch {
+                failures,
+                quarantined,
+                ..
+            }) => {
+                assert_eq!((failures, quarantined), (failure, failure == 3));
+            }
+            other => panic!(
+                "expected a KCV mismatch, got {:?}",
+                other.map(|c| c.key_index)
+            ),
+        }
+    }
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Quarantined), 1);
+    // The quarantined key is never offered again, not even to its own terminal.
+    assert_eq!(
+        vault.reserve_key("AAAA0001", "bench-1").unwrap().key_index,
+        102
+    );
+    assert!(vault.smn_rows().unwrap().is_empty());
+}
+
+#[test]
+fn the_schema_refuses_rebinding_reusing_and_rewriting() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 2);
+    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    vault
+        .confirm_key(
+            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            3,
+        )
+        .unwrap();
+    vault.reserve_key("BBBB0002", "bench-1").unwrap();
+    drop(vault);
+    let connection =
+        rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
+    for (statement, words) in [
+        (
+            "UPDATE key_inventory SET hardware_serial = 'EVIL0001' WHERE key_index = 102",
+            "never bound to another",
+        ),
+        (
+            "UPDATE key_inventory SET state = 'available', hardware_serial = NULL WHERE key_index = 102",
+            "never becomes available again",
+        ),
+        (
+            "UPDATE key_inventory SET state = 'available' WHERE key_index = 101",
+            "never becomes available again",
+        ),
+        (
+            "UPDATE smn_registry SET hardware_serial = 'EVIL0001'",
+            "never rewritten",
+        ),
+        ("DELETE FROM smn_registry", "never deleted"),
+        (
+            "UPDATE key_inventory SET hardware_serial = 'AAAA0001', state = 'reserved' WHERE key_index = 102",
+            "never bound to another",
+        ),
+    ] {
+        let error = connection.execute(statement, []).err().unwrap().to_string();
+        assert!(error.contains(words), "{statement}: {error}");
+    }
+}
+
+#[test]
+fn concurrent_ports_never_share_a_key() {
+    let directory = tempfile::tempdir().unwrap();
+    drop(vault_with_keys(directory.path(), 400));
+    let data = directory.path().join("data");
+    let handles: Vec<_> = (0..8)
+        .map(|port| {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut vault = Vault::open(&data).unwrap();
+                let mut mine = Vec::new();
+                for terminal in 0..40 {
+                    let serial = format!("P{port}T{terminal:04}");
+                    let reservation = vault
+                        .reserve_key(&serial, &format!("bench-{port}"))
+                        .unwrap();
+                    // Ask twice, as a terminal retrying would.
+                    assert_eq!(
+                        vault.reserve_key(&serial, "bench-x").unwrap().key_index,
+                        reservation.key_index
+                    );
+                    let smn = format!("{serial}{:08}", reservation.key_index);
+                    vault
+                        .confirm_key(
+                            &ConfirmationReport {
+                                key_index: reservation.key_index,
+                                hardware_serial: &serial,
+                                kcv: &reservation.kcv,
+                                smn: &smn,
+                                port: "bench",
+                                terminal_model: "M",
+                            },
+                            3,
+                        )
+                        .unwrap();
+                    mine.push((reservation.key_index, serial));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut owners: HashMap<u32, HashSet<String>> = HashMap::new();
+    for handle in handles {
+        for (index, serial) in handle.join().unwrap() {
+            owners.entry(index).or_default().insert(serial);
+        }
+    }
+    assert_eq!(owners.len(), 320, "every terminal got its own key");
+    assert!(owners.values().all(|serials| serials.len() == 1));
+    let vault = Vault::open(&data).unwrap();
+    assert_eq!(vault.smn_rows().unwrap().len(), 320);
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Used), 320);
+}
