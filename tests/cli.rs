@@ -378,7 +378,9 @@ fn the_demo_runs_and_shows_every_refusal() {
         "a file made for another appliance:\n  refused:",
         "a file reusing key indexes already in the inventory:\n  refused:",
         "inventory unchanged: 300 keys",
-        "300 keys available for injection",
+        "12 terminals injected over 4 ports, 12 SMN rows ready for the front end, 12 keys used, 288 keys left",
+        "bench-1",
+        "SMN ",
     ] {
         assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
     }

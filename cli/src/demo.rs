@@ -1,11 +1,15 @@
 //! The demo: key ceremony, the front end's key file, a verified import and the refusals that protect the inventory.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keymother_crypto::component::{self, Component};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
+use keymother_daemon::{DaemonEvent, Settings, Stats};
 use keymother_keyfiles::DeviceId;
+use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
+use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{SecretName, Vault};
 
 use crate::keyfile::{options, write_key_file};
@@ -30,7 +34,8 @@ fn ceremony(
         .collect::<Result<Vec<_>, _>>()?;
     for (number, component) in components.iter().enumerate() {
         println!(
-            "custodian {} enters a {algorithm} component, KCV {}",
+            "custodian {} types component {} of {count} ({algorithm}), KCV {}",
+            number + 1,
             number + 1,
             component.kcv()
         );
@@ -44,7 +49,7 @@ fn ceremony(
     Ok(())
 }
 
-pub fn run(keys: u32, dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let temporary = tempfile::tempdir()?;
     let work = dir.unwrap_or_else(|| temporary.path().to_path_buf());
@@ -98,14 +103,144 @@ pub fn run(keys: u32, dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     println!("inventory unchanged: {} keys", before.total());
 
+    step(
+        "6. injection: the daemon on pseudo-terminal ports, reference terminals on the other ends",
+    );
+    drop(vault);
+    let injected = inject_over_serial(&work, &data_dir, terminals_per_port)?;
+
     step("summary");
+    let vault = Vault::open(&data_dir)?;
+    let inventory = vault.inventory()?;
+    let rows = vault.smn_rows()?;
+    anyhow::ensure!(
+        rows.len() == injected,
+        "{injected} injections but {} SMN rows",
+        rows.len()
+    );
     println!(
-        "{} keys available for injection, device {DEVICE_ID}, in {:.1?}",
-        before.count(keymother_vault::KeyState::Available),
+        "{injected} terminals injected over {PORTS} ports, {} SMN rows ready for the front end, \
+         {} keys used, {} keys left, device {DEVICE_ID}, in {:.1?}",
+        rows.len(),
+        inventory.count(keymother_vault::KeyState::Used),
+        inventory.count(keymother_vault::KeyState::Available),
         started.elapsed()
     );
-    println!("(serial injection, the daemon and the display come with the next issues)");
     Ok(())
+}
+
+/// Ports the demo opens.
+const PORTS: usize = 4;
+
+/// Opens pseudo-terminal pairs, starts the real daemon on their slave ends, runs reference
+/// terminals on the master ends, and prints each injection as the daemon confirms it.
+fn inject_over_serial(
+    work: &Path,
+    data_dir: &Path,
+    terminals_per_port: usize,
+) -> anyhow::Result<usize> {
+    let mut lines = Vec::new();
+    let mut settings_text = format!("data_dir = {:?}\n", data_dir.display().to_string());
+    for number in 1..=PORTS {
+        let link = work.join(format!("ttyBENCH{number}"));
+        lines.push(PtyLine::open_pair(&link)?);
+        settings_text.push_str(&format!(
+            "\n[[port]]\nname = \"bench-{number}\"\npath = {:?}\nbaud = 115200\n",
+            link.display().to_string()
+        ));
+    }
+    let settings_path = work.join("keymotherd.toml");
+    std::fs::write(&settings_path, &settings_text)?;
+    let settings = Settings::load(&settings_path)?;
+    println!(
+        "settings {} with {PORTS} ports; starting the daemon",
+        settings_path.display()
+    );
+
+    let vault = Vault::open(data_dir)?;
+    let transport_key = vault.load_secret(SecretName::Ttk)?;
+    drop(vault);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (events, mut event_stream) = tokio::sync::mpsc::unbounded_channel();
+    let daemon = runtime.spawn(keymother_daemon::run(
+        settings,
+        async {
+            let _ = stopped.await;
+        },
+        Some(events),
+        Arc::new(Stats::default()),
+    ));
+    let printer = runtime.spawn(async move {
+        let mut injected = 0usize;
+        while let Some(event) = event_stream.recv().await {
+            if let DaemonEvent::Injected { port, hardware_serial, model, key_index, smn } = event {
+                injected += 1;
+                let now = time::OffsetDateTime::now_utc();
+                println!(
+                    "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}",
+                    now.hour(),
+                    now.minute(),
+                    now.second(),
+                    now.millisecond()
+                );
+            }
+        }
+        injected
+    });
+
+    let terminals: Vec<_> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(port, mut line)| {
+            let mut key_store = SoftwareKeyStore::new(&transport_key);
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let mut done = 0;
+                for number in 0..terminals_per_port {
+                    // Serials in the style of the source document's example, 123L013K.
+                    let serial = format!("{}{:02}L{:03}K", port + 1, number, 13 + number);
+                    let config = TerminalConfig {
+                        hardware_serial: serial
+                            .parse()
+                            .map_err(|error| anyhow::anyhow!("{error}"))?,
+                        model: "REF-PINPAD-1"
+                            .parse()
+                            .map_err(|error| anyhow::anyhow!("{error}"))?,
+                        modes: vec![Mode::Tr31],
+                        ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
+                        response_timeout: Duration::from_millis(500),
+                        max_retries: 5,
+                    };
+                    match inject(&mut line, config, &mut key_store)?.outcome {
+                        TerminalOutcome::Injected { .. } => done += 1,
+                        TerminalOutcome::Failed { reason } => {
+                            anyhow::bail!("terminal {serial} failed: {reason}");
+                        }
+                    }
+                }
+                Ok(done)
+            })
+        })
+        .collect();
+    drop(transport_key);
+    let mut total = 0;
+    for terminal in terminals {
+        total += terminal
+            .join()
+            .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
+    }
+    let _ = stop.send(());
+    runtime.block_on(daemon)??;
+    let printed = runtime.block_on(printer)?;
+    anyhow::ensure!(
+        printed == total,
+        "{total} terminals injected but the daemon confirmed {printed}"
+    );
+    Ok(total)
 }
 
 /// Files the vault must refuse: the same batch again, a tampered copy, a file for another

@@ -77,6 +77,9 @@ enum Command {
         /// Keep the demo's files in this directory instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Terminals injected one after another on each of the four ports.
+        #[arg(long, default_value_t = 3)]
+        terminals_per_port: usize,
     },
 }
 
@@ -87,7 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Component(command) => custodian::run(command),
         Command::Keyfile(command) => keyfile::run(command),
         Command::Vault(command) => vault::run(command),
-        Command::Demo { keys, dir } => demo::run(keys, dir),
+        Command::Demo {
+            keys,
+            dir,
+            terminals_per_port,
+        } => demo::run(keys, dir, terminals_per_port),
     }
 }
 

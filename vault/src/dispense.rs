@@ -150,16 +150,24 @@ impl Vault {
     }
 
     /// Records that the key's delivery was written to the terminal's port.
+    ///
+    /// This one commit skips the fsync (`synchronous = NORMAL` in WAL mode): after a power
+    /// cut it may be lost, leaving the key `reserved` for the same terminal, which is just as
+    /// safe. It becomes durable with the next synchronous commit, the confirmation.
     pub fn mark_sent(
         &mut self,
         key_index: u32,
         hardware_serial: &str,
     ) -> Result<(), DispenseError> {
+        self.connection
+            .pragma_update(None, "synchronous", "NORMAL")?;
         let changed = self.connection.execute(
             "UPDATE key_inventory SET state = 'sent'
               WHERE key_index = ?1 AND hardware_serial = ?2 AND state IN ('reserved', 'sent')",
             params![key_index, hardware_serial],
-        )?;
+        );
+        self.connection.pragma_update(None, "synchronous", "FULL")?;
+        let changed = changed?;
         if changed != 1 {
             return Err(DispenseError::NotDeliveredTo {
                 key_index,

@@ -1,0 +1,13 @@
+//! keymotherd as a library: settings, the dispensing adapter on the vault, the serial adapter and the runtime that ties them.
+//!
+//! The protocol itself lives in `keymother-protocol` and knows nothing of ports, clocks or
+//! SQLite; this crate is the set of adapters around it.
+
+pub mod config;
+pub mod dispenser;
+pub mod runtime;
+pub mod serial;
+
+pub use config::{ConfigError, PortSettings, Settings};
+pub use dispenser::{Dispenser, OpenError};
+pub use runtime::{DaemonEvent, Stats, run};

@@ -1,0 +1,257 @@
+//! The serial adapter: one task per port feeding an `ApplianceSession`, carrying out its actions in order, reopening a vanished port with backoff.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use std::collections::VecDeque;
+
+use keymother_protocol::{
+    ApplianceAction, ApplianceConfig, ApplianceSession, Smn, TerminalIdentity,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
+
+use crate::config::{Parity, PortSettings, StopBits};
+use crate::runtime::{DaemonEvent, Shared};
+
+/// Shortest and longest wait before reopening a port that failed.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_LONGEST: Duration = Duration::from_secs(5);
+/// How often the session is ticked for its timeouts.
+const TICK: Duration = Duration::from_millis(20);
+
+fn open(port: &PortSettings) -> Result<SerialStream, tokio_serial::Error> {
+    let path = port.path.to_string_lossy();
+    tokio_serial::new(path, port.baud)
+        .data_bits(DataBits::Eight)
+        .parity(match port.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
+        .stop_bits(match port.stop_bits {
+            StopBits::One => tokio_serial::StopBits::One,
+            StopBits::Two => tokio_serial::StopBits::Two,
+        })
+        .flow_control(FlowControl::None)
+        .open_native_async()
+}
+
+/// Serves one port for ever: open, run sessions until the port fails, wait, reopen.
+pub(crate) async fn serve_port(port: PortSettings, shared: Arc<Shared>) {
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        match open(&port) {
+            Ok(stream) => {
+                log::info!(
+                    "port={} event=port-opened path={}",
+                    port.name,
+                    port.path.display()
+                );
+                shared.emit(DaemonEvent::PortOpened {
+                    port: port.name.clone(),
+                });
+                backoff = BACKOFF_FIRST;
+                let reason = serve_stream(&port, stream, &shared).await;
+                log::warn!("port={} event=port-lost reason={reason:?}", port.name);
+                shared.emit(DaemonEvent::PortLost {
+                    port: port.name.clone(),
+                    reason,
+                });
+            }
+            Err(error) => {
+                log::debug!("port={} event=open-failed error={error}", port.name);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_LONGEST);
+    }
+}
+
+/// Runs the protocol on an open port until it fails; returns why.
+async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared) -> String {
+    let dispenser = &shared.dispenser;
+    let mut worker = PortWorker {
+        session: ApplianceSession::new(ApplianceConfig {
+            device_id: dispenser.device_id().to_owned(),
+            ttk_kcv: dispenser.ttk_kcv().as_bytes().to_vec(),
+            modes: port.modes.clone(),
+            idle_timeout: shared.idle_timeout,
+        }),
+        stream,
+        port,
+        shared,
+        started: Instant::now(),
+        reserved_for: None,
+    };
+    let mut buffer = vec![0u8; 1024];
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (actions, busy_since) = tokio::select! {
+            read = worker.stream.read(&mut buffer) => match read {
+                Ok(0) => return "the port closed".to_owned(),
+                Ok(count) => {
+                    let busy_since = Instant::now();
+                    let now = worker.started.elapsed();
+                    (worker.session.handle_bytes(&buffer[..count], now), busy_since)
+                }
+                Err(error) => return error.to_string(),
+            },
+            _ = ticker.tick() => {
+                let now = worker.started.elapsed();
+                (worker.session.handle_tick(now), Instant::now())
+            }
+        };
+        if let Err(error) = worker.carry_out(actions).await {
+            return error;
+        }
+        let busy = busy_since.elapsed().as_nanos() as u64;
+        shared.stats.busy_nanos.fetch_add(busy, Ordering::Relaxed);
+    }
+}
+
+/// One open port: its session, its stream, and the terminal a key was last reserved for.
+struct PortWorker<'a> {
+    session: ApplianceSession,
+    stream: SerialStream,
+    port: &'a PortSettings,
+    shared: &'a Shared,
+    started: Instant,
+    reserved_for: Option<TerminalIdentity>,
+}
+
+impl PortWorker<'_> {
+    /// Carries out the session's actions in order; adapter results feed back into the session.
+    async fn carry_out(&mut self, actions: Vec<ApplianceAction>) -> Result<(), String> {
+        let mut queue: VecDeque<ApplianceAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let follow_up = match action {
+                ApplianceAction::Send(bytes) => {
+                    self.stream
+                        .write_all(&bytes)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    self.stream
+                        .flush()
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    Vec::new()
+                }
+                ApplianceAction::Reserve { terminal } => self.reserve(terminal).await?,
+                ApplianceAction::MarkSent { key_index } => {
+                    self.mark_sent(key_index).await?;
+                    Vec::new()
+                }
+                ApplianceAction::Confirm {
+                    terminal,
+                    key_index,
+                    kcv,
+                    smn,
+                } => self.confirm(terminal, key_index, kcv, smn).await?,
+                ApplianceAction::Report(event) => {
+                    log::info!("port={} event=session detail={event:?}", self.port.name);
+                    self.shared.emit(DaemonEvent::Session {
+                        port: self.port.name.clone(),
+                        detail: format!("{event:?}"),
+                    });
+                    Vec::new()
+                }
+            };
+            queue.extend(follow_up);
+        }
+        Ok(())
+    }
+
+    async fn reserve(
+        &mut self,
+        terminal: TerminalIdentity,
+    ) -> Result<Vec<ApplianceAction>, String> {
+        let dispenser = Arc::clone(&self.shared.dispenser);
+        let port_name = self.port.name.clone();
+        let identity = terminal.clone();
+        let outcome = tokio::task::spawn_blocking(move || dispenser.reserve(&identity, &port_name))
+            .await
+            .map_err(|error| format!("reservation task failed: {error}"))?;
+        match &outcome {
+            Ok(delivery) => log::info!(
+                "port={} event=key-reserved hw_serial={} key_index={:08}",
+                self.port.name,
+                terminal.hardware_serial,
+                delivery.key_index
+            ),
+            Err(refusal) => log::warn!(
+                "port={} event=reservation-refused hw_serial={} reason={refusal:?}",
+                self.port.name,
+                terminal.hardware_serial
+            ),
+        }
+        self.reserved_for = Some(terminal);
+        Ok(self
+            .session
+            .handle_reservation(outcome, self.started.elapsed()))
+    }
+
+    async fn mark_sent(&mut self, key_index: u32) -> Result<(), String> {
+        let Some(terminal) = self.reserved_for.clone() else {
+            return Ok(());
+        };
+        let dispenser = Arc::clone(&self.shared.dispenser);
+        let marked = tokio::task::spawn_blocking(move || dispenser.mark_sent(&terminal, key_index))
+            .await
+            .map_err(|error| format!("marking task failed: {error}"))?;
+        if let Err(error) = marked {
+            log::error!(
+                "port={} event=mark-sent-failed key_index={key_index:08} error={error}",
+                self.port.name
+            );
+        }
+        Ok(())
+    }
+
+    async fn confirm(
+        &mut self,
+        terminal: TerminalIdentity,
+        key_index: u32,
+        kcv: Vec<u8>,
+        smn: Smn,
+    ) -> Result<Vec<ApplianceAction>, String> {
+        let dispenser = Arc::clone(&self.shared.dispenser);
+        let port_name = self.port.name.clone();
+        let (identity, reported_smn) = (terminal.clone(), smn.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            dispenser.confirm(&identity, key_index, &kcv, &reported_smn, &port_name)
+        })
+        .await
+        .map_err(|error| format!("confirmation task failed: {error}"))?;
+        match &outcome {
+            Ok(confirmed) => {
+                log::info!(
+                    "port={} event=injected hw_serial={} key_index={:08} smn={}",
+                    self.port.name,
+                    terminal.hardware_serial,
+                    key_index,
+                    confirmed.smn
+                );
+                self.shared.stats.injections.fetch_add(1, Ordering::Relaxed);
+                self.shared.emit(DaemonEvent::Injected {
+                    port: self.port.name.clone(),
+                    hardware_serial: terminal.hardware_serial.to_string(),
+                    model: terminal.model.to_string(),
+                    key_index,
+                    smn: confirmed.smn.to_string(),
+                });
+            }
+            Err(refusal) => log::warn!(
+                "port={} event=confirmation-refused hw_serial={} key_index={:08} reason={refusal:?}",
+                self.port.name,
+                terminal.hardware_serial,
+                key_index
+            ),
+        }
+        Ok(self
+            .session
+            .handle_confirmation(outcome, self.started.elapsed()))
+    }
+}

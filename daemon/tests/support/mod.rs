@@ -1,0 +1,195 @@
+//! Test benches for the daemon: a provisioned vault, pseudo-terminal ports, the daemon in-process or as a process, terminals.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keymother_crypto::{KeyAlgorithm, SecretKey};
+use keymother_daemon::{DaemonEvent, Settings, Stats};
+use keymother_keyfiles::testing::FileLines;
+use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
+use keymother_protocol::{Mode, TerminalConfig};
+use keymother_terminal::{PtyLine, SoftwareKeyStore};
+use keymother_vault::{SecretName, Vault};
+use tempfile::TempDir;
+
+pub const DEVICE: &str = "KM-TEST-0001";
+
+/// A provisioned appliance data directory and the transport key terminals share with it.
+pub struct Appliance {
+    pub directory: TempDir,
+    pub data_dir: PathBuf,
+    pub transport_key_hex: String,
+}
+
+impl Appliance {
+    /// A vault with a KEK, a TTK (both AES-256) and `keys` TDES master keys from index 1.
+    pub fn provisioned(keys: u32) -> Appliance {
+        let directory = tempfile::tempdir().unwrap();
+        let data_dir = directory.path().join("data");
+        let mut vault = Vault::create(&data_dir, &DEVICE.parse().unwrap()).unwrap();
+        let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
+        let ttk = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
+        vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+        vault.install_secret(SecretName::Ttk, &ttk, 2).unwrap();
+        let options = GenerateOptions {
+            batch_id: "B-1".parse().unwrap(),
+            issuer: "TEST".parse().unwrap(),
+            algorithm: KeyAlgorithm::Tdes2Key,
+            record_count: keys,
+            first_index: KeyIndex::new(1).unwrap(),
+            device_id: DEVICE.parse().unwrap(),
+            created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+        };
+        let path = directory.path().join("batch.keys");
+        std::fs::write(
+            &path,
+            FileLines::generated(&kek, &options).unwrap().sealed(&kek),
+        )
+        .unwrap();
+        vault.import_key_file(&path, &mut |_| {}).unwrap();
+        Appliance {
+            transport_key_hex: ttk.expose_secret_hex().to_string(),
+            directory,
+            data_dir,
+        }
+    }
+
+    /// A fresh key store holding the TTK, as a terminal from the factory would.
+    pub fn key_store(&self) -> SoftwareKeyStore {
+        SoftwareKeyStore::new(
+            &SecretKey::from_hex(KeyAlgorithm::Aes256, &self.transport_key_hex).unwrap(),
+        )
+    }
+
+    /// A terminal's settings, with short timeouts for tests.
+    pub fn terminal(&self, serial: &str) -> TerminalConfig {
+        TerminalConfig {
+            hardware_serial: serial.parse().unwrap(),
+            model: "TEST-PINPAD".parse().unwrap(),
+            modes: vec![Mode::Tr31],
+            ttk_kcv: self.key_store().transport_key_kcv().as_bytes().to_vec(),
+            response_timeout: Duration::from_millis(300),
+            max_retries: 6,
+        }
+    }
+
+    /// `count` pseudo-terminal ports: the terminal ends, and daemon settings naming stable
+    /// links to the appliance ends (as /dev/serial/by-id links would).
+    pub fn ports(&self, count: usize) -> (Vec<PtyLine>, Settings) {
+        let mut lines = Vec::new();
+        let mut text = format!(
+            "data_dir = {:?}\n[dispensing]\nidle_timeout_seconds = 5\n",
+            self.data_dir
+        );
+        for number in 0..count {
+            let (line, link) = pty_pair(self.directory.path(), &format!("port-{number}"));
+            lines.push(line);
+            text.push_str(&format!(
+                "[[port]]\nname = \"bench-{number}\"\npath = {link:?}\n"
+            ));
+        }
+        std::fs::write(self.directory.path().join("keymotherd.toml"), &text).unwrap();
+        (
+            lines,
+            Settings::from_toml(&text, "keymotherd.toml").unwrap(),
+        )
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.directory.path().join("keymotherd.toml")
+    }
+
+    pub fn vault(&self) -> Vault {
+        Vault::open(&self.data_dir).unwrap()
+    }
+}
+
+/// A pseudo-terminal pair: the master end as a terminal's line, and a link named `name` in
+/// `directory` to the slave end (the daemon's port).
+pub fn pty_pair(directory: &Path, name: &str) -> (PtyLine, PathBuf) {
+    let link = directory.join(name);
+    (PtyLine::open_pair(&link).unwrap(), link)
+}
+
+/// The real daemon code running in this process, on its own runtime thread.
+pub struct InProcessDaemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub events: std::sync::mpsc::Receiver<DaemonEvent>,
+    pub stats: Arc<Stats>,
+}
+
+impl InProcessDaemon {
+    pub fn start(settings: Settings) -> InProcessDaemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (forward, events) = std::sync::mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let daemon_stats = Arc::clone(&stats);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    while let Some(event) = receiver.recv().await {
+                        let _ = forward.send(event);
+                    }
+                });
+                keymother_daemon::run(
+                    settings,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    Some(sender),
+                    daemon_stats,
+                )
+                .await
+                .unwrap();
+            });
+        });
+        let daemon = InProcessDaemon {
+            stop: Some(stop),
+            thread: Some(thread),
+            events,
+            stats,
+        };
+        daemon.wait_for(|event| matches!(event, DaemonEvent::Ready { .. }));
+        daemon
+    }
+
+    /// Waits (up to 10 s) for an event matching `wanted`.
+    pub fn wait_for(&self, wanted: impl Fn(&DaemonEvent) -> bool) -> DaemonEvent {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let event = self
+                .events
+                .recv_timeout(left)
+                .expect("the daemon did not report in time");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Drains events received so far.
+    pub fn drain(&self) -> Vec<DaemonEvent> {
+        self.events.try_iter().collect()
+    }
+}
+
+impl Drop for InProcessDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Injection modes, negotiated by id in HELLO and WELCOME; unknown ids are ignored so new modes can be added.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How a master key travels to the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Id 1: the master key as an ANSI X9.143 (TR-31) key block under the terminal transport key.
+    Tr31,
+    /// Id 2 (reserved, later): mutual X.509 certificates, a terminal nonce, the key under an
+    /// ephemeral key wrapped to the terminal's RSA key with OAEP.
+    Certificate,
+    /// Id 3 (reserved, later): a DUKPT initial key derived for the terminal.
+    DukptInitialKey,
+}
+
+impl Mode {
+    /// Every mode with an id, in id order.
+    pub const ALL: [Mode; 3] = [Mode::Tr31, Mode::Certificate, Mode::DukptInitialKey];
+
+    /// The id carried in HELLO, WELCOME and KEY_REQUEST.
+    pub fn id(self) -> u8 {
+        match self {
+            Mode::Tr31 => 1,
+            Mode::Certificate => 2,
+            Mode::DukptInitialKey => 3,
+        }
+    }
+
+    /// The mode with this id, if it is one this version knows.
+    pub fn from_id(id: u8) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|mode| mode.id() == id)
+    }
+
+    /// The name used in configuration and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tr31 => "tr31",
+            Mode::Certificate => "certificate",
+            Mode::DukptInitialKey => "dukpt-initial-key",
+        }
+    }
+
+    /// Whether the sessions of this crate can run this mode (only tr31 so far); the others are
+    /// never chosen, whatever the configuration says.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Mode::Tr31)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A mode name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode {0:?} (expected tr31, certificate or dukpt-initial-key)")]
+pub struct UnknownMode(pub String);
+
+impl FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|mode| mode.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownMode(text.to_owned()))
+    }
+}

@@ -1,0 +1,592 @@
+//! The terminal's side, sans-IO: the reference terminal's protocol logic (HELLO to CONFIRMED, retransmission, ABORT).
+//!
+//! The terminal drives the link: it sends one request at a time, retransmits the identical
+//! frame when no valid response arrives within the response timeout (or at once on NAK), and
+//! gives up cleanly after `max_retries` retransmissions. Key installation is left to the caller
+//! ([`TerminalAction::InstallKey`], answered with [`TerminalSession::handle_key_installed`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::codes::{AbortReason, ErrorCode};
+use crate::frame::{DecodeEvent, Frame, FrameDecoder, FrameRejection};
+use crate::identity::{HardwareSerial, Smn, TerminalModel};
+use crate::message::{
+    Abort, CAPABILITY_TR31_VERSION_B, CAPABILITY_TR31_VERSION_D, Confirm, Direction, Hello,
+    KeyRequest, Message, MessageType, PROTOCOL_VERSION, sanitize_detail,
+};
+use crate::mode::Mode;
+use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
+
+/// Who the terminal is and what it expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalConfig {
+    pub hardware_serial: HardwareSerial,
+    pub model: TerminalModel,
+    /// Modes offered in HELLO, in order of preference (1 to 32).
+    pub modes: Vec<Mode>,
+    /// The check value of the transport key installed in the terminal; WELCOME must carry the same.
+    pub ttk_kcv: Vec<u8>,
+    pub response_timeout: Duration,
+    /// Retransmissions of one request before giving up.
+    pub max_retries: u32,
+}
+
+/// Why the terminal could not install a delivered key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallRefusal {
+    /// The key block did not unwrap under the transport key (the text says why; no key material).
+    DoesNotUnwrap(String),
+    /// The unwrapped key's check value is not the delivered KCV.
+    KcvMismatch,
+}
+
+/// How the terminal's session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalOutcome {
+    /// The key is installed and the appliance has recorded it.
+    Injected {
+        key_index: u32,
+        smn: Smn,
+        kcv: Vec<u8>,
+    },
+    /// The session ended without a confirmed key.
+    Failed { reason: String },
+}
+
+/// Why a request was sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetransmitCause {
+    /// No valid response within the response timeout.
+    Timeout,
+    /// The appliance NAKed it.
+    Nak,
+}
+
+/// Something that happened, for the terminal's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalEvent {
+    FrameRejected(FrameRejection),
+    /// The appliance sent a frame longer than the maximum.
+    FrameTooLarge {
+        seq: u8,
+        length: u16,
+    },
+    NakSent,
+    Retransmitted {
+        seq: u8,
+        attempt: u32,
+        cause: RetransmitCause,
+    },
+    /// A valid frame that answers nothing outstanding (a late or repeated response) was ignored.
+    FrameIgnored {
+        seq: u8,
+        message_type: u8,
+    },
+    Welcomed {
+        device_id: String,
+        mode: Mode,
+    },
+    KeyDelivered {
+        key_index: u32,
+    },
+    ErrorReceived {
+        code: ErrorCode,
+        detail: String,
+    },
+    AbortSent {
+        reason: AbortReason,
+        detail: String,
+    },
+}
+
+/// What the caller must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalAction {
+    /// Write these bytes to the port.
+    Send(Vec<u8>),
+    /// Unwrap the key block under the transport key, install the key, then call
+    /// [`TerminalSession::handle_key_installed`].
+    InstallKey {
+        key_index: u32,
+        key_block: String,
+        kcv: Vec<u8>,
+    },
+    Report(TerminalEvent),
+    /// The session is over.
+    Finished(TerminalOutcome),
+}
+
+struct Outstanding {
+    seq: u8,
+    bytes: Vec<u8>,
+    request: MessageType,
+    sent_at: Duration,
+    retries: u32,
+}
+
+enum Stage {
+    NotStarted,
+    AwaitingWelcome,
+    AwaitingDelivery,
+    Installing {
+        key_index: u32,
+    },
+    AwaitingConfirmed {
+        key_index: u32,
+        smn: Smn,
+        kcv: Vec<u8>,
+    },
+    Aborting {
+        failure: String,
+    },
+    Finished,
+}
+
+/// The terminal's protocol state for one injection.
+pub struct TerminalSession {
+    config: TerminalConfig,
+    decoder: FrameDecoder,
+    nak_armed: bool,
+    next_seq: u8,
+    outstanding: Option<Outstanding>,
+    stage: Stage,
+    outcome: Option<TerminalOutcome>,
+}
+
+type Actions = Vec<TerminalAction>;
+
+impl TerminalSession {
+    pub fn new(config: TerminalConfig) -> Self {
+        TerminalSession {
+            config,
+            decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
+            nak_armed: true,
+            next_seq: 0,
+            outstanding: None,
+            stage: Stage::NotStarted,
+            outcome: None,
+        }
+    }
+
+    pub fn config(&self) -> &TerminalConfig {
+        &self.config
+    }
+
+    /// Sends HELLO (the first with SEQ 0); calling it again starts over with a new HELLO.
+    pub fn start(&mut self, now: Duration) -> Vec<TerminalAction> {
+        let mut actions = Vec::new();
+        self.outcome = None;
+        self.outstanding = None;
+        self.stage = Stage::AwaitingWelcome;
+        let hello = Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            mode_ids: self.config.modes.iter().map(|mode| mode.id()).collect(),
+            model: self.config.model.clone(),
+            hardware_serial: self.config.hardware_serial.clone(),
+            capabilities: CAPABILITY_TR31_VERSION_B | CAPABILITY_TR31_VERSION_D,
+        });
+        self.send_request(&hello, now, &mut actions);
+        actions
+    }
+
+    /// Bytes read from the port at `now`.
+    pub fn handle_bytes(&mut self, bytes: &[u8], now: Duration) -> Vec<TerminalAction> {
+        let mut actions = Vec::new();
+        for event in self.decoder.push(bytes, now) {
+            self.handle_event(event, now, &mut actions);
+        }
+        actions
+    }
+
+    /// Applies the inter-byte and response timeouts at `now`.
+    pub fn handle_tick(&mut self, now: Duration) -> Vec<TerminalAction> {
+        let mut actions = Vec::new();
+        for event in self.decoder.tick(now) {
+            self.handle_event(event, now, &mut actions);
+        }
+        let due = self.outstanding.as_ref().is_some_and(|outstanding| {
+            now >= outstanding
+                .sent_at
+                .saturating_add(self.config.response_timeout)
+        });
+        if due {
+            self.retransmit(RetransmitCause::Timeout, now, &mut actions);
+        }
+        actions
+    }
+
+    /// The caller's answer to [`TerminalAction::InstallKey`]: `Ok` with the installed key's KCV.
+    pub fn handle_key_installed(
+        &mut self,
+        outcome: Result<Vec<u8>, InstallRefusal>,
+        now: Duration,
+    ) -> Vec<TerminalAction> {
+        let mut actions = Vec::new();
+        let Stage::Installing { key_index } = self.stage else {
+            return actions;
+        };
+        match outcome {
+            Ok(kcv) => match Smn::new(&self.config.hardware_serial, key_index) {
+                Ok(smn) => {
+                    let confirm = Message::Confirm(Confirm {
+                        key_index,
+                        kcv: kcv.clone(),
+                        smn: smn.clone(),
+                    });
+                    self.stage = Stage::AwaitingConfirmed {
+                        key_index,
+                        smn,
+                        kcv,
+                    };
+                    self.send_request(&confirm, now, &mut actions);
+                }
+                Err(error) => self.abort(
+                    AbortReason::UNEXPECTED_RESPONSE,
+                    &error.to_string(),
+                    format!("no SMN for key {key_index}: {error}"),
+                    now,
+                    &mut actions,
+                ),
+            },
+            Err(InstallRefusal::DoesNotUnwrap(why)) => self.abort(
+                AbortReason::KEY_BLOCK_DOES_NOT_UNWRAP,
+                &why,
+                format!("key block of key {key_index:08} did not unwrap: {why}"),
+                now,
+                &mut actions,
+            ),
+            Err(InstallRefusal::KcvMismatch) => self.abort(
+                AbortReason::KCV_MISMATCH,
+                "",
+                format!("key {key_index:08} does not have the delivered check value"),
+                now,
+                &mut actions,
+            ),
+        }
+        actions
+    }
+
+    /// When [`handle_tick`](Self::handle_tick) next has something to do, if ever.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        if matches!(self.stage, Stage::Finished | Stage::NotStarted) {
+            return None;
+        }
+        let response = self.outstanding.as_ref().map(|outstanding| {
+            outstanding
+                .sent_at
+                .saturating_add(self.config.response_timeout)
+        });
+        match (response, self.decoder.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How the session ended, once it has.
+    pub fn outcome(&self) -> Option<&TerminalOutcome> {
+        self.outcome.as_ref()
+    }
+
+    fn handle_event(&mut self, event: DecodeEvent, now: Duration, actions: &mut Actions) {
+        if matches!(self.stage, Stage::Finished | Stage::NotStarted) {
+            return;
+        }
+        match event {
+            DecodeEvent::Frame(frame) => {
+                self.nak_armed = true;
+                self.handle_frame(frame, now, actions);
+            }
+            DecodeEvent::Rejected(rejection) => {
+                actions.push(report(TerminalEvent::FrameRejected(rejection)));
+                if rejection.is_bad_crc() && self.nak_armed && self.outstanding.is_some() {
+                    self.nak_armed = false;
+                    if let Ok(bytes) = Message::Nak.encode_frame(0) {
+                        actions.push(TerminalAction::Send(bytes));
+                        actions.push(report(TerminalEvent::NakSent));
+                    }
+                }
+            }
+            DecodeEvent::FrameTooLarge { seq, length, .. } => {
+                actions.push(report(TerminalEvent::FrameTooLarge { seq, length }));
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Duration, actions: &mut Actions) {
+        let kind = MessageType::from_id(frame.message_type);
+        if kind.map(MessageType::direction) == Some(Direction::Both) {
+            if self.outstanding.is_some() {
+                self.retransmit(RetransmitCause::Nak, now, actions);
+            }
+            return;
+        }
+        let Some(request) = self
+            .outstanding
+            .as_ref()
+            .filter(|outstanding| outstanding.seq == frame.seq)
+            .map(|outstanding| outstanding.request)
+        else {
+            return ignored(&frame, actions);
+        };
+        let expected = match request {
+            MessageType::Hello => MessageType::Welcome,
+            MessageType::KeyRequest => MessageType::KeyDelivery,
+            MessageType::Confirm => MessageType::Confirmed,
+            _ => MessageType::Ack,
+        };
+        if kind != Some(expected) && kind != Some(MessageType::Error) {
+            return ignored(&frame, actions);
+        }
+        let message = match Message::from_frame(&frame) {
+            Ok(message) => message,
+            Err(error) => {
+                self.outstanding = None;
+                if let Stage::Aborting { failure } =
+                    std::mem::replace(&mut self.stage, Stage::Finished)
+                {
+                    return self.finish(TerminalOutcome::Failed { reason: failure }, actions);
+                }
+                return self.abort(
+                    AbortReason::UNEXPECTED_RESPONSE,
+                    &error.to_string(),
+                    format!("malformed response to {request}: {error}"),
+                    now,
+                    actions,
+                );
+            }
+        };
+        if let Message::Error(error) = &message {
+            actions.push(report(TerminalEvent::ErrorReceived {
+                code: error.code,
+                detail: error.detail.clone(),
+            }));
+            if error.code.is_transient() {
+                // BUSY: the response timer goes on and retransmits the request.
+                return;
+            }
+        }
+        self.outstanding = None;
+        match message {
+            Message::Error(error) => {
+                let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
+                    Stage::Aborting { failure } => failure,
+                    _ => format!(
+                        "the appliance answered {request} with ERROR {}: {}",
+                        error.code, error.detail
+                    ),
+                };
+                self.finish(TerminalOutcome::Failed { reason: failure }, actions);
+            }
+            Message::Welcome(welcome) => {
+                let mode = Mode::from_id(welcome.mode_id);
+                if welcome.protocol_version != PROTOCOL_VERSION {
+                    let detail = format!(
+                        "WELCOME names protocol version {}; HELLO asked for {PROTOCOL_VERSION}",
+                        welcome.protocol_version
+                    );
+                    return self.abort(
+                        AbortReason::UNEXPECTED_RESPONSE,
+                        &detail,
+                        detail.clone(),
+                        now,
+                        actions,
+                    );
+                }
+                let Some(mode) =
+                    mode.filter(|mode| mode.is_implemented() && self.config.modes.contains(mode))
+                else {
+                    let detail = format!(
+                        "WELCOME chose mode id {}, which this terminal cannot run",
+                        welcome.mode_id
+                    );
+                    return self.abort(
+                        AbortReason::UNEXPECTED_RESPONSE,
+                        &detail,
+                        detail.clone(),
+                        now,
+                        actions,
+                    );
+                };
+                actions.push(report(TerminalEvent::Welcomed {
+                    device_id: welcome.device_id.clone(),
+                    mode,
+                }));
+                if welcome.ttk_kcv != self.config.ttk_kcv {
+                    let detail = format!(
+                        "appliance TTK KCV {}, terminal TTK KCV {}",
+                        hex(&welcome.ttk_kcv),
+                        hex(&self.config.ttk_kcv)
+                    );
+                    return self.abort(
+                        AbortReason::TTK_KCV_MISMATCH,
+                        &detail,
+                        format!("transport key check value differs: {detail}"),
+                        now,
+                        actions,
+                    );
+                }
+                self.stage = Stage::AwaitingDelivery;
+                let request = Message::KeyRequest(KeyRequest {
+                    mode_id: mode.id(),
+                    mode_data: Vec::new(),
+                });
+                self.send_request(&request, now, actions);
+            }
+            Message::KeyDelivery(delivery) => {
+                self.stage = Stage::Installing {
+                    key_index: delivery.key_index,
+                };
+                actions.push(report(TerminalEvent::KeyDelivered {
+                    key_index: delivery.key_index,
+                }));
+                actions.push(TerminalAction::InstallKey {
+                    key_index: delivery.key_index,
+                    key_block: delivery.key_block,
+                    kcv: delivery.kcv,
+                });
+            }
+            Message::Confirmed(confirmed) => {
+                let Stage::AwaitingConfirmed {
+                    key_index,
+                    smn,
+                    kcv,
+                } = std::mem::replace(&mut self.stage, Stage::Finished)
+                else {
+                    return;
+                };
+                let outcome = if confirmed.key_index == key_index && confirmed.smn == smn {
+                    TerminalOutcome::Injected {
+                        key_index,
+                        smn,
+                        kcv,
+                    }
+                } else {
+                    TerminalOutcome::Failed {
+                        reason: format!(
+                            "CONFIRMED names key {:08} and SMN {}; this terminal confirmed key {key_index:08} with SMN {smn}",
+                            confirmed.key_index, confirmed.smn
+                        ),
+                    }
+                };
+                self.finish(outcome, actions);
+            }
+            Message::Ack => {
+                let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
+                    Stage::Aborting { failure } => failure,
+                    _ => "the session was aborted".to_owned(),
+                };
+                self.finish(TerminalOutcome::Failed { reason: failure }, actions);
+            }
+            _ => {}
+        }
+    }
+
+    fn send_request(&mut self, message: &Message, now: Duration, actions: &mut Actions) {
+        let seq = self.next_seq;
+        match message.encode_frame(seq) {
+            Ok(bytes) => {
+                self.next_seq = seq.wrapping_add(1);
+                self.outstanding = Some(Outstanding {
+                    seq,
+                    bytes: bytes.clone(),
+                    request: message.message_type(),
+                    sent_at: now,
+                    retries: 0,
+                });
+                actions.push(TerminalAction::Send(bytes));
+            }
+            Err(error) => self.finish(
+                TerminalOutcome::Failed {
+                    reason: format!("{} cannot be sent: {error}", message.message_type()),
+                },
+                actions,
+            ),
+        }
+    }
+
+    fn retransmit(&mut self, cause: RetransmitCause, now: Duration, actions: &mut Actions) {
+        let Some(outstanding) = self.outstanding.as_mut() else {
+            return;
+        };
+        if outstanding.retries >= self.config.max_retries {
+            let transmissions = outstanding.retries + 1;
+            let (request, seq) = (outstanding.request, outstanding.seq);
+            let reason = match std::mem::replace(&mut self.stage, Stage::Finished) {
+                Stage::Aborting { failure } => {
+                    format!("{failure} (the ABORT was not acknowledged)")
+                }
+                _ => format!(
+                    "no valid response to {request} (SEQ {seq}) after {transmissions} transmissions"
+                ),
+            };
+            return self.finish(TerminalOutcome::Failed { reason }, actions);
+        }
+        outstanding.retries += 1;
+        outstanding.sent_at = now;
+        actions.push(TerminalAction::Send(outstanding.bytes.clone()));
+        actions.push(report(TerminalEvent::Retransmitted {
+            seq: outstanding.seq,
+            attempt: outstanding.retries,
+            cause,
+        }));
+    }
+
+    /// Sends ABORT and waits for its ACK; the session then fails with `failure`.
+    fn abort(
+        &mut self,
+        reason: AbortReason,
+        detail: &str,
+        failure: String,
+        now: Duration,
+        actions: &mut Actions,
+    ) {
+        let detail = sanitize_detail(detail);
+        self.stage = Stage::Aborting { failure };
+        actions.push(report(TerminalEvent::AbortSent {
+            reason,
+            detail: detail.clone(),
+        }));
+        self.send_request(&Message::Abort(Abort { reason, detail }), now, actions);
+    }
+
+    fn finish(&mut self, outcome: TerminalOutcome, actions: &mut Actions) {
+        self.stage = Stage::Finished;
+        self.outstanding = None;
+        self.outcome = Some(outcome.clone());
+        actions.push(TerminalAction::Finished(outcome));
+    }
+}
+
+fn ignored(frame: &Frame, actions: &mut Actions) {
+    actions.push(report(TerminalEvent::FrameIgnored {
+        seq: frame.seq,
+        message_type: frame.message_type,
+    }));
+}
+
+fn report(event: TerminalEvent) -> TerminalAction {
+    TerminalAction::Report(event)
+}
+
+/// Upper-case hex of a check value.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02X}")).collect()
+}
+
+impl fmt::Display for TerminalOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TerminalOutcome::Injected {
+                key_index,
+                smn,
+                kcv,
+            } => write!(
+                f,
+                "key {key_index:08} injected, SMN {smn}, KCV {}",
+                hex(kcv)
+            ),
+            TerminalOutcome::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The software key store: holds the TTK and the installed master key, as a PIN pad's secure memory would.
+
+use keymother_crypto::tr31::{KeyBlockProtectionKey, KeyUsage};
+use keymother_crypto::{Kcv, SecretKey};
+use keymother_protocol::InstallRefusal;
+
+/// A terminal's keys. Zeroized on drop; no Debug.
+pub struct SoftwareKeyStore {
+    transport_key: KeyBlockProtectionKey,
+    transport_key_kcv: Kcv,
+    master_key: Option<(u32, SecretKey)>,
+}
+
+impl SoftwareKeyStore {
+    /// A key store loaded with the terminal transport key (TTK).
+    pub fn new(transport_key: &SecretKey) -> SoftwareKeyStore {
+        SoftwareKeyStore {
+            transport_key: KeyBlockProtectionKey::new(transport_key),
+            transport_key_kcv: transport_key.kcv(),
+            master_key: None,
+        }
+    }
+
+    /// The TTK's check value, compared with the one the appliance announces.
+    pub fn transport_key_kcv(&self) -> Kcv {
+        self.transport_key_kcv
+    }
+
+    /// Unwraps a delivered master key under the TTK, checks it is a key-encryption key with
+    /// the announced check value, stores it, and returns its check value.
+    pub fn install(
+        &mut self,
+        key_index: u32,
+        key_block: &str,
+        announced_kcv: &[u8],
+    ) -> Result<Vec<u8>, InstallRefusal> {
+        let unwrapped = self
+            .transport_key
+            .unwrap(key_block)
+            .map_err(|error| InstallRefusal::DoesNotUnwrap(error.to_string()))?;
+        if unwrapped.header.key_usage != KeyUsage::KeyEncryption {
+            return Err(InstallRefusal::DoesNotUnwrap(format!(
+                "key usage is {}, not K0",
+                unwrapped.header.key_usage
+            )));
+        }
+        let kcv = unwrapped.key.kcv().as_bytes().to_vec();
+        if kcv != announced_kcv {
+            return Err(InstallRefusal::KcvMismatch);
+        }
+        self.master_key = Some((key_index, unwrapped.key));
+        Ok(kcv)
+    }
+
+    /// The installed master key's index and check value, if any.
+    pub fn installed(&self) -> Option<(u32, Kcv)> {
+        self.master_key
+            .as_ref()
+            .map(|(index, key)| (*index, key.kcv()))
+    }
+}

@@ -1,0 +1,106 @@
+//! keymother-terminal: the reference terminal on a real serial port, for checking an appliance on the bench.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use keymother_crypto::{KeyAlgorithm, SecretKey};
+use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
+use keymother_terminal::{SerialLine, SoftwareKeyStore, inject};
+
+#[derive(Parser)]
+#[command(
+    name = "keymother-terminal",
+    version,
+    about = "keymother reference terminal"
+)]
+struct Arguments {
+    /// Serial port (or pseudo-terminal) connected to the appliance.
+    #[arg(long)]
+    port: String,
+    /// This terminal's hardware serial number (1-24 characters, A-Z 0-9).
+    #[arg(long)]
+    serial: String,
+    /// Terminal model reported to the appliance.
+    #[arg(long, default_value = "KEYMOTHER-REF")]
+    model: String,
+    #[arg(long, default_value_t = 115200)]
+    baud: u32,
+    /// The transport key's algorithm; the key itself is typed without echo (or piped on stdin).
+    #[arg(long, default_value = "AES-256")]
+    ttk_alg: String,
+    /// Response timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+}
+
+fn read_transport_key(algorithm: KeyAlgorithm) -> anyhow::Result<SecretKey> {
+    let prompt = format!("transport key ({algorithm}, hex, not shown): ");
+    let typed = if std::io::stdin().is_terminal() {
+        zeroize::Zeroizing::new(rpassword::prompt_password(prompt)?)
+    } else {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().lock().read_line(&mut line)?;
+        line
+    };
+    SecretKey::from_hex(algorithm, typed.trim()).context("transport key")
+}
+
+fn run(arguments: Arguments) -> anyhow::Result<bool> {
+    let algorithm: KeyAlgorithm = arguments.ttk_alg.parse().context("--ttk-alg")?;
+    let config = TerminalConfig {
+        hardware_serial: arguments
+            .serial
+            .parse()
+            .map_err(|error| anyhow::anyhow!("--serial: {error}"))?,
+        model: arguments
+            .model
+            .parse()
+            .map_err(|error| anyhow::anyhow!("--model: {error}"))?,
+        modes: vec![Mode::Tr31],
+        ttk_kcv: Vec::new(),
+        response_timeout: Duration::from_millis(arguments.timeout_ms),
+        max_retries: 5,
+    };
+    let transport_key = read_transport_key(algorithm)?;
+    let mut key_store = SoftwareKeyStore::new(&transport_key);
+    drop(transport_key);
+    let config = TerminalConfig {
+        ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
+        ..config
+    };
+    let mut line = SerialLine::open(&arguments.port, arguments.baud)
+        .with_context(|| arguments.port.clone())?;
+    let injection = inject(&mut line, config, &mut key_store)?;
+    match injection.outcome {
+        TerminalOutcome::Injected {
+            key_index,
+            smn,
+            kcv,
+        } => {
+            let kcv: String = kcv.iter().map(|byte| format!("{byte:02X}")).collect();
+            println!(
+                "injected key {key_index:08}, SMN {smn}, KCV {kcv}, in {:.0?}",
+                injection.elapsed
+            );
+            Ok(true)
+        }
+        TerminalOutcome::Failed { reason } => {
+            eprintln!("keymother-terminal: injection failed: {reason}");
+            Ok(false)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Arguments::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("keymother-terminal: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

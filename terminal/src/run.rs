@@ -1,0 +1,68 @@
+//! Driving one injection: the sans-IO terminal session over a line, with the key store doing the cryptography.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
+
+use crate::key_store::SoftwareKeyStore;
+use crate::line::Line;
+
+/// Longest single wait on the line, so timeouts are checked often enough.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How one injection attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    pub outcome: TerminalOutcome,
+    pub elapsed: Duration,
+}
+
+/// Runs one injection on `line` until the session finishes (injected or failed). I/O errors
+/// other than an unplugged line end it early.
+pub fn inject<L: Line>(
+    line: &mut L,
+    config: TerminalConfig,
+    key_store: &mut SoftwareKeyStore,
+) -> io::Result<Injection> {
+    let started = Instant::now();
+    let mut session = TerminalSession::new(config);
+    let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
+    let mut buffer = [0u8; 2048];
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                TerminalAction::Send(bytes) => line.write_all(&bytes)?,
+                TerminalAction::InstallKey {
+                    key_index,
+                    key_block,
+                    kcv,
+                } => {
+                    let installed = key_store.install(key_index, &key_block, &kcv);
+                    pending.extend(session.handle_key_installed(installed, started.elapsed()));
+                }
+                TerminalAction::Report(_) => {}
+                TerminalAction::Finished(outcome) => {
+                    return Ok(Injection {
+                        outcome,
+                        elapsed: started.elapsed(),
+                    });
+                }
+            }
+        }
+        let now = started.elapsed();
+        let wait = session
+            .next_deadline()
+            .map_or(POLL, |deadline| deadline.saturating_sub(now))
+            .clamp(Duration::from_millis(1), POLL);
+        let count = line.read_within(&mut buffer, wait)?;
+        let now = started.elapsed();
+        let actions = if count > 0 {
+            session.handle_bytes(&buffer[..count], now)
+        } else {
+            session.handle_tick(now)
+        };
+        pending.extend(actions);
+    }
+}
