@@ -151,10 +151,10 @@ impl PortWorker<'_> {
                     smn,
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
                 ApplianceAction::Report(event) => {
-                    log::info!("port={} event=session detail={event:?}", self.port.name);
+                    log::info!("port={} event=session detail=\"{event}\"", self.port.name);
                     self.shared.emit(DaemonEvent::Session {
                         port: self.port.name.clone(),
-                        detail: format!("{event:?}"),
+                        detail: event.to_string(),
                     });
                     Vec::new()
                 }

@@ -6,6 +6,7 @@ mod support;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use keymother_daemon::DaemonEvent;
 use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
 use keymother_terminal::{Line, NoisyLine, PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::KeyState;
@@ -241,4 +242,39 @@ fn noise_on_the_line_never_gives_a_key_to_two_terminals() {
         "a terminal holds two keys"
     );
     assert_eq!(assignments.len(), 32);
+}
+
+#[test]
+fn a_pulled_adapter_is_reopened_while_the_other_ports_keep_injecting() {
+    let appliance = Appliance::provisioned(50);
+    let (mut lines, settings) = appliance.ports(2);
+    let daemon = InProcessDaemon::start(settings);
+    let mut other_port = lines.pop().unwrap();
+    let pulled = lines.pop().unwrap();
+
+    // Pull the adapter of bench-0: the device and its stable name disappear.
+    let link = appliance.directory.path().join("port-0");
+    drop(pulled);
+    std::fs::remove_file(&link).unwrap();
+    assert!(
+        daemon
+            .saw(|event| matches!(event, DaemonEvent::PortLost { port, .. } if port == "bench-0"))
+    );
+
+    // Meanwhile bench-1 keeps injecting.
+    for n in 0..3 {
+        inject_one(&mut other_port, &appliance, &format!("STEADY0{n}")).unwrap();
+    }
+
+    // Plug it back in: a new device behind the same name. The daemon reopens it on its own.
+    let mut replugged = PtyLine::open_pair(&link).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let index = loop {
+        match inject_one(&mut replugged, &appliance, "REPLUG01") {
+            Ok((index, _, _)) => break index,
+            Err(reason) => assert!(Instant::now() < deadline, "never reopened: {reason}"),
+        }
+    };
+    assert!(index > 0);
+    assert_eq!(appliance.vault().smn_rows().unwrap().len(), 4);
 }

@@ -118,6 +118,7 @@ pub struct InProcessDaemon {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub events: std::sync::mpsc::Receiver<DaemonEvent>,
+    log: std::sync::Mutex<Vec<DaemonEvent>>,
     pub stats: Arc<Stats>,
 }
 
@@ -156,6 +157,7 @@ impl InProcessDaemon {
             stop: Some(stop),
             thread: Some(thread),
             events,
+            log: std::sync::Mutex::new(Vec::new()),
             stats,
         };
         daemon.wait_for(|event| matches!(event, DaemonEvent::Ready { .. }));
@@ -177,9 +179,23 @@ impl InProcessDaemon {
         }
     }
 
-    /// Drains events received so far.
-    pub fn drain(&self) -> Vec<DaemonEvent> {
-        self.events.try_iter().collect()
+    /// Waits (up to 2 s) until some event received so far, or arriving meanwhile, matches
+    /// `wanted`. Events are kept, so one can be looked for more than once.
+    pub fn saw(&self, wanted: impl Fn(&DaemonEvent) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut log = self.log.lock().unwrap();
+            log.extend(self.events.try_iter());
+            if log.iter().any(&wanted) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!("events seen: {log:#?}");
+                return false;
+            }
+            drop(log);
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
