@@ -164,6 +164,7 @@ fn measure(
                         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
                         response_timeout: Duration::from_secs(2),
                         max_retries: 3,
+                        unconfirmed_key: None,
                     };
                     if let TerminalOutcome::Failed { reason } =
                         inject(&mut line, config, &mut key_store)?.outcome

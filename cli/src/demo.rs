@@ -214,6 +214,7 @@ fn inject_over_serial(
                         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
                         response_timeout: Duration::from_millis(500),
                         max_retries: 5,
+                        unconfirmed_key: None,
                     };
                     match inject(&mut line, config, &mut key_store)?.outcome {
                         TerminalOutcome::Injected { .. } => done += 1,

@@ -131,8 +131,13 @@ fn killing_the_daemon_at_random_loses_nothing_and_duplicates_nothing() {
         .iter()
         .filter(|terminal| terminal.confirmed.is_some())
         .collect();
+    let given_two_keys = seen
+        .iter()
+        .filter(|terminal| terminal.installed.iter().collect::<HashSet<_>>().len() > 1)
+        .count();
     eprintln!(
-        "{} injections confirmed by terminals over 4 ports, daemon killed {kills} times, {:.1?}",
+        "{} injections confirmed by terminals over 4 ports, daemon killed {kills} times, {:.1?}; \
+         {given_two_keys} terminals were given a second key",
         confirmed.len(),
         started.elapsed()
     );

@@ -309,8 +309,14 @@ struct Session {
 enum Stage {
     Welcomed,
     Reserving,
-    Delivered { key_index: u32 },
-    Confirming { key_index: u32 },
+    Delivered {
+        key_index: u32,
+    },
+    /// `resumed`: the key was delivered in an earlier session (see `handle_confirm`).
+    Confirming {
+        key_index: u32,
+        resumed: bool,
+    },
     Confirmed,
 }
 
@@ -318,7 +324,7 @@ impl Session {
     /// The key sent in this session and not (yet) confirmed.
     fn unconfirmed_key(&self) -> Option<u32> {
         match self.stage {
-            Stage::Delivered { key_index } | Stage::Confirming { key_index } => Some(key_index),
+            Stage::Delivered { key_index } | Stage::Confirming { key_index, .. } => Some(key_index),
             _ => None,
         }
     }
@@ -472,11 +478,13 @@ impl ApplianceSession {
         now: Duration,
     ) -> Vec<ApplianceAction> {
         let mut actions = Vec::new();
-        let Some((terminal, key_index)) =
+        let Some((terminal, key_index, resumed)) =
             self.session
                 .as_ref()
                 .and_then(|session| match session.stage {
-                    Stage::Confirming { key_index } => Some((session.terminal.clone(), key_index)),
+                    Stage::Confirming { key_index, resumed } => {
+                        Some((session.terminal.clone(), key_index, resumed))
+                    }
                     _ => None,
                 })
         else {
@@ -486,7 +494,12 @@ impl ApplianceSession {
             return actions;
         };
         self.last_activity = now;
-        self.set_stage(Stage::Delivered { key_index });
+        // A refused resumed confirmation leaves the session as it was: welcomed, no key.
+        self.set_stage(if resumed {
+            Stage::Welcomed
+        } else {
+            Stage::Delivered { key_index }
+        });
         match outcome {
             Ok(confirmed) => {
                 let message = Message::Confirmed(confirmed.clone());
@@ -813,7 +826,7 @@ impl ApplianceSession {
                 }));
                 actions.push(ApplianceAction::Reserve { terminal });
             }
-            Stage::Delivered { key_index } | Stage::Confirming { key_index } => {
+            Stage::Delivered { key_index } | Stage::Confirming { key_index, .. } => {
                 let detail = format!("key {key_index:08} was already delivered in this session");
                 self.respond_error(ErrorCode::OUT_OF_ORDER_MESSAGE, &detail, actions);
             }
@@ -835,15 +848,13 @@ impl ApplianceSession {
             return;
         };
         let terminal = session.terminal.clone();
-        let delivered = match session.stage {
-            Stage::Delivered { key_index } => key_index,
-            Stage::Welcomed => {
-                let detail = format!(
-                    "key {:08} was not delivered in this session (no key was)",
-                    confirm.key_index
-                );
-                return self.respond_error(ErrorCode::KEY_NOT_DELIVERED, &detail, actions);
-            }
+        let (delivered, resumed) = match session.stage {
+            Stage::Delivered { key_index } => (key_index, false),
+            // A terminal that installed its key in an earlier session and never saw
+            // CONFIRMED (power cut, cable pulled, appliance restarted) confirms it in a new
+            // one. Only the vault knows which key that terminal was given: the adapter
+            // decides, and answers KEY_NOT_DELIVERED for any other key.
+            Stage::Welcomed => (confirm.key_index, true),
             Stage::Confirmed => {
                 return self.respond_error(
                     ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -876,6 +887,7 @@ impl ApplianceSession {
         }
         self.set_stage(Stage::Confirming {
             key_index: delivered,
+            resumed,
         });
         actions.push(report(SessionEvent::ConfirmRequested {
             terminal: terminal.clone(),

@@ -30,7 +30,7 @@ impl ErrorCode {
     pub const KCV_MISMATCH_QUARANTINED: ErrorCode = ErrorCode(0x000A);
     /// The SMN in CONFIRM is not the hardware serial followed by the key index.
     pub const SMN_MISMATCH: ErrorCode = ErrorCode(0x000B);
-    /// CONFIRM names a key that was not delivered in this session.
+    /// CONFIRM names a key this terminal was not given.
     pub const KEY_NOT_DELIVERED: ErrorCode = ErrorCode(0x000C);
     /// The SEQ of the last request came again with a different body.
     pub const SEQUENCE_REUSED: ErrorCode = ErrorCode(0x000D);
@@ -120,7 +120,7 @@ impl ErrorCode {
                 "the SMN in CONFIRM is not the hardware serial followed by the 8-digit key index"
             }
             ErrorCode::KEY_NOT_DELIVERED => {
-                "CONFIRM names a key that was not delivered in this session"
+                "CONFIRM names a key this terminal was not given (in this session, or ever)"
             }
             ErrorCode::SEQUENCE_REUSED => "the last request's SEQ came again with a different body",
             ErrorCode::SEQUENCE_OUT_OF_ORDER => {

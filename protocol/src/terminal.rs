@@ -30,6 +30,11 @@ pub struct TerminalConfig {
     pub response_timeout: Duration,
     /// Retransmissions of one request before giving up.
     pub max_retries: u32,
+    /// A key this terminal installed in an earlier session without seeing CONFIRMED (power
+    /// cut, cable pulled, appliance restarted): its index and check value. The session then
+    /// confirms it right after WELCOME instead of asking for a key, so the terminal ends up
+    /// with the key the appliance recorded, and never with a second one.
+    pub unconfirmed_key: Option<(u32, Vec<u8>)>,
 }
 
 /// Why the terminal could not install a delivered key.
@@ -146,6 +151,10 @@ enum Stage {
 /// The terminal's protocol state for one injection.
 pub struct TerminalSession {
     config: TerminalConfig,
+    /// The mode WELCOME chose.
+    mode: Option<Mode>,
+    /// Confirming a key from an earlier session (see [`TerminalConfig::unconfirmed_key`]).
+    resuming: bool,
     decoder: FrameDecoder,
     nak_armed: bool,
     next_seq: u8,
@@ -160,6 +169,8 @@ impl TerminalSession {
     pub fn new(config: TerminalConfig) -> Self {
         TerminalSession {
             config,
+            mode: None,
+            resuming: false,
             decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
             nak_armed: true,
             next_seq: 0,
@@ -217,6 +228,16 @@ impl TerminalSession {
     }
 
     /// The caller's answer to [`TerminalAction::InstallKey`]: `Ok` with the installed key's KCV.
+    /// Sends KEY_REQUEST in the negotiated mode.
+    fn request_key(&mut self, mode: Mode, now: Duration, actions: &mut Vec<TerminalAction>) {
+        self.stage = Stage::AwaitingDelivery;
+        let request = Message::KeyRequest(KeyRequest {
+            mode_id: mode.id(),
+            mode_data: Vec::new(),
+        });
+        self.send_request(&request, now, actions);
+    }
+
     pub fn handle_key_installed(
         &mut self,
         outcome: Result<Vec<u8>, InstallRefusal>,
@@ -368,6 +389,17 @@ impl TerminalSession {
         }
         self.outstanding = None;
         match message {
+            Message::Error(error)
+                if self.resuming
+                    && error.code == ErrorCode::KEY_NOT_DELIVERED
+                    && matches!(self.stage, Stage::AwaitingConfirmed { .. }) =>
+            {
+                // The appliance has no record of giving us the key we hold: ask for one.
+                self.resuming = false;
+                if let Some(mode) = self.mode {
+                    self.request_key(mode, now, actions);
+                }
+            }
             Message::Error(error) => {
                 let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
                     Stage::Aborting { failure } => failure,
@@ -426,12 +458,14 @@ impl TerminalSession {
                         actions,
                     );
                 }
-                self.stage = Stage::AwaitingDelivery;
-                let request = Message::KeyRequest(KeyRequest {
-                    mode_id: mode.id(),
-                    mode_data: Vec::new(),
-                });
-                self.send_request(&request, now, actions);
+                self.mode = Some(mode);
+                if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
+                    self.resuming = true;
+                    self.stage = Stage::Installing { key_index };
+                    actions.extend(self.handle_key_installed(Ok(kcv), now));
+                    return;
+                }
+                self.request_key(mode, now, actions);
             }
             Message::KeyDelivery(delivery) => {
                 self.stage = Stage::Installing {

@@ -42,6 +42,7 @@ fn terminal_config(ttk_kcv: &[u8]) -> TerminalConfig {
         ttk_kcv: ttk_kcv.to_vec(),
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
+        unconfirmed_key: None,
     }
 }
 

@@ -580,15 +580,17 @@ fn error_smn_mismatch_without_calling_the_adapter() {
 fn error_key_not_delivered_without_calling_the_adapter() {
     let mut direct = Direct::new(FakeVault::with_keys([278, 279]));
     direct.request(0, &hello_for("T1", vec![1]));
-    // Before any delivery.
+    // Before any delivery in this session the vault is asked (a resumed confirmation), and
+    // it knows of no key 278 given to T1.
     let (_, code, _) = error_code(&direct.request(1, &confirm_for("T1", 278, fake_kcv(278))));
     assert_eq!(code, ErrorCode::KEY_NOT_DELIVERED);
+    assert_eq!(direct.vault.confirm_calls.len(), 1);
     direct.request(2, &key_request());
-    // Another key than the delivered one.
+    // Another key than the one delivered in this session: refused without asking the vault.
     let (_, code, detail) = error_code(&direct.request(3, &confirm_for("T1", 279, fake_kcv(279))));
     assert_eq!(code, ErrorCode::KEY_NOT_DELIVERED);
     assert!(detail.contains("00000278"), "{detail}");
-    assert!(direct.vault.confirm_calls.is_empty());
+    assert_eq!(direct.vault.confirm_calls.len(), 1);
     // The adapter's own refusal maps to the same code.
     let mut vault = FakeVault::with_keys([5]);
     vault.refuse_confirmation = Some(ConfirmRefusal::NotDelivered);
@@ -815,4 +817,51 @@ fn a_transport_key_loaded_later_is_seen_by_the_same_hello() {
         direct.request(0, &hello)[..],
         [(0, Message::Welcome(_))]
     ));
+}
+
+#[test]
+fn a_key_delivered_in_an_earlier_session_is_confirmed_in_a_new_one() {
+    let mut direct = Direct::new(FakeVault::with_keys([278, 279]));
+    direct.request(0, &hello_for("T1", vec![1]));
+    assert!(matches!(
+        direct.request(1, &key_request())[..],
+        [(1, Message::KeyDelivery(_))]
+    ));
+    // The terminal lost power before CONFIRMED; it comes back and confirms what it holds.
+    direct.request(0, &hello_for("T1", vec![1]));
+    let answers = direct.request(1, &confirm_for("T1", 278, fake_kcv(278)));
+    assert!(
+        matches!(answers[..], [(1, Message::Confirmed(_))]),
+        "{answers:?}"
+    );
+    // Another terminal cannot confirm T1's key.
+    direct.request(0, &hello_for("T2", vec![1]));
+    let (_, code, _) = error_code(&direct.request(1, &confirm_for("T2", 278, fake_kcv(278))));
+    assert_eq!(code, ErrorCode::KEY_NOT_DELIVERED);
+    assert_eq!(direct.vault.reserve_calls.len(), 1);
+}
+
+#[test]
+fn a_terminal_holding_an_unconfirmed_key_confirms_it_instead_of_asking_again() {
+    let mut bench = Bench::new(FakeVault::with_keys([278, 279]));
+    let mut first = TerminalSession::new(terminal_config("T1"));
+    injected(&bench.run(&mut first));
+    // T1 confirmed 278 but pretend it never saw CONFIRMED: the next session confirms 278.
+    let mut config = terminal_config("T1");
+    config.unconfirmed_key = Some((278, fake_kcv(278)));
+    let mut again = TerminalSession::new(config);
+    let (key_index, _) = injected(&bench.run(&mut again));
+    assert_eq!(key_index, 278);
+    assert_eq!(
+        bench.vault.reserve_calls.len(),
+        1,
+        "no second key was asked for"
+    );
+
+    // A key the appliance never gave this terminal: it falls back to asking for one.
+    let mut config = terminal_config("T2");
+    config.unconfirmed_key = Some((278, fake_kcv(278)));
+    let mut stranger = TerminalSession::new(config);
+    let (key_index, _) = injected(&bench.run(&mut stranger));
+    assert_eq!(key_index, 279);
 }

@@ -9,6 +9,8 @@ pub struct SoftwareKeyStore {
     transport_key: KeyBlockProtectionKey,
     transport_key_kcv: Kcv,
     master_key: Option<(u32, SecretKey)>,
+    /// Whether the appliance confirmed the installed key.
+    confirmed: bool,
 }
 
 impl SoftwareKeyStore {
@@ -18,6 +20,7 @@ impl SoftwareKeyStore {
             transport_key: KeyBlockProtectionKey::new(transport_key),
             transport_key_kcv: transport_key.kcv(),
             master_key: None,
+            confirmed: false,
         }
     }
 
@@ -49,7 +52,22 @@ impl SoftwareKeyStore {
             return Err(InstallRefusal::KcvMismatch);
         }
         self.master_key = Some((key_index, unwrapped.key));
+        self.confirmed = false;
         Ok(kcv)
+    }
+
+    /// Records that the appliance confirmed the installed key.
+    pub fn mark_confirmed(&mut self) {
+        self.confirmed = true;
+    }
+
+    /// The installed key's index and check value if the appliance has not confirmed it: the
+    /// next session confirms it instead of asking for another.
+    pub fn unconfirmed(&self) -> Option<(u32, Vec<u8>)> {
+        match &self.master_key {
+            Some((index, key)) if !self.confirmed => Some((*index, key.kcv().as_bytes().to_vec())),
+            _ => None,
+        }
     }
 
     /// The installed master key's index and check value, if any.

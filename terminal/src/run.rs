@@ -20,12 +20,16 @@ pub struct Injection {
 }
 
 /// Runs one injection on `line` until the session finishes (injected or failed). I/O errors
-/// other than an unplugged line end it early.
+/// other than an unplugged line end it early. A key the store holds unconfirmed from an
+/// earlier attempt is confirmed rather than a new one asked for.
 pub fn inject<L: Line>(
     line: &mut L,
-    config: TerminalConfig,
+    mut config: TerminalConfig,
     key_store: &mut SoftwareKeyStore,
 ) -> io::Result<Injection> {
+    if config.unconfirmed_key.is_none() {
+        config.unconfirmed_key = key_store.unconfirmed();
+    }
     let started = Instant::now();
     let mut session = TerminalSession::new(config);
     let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
@@ -44,6 +48,9 @@ pub fn inject<L: Line>(
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {
+                    if matches!(outcome, TerminalOutcome::Injected { .. }) {
+                        key_store.mark_confirmed();
+                    }
                     return Ok(Injection {
                         outcome,
                         elapsed: started.elapsed(),

@@ -72,6 +72,7 @@ impl Appliance {
             ttk_kcv: self.key_store().transport_key_kcv().as_bytes().to_vec(),
             response_timeout: Duration::from_millis(300),
             max_retries: 6,
+            unconfirmed_key: None,
         }
     }
 

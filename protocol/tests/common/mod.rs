@@ -41,6 +41,7 @@ pub fn terminal_config(hardware_serial: &str) -> TerminalConfig {
         ttk_kcv: TTK_KCV.to_vec(),
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
+        unconfirmed_key: None,
     }
 }
 
