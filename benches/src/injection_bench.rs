@@ -106,7 +106,11 @@ fn measure(
     vault.import_key_file(&file, &mut |_| {})?;
     drop(vault);
 
-    let mut text = format!("data_dir = {:?}\n", data_dir.display().to_string());
+    let mut text = format!(
+        "data_dir = {:?}\n[control]\nsocket = {:?}\n",
+        data_dir.display().to_string(),
+        work.path().join("control.sock").display().to_string()
+    );
     let mut lines = Vec::new();
     for number in 0..terminals {
         let link = work.path().join(format!("tty{number}"));

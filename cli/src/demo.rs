@@ -140,7 +140,11 @@ fn inject_over_serial(
     terminals_per_port: usize,
 ) -> anyhow::Result<usize> {
     let mut lines = Vec::new();
-    let mut settings_text = format!("data_dir = {:?}\n", data_dir.display().to_string());
+    let mut settings_text = format!(
+        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n",
+        data_dir.display().to_string(),
+        work.join("control.sock").display().to_string()
+    );
     for number in 1..=PORTS {
         let link = work.join(format!("ttyBENCH{number}"));
         lines.push(PtyLine::open_pair(&link)?);

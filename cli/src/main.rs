@@ -1,6 +1,7 @@
 //! The `keymother` command: the bench calculator, custodian tools, key files, the vault and the demo.
 
 mod calculator;
+mod control;
 mod custodian;
 mod demo;
 mod keyfile;
@@ -43,6 +44,9 @@ pub fn argument_error(argument: &str, reason: impl std::fmt::Display) -> anyhow:
     about = "keymother: terminal master-key loading appliance"
 )]
 struct Cli {
+    /// keymotherd's control socket.
+    #[arg(long, global = true, env = "KEYMOTHER_SOCKET", default_value = control::DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,7 +70,10 @@ enum Command {
     /// Key files: the front end's writer and a header viewer.
     #[command(subcommand)]
     Keyfile(keyfile::KeyfileCommand),
-    /// The appliance vault (local; the daemon will own it).
+    /// Operations on the running appliance, through keymotherd's control socket.
+    #[command(flatten)]
+    Daemon(control::DaemonCommand),
+    /// Offline vault maintenance, only while keymotherd is stopped (it owns the vault).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
     /// Runs the whole flow on generated keys in a temporary directory and shows it.
@@ -89,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tr31(command) => calculator::tr31(command),
         Command::Component(command) => custodian::run(command),
         Command::Keyfile(command) => keyfile::run(command),
+        Command::Daemon(command) => control::run(&cli.socket, command),
         Command::Vault(command) => vault::run(command),
         Command::Demo {
             keys,

@@ -1,18 +1,29 @@
-//! The daemon's settings: one TOML file parsed in two stages, raw serde structs first, then a validated `Settings`.
-//!
-//! Every error names the file, the line and the key. (Drop-in directories and the full
-//! appliance settings arrive with issue 4.)
+//! The daemon's settings: a TOML file and its drop-ins, each parsed to a raw serde struct, merged, then validated into `Settings`; every error names the file, the line and the key.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keymother_protocol::Mode;
+use log::LevelFilter;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// Serial rates the appliance accepts.
 pub const BAUD_RATES: [u32; 8] = [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600];
+
+/// The control socket's path unless `[control] socket` says otherwise (under systemd's
+/// `RuntimeDirectory=keymother`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/keymother/control.sock";
+
+/// The group whose members may use the control socket unless `[control] group` says otherwise.
+pub const DEFAULT_CONTROL_GROUP: &str = "keymother-operators";
+
+/// Longest control socket path a Unix socket address holds (`sun_path` is 108 bytes with
+/// its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// Parity of a serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +40,24 @@ pub enum StopBits {
     Two,
 }
 
+/// Where log records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The journal when started by systemd (standard error connected to the journal, as
+    /// `JOURNAL_STREAM` tells), standard error otherwise.
+    Auto,
+    /// The systemd journal, with structured fields.
+    Journal,
+    /// Plain lines on standard error.
+    Stderr,
+}
+
 /// One serial port and how to speak on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSettings {
     /// A short name for logs and the SMN registry, e.g. `bench-1`.
     pub name: String,
-    /// Device path, preferably a stable `/dev/serial/by-id/...` link.
+    /// Device path, preferably a stable `/dev/serial/by-id/...` or `/dev/keymother/...` link.
     pub path: PathBuf,
     pub baud: u32,
     pub parity: Parity,
@@ -52,37 +75,21 @@ pub struct Settings {
     pub quarantine_after: u32,
     /// A terminal session with no request for this long is forgotten (its key stays bound).
     pub idle_timeout: Duration,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSettings {
-    data_dir: PathBuf,
-    #[serde(default)]
-    dispensing: RawDispensing,
-    #[serde(default, rename = "port")]
-    ports: Vec<RawPort>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDispensing {
-    quarantine_after: Option<Spanned<u32>>,
-    idle_timeout_seconds: Option<Spanned<u64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPort {
-    name: Spanned<String>,
-    path: Spanned<PathBuf>,
-    baud: Option<Spanned<u32>>,
-    parity: Option<Spanned<String>>,
-    stop_bits: Option<Spanned<u8>>,
-    modes: Option<Spanned<Vec<String>>>,
+    /// The Unix control socket the `keymother` command talks to.
+    pub control_socket: PathBuf,
+    /// The group allowed to use the control socket (the socket is made `0660 keymother:group`).
+    pub control_group: String,
+    /// Where log records go.
+    pub log_target: LogTarget,
+    /// The most detailed level logged.
+    pub log_level: LevelFilter,
 }
 
 /// A settings file was refused: names the file, the line and the key.
+///
+/// `line` is 0 when the problem is the file itself (it cannot be read, or a drop-in entry is
+/// not a regular file); `key` is then `(file)`, and `(syntax)` for malformed TOML that
+/// belongs to no key.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {key}: {problem}")]
 pub struct ConfigError {
@@ -92,66 +99,434 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-impl Settings {
-    /// Reads and validates a settings file.
-    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: file.clone(),
-            line: 0,
-            key: "(file)".to_owned(),
-            problem: error.to_string(),
-        })?;
-        Settings::from_toml(&text, &file)
+// Stage 1: one file, raw. Every key is optional here, because a drop-in may set any subset;
+// what is required is checked after merging.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    data_dir: Option<Spanned<PathBuf>>,
+    dispensing: Option<RawDispensing>,
+    control: Option<RawControl>,
+    logging: Option<RawLogging>,
+    #[serde(rename = "port")]
+    ports: Option<Spanned<Vec<RawPort>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDispensing {
+    quarantine_after: Option<Spanned<u32>>,
+    idle_timeout_seconds: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<Spanned<PathBuf>>,
+    group: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    target: Option<Spanned<String>>,
+    level: Option<Spanned<String>>,
+}
+
+/// A port is replaced as a whole, never merged, so its own required keys are required here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Spanned<String>,
+    path: Spanned<PathBuf>,
+    baud: Option<Spanned<u32>>,
+    parity: Option<Spanned<String>>,
+    stop_bits: Option<Spanned<u8>>,
+    modes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One settings file's name (as errors show it) and text.
+struct Source {
+    name: String,
+    text: String,
+}
+
+impl Source {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&byte| byte == b'\n')
+            .count()
+            + 1
     }
 
-    /// Parses and validates settings text; `file` labels errors.
-    pub fn from_toml(text: &str, file: &str) -> Result<Settings, ConfigError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let error = |offset: usize, key: &str, problem: String| ConfigError {
-            file: file.to_owned(),
-            line: line_of(offset),
+    fn error(&self, offset: usize, key: &str, problem: String) -> ConfigError {
+        ConfigError {
+            file: self.name.clone(),
+            line: self.line_of(offset),
             key: key.to_owned(),
             problem,
+        }
+    }
+
+    /// Stage 1: parses this file into its raw struct.
+    fn parse(&self) -> Result<RawFile, ConfigError> {
+        let (document, syntax_errors) = DeTable::parse_recoverable(&self.text);
+        if let Some(syntax) = syntax_errors.first() {
+            let offset = syntax.span().map_or(0, |span| span.start);
+            let before = &self.text.as_bytes()[..offset.min(self.text.len())];
+            let line_start = before
+                .iter()
+                .rposition(|&byte| byte == b'\n')
+                .map_or(0, |newline| newline + 1);
+            let key = key_at(document.get_ref(), offset, "")
+                .or_else(|| {
+                    last_key_in(document.get_ref(), line_start..offset, "").map(|(_, key)| key)
+                })
+                .filter(|key| !key.is_empty() && !key.ends_with('.'))
+                .unwrap_or_else(|| "(syntax)".into());
+            return Err(self.error(offset, &key, syntax.message().to_owned()));
+        }
+        toml::from_str(&self.text).map_err(|refused| {
+            let offset = refused.span().map_or(0, |span| span.start);
+            let key = key_at(document.get_ref(), offset, "")
+                .filter(|key| !key.is_empty() && !key.ends_with('.'));
+            let missing = refused
+                .message()
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.strip_suffix('`'));
+            match (key, missing) {
+                (Some(table), Some(field)) => self.error(
+                    offset,
+                    &format!("{table}.{field}"),
+                    "is required".to_owned(),
+                ),
+                (key, _) => self.error(
+                    offset,
+                    &key.unwrap_or_else(|| "(syntax)".into()),
+                    refused
+                        .message()
+                        .replacen("unknown field", "unknown key", 1),
+                ),
+            }
+        })
+    }
+}
+
+/// Whether `offset` falls in `span` (an empty span holds its start).
+fn holds(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end.max(span.start + 1)
+}
+
+/// The dotted key (`port[1].baud`) whose name or value holds `offset`, or whose table header
+/// does; `None` when no key does.
+fn key_at(table: &DeTable<'_>, offset: usize, prefix: &str) -> Option<String> {
+    let mut header = None;
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
         };
-        let raw: RawSettings = toml::from_str(text).map_err(|parse| {
-            let offset = parse.span().map_or(0, |span| span.start);
-            error(offset, "(syntax)", parse.message().to_owned())
-        })?;
-        let dispensing = raw.dispensing;
-        let quarantine_after = match dispensing.quarantine_after {
-            Some(value) if !(1..=10).contains(value.get_ref()) => {
-                return Err(error(
-                    value.span().start,
-                    "dispensing.quarantine_after",
-                    format!("{} is outside 1 to 10", value.get_ref()),
+        if holds(&key.span(), offset) {
+            return Some(path);
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                if let Some(found) = key_at(inner, offset, &path) {
+                    return Some(found);
+                }
+            }
+            DeValue::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{index}]");
+                    if let DeValue::Table(inner) = item.get_ref()
+                        && let Some(found) = key_at(inner, offset, &item_path)
+                    {
+                        return Some(found);
+                    }
+                    if holds(&item.span(), offset) {
+                        return Some(item_path);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A table's span is its `[header]`; keys inside it were searched first.
+        if holds(&value.span(), offset) {
+            header = Some(path);
+        }
+    }
+    header
+}
+
+/// The key (dotted) that starts last within `range`, with its start: for a syntax error
+/// past the key it belongs to (`level = "info` ends its line unclosed).
+fn last_key_in(table: &DeTable<'_>, range: Range<usize>, prefix: &str) -> Option<(usize, String)> {
+    let mut last: Option<(usize, String)> = None;
+    let mut consider = |found: Option<(usize, String)>| {
+        if let Some(found) = found
+            && last.as_ref().is_none_or(|(start, _)| found.0 >= *start)
+        {
+            last = Some(found);
+        }
+    };
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        if range.start <= key.span().start && key.span().start <= range.end {
+            consider(Some((key.span().start, path.clone())));
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => consider(last_key_in(inner, range.clone(), &path)),
+            DeValue::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let DeValue::Table(inner) = item.get_ref() {
+                        consider(last_key_in(
+                            inner,
+                            range.clone(),
+                            &format!("{path}[{index}]"),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
+// Stage 2: the files merged; each value remembers its file and span.
+
+/// A value with the index of the file it came from and its span there.
+struct Sourced<T> {
+    value: T,
+    file: usize,
+    span: Range<usize>,
+}
+
+#[derive(Default)]
+struct Merged {
+    data_dir: Option<Sourced<PathBuf>>,
+    quarantine_after: Option<Sourced<u32>>,
+    idle_timeout_seconds: Option<Sourced<u64>>,
+    control_socket: Option<Sourced<PathBuf>>,
+    control_group: Option<Sourced<String>>,
+    log_target: Option<Sourced<String>>,
+    log_level: Option<Sourced<String>>,
+    ports: Option<Sourced<Vec<RawPort>>>,
+}
+
+/// A later file's value, when it has one, replaces the earlier.
+fn overlay<T>(slot: &mut Option<Sourced<T>>, value: Option<Spanned<T>>, file: usize) {
+    if let Some(value) = value {
+        let span = value.span();
+        *slot = Some(Sourced {
+            value: value.into_inner(),
+            file,
+            span,
+        });
+    }
+}
+
+impl Merged {
+    fn apply(&mut self, raw: RawFile, file: usize) {
+        overlay(&mut self.data_dir, raw.data_dir, file);
+        if let Some(dispensing) = raw.dispensing {
+            overlay(
+                &mut self.quarantine_after,
+                dispensing.quarantine_after,
+                file,
+            );
+            overlay(
+                &mut self.idle_timeout_seconds,
+                dispensing.idle_timeout_seconds,
+                file,
+            );
+        }
+        if let Some(control) = raw.control {
+            overlay(&mut self.control_socket, control.socket, file);
+            overlay(&mut self.control_group, control.group, file);
+        }
+        if let Some(logging) = raw.logging {
+            overlay(&mut self.log_target, logging.target, file);
+            overlay(&mut self.log_level, logging.level, file);
+        }
+        overlay(&mut self.ports, raw.ports, file);
+    }
+}
+
+// Stage 3: validation.
+
+/// Checks merged values; errors point into the file each value came from.
+struct Validator<'a> {
+    sources: &'a [Source],
+}
+
+impl Validator<'_> {
+    fn error_in(&self, file: usize, offset: usize, key: &str, problem: String) -> ConfigError {
+        match self.sources.get(file) {
+            Some(source) => source.error(offset, key, problem),
+            None => ConfigError {
+                file: "(settings)".to_owned(),
+                line: 0,
+                key: key.to_owned(),
+                problem,
+            },
+        }
+    }
+
+    fn error<T>(&self, value: &Sourced<T>, key: &str, problem: String) -> ConfigError {
+        self.error_in(value.file, value.span.start, key, problem)
+    }
+
+    fn settings(&self, merged: Merged) -> Result<Settings, ConfigError> {
+        let data_dir = match merged.data_dir {
+            None => {
+                return Err(self.error_in(
+                    0,
+                    0,
+                    "data_dir",
+                    "is required (the vault's directory, e.g. \"/var/lib/keymother\")".to_owned(),
                 ));
             }
-            Some(value) => value.into_inner(),
+            Some(dir) if dir.value.as_os_str().is_empty() => {
+                return Err(self.error(&dir, "data_dir", "must not be empty".to_owned()));
+            }
+            Some(dir) => dir.value,
+        };
+        let quarantine_after = match merged.quarantine_after {
+            Some(value) if !(1..=10).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "dispensing.quarantine_after",
+                    format!("{} is outside 1 to 10", value.value),
+                ));
+            }
+            Some(value) => value.value,
             None => 3,
         };
-        let idle_timeout = match dispensing.idle_timeout_seconds {
-            Some(value) if !(1..=3600).contains(value.get_ref()) => {
-                return Err(error(
-                    value.span().start,
+        let idle_timeout = match merged.idle_timeout_seconds {
+            Some(value) if !(1..=3600).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
                     "dispensing.idle_timeout_seconds",
-                    format!("{} is outside 1 to 3600", value.get_ref()),
+                    format!("{} is outside 1 to 3600", value.value),
                 ));
             }
-            Some(value) => Duration::from_secs(value.into_inner()),
+            Some(value) => Duration::from_secs(value.value),
             None => Duration::from_secs(30),
         };
-        if raw.ports.is_empty() {
-            return Err(error(
-                0,
-                "port",
-                "at least one [[port]] is needed".to_owned(),
+        let control_socket = match merged.control_socket {
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            Some(socket) => self.control_socket(socket)?,
+        };
+        let control_group = match merged.control_group {
+            None => DEFAULT_CONTROL_GROUP.to_owned(),
+            Some(group) if !is_group_name(&group.value) => {
+                return Err(self.error(
+                    &group,
+                    "control.group",
+                    format!(
+                        "{:?} is not a group name (1 to 32 characters: a-z or _ first, then a-z 0-9 _ -)",
+                        group.value
+                    ),
+                ));
+            }
+            Some(group) => group.value,
+        };
+        let log_target = match merged.log_target {
+            None => LogTarget::Auto,
+            Some(target) => match target.value.as_str() {
+                "auto" => LogTarget::Auto,
+                "journal" => LogTarget::Journal,
+                "stderr" => LogTarget::Stderr,
+                other => {
+                    return Err(self.error(
+                        &target,
+                        "logging.target",
+                        format!("{other:?} is not auto, journal or stderr"),
+                    ));
+                }
+            },
+        };
+        let log_level = match merged.log_level {
+            None => LevelFilter::Info,
+            Some(level) => match level.value.as_str() {
+                "error" => LevelFilter::Error,
+                "warn" => LevelFilter::Warn,
+                "info" => LevelFilter::Info,
+                "debug" => LevelFilter::Debug,
+                other => {
+                    return Err(self.error(
+                        &level,
+                        "logging.level",
+                        format!("{other:?} is not error, warn, info or debug"),
+                    ));
+                }
+            },
+        };
+        let ports = self.ports(merged.ports)?;
+        Ok(Settings {
+            data_dir,
+            ports,
+            quarantine_after,
+            idle_timeout,
+            control_socket,
+            control_group,
+            log_target,
+            log_level,
+        })
+    }
+
+    fn control_socket(&self, socket: Sourced<PathBuf>) -> Result<PathBuf, ConfigError> {
+        let length = socket.value.as_os_str().len();
+        if !socket.value.is_absolute() {
+            return Err(self.error(
+                &socket,
+                "control.socket",
+                format!("{} is not an absolute path", socket.value.display()),
             ));
         }
+        if length > MAX_SOCKET_PATH {
+            return Err(self.error(
+                &socket,
+                "control.socket",
+                format!(
+                    "is {length} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}"
+                ),
+            ));
+        }
+        if socket.value.file_name().is_none() {
+            return Err(self.error(
+                &socket,
+                "control.socket",
+                format!("{} names no file", socket.value.display()),
+            ));
+        }
+        Ok(socket.value)
+    }
+
+    fn ports(&self, raw: Option<Sourced<Vec<RawPort>>>) -> Result<Vec<PortSettings>, ConfigError> {
+        let Some(raw) = raw else {
+            return Err(self.error_in(0, 0, "port", "at least one [[port]] is needed".to_owned()));
+        };
+        if raw.value.is_empty() {
+            return Err(self.error(&raw, "port", "at least one [[port]] is needed".to_owned()));
+        }
+        let file = raw.file;
+        let at = |value_span: Range<usize>, key: &str, problem: String| {
+            self.error_in(file, value_span.start, key, problem)
+        };
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
-        let mut ports = Vec::with_capacity(raw.ports.len());
-        for (number, port) in raw.ports.into_iter().enumerate() {
+        let mut ports = Vec::with_capacity(raw.value.len());
+        for (number, port) in raw.value.into_iter().enumerate() {
             let key = |field: &str| format!("port[{number}].{field}");
             let name = port.name.get_ref().clone();
             let name_ok = !name.is_empty()
@@ -160,30 +535,37 @@ impl Settings {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !name_ok {
-                return Err(error(
-                    port.name.span().start,
+                return Err(at(
+                    port.name.span(),
                     &key("name"),
                     format!("{name:?} must be 1 to 32 characters from A-Z a-z 0-9 - _ ."),
                 ));
             }
             if !names.insert(name.clone()) {
-                return Err(error(
-                    port.name.span().start,
+                return Err(at(
+                    port.name.span(),
                     &key("name"),
                     format!("{name:?} is used by another port"),
                 ));
             }
+            if port.path.get_ref().as_os_str().is_empty() {
+                return Err(at(
+                    port.path.span(),
+                    &key("path"),
+                    "must not be empty".to_owned(),
+                ));
+            }
             if !paths.insert(port.path.get_ref().clone()) {
-                return Err(error(
-                    port.path.span().start,
+                return Err(at(
+                    port.path.span(),
                     &key("path"),
                     format!("{} is used by another port", port.path.get_ref().display()),
                 ));
             }
             let baud = match port.baud {
                 Some(baud) if !BAUD_RATES.contains(baud.get_ref()) => {
-                    return Err(error(
-                        baud.span().start,
+                    return Err(at(
+                        baud.span(),
                         &key("baud"),
                         format!("{} is not one of {BAUD_RATES:?}", baud.get_ref()),
                     ));
@@ -198,8 +580,8 @@ impl Settings {
                     "even" => Parity::Even,
                     "odd" => Parity::Odd,
                     other => {
-                        return Err(error(
-                            parity.span().start,
+                        return Err(at(
+                            parity.span(),
                             &key("parity"),
                             format!("{other:?} is not none, even or odd"),
                         ));
@@ -212,8 +594,8 @@ impl Settings {
                     1 => StopBits::One,
                     2 => StopBits::Two,
                     other => {
-                        return Err(error(
-                            bits.span().start,
+                        return Err(at(
+                            bits.span(),
                             &key("stop_bits"),
                             format!("{other} is not 1 or 2"),
                         ));
@@ -223,22 +605,22 @@ impl Settings {
             let modes = match port.modes {
                 None => vec![Mode::Tr31],
                 Some(modes) => {
-                    let span = modes.span().start;
+                    let span = modes.span();
                     let mut parsed = Vec::new();
-                    for mode in modes.get_ref() {
-                        match mode.as_str() {
+                    for (index, mode) in modes.into_inner().into_iter().enumerate() {
+                        match mode.get_ref().as_str() {
                             "tr31" => parsed.push(Mode::Tr31),
                             other => {
-                                return Err(error(
-                                    span,
-                                    &key("modes"),
+                                return Err(at(
+                                    mode.span(),
+                                    &key(&format!("modes[{index}]")),
                                     format!("{other:?} is not a mode this build offers (tr31)"),
                                 ));
                             }
                         }
                     }
                     if parsed.is_empty() {
-                        return Err(error(
+                        return Err(at(
                             span,
                             &key("modes"),
                             "at least one mode is needed".to_owned(),
@@ -256,12 +638,134 @@ impl Settings {
                 modes,
             });
         }
-        Ok(Settings {
-            data_dir: raw.data_dir,
-            ports,
-            quarantine_after,
-            idle_timeout,
-        })
+        Ok(ports)
+    }
+}
+
+/// A portable system group name, as `groupadd` and systemd-sysusers accept everywhere:
+/// 1 to 32 characters, `a-z` or `_` first, then `a-z`, `0-9`, `_`, `-`.
+fn is_group_name(name: &str) -> bool {
+    let mut characters = name.chars();
+    let first_ok = characters
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && characters
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+fn file_error(path: &Path, problem: String) -> ConfigError {
+    ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        key: "(file)".to_owned(),
+        problem,
+    }
+}
+
+fn read_source(path: &Path) -> Result<Source, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| file_error(path, error.to_string()))?;
+    Ok(Source {
+        name: path.display().to_string(),
+        text,
+    })
+}
+
+/// Stages 1 to 3 over files already read, main file first.
+fn from_sources(sources: &[Source]) -> Result<Settings, ConfigError> {
+    let mut merged = Merged::default();
+    for (file, source) in sources.iter().enumerate() {
+        merged.apply(source.parse()?, file);
+    }
+    Validator { sources }.settings(merged)
+}
+
+impl Settings {
+    /// Reads and validates a settings file and its drop-ins.
+    ///
+    /// Drop-ins are the `*.toml` files of the directory named after the main file with `.d`
+    /// appended (`/etc/keymother/keymotherd.toml.d/`), read after it in byte order of their
+    /// names (`10-site.toml` before `20-bench.toml`; use two-digit prefixes). See
+    /// [`Settings::drop_in_files`] for which entries count.
+    ///
+    /// Three stages, so that every error names the file, the line and the key:
+    /// 1. each file is parsed on its own into a raw struct that refuses unknown keys and
+    ///    keeps the span of every value (a drop-in may set any subset of the keys);
+    /// 2. the files are merged in order: a key set in a later file overrides the same key of
+    ///    an earlier one, table by table and key by key, except `[[port]]`: a file with any
+    ///    `[[port]]` (or `port = []`) replaces the whole list of ports before it;
+    /// 3. the merged values are checked and turned into `Settings`; each value remembers the
+    ///    file and span it came from, so a bad value in a drop-in is reported against the
+    ///    drop-in, and one inherited from the main file against the main file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let mut sources = vec![read_source(path)?];
+        for drop_in in Settings::drop_in_files(path)? {
+            sources.push(read_source(&drop_in)?);
+        }
+        from_sources(&sources)
+    }
+
+    /// Parses and validates the text of one settings file (no drop-ins); `file` labels errors.
+    pub fn from_toml(text: &str, file: &str) -> Result<Settings, ConfigError> {
+        from_sources(&[Source {
+            name: file.to_owned(),
+            text: text.to_owned(),
+        }])
+    }
+
+    /// The drop-in directory of a settings file: its path with `.d` appended.
+    pub fn drop_in_dir(path: &Path) -> PathBuf {
+        let mut directory = path.as_os_str().to_owned();
+        directory.push(".d");
+        PathBuf::from(directory)
+    }
+
+    /// The drop-in files of a settings file in the order they apply: the `*.toml` entries of
+    /// its drop-in directory not starting with a dot, by byte order of their names.
+    ///
+    /// Other names (`README`, `*.toml.bak`, `*.dpkg-old`, `.#x.toml` editor locks) are
+    /// ignored. A `*.toml` entry that is not a regular file after following links (a
+    /// directory, a FIFO, a device, a dangling link) is refused rather than skipped or waited
+    /// on. A missing directory is the same as an empty one.
+    pub fn drop_in_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+        let directory = Settings::drop_in_dir(path);
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(file_error(&directory, error.to_string())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| file_error(&directory, error.to_string()))?;
+            let name = entry.file_name();
+            let candidate = Path::new(&name);
+            let hidden = name.as_encoded_bytes().starts_with(b".");
+            if hidden
+                || candidate
+                    .extension()
+                    .is_none_or(|extension| extension != "toml")
+            {
+                continue;
+            }
+            names.push(name);
+        }
+        names.sort();
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            let file = directory.join(name);
+            let metadata =
+                std::fs::metadata(&file).map_err(|error| file_error(&file, error.to_string()))?;
+            if !metadata.is_file() {
+                return Err(file_error(
+                    &file,
+                    "is not a regular file (a drop-in must be a regular *.toml file)".to_owned(),
+                ));
+            }
+            files.push(file);
+        }
+        Ok(files)
     }
 }
 
@@ -286,6 +790,18 @@ parity = "even"
 stop_bits = 2
 "#;
 
+    fn layers(texts: &[&str]) -> Result<Settings, ConfigError> {
+        let sources: Vec<Source> = texts
+            .iter()
+            .enumerate()
+            .map(|(number, text)| Source {
+                name: format!("file-{number}.toml"),
+                text: (*text).to_owned(),
+            })
+            .collect();
+        from_sources(&sources)
+    }
+
     #[test]
     fn a_good_file_parses_with_defaults() {
         let settings = Settings::from_toml(GOOD, "keymotherd.toml").unwrap();
@@ -295,6 +811,10 @@ stop_bits = 2
         assert_eq!(settings.ports[1].baud, 115200);
         assert_eq!(settings.ports[1].parity, Parity::Even);
         assert_eq!(settings.ports[1].modes, vec![Mode::Tr31]);
+        assert_eq!(settings.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+        assert_eq!(settings.control_group, DEFAULT_CONTROL_GROUP);
+        assert_eq!(settings.log_target, LogTarget::Auto);
+        assert_eq!(settings.log_level, LevelFilter::Info);
     }
 
     #[test]
@@ -322,11 +842,23 @@ stop_bits = 2
             ),
             (
                 GOOD.replace("baud = 115200", "baud = 115200\nspeed = 3"),
-                "keymotherd.toml:10: (syntax): unknown field `speed`",
+                "keymotherd.toml:10: port[0].speed: unknown key `speed`",
             ),
             (
                 GOOD.replace("baud = 115200", "baud = \"fast\""),
-                "keymotherd.toml:9: (syntax): invalid type",
+                "keymotherd.toml:9: port[0].baud: invalid type",
+            ),
+            (
+                GOOD.replace("name = \"bench-2\"\n", ""),
+                "keymotherd.toml:11: port[1].name: is required",
+            ),
+            (
+                GOOD.replace("data_dir = \"/var/lib/keymother\"", ""),
+                "keymotherd.toml:1: data_dir: is required",
+            ),
+            (
+                GOOD.replace("quarantine_after = 2", "quarantine_after = 2\n[dispensing]"),
+                "keymotherd.toml:5: dispensing: duplicate key",
             ),
         ];
         for (text, expected) in cases {
@@ -338,6 +870,48 @@ stop_bits = 2
                 error.starts_with(expected),
                 "expected {expected:?}, got {error:?}"
             );
+        }
+    }
+
+    #[test]
+    fn later_files_override_key_by_key_and_replace_ports() {
+        let settings = layers(&[
+            GOOD,
+            "[dispensing]\nidle_timeout_seconds = 9\n[logging]\nlevel = \"debug\"\n",
+            "[[port]]\nname = \"solo\"\npath = \"/dev/ttyUSB0\"\n",
+        ])
+        .unwrap();
+        assert_eq!(settings.quarantine_after, 2);
+        assert_eq!(settings.idle_timeout, Duration::from_secs(9));
+        assert_eq!(settings.log_level, LevelFilter::Debug);
+        assert_eq!(settings.ports.len(), 1);
+        assert_eq!(settings.ports[0].name, "solo");
+    }
+
+    #[test]
+    fn a_bad_value_in_a_later_file_names_that_file() {
+        let error = layers(&[GOOD, "\n[control]\ngroup = \"Operators!\"\n"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.starts_with("file-1.toml:3: control.group: \"Operators!\" is not a group name"),
+            "{error}"
+        );
+        let error = layers(&[GOOD, "port = []\n"]).err().unwrap().to_string();
+        assert!(
+            error.starts_with("file-1.toml:1: port: at least one [[port]] is needed"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn group_names() {
+        for good in ["keymother-operators", "_km", "ops2", "a"] {
+            assert!(is_group_name(good), "{good}");
+        }
+        for bad in ["", "Ops", "2ops", "-ops", "ops:x", "ops x", &"a".repeat(33)] {
+            assert!(!is_group_name(bad), "{bad}");
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The dispensing adapter: turns the session's Reserve and Confirm actions into vault transactions, re-wrapping each master key from the KEK to the TTK.
 //!
 //! The clear master key exists only inside `reserve`, between unwrapping under the KEK and
-//! wrapping under the TTK, in a `SecretKey` that zeroizes when the function returns.
+//! wrapping under the TTK, in a `SecretKey` that zeroizes when the function returns. Until
+//! custodians have loaded both the KEK and the TTK the appliance is locked: terminals get
+//! NOT_READY.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use keymother_crypto::tr31::{
     Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
@@ -18,12 +21,45 @@ use keymother_vault::{ConfirmationReport, DispenseError, SecretName, Vault, Vaul
 /// The vault and the two keys dispensing needs, held for the daemon's lifetime.
 pub struct Dispenser {
     vault: Mutex<Vault>,
+    keys: RwLock<Option<LoadedKeys>>,
+    /// Bumped whenever the loaded keys change, so port tasks can reconfigure their sessions.
+    generation: AtomicU64,
+    device_id: String,
+    quarantine_after: u32,
+}
+
+/// The unsealed KEK and TTK, ready for use; zeroized when dropped.
+struct LoadedKeys {
     kek: KeyBlockProtectionKey,
     ttk: KeyBlockProtectionKey,
     ttk_version: Version,
     ttk_kcv: Kcv,
-    device_id: String,
-    quarantine_after: u32,
+}
+
+impl LoadedKeys {
+    /// Unseals both keys, or `None` while either is missing (the appliance stays locked).
+    fn unseal(vault: &Vault) -> Result<Option<LoadedKeys>, VaultError> {
+        let (kek, ttk) = match (
+            vault.load_secret(SecretName::Kek),
+            vault.load_secret(SecretName::Ttk),
+        ) {
+            (Ok(kek), Ok(ttk)) => (kek, ttk),
+            (Err(VaultError::SecretMissing(_)), _) | (_, Err(VaultError::SecretMissing(_))) => {
+                return Ok(None);
+            }
+            (Err(error), _) | (_, Err(error)) => return Err(error),
+        };
+        let ttk_version = match ttk.algorithm().family() {
+            KeyFamily::Tdes => Version::B,
+            KeyFamily::Aes => Version::D,
+        };
+        Ok(Some(LoadedKeys {
+            kek: KeyBlockProtectionKey::new(&kek),
+            ttk: KeyBlockProtectionKey::new(&ttk),
+            ttk_version,
+            ttk_kcv: ttk.kcv(),
+        }))
+    }
 }
 
 /// Why the daemon could not start dispensing.
@@ -36,21 +72,19 @@ pub enum OpenError {
 }
 
 impl Dispenser {
-    /// Opens the vault in `data_dir` and unseals the KEK and the TTK.
+    /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded.
     pub fn open(data_dir: &Path, quarantine_after: u32) -> Result<Dispenser, OpenError> {
         let vault = Vault::open(data_dir)?;
-        let kek = vault.load_secret(SecretName::Kek)?;
-        let ttk = vault.load_secret(SecretName::Ttk)?;
-        let ttk_version = match ttk.algorithm().family() {
-            KeyFamily::Tdes => Version::B,
-            KeyFamily::Aes => Version::D,
-        };
+        let keys = LoadedKeys::unseal(&vault)?;
+        if keys.is_none() {
+            log::warn!(
+                "event=locked reason=\"the KEK or the TTK is not loaded; run the key ceremonies\""
+            );
+        }
         Ok(Dispenser {
             device_id: vault.device_id().to_string(),
-            kek: KeyBlockProtectionKey::new(&kek),
-            ttk: KeyBlockProtectionKey::new(&ttk),
-            ttk_version,
-            ttk_kcv: ttk.kcv(),
+            keys: RwLock::new(keys),
+            generation: AtomicU64::new(0),
             vault: Mutex::new(vault),
             quarantine_after,
         })
@@ -61,9 +95,40 @@ impl Dispenser {
         &self.device_id
     }
 
-    /// The TTK's check value, announced to terminals so a wrong TTK shows before any key flows.
-    pub fn ttk_kcv(&self) -> Kcv {
-        self.ttk_kcv
+    /// The TTK's check value, announced to terminals so a wrong TTK shows before any key
+    /// flows; `None` while the appliance is locked.
+    pub fn ttk_kcv(&self) -> Option<Kcv> {
+        self.keys().as_ref().map(|keys| keys.ttk_kcv)
+    }
+
+    /// Changes whenever the loaded keys change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the sealed keys after a ceremony (or a zeroize).
+    pub fn reload_keys(&self) -> Result<bool, VaultError> {
+        let keys = LoadedKeys::unseal(&self.vault())?;
+        let ready = keys.is_some();
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(ready)
+    }
+
+    /// Runs `work` with the vault (for control commands). Serial ports wait meanwhile.
+    pub fn with_vault<T>(&self, work: impl FnOnce(&mut Vault) -> T) -> T {
+        work(&mut self.vault())
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Option<LoadedKeys>> {
+        // Keys are replaced whole under the write lock, so a poisoned lock still holds a
+        // consistent value.
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn vault(&self) -> MutexGuard<'_, Vault> {
@@ -81,6 +146,10 @@ impl Dispenser {
         terminal: &TerminalIdentity,
         port: &str,
     ) -> Result<Delivery, DispenseRefusal> {
+        let keys = self.keys();
+        let Some(keys) = keys.as_ref() else {
+            return Err(DispenseRefusal::NotReady);
+        };
         let serial = terminal.hardware_serial.to_string();
         let reservation = self
             .vault()
@@ -92,7 +161,7 @@ impl Dispenser {
         let internal = |what: &str, error: &dyn std::fmt::Display| {
             DispenseRefusal::Internal(format!("key {:08}: {what}: {error}", reservation.key_index))
         };
-        let unwrapped = self
+        let unwrapped = keys
             .kek
             .unwrap(&reservation.key_block)
             .map_err(|error| internal("does not open under the KEK", &error))?;
@@ -106,13 +175,13 @@ impl Dispenser {
         };
         // For the terminal the master key unwraps working keys: decrypt only, not exportable.
         let header = Header::new(
-            self.ttk_version,
+            keys.ttk_version,
             KeyUsage::KeyEncryption,
             algorithm,
             ModeOfUse::DecryptOnly,
             Exportability::NonExportable,
         );
-        let key_block = self
+        let key_block = keys
             .ttk
             .wrap(&header, &master_key)
             .map_err(|error| internal("cannot be wrapped under the TTK", &error))?;

@@ -4,6 +4,7 @@
 //! SQLite; this crate is the set of adapters around it.
 
 pub mod config;
+pub mod control;
 pub mod dispenser;
 pub mod runtime;
 pub mod serial;

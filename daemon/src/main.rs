@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use keymother_daemon::config::LogTarget;
 use keymother_daemon::{Settings, Stats, run};
 
 #[derive(Parser)]
@@ -18,18 +19,37 @@ struct Arguments {
     check_config: bool,
 }
 
-/// Plain stderr logging until issue 4 brings the journal.
+/// Logging to stderr when the journal is not there: the message, then its structured fields.
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!("keymotherd {} {}", record.level(), record.args());
+        if !self.enabled(record.metadata()) {
+            return;
         }
+        struct Fields(String);
+        impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+            fn visit_pair(
+                &mut self,
+                key: log::kv::Key<'kvs>,
+                value: log::kv::Value<'kvs>,
+            ) -> Result<(), log::kv::Error> {
+                self.0.push_str(&format!(" {key}={value}"));
+                Ok(())
+            }
+        }
+        let mut fields = Fields(String::new());
+        let _ = record.key_values().visit(&mut fields);
+        eprintln!(
+            "keymotherd {} {}{}",
+            record.level(),
+            record.args(),
+            fields.0
+        );
     }
 
     fn flush(&self) {}
@@ -37,9 +57,57 @@ impl log::Log for StderrLogger {
 
 static LOGGER: StderrLogger = StderrLogger;
 
+/// The journal when keymotherd runs under systemd (structured fields: PORT, KEY_INDEX, SMN,
+/// HW_SERIAL, OPERATOR, BATCH, EVENT), plain stderr otherwise.
+fn start_logging(target: LogTarget, level: log::LevelFilter) {
+    log::set_max_level(level);
+    let journal = match target {
+        LogTarget::Journal => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => systemd_journal_logger::connected_to_journal(),
+    };
+    if journal {
+        match systemd_journal_logger::JournalLog::new() {
+            Ok(journal) => {
+                if journal
+                    .with_syslog_identifier("keymotherd".to_owned())
+                    .install()
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            Err(error) => {
+                eprintln!("keymotherd: the journal is not usable ({error}); logging to stderr")
+            }
+        }
+    }
+    let _ = log::set_logger(&LOGGER);
+}
+
+/// Process hardening before any secret is touched: nothing the process holds may reach a
+/// core dump, swap or another process's ptrace. Failures are logged and the daemon goes on:
+/// the unit's own limits (LimitCORE=0, LimitMEMLOCK) back these up.
+fn harden() {
+    use nix::sys::mman::{MlockAllFlags, mlockall};
+    use nix::sys::resource::{Resource, setrlimit};
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    if let Err(error) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        log::warn!(event = "hardening"; "could not disable core dumps: {error}");
+    }
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        log::warn!(event = "hardening"; "could not clear the dumpable flag: {error}");
+    }
+    if let Err(error) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+        log::warn!(event = "hardening"; "could not lock memory against swapping: {error} (raise LimitMEMLOCK)");
+    }
+    if nix::unistd::geteuid().is_root() {
+        log::warn!(event = "hardening"; "running as root; the shipped unit runs keymotherd as the keymother user");
+    }
+}
+
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Info));
     let settings = match Settings::load(&arguments.config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -51,6 +119,8 @@ fn main() -> ExitCode {
         println!("{}: ok", arguments.config.display());
         return ExitCode::SUCCESS;
     }
+    start_logging(settings.log_target, settings.log_level);
+    harden();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

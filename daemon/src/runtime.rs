@@ -1,13 +1,15 @@
 //! The runtime: opens the vault, starts one task per port, reports events, stops on request.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Settings;
+use crate::control::{ControlSettings, serve_control};
 use crate::dispenser::{Dispenser, OpenError};
 use crate::serial::serve_port;
 
@@ -56,14 +58,65 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) idle_timeout: Duration,
     events: Option<UnboundedSender<DaemonEvent>>,
+    /// Each port's state as people read it ("open", "lost: ...", "waiting").
+    ports: Mutex<BTreeMap<String, String>>,
 }
 
 impl Shared {
     pub(crate) fn emit(&self, event: DaemonEvent) {
+        match &event {
+            DaemonEvent::PortOpened { port } => self.set_port_state(port, "open".to_owned()),
+            DaemonEvent::PortLost { port, reason } => {
+                self.set_port_state(port, format!("lost: {reason}"))
+            }
+            _ => {}
+        }
         if let Some(events) = &self.events {
             // An observer that went away is not the daemon's problem.
             let _ = events.send(event);
         }
+    }
+
+    fn set_port_state(&self, port: &str, state: String) {
+        self.ports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port.to_owned(), state);
+    }
+
+    /// Every port and its state.
+    pub(crate) fn port_states(&self) -> BTreeMap<String, String> {
+        self.ports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One line for systemd's STATUS=.
+    fn status_line(&self) -> String {
+        let ports = self.port_states();
+        let open = ports
+            .values()
+            .filter(|state| state.as_str() == "open")
+            .count();
+        let available = self
+            .dispenser
+            .with_vault(|vault| {
+                vault
+                    .inventory()
+                    .map(|inventory| inventory.count(keymother_vault::KeyState::Available))
+            })
+            .unwrap_or(0);
+        let state = if self.dispenser.ttk_kcv().is_some() {
+            "ready"
+        } else {
+            "locked (key ceremonies needed)"
+        };
+        format!(
+            "{state}; {available} keys available; ports {open}/{} open; {} injected since start",
+            ports.len(),
+            self.stats.injections.load(Ordering::Relaxed)
+        )
     }
 }
 
@@ -86,16 +139,32 @@ pub async fn run(
         stats,
         idle_timeout: settings.idle_timeout,
         events,
+        ports: Mutex::new(
+            settings
+                .ports
+                .iter()
+                .map(|port| (port.name.clone(), "waiting".to_owned()))
+                .collect(),
+        ),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for port in settings.ports.clone() {
         tasks.spawn(serve_port(port, Arc::clone(&shared)));
     }
+    tasks.spawn(serve_control(
+        ControlSettings {
+            socket: settings.control_socket.clone(),
+            group: settings.control_group.clone(),
+        },
+        Arc::clone(&shared),
+    ));
+    tasks.spawn(tell_systemd(Arc::clone(&shared)));
     log::info!("event=ready ports={}", settings.ports.len());
     shared.emit(DaemonEvent::Ready {
         ports: settings.ports.len(),
     });
     shutdown.await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tasks.shutdown().await;
     log::info!(
         "event=stopped injections={} busy_microseconds={}",
@@ -110,4 +179,41 @@ pub async fn run(
             / 1000
     );
     Ok(())
+}
+
+/// Tells systemd the daemon is ready, keeps STATUS= current, and pings the watchdog when the
+/// unit sets WatchdogSec. Outside systemd every notification is a no-op; a failed one is
+/// logged, never fatal.
+async fn tell_systemd(shared: Arc<Shared>) {
+    let notify = |states: &[sd_notify::NotifyState<'_>]| {
+        if let Err(error) = sd_notify::notify(states) {
+            log::warn!("event=notify-failed error=\"{error}\"");
+        }
+    };
+    let status = status_line(&shared).await;
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| interval / 2);
+    let mut status_timer = tokio::time::interval(Duration::from_secs(5));
+    let mut watchdog_timer = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    loop {
+        tokio::select! {
+            _ = status_timer.tick() => {
+                let status = status_line(&shared).await;
+                notify(&[sd_notify::NotifyState::Status(&status)]);
+            }
+            _ = watchdog_timer.tick(), if watchdog.is_some() => {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    }
+}
+
+async fn status_line(shared: &Arc<Shared>) -> String {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || shared.status_line())
+        .await
+        .unwrap_or_else(|error| format!("status unavailable: {error}"))
 }

@@ -45,23 +45,22 @@ pub(crate) async fn serve_port(port: PortSettings, shared: Arc<Shared>) {
         match open(&port) {
             Ok(stream) => {
                 log::info!(
-                    "port={} event=port-opened path={}",
-                    port.name,
-                    port.path.display()
+                    event = "port-opened", port = port.name.as_str();
+                    "port {} opened ({})", port.name, port.path.display()
                 );
                 shared.emit(DaemonEvent::PortOpened {
                     port: port.name.clone(),
                 });
                 backoff = BACKOFF_FIRST;
                 let reason = serve_stream(&port, stream, &shared).await;
-                log::warn!("port={} event=port-lost reason={reason:?}", port.name);
+                log::warn!(event = "port-lost", port = port.name.as_str(); "port {} lost: {reason}", port.name);
                 shared.emit(DaemonEvent::PortLost {
                     port: port.name.clone(),
                     reason,
                 });
             }
             Err(error) => {
-                log::debug!("port={} event=open-failed error={error}", port.name);
+                log::debug!(event = "open-failed", port = port.name.as_str(); "port {} not opened: {error}", port.name);
             }
         }
         tokio::time::sleep(backoff).await;
@@ -69,16 +68,26 @@ pub(crate) async fn serve_port(port: PortSettings, shared: Arc<Shared>) {
     }
 }
 
+/// The session settings for `port`: an empty TTK check value while the appliance is locked
+/// makes every HELLO get NOT_READY.
+fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
+    let dispenser = &shared.dispenser;
+    ApplianceConfig {
+        device_id: dispenser.device_id().to_owned(),
+        ttk_kcv: dispenser
+            .ttk_kcv()
+            .map(|kcv| kcv.as_bytes().to_vec())
+            .unwrap_or_default(),
+        modes: port.modes.clone(),
+        idle_timeout: shared.idle_timeout,
+    }
+}
+
 /// Runs the protocol on an open port until it fails; returns why.
 async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared) -> String {
-    let dispenser = &shared.dispenser;
+    let mut generation = shared.dispenser.generation();
     let mut worker = PortWorker {
-        session: ApplianceSession::new(ApplianceConfig {
-            device_id: dispenser.device_id().to_owned(),
-            ttk_kcv: dispenser.ttk_kcv().as_bytes().to_vec(),
-            modes: port.modes.clone(),
-            idle_timeout: shared.idle_timeout,
-        }),
+        session: ApplianceSession::new(session_config(port, shared)),
         stream,
         port,
         shared,
@@ -100,6 +109,11 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Err(error) => return error.to_string(),
             },
             _ = ticker.tick() => {
+                // Keys loaded or zeroized since: terminals must see the change at once.
+                if shared.dispenser.generation() != generation {
+                    generation = shared.dispenser.generation();
+                    worker.session.reconfigure(session_config(port, shared));
+                }
                 let now = worker.started.elapsed();
                 (worker.session.handle_tick(now), Instant::now())
             }
@@ -151,7 +165,7 @@ impl PortWorker<'_> {
                     smn,
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
                 ApplianceAction::Report(event) => {
-                    log::info!("port={} event=session detail=\"{event}\"", self.port.name);
+                    log::info!(event = "session", port = self.port.name.as_str(); "{event}");
                     self.shared.emit(DaemonEvent::Session {
                         port: self.port.name.clone(),
                         detail: event.to_string(),
@@ -176,15 +190,14 @@ impl PortWorker<'_> {
             .map_err(|error| format!("reservation task failed: {error}"))?;
         match &outcome {
             Ok(delivery) => log::info!(
-                "port={} event=key-reserved hw_serial={} key_index={:08}",
-                self.port.name,
-                terminal.hardware_serial,
-                delivery.key_index
+                event = "key-reserved", port = self.port.name.as_str(),
+                hw_serial = terminal.hardware_serial.as_str(), key_index = delivery.key_index;
+                "key {:08} reserved for {}", delivery.key_index, terminal.hardware_serial
             ),
             Err(refusal) => log::warn!(
-                "port={} event=reservation-refused hw_serial={} reason={refusal:?}",
-                self.port.name,
-                terminal.hardware_serial
+                event = "reservation-refused", port = self.port.name.as_str(),
+                hw_serial = terminal.hardware_serial.as_str();
+                "no key for {}: {refusal:?}", terminal.hardware_serial
             ),
         }
         self.reserved_for = Some(terminal);
@@ -228,11 +241,10 @@ impl PortWorker<'_> {
         match &outcome {
             Ok(confirmed) => {
                 log::info!(
-                    "port={} event=injected hw_serial={} key_index={:08} smn={}",
-                    self.port.name,
-                    terminal.hardware_serial,
-                    key_index,
-                    confirmed.smn
+                    event = "injected", port = self.port.name.as_str(),
+                    hw_serial = terminal.hardware_serial.as_str(), key_index = key_index,
+                    smn = confirmed.smn.as_str();
+                    "key {key_index:08} injected into {}, SMN {}", terminal.hardware_serial, confirmed.smn
                 );
                 self.shared.stats.injections.fetch_add(1, Ordering::Relaxed);
                 self.shared.emit(DaemonEvent::Injected {
@@ -244,10 +256,9 @@ impl PortWorker<'_> {
                 });
             }
             Err(refusal) => log::warn!(
-                "port={} event=confirmation-refused hw_serial={} key_index={:08} reason={refusal:?}",
-                self.port.name,
-                terminal.hardware_serial,
-                key_index
+                event = "confirmation-refused", port = self.port.name.as_str(),
+                hw_serial = terminal.hardware_serial.as_str(), key_index = key_index;
+                "confirmation of key {key_index:08} by {} refused: {refusal:?}", terminal.hardware_serial
             ),
         }
         Ok(self

@@ -81,8 +81,9 @@ impl Appliance {
     pub fn ports(&self, count: usize) -> (Vec<PtyLine>, Settings) {
         let mut lines = Vec::new();
         let mut text = format!(
-            "data_dir = {:?}\n[dispensing]\nidle_timeout_seconds = 5\n",
-            self.data_dir
+            "data_dir = {:?}\n[control]\nsocket = {:?}\n[dispensing]\nidle_timeout_seconds = 5\n",
+            self.data_dir,
+            self.directory.path().join("control.sock")
         );
         for number in 0..count {
             let (line, link) = pty_pair(self.directory.path(), &format!("port-{number}"));

@@ -1,0 +1,259 @@
+//! The thin client of keymotherd's control socket: one JSON request per connection, progress lines, then the answer.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use keymother_crypto::component;
+use serde_json::{Value, json};
+use zeroize::Zeroize;
+
+use crate::argument_error;
+use crate::custodian::{parse_algorithm, parse_count, parse_expected_kcv, read_components};
+
+/// Where keymotherd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/keymother/control.sock";
+
+#[derive(Subcommand)]
+pub enum DaemonCommand {
+    /// The appliance's state: keys, secrets, ports.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Key ceremony: custodians type their components (never echoed); the daemon combines
+    /// them and seals the result.
+    Ceremony {
+        /// kek or ttk.
+        #[arg(long)]
+        secret: String,
+        /// TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256.
+        #[arg(long = "alg")]
+        algorithm: String,
+        /// Number of components (2 to 9).
+        #[arg(long)]
+        components: usize,
+        /// The check value the combined key must have.
+        #[arg(long)]
+        expect_kcv: Option<String>,
+    },
+    /// Imports a key file (read by the daemon): all records or none.
+    Import {
+        /// The key file, as the daemon sees it (e.g. on the USB stick).
+        file: PathBuf,
+    },
+    /// Keys per state and per batch.
+    Inventory,
+    /// The SMN registry: one row per confirmed injection.
+    Smn,
+}
+
+/// Sends `request` and returns the result, rendering progress lines on a bar.
+pub fn call(socket: &Path, mut request: Value, bar: Option<&ProgressBar>) -> anyhow::Result<Value> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach keymotherd at {} (is it running, and are you in its operators' group?)",
+            socket.display()
+        )
+    })?;
+    let mut line = request.to_string();
+    wipe_components(&mut request);
+    line.push('\n');
+    let sent = stream.write_all(line.as_bytes());
+    line.zeroize();
+    sent?;
+    let reader = BufReader::new(stream);
+    for answer in reader.lines() {
+        let answer: Value = serde_json::from_str(&answer?)
+            .context("keymotherd answered something that is not JSON")?;
+        if let Some(progress) = answer.get("progress") {
+            if let Some(bar) = bar {
+                bar.set_length(progress["total"].as_u64().unwrap_or(0));
+                bar.set_position(progress["done"].as_u64().unwrap_or(0));
+            }
+            continue;
+        }
+        if answer["ok"] == json!(true) {
+            return Ok(answer["result"].clone());
+        }
+        anyhow::bail!(
+            "{}",
+            answer["error"]
+                .as_str()
+                .unwrap_or("keymotherd refused the request")
+        );
+    }
+    anyhow::bail!("keymotherd closed the connection without answering")
+}
+
+fn wipe_components(request: &mut Value) {
+    if let Some(Value::Array(components)) = request.get_mut("components") {
+        for component in components.iter_mut() {
+            if let Value::String(text) = component {
+                text.zeroize();
+            }
+        }
+    }
+}
+
+fn print_counts(keys: &Value) {
+    if let Some(keys) = keys.as_object() {
+        let parts: Vec<String> = keys
+            .iter()
+            .map(|(state, count)| format!("{state} {count}"))
+            .collect();
+        println!("keys: {}", parts.join(", "));
+    }
+}
+
+pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
+    match command {
+        DaemonCommand::Status { json } => {
+            let status = call(socket, json!({"command": "status"}), None)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            println!("device {}", status["device_id"].as_str().unwrap_or("?"));
+            println!(
+                "state: {}",
+                if status["ready"] == json!(true) {
+                    "ready"
+                } else {
+                    "locked (load the KEK and the TTK)"
+                }
+            );
+            if let Some(secrets) = status["secrets"].as_object() {
+                for (name, secret) in secrets {
+                    match secret {
+                        Value::Null => println!("{name}: not loaded"),
+                        secret => println!(
+                            "{name}: {} KCV {} ({} components, loaded {})",
+                            secret["algorithm"].as_str().unwrap_or("?"),
+                            secret["kcv"].as_str().unwrap_or("?"),
+                            secret["components"],
+                            secret["loaded_at"].as_str().unwrap_or("?")
+                        ),
+                    }
+                }
+            }
+            print_counts(&status["keys"]);
+            if let Some(ports) = status["ports"].as_object() {
+                for (port, state) in ports {
+                    println!("port {port}: {}", state.as_str().unwrap_or("?"));
+                }
+            }
+            println!("SMN rows: {}", status["smn_rows"]);
+            Ok(())
+        }
+        DaemonCommand::Ceremony {
+            secret,
+            algorithm,
+            components,
+            expect_kcv,
+        } => {
+            let algorithm = parse_algorithm(&algorithm)?;
+            let count = parse_count(components).map_err(|_| {
+                argument_error("--components", format!("must be 2 to 9, got {components}"))
+            })?;
+            let expected = parse_expected_kcv(expect_kcv.as_deref(), algorithm)?;
+            let typed = read_components(algorithm, count)?;
+            // Check here first, so a mismatch is reported before anything is sent.
+            let combined = component::combine(&typed, expected)?;
+            let request = json!({
+                "command": "ceremony",
+                "secret": secret,
+                "algorithm": algorithm.name(),
+                "components": typed.iter().map(|component| component.expose_secret_hex().to_string()).collect::<Vec<_>>(),
+                "expect_kcv": combined.key.kcv().to_string(),
+            });
+            drop(combined);
+            drop(typed);
+            let result = call(socket, request, None)?;
+            if let Some(kcvs) = result["component_kcvs"].as_array() {
+                for (number, kcv) in kcvs.iter().enumerate() {
+                    println!(
+                        "component {} KCV   {}",
+                        number + 1,
+                        kcv.as_str().unwrap_or("?")
+                    );
+                }
+            }
+            println!(
+                "combined KCV      {}",
+                result["kcv"].as_str().unwrap_or("?")
+            );
+            println!(
+                "{} loaded: {} from {count} components, KCV {}",
+                result["secret"].as_str().unwrap_or("?"),
+                result["algorithm"].as_str().unwrap_or("?"),
+                result["kcv"].as_str().unwrap_or("?")
+            );
+            if result["ready"] == json!(true) {
+                println!("the appliance is ready: KEK and TTK are loaded");
+            }
+            Ok(())
+        }
+        DaemonCommand::Import { file } => {
+            let path = std::fs::canonicalize(&file)
+                .map_err(|error| argument_error(&file.display().to_string(), error))?;
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("importing {bar:40} {pos}/{len} keys ({eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let result = call(
+                socket,
+                json!({"command": "import", "path": path}),
+                Some(&bar),
+            );
+            bar.finish_and_clear();
+            let result = result?;
+            println!(
+                "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
+                result["batch_id"].as_str().unwrap_or("?"),
+                result["issuer"].as_str().unwrap_or("?"),
+                result["records"],
+                result["algorithm"].as_str().unwrap_or("?"),
+                result["first_index"].as_u64().unwrap_or(0),
+                result["last_index"].as_u64().unwrap_or(0),
+                result["file_sha256"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        DaemonCommand::Inventory => {
+            let result = call(socket, json!({"command": "inventory"}), None)?;
+            print_counts(&result["keys"]);
+            for batch in result["batches"].as_array().into_iter().flatten() {
+                println!(
+                    "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
+                    batch["batch_id"].as_str().unwrap_or("?"),
+                    batch["algorithm"].as_str().unwrap_or("?"),
+                    batch["records"],
+                    batch["available"],
+                    batch["imported_at"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+        DaemonCommand::Smn => {
+            let rows = call(socket, json!({"command": "smn-rows"}), None)?;
+            for row in rows.as_array().into_iter().flatten() {
+                println!(
+                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}",
+                    row["smn"].as_str().unwrap_or("?"),
+                    row["hardware_serial"].as_str().unwrap_or("?"),
+                    row["key_index"].as_u64().unwrap_or(0),
+                    row["kcv"].as_str().unwrap_or("?"),
+                    row["port"].as_str().unwrap_or("?"),
+                    row["injected_at"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The control socket: newline-delimited JSON requests from the `keymother` CLI, one per connection, from members of the operators' group only.
+//!
+//! The daemon is the only owner of the vault and of every secret; the CLI is a thin client.
+//! Requests never change anything unless they are well formed and allowed; a bad request gets
+//! an error answer naming what was wrong, and the daemon carries on serving its ports.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keymother_crypto::Kcv;
+use keymother_crypto::component::{self, Component};
+use keymother_vault::{KeyState, SecretName};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use zeroize::Zeroize;
+
+use crate::runtime::Shared;
+
+/// Longest request line accepted (components for a 9-part ceremony fit easily).
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// Where the socket is and who may use it.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    pub socket: PathBuf,
+    /// Members of this group (and root, and the daemon's own user) may send requests.
+    pub group: String,
+}
+
+/// A request from the CLI. Unknown fields and commands are refused.
+#[derive(Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Status {},
+    Ceremony {
+        secret: String,
+        algorithm: String,
+        components: Vec<String>,
+        expect_kcv: Option<String>,
+    },
+    Import {
+        path: PathBuf,
+    },
+    Inventory {},
+    SmnRows {},
+}
+
+impl Request {
+    /// Wipes any component material the request carried.
+    fn wipe(&mut self) {
+        if let Request::Ceremony { components, .. } = self {
+            for component in components.iter_mut() {
+                component.zeroize();
+            }
+        }
+    }
+}
+
+/// Binds the socket (replacing a stale one), restricts it to the group, and serves it.
+pub(crate) async fn serve_control(settings: ControlSettings, shared: Arc<Shared>) {
+    let listener = match bind(&settings) {
+        Ok(listener) => listener,
+        Err(error) => {
+            log::error!(
+                "event=control-socket-failed path={} error=\"{error}\"",
+                settings.socket.display()
+            );
+            return;
+        }
+    };
+    log::info!("event=control-socket path={}", settings.socket.display());
+    let group_id = group_id(&settings.group);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = Arc::clone(&shared);
+                let group = settings.group.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve_client(stream, &shared, group_id, &group).await {
+                        log::warn!("event=control-client-error error=\"{error}\"");
+                    }
+                });
+            }
+            Err(error) => log::warn!("event=control-accept-failed error=\"{error}\""),
+        }
+    }
+}
+
+fn bind(settings: &ControlSettings) -> std::io::Result<UnixListener> {
+    if let Some(parent) = settings.socket.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::remove_file(&settings.socket) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&settings.socket)?;
+    match group_id(&settings.group) {
+        Some(gid) => {
+            nix::unistd::chown(&settings.socket, None, Some(gid)).map_err(std::io::Error::from)?;
+            std::fs::set_permissions(&settings.socket, std::fs::Permissions::from_mode(0o660))?;
+        }
+        None => {
+            log::warn!(
+                "event=control-group-missing group={} consequence=\"only root and the daemon's user may use the socket\"",
+                settings.group
+            );
+            std::fs::set_permissions(&settings.socket, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(listener)
+}
+
+fn group_id(name: &str) -> Option<nix::unistd::Gid> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|group| group.gid)
+}
+
+/// Whether the peer may send requests: root, the daemon's own user, or a member of the group
+/// (primary or supplementary, from the group database: SO_PEERCRED gives only the primary
+/// group, and the unit's ProtectProc=invisible hides other processes' /proc entries).
+fn peer_allowed(stream: &UnixStream, group: Option<nix::unistd::Gid>) -> bool {
+    let Ok(credentials) = stream.peer_cred() else {
+        return false;
+    };
+    let uid = credentials.uid();
+    if uid == 0 || uid == nix::unistd::getuid().as_raw() {
+        return true;
+    }
+    let Some(group) = group else {
+        return false;
+    };
+    if credentials.gid() == group.as_raw() {
+        return true;
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
+    nix::unistd::getgrouplist(&name, user.gid)
+        .map(|groups| groups.contains(&group))
+        .unwrap_or(false)
+}
+
+async fn answer(stream: &mut UnixStream, value: &Value) -> std::io::Result<()> {
+    let mut line = value.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes()).await
+}
+
+fn failure(message: impl std::fmt::Display) -> Value {
+    json!({ "ok": false, "error": message.to_string() })
+}
+
+fn success(result: Value) -> Value {
+    json!({ "ok": true, "result": result })
+}
+
+async fn serve_client(
+    mut stream: UnixStream,
+    shared: &Arc<Shared>,
+    group_id: Option<nix::unistd::Gid>,
+    group: &str,
+) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    let read = {
+        let mut reader = BufReader::new(&mut stream).take(MAX_REQUEST as u64 + 1);
+        reader.read_until(b'\n', &mut line).await?
+    };
+    // The request is read before the peer is judged, so a refused client still gets its
+    // answer instead of a broken pipe; nothing in it is acted on.
+    if !peer_allowed(&stream, group_id) {
+        line.zeroize();
+        log::warn!(event = "control-refused"; "control request refused: client not in group {group}");
+        return answer(
+            &mut stream,
+            &failure(format!(
+                "permission denied: only members of group {group} may control keymotherd"
+            )),
+        )
+        .await;
+    }
+    if read > MAX_REQUEST {
+        line.zeroize();
+        return answer(
+            &mut stream,
+            &failure(format!("request longer than {MAX_REQUEST} bytes")),
+        )
+        .await;
+    }
+    let parsed: Result<Request, _> = serde_json::from_slice(&line);
+    line.zeroize();
+    let mut request = match parsed {
+        Ok(request) => request,
+        Err(error) => {
+            log::warn!(event = "control-malformed"; "malformed control request: {error}");
+            return answer(&mut stream, &failure(format!("malformed request: {error}"))).await;
+        }
+    };
+    let outcome = handle(&mut request, &mut stream, shared).await;
+    request.wipe();
+    let response = match outcome {
+        Ok(result) => success(result),
+        Err(message) => failure(message),
+    };
+    answer(&mut stream, &response).await
+}
+
+/// Runs a blocking vault operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| format!("the operation failed: {error}"))
+}
+
+async fn handle(
+    request: &mut Request,
+    stream: &mut UnixStream,
+    shared: &Arc<Shared>,
+) -> Result<Value, String> {
+    let dispenser = Arc::clone(&shared.dispenser);
+    match request {
+        Request::Status {} => {
+            let status = blocking(move || {
+                dispenser.with_vault(|vault| -> Result<Value, String> {
+                    let inventory = vault.inventory().map_err(|error| error.to_string())?;
+                    let mut secrets = serde_json::Map::new();
+                    for name in SecretName::ALL {
+                        let info = vault.secret_info(name).map_err(|error| error.to_string())?;
+                        secrets.insert(
+                            name.to_string(),
+                            match info {
+                                Some(info) => json!({"algorithm": info.algorithm.name(), "kcv": info.kcv.to_string(), "components": info.component_count, "loaded_at": info.loaded_at}),
+                                None => Value::Null,
+                            },
+                        );
+                    }
+                    let keys: serde_json::Map<String, Value> = KeyState::ALL
+                        .into_iter()
+                        .map(|state| (state.to_string(), json!(inventory.count(state))))
+                        .collect();
+                    Ok(json!({
+                        "device_id": vault.device_id().to_string(),
+                        "secrets": secrets,
+                        "keys": keys,
+                        "smn_rows": vault.smn_rows().map_err(|error| error.to_string())?.len(),
+                    }))
+                })
+            })
+            .await??;
+            let mut status = status;
+            status["ready"] = json!(shared.dispenser.ttk_kcv().is_some());
+            status["ports"] = json!(shared.port_states());
+            status["injections_since_start"] = json!(shared.stats.injections.load(std::sync::atomic::Ordering::Relaxed));
+            Ok(status)
+        }
+        Request::Ceremony {
+            secret,
+            algorithm,
+            components,
+            expect_kcv,
+        } => {
+            let name: SecretName = secret.parse()?;
+            let algorithm: keymother_crypto::KeyAlgorithm =
+                algorithm.parse().map_err(|error: keymother_crypto::KeyError| error.to_string())?;
+            let expected = expect_kcv
+                .as_deref()
+                .map(|text| Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}")))
+                .transpose()?;
+            let parsed = components
+                .iter()
+                .enumerate()
+                .map(|(index, text)| Component::from_hex(algorithm, index + 1, text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| error.to_string())?;
+            let count = parsed.len();
+            let outcome = blocking(move || -> Result<Value, String> {
+                let combined = component::combine(&parsed, expected).map_err(|error| error.to_string())?;
+                let installed = dispenser
+                    .with_vault(|vault| vault.install_secret(name, &combined.key, count))
+                    .map_err(|error| error.to_string())?;
+                let ready = dispenser.reload_keys().map_err(|error| error.to_string())?;
+                log::info!(
+                    event = "ceremony", secret = name.to_string().as_str(),
+                    algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
+                    components = count;
+                    "{name} loaded from {count} components, KCV {}", installed.kcv
+                );
+                Ok(json!({
+                    "secret": name.to_string(),
+                    "algorithm": installed.algorithm.name(),
+                    "component_kcvs": combined.component_kcvs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "kcv": installed.kcv.to_string(),
+                    "parity_adjusted": combined.parity_adjusted,
+                    "ready": ready,
+                }))
+            })
+            .await??;
+            Ok(outcome)
+        }
+        Request::Import { path } => {
+            let path = path.clone();
+            let (progress_sender, mut progress) = tokio::sync::mpsc::unbounded_channel();
+            let import = tokio::task::spawn_blocking(move || {
+                dispenser.with_vault(|vault| {
+                    vault.import_key_file(&path, &mut |step| {
+                        let _ = progress_sender.send((step.records_done, step.records_total));
+                    })
+                })
+            });
+            while let Some((done, total)) = progress.recv().await {
+                answer(stream, &json!({"progress": {"done": done, "total": total}}))
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+            let report = import
+                .await
+                .map_err(|error| format!("the import failed: {error}"))?
+                .map_err(|error| error.to_string())?;
+            log::info!(
+                event = "import", batch = report.batch_id.as_str(), records = report.records,
+                file_sha256 = report.file_sha256.as_str();
+                "batch {} imported: {} keys", report.batch_id, report.records
+            );
+            Ok(json!({
+                "batch_id": report.batch_id,
+                "issuer": report.issuer,
+                "algorithm": report.algorithm,
+                "records": report.records,
+                "first_index": report.first_index,
+                "last_index": report.last_index,
+                "file_sha256": report.file_sha256,
+            }))
+        }
+        Request::Inventory {} => blocking(move || {
+            dispenser.with_vault(|vault| -> Result<Value, String> {
+                let inventory = vault.inventory().map_err(|error| error.to_string())?;
+                Ok(json!({
+                    "keys": KeyState::ALL.into_iter().map(|state| (state.to_string(), json!(inventory.count(state)))).collect::<serde_json::Map<_, _>>(),
+                    "batches": inventory.batches.iter().map(|batch| json!({
+                        "batch_id": batch.batch_id,
+                        "issuer": batch.issuer,
+                        "algorithm": batch.algorithm,
+                        "records": batch.record_count,
+                        "available": batch.available,
+                        "imported_at": batch.imported_at,
+                    })).collect::<Vec<_>>(),
+                }))
+            })
+        })
+        .await?,
+        Request::SmnRows {} => blocking(move || {
+            dispenser.with_vault(|vault| -> Result<Value, String> {
+                let rows = vault.smn_rows().map_err(|error| error.to_string())?;
+                Ok(json!(rows.iter().map(|row| json!({
+                    "smn": row.smn,
+                    "hardware_serial": row.hardware_serial,
+                    "key_index": row.key_index,
+                    "kcv": row.kcv,
+                    "batch_id": row.batch_id,
+                    "port": row.port,
+                    "terminal_model": row.terminal_model,
+                    "injected_at": row.injected_at,
+                })).collect::<Vec<_>>()))
+            })
+        })
+        .await?,
+    }
+}
+
+/// The socket path, for messages.
+pub fn describe(path: &Path) -> String {
+    path.display().to_string()
+}

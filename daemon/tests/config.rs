@@ -1,0 +1,437 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Settings files and drop-ins on disk: every refusal names the file, the line and the key; drop-ins override in order; the real binary's `--check-config`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use keymother_daemon::config::{LogTarget, Parity, StopBits};
+use keymother_daemon::{ConfigError, Settings};
+use log::LevelFilter;
+use tempfile::TempDir;
+
+/// A complete main file; line numbers matter to the cases below.
+const MAIN: &str = r#"data_dir = "/var/lib/keymother"
+
+[dispensing]
+quarantine_after = 3
+idle_timeout_seconds = 30
+
+[control]
+socket = "/run/keymother/control.sock"
+group = "keymother-operators"
+
+[logging]
+target = "auto"
+level = "info"
+
+[[port]]
+name = "bench-1"
+path = "/dev/keymother/bench-1"
+baud = 115200
+parity = "none"
+stop_bits = 1
+modes = ["tr31"]
+
+[[port]]
+name = "bench-2"
+path = "/dev/keymother/bench-2"
+"#;
+
+/// A settings directory: `keymotherd.toml` and its `keymotherd.toml.d/`.
+struct Etc {
+    directory: TempDir,
+}
+
+impl Etc {
+    fn new(main: &str) -> Etc {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join("keymotherd.toml"), main).unwrap();
+        Etc { directory }
+    }
+
+    fn main(&self) -> PathBuf {
+        self.directory.path().join("keymotherd.toml")
+    }
+
+    fn drop_in(&self, name: &str, text: &str) -> PathBuf {
+        let directory = self.directory.path().join("keymotherd.toml.d");
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(&self) -> Result<Settings, ConfigError> {
+        Settings::load(&self.main())
+    }
+
+    fn refused(&self) -> ConfigError {
+        match self.load() {
+            Ok(settings) => panic!("accepted: {settings:?}"),
+            Err(error) => error,
+        }
+    }
+}
+
+/// Asserts the error's file, line, key, that the problem contains `problem`, and that the
+/// message puts them together as `file:line: key: problem`.
+fn assert_names(error: &ConfigError, file: &Path, line: usize, key: &str, problem: &str) {
+    let message = error.to_string();
+    assert_eq!(error.file, file.display().to_string(), "{message}");
+    assert_eq!((error.line, error.key.as_str()), (line, key), "{message}");
+    assert!(
+        error.problem.contains(problem),
+        "{message} lacks {problem:?}"
+    );
+    assert!(
+        message.starts_with(&format!("{}:{line}: {key}: ", file.display())),
+        "{message}"
+    );
+}
+
+/// (what, line of MAIN replaced, its replacement, line, key, part of the problem): each kind
+/// of refusal once, in the main file.
+#[rustfmt::skip]
+const MAIN_CASES: &[(&str, &str, &str, usize, &str, &str)] = &[
+    ("syntax", "baud = 115200", "baud = 115200 fast", 18, "port[0].baud", "must be quoted"),
+    ("unclosed string", "level = \"info\"", "level = \"info", 13, "logging.level", "string"),
+    ("unknown key", "stop_bits = 1", "stop_bits = 1\nspeed = 3", 21, "port[0].speed", "unknown key `speed`"),
+    ("unknown table", "[logging]", "[logs]", 11, "logs", "unknown key `logs`"),
+    ("wrong type", "baud = 115200", "baud = \"fast\"", 18, "port[0].baud", "invalid type"),
+    ("wrong type of table", "idle_timeout_seconds = 30", "idle_timeout_seconds = \"30s\"", 5, "dispensing.idle_timeout_seconds", "invalid type"),
+    ("negative", "quarantine_after = 3", "quarantine_after = -1", 4, "dispensing.quarantine_after", "invalid value"),
+    ("baud", "baud = 115200", "baud = 1200", 18, "port[0].baud", "1200 is not one of"),
+    ("parity", "parity = \"none\"", "parity = \"mark\"", 19, "port[0].parity", "\"mark\" is not none, even or odd"),
+    ("stop bits", "stop_bits = 1", "stop_bits = 3", 20, "port[0].stop_bits", "3 is not 1 or 2"),
+    ("quarantine", "quarantine_after = 3", "quarantine_after = 11", 4, "dispensing.quarantine_after", "11 is outside 1 to 10"),
+    ("idle timeout", "idle_timeout_seconds = 30", "idle_timeout_seconds = 0", 5, "dispensing.idle_timeout_seconds", "0 is outside 1 to 3600"),
+    ("duplicate name", "name = \"bench-2\"", "name = \"bench-1\"", 24, "port[1].name", "\"bench-1\" is used by another port"),
+    ("duplicate path", "path = \"/dev/keymother/bench-2\"", "path = \"/dev/keymother/bench-1\"", 25, "port[1].path", "is used by another port"),
+    ("bad port name", "name = \"bench-2\"", "name = \"bench 2\"", 24, "port[1].name", "must be 1 to 32 characters"),
+    ("missing port path", "path = \"/dev/keymother/bench-2\"", "", 23, "port[1].path", "is required"),
+    ("unknown mode", "modes = [\"tr31\"]", "modes = [\"tr31\", \"clear\"]", 21, "port[0].modes[1]", "\"clear\" is not a mode"),
+    ("no modes", "modes = [\"tr31\"]", "modes = []", 21, "port[0].modes", "at least one mode"),
+    ("group", "group = \"keymother-operators\"", "group = \"Key Mothers\"", 9, "control.group", "is not a group name"),
+    ("relative socket", "socket = \"/run/keymother/control.sock\"", "socket = \"control.sock\"", 8, "control.socket", "not an absolute path"),
+    ("log target", "target = \"auto\"", "target = \"syslog\"", 12, "logging.target", "\"syslog\" is not auto, journal or stderr"),
+    ("log level", "level = \"info\"", "level = \"trace\"", 13, "logging.level", "\"trace\" is not error, warn, info or debug"),
+    ("duplicate table", "[logging]", "[logging]\nlevel = \"warn\"\n[logging]", 13, "logging", "duplicate key"),
+    ("missing data_dir", "data_dir = \"/var/lib/keymother\"", "", 1, "data_dir", "is required"),
+];
+
+#[test]
+fn every_refusal_in_the_main_file_names_file_line_and_key() {
+    for &(what, line, replacement, expected_line, key, problem) in MAIN_CASES {
+        assert!(MAIN.contains(line), "{what}: {line:?} is not in MAIN");
+        let etc = Etc::new(&MAIN.replacen(line, replacement, 1));
+        let error = etc.refused();
+        eprintln!("{what}: {error}");
+        assert_names(&error, &etc.main(), expected_line, key, problem);
+    }
+}
+
+#[test]
+fn no_ports_names_the_main_file() {
+    let without_ports = &MAIN[..MAIN.find("[[port]]").unwrap()];
+    let etc = Etc::new(without_ports);
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        1,
+        "port",
+        "at least one [[port]]",
+    );
+
+    let etc = Etc::new(&without_ports.replacen("\n", "\nport = []\n", 1));
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        2,
+        "port",
+        "at least one [[port]]",
+    );
+}
+
+/// (what, drop-in text, line, key, part of the problem): each kind of refusal once, in a
+/// drop-in that follows a good drop-in; the error names the bad drop-in.
+#[rustfmt::skip]
+const DROP_IN_CASES: &[(&str, &str, usize, &str, &str)] = &[
+    ("syntax", "# bench\n[dispensing\nquarantine_after = 3\n", 2, "(syntax)", ""),
+    ("unknown key", "# bench\n[dispensing]\nquarantine = 3\n", 3, "dispensing.quarantine", "unknown key"),
+    ("wrong type", "[control]\nsocket = 7\n", 2, "control.socket", "invalid type"),
+    ("baud", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nbaud = 1200\n", 4, "port[0].baud", "1200 is not one of"),
+    ("parity", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nparity = \"space\"\n", 4, "port[0].parity", "is not none, even or odd"),
+    ("stop bits", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nstop_bits = 0\n", 4, "port[0].stop_bits", "0 is not 1 or 2"),
+    ("quarantine", "\n\n[dispensing]\nquarantine_after = 0\n", 4, "dispensing.quarantine_after", "outside 1 to 10"),
+    ("idle timeout", "[dispensing]\nidle_timeout_seconds = 3601\n", 2, "dispensing.idle_timeout_seconds", "outside 1 to 3600"),
+    ("duplicate name", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB1\"\n", 5, "port[1].name", "is used by another port"),
+    ("duplicate path", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n[[port]]\nname = \"b\"\npath = \"/dev/ttyUSB0\"\n", 6, "port[1].path", "is used by another port"),
+    ("no ports", "# no ports on this bench\nport = []\n", 2, "port", "at least one [[port]]"),
+    ("unknown mode", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nmodes = [\"cert\"]\n", 4, "port[0].modes[0]", "\"cert\" is not a mode"),
+    ("group", "[control]\ngroup = \"root:root\"\n", 2, "control.group", "is not a group name"),
+    ("long socket", "[control]\nsocket = \"/run/keymother/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"\n", 2, "control.socket", "at most 107"),
+    ("log level", "[logging]\nlevel = \"verbose\"\n", 2, "logging.level", "is not error, warn, info or debug"),
+];
+
+#[test]
+fn every_refusal_in_a_drop_in_names_the_drop_in_line_and_key() {
+    for &(what, text, line, key, problem) in DROP_IN_CASES {
+        let etc = Etc::new(MAIN);
+        etc.drop_in("10-site.toml", "[logging]\nlevel = \"warn\"\n");
+        let bad = etc.drop_in("20-bench.toml", text);
+        let error = etc.refused();
+        eprintln!("{what}: {error}");
+        assert_names(&error, &bad, line, key, problem);
+    }
+}
+
+#[test]
+fn a_value_from_the_main_file_is_still_reported_against_the_main_file() {
+    // The drop-in is fine; the main file's bad port list survives because the drop-in sets
+    // no ports, so the error points at the main file's line.
+    let etc = Etc::new(&MAIN.replace("name = \"bench-2\"", "name = \"bench-1\""));
+    etc.drop_in("10-site.toml", "[dispensing]\nquarantine_after = 5\n");
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        24,
+        "port[1].name",
+        "used by another port",
+    );
+}
+
+#[test]
+fn a_drop_in_overrides_single_keys_and_keeps_the_rest() {
+    let etc = Etc::new(MAIN);
+    etc.drop_in(
+        "10-site.toml",
+        "[dispensing]\nidle_timeout_seconds = 90\n\n[control]\ngroup = \"bench-operators\"\n\n[logging]\ntarget = \"journal\"\nlevel = \"debug\"\n",
+    );
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.idle_timeout, Duration::from_secs(90));
+    assert_eq!(settings.quarantine_after, 3, "kept from the main file");
+    assert_eq!(settings.control_group, "bench-operators");
+    assert_eq!(
+        settings.control_socket,
+        Path::new("/run/keymother/control.sock"),
+        "kept from the main file"
+    );
+    assert_eq!(settings.log_target, LogTarget::Journal);
+    assert_eq!(settings.log_level, LevelFilter::Debug);
+    assert_eq!(
+        settings.ports.len(),
+        2,
+        "no [[port]] in the drop-in: ports kept"
+    );
+}
+
+#[test]
+fn drop_in_ports_replace_the_main_files_ports() {
+    let etc = Etc::new(MAIN);
+    etc.drop_in(
+        "10-bench.toml",
+        "[[port]]\nname = \"left\"\npath = \"/dev/ttyUSB3\"\nbaud = 9600\nparity = \"odd\"\nstop_bits = 2\n",
+    );
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.ports.len(), 1);
+    let port = &settings.ports[0];
+    assert_eq!(port.name, "left");
+    assert_eq!(port.path, Path::new("/dev/ttyUSB3"));
+    assert_eq!(
+        (port.baud, port.parity, port.stop_bits),
+        (9600, Parity::Odd, StopBits::Two)
+    );
+}
+
+#[test]
+fn drop_ins_apply_in_byte_order_of_their_names() {
+    let etc = Etc::new(MAIN);
+    // Written out of order; applied as 10-, 20-, 9- (byte order, not numeric).
+    etc.drop_in("9-last.toml", "[dispensing]\nidle_timeout_seconds = 9\n");
+    etc.drop_in(
+        "20-middle.toml",
+        "[dispensing]\nidle_timeout_seconds = 20\nquarantine_after = 7\n",
+    );
+    etc.drop_in("10-first.toml", "[dispensing]\nidle_timeout_seconds = 10\nquarantine_after = 5\n[logging]\nlevel = \"error\"\n");
+    let files = Settings::drop_in_files(&etc.main()).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|file| file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["10-first.toml", "20-middle.toml", "9-last.toml"]);
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.idle_timeout, Duration::from_secs(9));
+    assert_eq!(settings.quarantine_after, 7);
+    assert_eq!(settings.log_level, LevelFilter::Error);
+}
+
+#[test]
+fn other_names_in_the_drop_in_directory_are_ignored() {
+    let etc = Etc::new(MAIN);
+    let broken = "this is [not toml";
+    etc.drop_in("README", broken);
+    etc.drop_in("10-site.toml.bak", broken);
+    etc.drop_in("10-site.toml.dpkg-old", broken);
+    etc.drop_in(".#10-site.toml", broken);
+    etc.drop_in("10-site.TOML", broken);
+    etc.drop_in("10-site.toml", "[dispensing]\nquarantine_after = 4\n");
+    assert_eq!(Settings::drop_in_files(&etc.main()).unwrap().len(), 1);
+    assert_eq!(etc.load().unwrap().quarantine_after, 4);
+}
+
+#[test]
+fn a_drop_in_that_is_not_a_regular_file_is_refused() {
+    let etc = Etc::new(MAIN);
+    let directory = Settings::drop_in_dir(&etc.main()).join("10-site.toml");
+    std::fs::create_dir_all(&directory).unwrap();
+    let error = etc.refused();
+    assert_names(&error, &directory, 0, "(file)", "not a regular file");
+
+    let etc = Etc::new(MAIN);
+    let dangling = Settings::drop_in_dir(&etc.main()).join("10-site.toml");
+    std::fs::create_dir_all(dangling.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/keymother.toml", &dangling).unwrap();
+    assert_names(&etc.refused(), &dangling, 0, "(file)", "");
+}
+
+#[test]
+fn a_link_to_a_regular_file_is_followed() {
+    let etc = Etc::new(MAIN);
+    let target = etc.directory.path().join("shared-bench.toml");
+    std::fs::write(&target, "[dispensing]\nquarantine_after = 6\n").unwrap();
+    let link = Settings::drop_in_dir(&etc.main()).join("10-bench.toml");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(etc.load().unwrap().quarantine_after, 6);
+}
+
+#[test]
+fn a_drop_in_may_supply_what_the_main_file_lacks() {
+    let etc = Etc::new("# everything is in the drop-ins\n");
+    etc.drop_in("10-data.toml", "data_dir = \"/srv/keymother\"\n");
+    etc.drop_in(
+        "20-ports.toml",
+        "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n",
+    );
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.data_dir, Path::new("/srv/keymother"));
+    assert_eq!(settings.ports.len(), 1);
+}
+
+#[test]
+fn a_missing_main_file_is_named() {
+    let directory = tempfile::tempdir().unwrap();
+    let missing = directory.path().join("absent.toml");
+    assert_names(
+        &Settings::load(&missing).unwrap_err(),
+        &missing,
+        0,
+        "(file)",
+        "",
+    );
+}
+
+#[test]
+fn defaults_when_the_new_tables_are_absent() {
+    let text =
+        "data_dir = \"/var/lib/keymother\"\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n";
+    let settings = Settings::from_toml(text, "old.toml").unwrap();
+    assert_eq!(
+        settings.control_socket,
+        Path::new("/run/keymother/control.sock")
+    );
+    assert_eq!(settings.control_group, "keymother-operators");
+    assert_eq!(settings.log_target, LogTarget::Auto);
+    assert_eq!(settings.log_level, LevelFilter::Info);
+    assert_eq!(settings.quarantine_after, 3);
+    assert_eq!(settings.idle_timeout, Duration::from_secs(30));
+}
+
+fn check_config(config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keymotherd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--check-config")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let etc = Etc::new(MAIN);
+    etc.drop_in("10-site.toml", "[logging]\nlevel = \"debug\"\n");
+    let output = check_config(&etc.main());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{:?} {stdout} {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{}: ok", etc.main().display())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_a_bad_drop_in() {
+    let etc = Etc::new(MAIN);
+    let bad = etc.drop_in("10-bench.toml", "\n[dispensing]\nquarantine_after = 99\n");
+    let output = check_config(&etc.main());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: dispensing.quarantine_after: 99 is outside 1 to 10",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+
+    let etc = Etc::new(&MAIN.replace("baud = 115200", "baud = 115201"));
+    let output = check_config(&etc.main());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:18: port[0].baud: 115201",
+            etc.main().display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// Mangled settings never panic, and every refusal points at a line of the text.
+#[test]
+fn mangled_settings_are_refused_with_a_line_in_range() {
+    let mut random = fastrand::Rng::with_seed(0x6b6d);
+    let pieces = [
+        "=", "[", "]", "[[", "\"", "'", "\n", ",", "{", "}", ".", "é", "\u{feff}", "port", "-1",
+        "1e9", "true", "#", "\\", "\"\"\"",
+    ];
+    for _ in 0..20_000 {
+        let mut text = MAIN.to_owned();
+        for _ in 0..random.usize(1..4) {
+            let mut at = random.usize(0..=text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            if random.bool() {
+                text.insert_str(at, pieces[random.usize(0..pieces.len())]);
+            } else {
+                let mut end = (at + random.usize(1..6)).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                text.replace_range(at..end, "");
+            }
+        }
+        if let Err(error) = Settings::from_toml(&text, "mangled.toml") {
+            let lines = text.lines().count() + 1;
+            assert!((1..=lines).contains(&error.line), "{error} for {text:?}");
+            assert!(!error.key.is_empty(), "{error}");
+        }
+    }
+}

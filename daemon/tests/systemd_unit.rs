@@ -1,0 +1,345 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The shipped system files in daemon/root: the example settings parse, the unit keeps its hardening, and `systemd-analyze security` rates it 1.5 or lower.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keymother_daemon::Settings;
+
+/// The highest `systemd-analyze security` exposure the unit may have.
+const MAX_EXPOSURE: f64 = 1.5;
+
+fn shipped(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("root")
+        .join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(shipped(path)).unwrap()
+}
+
+fn unit_path() -> PathBuf {
+    shipped("usr/lib/systemd/system/keymotherd.service")
+}
+
+/// The unit's `Key=value` lines, comments and section headers left out, in order.
+fn directives() -> Vec<(String, String)> {
+    read("usr/lib/systemd/system/keymotherd.service")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', ';', '[']))
+        .map(|line| {
+            let (key, value) = line.split_once('=').expect("a Key=value line");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn values_of(key: &str) -> Vec<String> {
+    directives()
+        .into_iter()
+        .filter(|(name, _)| name == key)
+        .map(|(_, value)| value)
+        .collect()
+}
+
+#[test]
+fn the_example_settings_parse() {
+    let path = shipped("etc/keymother/keymotherd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+    assert_eq!(settings, Settings::load(&path).unwrap());
+    assert_eq!(settings.data_dir, Path::new("/var/lib/keymother"));
+    assert_eq!(
+        settings.control_socket,
+        Path::new("/run/keymother/control.sock")
+    );
+    assert_eq!(settings.control_group, "keymother-operators");
+    let names: Vec<_> = settings
+        .ports
+        .iter()
+        .map(|port| port.name.as_str())
+        .collect();
+    assert_eq!(names, ["bench-1", "bench-2"]);
+}
+
+#[test]
+fn the_example_settings_show_every_key() {
+    let text = read("etc/keymother/keymotherd.toml");
+    for key in [
+        "data_dir =",
+        "[dispensing]",
+        "quarantine_after =",
+        "idle_timeout_seconds =",
+        "[control]",
+        "socket =",
+        "group =",
+        "[logging]",
+        "target =",
+        "level =",
+        "[[port]]",
+        "name =",
+        "path =",
+        "baud =",
+        "parity =",
+        "stop_bits =",
+        "modes =",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(key)),
+            "the example settings lack {key:?}"
+        );
+    }
+}
+
+#[test]
+fn the_unit_keeps_its_hardening() {
+    let directives = directives();
+    let required = [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("WatchdogSec", "30s"),
+        ("Restart", "on-failure"),
+        ("User", "keymother"),
+        ("Group", "keymother"),
+        ("StateDirectory", "keymother"),
+        ("StateDirectoryMode", "0700"),
+        ("RuntimeDirectory", "keymother"),
+        ("UMask", "0077"),
+        ("LimitCORE", "0"),
+        ("LimitMEMLOCK", "infinity"),
+        ("PrivateNetwork", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX"),
+        ("IPAddressDeny", "any"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("DevicePolicy", "closed"),
+        ("DeviceAllow", "char-ttyUSB rw"),
+        ("DeviceAllow", "char-ttyACM rw"),
+        ("DeviceAllow", "char-i2c rw"),
+        ("DeviceAllow", "char-gpiochip rw"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallFilter", "~@privileged @resources"),
+        ("RemoveIPC", "yes"),
+        ("KeyringMode", "private"),
+    ];
+    for (key, value) in required {
+        assert!(
+            directives
+                .iter()
+                .any(|(name, given)| name == key && given == value),
+            "the unit lacks {key}={value}"
+        );
+    }
+    // A device rule that would open a whole class: ttyS shares its major with the consoles.
+    for value in values_of("DeviceAllow") {
+        assert!(!value.starts_with("char-ttyS "), "DeviceAllow={value}");
+        assert!(!value.starts_with("/dev/mem"), "DeviceAllow={value}");
+    }
+    // Off on purpose, with the reasons beside them in the unit.
+    for key in ["PrivateDevices", "PrivateUsers"] {
+        assert_eq!(values_of(key), ["no"], "{key}");
+    }
+    assert!(
+        values_of("AmbientCapabilities")
+            .iter()
+            .all(String::is_empty)
+    );
+    assert!(
+        values_of("CapabilityBoundingSet")
+            .iter()
+            .all(String::is_empty)
+    );
+}
+
+#[test]
+fn the_unit_checks_the_settings_it_starts_with() {
+    let start = values_of("ExecStart");
+    assert_eq!(
+        start,
+        ["/usr/bin/keymotherd --config /etc/keymother/keymotherd.toml"]
+    );
+    assert_eq!(
+        values_of("ExecStartPre"),
+        [format!("{} --check-config", start[0])]
+    );
+}
+
+/// Every group the unit joins exists once sysusers.d has run, the daemon's user is a member
+/// of each, and the settings' default control group is one of them.
+#[test]
+fn the_units_groups_are_created_by_sysusers() {
+    let sysusers = read("usr/lib/sysusers.d/keymother.conf");
+    let mut groups = BTreeSet::new();
+    let mut memberships = BTreeSet::new();
+    for line in sysusers.lines().filter(|line| !line.starts_with('#')) {
+        let fields: Vec<_> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["u", user, ..] | ["g", user, ..] => {
+                groups.insert(user.to_string());
+            }
+            ["m", "keymother", group] => {
+                memberships.insert(group.to_string());
+            }
+            [] => {}
+            other => panic!("unexpected sysusers line {other:?}"),
+        }
+    }
+    let supplementary: BTreeSet<String> = values_of("SupplementaryGroups")
+        .iter()
+        .flat_map(|value| value.split_whitespace().map(str::to_owned))
+        .collect();
+    assert!(supplementary.contains("dialout"));
+    for group in &supplementary {
+        assert!(groups.contains(group), "sysusers.d does not create {group}");
+        assert!(
+            memberships.contains(group),
+            "keymother is not put in {group}"
+        );
+    }
+    let example = Settings::from_toml(&read("etc/keymother/keymotherd.toml"), "example").unwrap();
+    assert!(supplementary.contains(&example.control_group));
+    assert!(groups.contains("keymother"));
+}
+
+#[test]
+fn tmpfiles_makes_the_vault_private() {
+    let tmpfiles = read("usr/lib/tmpfiles.d/keymother.conf");
+    let lines: Vec<Vec<&str>> = tmpfiles
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert!(lines.contains(&vec![
+        "d",
+        "/var/lib/keymother",
+        "0700",
+        "keymother",
+        "keymother",
+        "-"
+    ]));
+    assert!(lines.contains(&vec![
+        "d",
+        "/etc/keymother",
+        "0750",
+        "root",
+        "keymother",
+        "-"
+    ]));
+}
+
+/// The drivers behind `DeviceAllow=char-…` are loaded at boot, or the rule grants nothing.
+#[test]
+fn the_allowed_device_drivers_are_loaded_at_boot() {
+    let modules = read("usr/lib/modules-load.d/keymother.conf");
+    let listed: Vec<&str> = modules
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .collect();
+    for module in ["ftdi_sio", "cp210x", "ch341", "cdc_acm", "i2c-dev"] {
+        assert!(listed.contains(&module), "modules-load.d lacks {module}");
+    }
+}
+
+#[test]
+fn the_udev_rules_name_bench_ports_in_both_ways() {
+    let rules = read("usr/lib/udev/rules.d/60-keymother-serial.rules");
+    let active: Vec<&str> = rules
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .collect();
+    let by_serial = active
+        .iter()
+        .find(|line| line.contains("ENV{ID_SERIAL_SHORT}==\""))
+        .expect("a rule by serial number");
+    let by_path = active
+        .iter()
+        .find(|line| line.contains("ENV{ID_PATH}==\""))
+        .expect("a rule by port path");
+    for rule in [by_serial, by_path] {
+        assert!(rule.contains("SYMLINK+=\"keymother/bench-"), "{rule}");
+        assert!(rule.contains("GROUP=\"dialout\""), "{rule}");
+        assert!(rule.contains("MODE=\"0660\""), "{rule}");
+    }
+    // Each GOTO has its LABEL.
+    for line in &active {
+        if let Some((_, label)) = line.split_once("GOTO=\"") {
+            let label = label.trim_end_matches('"');
+            assert!(
+                active.contains(&format!("LABEL=\"{label}\"").as_str()),
+                "{line}"
+            );
+        }
+    }
+}
+
+/// The major version of the installed systemd, if `systemd-analyze` runs.
+fn systemd_version() -> Option<u32> {
+    let output = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn systemd_analyze_rates_the_unit_safe() {
+    let Some(version) = systemd_version() else {
+        eprintln!("note: systemd-analyze is not installed; the exposure check is skipped");
+        return;
+    };
+    if version < 250 {
+        eprintln!("note: systemd {version} has no --offline; the exposure check is skipped");
+        return;
+    }
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(unit_path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    let overall = report
+        .lines()
+        .find(|line| line.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no overall exposure in:\n{report}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let exposure: f64 = overall
+        .rsplit(':')
+        .next()
+        .and_then(|tail| tail.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the exposure in {overall:?}"));
+    eprintln!("{overall}");
+    for line in report.lines().filter(|line| line.starts_with('✗')) {
+        eprintln!("{}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    assert!(
+        exposure <= MAX_EXPOSURE,
+        "exposure {exposure} is above {MAX_EXPOSURE}:\n{report}"
+    );
+}
