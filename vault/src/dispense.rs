@@ -7,7 +7,8 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use crate::{KeyState, Vault, VaultError, now_text};
+use crate::audit::{self, AuditEvent};
+use crate::{KeyState, Vault, VaultError, live_key, now_text};
 
 /// A key reserved for a terminal, still wrapped under the KEK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,8 @@ impl Vault {
         hardware_serial: &str,
         port: &str,
     ) -> Result<Reservation, DispenseError> {
+        // Nothing is dispensed from a zeroized vault.
+        live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -181,11 +184,22 @@ impl Vault {
     /// value matches, marks the key used and writes its SMN row in one transaction. A wrong
     /// check value counts a failure; at `quarantine_after` failures the key is quarantined
     /// and never dispensed again. Confirming an already confirmed key again (a
-    /// retransmission) succeeds without change.
+    /// retransmission) succeeds without change. A new confirmation is recorded in the audit
+    /// chain in the same transaction; see [`Vault::confirm_key_by`] to name the operator.
     pub fn confirm_key(
         &mut self,
         report: &ConfirmationReport<'_>,
         quarantine_after: u32,
+    ) -> Result<ConfirmedInjection, DispenseError> {
+        self.confirm_key_by(report, quarantine_after, None)
+    }
+
+    /// [`Vault::confirm_key`], naming the operator logged in at the bench in the audit row.
+    pub fn confirm_key_by(
+        &mut self,
+        report: &ConfirmationReport<'_>,
+        quarantine_after: u32,
+        operator: Option<&str>,
     ) -> Result<ConfirmedInjection, DispenseError> {
         let expected_smn = format!("{}{:08}", report.hardware_serial, report.key_index);
         if report.smn != expected_smn {
@@ -194,6 +208,7 @@ impl Vault {
                 smn: report.smn.to_owned(),
             });
         }
+        let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -281,6 +296,17 @@ impl Vault {
                 report.terminal_model,
                 now_text()
             ],
+        )?;
+        audit::append(
+            &transaction,
+            storage_key.audit_head(),
+            &AuditEvent::Injection {
+                key_index: report.key_index,
+                hardware_serial: report.hardware_serial.to_owned(),
+                smn: report.smn.to_owned(),
+                port: report.port.to_owned(),
+                operator: operator.map(str::to_owned),
+            },
         )?;
         transaction.commit()?;
         Ok(ConfirmedInjection {

@@ -35,6 +35,14 @@ pub enum VaultError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "the audit chain was tampered with ({0}); nothing was done: verify the audit trail and call the security officer"
+    )]
+    AuditTampered(String),
+    #[error(
+        "the vault in {0} was zeroized: its secrets and storage key are destroyed; only its audit trail and SMN registry can still be read (open it for audit)"
+    )]
+    Zeroized(PathBuf),
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
 }

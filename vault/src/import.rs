@@ -11,7 +11,8 @@ use keymother_keyfiles::{
 use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::{SecretName, Vault, VaultError, now_text};
+use crate::audit::{self, AuditEvent};
+use crate::{SecretName, Vault, VaultError, live_key, now_text};
 
 /// How far an import has come; reported every few thousand records and at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +69,29 @@ impl<R: Read> Read for HashingReader<R> {
 
 impl Vault {
     /// Imports the key file at `path` into the inventory. Either every record is stored,
-    /// with its batch, or nothing is.
+    /// with its batch and an Import audit row, or nothing is. A refused file is recorded as
+    /// ImportRefused (best effort: a failure to record it does not hide the refusal).
     pub fn import_key_file(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportReport, ImportError> {
+        let imported = self.import_verified(path, progress);
+        if let Err(ImportError::File(error)) = &imported {
+            let reason = if error.line == 0 {
+                error.problem.to_string()
+            } else {
+                format!("line {}: {}", error.line, error.problem)
+            };
+            let _ = self.record_audit(AuditEvent::ImportRefused {
+                file: error.file.clone(),
+                reason,
+            });
+        }
+        imported
+    }
+
+    fn import_verified(
         &mut self,
         path: &Path,
         progress: &mut dyn FnMut(ImportProgress),
@@ -232,6 +254,15 @@ impl Vault {
         transaction.execute(
             "UPDATE batch SET file_sha256 = ?1 WHERE batch_id = ?2",
             (&file_sha256, header.batch_id.as_str()),
+        )?;
+        audit::append(
+            &transaction,
+            live_key(&self.storage_key, &self.data_dir)?.audit_head(),
+            &AuditEvent::Import {
+                batch: header.batch_id.to_string(),
+                records: total,
+                file_sha256: file_sha256.clone(),
+            },
         )?;
         transaction.commit()?;
         progress(ImportProgress {

@@ -37,6 +37,13 @@ impl KeyState {
             KeyState::Void => "void",
         }
     }
+
+    /// The state a stored name stands for.
+    pub(crate) fn from_stored(name: &str) -> Option<KeyState> {
+        KeyState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+    }
 }
 
 impl fmt::Display for KeyState {

@@ -5,12 +5,17 @@
 //! protect against on a Raspberry Pi). Master keys stay in the inventory exactly as they
 //! arrived: key blocks under the KEK.
 
+mod audit;
 mod dispense;
 mod error;
+mod export_file;
 mod import;
 mod inventory;
+mod mac;
+mod operator;
 mod schema;
 mod secrets;
+mod smn_export;
 mod storage_key;
 
 use std::path::{Path, PathBuf};
@@ -18,11 +23,21 @@ use std::path::{Path, PathBuf};
 use keymother_keyfiles::DeviceId;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use audit::{
+    AUDIT_EXPORT_COLUMNS, AUDIT_EXPORT_MAGIC, AuditEvent, AuditExportError, AuditExportReport,
+    AuditFailure, AuditReport, AuditRow, GENESIS_HASH, HeadMacStatus, verify_audit_export,
+};
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use error::VaultError;
+pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
+pub use operator::{VoidError, VoidedKey, ZeroizeReport};
 pub use secrets::{InstalledSecret, SecretName};
+pub use smn_export::{
+    ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, VerifiedExport,
+    verify_smn_export,
+};
 
 use storage_key::StorageKey;
 
@@ -33,8 +48,19 @@ pub const DATABASE_FILE: &str = "vault.sqlite";
 pub struct Vault {
     connection: Connection,
     data_dir: PathBuf,
-    storage_key: StorageKey,
+    /// `None` once the vault is zeroized, or when it was opened for audit without the key.
+    storage_key: Option<StorageKey>,
     device_id: DeviceId,
+}
+
+/// The storage key, or the error saying it is gone.
+pub(crate) fn live_key<'k>(
+    storage_key: &'k Option<StorageKey>,
+    data_dir: &Path,
+) -> Result<&'k StorageKey, VaultError> {
+    storage_key
+        .as_ref()
+        .ok_or_else(|| VaultError::Zeroized(data_dir.to_path_buf()))
 }
 
 impl Vault {
@@ -48,15 +74,25 @@ impl Vault {
         }
         let storage_key = StorageKey::create(data_dir)?;
         let mut connection = open_connection(&database, true)?;
-        schema::migrate(&mut connection)?;
-        connection.execute(
+        schema::migrate(&mut connection, &storage_key)?;
+        let transaction = connection.transaction()?;
+        transaction.execute(
             "INSERT INTO device_identity (singleton, device_id, created_at) VALUES (1, ?1, ?2)",
             (device_id.as_str(), now_text()),
         )?;
+        audit::append(
+            &transaction,
+            storage_key.audit_head(),
+            &AuditEvent::ConfigChange {
+                what: format!("vault created for device {device_id}"),
+                operator: None,
+            },
+        )?;
+        transaction.commit()?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
-            storage_key,
+            storage_key: Some(storage_key),
             device_id: device_id.clone(),
         })
     }
@@ -69,23 +105,57 @@ impl Vault {
         if !database.exists() {
             return Err(VaultError::NotFound(data_dir.to_path_buf()));
         }
+        if !storage_key::path(data_dir).exists() && was_zeroized(&database) {
+            return Err(VaultError::Zeroized(data_dir.to_path_buf()));
+        }
         let storage_key = StorageKey::load(data_dir)?;
         let mut connection = open_connection(&database, false)?;
         check_integrity(&connection)?;
-        schema::migrate(&mut connection)?;
-        let device_id: Option<String> = connection
-            .query_row(
-                "SELECT device_id FROM device_identity WHERE singleton = 1",
-                [],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let device_id = device_id
-            .ok_or(VaultError::Corrupt(
-                "the device identity row is missing".to_owned(),
-            ))?
-            .parse()
-            .map_err(|reason| VaultError::Corrupt(format!("stored device id: {reason}")))?;
+        schema::migrate(&mut connection, &storage_key)?;
+        let device_id = read_device_id(&connection)?;
+        Ok(Vault {
+            connection,
+            data_dir: data_dir.to_path_buf(),
+            storage_key: Some(storage_key),
+            device_id,
+        })
+    }
+
+    /// Opens a vault read-only for the security officer: the audit trail and the SMN
+    /// registry can be read, verified and exported (SMN export needs the KEK, so not after a
+    /// zeroize). Works after a zeroize; the storage key, when present, is loaded so the audit
+    /// head's MAC is checked. Nothing can be changed through this handle.
+    pub fn open_for_audit(data_dir: &Path) -> Result<Vault, VaultError> {
+        storage_key::check_directory(data_dir)?;
+        let database = data_dir.join(DATABASE_FILE);
+        if !database.exists() {
+            return Err(VaultError::NotFound(data_dir.to_path_buf()));
+        }
+        let storage_key = if storage_key::path(data_dir).exists() {
+            Some(StorageKey::load(data_dir)?)
+        } else {
+            None
+        };
+        let connection = Connection::open_with_flags(
+            &database,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+        check_integrity(&connection)?;
+        let version = schema::version(&connection)?;
+        if version > schema::LATEST_VERSION {
+            return Err(VaultError::SchemaTooNew {
+                found: version,
+                supported: schema::LATEST_VERSION,
+            });
+        }
+        if version < schema::LATEST_VERSION {
+            return Err(VaultError::Refused(format!(
+                "the vault's schema version is {version}; open it once with Vault::open to upgrade it (version {}) before auditing",
+                schema::LATEST_VERSION
+            )));
+        }
+        let device_id = read_device_id(&connection)?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
@@ -103,6 +173,30 @@ impl Vault {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+fn read_device_id(connection: &Connection) -> Result<DeviceId, VaultError> {
+    let device_id: Option<String> = connection
+        .query_row(
+            "SELECT device_id FROM device_identity WHERE singleton = 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    device_id
+        .ok_or(VaultError::Corrupt(
+            "the device identity row is missing".to_owned(),
+        ))?
+        .parse()
+        .map_err(|reason| VaultError::Corrupt(format!("stored device id: {reason}")))
+}
+
+/// True when the database's last audit row is a zeroize (its storage key was destroyed).
+fn was_zeroized(database: &Path) -> bool {
+    Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()
+        .and_then(|connection| audit::last_event(&connection))
+        .is_some_and(|event| event == AuditEvent::ZEROIZE_NAME)
 }
 
 fn open_connection(database: &Path, create: bool) -> Result<Connection, VaultError> {

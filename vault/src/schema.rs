@@ -3,6 +3,8 @@
 use rusqlite::Connection;
 
 use crate::VaultError;
+use crate::audit;
+use crate::storage_key::StorageKey;
 
 /// Migrations by version: entry `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,14 +73,63 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'SMN rows are never rewritten'); END;
      CREATE TRIGGER smn_registry_never_deleted BEFORE DELETE ON smn_registry
          BEGIN SELECT RAISE(ABORT, 'SMN rows are never deleted'); END;",
+    // 3: the audit chain with its MACed head, and the record of SMN exports. Neither the
+    // chain nor the export record is ever rewritten; the head only moves forward (audit.rs).
+    "CREATE TABLE audit_log (
+         sequence INTEGER PRIMARY KEY CHECK (sequence >= 1),
+         at TEXT NOT NULL,
+         event TEXT NOT NULL,
+         actor TEXT NOT NULL,
+         details TEXT NOT NULL,
+         previous_hash TEXT NOT NULL,
+         hash TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER audit_log_never_rewritten BEFORE UPDATE ON audit_log
+         BEGIN SELECT RAISE(ABORT, 'audit rows are never rewritten'); END;
+     CREATE TRIGGER audit_log_never_deleted BEFORE DELETE ON audit_log
+         BEGIN SELECT RAISE(ABORT, 'audit rows are never deleted'); END;
+     CREATE TABLE audit_head (
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+         last_sequence INTEGER NOT NULL CHECK (last_sequence >= 0),
+         last_hash TEXT NOT NULL,
+         mac TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER audit_head_never_deleted BEFORE DELETE ON audit_head
+         BEGIN SELECT RAISE(ABORT, 'the audit head is never deleted'); END;
+     CREATE TRIGGER audit_head_only_moves_forward BEFORE UPDATE ON audit_head
+         WHEN NEW.last_sequence <> OLD.last_sequence + 1
+         BEGIN SELECT RAISE(ABORT, 'the audit head moves forward one row at a time'); END;
+     CREATE TABLE smn_export (
+         smn TEXT NOT NULL REFERENCES smn_registry (smn),
+         exported_at TEXT NOT NULL,
+         file TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX smn_export_by_smn ON smn_export (smn);
+     CREATE TRIGGER smn_export_never_rewritten BEFORE UPDATE ON smn_export
+         BEGIN SELECT RAISE(ABORT, 'SMN export records are never rewritten'); END;
+     CREATE TRIGGER smn_export_never_deleted BEFORE DELETE ON smn_export
+         BEGIN SELECT RAISE(ABORT, 'SMN export records are never deleted'); END;",
 ];
+
+/// The version that introduced the audit chain: its migration also starts the chain.
+const AUDIT_VERSION: i64 = 3;
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the database up to [`LATEST_VERSION`], refusing one written by a newer build.
-pub(crate) fn migrate(connection: &mut Connection) -> Result<(), VaultError> {
-    let current: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+/// The schema version of an open database.
+pub(crate) fn version(connection: &Connection) -> Result<i64, VaultError> {
+    Ok(connection.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}
+
+/// Brings the database up to [`LATEST_VERSION`], refusing one written by a newer build. The
+/// audit migration starts the chain with a head MACed under the storage key and, for a vault
+/// that already existed, a first row saying so.
+pub(crate) fn migrate(
+    connection: &mut Connection,
+    storage_key: &StorageKey,
+) -> Result<(), VaultError> {
+    let current = version(connection)?;
     if current > LATEST_VERSION {
         return Err(VaultError::SchemaTooNew {
             found: current,
@@ -86,9 +137,25 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), VaultError> {
         });
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let reached = version as i64 + 1;
         let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
-        transaction.pragma_update(None, "user_version", version as i64 + 1)?;
+        if reached == AUDIT_VERSION {
+            audit::start_chain(&transaction, storage_key.audit_head())?;
+            if current > 0 {
+                audit::append(
+                    &transaction,
+                    storage_key.audit_head(),
+                    &audit::AuditEvent::ConfigChange {
+                        what: format!(
+                            "audit chain started on an existing vault (schema {current} to {AUDIT_VERSION})"
+                        ),
+                        operator: None,
+                    },
+                )?;
+            }
+        }
+        transaction.pragma_update(None, "user_version", reached)?;
         transaction.commit()?;
     }
     Ok(())

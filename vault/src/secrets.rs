@@ -5,9 +5,10 @@ use std::str::FromStr;
 
 use keymother_crypto::tr31::{Algorithm, Exportability, Header, KeyUsage, ModeOfUse, Version};
 use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily, SecretKey};
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, TransactionBehavior};
 
-use crate::{Vault, VaultError, now_text};
+use crate::audit::{self, AuditEvent};
+use crate::{Vault, VaultError, live_key, now_text};
 
 /// The secrets a vault holds, each loaded by a key ceremony.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +23,7 @@ impl SecretName {
     /// Both secrets.
     pub const ALL: [SecretName; 2] = [SecretName::Kek, SecretName::Ttk];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SecretName::Kek => "KEK",
             SecretName::Ttk => "TTK",
@@ -67,8 +68,9 @@ pub struct InstalledSecret {
 
 impl Vault {
     /// Seals `key` under the storage key and stores it as `name`, replacing any previous
-    /// one. A KEK is not replaced while keys imported under another KEK are still unused:
-    /// they could never be opened again.
+    /// one, and records the ceremony in the audit chain (same transaction). A KEK is not
+    /// replaced while keys imported under another KEK are still unused: they could never be
+    /// opened again.
     pub fn install_secret(
         &mut self,
         name: SecretName,
@@ -81,7 +83,10 @@ impl Vault {
                 "a {name} is loaded from 2 to 9 components, not {component_count}"
             )));
         }
-        let transaction = self.connection.transaction()?;
+        let storage_key = live_key(&self.storage_key, &self.data_dir)?;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if name == SecretName::Kek {
             let stranded: i64 = transaction.query_row(
                 "SELECT count(*) FROM key_inventory JOIN batch USING (batch_id)
@@ -107,8 +112,7 @@ impl Vault {
             ModeOfUse::EncryptDecrypt,
             Exportability::NonExportable,
         );
-        let block = self
-            .storage_key
+        let block = storage_key
             .protection()
             .wrap(&header, key)
             .map_err(|error| VaultError::Refused(format!("sealing the {name}: {error}")))?;
@@ -125,6 +129,16 @@ impl Vault {
                 component_count as i64,
                 &loaded_at,
             ),
+        )?;
+        audit::append(
+            &transaction,
+            storage_key.audit_head(),
+            &AuditEvent::Ceremony {
+                secret: name,
+                algorithm: key.algorithm(),
+                kcv,
+                components: component_count as u32,
+            },
         )?;
         transaction.commit()?;
         Ok(InstalledSecret {
@@ -163,6 +177,7 @@ impl Vault {
     /// Unseals `name`. The block must open under the storage key, carry the role's key
     /// usage, and match the recorded check value.
     pub fn load_secret(&self, name: SecretName) -> Result<SecretKey, VaultError> {
+        let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let row: Option<(String, String)> = self
             .connection
             .query_row(
@@ -173,8 +188,7 @@ impl Vault {
             .optional()?;
         let (block, recorded_kcv) = row.ok_or(VaultError::SecretMissing(name))?;
         let unsealable = |reason: String| VaultError::SecretUnsealable { name, reason };
-        let unwrapped = self
-            .storage_key
+        let unwrapped = storage_key
             .protection()
             .unwrap(&block)
             .map_err(|error| unsealable(error.to_string()))?;

@@ -1,7 +1,7 @@
 //! The device storage key: 32 random bytes in a file only the daemon's user can read, sealing the vault's secrets.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use keymother_crypto::{KeyAlgorithm, SecretKey};
 use zeroize::Zeroizing;
 
 use crate::VaultError;
+use crate::mac::{AUDIT_HEAD_LABEL, MacKey};
 
 const FILE_NAME: &str = "storage.key";
 const KEY_LENGTH: usize = 32;
@@ -61,9 +62,11 @@ fn refuse_shared_mode(path: &Path, mode: u32, remedy: &str) -> Result<(), VaultE
     Ok(())
 }
 
-/// The storage key with its TR-31 derived keys ready. Zeroized on drop.
+/// The storage key with its derived keys ready: the TR-31 keys that seal the secrets and the
+/// audit head's MAC key. Zeroized on drop.
 pub(crate) struct StorageKey {
     protection: KeyBlockProtectionKey,
+    audit_head: MacKey,
 }
 
 impl StorageKey {
@@ -87,9 +90,7 @@ impl StorageKey {
         File::open(data_dir)
             .and_then(|directory| directory.sync_all())
             .map_err(io_error(data_dir))?;
-        Ok(StorageKey {
-            protection: KeyBlockProtectionKey::new(&key),
-        })
+        Ok(StorageKey::from_key(&key))
     }
 
     /// Reads the storage key, refusing a file others can read or one of the wrong size.
@@ -115,13 +116,59 @@ impl StorageKey {
             .map_err(|error| problem(error.to_string()))?;
         let key = SecretKey::from_bytes(KeyAlgorithm::Aes256, bytes.as_slice())
             .map_err(|error| problem(error.to_string()))?;
-        Ok(StorageKey {
-            protection: KeyBlockProtectionKey::new(&key),
-        })
+        Ok(StorageKey::from_key(&key))
+    }
+
+    fn from_key(key: &SecretKey) -> StorageKey {
+        StorageKey {
+            protection: KeyBlockProtectionKey::new(key),
+            audit_head: MacKey::derive(key, AUDIT_HEAD_LABEL),
+        }
     }
 
     /// The key-block protection key that seals the vault's secrets.
     pub(crate) fn protection(&self) -> &KeyBlockProtectionKey {
         &self.protection
     }
+
+    /// The key that MACs the audit head, so a truncated or rewritten chain is detected.
+    pub(crate) fn audit_head(&self) -> &MacKey {
+        &self.audit_head
+    }
+}
+
+/// Destroys the storage key file: overwrites it with random bytes, then zeros, syncing each
+/// pass, removes it and syncs the directory. On flash storage an overwrite is not a
+/// guaranteed erase (wear levelling may keep the old blocks, readable by a forensic read of
+/// the raw chip); docs/SECURITY.md says what that leaves.
+pub(crate) fn destroy(data_dir: &Path) -> Result<(), VaultError> {
+    let file_path = path(data_dir);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(&file_path)
+        .map_err(io_error(&file_path))?;
+    let length = usize::try_from(
+        file.metadata()
+            .map_err(io_error(&file_path))?
+            .len()
+            .max(KEY_LENGTH as u64),
+    )
+    .unwrap_or(KEY_LENGTH);
+    let mut random = Zeroizing::new(vec![0u8; length]);
+    keymother_crypto::key::fill_random(&mut random).map_err(|error| VaultError::StorageKey {
+        path: file_path.clone(),
+        problem: format!("no randomness to overwrite it: {error}"),
+    })?;
+    let zeros = vec![0u8; length];
+    for pass in [random.as_slice(), zeros.as_slice()] {
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(pass))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&file_path))?;
+    }
+    drop(file);
+    fs::remove_file(&file_path).map_err(io_error(&file_path))?;
+    File::open(data_dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error(data_dir))
 }

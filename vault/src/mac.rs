@@ -1,0 +1,45 @@
+//! MAC keys derived with SP 800-108 (CMAC PRF) and HMAC-SHA-256 under them: the audit head's MAC and the SMN export's seal.
+
+use hmac::{Hmac, KeyInit, Mac};
+use keymother_crypto::SecretKey;
+use keymother_crypto::kdf::{counter_mode_cmac, labelled_fixed_input};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+/// Label of the audit head's MAC key, derived from the device storage key.
+pub(crate) const AUDIT_HEAD_LABEL: &[u8] = b"KEYMOTHER-AUDIT-HEAD/1";
+/// Label of the SMN export's seal key, derived from the KEK (docs/SMN-EXPORT.md).
+pub(crate) const SMN_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-SMN-EXPORT-SEAL/1";
+
+const MAC_KEY_LENGTH: usize = 32;
+
+/// A 32-byte HMAC-SHA-256 key derived for one purpose. Zeroized on drop; no Debug.
+pub(crate) struct MacKey {
+    key: Zeroizing<Vec<u8>>,
+}
+
+impl MacKey {
+    /// Derives the key for `label` from `parent`: SP 800-108 counter mode, CMAC PRF, fixed
+    /// input `label || 0x00 || || 0x0100`, as the key-file seal does.
+    pub(crate) fn derive(parent: &SecretKey, label: &[u8]) -> MacKey {
+        let fixed = labelled_fixed_input(label, b"", MAC_KEY_LENGTH);
+        MacKey {
+            key: counter_mode_cmac(parent, &fixed, MAC_KEY_LENGTH),
+        }
+    }
+
+    /// A fresh HMAC computation under this key.
+    pub(crate) fn start(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length, so this cannot fail.
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    }
+}
+
+/// Checks a MAC written as hex (either case) in constant time.
+pub(crate) fn verify_hex(mac: Hmac<Sha256>, expected_hex: &str) -> bool {
+    match hex::decode(expected_hex) {
+        Ok(expected) => mac.verify_slice(&expected).is_ok(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,518 @@
+//! The SMN export for the front end's terminal table: a sealed CSV file (docs/SMN-EXPORT.md), written atomically, rows marked exported only once the file is in place.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use hmac::Mac;
+use keymother_crypto::{Kcv, SecretKey};
+use keymother_keyfiles::{BatchId, CreatedAt, DeviceId, KeyIndex};
+use rusqlite::{TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{self, AuditEvent};
+use crate::export_file::{ExportError, ExportFileError, LineReader, write_atomically};
+use crate::mac::{MacKey, SMN_EXPORT_SEAL_LABEL, verify_hex};
+use crate::{SecretName, Vault, VaultError, now_text};
+
+/// First line of an SMN export, format version 1.
+pub const SMN_EXPORT_MAGIC: &str = "# KEYMOTHER-SMN-EXPORT/1";
+
+/// The column line.
+pub const SMN_EXPORT_COLUMNS: &str = "smn,hardware_serial,key_index,kcv,batch,injected_at";
+
+/// Longest line, line feed included.
+const MAX_LINE: usize = 1024;
+
+/// Line number of the column line; rows start after it.
+const COLUMNS_LINE: u64 = 7;
+
+/// Longest hardware serial (as in the serial protocol).
+const MAX_HARDWARE_SERIAL: usize = 24;
+
+const SEAL_PREFIX: &str = "# seal: ";
+
+/// One row of an export file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedSmn {
+    pub smn: String,
+    pub hardware_serial: String,
+    pub key_index: u32,
+    /// The master key's check value, upper-case hex.
+    pub kcv: String,
+    pub batch: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub injected_at: String,
+}
+
+/// What an export wrote and recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub only_new: bool,
+    pub exported_at: String,
+    /// SHA-256 of the whole file, lower-case hex, as recorded in the audit row.
+    pub file_sha256: String,
+    /// The Export row's sequence number in the audit chain.
+    pub audit_sequence: u64,
+}
+
+/// A file that verified: its header and rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedExport {
+    pub device_id: String,
+    pub kek_kcv: String,
+    pub exported_at: String,
+    pub only_new: bool,
+    pub rows: Vec<ExportedSmn>,
+}
+
+fn check_row(row: &ExportedSmn) -> Result<(), String> {
+    let serial = &row.hardware_serial;
+    if serial.is_empty()
+        || serial.len() > MAX_HARDWARE_SERIAL
+        || !serial
+            .bytes()
+            .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
+    {
+        return Err(format!(
+            "hardware serial {serial:?} is not 1 to {MAX_HARDWARE_SERIAL} characters A-Z 0-9"
+        ));
+    }
+    if KeyIndex::new(row.key_index).is_none() {
+        return Err(format!(
+            "key index {} has more than 8 digits",
+            row.key_index
+        ));
+    }
+    let expected = format!("{serial}{:08}", row.key_index);
+    if row.smn != expected {
+        return Err(format!(
+            "SMN {:?} is not the hardware serial followed by the key index ({expected})",
+            row.smn
+        ));
+    }
+    let kcv_ok = Kcv::from_hex_any(&row.kcv).is_ok()
+        && !row.kcv.bytes().any(|byte| byte.is_ascii_lowercase());
+    if !kcv_ok {
+        return Err(format!(
+            "check value {:?} is not 6 or 10 upper-case hex digits",
+            row.kcv
+        ));
+    }
+    row.batch
+        .parse::<BatchId>()
+        .map_err(|reason| format!("batch {:?}: {reason}", row.batch))?;
+    row.injected_at
+        .parse::<CreatedAt>()
+        .map_err(|reason| format!("injected_at {:?}: {reason}", row.injected_at))?;
+    Ok(())
+}
+
+fn row_line(row: &ExportedSmn) -> String {
+    format!(
+        "{},{},{:08},{},{},{}",
+        row.smn, row.hardware_serial, row.key_index, row.kcv, row.batch, row.injected_at
+    )
+}
+
+/// Writes lines while feeding the seal and the file digest.
+struct SealedLines<'a> {
+    out: &'a mut dyn Write,
+    seal: hmac::Hmac<Sha256>,
+    digest: Sha256,
+    path: &'a Path,
+}
+
+impl SealedLines<'_> {
+    fn sealed(&mut self, line: &str) -> Result<(), ExportError> {
+        self.seal.update(line.as_bytes());
+        self.seal.update(b"\n");
+        self.plain(line)
+    }
+
+    fn plain(&mut self, line: &str) -> Result<(), ExportError> {
+        self.digest.update(line.as_bytes());
+        self.digest.update(b"\n");
+        self.out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|source| ExportError::writing(self.path, source))
+    }
+}
+
+/// Rows up to `bound` (rowid), all or those never exported. SMN rows are never deleted
+/// (trigger), so rowids only grow and the bound taken when the file is written selects
+/// exactly the rows written.
+const SELECTION: &str = "FROM smn_registry r WHERE r.rowid <= ?1
+      AND (?2 = 0 OR NOT EXISTS (SELECT 1 FROM smn_export e WHERE e.smn = r.smn))";
+
+impl Vault {
+    /// Writes the SMN registry (all rows, or only rows never exported) to `path` as a
+    /// sealed file for the front end (docs/SMN-EXPORT.md). The file is written atomically;
+    /// only after it is in place are its rows marked exported and an Export audit row
+    /// written, in one transaction. A failure names the path and changes nothing.
+    pub fn export_smn(
+        &mut self,
+        path: &Path,
+        only_new: bool,
+        operator: Option<&str>,
+    ) -> Result<ExportReport, ExportError> {
+        let key = crate::live_key(&self.storage_key, &self.data_dir)?;
+        let kek = self.load_secret(SecretName::Kek)?;
+        let seal_key = MacKey::derive(&kek, SMN_EXPORT_SEAL_LABEL);
+        let kek_kcv = kek.kcv();
+        drop(kek);
+        let exported_at = now_text();
+        let file = path.display().to_string();
+
+        let (bound, rows, file_sha256) = {
+            // One read snapshot for the count in the header and the rows after it.
+            let snapshot = self.connection.unchecked_transaction()?;
+            let bound: i64 = snapshot.query_row(
+                "SELECT coalesce(max(rowid), 0) FROM smn_registry",
+                [],
+                |row| row.get(0),
+            )?;
+            let count: i64 = snapshot.query_row(
+                &format!("SELECT count(*) {SELECTION}"),
+                params![bound, only_new],
+                |row| row.get(0),
+            )?;
+            let mut statement = snapshot.prepare(&format!(
+                "SELECT smn, hardware_serial, key_index, kcv, batch_id, injected_at {SELECTION}
+                 ORDER BY r.rowid"
+            ))?;
+            let written = write_atomically(path, |out| {
+                let mut lines = SealedLines {
+                    out,
+                    seal: seal_key.start(),
+                    digest: Sha256::new(),
+                    path,
+                };
+                let header = format!(
+                    "{SMN_EXPORT_MAGIC}\n# device-id: {}\n# kek-kcv: {kek_kcv}\n# exported-at: {exported_at}\n# selection: {}\n# row-count: {count}\n{SMN_EXPORT_COLUMNS}",
+                    self.device_id(),
+                    if only_new { "only-new" } else { "all" },
+                );
+                lines.sealed(&header)?;
+                let mut rows = 0i64;
+                for row in statement.query_map(params![bound, only_new], |row| {
+                    Ok(ExportedSmn {
+                        smn: row.get(0)?,
+                        hardware_serial: row.get(1)?,
+                        key_index: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                        kcv: row.get(3)?,
+                        batch: row.get(4)?,
+                        injected_at: row.get(5)?,
+                    })
+                })? {
+                    let row = row?;
+                    check_row(&row).map_err(|problem| ExportError::UnfitRow {
+                        smn: row.smn.clone(),
+                        problem,
+                    })?;
+                    lines.sealed(&row_line(&row))?;
+                    rows += 1;
+                }
+                if rows != count {
+                    return Err(VaultError::Corrupt(format!(
+                        "the SMN registry changed during the export ({count} rows counted, {rows} read)"
+                    ))
+                    .into());
+                }
+                let seal = hex::encode_upper(lines.seal.clone().finalize().into_bytes());
+                lines.plain(&format!("{SEAL_PREFIX}{seal}"))?;
+                Ok((rows as u64, hex::encode(lines.digest.finalize())))
+            })?;
+            (bound, written.0, written.1)
+        };
+
+        // The file is in place: mark its rows and audit the export, together.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        transaction.execute(
+            &format!(
+                "INSERT INTO smn_export (smn, exported_at, file) SELECT r.smn, ?3, ?4 {SELECTION}"
+            ),
+            params![bound, only_new, exported_at, file],
+        )?;
+        let row = audit::append(
+            &transaction,
+            key.audit_head(),
+            &AuditEvent::Export {
+                file: file.clone(),
+                rows,
+                only_new,
+                file_sha256: file_sha256.clone(),
+                operator: operator.map(str::to_owned),
+            },
+        )?;
+        transaction.commit()?;
+        Ok(ExportReport {
+            path: path.to_path_buf(),
+            rows,
+            only_new,
+            exported_at,
+            file_sha256,
+            audit_sequence: row.sequence,
+        })
+    }
+
+    /// How many SMN rows have never been exported.
+    pub fn unexported_smn_count(&self) -> Result<u64, VaultError> {
+        let count: i64 = self.connection.query_row(
+            "SELECT count(*) FROM smn_registry r
+              WHERE NOT EXISTS (SELECT 1 FROM smn_export e WHERE e.smn = r.smn)",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
+    }
+}
+
+/// A problem found while reading an export, and whether it is the KEK mismatch (after which
+/// the seal cannot verify, so saying so adds nothing).
+struct Found {
+    line: u64,
+    problem: String,
+    other_kek: bool,
+}
+
+/// The header and rows read so far.
+#[derive(Default)]
+struct Parsed {
+    device_id: String,
+    kek_kcv: String,
+    exported_at: String,
+    only_new: bool,
+    count: u64,
+    rows: Vec<ExportedSmn>,
+    first_seen: HashMap<String, u64>,
+}
+
+impl Parsed {
+    fn header_value<'t>(text: &'t str, prefix: &str) -> Result<&'t str, String> {
+        text.strip_prefix(prefix)
+            .ok_or_else(|| format!("expected a line starting {prefix:?}, found {text:?}"))
+    }
+
+    /// Takes line `number`; `Err((problem, other_kek))`.
+    fn accept(&mut self, number: u64, text: &str, kek: &SecretKey) -> Result<(), (String, bool)> {
+        let plain = |problem: String| (problem, false);
+        match number {
+            1 => {
+                if text != SMN_EXPORT_MAGIC {
+                    return Err(plain(format!(
+                        "this is not a keymother SMN export (first line is {text:?}, expected {SMN_EXPORT_MAGIC:?})"
+                    )));
+                }
+            }
+            2 => {
+                let value = Self::header_value(text, "# device-id: ").map_err(plain)?;
+                value
+                    .parse::<DeviceId>()
+                    .map_err(|reason| plain(format!("device-id: {reason}")))?;
+                self.device_id = value.to_owned();
+            }
+            3 => {
+                let value = Self::header_value(text, "# kek-kcv: ").map_err(plain)?;
+                let expected = kek.kcv().to_string();
+                if value != expected {
+                    return Err((
+                        format!(
+                            "the file was sealed under the KEK with check value {value}, not the given KEK ({expected})"
+                        ),
+                        true,
+                    ));
+                }
+                self.kek_kcv = value.to_owned();
+            }
+            4 => {
+                let value = Self::header_value(text, "# exported-at: ").map_err(plain)?;
+                value
+                    .parse::<CreatedAt>()
+                    .map_err(|reason| plain(format!("exported-at: {reason}")))?;
+                self.exported_at = value.to_owned();
+            }
+            5 => {
+                self.only_new = match Self::header_value(text, "# selection: ").map_err(plain)? {
+                    "all" => false,
+                    "only-new" => true,
+                    other => {
+                        return Err(plain(format!(
+                            "selection is {other:?}; expected \"all\" or \"only-new\""
+                        )));
+                    }
+                };
+            }
+            6 => {
+                let value = Self::header_value(text, "# row-count: ").map_err(plain)?;
+                let canonical = value.bytes().all(|byte| byte.is_ascii_digit())
+                    && !value.is_empty()
+                    && (value == "0" || !value.starts_with('0'));
+                self.count =
+                    value.parse().ok().filter(|_| canonical).ok_or_else(|| {
+                        plain(format!("row-count {value:?} is not a decimal number"))
+                    })?;
+            }
+            COLUMNS_LINE => {
+                if text != SMN_EXPORT_COLUMNS {
+                    return Err(plain(format!(
+                        "expected the column line {SMN_EXPORT_COLUMNS:?}, found {text:?}"
+                    )));
+                }
+            }
+            _ => {
+                if self.rows.len() as u64 == self.count {
+                    return Err(plain(format!(
+                        "row-count says {} rows, but another row follows them (or the seal line is malformed)",
+                        self.count
+                    )));
+                }
+                let row = parse_row(text).map_err(plain)?;
+                if let Some(first) = self.first_seen.insert(row.smn.clone(), number) {
+                    return Err(plain(format!(
+                        "SMN {} appears twice (first on line {first})",
+                        row.smn
+                    )));
+                }
+                self.rows.push(row);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_row(text: &str) -> Result<ExportedSmn, String> {
+    let fields: Vec<&str> = text.split(',').collect();
+    let [smn, hardware_serial, key_index, kcv, batch, injected_at] = fields.as_slice() else {
+        return Err(format!(
+            "expected 6 comma-separated fields ({SMN_EXPORT_COLUMNS}), found {}",
+            fields.len()
+        ));
+    };
+    let index: KeyIndex = key_index
+        .parse()
+        .map_err(|()| format!("key index {key_index:?} is not 8 digits"))?;
+    let row = ExportedSmn {
+        smn: (*smn).to_owned(),
+        hardware_serial: (*hardware_serial).to_owned(),
+        key_index: index.value(),
+        kcv: (*kcv).to_owned(),
+        batch: (*batch).to_owned(),
+        injected_at: (*injected_at).to_owned(),
+    };
+    check_row(&row)?;
+    Ok(row)
+}
+
+fn is_seal_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'A'..=b'F').contains(&byte))
+}
+
+/// The front end's side: reads an SMN export, checks every line and the seal under a key
+/// derived from `kek`, and returns the rows. Errors name the file and the line; a file with
+/// a bad line whose seal fails too is reported as altered.
+pub fn verify_smn_export<R: Read>(
+    reader: R,
+    name: &str,
+    kek: &SecretKey,
+) -> Result<VerifiedExport, ExportFileError> {
+    let seal_key = MacKey::derive(kek, SMN_EXPORT_SEAL_LABEL);
+    let mut mac = seal_key.start();
+    let mut lines = LineReader::new(BufReader::new(reader), name, MAX_LINE);
+    let mut parsed = Parsed::default();
+    let mut found: Option<Found> = None;
+    let mut seal: Option<(u64, String)> = None;
+    while let Some(line) = lines.next_line()? {
+        let number = line.number();
+        if let Some((seal_line, _)) = &seal {
+            found.get_or_insert(Found {
+                line: number,
+                problem: format!("nothing may follow the seal line (line {seal_line})"),
+                other_kek: false,
+            });
+            break;
+        }
+        if number > COLUMNS_LINE {
+            if let Some(hex) = line.text().strip_prefix(SEAL_PREFIX) {
+                seal = Some((number, hex.to_owned()));
+                continue;
+            }
+        }
+        mac.update(line.text().as_bytes());
+        mac.update(b"\n");
+        if found.is_none() {
+            if let Err((problem, other_kek)) = parsed.accept(number, line.text(), kek) {
+                found = Some(Found {
+                    line: number,
+                    problem,
+                    other_kek,
+                });
+            }
+        }
+    }
+    let seal_verifies = match &seal {
+        Some((_, hex)) => is_seal_hex(hex) && verify_hex(mac, hex),
+        None => false,
+    };
+    let found = found.or_else(|| {
+        let problem = |line: u64, problem: String| Found {
+            line,
+            problem,
+            other_kek: false,
+        };
+        match &seal {
+            None if lines.number() < COLUMNS_LINE => Some(problem(
+                lines.number() + 1,
+                "the file ends inside the header".to_owned(),
+            )),
+            None => Some(problem(
+                lines.number() + 1,
+                "the file ends without its seal line; it may be truncated".to_owned(),
+            )),
+            Some((line, _)) if parsed.rows.len() as u64 != parsed.count => Some(problem(
+                *line,
+                format!(
+                    "row-count says {} rows, the file holds {}",
+                    parsed.count,
+                    parsed.rows.len()
+                ),
+            )),
+            Some((line, hex)) if !is_seal_hex(hex) => Some(problem(
+                *line,
+                "the seal is not 64 upper-case hex digits".to_owned(),
+            )),
+            Some((line, _)) if !seal_verifies => Some(problem(
+                *line,
+                "the seal does not verify: the file was altered after it was written".to_owned(),
+            )),
+            Some(_) => None,
+        }
+    });
+    match found {
+        None => Ok(VerifiedExport {
+            device_id: parsed.device_id,
+            kek_kcv: parsed.kek_kcv,
+            exported_at: parsed.exported_at,
+            only_new: parsed.only_new,
+            rows: parsed.rows,
+        }),
+        Some(Found {
+            line,
+            mut problem,
+            other_kek,
+        }) => {
+            if seal.is_some() && !seal_verifies && !other_kek && !problem.starts_with("the seal") {
+                problem.push_str("; the seal does not verify either: the file was altered");
+            }
+            Err(lines.error(line, problem))
+        }
+    }
+}
