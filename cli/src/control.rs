@@ -50,6 +50,55 @@ pub enum DaemonCommand {
     Inventory,
     /// The SMN registry: one row per confirmed injection.
     Smn,
+    /// Writes the sealed SMN file for the front end's terminal table (e.g. onto a USB stick).
+    ExportSmn {
+        /// Where to write it, as the daemon sees the path.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only rows not exported before.
+        #[arg(long)]
+        only_new: bool,
+    },
+    /// The hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Voids a key that was sent but never confirmed, so it can never be used; audited.
+    Void {
+        /// The key index.
+        key_index: u32,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Destroys the KEK, the TTK, the storage key and every master key on the appliance.
+    Zeroize {
+        /// The appliance's device id, typed out to show this is meant.
+        #[arg(long)]
+        confirm: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Checks every row's hash, the links between rows and the head.
+    Verify,
+    /// Writes the trail with its hashes for the security officer.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Paths are resolved here: the daemon has no idea of the caller's working directory.
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
 }
 
 /// Sends `request` and returns the result, rendering progress lines on a bar.
@@ -238,6 +287,69 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
                     batch["imported_at"].as_str().unwrap_or("?")
                 );
             }
+            Ok(())
+        }
+        DaemonCommand::ExportSmn { out, only_new } => {
+            let result = call(
+                socket,
+                json!({"command": "export-smn", "path": absolute(&out)?, "only_new": only_new}),
+                None,
+            )?;
+            println!(
+                "exported {} SMN rows{} to {} (SHA-256 {})",
+                result["rows"],
+                if only_new { " not exported before" } else { "" },
+                out.display(),
+                result["file_sha256"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        DaemonCommand::Audit(AuditCommand::Verify) => {
+            let result = call(socket, json!({"command": "audit-verify"}), None)?;
+            println!(
+                "audit trail verifies: {} rows, head {} (head MAC {})",
+                result["rows"],
+                result["head_hash"].as_str().unwrap_or("?"),
+                result["head_mac"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        DaemonCommand::Audit(AuditCommand::Export { out }) => {
+            let result = call(
+                socket,
+                json!({"command": "audit-export", "path": absolute(&out)?}),
+                None,
+            )?;
+            println!(
+                "exported {} audit rows to {}",
+                result["rows"],
+                out.display()
+            );
+            Ok(())
+        }
+        DaemonCommand::Void { key_index, reason } => {
+            let result = call(
+                socket,
+                json!({"command": "void", "key_index": key_index, "reason": reason}),
+                None,
+            )?;
+            println!(
+                "key {key_index:08} ({}, was {}) is void",
+                result["hardware_serial"].as_str().unwrap_or("?"),
+                result["previous_state"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        DaemonCommand::Zeroize { confirm, reason } => {
+            let result = call(
+                socket,
+                json!({"command": "zeroize", "confirm_device_id": confirm, "reason": reason}),
+                None,
+            )?;
+            println!(
+                "zeroized: {} sealed secrets deleted, {} key blocks erased, storage key destroyed",
+                result["secrets_deleted"], result["key_blocks_erased"]
+            );
             Ok(())
         }
         DaemonCommand::Smn => {

@@ -47,6 +47,14 @@ pub enum KeyfileCommand {
         /// The key file.
         file: PathBuf,
     },
+    /// The front end's side of an SMN export: checks its seal under the KEK and lists it.
+    VerifySmnExport {
+        /// The KEK's algorithm; the KEK itself is typed without echo (or piped on stdin).
+        #[arg(long)]
+        kek_alg: String,
+        /// The SMN export file.
+        file: PathBuf,
+    },
 }
 
 /// Generation options from command-line text, each error naming its argument.
@@ -148,6 +156,25 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             let kek = SecretKey::from_hex(kek_algorithm, &kek_hex)
                 .map_err(|error| argument_error("KEK", error))?;
             write_key_file(&out, &options, &kek, true)
+        }
+        KeyfileCommand::VerifySmnExport { kek_alg, file } => {
+            let kek_algorithm: keymother_crypto::KeyAlgorithm = kek_alg
+                .parse()
+                .map_err(|e| argument_error("--kek-alg", e))?;
+            let name = file.display().to_string();
+            let source = File::open(&file).map_err(|error| argument_error(&name, error))?;
+            let kek_hex = read_secret(&format!("KEK ({kek_algorithm}, hex, not shown): "))?;
+            let kek = SecretKey::from_hex(kek_algorithm, &kek_hex)
+                .map_err(|error| argument_error("KEK", error))?;
+            let verified = keymother_vault::verify_smn_export(BufReader::new(source), &name, &kek)?;
+            println!("{name}: seal verifies, {} SMN rows", verified.rows.len());
+            for row in &verified.rows {
+                println!(
+                    "{}  serial {}  key {:08}  KCV {}",
+                    row.smn, row.hardware_serial, row.key_index, row.kcv
+                );
+            }
+            Ok(())
         }
         KeyfileCommand::Inspect { file } => {
             let name = file.display().to_string();

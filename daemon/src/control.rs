@@ -46,6 +46,24 @@ pub enum Request {
     },
     Inventory {},
     SmnRows {},
+    ExportSmn {
+        path: PathBuf,
+        #[serde(default)]
+        only_new: bool,
+    },
+    AuditVerify {},
+    AuditExport {
+        path: PathBuf,
+    },
+    Void {
+        key_index: u32,
+        reason: String,
+    },
+    Zeroize {
+        /// Must be the appliance's device id: a zeroize cannot happen by accident.
+        confirm_device_id: String,
+        reason: String,
+    },
 }
 
 impl Request {
@@ -204,7 +222,8 @@ async fn serve_client(
             return answer(&mut stream, &failure(format!("malformed request: {error}"))).await;
         }
     };
-    let outcome = handle(&mut request, &mut stream, shared).await;
+    let operator = peer_name(&stream);
+    let outcome = handle(&mut request, &mut stream, shared, &operator).await;
     request.wipe();
     let response = match outcome {
         Ok(result) => success(result),
@@ -222,11 +241,25 @@ async fn blocking<T: Send + 'static>(
         .map_err(|error| format!("the operation failed: {error}"))
 }
 
+/// The Unix user on the other end, recorded as the operator of what it asks for (operator
+/// certificates replace this with issue 5).
+fn peer_name(stream: &UnixStream) -> String {
+    let Ok(credentials) = stream.peer_cred() else {
+        return "unknown".to_owned();
+    };
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(credentials.uid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {}", credentials.uid()), |user| user.name)
+}
+
 async fn handle(
     request: &mut Request,
     stream: &mut UnixStream,
     shared: &Arc<Shared>,
+    operator: &str,
 ) -> Result<Value, String> {
+    let operator = operator.to_owned();
     let dispenser = Arc::clone(&shared.dispenser);
     match request {
         Request::Status {} => {
@@ -358,6 +391,94 @@ async fn handle(
             })
         })
         .await?,
+        Request::ExportSmn { path, only_new } => {
+            let (path, only_new) = (path.clone(), *only_new);
+            blocking(move || {
+                let report = dispenser
+                    .with_vault(|vault| vault.export_smn(&path, only_new, Some(&operator)))
+                    .map_err(|error| error.to_string())?;
+                log::info!(
+                    event = "export", rows = report.rows, operator = operator.as_str();
+                    "{} SMN rows exported to {}", report.rows, report.path.display()
+                );
+                Ok(json!({
+                    "path": report.path,
+                    "rows": report.rows,
+                    "only_new": report.only_new,
+                    "exported_at": report.exported_at,
+                    "file_sha256": report.file_sha256,
+                }))
+            })
+            .await?
+        }
+        Request::AuditVerify {} => blocking(move || {
+            dispenser.with_vault(|vault| match vault.verify_audit() {
+                Ok(report) => Ok(json!({
+                    "rows": report.rows,
+                    "head_hash": report.head_hash,
+                    "head_mac": format!("{:?}", report.head_mac),
+                })),
+                Err(failure) => {
+                    log::error!(event = "audit-verify-failed"; "the audit chain does not verify: {failure}");
+                    Err(format!("the audit chain does not verify: {failure}"))
+                }
+            })
+        })
+        .await?,
+        Request::AuditExport { path } => {
+            let path = path.clone();
+            blocking(move || {
+                let report = dispenser
+                    .with_vault(|vault| vault.export_audit(&path))
+                    .map_err(|error| error.to_string())?;
+                Ok(json!({"path": path, "rows": report.rows, "verification": report.verification}))
+            })
+            .await?
+        }
+        Request::Void { key_index, reason } => {
+            let (key_index, reason) = (*key_index, reason.clone());
+            blocking(move || {
+                let voided = dispenser
+                    .with_vault(|vault| vault.void_key(key_index, &reason, &operator))
+                    .map_err(|error| error.to_string())?;
+                log::warn!(
+                    event = "void", key_index = key_index, hw_serial = voided.hardware_serial.as_str(),
+                    operator = operator.as_str();
+                    "key {key_index:08} of {} voided: {reason}", voided.hardware_serial
+                );
+                Ok(json!({
+                    "key_index": voided.key_index,
+                    "hardware_serial": voided.hardware_serial,
+                    "previous_state": voided.previous_state.to_string(),
+                }))
+            })
+            .await?
+        }
+        Request::Zeroize {
+            confirm_device_id,
+            reason,
+        } => {
+            if confirm_device_id.as_str() != dispenser.device_id() {
+                return Err(format!(
+                    "zeroize refused: confirm with this appliance's device id ({}), not {confirm_device_id:?}",
+                    dispenser.device_id()
+                ));
+            }
+            let reason = reason.clone();
+            blocking(move || {
+                let report = dispenser
+                    .with_vault(|vault| vault.zeroize(&reason, Some(&operator)))
+                    .map_err(|error| error.to_string())?;
+                // The keys in memory go too; terminals get NOT_READY from now on.
+                let _ = dispenser.reload_keys();
+                log::warn!(event = "zeroize", operator = operator.as_str(); "appliance zeroized: {reason}");
+                Ok(json!({
+                    "secrets_deleted": report.secrets_deleted,
+                    "key_blocks_erased": report.key_blocks_erased,
+                }))
+            })
+            .await?
+        }
         Request::SmnRows {} => blocking(move || {
             dispenser.with_vault(|vault| -> Result<Value, String> {
                 let rows = vault.smn_rows().map_err(|error| error.to_string())?;

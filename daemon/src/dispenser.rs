@@ -75,6 +75,12 @@ impl Dispenser {
     /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded.
     pub fn open(data_dir: &Path, quarantine_after: u32) -> Result<Dispenser, OpenError> {
         let vault = Vault::open(data_dir)?;
+        if let Err(failure) = vault.verify_audit() {
+            log::error!(
+                event = "audit-tampered";
+                "the audit chain does not verify: {failure}; recorded actions are refused until the security officer intervenes"
+            );
+        }
         let keys = LoadedKeys::unseal(&vault)?;
         if keys.is_none() {
             log::warn!(
@@ -108,14 +114,19 @@ impl Dispenser {
 
     /// Re-reads the sealed keys after a ceremony (or a zeroize).
     pub fn reload_keys(&self) -> Result<bool, VaultError> {
-        let keys = LoadedKeys::unseal(&self.vault())?;
-        let ready = keys.is_some();
+        // On any failure the appliance locks: keys that cannot be re-read are not kept.
+        let keys = LoadedKeys::unseal(&self.vault());
+        let ready = matches!(keys, Ok(Some(_)));
+        let (keys, outcome) = match keys {
+            Ok(keys) => (keys, Ok(ready)),
+            Err(error) => (None, Err(error)),
+        };
         *self
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(ready)
+        outcome
     }
 
     /// Runs `work` with the vault (for control commands). Serial ports wait meanwhile.

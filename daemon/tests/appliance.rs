@@ -247,6 +247,94 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
     assert_eq!(status["keys"]["used"], 6);
     assert_eq!(status["ready"], true);
 
+    // The SMN export for the front end, checked the way the front end would.
+    let export = work.path().join("smn-export.csv");
+    let text = run_ok(
+        &socket,
+        &["export-smn", "--out", export.to_str().unwrap()],
+        "",
+    );
+    assert!(text.contains("exported 6 SMN rows"), "{text}");
+    let text = run_ok(
+        &socket,
+        &[
+            "keyfile",
+            "verify-smn-export",
+            "--kek-alg",
+            "AES-256",
+            export.to_str().unwrap(),
+        ],
+        &format!("{}\n", kek.expose_secret_hex().as_str()),
+    );
+    assert!(text.contains("seal verifies, 6 SMN rows"), "{text}");
+    for smn in &injected {
+        assert!(text.contains(smn.as_str()), "{smn} missing from the export");
+    }
+    let text = run_ok(
+        &socket,
+        &[
+            "export-smn",
+            "--only-new",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        text.contains("exported 0 SMN rows not exported before"),
+        "{text}"
+    );
+
+    // The audit trail holds the whole story and verifies.
+    let text = run_ok(&socket, &["audit", "verify"], "");
+    assert!(text.contains("audit trail verifies"), "{text}");
+    let audit_export = work.path().join("audit.csv");
+    run_ok(
+        &socket,
+        &["audit", "export", "--out", audit_export.to_str().unwrap()],
+        "",
+    );
+    let audit = std::fs::read_to_string(&audit_export).unwrap();
+    for event in ["ceremony", "import", "injection", "export"] {
+        assert!(
+            audit.contains(&format!(",{event},")),
+            "no {event} in the audit export:\n{audit}"
+        );
+    }
+
+    // What the database holds before the zeroize below blanks it, for the scan at the end.
+    let snapshot = work.path().join("snapshot");
+    std::fs::create_dir(&snapshot).unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, snapshot.join(path.file_name().unwrap())).unwrap();
+    }
+
+    // A zeroize needs the device id typed out, then locks the appliance.
+    let refused = keymother(
+        &socket,
+        &["zeroize", "--confirm", "KM-WRONG", "--reason", "test"],
+        "",
+    );
+    assert!(!refused.status.success());
+    let text = run_ok(
+        &socket,
+        &[
+            "zeroize",
+            "--confirm",
+            "KM-IT-0001",
+            "--reason",
+            "end of test",
+        ],
+        "",
+    );
+    assert!(
+        text.contains("zeroized: 2 sealed secrets deleted"),
+        "{text}"
+    );
+    let status = run_ok(&socket, &["status"], "");
+    assert!(status.contains("locked"), "{status}");
+
     daemon.stop();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(logged.matches("event=injected").count(), 6, "{logged}");
@@ -261,10 +349,17 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
         ttk_1,
         ttk_2,
     ];
-    let mut written: Vec<PathBuf> = vec![log];
-    for entry in std::fs::read_dir(&data).unwrap() {
-        written.push(entry.unwrap().path());
+    let mut written: Vec<PathBuf> = vec![log, export, audit_export];
+    for directory in [&data, &snapshot] {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            written.push(entry.unwrap().path());
+        }
     }
+    assert!(
+        written
+            .iter()
+            .any(|path| path.ends_with("snapshot/vault.sqlite"))
+    );
     assert_no_clear_secrets(&written, &secrets);
 }
 
