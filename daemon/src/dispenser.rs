@@ -129,6 +129,21 @@ impl Dispenser {
         outcome
     }
 
+    /// Records the settings in force in the audit trail when they differ from the last
+    /// recorded ones (a configuration change), identified by their SHA-256.
+    pub fn record_settings(&self, digest: &str) -> Result<bool, VaultError> {
+        let mut vault = self.vault();
+        let last = vault.last_audit_details("config-change")?;
+        if last.is_some_and(|details| details.contains(digest)) {
+            return Ok(false);
+        }
+        vault.record_audit(keymother_vault::AuditEvent::ConfigChange {
+            what: format!("keymotherd settings in force, SHA-256 {digest}"),
+            operator: None,
+        })?;
+        Ok(true)
+    }
+
     /// Runs `work` with the vault (for control commands). Serial ports wait meanwhile.
     pub fn with_vault<T>(&self, work: impl FnOnce(&mut Vault) -> T) -> T {
         work(&mut self.vault())

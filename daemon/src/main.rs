@@ -14,9 +14,10 @@ struct Arguments {
     /// The settings file.
     #[arg(long, default_value = "/etc/keymother/keymotherd.toml")]
     config: PathBuf,
-    /// Check the settings file and exit (non-zero on any error).
-    #[arg(long)]
-    check_config: bool,
+    /// Check a settings file (PATH, or the one --config names) with its drop-ins, and exit:
+    /// non-zero with file, line and key on any error.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    check_config: Option<Option<PathBuf>>,
 }
 
 /// Logging to stderr when the journal is not there: the message, then its structured fields.
@@ -108,15 +109,19 @@ fn harden() {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let settings = match Settings::load(&arguments.config) {
+    let config = match &arguments.check_config {
+        Some(Some(path)) => path.clone(),
+        _ => arguments.config.clone(),
+    };
+    let settings = match Settings::load(&config) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("keymotherd: {error}");
             return ExitCode::from(2);
         }
     };
-    if arguments.check_config {
-        println!("{}: ok", arguments.config.display());
+    if arguments.check_config.is_some() {
+        println!("{}: ok", config.display());
         return ExitCode::SUCCESS;
     }
     start_logging(settings.log_target, settings.log_level);

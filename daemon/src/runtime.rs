@@ -134,6 +134,16 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Dispenser::open(&data_dir, quarantine_after))
             .await
             .map_err(|error| OpenError::Task(error.to_string()))??;
+    let digest = settings_digest(&settings);
+    match dispenser.record_settings(&digest) {
+        Ok(true) => {
+            log::info!(event = "config-change"; "new settings in force (SHA-256 {digest}), recorded in the audit trail")
+        }
+        Ok(false) => {}
+        Err(error) => {
+            log::error!(event = "config-change"; "the settings change could not be audited: {error}")
+        }
+    }
     let shared = Arc::new(Shared {
         dispenser: Arc::new(dispenser),
         stats,
@@ -216,4 +226,11 @@ async fn status_line(shared: &Arc<Shared>) -> String {
     tokio::task::spawn_blocking(move || shared.status_line())
         .await
         .unwrap_or_else(|error| format!("status unavailable: {error}"))
+}
+
+/// A fingerprint of the validated settings, to notice (and audit) a configuration change.
+fn settings_digest(settings: &Settings) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{settings:?}").as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }

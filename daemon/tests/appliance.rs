@@ -247,7 +247,24 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
     assert_eq!(status["keys"]["used"], 6);
     assert_eq!(status["ready"], true);
 
-    // The SMN export for the front end, checked the way the front end would.
+    // An export that cannot be written (no such directory on the stick) marks nothing...
+    let output = keymother(
+        &socket,
+        &[
+            "export-smn",
+            "--only-new",
+            "--out",
+            "/nonexistent-stick/smn.csv",
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("/nonexistent-stick"),
+        "{output:?}"
+    );
+
+    // ...so the SMN export for the front end still has every row, checked the way the front end would.
     let export = work.path().join("smn-export.csv");
     let text = run_ok(
         &socket,
@@ -295,7 +312,7 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
         "",
     );
     let audit = std::fs::read_to_string(&audit_export).unwrap();
-    for event in ["ceremony", "import", "injection", "export"] {
+    for event in ["config-change", "ceremony", "import", "injection", "export"] {
         assert!(
             audit.contains(&format!(",{event},")),
             "no {event} in the audit export:\n{audit}"

@@ -373,6 +373,25 @@ fn check_config_accepts_a_good_file() {
         stdout.contains(&format!("{}: ok", etc.main().display())),
         "{stdout}"
     );
+    // The form the operators' guide uses: `keymotherd --check-config PATH`.
+    let output = Command::new(env!("CARGO_BIN_EXE_keymotherd"))
+        .arg("--check-config")
+        .arg(etc.main())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bad = Etc::new(&MAIN.replace("baud = 115200", "baud = 115201"));
+    let output = Command::new(env!("CARGO_BIN_EXE_keymotherd"))
+        .arg("--check-config")
+        .arg(bad.main())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("port[0].baud: 115201"));
 }
 
 #[test]

@@ -22,8 +22,18 @@ fn inject_one<L: Line>(
     appliance: &Appliance,
     serial: &str,
 ) -> Result<(u32, String, String), String> {
-    let mut store = appliance.key_store();
-    let injection = inject(line, appliance.terminal(serial), &mut store).unwrap();
+    inject_with(line, appliance, serial, &mut appliance.key_store())
+}
+
+/// Injects with a given key store: a terminal retrying keeps its store (and so confirms a key
+/// it holds rather than asking for another).
+fn inject_with<L: Line>(
+    line: &mut L,
+    appliance: &Appliance,
+    serial: &str,
+    store: &mut SoftwareKeyStore,
+) -> Result<(u32, String, String), String> {
+    let injection = inject(line, appliance.terminal(serial), store).unwrap();
     match injection.outcome {
         TerminalOutcome::Injected {
             key_index,
@@ -207,9 +217,10 @@ fn noise_on_the_line_never_gives_a_key_to_two_terminals() {
                 let mut failures = 0;
                 for n in 0..8 {
                     let serial = format!("N{port}T{n}");
+                    let mut store = appliance.key_store();
                     // A technician retries a failed injection with the same terminal.
                     loop {
-                        match inject_one(&mut line, &appliance, &serial) {
+                        match inject_with(&mut line, &appliance, &serial, &mut store) {
                             Ok((index, smn, kcv)) => {
                                 injected.push((serial.clone(), index, smn, kcv));
                                 break;

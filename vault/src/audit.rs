@@ -723,6 +723,18 @@ impl Vault {
     }
 
     /// Every audit row, oldest first.
+    /// The details of the most recent row of `event` (e.g. "config-change"), if any.
+    pub fn last_audit_details(&self, event: &str) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .connection
+            .query_row(
+                "SELECT details FROM audit_log WHERE event = ?1 ORDER BY sequence DESC LIMIT 1",
+                [event],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn audit_rows(&self) -> Result<Vec<AuditRow>, VaultError> {
         let mut statement = self.connection.prepare(SELECT_ROWS)?;
         let rows = statement
