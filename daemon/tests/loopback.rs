@@ -263,7 +263,10 @@ fn a_pulled_adapter_is_reopened_while_the_other_ports_keep_injecting() {
     let mut other_port = lines.pop().unwrap();
     let pulled = lines.pop().unwrap();
 
-    // Pull the adapter of bench-0: the device and its stable name disappear.
+    // Once bench-0 is in use, pull its adapter: the device and its stable name disappear.
+    assert!(
+        daemon.saw(|event| matches!(event, DaemonEvent::PortOpened { port } if port == "bench-0"))
+    );
     let link = appliance.directory.path().join("port-0");
     drop(pulled);
     std::fs::remove_file(&link).unwrap();

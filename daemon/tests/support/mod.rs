@@ -175,6 +175,8 @@ impl InProcessDaemon {
                 .events
                 .recv_timeout(left)
                 .expect("the daemon did not report in time");
+            // Kept for `saw`, which may look for an event that came before this one.
+            self.log.lock().unwrap().push(event.clone());
             if wanted(&event) {
                 return event;
             }
