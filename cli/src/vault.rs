@@ -128,7 +128,7 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
                 argument_error("--components", format!("must be 2 to 9, got {components}"))
             })?;
             let expected = parse_expected_kcv(expect_kcv.as_deref(), algorithm)?;
-            let mut vault = Vault::open(&data_dir)?;
+            let mut vault = Vault::open_as_owner(&data_dir)?;
             let typed = read_components(algorithm, count)?;
             let combined = component::combine(&typed, expected)?;
             print_combined(&combined);
@@ -140,13 +140,13 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             Ok(())
         }
         VaultCommand::Import { data_dir, file } => {
-            let mut vault = Vault::open(&data_dir)?;
+            let mut vault = Vault::open_as_owner(&data_dir)?;
             let report = import_with_progress(&mut vault, &file)?;
             print_report(&report);
             Ok(())
         }
         VaultCommand::Inventory { data_dir } => {
-            let vault = Vault::open(&data_dir)?;
+            let vault = Vault::open_as_owner(&data_dir)?;
             for name in SecretName::ALL {
                 match vault.secret_info(name)? {
                     Some(info) => println!(

@@ -74,7 +74,7 @@ pub enum OpenError {
 impl Dispenser {
     /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded.
     pub fn open(data_dir: &Path, quarantine_after: u32) -> Result<Dispenser, OpenError> {
-        let vault = Vault::open(data_dir)?;
+        let vault = Vault::open_as_owner(data_dir)?;
         if let Err(failure) = vault.verify_audit() {
             log::error!(
                 event = "audit-tampered";

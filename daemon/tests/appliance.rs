@@ -404,3 +404,52 @@ fn assert_no_clear_secrets(files: &[PathBuf], secrets: &[String]) {
         }
     }
 }
+
+#[test]
+fn offline_vault_commands_are_refused_while_the_daemon_owns_the_vault() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let socket = work.path().join("control.sock");
+    let data_text = data.to_str().unwrap();
+    run_ok(
+        &socket,
+        &[
+            "vault",
+            "init",
+            "--data-dir",
+            data_text,
+            "--device-id",
+            "KM-IT-0002",
+        ],
+        "",
+    );
+    let link = work.path().join("tty0");
+    let _line = PtyLine::open_pair(&link).unwrap();
+    let config = format!(
+        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n[[port]]\nname = \"bench-0\"\npath = {:?}\n",
+        data_text,
+        socket.to_str().unwrap(),
+        link.to_str().unwrap()
+    );
+    let config_path = work.path().join("keymotherd.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let daemon = Daemon::start(&config_path, &work.path().join("keymotherd.log"), &socket);
+    let output = keymother(
+        &socket,
+        &["vault", "inventory", "--data-dir", data_text],
+        "",
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is in use by another process (keymotherd is running"),
+        "{stderr}"
+    );
+    daemon.stop();
+    // Once the daemon has stopped, offline maintenance works.
+    run_ok(
+        &socket,
+        &["vault", "inventory", "--data-dir", data_text],
+        "",
+    );
+}

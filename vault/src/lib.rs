@@ -51,6 +51,8 @@ pub struct Vault {
     /// `None` once the vault is zeroized, or when it was opened for audit without the key.
     storage_key: Option<StorageKey>,
     device_id: DeviceId,
+    /// Held by the one process that owns the vault (see [`Vault::open_as_owner`]).
+    owner_lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 /// The storage key, or the error saying it is gone.
@@ -63,7 +65,43 @@ pub(crate) fn live_key<'k>(
         .ok_or_else(|| VaultError::Zeroized(data_dir.to_path_buf()))
 }
 
+/// The lock file that marks the vault's owner.
+const OWNER_LOCK_FILE: &str = "owner.lock";
+
 impl Vault {
+    /// Opens the vault as its one owner: keymotherd, or an offline maintenance command while
+    /// keymotherd is stopped. A second owner is refused, so the daemon really is the only
+    /// process that changes the vault and holds its secrets while it runs.
+    pub fn open_as_owner(data_dir: &Path) -> Result<Vault, VaultError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = data_dir.join(OWNER_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| VaultError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+            |(_, errno)| {
+                if errno == nix::errno::Errno::EWOULDBLOCK {
+                    VaultError::Refused(format!(
+                        "the vault in {} is in use by another process (keymotherd is running: use the keymother commands that talk to it)",
+                        data_dir.display()
+                    ))
+                } else {
+                    VaultError::Io { path: path.clone(), source: std::io::Error::from(errno) }
+                }
+            },
+        )?;
+        let mut vault = Vault::open(data_dir)?;
+        vault.owner_lock = Some(lock);
+        Ok(vault)
+    }
+
     /// Creates a new vault in `data_dir` (made with mode 0700 if missing; it must not already
     /// hold a vault) bound to `device_id`, with a fresh storage key.
     pub fn create(data_dir: &Path, device_id: &DeviceId) -> Result<Vault, VaultError> {
@@ -94,6 +132,7 @@ impl Vault {
             data_dir: data_dir.to_path_buf(),
             storage_key: Some(storage_key),
             device_id: device_id.clone(),
+            owner_lock: None,
         })
     }
 
@@ -118,6 +157,7 @@ impl Vault {
             data_dir: data_dir.to_path_buf(),
             storage_key: Some(storage_key),
             device_id,
+            owner_lock: None,
         })
     }
 
@@ -161,6 +201,7 @@ impl Vault {
             data_dir: data_dir.to_path_buf(),
             storage_key,
             device_id,
+            owner_lock: None,
         })
     }
 
