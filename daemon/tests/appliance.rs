@@ -98,32 +98,35 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02X}")).collect()
 }
 
-#[test]
-fn ceremony_import_injection_and_registry_through_the_cli_only() {
+/// A fresh appliance directory: a vault made by `keymother vault init`, `ports` pty ports,
+/// settings naming them, and a control socket path. Returns (directory, data, socket, lines, settings path).
+fn provision(
+    device_id: &str,
+    ports: usize,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<PtyLine>, PathBuf) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let socket = work.path().join("control.sock");
-    let data_text = data.to_str().unwrap();
+    let data_text = data.to_str().unwrap().to_owned();
     run_ok(
         &socket,
         &[
             "vault",
             "init",
             "--data-dir",
-            data_text,
+            &data_text,
             "--device-id",
-            "KM-IT-0001",
+            device_id,
         ],
         "",
     );
-
     let mut lines = Vec::new();
     let mut config = format!(
         "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n[dispensing]\nidle_timeout_seconds = 5\n",
         data_text,
         socket.to_str().unwrap()
     );
-    for number in 0..2 {
+    for number in 0..ports {
         let link = work.path().join(format!("tty{number}"));
         lines.push(PtyLine::open_pair(&link).unwrap());
         config.push_str(&format!(
@@ -133,6 +136,12 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
     }
     let config_path = work.path().join("keymotherd.toml");
     std::fs::write(&config_path, config).unwrap();
+    (work, data, socket, lines, config_path)
+}
+
+#[test]
+fn ceremony_import_injection_and_registry_through_the_cli_only() {
+    let (work, data, socket, mut lines, config_path) = provision("KM-IT-0001", 2);
     let log = work.path().join("keymotherd.log");
     let daemon = Daemon::start(&config_path, &log, &socket);
 
@@ -407,32 +416,8 @@ fn assert_no_clear_secrets(files: &[PathBuf], secrets: &[String]) {
 
 #[test]
 fn offline_vault_commands_are_refused_while_the_daemon_owns_the_vault() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let socket = work.path().join("control.sock");
+    let (work, data, socket, _lines, config_path) = provision("KM-IT-0002", 1);
     let data_text = data.to_str().unwrap();
-    run_ok(
-        &socket,
-        &[
-            "vault",
-            "init",
-            "--data-dir",
-            data_text,
-            "--device-id",
-            "KM-IT-0002",
-        ],
-        "",
-    );
-    let link = work.path().join("tty0");
-    let _line = PtyLine::open_pair(&link).unwrap();
-    let config = format!(
-        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n[[port]]\nname = \"bench-0\"\npath = {:?}\n",
-        data_text,
-        socket.to_str().unwrap(),
-        link.to_str().unwrap()
-    );
-    let config_path = work.path().join("keymotherd.toml");
-    std::fs::write(&config_path, config).unwrap();
     let daemon = Daemon::start(&config_path, &work.path().join("keymotherd.log"), &socket);
     let output = keymother(
         &socket,
