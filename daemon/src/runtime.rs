@@ -101,11 +101,7 @@ impl Shared {
             .count();
         let available = self
             .dispenser
-            .with_vault(|vault| {
-                vault
-                    .inventory()
-                    .map(|inventory| inventory.count(keymother_vault::KeyState::Available))
-            })
+            .with_vault(|vault| vault.available_keys())
             .unwrap_or(0);
         let state = if self.dispenser.ttk_kcv().is_some() {
             "ready"
@@ -206,7 +202,7 @@ async fn tell_systemd(shared: Arc<Shared>) {
         sd_notify::NotifyState::Status(&status),
     ]);
     let watchdog = sd_notify::watchdog_enabled().map(|interval| interval / 2);
-    let mut status_timer = tokio::time::interval(Duration::from_secs(5));
+    let mut status_timer = tokio::time::interval(Duration::from_secs(10));
     let mut watchdog_timer = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     loop {
         tokio::select! {

@@ -88,6 +88,17 @@ impl InventorySummary {
 }
 
 impl Vault {
+    /// How many keys are available, counted on the partial index of available keys (cheap
+    /// enough for a status line refreshed every few seconds).
+    pub fn available_keys(&self) -> Result<u64, VaultError> {
+        let count: i64 = self.connection.query_row(
+            "SELECT count(*) FROM key_inventory INDEXED BY key_inventory_available WHERE state = 'available'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
     /// Counts the inventory.
     pub fn inventory(&self) -> Result<InventorySummary, VaultError> {
         let mut counts = self

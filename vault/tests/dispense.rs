@@ -265,3 +265,13 @@ fn concurrent_ports_never_share_a_key() {
     assert_eq!(vault.smn_rows().unwrap().len(), 320);
     assert_eq!(vault.inventory().unwrap().count(KeyState::Used), 320);
 }
+
+#[test]
+fn the_available_count_follows_dispensing() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 5);
+    assert_eq!(vault.available_keys().unwrap(), 5);
+    vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    assert_eq!(vault.available_keys().unwrap(), 4);
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 4);
+}
