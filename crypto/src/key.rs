@@ -199,7 +199,7 @@ pub fn decode_hex_secret(text: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
             found,
         });
     }
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(KeyError::OddHexLength(text.len()));
     }
     let mut bytes = Zeroizing::new(vec![0u8; text.len() / 2]);

@@ -235,7 +235,7 @@ impl Vault {
                 first_index = first_index.min(index);
                 last_index = last_index.max(index);
                 stored += 1;
-                if stored % PROGRESS_EVERY == 0 {
+                if stored.is_multiple_of(PROGRESS_EVERY) {
                     progress(ImportProgress {
                         records_done: stored,
                         records_total: total,

@@ -151,7 +151,7 @@ impl Layout {
         }
         let mac_start = bytes.len() - mac_characters;
         let encrypted_characters = mac_start - parsed.length;
-        if encrypted_characters % (2 * block_size) != 0 {
+        if !encrypted_characters.is_multiple_of(2 * block_size) {
             return Err(Tr31Error::EncryptedLength {
                 version,
                 found: encrypted_characters,

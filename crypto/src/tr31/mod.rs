@@ -288,7 +288,7 @@ impl KeyBlockProtectionKey {
                 (2 + longest).div_ceil(block_size) * block_size - 2 - key_bytes.len()
             }
             PaddingSource::Given(bytes) => {
-                if (2 + key_bytes.len() + bytes.len()) % block_size != 0 {
+                if !(2 + key_bytes.len() + bytes.len()).is_multiple_of(block_size) {
                     return Err(Tr31Error::PaddingLength {
                         found: bytes.len(),
                         key_length: key_bytes.len(),

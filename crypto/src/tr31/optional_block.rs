@@ -633,7 +633,8 @@ impl TimeStamp {
         if !(1..=12).contains(&self.month) {
             return Err(format!("has month {}; expected 01-12", self.month));
         }
-        let leap = self.year % 4 == 0 && (self.year % 100 != 0 || self.year % 400 == 0);
+        let leap = self.year.is_multiple_of(4)
+            && (!self.year.is_multiple_of(100) || self.year.is_multiple_of(400));
         let days = match self.month {
             2 if leap => 29,
             2 => 28,
@@ -807,7 +808,7 @@ fn parse_hex(text: &str, what: &str) -> Result<Vec<u8>, String> {
             char::from(byte)
         ));
     }
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!(
             "{what} has an odd number of hex digits ({})",
             text.len()
