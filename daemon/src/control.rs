@@ -5,7 +5,7 @@
 //! an error answer naming what was wrong, and the daemon carries on serving its ports.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use keymother_crypto::Kcv;
@@ -218,7 +218,15 @@ async fn serve_client(
     let mut request = match parsed {
         Ok(request) => request,
         Err(error) => {
-            log::warn!(event = "control-malformed"; "malformed control request: {error}");
+            // serde's message can quote a value from the request (a component sent as a
+            // string where a list belongs): the client may hear it, the log only gets where.
+            log::warn!(
+                event = "control-malformed";
+                "malformed control request ({:?} error at line {} column {})",
+                error.classify(),
+                error.line(),
+                error.column()
+            );
             return answer(&mut stream, &failure(format!("malformed request: {error}"))).await;
         }
     };
@@ -496,9 +504,4 @@ async fn handle(
         })
         .await?,
     }
-}
-
-/// The socket path, for messages.
-pub fn describe(path: &Path) -> String {
-    path.display().to_string()
 }

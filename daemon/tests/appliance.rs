@@ -178,6 +178,18 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
         )),
         "{text}"
     );
+    // A request that gets a component's shape wrong (a string where a list belongs): refused,
+    // and the scan at the end shows the component did not reach the log through the error.
+    let mut raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    writeln!(
+        raw,
+        r#"{{"command":"ceremony","secret":"kek","algorithm":"AES-256","components":"{kek_1}"}}"#
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(raw), &mut answer).unwrap();
+    assert!(answer.contains("\"ok\":false"), "{answer}");
+
     let text = run_ok(
         &socket,
         &[
