@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use keymother_crypto::component;
 use serde_json::{Value, json};
 use zeroize::Zeroize;
 
 use crate::argument_error;
-use crate::custodian::{parse_algorithm, parse_count, parse_expected_kcv, read_components};
+use crate::custodian::CeremonyArguments;
 
 /// Where keymotherd listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/keymother/control.sock";
@@ -27,20 +26,7 @@ pub enum DaemonCommand {
     },
     /// Key ceremony: custodians type their components (never echoed); the daemon combines
     /// them and seals the result.
-    Ceremony {
-        /// kek or ttk.
-        #[arg(long)]
-        secret: String,
-        /// TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256.
-        #[arg(long = "alg")]
-        algorithm: String,
-        /// Number of components (2 to 9).
-        #[arg(long)]
-        components: usize,
-        /// The check value the combined key must have.
-        #[arg(long)]
-        expect_kcv: Option<String>,
-    },
+    Ceremony(CeremonyArguments),
     /// Imports a key file (read by the daemon): all records or none.
     Import {
         /// The key file, as the daemon sees it (e.g. on the USB stick).
@@ -199,29 +185,17 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             println!("SMN rows: {}", status["smn_rows"]);
             Ok(())
         }
-        DaemonCommand::Ceremony {
-            secret,
-            algorithm,
-            components,
-            expect_kcv,
-        } => {
-            let algorithm = parse_algorithm(&algorithm)?;
-            let count = parse_count(components).map_err(|_| {
-                argument_error("--components", format!("must be 2 to 9, got {components}"))
-            })?;
-            let expected = parse_expected_kcv(expect_kcv.as_deref(), algorithm)?;
-            let typed = read_components(algorithm, count)?;
-            // Check here first, so a mismatch is reported before anything is sent.
-            let combined = component::combine(&typed, expected)?;
+        DaemonCommand::Ceremony(arguments) => {
+            let input = arguments.collect()?;
+            let count = input.components.len();
             let request = json!({
                 "command": "ceremony",
-                "secret": secret,
-                "algorithm": algorithm.name(),
-                "components": typed.iter().map(|component| component.expose_secret_hex().to_string()).collect::<Vec<_>>(),
-                "expect_kcv": combined.key.kcv().to_string(),
+                "secret": input.name.to_string(),
+                "algorithm": input.combined.key.algorithm().name(),
+                "components": input.components.iter().map(|component| component.expose_secret_hex().to_string()).collect::<Vec<_>>(),
+                "expect_kcv": input.combined.key.kcv().to_string(),
             });
-            drop(combined);
-            drop(typed);
+            drop(input);
             let result = call(socket, request, None)?;
             if let Some(kcvs) = result["component_kcvs"].as_array() {
                 for (number, kcv) in kcvs.iter().enumerate() {

@@ -81,6 +81,54 @@ pub fn read_components(algorithm: KeyAlgorithm, count: usize) -> anyhow::Result<
     Ok(components)
 }
 
+/// The arguments of a key ceremony, shared by the daemon's and the offline command.
+#[derive(clap::Args)]
+pub struct CeremonyArguments {
+    /// kek or ttk.
+    #[arg(long)]
+    secret: String,
+    /// TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256.
+    #[arg(long = "alg")]
+    algorithm: String,
+    /// Number of components (2 to 9).
+    #[arg(long)]
+    components: usize,
+    /// The check value the combined key must have.
+    #[arg(long)]
+    expect_kcv: Option<String>,
+}
+
+/// What custodians typed, checked: every argument, every component, and the combination
+/// (so a wrong expected check value is reported before anything is stored or sent).
+pub struct CeremonyInput {
+    pub name: keymother_vault::SecretName,
+    pub components: Vec<Component>,
+    pub combined: Combined,
+}
+
+impl CeremonyArguments {
+    /// Checks the arguments, then asks each custodian for a component.
+    pub fn collect(&self) -> anyhow::Result<CeremonyInput> {
+        let name: keymother_vault::SecretName = self
+            .secret
+            .parse()
+            .map_err(|error| argument_error("--secret", error))?;
+        let algorithm = parse_algorithm(&self.algorithm)?;
+        let components = self.components;
+        let count = parse_count(components).map_err(|_| {
+            argument_error("--components", format!("must be 2 to 9, got {components}"))
+        })?;
+        let expected = parse_expected_kcv(self.expect_kcv.as_deref(), algorithm)?;
+        let typed = read_components(algorithm, count)?;
+        let combined = component::combine(&typed, expected)?;
+        Ok(CeremonyInput {
+            name,
+            components: typed,
+            combined,
+        })
+    }
+}
+
 /// Prints the ceremony outcome: every component's check value and the combined one.
 pub fn print_combined(combined: &Combined) {
     for (number, kcv) in combined.component_kcvs.iter().enumerate() {

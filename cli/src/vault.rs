@@ -1,16 +1,13 @@
-//! Vault commands run directly on a data directory (until the daemon's control socket takes them over).
+//! Offline vault commands on a data directory: creating the vault, and maintenance while keymotherd is stopped.
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use keymother_crypto::component;
 use keymother_vault::{ImportReport, InventorySummary, SecretName, Vault};
 
 use crate::argument_error;
-use crate::custodian::{
-    parse_algorithm, parse_count, parse_expected_kcv, print_combined, read_components,
-};
+use crate::custodian::{CeremonyArguments, print_combined};
 
 #[derive(Subcommand)]
 pub enum VaultCommand {
@@ -26,18 +23,8 @@ pub enum VaultCommand {
     Ceremony {
         #[arg(long)]
         data_dir: PathBuf,
-        /// kek or ttk.
-        #[arg(long)]
-        secret: String,
-        /// TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256.
-        #[arg(long = "alg")]
-        algorithm: String,
-        /// Number of components (2 to 9).
-        #[arg(long)]
-        components: usize,
-        /// The check value the combined key must have.
-        #[arg(long)]
-        expect_kcv: Option<String>,
+        #[command(flatten)]
+        ceremony: CeremonyArguments,
     },
     /// Imports a key file: all records or none.
     Import {
@@ -113,26 +100,13 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        VaultCommand::Ceremony {
-            data_dir,
-            secret,
-            algorithm,
-            components,
-            expect_kcv,
-        } => {
-            let name: SecretName = secret
-                .parse()
-                .map_err(|error| argument_error("--secret", error))?;
-            let algorithm = parse_algorithm(&algorithm)?;
-            let count = parse_count(components).map_err(|_| {
-                argument_error("--components", format!("must be 2 to 9, got {components}"))
-            })?;
-            let expected = parse_expected_kcv(expect_kcv.as_deref(), algorithm)?;
+        VaultCommand::Ceremony { data_dir, ceremony } => {
+            // The vault first: no custodian types a component for a vault keymotherd owns.
             let mut vault = Vault::open_as_owner(&data_dir)?;
-            let typed = read_components(algorithm, count)?;
-            let combined = component::combine(&typed, expected)?;
-            print_combined(&combined);
-            let installed = vault.install_secret(name, &combined.key, count)?;
+            let input = ceremony.collect()?;
+            print_combined(&input.combined);
+            let installed =
+                vault.install_secret(input.name, &input.combined.key, input.components.len())?;
             println!(
                 "{} loaded: {} from {} components, KCV {}",
                 installed.name, installed.algorithm, installed.component_count, installed.kcv
