@@ -86,10 +86,21 @@ pub enum AuditEvent {
         reason: String,
         operator: String,
     },
-    /// An operator proved possession of an operator certificate.
-    Login { operator: String },
-    /// An operator's session ended.
-    Logout { operator: String },
+    /// An operator proved possession of an operator certificate; a session opened.
+    Login {
+        /// The certificate's common name: what injection and control rows name.
+        operator: String,
+        /// The certificate's subject and serial (hex), telling apart operators of one name.
+        subject: String,
+        serial: String,
+        /// When the session ends at the latest (RFC 3339).
+        until: String,
+    },
+    /// An operator's session ended: logged out, expired, replaced by a new login, tamper or
+    /// zeroize.
+    Logout { operator: String, reason: String },
+    /// A login was refused; no session opened. `peer` is the local user who asked.
+    LoginRefused { peer: String, reason: String },
     /// The tamper input fired.
     Tamper { input: String },
     /// The device's secrets and storage key are being destroyed.
@@ -119,6 +130,7 @@ impl AuditEvent {
             AuditEvent::Void { .. } => "void",
             AuditEvent::Login { .. } => "login",
             AuditEvent::Logout { .. } => "logout",
+            AuditEvent::LoginRefused { .. } => "login-refused",
             AuditEvent::Tamper { .. } => "tamper",
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
             AuditEvent::ConfigChange { .. } => "config-change",
@@ -139,8 +151,9 @@ impl AuditEvent {
             | AuditEvent::ConfigChange { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. } => "system".to_owned(),
             AuditEvent::Void { operator, .. }
-            | AuditEvent::Login { operator }
-            | AuditEvent::Logout { operator } => operator.clone(),
+            | AuditEvent::Login { operator, .. }
+            | AuditEvent::Logout { operator, .. } => operator.clone(),
+            AuditEvent::LoginRefused { peer, .. } => peer.clone(),
         }
     }
 
@@ -203,7 +216,23 @@ impl AuditEvent {
                 ("key_index", format!("{key_index:08}")),
                 ("reason", reason.clone()),
             ],
-            AuditEvent::Login { .. } | AuditEvent::Logout { .. } => Vec::new(),
+            AuditEvent::Login {
+                operator: _,
+                subject,
+                serial,
+                until,
+            } => vec![
+                ("subject", subject.clone()),
+                ("serial", serial.clone()),
+                ("until", until.clone()),
+            ],
+            AuditEvent::Logout {
+                operator: _,
+                reason,
+            } => vec![("reason", reason.clone())],
+            AuditEvent::LoginRefused { peer, reason } => {
+                vec![("reason", reason.clone()), ("peer", peer.clone())]
+            }
             AuditEvent::Tamper { input } => vec![("input", input.clone())],
             AuditEvent::Zeroize {
                 reason,
@@ -230,8 +259,8 @@ impl AuditEvent {
                 ..
             }
             | AuditEvent::Void { operator, .. }
-            | AuditEvent::Login { operator }
-            | AuditEvent::Logout { operator } => fields.push(("operator", operator.clone())),
+            | AuditEvent::Login { operator, .. }
+            | AuditEvent::Logout { operator, .. } => fields.push(("operator", operator.clone())),
             _ => {}
         }
         fields

@@ -21,6 +21,9 @@ pub struct Reservation {
     pub batch_id: String,
     /// True when this terminal already had this key reserved or sent (it asked again).
     pub resumed: bool,
+    /// The operator whose session the key was first reserved under (kept when the terminal
+    /// asks again later, whoever is logged in then); `None` when no operator was logged in.
+    pub operator: Option<String>,
 }
 
 /// What a terminal reports after installing its key.
@@ -44,6 +47,8 @@ pub struct ConfirmedInjection {
     pub batch_id: String,
     /// True when the confirmation had already been recorded (a retransmission).
     pub already_confirmed: bool,
+    /// The operator the SMN row and the audit row name.
+    pub operator: Option<String>,
 }
 
 /// One row of the SMN registry.
@@ -57,6 +62,8 @@ pub struct SmnRow {
     pub port: String,
     pub terminal_model: String,
     pub injected_at: String,
+    /// The operator of the injection; `None` when no operator was logged in.
+    pub operator: Option<String>,
 }
 
 /// Why a key was not dispensed or not confirmed. Nothing was handed to anyone else.
@@ -95,11 +102,24 @@ impl From<rusqlite::Error> for DispenseError {
 impl Vault {
     /// Reserves a key for the terminal with `hardware_serial` on `port`, committed before
     /// this returns. A terminal that already has a reserved or sent key gets that key again;
-    /// otherwise it gets the lowest available index.
+    /// otherwise it gets the lowest available index. No operator is recorded; see
+    /// [`Vault::reserve_key_by`].
     pub fn reserve_key(
         &mut self,
         hardware_serial: &str,
         port: &str,
+    ) -> Result<Reservation, DispenseError> {
+        self.reserve_key_by(hardware_serial, port, None)
+    }
+
+    /// [`Vault::reserve_key`] under an operator's session: a newly reserved key records
+    /// `operator` (for good), and its confirmation will name that operator. A key already
+    /// pending for the terminal keeps the operator it was reserved under.
+    pub fn reserve_key_by(
+        &mut self,
+        hardware_serial: &str,
+        port: &str,
+        operator: Option<&str>,
     ) -> Result<Reservation, DispenseError> {
         // Nothing is dispensed from a zeroized vault.
         live_key(&self.storage_key, &self.data_dir)?;
@@ -108,14 +128,22 @@ impl Vault {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let pending = transaction
             .query_row(
-                "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
+                "SELECT key_index, key_block, kcv, batch_id, operator FROM key_inventory
                   WHERE hardware_serial = ?1 AND state IN ('reserved', 'sent')",
                 [hardware_serial],
-                |row| Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
+                },
             )
             .optional()?;
-        let (key_index, key_block, kcv, batch_id, resumed) = match pending {
-            Some((index, block, kcv, batch)) => (index, block, kcv, batch, true),
+        let (key_index, key_block, kcv, batch_id, resumed, operator) = match pending {
+            Some((index, block, kcv, batch, recorded)) => (index, block, kcv, batch, true, recorded),
             None => {
                 let next = transaction
                     .query_row(
@@ -129,9 +157,10 @@ impl Vault {
                     next.ok_or(DispenseError::NoKeysAvailable)?;
                 let changed = transaction.execute(
                     "UPDATE key_inventory
-                        SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4
+                        SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4,
+                            operator = ?5
                       WHERE key_index = ?1 AND state = 'available'",
-                    params![index, hardware_serial, port, now_text()],
+                    params![index, hardware_serial, port, now_text(), operator],
                 )?;
                 if changed != 1 {
                     return Err(VaultError::Corrupt(format!(
@@ -139,7 +168,7 @@ impl Vault {
                     ))
                     .into());
                 }
-                (index, block, kcv, batch, false)
+                (index, block, kcv, batch, false, operator.map(str::to_owned))
             }
         };
         transaction.commit()?;
@@ -149,6 +178,7 @@ impl Vault {
             kcv,
             batch_id,
             resumed,
+            operator,
         })
     }
 
@@ -194,7 +224,11 @@ impl Vault {
         self.confirm_key_by(report, quarantine_after, None)
     }
 
-    /// [`Vault::confirm_key`], naming the operator logged in at the bench in the audit row.
+    /// [`Vault::confirm_key`], naming an operator in the SMN row and the audit row.
+    ///
+    /// The operator named is the one the key was reserved under: the key left the appliance
+    /// during that session, even when the terminal confirms after it ended. `operator` is
+    /// named only for a key reserved without one (no operator was logged in then).
     pub fn confirm_key_by(
         &mut self,
         report: &ConfirmationReport<'_>,
@@ -212,47 +246,52 @@ impl Vault {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Option<String>, String, String, String, i64)> = transaction
-            .query_row(
-                "SELECT hardware_serial, state, kcv, batch_id, failed_confirmations
-                   FROM key_inventory WHERE key_index = ?1",
-                [report.key_index],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()?;
+        let row: Option<(Option<String>, String, String, String, i64, Option<String>)> =
+            transaction
+                .query_row(
+                    "SELECT hardware_serial, state, kcv, batch_id, failed_confirmations, operator
+                       FROM key_inventory WHERE key_index = ?1",
+                    [report.key_index],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    },
+                )
+                .optional()?;
         let not_delivered = || DispenseError::NotDeliveredTo {
             key_index: report.key_index,
             hardware_serial: report.hardware_serial.to_owned(),
         };
-        let Some((Some(bound_to), state, kcv, batch_id, failures)) = row else {
+        let Some((Some(bound_to), state, kcv, batch_id, failures, reserved_by)) = row else {
             return Err(not_delivered());
         };
         if bound_to != report.hardware_serial {
             return Err(not_delivered());
         }
         if state == KeyState::Used.as_str() {
-            let recorded: Option<String> = transaction
+            let recorded: Option<(String, Option<String>)> = transaction
                 .query_row(
-                    "SELECT smn FROM smn_registry WHERE key_index = ?1",
+                    "SELECT smn, operator FROM smn_registry WHERE key_index = ?1",
                     [report.key_index],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
             return match recorded {
-                Some(smn) if smn == report.smn && kcv == report.kcv => Ok(ConfirmedInjection {
-                    key_index: report.key_index,
-                    smn,
-                    batch_id,
-                    already_confirmed: true,
-                }),
+                Some((smn, recorded_operator)) if smn == report.smn && kcv == report.kcv => {
+                    Ok(ConfirmedInjection {
+                        key_index: report.key_index,
+                        smn,
+                        batch_id,
+                        already_confirmed: true,
+                        operator: recorded_operator,
+                    })
+                }
                 _ => Err(not_delivered()),
             };
         }
@@ -278,14 +317,16 @@ impl Vault {
                 quarantined,
             });
         }
+        let operator = reserved_by.or_else(|| operator.map(str::to_owned));
         transaction.execute(
             "UPDATE key_inventory SET state = 'used' WHERE key_index = ?1",
             [report.key_index],
         )?;
         transaction.execute(
             "INSERT INTO smn_registry
-                 (smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at,
+                  operator)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 report.smn,
                 report.hardware_serial,
@@ -294,7 +335,8 @@ impl Vault {
                 batch_id,
                 report.port,
                 report.terminal_model,
-                now_text()
+                now_text(),
+                operator
             ],
         )?;
         audit::append(
@@ -305,7 +347,7 @@ impl Vault {
                 hardware_serial: report.hardware_serial.to_owned(),
                 smn: report.smn.to_owned(),
                 port: report.port.to_owned(),
-                operator: operator.map(str::to_owned),
+                operator: operator.clone(),
             },
         )?;
         transaction.commit()?;
@@ -314,13 +356,15 @@ impl Vault {
             smn: report.smn.to_owned(),
             batch_id,
             already_confirmed: false,
+            operator,
         })
     }
 
     /// The SMN registry, oldest first.
     pub fn smn_rows(&self) -> Result<Vec<SmnRow>, VaultError> {
         let mut statement = self.connection.prepare(
-            "SELECT smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at
+            "SELECT smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at,
+                    operator
                FROM smn_registry ORDER BY injected_at, key_index",
         )?;
         let rows = statement
@@ -334,6 +378,7 @@ impl Vault {
                     port: row.get(5)?,
                     terminal_model: row.get(6)?,
                     injected_at: row.get(7)?,
+                    operator: row.get(8)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

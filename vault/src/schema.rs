@@ -109,6 +109,16 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never rewritten'); END;
      CREATE TRIGGER smn_export_never_deleted BEFORE DELETE ON smn_export
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never deleted'); END;",
+    // 4: operators. A key remembers the operator whose session it was reserved under (set
+    // with the reservation, never changed); each SMN row names the operator of its
+    // injection. NULL where no operator was logged in (operator login not required, or rows
+    // older than this version). The SMN registry's triggers keep covering the new column.
+    "ALTER TABLE key_inventory ADD COLUMN operator TEXT;
+     ALTER TABLE smn_registry ADD COLUMN operator TEXT;
+     CREATE TRIGGER key_inventory_operator_is_permanent
+         BEFORE UPDATE OF operator ON key_inventory
+         WHEN OLD.operator IS NOT NULL AND NEW.operator IS NOT OLD.operator
+         BEGIN SELECT RAISE(ABORT, 'the operator of a reservation is never changed'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

@@ -199,8 +199,15 @@ fn a_refused_key_file_is_recorded_and_changes_nothing_else() {
 fn events_from_outside_the_vault_are_recorded_with_escaped_values() {
     let mut bench = Bench::new(1);
     let events = [
+        AuditEvent::LoginRefused {
+            peer: "bench".to_owned(),
+            reason: "the operator certificate has expired: notAfter=2024".to_owned(),
+        },
         AuditEvent::Login {
             operator: "O'Brien, Pat".to_owned(),
+            subject: "CN=O'Brien\\, Pat,O=Acquirer".to_owned(),
+            serial: "0a1b".to_owned(),
+            until: "2030-01-01T08:00:00Z".to_owned(),
         },
         AuditEvent::ConfigChange {
             what: "port bench-2 baud=9600; parity=even".to_owned(),
@@ -211,27 +218,41 @@ fn events_from_outside_the_vault_are_recorded_with_escaped_values() {
         },
         AuditEvent::Logout {
             operator: "O'Brien, Pat".to_owned(),
+            reason: "logged out".to_owned(),
         },
     ];
     for event in events {
         bench.vault.record_audit(event).unwrap();
     }
     let rows = bench.vault.audit_rows().unwrap();
-    let tail: Vec<(&str, &str, &str)> = rows[rows.len() - 4..]
+    let tail: Vec<(&str, &str, &str)> = rows[rows.len() - 5..]
         .iter()
         .map(|row| (row.event.as_str(), row.actor.as_str(), row.details.as_str()))
         .collect();
     assert_eq!(
         tail,
         [
-            ("login", "O'Brien%2C Pat", "operator=O'Brien%2C Pat"),
+            (
+                "login-refused",
+                "bench",
+                "reason=the operator certificate has expired: notAfter%3D2024; peer=bench"
+            ),
+            (
+                "login",
+                "O'Brien%2C Pat",
+                "subject=CN%3DO'Brien\\%2C Pat%2CO%3DAcquirer; serial=0a1b; until=2030-01-01T08:00:00Z; operator=O'Brien%2C Pat"
+            ),
             (
                 "config-change",
                 "O'Brien%2C Pat",
                 "what=port bench-2 baud%3D9600%3B parity%3Deven; operator=O'Brien%2C Pat"
             ),
             ("tamper", "system", "input=GPIO17%0Afalling"),
-            ("logout", "O'Brien%2C Pat", "operator=O'Brien%2C Pat"),
+            (
+                "logout",
+                "O'Brien%2C Pat",
+                "reason=logged out; operator=O'Brien%2C Pat"
+            ),
         ]
     );
     bench.vault.verify_audit().unwrap();
@@ -476,6 +497,9 @@ fn nothing_is_recorded_on_a_tampered_chain_and_the_action_is_refused() {
         .vault
         .record_audit(AuditEvent::Login {
             operator: "ann".to_owned(),
+            subject: "CN=ann".to_owned(),
+            serial: "01".to_owned(),
+            until: "2030-01-01T08:00:00Z".to_owned(),
         })
         .unwrap_err();
     assert!(matches!(error, VaultError::AuditTampered(_)), "{error}");
@@ -628,6 +652,9 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
     let raw = support::raw(&data_dir);
     raw.execute_batch(
         "DROP TABLE smn_export; DROP TABLE audit_log; DROP TABLE audit_head;
+         DROP TRIGGER key_inventory_operator_is_permanent;
+         ALTER TABLE key_inventory DROP COLUMN operator;
+         ALTER TABLE smn_registry DROP COLUMN operator;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -660,6 +687,7 @@ fn the_chain_survives_reopening() {
     vault
         .record_audit(AuditEvent::Logout {
             operator: "ann".to_owned(),
+            reason: "logged out".to_owned(),
         })
         .unwrap();
     assert_eq!(vault.verify_audit().unwrap().rows, 8);

@@ -275,3 +275,149 @@ fn the_available_count_follows_dispensing() {
     assert_eq!(vault.available_keys().unwrap(), 4);
     assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 4);
 }
+
+#[test]
+fn an_injection_names_the_operator_its_key_was_reserved_under() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 3);
+    let first = vault
+        .reserve_key_by("AAAA0001", "bench-1", Some("Ann Operator"))
+        .unwrap();
+    assert_eq!(first.operator.as_deref(), Some("Ann Operator"));
+    // Asking again under another operator's session: same key, same operator.
+    let again = vault
+        .reserve_key_by("AAAA0001", "bench-1", Some("Bob Operator"))
+        .unwrap();
+    assert_eq!((again.key_index, again.resumed), (first.key_index, true));
+    assert_eq!(again.operator.as_deref(), Some("Ann Operator"));
+    // Confirmed while Bob is logged in: the key left under Ann's session, so Ann is named.
+    let confirmed = vault
+        .confirm_key_by(
+            &report(101, "AAAA0001", &first.kcv, "AAAA000100000101"),
+            3,
+            Some("Bob Operator"),
+        )
+        .unwrap();
+    assert_eq!(confirmed.operator.as_deref(), Some("Ann Operator"));
+    // A key reserved with nobody logged in names the operator given at confirmation, if any.
+    let second = vault.reserve_key("BBBB0002", "bench-1").unwrap();
+    assert_eq!(second.operator, None);
+    vault
+        .confirm_key_by(
+            &report(102, "BBBB0002", &second.kcv, "BBBB000200000102"),
+            3,
+            Some("Bob Operator"),
+        )
+        .unwrap();
+    let third = vault.reserve_key("CCCC0003", "bench-1").unwrap();
+    let retransmitted = vault
+        .confirm_key(&report(103, "CCCC0003", &third.kcv, "CCCC000300000103"), 3)
+        .unwrap();
+    assert_eq!(retransmitted.operator, None);
+    let operators: Vec<(String, Option<String>)> = vault
+        .smn_rows()
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.smn, row.operator))
+        .collect();
+    assert_eq!(
+        operators,
+        [
+            ("AAAA000100000101".to_owned(), Some("Ann Operator".to_owned())),
+            ("BBBB000200000102".to_owned(), Some("Bob Operator".to_owned())),
+            ("CCCC000300000103".to_owned(), None),
+        ]
+    );
+    let injections: Vec<(String, String)> = vault
+        .audit_rows()
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.event == "injection")
+        .map(|row| (row.actor, row.details))
+        .collect();
+    assert_eq!(injections[0].0, "Ann Operator");
+    assert!(injections[0].1.ends_with("; operator=Ann Operator"));
+    assert_eq!(injections[1].0, "Bob Operator");
+    assert_eq!(injections[2].0, "system");
+    // A retransmitted confirmation reports the operator recorded the first time.
+    let repeated = vault
+        .confirm_key_by(
+            &report(101, "AAAA0001", &first.kcv, "AAAA000100000101"),
+            3,
+            Some("Carol Operator"),
+        )
+        .unwrap();
+    assert!(repeated.already_confirmed);
+    assert_eq!(repeated.operator.as_deref(), Some("Ann Operator"));
+    vault.verify_audit().unwrap();
+}
+
+#[test]
+fn the_schema_keeps_the_operator_of_a_reservation_and_of_an_smn_row() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 2);
+    let reservation = vault
+        .reserve_key_by("AAAA0001", "bench-1", Some("Ann Operator"))
+        .unwrap();
+    vault
+        .confirm_key(
+            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            3,
+        )
+        .unwrap();
+    vault
+        .reserve_key_by("BBBB0002", "bench-1", Some("Ann Operator"))
+        .unwrap();
+    drop(vault);
+    let connection =
+        rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
+    for (statement, words) in [
+        (
+            "UPDATE key_inventory SET operator = 'Mallory' WHERE key_index = 102",
+            "the operator of a reservation is never changed",
+        ),
+        (
+            "UPDATE key_inventory SET operator = NULL WHERE key_index = 101",
+            "the operator of a reservation is never changed",
+        ),
+        (
+            "UPDATE smn_registry SET operator = 'Mallory' WHERE key_index = 101",
+            "SMN rows are never rewritten",
+        ),
+    ] {
+        let error = connection.execute(statement, []).unwrap_err().to_string();
+        assert!(error.contains(words), "{statement}: {error}");
+    }
+}
+
+#[test]
+fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut vault = vault_with_keys(directory.path(), 2);
+    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    vault
+        .confirm_key(
+            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            3,
+        )
+        .unwrap();
+    drop(vault);
+    let connection =
+        rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
+    connection
+        .execute_batch(
+            "DROP TRIGGER key_inventory_operator_is_permanent;
+             ALTER TABLE key_inventory DROP COLUMN operator;
+             ALTER TABLE smn_registry DROP COLUMN operator;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    drop(connection);
+    let mut vault = Vault::open(&directory.path().join("data")).unwrap();
+    assert_eq!(vault.smn_rows().unwrap()[0].operator, None);
+    let next = vault
+        .reserve_key_by("BBBB0002", "bench-1", Some("Ann Operator"))
+        .unwrap();
+    assert_eq!(next.operator.as_deref(), Some("Ann Operator"));
+    vault.verify_audit().unwrap();
+}

@@ -218,7 +218,10 @@ fn zeroize_destroys_the_secrets_and_keeps_a_verifiable_audit_trail() {
     assert!(
         audit
             .record_audit(keymother_vault::AuditEvent::Login {
-                operator: "ann".to_owned()
+                operator: "ann".to_owned(),
+                subject: "CN=ann".to_owned(),
+                serial: "01".to_owned(),
+                until: "2030-01-01T08:00:00Z".to_owned(),
             })
             .is_err()
     );
