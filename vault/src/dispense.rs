@@ -99,6 +99,17 @@ impl From<rusqlite::Error> for DispenseError {
     }
 }
 
+/// A key's inventory row as a confirmation reads it.
+struct KeyRow {
+    bound_to: Option<String>,
+    state: String,
+    kcv: String,
+    batch_id: String,
+    failures: i64,
+    /// The operator the key was reserved under.
+    reserved_by: Option<String>,
+}
+
 impl Vault {
     /// Reserves a key for the terminal with `hardware_serial` on `port`, committed before
     /// this returns. A terminal that already has a reserved or sent key gets that key again;
@@ -143,7 +154,9 @@ impl Vault {
             )
             .optional()?;
         let (key_index, key_block, kcv, batch_id, resumed, operator) = match pending {
-            Some((index, block, kcv, batch, recorded)) => (index, block, kcv, batch, true, recorded),
+            Some((index, block, kcv, batch, recorded)) => {
+                (index, block, kcv, batch, true, recorded)
+            }
             None => {
                 let next = transaction
                     .query_row(
@@ -246,29 +259,36 @@ impl Vault {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Option<String>, String, String, String, i64, Option<String>)> =
-            transaction
-                .query_row(
-                    "SELECT hardware_serial, state, kcv, batch_id, failed_confirmations, operator
-                       FROM key_inventory WHERE key_index = ?1",
-                    [report.key_index],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    },
-                )
-                .optional()?;
+        let row = transaction
+            .query_row(
+                "SELECT hardware_serial, state, kcv, batch_id, failed_confirmations, operator
+                   FROM key_inventory WHERE key_index = ?1",
+                [report.key_index],
+                |row| {
+                    Ok(KeyRow {
+                        bound_to: row.get(0)?,
+                        state: row.get(1)?,
+                        kcv: row.get(2)?,
+                        batch_id: row.get(3)?,
+                        failures: row.get(4)?,
+                        reserved_by: row.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
         let not_delivered = || DispenseError::NotDeliveredTo {
             key_index: report.key_index,
             hardware_serial: report.hardware_serial.to_owned(),
         };
-        let Some((Some(bound_to), state, kcv, batch_id, failures, reserved_by)) = row else {
+        let Some(KeyRow {
+            bound_to: Some(bound_to),
+            state,
+            kcv,
+            batch_id,
+            failures,
+            reserved_by,
+        }) = row
+        else {
             return Err(not_delivered());
         };
         if bound_to != report.hardware_serial {

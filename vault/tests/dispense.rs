@@ -323,8 +323,14 @@ fn an_injection_names_the_operator_its_key_was_reserved_under() {
     assert_eq!(
         operators,
         [
-            ("AAAA000100000101".to_owned(), Some("Ann Operator".to_owned())),
-            ("BBBB000200000102".to_owned(), Some("Bob Operator".to_owned())),
+            (
+                "AAAA000100000101".to_owned(),
+                Some("Ann Operator".to_owned())
+            ),
+            (
+                "BBBB000200000102".to_owned(),
+                Some("Bob Operator".to_owned())
+            ),
             ("CCCC000300000103".to_owned(), None),
         ]
     );
