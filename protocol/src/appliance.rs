@@ -55,6 +55,8 @@ pub enum DispenseRefusal {
     NoKeysAvailable,
     /// The vault is locked or has no transport key (NOT_READY).
     NotReady,
+    /// Operator login is required and no operator is logged in (NOT_READY, saying so).
+    NoOperator,
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),
@@ -462,6 +464,11 @@ impl ApplianceSession {
             Err(DispenseRefusal::NotReady) => self.respond_error(
                 ErrorCode::NOT_READY,
                 "the appliance is locked or has no transport key",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::NoOperator) => self.respond_error(
+                ErrorCode::NOT_READY,
+                "no operator is logged in on the appliance",
                 &mut actions,
             ),
             Err(DispenseRefusal::Internal(detail)) => {

@@ -111,7 +111,9 @@ impl ErrorCode {
                 "KEY_REQUEST names a mode other than the one WELCOME chose"
             }
             ErrorCode::NO_KEYS_AVAILABLE => "no unused master key is left for this terminal",
-            ErrorCode::NOT_READY => "the appliance is locked or has no transport key loaded",
+            ErrorCode::NOT_READY => {
+                "the appliance is locked, has no transport key loaded, or no operator is logged in"
+            }
             ErrorCode::KCV_MISMATCH => "the KCV in CONFIRM is not the delivered key's",
             ErrorCode::KCV_MISMATCH_QUARANTINED => {
                 "the KCV in CONFIRM is not the delivered key's, and the key is now quarantined"

@@ -542,6 +542,14 @@ fn error_not_ready() {
     direct.request(0, &hello_for("T1", vec![1]));
     let (_, code, _) = error_code(&direct.request(1, &key_request()));
     assert_eq!(code, ErrorCode::NOT_READY);
+    // Operator login required and nobody logged in: refused at reservation, saying so.
+    let mut vault = FakeVault::with_keys([1]);
+    vault.refuse_reservation = Some(DispenseRefusal::NoOperator);
+    let mut direct = Direct::new(vault);
+    direct.request(0, &hello_for("T1", vec![1]));
+    let (_, code, detail) = error_code(&direct.request(1, &key_request()));
+    assert_eq!(code, ErrorCode::NOT_READY);
+    assert_eq!(detail, "no operator is logged in on the appliance");
 }
 
 #[test]
