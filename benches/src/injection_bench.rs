@@ -169,6 +169,7 @@ fn measure(
                         response_timeout: Duration::from_secs(2),
                         max_retries: 3,
                         unconfirmed_key: None,
+                        device_certificate: Vec::new(),
                     };
                     if let TerminalOutcome::Failed { reason } =
                         inject(&mut line, config, &mut key_store)?.outcome

@@ -219,6 +219,7 @@ fn inject_over_serial(
                         response_timeout: Duration::from_millis(500),
                         max_retries: 5,
                         unconfirmed_key: None,
+                        device_certificate: Vec::new(),
                     };
                     match inject(&mut line, config, &mut key_store)?.outcome {
                         TerminalOutcome::Injected { .. } => done += 1,

@@ -14,7 +14,7 @@ use keymother_crypto::tr31::{
 };
 use keymother_crypto::{Kcv, KeyFamily};
 use keymother_protocol::{
-    ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, Smn, TerminalIdentity,
+    ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, ModeRequest, Smn, TerminalIdentity,
 };
 use keymother_vault::{ConfirmationReport, DispenseError, SecretName, Vault, VaultError};
 
@@ -166,12 +166,24 @@ impl Dispenser {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The KDH certificate (DER) offered in certificate mode; empty while the appliance has
+    /// none, so certificate mode is not chosen.
+    pub fn kdh_certificate(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
     /// Reserves (durably, before returning) the terminal's key and wraps it under the TTK.
     pub fn reserve(
         &self,
         terminal: &TerminalIdentity,
+        request: &ModeRequest,
         port: &str,
     ) -> Result<Delivery, DispenseRefusal> {
+        if let ModeRequest::Certificate(_) = request {
+            return Err(DispenseRefusal::CertificateRefused(
+                "certificate mode is not set up on this appliance".to_owned(),
+            ));
+        }
         let keys = self.keys();
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);
@@ -215,6 +227,7 @@ impl Dispenser {
             key_index: reservation.key_index,
             key_block,
             kcv: master_key.kcv().as_bytes().to_vec(),
+            mode_data: Vec::new(),
         })
     }
 

@@ -13,6 +13,11 @@ use crate::control::{ControlSettings, serve_control};
 use crate::dispenser::{Dispenser, OpenError};
 use crate::serial::serve_port;
 
+/// Certificate-mode key requests accepted per port in any minute: far more than a bench
+/// needs (an injection takes seconds), far too few for a timing attack on the KDH key
+/// (docs/SECURITY.md, RUSTSEC-2023-0071).
+const CERTIFICATE_REQUESTS_PER_MINUTE: u32 = 30;
+
 /// What the daemon tells observers (the demo, tests, later the display).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonEvent {
@@ -57,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) dispenser: Arc<Dispenser>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) idle_timeout: Duration,
+    /// Certificate-mode key requests accepted per port per minute (each costs a KDH signature).
+    pub(crate) certificate_requests_per_minute: u32,
     events: Option<UnboundedSender<DaemonEvent>>,
     /// Each port's state as people read it ("open", "lost: ...", "waiting").
     ports: Mutex<BTreeMap<String, String>>,
@@ -144,6 +151,7 @@ pub async fn run(
         dispenser: Arc::new(dispenser),
         stats,
         idle_timeout: settings.idle_timeout,
+        certificate_requests_per_minute: CERTIFICATE_REQUESTS_PER_MINUTE,
         events,
         ports: Mutex::new(
             settings

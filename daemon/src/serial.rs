@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, Smn, TerminalIdentity,
+    ApplianceAction, ApplianceConfig, ApplianceSession, ModeRequest, Smn, TerminalIdentity,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
@@ -80,6 +80,8 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
             .unwrap_or_default(),
         modes: port.modes.clone(),
         idle_timeout: shared.idle_timeout,
+        kdh_certificate: dispenser.kdh_certificate(),
+        certificate_requests_per_minute: shared.certificate_requests_per_minute,
     }
 }
 
@@ -153,7 +155,9 @@ impl PortWorker<'_> {
                         .map_err(|error| error.to_string())?;
                     Vec::new()
                 }
-                ApplianceAction::Reserve { terminal } => self.reserve(terminal).await?,
+                ApplianceAction::Reserve { terminal, request } => {
+                    self.reserve(terminal, request).await?
+                }
                 ApplianceAction::MarkSent { key_index } => {
                     self.mark_sent(key_index).await?;
                     Vec::new()
@@ -181,13 +185,15 @@ impl PortWorker<'_> {
     async fn reserve(
         &mut self,
         terminal: TerminalIdentity,
+        request: ModeRequest,
     ) -> Result<Vec<ApplianceAction>, String> {
         let dispenser = Arc::clone(&self.shared.dispenser);
         let port_name = self.port.name.clone();
         let identity = terminal.clone();
-        let outcome = tokio::task::spawn_blocking(move || dispenser.reserve(&identity, &port_name))
-            .await
-            .map_err(|error| format!("reservation task failed: {error}"))?;
+        let outcome =
+            tokio::task::spawn_blocking(move || dispenser.reserve(&identity, &request, &port_name))
+                .await
+                .map_err(|error| format!("reservation task failed: {error}"))?;
         match &outcome {
             Ok(delivery) => log::info!(
                 event = "key-reserved", port = self.port.name.as_str(),

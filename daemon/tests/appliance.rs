@@ -249,6 +249,7 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
                 response_timeout: Duration::from_millis(500),
                 max_retries: 5,
                 unconfirmed_key: None,
+                device_certificate: Vec::new(),
             };
             match inject(line, config, &mut store).unwrap().outcome {
                 TerminalOutcome::Injected { smn, .. } => injected.push(smn.to_string()),

@@ -141,6 +141,7 @@ fn vanish_after_delivery(
                     key_index,
                     key_block,
                     kcv,
+                    ..
                 } => {
                     store.install(key_index, &key_block, &kcv).unwrap();
                     return key_index;
@@ -149,6 +150,7 @@ fn vanish_after_delivery(
                     panic!("finished before delivery: {outcome:?}")
                 }
                 TerminalAction::Report(_) => {}
+                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
             }
         }
         assert!(started.elapsed() < Duration::from_secs(10), "no delivery");

@@ -1,7 +1,9 @@
-//! Fuzzes the message decoder: any TYPE byte and payload decodes or gives a typed error, and a decoded message re-encodes to the same bytes.
+//! Fuzzes the message decoder: any TYPE byte and payload decodes or gives a typed error, and a decoded message re-encodes to the same bytes; certificate mode's fields too.
 #![no_main]
 
-use keymother_protocol::{Frame, Message};
+use keymother_protocol::{
+    CertificateDelivery, CertificateRequest, CertificateWelcome, Frame, Message, Mode,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
                 .to_frame(0x5A)
                 .expect("a decoded message fits a frame");
             assert_eq!(frame, Frame::new(0x5A, message_type, payload.to_vec()));
+            certificate_mode_data(&message);
         }
         Err(error) => {
             // Every error can be shown (the appliance sends it as an ERROR detail).
@@ -24,3 +27,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Certificate mode's fields decode canonically or give a typed error.
+fn certificate_mode_data(message: &Message) {
+    match message {
+        Message::Welcome(welcome) if welcome.mode_id == Mode::Certificate.id() => {
+            if let Ok(fields) = CertificateWelcome::decode(&welcome.mode_data) {
+                assert_eq!(fields.encode().expect("re-encodes"), welcome.mode_data);
+            }
+        }
+        Message::KeyRequest(request) if request.mode_id == Mode::Certificate.id() => {
+            if let Ok(fields) = CertificateRequest::decode(&request.mode_data) {
+                assert_eq!(fields.encode().expect("re-encodes"), request.mode_data);
+            }
+        }
+        Message::KeyDelivery(delivery) => {
+            if let Ok(fields) = CertificateDelivery::decode(&delivery.mode_data) {
+                assert_eq!(fields.encode().expect("re-encodes"), delivery.mode_data);
+            }
+        }
+        _ => {}
+    }
+}

@@ -6,9 +6,11 @@
 //! ([`ApplianceAction::Reserve`], [`ApplianceAction::Confirm`]) and sends KEY_DELIVERY only
 //! after the adapter has answered, so a reservation is durable before any key byte leaves.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use crate::certificate::{CertificateRequest, CertificateWelcome};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::{DecodeEvent, Frame, FrameDecoder, FrameRejection, MAX_BODY_LENGTH};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
@@ -28,10 +30,29 @@ pub struct ApplianceConfig {
     /// The transport key's check value (3 bytes TDES, 5 bytes AES); empty when no transport key
     /// is loaded, which makes every HELLO get NOT_READY.
     pub ttk_kcv: Vec<u8>,
-    /// The modes this appliance serves; only implemented modes (tr31) are ever chosen.
+    /// The modes this appliance serves; only implemented modes are ever chosen.
     pub modes: Vec<Mode>,
     /// A terminal session with no valid frame for this long is ended.
     pub idle_timeout: Duration,
+    /// The appliance's KDH certificate (DER), sent in WELCOME in certificate mode; empty when
+    /// the appliance has none, which keeps certificate mode from being chosen.
+    pub kdh_certificate: Vec<u8>,
+    /// Certificate-mode key requests accepted per port in any 60 seconds (each costs a
+    /// signature with the KDH key); more get RATE_LIMITED. 0 means no limit.
+    pub certificate_requests_per_minute: u32,
+}
+
+/// The window [`ApplianceConfig::certificate_requests_per_minute`] counts over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// What the terminal's KEY_REQUEST asked for, by mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeRequest {
+    /// The master key as a TR-31 key block under the transport key.
+    Tr31,
+    /// Certificate mode: the adapter verifies the device certificate before reserving, and
+    /// answers with the key under an ephemeral key for this nonce.
+    Certificate(CertificateRequest),
 }
 
 /// Who the terminal says it is, from its HELLO.
@@ -57,6 +78,9 @@ pub enum DispenseRefusal {
     NotReady,
     /// Operator login is required and no operator is logged in (NOT_READY, saying so).
     NoOperator,
+    /// Certificate mode: the device certificate was refused (CERTIFICATE_REFUSED); the text
+    /// says why and goes to the terminal.
+    CertificateRefused(String),
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),
@@ -81,7 +105,10 @@ pub enum ApplianceAction {
     Send(Vec<u8>),
     /// Durably reserve this terminal's key (or find the one already reserved for it), then call
     /// [`ApplianceSession::handle_reservation`].
-    Reserve { terminal: TerminalIdentity },
+    Reserve {
+        terminal: TerminalIdentity,
+        request: ModeRequest,
+    },
     /// Follows the `Send` carrying KEY_DELIVERY (first sending or repeat): record the key as sent
     /// once the bytes are written.
     MarkSent { key_index: u32 },
@@ -341,6 +368,8 @@ pub struct ApplianceSession {
     last: Option<Exchange>,
     session: Option<Session>,
     last_activity: Duration,
+    /// When recent certificate-mode key requests were accepted, for the rate limit.
+    certificate_requests: VecDeque<Duration>,
 }
 
 type Actions = Vec<ApplianceAction>;
@@ -354,6 +383,7 @@ impl ApplianceSession {
             last: None,
             session: None,
             last_activity: Duration::ZERO,
+            certificate_requests: VecDeque::new(),
         }
     }
 
@@ -471,6 +501,9 @@ impl ApplianceSession {
                 "no operator is logged in on the appliance",
                 &mut actions,
             ),
+            Err(DispenseRefusal::CertificateRefused(detail)) => {
+                self.respond_error(ErrorCode::CERTIFICATE_REFUSED, &detail, &mut actions)
+            }
             Err(DispenseRefusal::Internal(detail)) => {
                 self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, &mut actions)
             }
@@ -684,7 +717,7 @@ impl ApplianceSession {
         }
         self.last = Some(Exchange::of(&frame));
         match Message::from_frame(&frame) {
-            Ok(Message::KeyRequest(request)) => self.handle_key_request(request, actions),
+            Ok(Message::KeyRequest(request)) => self.handle_key_request(request, now, actions),
             Ok(Message::Confirm(confirm)) => self.handle_confirm(confirm, actions),
             Ok(Message::Abort(abort)) => {
                 if let Some(session) = self.session.take() {
@@ -763,15 +796,13 @@ impl ApplianceSession {
         let chosen = hello
             .known_modes()
             .into_iter()
-            .find(|mode| mode.is_implemented() && self.config.modes.contains(mode));
+            .find(|&mode| self.serves(mode));
         let Some(mode) = chosen else {
             let offered: Vec<String> = hello.mode_ids.iter().map(u8::to_string).collect();
-            let served: Vec<&str> = self
-                .config
-                .modes
-                .iter()
-                .filter(|mode| mode.is_implemented())
-                .map(|mode| mode.name())
+            let served: Vec<&str> = Mode::ALL
+                .into_iter()
+                .filter(|&mode| self.serves(mode))
+                .map(Mode::name)
                 .collect();
             return self.respond_error(
                 ErrorCode::NO_COMMON_MODE,
@@ -787,13 +818,23 @@ impl ApplianceSession {
                 actions,
             );
         };
-        let welcome = Message::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            mode_id: mode.id(),
-            device_id: self.config.device_id.clone(),
-            ttk_kcv: self.config.ttk_kcv.clone(),
+        let mode_data = match mode {
+            Mode::Certificate => CertificateWelcome {
+                kdh_certificate: self.config.kdh_certificate.clone(),
+            }
+            .encode(),
+            Mode::Tr31 | Mode::DukptInitialKey => Ok(Vec::new()),
+        };
+        let welcome = mode_data.map(|mode_data| {
+            Message::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                mode_id: mode.id(),
+                device_id: self.config.device_id.clone(),
+                ttk_kcv: self.config.ttk_kcv.clone(),
+                mode_data,
+            })
         });
-        match welcome.encode_frame(frame.seq) {
+        match welcome.and_then(|welcome| welcome.encode_frame(frame.seq)) {
             Ok(bytes) => {
                 self.session = Some(Session {
                     terminal: terminal.clone(),
@@ -812,7 +853,35 @@ impl ApplianceSession {
         }
     }
 
-    fn handle_key_request(&mut self, request: KeyRequest, actions: &mut Actions) {
+    /// Whether this appliance runs `mode` now: implemented, configured, and for certificate
+    /// mode a KDH certificate installed.
+    fn serves(&self, mode: Mode) -> bool {
+        mode.is_implemented()
+            && self.config.modes.contains(&mode)
+            && (mode != Mode::Certificate || !self.config.kdh_certificate.is_empty())
+    }
+
+    /// Counts a certificate-mode key request against the per-port limit; false when over it.
+    fn within_certificate_rate(&mut self, now: Duration) -> bool {
+        let limit = self.config.certificate_requests_per_minute;
+        if limit == 0 {
+            return true;
+        }
+        while self
+            .certificate_requests
+            .front()
+            .is_some_and(|&at| now.saturating_sub(at) >= RATE_WINDOW)
+        {
+            self.certificate_requests.pop_front();
+        }
+        if self.certificate_requests.len() >= limit as usize {
+            return false;
+        }
+        self.certificate_requests.push_back(now);
+        true
+    }
+
+    fn handle_key_request(&mut self, request: KeyRequest, now: Duration, actions: &mut Actions) {
         let Some(session) = self.session.as_ref() else {
             return;
         };
@@ -827,11 +896,31 @@ impl ApplianceSession {
                 self.respond_error(ErrorCode::MODE_NOT_NEGOTIATED, &detail, actions);
             }
             Stage::Welcomed => {
+                let request = match mode {
+                    Mode::Certificate => match CertificateRequest::decode(&request.mode_data) {
+                        Ok(certificate) => ModeRequest::Certificate(certificate),
+                        Err(error) => {
+                            return self.respond_error(
+                                ErrorCode::MALFORMED_MESSAGE,
+                                &error.to_string(),
+                                actions,
+                            );
+                        }
+                    },
+                    Mode::Tr31 | Mode::DukptInitialKey => ModeRequest::Tr31,
+                };
+                if mode == Mode::Certificate && !self.within_certificate_rate(now) {
+                    let detail = format!(
+                        "more than {} certificate-mode key requests on this port in 60 s",
+                        self.config.certificate_requests_per_minute
+                    );
+                    return self.respond_error(ErrorCode::RATE_LIMITED, &detail, actions);
+                }
                 self.set_stage(Stage::Reserving);
                 actions.push(report(SessionEvent::KeyRequested {
                     terminal: terminal.clone(),
                 }));
-                actions.push(ApplianceAction::Reserve { terminal });
+                actions.push(ApplianceAction::Reserve { terminal, request });
             }
             Stage::Delivered { key_index } | Stage::Confirming { key_index, .. } => {
                 let detail = format!("key {key_index:08} was already delivered in this session");

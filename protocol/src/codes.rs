@@ -41,11 +41,17 @@ impl ErrorCode {
     pub const FRAME_TOO_LARGE: ErrorCode = ErrorCode(0x000F);
     /// The previous request is still being processed (stop-and-wait was not kept); transient.
     pub const BUSY: ErrorCode = ErrorCode(0x0010);
+    /// Certificate mode: the terminal's device certificate was refused (issuer, validity, key
+    /// usage, role, revocation, or it names another hardware serial); nothing was reserved.
+    pub const CERTIFICATE_REFUSED: ErrorCode = ErrorCode(0x0011);
+    /// Certificate mode: this port has had too many key requests lately (a limit on the KDH
+    /// key's signatures); nothing was reserved, try again later.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(0x0012);
     /// The appliance failed internally; the request changed nothing that is not recorded.
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x00FF);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::MALFORMED_MESSAGE,
         ErrorCode::UNKNOWN_MESSAGE_TYPE,
         ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -62,6 +68,8 @@ impl ErrorCode {
         ErrorCode::SEQUENCE_OUT_OF_ORDER,
         ErrorCode::FRAME_TOO_LARGE,
         ErrorCode::BUSY,
+        ErrorCode::CERTIFICATE_REFUSED,
+        ErrorCode::RATE_LIMITED,
         ErrorCode::INTERNAL_ERROR,
     ];
 
@@ -84,6 +92,8 @@ impl ErrorCode {
             ErrorCode::SEQUENCE_OUT_OF_ORDER => "SEQUENCE_OUT_OF_ORDER",
             ErrorCode::FRAME_TOO_LARGE => "FRAME_TOO_LARGE",
             ErrorCode::BUSY => "BUSY",
+            ErrorCode::CERTIFICATE_REFUSED => "CERTIFICATE_REFUSED",
+            ErrorCode::RATE_LIMITED => "RATE_LIMITED",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
             _ => return None,
         })
@@ -132,6 +142,12 @@ impl ErrorCode {
             ErrorCode::BUSY => {
                 "the previous request is still being processed; retransmit after the response timeout"
             }
+            ErrorCode::CERTIFICATE_REFUSED => {
+                "the terminal's device certificate was refused; nothing was reserved"
+            }
+            ErrorCode::RATE_LIMITED => {
+                "too many certificate-mode key requests on this port lately; try again later"
+            }
             ErrorCode::INTERNAL_ERROR => "the appliance failed internally",
             _ => return None,
         })
@@ -167,14 +183,21 @@ impl AbortReason {
     pub const UNEXPECTED_RESPONSE: AbortReason = AbortReason(0x04);
     /// Cancelled at the terminal (operator or firmware).
     pub const CANCELLED: AbortReason = AbortReason(0x05);
+    /// Certificate mode: the appliance's KDH certificate was refused.
+    pub const CERTIFICATE_REFUSED: AbortReason = AbortReason(0x06);
+    /// Certificate mode: the delivery is not authentic (another nonce, a bad signature, a
+    /// revoked KDH, or an encrypted key that does not decrypt).
+    pub const DELIVERY_NOT_AUTHENTIC: AbortReason = AbortReason(0x07);
 
     /// Every reason this version defines.
-    pub const ALL: [AbortReason; 5] = [
+    pub const ALL: [AbortReason; 7] = [
         AbortReason::TTK_KCV_MISMATCH,
         AbortReason::KEY_BLOCK_DOES_NOT_UNWRAP,
         AbortReason::KCV_MISMATCH,
         AbortReason::UNEXPECTED_RESPONSE,
         AbortReason::CANCELLED,
+        AbortReason::CERTIFICATE_REFUSED,
+        AbortReason::DELIVERY_NOT_AUTHENTIC,
     ];
 
     /// The reason's short name, if this version defines it.
@@ -185,6 +208,8 @@ impl AbortReason {
             AbortReason::KCV_MISMATCH => "KCV_MISMATCH",
             AbortReason::UNEXPECTED_RESPONSE => "UNEXPECTED_RESPONSE",
             AbortReason::CANCELLED => "CANCELLED",
+            AbortReason::CERTIFICATE_REFUSED => "CERTIFICATE_REFUSED",
+            AbortReason::DELIVERY_NOT_AUTHENTIC => "DELIVERY_NOT_AUTHENTIC",
             _ => return None,
         })
     }
@@ -199,6 +224,8 @@ impl AbortReason {
             }
             AbortReason::UNEXPECTED_RESPONSE => "a response was malformed or not acceptable",
             AbortReason::CANCELLED => "cancelled at the terminal",
+            AbortReason::CERTIFICATE_REFUSED => "the appliance's KDH certificate was refused",
+            AbortReason::DELIVERY_NOT_AUTHENTIC => "the certificate-mode delivery is not authentic",
             _ => return None,
         })
     }

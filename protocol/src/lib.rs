@@ -3,11 +3,13 @@
 //! No I/O, no clocks, no crypto: time comes in as `now` (a [`Duration`](std::time::Duration)
 //! since any fixed epoch), and key blocks are made and opened by the callers. Layers:
 //! [`frame`] (STX, length, CRC-32, resynchronisation), [`message`] (typed messages with a
-//! canonical byte form), [`identity`] (hardware serial, model, SMN), and the two sessions:
+//! canonical byte form), [`certificate`] (certificate mode's fields, as opaque bytes),
+//! [`identity`] (hardware serial, model, SMN), and the two sessions:
 //! [`ApplianceSession`] (one per serial port, used by the daemon) and [`TerminalSession`] (the
 //! reference terminal).
 
 pub mod appliance;
+pub mod certificate;
 pub mod codes;
 pub mod frame;
 pub mod identity;
@@ -18,8 +20,9 @@ pub mod timing;
 
 pub use appliance::{
     ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal, EndReason,
-    SessionEvent, TerminalIdentity,
+    ModeRequest, SessionEvent, TerminalIdentity,
 };
+pub use certificate::{CertificateDelivery, CertificateRequest, CertificateWelcome, NONCE_LENGTH};
 pub use codes::{AbortReason, ErrorCode};
 pub use frame::{
     DecodeEvent, Frame, FrameDecoder, FrameError, FrameRejection, MAX_BODY_LENGTH,

@@ -187,6 +187,9 @@ pub struct Welcome {
     /// The transport key's check value (3 bytes for TDES, 5 for AES), so the terminal can see a
     /// wrong transport key before any key is sent.
     pub ttk_kcv: Vec<u8>,
+    /// Fields the chosen mode defines (for certificate mode a
+    /// [`CertificateWelcome`](crate::certificate::CertificateWelcome)); always empty for tr31.
+    pub mode_data: Vec<u8>,
 }
 
 /// KEY_DELIVERY (the adapter's answer to a reservation, and the message carrying it): the key
@@ -196,6 +199,9 @@ pub struct Delivery {
     pub key_index: u32,
     pub key_block: String,
     pub kcv: Vec<u8>,
+    /// Fields the session's mode defines (for certificate mode a
+    /// [`CertificateDelivery`](crate::certificate::CertificateDelivery)); empty for tr31.
+    pub mode_data: Vec<u8>,
 }
 
 /// CONFIRMED (the adapter's answer to a confirmation, and the message carrying it).
@@ -257,6 +263,17 @@ pub enum Field {
     KeyBlock,
     Code,
     Payload,
+    KdhCertificateLength,
+    KdhCertificate,
+    Nonce,
+    DeviceCertificateLength,
+    DeviceCertificate,
+    EncryptedKeyLength,
+    EncryptedKey,
+    SignatureLength,
+    Signature,
+    CrlLength,
+    Crl,
 }
 
 impl Field {
@@ -288,6 +305,17 @@ impl Field {
             Field::KeyBlock => "key block",
             Field::Code => "error code",
             Field::Payload => "payload",
+            Field::KdhCertificateLength => "KDH certificate length",
+            Field::KdhCertificate => "KDH certificate",
+            Field::Nonce => "nonce",
+            Field::DeviceCertificateLength => "device certificate length",
+            Field::DeviceCertificate => "device certificate",
+            Field::EncryptedKeyLength => "encrypted key length",
+            Field::EncryptedKey => "encrypted key",
+            Field::SignatureLength => "signature length",
+            Field::Signature => "signature",
+            Field::CrlLength => "CRL length",
+            Field::Crl => "CRL",
         }
     }
 }
@@ -409,13 +437,13 @@ fn check_key_index(key_index: u32) -> Result<(), FieldProblem> {
 }
 
 /// Reads fields from a payload, naming the message in every error.
-struct Reader<'a> {
-    message: MessageType,
-    bytes: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) message: MessageType,
+    pub(crate) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn error(&self, field: Field, problem: FieldProblem) -> DecodeError {
+    pub(crate) fn error(&self, field: Field, problem: FieldProblem) -> DecodeError {
         DecodeError::Field {
             message: self.message,
             field,
@@ -423,7 +451,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, count: usize, field: Field) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, count: usize, field: Field) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < count {
             return Err(self.error(field, FieldProblem::Truncated));
         }
@@ -436,7 +464,7 @@ impl<'a> Reader<'a> {
         Ok(self.take(1, field)?[0])
     }
 
-    fn u16(&mut self, field: Field) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, field: Field) -> Result<u16, DecodeError> {
         let bytes = self.take(2, field)?;
         Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
     }
@@ -508,7 +536,17 @@ impl<'a> Reader<'a> {
             .map_err(|error| self.error(field, FieldProblem::Identity(error)))
     }
 
-    fn finish(self) -> Result<(), DecodeError> {
+    /// The rest of the payload as a mode's fields; tr31 (mode 1) has none, so for it the rest
+    /// stays and [`finish`](Self::finish) reports it as trailing bytes.
+    fn mode_data(&mut self, mode_id: u8) -> Vec<u8> {
+        if mode_id == Mode::Tr31.id() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.bytes).to_vec()
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), DecodeError> {
         match self.bytes.len() {
             0 => Ok(()),
             count => Err(self.error(Field::Payload, FieldProblem::TrailingBytes { count })),
@@ -517,20 +555,20 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes fields to a payload, naming the message in every error.
-struct Writer {
+pub(crate) struct Writer {
     message: MessageType,
-    bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Writer {
-    fn new(message: MessageType) -> Self {
+    pub(crate) fn new(message: MessageType) -> Self {
         Writer {
             message,
             bytes: Vec::new(),
         }
     }
 
-    fn error(&self, field: Field, problem: FieldProblem) -> EncodeError {
+    pub(crate) fn error(&self, field: Field, problem: FieldProblem) -> EncodeError {
         EncodeError::Field {
             message: self.message,
             field,
@@ -542,7 +580,7 @@ impl Writer {
         self.bytes.push(value);
     }
 
-    fn u16(&mut self, value: u16) {
+    pub(crate) fn u16(&mut self, value: u16) {
         self.bytes.extend_from_slice(&value.to_be_bytes());
     }
 
@@ -599,6 +637,20 @@ impl Writer {
         check_kcv_length(kcv.len()).map_err(|problem| self.error(field, problem))?;
         self.counted(field, kcv, 3, 5, KCV_LENGTHS)
     }
+
+    /// A mode's trailing fields; tr31 (mode 1) has none.
+    fn mode_data(&mut self, mode_id: u8, mode_data: &[u8]) -> Result<(), EncodeError> {
+        if mode_id == Mode::Tr31.id() && !mode_data.is_empty() {
+            return Err(self.error(
+                Field::ModeData,
+                FieldProblem::TrailingBytes {
+                    count: mode_data.len(),
+                },
+            ));
+        }
+        self.bytes.extend_from_slice(mode_data);
+        Ok(())
+    }
 }
 
 const MODE_COUNT: &str = "1 to 32 mode ids";
@@ -644,15 +696,7 @@ impl Message {
             }
             Message::KeyRequest(request) => {
                 writer.u8(request.mode_id);
-                if request.mode_id == Mode::Tr31.id() && !request.mode_data.is_empty() {
-                    return Err(writer.error(
-                        Field::ModeData,
-                        FieldProblem::TrailingBytes {
-                            count: request.mode_data.len(),
-                        },
-                    ));
-                }
-                writer.bytes.extend_from_slice(&request.mode_data);
+                writer.mode_data(request.mode_id, &request.mode_data)?;
             }
             Message::Confirm(confirm) => {
                 writer.key_index(confirm.key_index)?;
@@ -680,6 +724,7 @@ impl Message {
                     DEVICE_ID_LENGTH,
                 )?;
                 writer.kcv(Field::TtkKcv, &welcome.ttk_kcv)?;
+                writer.mode_data(welcome.mode_id, &welcome.mode_data)?;
             }
             Message::KeyDelivery(delivery) => {
                 writer.key_index(delivery.key_index)?;
@@ -708,6 +753,7 @@ impl Message {
                 writer.u16(length);
                 writer.bytes.extend_from_slice(block);
                 writer.kcv(Field::Kcv, &delivery.kcv)?;
+                writer.bytes.extend_from_slice(&delivery.mode_data);
             }
             Message::Confirmed(confirmed) => {
                 writer.key_index(confirmed.key_index)?;
@@ -804,11 +850,7 @@ impl Message {
             }
             MessageType::KeyRequest => {
                 let mode_id = reader.u8(Field::Mode)?;
-                let mode_data = if mode_id == Mode::Tr31.id() {
-                    Vec::new()
-                } else {
-                    reader.take(reader.bytes.len(), Field::ModeData)?.to_vec()
-                };
+                let mode_data = reader.mode_data(mode_id);
                 Message::KeyRequest(KeyRequest { mode_id, mode_data })
             }
             MessageType::Confirm => {
@@ -843,11 +885,13 @@ impl Message {
                     DEVICE_ID_LENGTH,
                 )?;
                 let ttk_kcv = reader.kcv(Field::TtkKcvLength, Field::TtkKcv)?;
+                let mode_data = reader.mode_data(mode_id);
                 Message::Welcome(Welcome {
                     protocol_version,
                     mode_id,
                     device_id,
                     ttk_kcv,
+                    mode_data,
                 })
             }
             MessageType::KeyDelivery => {
@@ -872,10 +916,14 @@ impl Message {
                 .map_err(|problem| reader.error(Field::KeyBlock, problem))?;
                 let key_block = block.iter().map(|&byte| char::from(byte)).collect();
                 let kcv = reader.kcv(Field::KcvLength, Field::Kcv)?;
+                // The mode is the session's, not in the message: the terminal checks that tr31
+                // deliveries carry none.
+                let mode_data = std::mem::take(&mut reader.bytes).to_vec();
                 Message::KeyDelivery(Delivery {
                     key_index,
                     key_block,
                     kcv,
+                    mode_data,
                 })
             }
             MessageType::Confirmed => {

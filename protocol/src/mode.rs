@@ -8,8 +8,8 @@ use std::str::FromStr;
 pub enum Mode {
     /// Id 1: the master key as an ANSI X9.143 (TR-31) key block under the terminal transport key.
     Tr31,
-    /// Id 2 (reserved, later): mutual X.509 certificates, a terminal nonce, the key under an
-    /// ephemeral key wrapped to the terminal's RSA key with OAEP.
+    /// Id 2: mutual X.509 certificates, a terminal nonce, the master key under an ephemeral key
+    /// that travels under the terminal's RSA key (OAEP), all signed by the appliance's KDH key.
     Certificate,
     /// Id 3 (reserved, later): a DUKPT initial key derived for the terminal.
     DukptInitialKey,
@@ -42,10 +42,10 @@ impl Mode {
         }
     }
 
-    /// Whether the sessions of this crate can run this mode (only tr31 so far); the others are
-    /// never chosen, whatever the configuration says.
+    /// Whether the sessions of this crate can run this mode (tr31 and certificate); the others
+    /// are never chosen, whatever the configuration says.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Mode::Tr31)
+        matches!(self, Mode::Tr31 | Mode::Certificate)
     }
 }
 

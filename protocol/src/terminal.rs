@@ -3,11 +3,17 @@
 //! The terminal drives the link: it sends one request at a time, retransmits the identical
 //! frame when no valid response arrives within the response timeout (or at once on NAK), and
 //! gives up cleanly after `max_retries` retransmissions. Key installation is left to the caller
-//! ([`TerminalAction::InstallKey`], answered with [`TerminalSession::handle_key_installed`]).
+//! ([`TerminalAction::InstallKey`], answered with [`TerminalSession::handle_key_installed`]), and
+//! so is certificate mode's cryptography: checking the appliance's KDH certificate and making a
+//! nonce ([`TerminalAction::VerifyAppliance`], answered with
+//! [`TerminalSession::handle_appliance_verified`]), and checking the signed delivery.
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::certificate::{
+    CertificateDelivery, CertificateRequest, CertificateWelcome, NONCE_LENGTH,
+};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::{DecodeEvent, Frame, FrameDecoder, FrameRejection};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
@@ -25,8 +31,12 @@ pub struct TerminalConfig {
     pub model: TerminalModel,
     /// Modes offered in HELLO, in order of preference (1 to 32).
     pub modes: Vec<Mode>,
-    /// The check value of the transport key installed in the terminal; WELCOME must carry the same.
+    /// The check value of the transport key installed in the terminal; in tr31 mode WELCOME
+    /// must carry the same.
     pub ttk_kcv: Vec<u8>,
+    /// The terminal's device certificate (DER) for certificate mode; empty when it has none, and
+    /// then certificate mode is not offered.
+    pub device_certificate: Vec<u8>,
     pub response_timeout: Duration,
     /// Retransmissions of one request before giving up.
     pub max_retries: u32,
@@ -44,6 +54,9 @@ pub enum InstallRefusal {
     DoesNotUnwrap(String),
     /// The unwrapped key's check value is not the delivered KCV.
     KcvMismatch,
+    /// Certificate mode: the delivery is not authentic (another nonce, a bad signature, a
+    /// revoked KDH, an encrypted key that does not decrypt); the text says which.
+    NotAuthentic(String),
 }
 
 /// How the terminal's session ended.
@@ -110,12 +123,22 @@ pub enum TerminalEvent {
 pub enum TerminalAction {
     /// Write these bytes to the port.
     Send(Vec<u8>),
-    /// Unwrap the key block under the transport key, install the key, then call
-    /// [`TerminalSession::handle_key_installed`].
+    /// Certificate mode: verify the appliance's KDH certificate against the KDH CA, and if it
+    /// holds make a fresh random nonce (kept for checking the delivery); then call
+    /// [`TerminalSession::handle_appliance_verified`].
+    VerifyAppliance {
+        device_id: String,
+        kdh_certificate: Vec<u8>,
+    },
+    /// Unwrap the key block (tr31: under the transport key; certificate mode: check the
+    /// delivery's nonce and signature, decrypt the ephemeral key, unwrap under it), install the
+    /// key, then call [`TerminalSession::handle_key_installed`].
     InstallKey {
         key_index: u32,
         key_block: String,
         kcv: Vec<u8>,
+        /// Certificate mode's part of the delivery; `None` in tr31 mode.
+        certificate: Option<CertificateDelivery>,
     },
     Report(TerminalEvent),
     /// The session is over.
@@ -133,6 +156,7 @@ struct Outstanding {
 enum Stage {
     NotStarted,
     AwaitingWelcome,
+    VerifyingAppliance,
     AwaitingDelivery,
     Installing {
         key_index: u32,
@@ -153,6 +177,9 @@ pub struct TerminalSession {
     config: TerminalConfig,
     /// The mode WELCOME chose.
     mode: Option<Mode>,
+    /// Certificate mode, resuming: the nonce made after verifying the appliance, reused if
+    /// the appliance has no record of the held key and a new one must be requested.
+    resume_nonce: Option<[u8; NONCE_LENGTH]>,
     /// Confirming a key from an earlier session (see [`TerminalConfig::unconfirmed_key`]).
     resuming: bool,
     decoder: FrameDecoder,
@@ -170,6 +197,7 @@ impl TerminalSession {
         TerminalSession {
             config,
             mode: None,
+            resume_nonce: None,
             resuming: false,
             decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
             nak_armed: true,
@@ -192,7 +220,13 @@ impl TerminalSession {
         self.stage = Stage::AwaitingWelcome;
         let hello = Message::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
-            mode_ids: self.config.modes.iter().map(|mode| mode.id()).collect(),
+            mode_ids: self
+                .config
+                .modes
+                .iter()
+                .filter(|&&mode| self.can_run(mode))
+                .map(|mode| mode.id())
+                .collect(),
             model: self.config.model.clone(),
             hardware_serial: self.config.hardware_serial.clone(),
             capabilities: CAPABILITY_TR31_VERSION_B | CAPABILITY_TR31_VERSION_D,
@@ -227,17 +261,83 @@ impl TerminalSession {
         actions
     }
 
-    /// The caller's answer to [`TerminalAction::InstallKey`]: `Ok` with the installed key's KCV.
-    /// Sends KEY_REQUEST in the negotiated mode.
-    fn request_key(&mut self, mode: Mode, now: Duration, actions: &mut Vec<TerminalAction>) {
+    /// Whether this terminal can run `mode`: implemented, and for certificate mode a device
+    /// certificate.
+    fn can_run(&self, mode: Mode) -> bool {
+        mode.is_implemented()
+            && (mode != Mode::Certificate || !self.config.device_certificate.is_empty())
+    }
+
+    /// Sends KEY_REQUEST in the negotiated mode (certificate mode: with the nonce).
+    fn request_key(
+        &mut self,
+        mode: Mode,
+        nonce: Option<[u8; NONCE_LENGTH]>,
+        now: Duration,
+        actions: &mut Vec<TerminalAction>,
+    ) {
+        let mode_data = match nonce {
+            Some(nonce) => CertificateRequest {
+                nonce,
+                device_certificate: self.config.device_certificate.clone(),
+            }
+            .encode(),
+            None => Ok(Vec::new()),
+        };
+        let mode_data = match mode_data {
+            Ok(mode_data) => mode_data,
+            Err(error) => {
+                return self.finish(
+                    TerminalOutcome::Failed {
+                        reason: format!("KEY_REQUEST cannot be sent: {error}"),
+                    },
+                    actions,
+                );
+            }
+        };
         self.stage = Stage::AwaitingDelivery;
         let request = Message::KeyRequest(KeyRequest {
             mode_id: mode.id(),
-            mode_data: Vec::new(),
+            mode_data,
         });
         self.send_request(&request, now, actions);
     }
 
+    /// The caller's answer to [`TerminalAction::VerifyAppliance`]: `Ok` with a fresh nonce when
+    /// the KDH certificate holds, `Err` with the reason when it does not (the session aborts).
+    pub fn handle_appliance_verified(
+        &mut self,
+        outcome: Result<[u8; NONCE_LENGTH], String>,
+        now: Duration,
+    ) -> Vec<TerminalAction> {
+        let mut actions = Vec::new();
+        if !matches!(self.stage, Stage::VerifyingAppliance) {
+            return actions;
+        }
+        match outcome {
+            Ok(nonce) => {
+                if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
+                    // The appliance is authentic: confirm the key from the earlier session.
+                    self.resuming = true;
+                    self.stage = Stage::Installing { key_index };
+                    self.resume_nonce = Some(nonce);
+                    actions.extend(self.handle_key_installed(Ok(kcv), now));
+                } else {
+                    self.request_key(Mode::Certificate, Some(nonce), now, &mut actions);
+                }
+            }
+            Err(why) => self.abort(
+                AbortReason::CERTIFICATE_REFUSED,
+                &why,
+                format!("the appliance's KDH certificate was refused: {why}"),
+                now,
+                &mut actions,
+            ),
+        }
+        actions
+    }
+
+    /// The caller's answer to [`TerminalAction::InstallKey`]: `Ok` with the installed key's KCV.
     pub fn handle_key_installed(
         &mut self,
         outcome: Result<Vec<u8>, InstallRefusal>,
@@ -281,6 +381,13 @@ impl TerminalSession {
                 AbortReason::KCV_MISMATCH,
                 "",
                 format!("key {key_index:08} does not have the delivered check value"),
+                now,
+                &mut actions,
+            ),
+            Err(InstallRefusal::NotAuthentic(why)) => self.abort(
+                AbortReason::DELIVERY_NOT_AUTHENTIC,
+                &why,
+                format!("the delivery of key {key_index:08} is not authentic: {why}"),
                 now,
                 &mut actions,
             ),
@@ -397,7 +504,8 @@ impl TerminalSession {
                 // The appliance has no record of giving us the key we hold: ask for one.
                 self.resuming = false;
                 if let Some(mode) = self.mode {
-                    self.request_key(mode, now, actions);
+                    let nonce = self.resume_nonce.take();
+                    self.request_key(mode, nonce, now, actions);
                 }
             }
             Message::Error(error) => {
@@ -426,7 +534,7 @@ impl TerminalSession {
                     );
                 }
                 let Some(mode) =
-                    mode.filter(|mode| mode.is_implemented() && self.config.modes.contains(mode))
+                    mode.filter(|&mode| self.can_run(mode) && self.config.modes.contains(&mode))
                 else {
                     let detail = format!(
                         "WELCOME chose mode id {}, which this terminal cannot run",
@@ -444,6 +552,27 @@ impl TerminalSession {
                     device_id: welcome.device_id.clone(),
                     mode,
                 }));
+                if mode == Mode::Certificate {
+                    // The transport key plays no part: the appliance proves itself with its
+                    // KDH certificate instead.
+                    self.mode = Some(mode);
+                    return match CertificateWelcome::decode(&welcome.mode_data) {
+                        Ok(certificate) => {
+                            self.stage = Stage::VerifyingAppliance;
+                            actions.push(TerminalAction::VerifyAppliance {
+                                device_id: welcome.device_id,
+                                kdh_certificate: certificate.kdh_certificate,
+                            });
+                        }
+                        Err(error) => self.abort(
+                            AbortReason::UNEXPECTED_RESPONSE,
+                            &error.to_string(),
+                            format!("malformed certificate-mode WELCOME: {error}"),
+                            now,
+                            actions,
+                        ),
+                    };
+                }
                 if welcome.ttk_kcv != self.config.ttk_kcv {
                     let detail = format!(
                         "appliance TTK KCV {}, terminal TTK KCV {}",
@@ -465,9 +594,39 @@ impl TerminalSession {
                     actions.extend(self.handle_key_installed(Ok(kcv), now));
                     return;
                 }
-                self.request_key(mode, now, actions);
+                self.request_key(mode, None, now, actions);
             }
             Message::KeyDelivery(delivery) => {
+                let certificate = match self.mode {
+                    Some(Mode::Certificate) => {
+                        match CertificateDelivery::decode(&delivery.mode_data) {
+                            Ok(certificate) => Some(certificate),
+                            Err(error) => {
+                                return self.abort(
+                                    AbortReason::UNEXPECTED_RESPONSE,
+                                    &error.to_string(),
+                                    format!("malformed certificate-mode KEY_DELIVERY: {error}"),
+                                    now,
+                                    actions,
+                                );
+                            }
+                        }
+                    }
+                    _ if !delivery.mode_data.is_empty() => {
+                        let detail = format!(
+                            "a tr31 KEY_DELIVERY carries {} byte(s) after the KCV",
+                            delivery.mode_data.len()
+                        );
+                        return self.abort(
+                            AbortReason::UNEXPECTED_RESPONSE,
+                            &detail,
+                            format!("malformed KEY_DELIVERY: {detail}"),
+                            now,
+                            actions,
+                        );
+                    }
+                    _ => None,
+                };
                 self.stage = Stage::Installing {
                     key_index: delivery.key_index,
                 };
@@ -478,6 +637,7 @@ impl TerminalSession {
                     key_index: delivery.key_index,
                     key_block: delivery.key_block,
                     kcv: delivery.kcv,
+                    certificate,
                 });
             }
             Message::Confirmed(confirmed) => {

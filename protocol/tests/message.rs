@@ -74,25 +74,49 @@ fn message_strategy() -> impl Strategy<Value = Message> {
                 detail,
             })
         }),
-        (any::<u8>(), any::<u8>(), "[ -~]{1,32}", kcv_strategy()).prop_map(
-            |(protocol_version, mode_id, device_id, ttk_kcv)| {
+        (any::<u8>(), "[ -~]{1,32}", kcv_strategy()).prop_map(
+            |(protocol_version, device_id, ttk_kcv)| {
                 Message::Welcome(Welcome {
                     protocol_version,
-                    mode_id,
+                    mode_id: 1,
                     device_id,
                     ttk_kcv,
+                    mode_data: Vec::new(),
                 })
             }
         ),
-        (0u32..=99_999_999, "[ -~]{16,300}", kcv_strategy()).prop_map(
-            |(key_index, key_block, kcv)| {
+        (
+            any::<u8>(),
+            2u8..,
+            "[ -~]{1,32}",
+            kcv_strategy(),
+            prop::collection::vec(any::<u8>(), 0..100)
+        )
+            .prop_map(
+                |(protocol_version, mode_id, device_id, ttk_kcv, mode_data)| {
+                    Message::Welcome(Welcome {
+                        protocol_version,
+                        mode_id,
+                        device_id,
+                        ttk_kcv,
+                        mode_data,
+                    })
+                }
+            ),
+        (
+            0u32..=99_999_999,
+            "[ -~]{16,300}",
+            kcv_strategy(),
+            prop::collection::vec(any::<u8>(), 0..100)
+        )
+            .prop_map(|(key_index, key_block, kcv, mode_data)| {
                 Message::KeyDelivery(Delivery {
                     key_index,
                     key_block,
                     kcv,
+                    mode_data,
                 })
-            }
-        ),
+            }),
         (0u32..=99_999_999, smn_strategy())
             .prop_map(|(key_index, smn)| Message::Confirmed(Confirmed { key_index, smn })),
         Just(Message::Ack),
@@ -524,7 +548,8 @@ fn encoding_refuses_what_the_protocol_cannot_carry() {
             detail(Message::KeyDelivery(Delivery {
                 key_index: 1,
                 key_block: "B".repeat(length),
-                kcv: vec![0; 3]
+                kcv: vec![0; 3],
+                mode_data: Vec::new(),
             })),
             Field::KeyBlock
         );
@@ -534,6 +559,7 @@ fn encoding_refuses_what_the_protocol_cannot_carry() {
         key_index: 1,
         key_block: "B".repeat(MAX_KEY_BLOCK_LENGTH),
         kcv: vec![0; 5],
+        mode_data: Vec::new(),
     });
     assert_eq!(
         longest.encode_frame(0).unwrap().len(),
@@ -544,9 +570,21 @@ fn encoding_refuses_what_the_protocol_cannot_carry() {
             protocol_version: 1,
             mode_id: 1,
             device_id: String::new(),
-            ttk_kcv: vec![0; 3]
+            ttk_kcv: vec![0; 3],
+            mode_data: Vec::new(),
         })),
         Field::DeviceId
+    );
+    // tr31 (mode 1) has no mode data, in WELCOME as in KEY_REQUEST.
+    assert_eq!(
+        detail(Message::Welcome(Welcome {
+            protocol_version: 1,
+            mode_id: 1,
+            device_id: "KM".to_owned(),
+            ttk_kcv: vec![0; 3],
+            mode_data: vec![0],
+        })),
+        Field::ModeData
     );
     assert_eq!(
         detail(Message::Hello(Hello {

@@ -43,6 +43,7 @@ fn terminal_config(ttk_kcv: &[u8]) -> TerminalConfig {
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
+        device_certificate: Vec::new(),
     }
 }
 
@@ -52,6 +53,8 @@ fn appliance() -> ApplianceSession {
         ttk_kcv: EXAMPLE_TTK_KCV.to_vec(),
         modes: vec![Mode::Tr31],
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        kdh_certificate: Vec::new(),
+        certificate_requests_per_minute: 0,
     })
 }
 
@@ -119,6 +122,7 @@ fn examples() -> Vec<Example> {
         key_index: EXAMPLE_KEY_INDEX,
         key_block: EXAMPLE_KEY_BLOCK.to_owned(),
         kcv: EXAMPLE_MK_KCV.to_vec(),
+        mode_data: Vec::new(),
     };
     let key_delivery = sent_by_appliance(&appliance.handle_reservation(Ok(delivery), at(40)));
     push("KEY_DELIVERY, appliance to terminal", &key_delivery);
@@ -190,6 +194,63 @@ fn examples() -> Vec<Example> {
     );
     let ack = sent_by_appliance(&appliance.handle_bytes(&abort, at(30)));
     push("ACK, appliance to terminal (answering ABORT)", &ack);
+
+    // Certificate mode (mode 2). The certificates, the encrypted key and the signature are
+    // shortened stand-ins so the frames stay readable; real ones are hundreds of bytes.
+    let mut config = terminal_config(&EXAMPLE_TTK_KCV);
+    config.modes = vec![Mode::Certificate, Mode::Tr31];
+    config.device_certificate = b"device cert".to_vec();
+    let mut terminal = TerminalSession::new(config);
+    let mut appliance = ApplianceSession::new(ApplianceConfig {
+        modes: vec![Mode::Certificate, Mode::Tr31],
+        kdh_certificate: b"KDH cert".to_vec(),
+        ..self::appliance().config().clone()
+    });
+    let hello = sent_by_terminal(&terminal.start(at(0)));
+    push(
+        "HELLO offering certificate mode, then tr31, terminal to appliance",
+        &hello,
+    );
+    let welcome = sent_by_appliance(&appliance.handle_bytes(&hello, at(10)));
+    push(
+        "WELCOME choosing certificate mode, with the KDH certificate",
+        &welcome,
+    );
+    let actions = terminal.handle_bytes(&welcome, at(20));
+    assert!(matches!(
+        actions.last(),
+        Some(TerminalAction::VerifyAppliance { .. })
+    ));
+    let nonce: [u8; 32] = std::array::from_fn(|i| 0xA0 ^ (i as u8));
+    let key_request = sent_by_terminal(&terminal.handle_appliance_verified(Ok(nonce), at(30)));
+    push(
+        "KEY_REQUEST in certificate mode, with the nonce and the device certificate",
+        &key_request,
+    );
+    let actions = appliance.handle_bytes(&key_request, at(40));
+    assert!(matches!(
+        actions.last(),
+        Some(ApplianceAction::Reserve { .. })
+    ));
+    let delivery = Delivery {
+        key_index: EXAMPLE_KEY_INDEX,
+        key_block: EXAMPLE_KEY_BLOCK.to_owned(),
+        kcv: EXAMPLE_MK_KCV.to_vec(),
+        mode_data: keymother_protocol::CertificateDelivery {
+            nonce,
+            encrypted_key: b"OAEP(KE)".to_vec(),
+            signature: b"PSS signature".to_vec(),
+            crl: Vec::new(),
+        }
+        .encode()
+        .unwrap(),
+    };
+    let key_delivery = sent_by_appliance(&appliance.handle_reservation(Ok(delivery), at(50)));
+    push(
+        "KEY_DELIVERY in certificate mode: the key under KE, KE under the terminal's key, the signature",
+        &key_delivery,
+    );
+
     let received_crc = u32::from_be_bytes([damaged[6], damaged[7], damaged[8], damaged[9]]);
     let computed_crc = keymother_protocol::crc32(&damaged[1..6]);
     for example in &mut examples {
@@ -251,6 +312,16 @@ impl Cursor<'_> {
     /// The one-byte length at the cursor.
     fn length(&self) -> usize {
         usize::from(self.bytes[self.at])
+    }
+
+    /// A two-byte length and the field it counts.
+    fn long(&mut self, name: &str, value: &str) {
+        let n = usize::from(u16::from_be_bytes([
+            self.bytes[self.at],
+            self.bytes[self.at + 1],
+        ]));
+        self.take(&format!("{name} length"), 2, n.to_string());
+        self.take(name, n, value.to_owned());
     }
 }
 
@@ -319,11 +390,21 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             let n = c.length();
             c.take("TTK KCV length", 1, n.to_string());
             c.take("TTK KCV", n, String::new());
+            if welcome.mode_id == Mode::Certificate.id() {
+                c.long("KDH certificate", "X.509, DER (shortened for the example)");
+            }
         }
         Message::KeyRequest(request) => {
             let mode =
                 Mode::from_id(request.mode_id).map_or(String::new(), |mode| format!(" ({mode})"));
             c.take("mode", 1, format!("{}{mode}", request.mode_id));
+            if request.mode_id == Mode::Certificate.id() {
+                c.take("nonce", 32, "fresh random bytes".to_owned());
+                c.long(
+                    "device certificate",
+                    "X.509, DER (shortened for the example)",
+                );
+            }
         }
         Message::KeyDelivery(delivery) => {
             c.take("key index", 4, delivery.key_index.to_string());
@@ -333,6 +414,12 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             let n = c.length();
             c.take("KCV length", 1, n.to_string());
             c.take("KCV", n, String::new());
+            if !delivery.mode_data.is_empty() {
+                c.take("nonce", 32, "the terminal's, echoed".to_owned());
+                c.long("encrypted key", "KE, RSAES-OAEP-SHA-256 (shortened)");
+                c.long("signature", "KDH RSASSA-PSS-SHA-256 (shortened)");
+                c.long("CRL", "none attached");
+            }
         }
         Message::Confirm(confirm) => {
             c.take("key index", 4, confirm.key_index.to_string());

@@ -736,6 +736,8 @@ fn every_error_code_is_produced_by_some_test() {
         ErrorCode::SEQUENCE_OUT_OF_ORDER,
         ErrorCode::FRAME_TOO_LARGE,
         ErrorCode::BUSY,
+        ErrorCode::CERTIFICATE_REFUSED,
+        ErrorCode::RATE_LIMITED,
         ErrorCode::INTERNAL_ERROR,
     ];
     assert_eq!(covered, ErrorCode::ALL);

@@ -64,6 +64,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         response_timeout: Duration::from_millis(arguments.timeout_ms),
         max_retries: 5,
         unconfirmed_key: None,
+        device_certificate: Vec::new(),
     };
     let transport_key = read_transport_key(algorithm)?;
     let mut key_store = SoftwareKeyStore::new(&transport_key);

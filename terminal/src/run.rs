@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
+use keymother_protocol::{
+    InstallRefusal, TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
+};
 
 use crate::key_store::SoftwareKeyStore;
 use crate::line::Line;
@@ -42,9 +44,25 @@ pub fn inject<L: Line>(
                     key_index,
                     key_block,
                     kcv,
+                    certificate: None,
                 } => {
                     let installed = key_store.install(key_index, &key_block, &kcv);
                     pending.extend(session.handle_key_installed(installed, started.elapsed()));
+                }
+                TerminalAction::InstallKey {
+                    certificate: Some(_),
+                    ..
+                } => pending.extend(session.handle_key_installed(
+                    Err(InstallRefusal::NotAuthentic(
+                        "this terminal has no certificate-mode identity".to_owned(),
+                    )),
+                    started.elapsed(),
+                )),
+                TerminalAction::VerifyAppliance { .. } => {
+                    pending.extend(session.handle_appliance_verified(
+                        Err("this terminal has no KDH CA to check against".to_owned()),
+                        started.elapsed(),
+                    ))
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {

@@ -73,6 +73,7 @@ impl Appliance {
             response_timeout: Duration::from_millis(300),
             max_retries: 6,
             unconfirmed_key: None,
+            device_certificate: Vec::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub fn appliance_config() -> ApplianceConfig {
         ttk_kcv: TTK_KCV.to_vec(),
         modes: vec![Mode::Tr31],
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        kdh_certificate: Vec::new(),
+        certificate_requests_per_minute: 0,
     }
 }
 
@@ -42,6 +44,7 @@ pub fn terminal_config(hardware_serial: &str) -> TerminalConfig {
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
+        device_certificate: Vec::new(),
     }
 }
 
@@ -149,6 +152,7 @@ impl FakeVault {
             key_index,
             key_block: fake_key_block(key_index),
             kcv: fake_kcv(key_index),
+            mode_data: Vec::new(),
         })
     }
 
@@ -421,7 +425,7 @@ impl Bench {
                     self.appliance_sent.push(bytes.clone());
                     self.to_terminal.write(bytes, self.now);
                 }
-                ApplianceAction::Reserve { terminal } => self.pending_adapter.push_back((
+                ApplianceAction::Reserve { terminal, .. } => self.pending_adapter.push_back((
                     self.now + self.adapter_delay,
                     AdapterCall::Reserve(terminal),
                 )),
@@ -456,6 +460,7 @@ impl Bench {
                     key_index,
                     key_block,
                     kcv,
+                    ..
                 } => {
                     self.installs.push(key_index);
                     let result = match self.install_behaviour {
@@ -477,6 +482,9 @@ impl Bench {
                 }
                 TerminalAction::Report(event) => self.terminal_events.push(event),
                 TerminalAction::Finished(_) => {}
+                TerminalAction::VerifyAppliance { .. } => {
+                    panic!("the bench's terminals do not run certificate mode")
+                }
             }
         }
     }
@@ -704,7 +712,7 @@ impl Direct {
             match action {
                 ApplianceAction::Send(bytes) => sent.push(message_in(&bytes)),
                 ApplianceAction::MarkSent { key_index } => self.vault.mark_sent(key_index),
-                ApplianceAction::Reserve { terminal } if !self.hold_adapter => {
+                ApplianceAction::Reserve { terminal, .. } if !self.hold_adapter => {
                     let outcome = self.vault.reserve(&terminal);
                     queue.extend(self.appliance.handle_reservation(outcome, self.now));
                 }
