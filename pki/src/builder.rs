@@ -170,6 +170,23 @@ pub fn leaf_certificate(
     cert.to_der().map_err(build_error)
 }
 
+/// A leaf certificate of `role` for the key and subject of a PKCS#10 certificate request
+/// (DER or PEM "CERTIFICATE REQUEST", such as [`crate::keys::certificate_request`] makes),
+/// issued by the CA `issuer` (DER or PEM) with its private key, DER. The request's own
+/// signature (sha256WithRSAEncryption or RSASSA-PSS SHA-256) is checked first, so a request
+/// whose signer does not hold the key is refused; its RSA key must have at least
+/// [`crate::MIN_RSA_BITS`] bits. The extensions are the role's, whatever the request asks for.
+pub fn leaf_certificate_from_request(
+    role: Role,
+    request: &[u8],
+    issuer: &[u8],
+    issuer_key: &RsaPrivateKey,
+    issuance: &Issuance,
+) -> Result<Vec<u8>, PkiError> {
+    let (subject, subject_key) = crate::parse_request(request)?;
+    leaf_certificate(role, &subject, &subject_key, issuer, issuer_key, issuance)
+}
+
 /// A v2 CRL issued by the CA `issuer` (DER or PEM), revoking `revoked` (serial, date), DER.
 pub fn crl(
     issuer: &[u8],

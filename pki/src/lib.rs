@@ -45,6 +45,10 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 pub mod builder;
+pub mod keys;
+pub mod login;
+
+pub use keys::PrivateKey;
 
 /// The crates of the public API, re-exported so users get the same versions.
 pub use {der, rsa, x509_cert};
@@ -343,7 +347,92 @@ pub enum PkiError {
     /// "now" is outside what X.509 can express.
     #[error("the time to check against is out of range")]
     BadNow,
+    /// A time to sign with is before 1970 or otherwise out of range.
+    #[error("the {what} is before 1970-01-01 or out of range")]
+    BadTime {
+        /// Which time ("signing time", ...).
+        what: &'static str,
+    },
+    /// [`PrivateKey::generate`] was asked for a size outside 2048..=4096 bits.
+    #[error(
+        "cannot generate an RSA key of {bits} bits: the size must be {MIN_RSA_BITS} to {MAX_GENERATED_RSA_BITS} bits"
+    )]
+    KeySize {
+        /// The size asked for.
+        bits: usize,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+    /// An RSA private-key operation (generation, encoding, signing) failed.
+    #[error("the RSA private-key operation failed: {0}")]
+    Rsa(String),
+    /// The private key is encrypted and no passphrase was given.
+    #[error(
+        "the private key is encrypted (ENCRYPTED PRIVATE KEY); a passphrase is needed to read it"
+    )]
+    PassphraseRequired,
+    /// The encrypted private key does not decrypt under the passphrase.
+    #[error("the encrypted private key does not decrypt: wrong passphrase, or the file is damaged")]
+    WrongPassphrase,
+    /// A passphrase was given for a private key stored in clear (refused, see
+    /// [`PrivateKey::from_pkcs8`]).
+    #[error(
+        "a passphrase was given but the private key is not encrypted (PRIVATE KEY); refused, so a \
+         key stored in clear is not taken for a protected one: give no passphrase, or encrypt \
+         the key first (openssl pkcs8 -topk8 -v2 aes-256-cbc)"
+    )]
+    PassphraseNotNeeded,
+    /// The private key is encrypted with a scheme or parameters keymother does not accept.
+    #[error(
+        "the private key is encrypted in a way keymother does not accept ({detail}); \
+         re-encrypt it with openssl pkcs8 -topk8 -v2 aes-256-cbc"
+    )]
+    UnsupportedKeyEncryption {
+        /// The scheme, algorithm or parameter refused.
+        detail: String,
+    },
+    /// A PKCS#1 private key ("RSA PRIVATE KEY"), which is not accepted.
+    #[error(
+        "PKCS#1 'RSA PRIVATE KEY' is not accepted; convert with openssl pkcs8 -topk8 \
+         (add -v2 aes-256-cbc to encrypt it, or -nocrypt to keep it in clear)"
+    )]
+    Pkcs1PrivateKey,
+    /// The bytes are not a PKCS#8 private key at all.
+    #[error(
+        "not a PKCS#8 private key (PEM \"PRIVATE KEY\" or \"ENCRYPTED PRIVATE KEY\", or their DER): {detail}"
+    )]
+    NotPkcs8 {
+        /// What was found instead, or the decoder's message.
+        detail: String,
+    },
+    /// A PKCS#8 private key of another algorithm than RSA.
+    #[error(
+        "the private key is not an RSA key (algorithm {algorithm}); keymother uses RSA keys only"
+    )]
+    PrivateKeyNotRsa {
+        /// The key's algorithm OID (and name when known).
+        algorithm: String,
+    },
+    /// An RSA private key whose parts are malformed or inconsistent.
+    #[error("the RSA private key is malformed or inconsistent: {detail}")]
+    BadPrivateKey {
+        /// The decoder's or the consistency check's message.
+        detail: String,
+    },
+    /// A certificate request whose signature does not verify under the key it carries.
+    #[error("the certificate request's signature does not verify under the public key it carries")]
+    BadRequestSignature,
+    /// A private key used with a certificate that holds another public key.
+    #[error("the private key does not belong to the {what}: their public keys differ")]
+    KeyMismatch {
+        /// The certificate ("operator certificate", ...).
+        what: &'static str,
+    },
 }
+
+/// The largest RSA key [`PrivateKey::generate`] makes, in bits.
+pub const MAX_GENERATED_RSA_BITS: usize = 4096;
 
 /// A certificate whose signature, validity, role, key usage and revocation status were checked.
 #[derive(Clone, Debug)]
@@ -748,6 +837,62 @@ impl Anchor {
 pub(crate) fn parse_certificate(bytes: &[u8], what: &'static str) -> Result<Certificate, PkiError> {
     let der = to_der(bytes, "CERTIFICATE", what)?;
     Certificate::from_der(&der).map_err(|e| parse_error(what, e))
+}
+
+/// Parses a PKCS#10 request (DER or PEM), checks its self-signature, and returns its subject
+/// and RSA key.
+pub(crate) fn parse_request(bytes: &[u8]) -> Result<(Name, RsaPublicKey), PkiError> {
+    const WHAT: &str = "certificate request";
+    let der = to_der(bytes, "CERTIFICATE REQUEST", WHAT)?;
+    let request = x509_cert::request::CertReq::from_der(&der).map_err(|e| parse_error(WHAT, e))?;
+    let info =
+        first_element(&der).ok_or_else(|| parse_error(WHAT, "no CertificationRequestInfo"))?;
+    let spki_der = request
+        .info
+        .public_key
+        .to_der()
+        .map_err(|e| parse_error(WHAT, e))?;
+    if request.info.public_key.algorithm.oid != RSA_ENCRYPTION {
+        return Err(PkiError::NotRsa {
+            what: WHAT.into(),
+            detail: format!("algorithm {}", request.info.public_key.algorithm.oid),
+        });
+    }
+    let key = RsaPublicKey::from_public_key_der(&spki_der).map_err(|e| PkiError::NotRsa {
+        what: WHAT.into(),
+        detail: e.to_string(),
+    })?;
+    let bits = key.n().bits() as usize;
+    if bits < MIN_RSA_BITS {
+        return Err(PkiError::KeyTooShort {
+            what: WHAT.into(),
+            bits,
+        });
+    }
+    // A request is signed by the key it carries; the role only labels errors.
+    verify_signature(
+        &key,
+        &request.algorithm,
+        &request.algorithm,
+        info,
+        &request.signature,
+        WHAT,
+        Role::KeyDistributionHost,
+    )
+    .map_err(|e| match e {
+        PkiError::BadSignature { .. } => PkiError::BadRequestSignature,
+        other => other,
+    })?;
+    Ok((request.info.subject, key))
+}
+
+/// A serial number as upper-case hex without separators.
+pub(crate) fn serial_hex(serial: &SerialNumber) -> String {
+    let mut text = String::with_capacity(serial.as_bytes().len() * 2);
+    for byte in serial.as_bytes() {
+        text.push_str(&format!("{byte:02X}"));
+    }
+    text
 }
 
 fn parse_error(what: &'static str, e: impl fmt::Display) -> PkiError {
