@@ -381,7 +381,276 @@ fn the_demo_runs_and_shows_every_refusal() {
         "12 terminals injected over 4 ports, 12 SMN rows ready for the front end, 12 keys used, 288 keys left",
         "bench-1",
         "SMN ",
+        "operator certificate for Demo Operator",
+        "a terminal asking before any operator logged in:\n  refused: the appliance answered KEY_REQUEST with ERROR 0x0008 NOT_READY: no operator is logged in on the appliance",
+        "operator logged in: Demo Operator (certificate serial 10)",
+        "  operator Demo Operator\n",
+        "every injection is recorded under operator Demo Operator",
     ] {
         assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
     }
+}
+
+/// A file of the pki crate's test fixtures (public test data).
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../pki/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// keymotherd in this process with operator login required, the fixture CAs, no keys.
+struct Daemon {
+    directory: tempfile::TempDir,
+    socket: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let directory = tempfile::tempdir().unwrap();
+        let data = directory.path().join("data");
+        keymother_vault::Vault::create(&data, &"KM-CLI-0002".parse().unwrap()).unwrap();
+        let socket = directory.path().join("control.sock");
+        let text = format!(
+            "data_dir = {data:?}\n[control]\nsocket = {socket:?}\n\
+             [pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n\
+             [operator]\nrequire = true\n\
+             [[port]]\nname = \"bench-1\"\npath = {:?}\n",
+            fixture("ca-device.pem"),
+            fixture("ca-kdh.pem"),
+            fixture("ca-operator.pem"),
+            directory.path().join("no-such-tty"),
+        );
+        let settings = keymother_daemon::Settings::from_toml(&text, "keymotherd.toml").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    while let Some(event) = receiver.recv().await {
+                        if let keymother_daemon::DaemonEvent::Ready { .. } = event {
+                            let _ = ready.send(());
+                        }
+                    }
+                });
+                keymother_daemon::run(
+                    settings,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    Some(events),
+                    std::sync::Arc::new(keymother_daemon::Stats::default()),
+                )
+                .await
+                .unwrap();
+            });
+        });
+        // Ready comes once the control socket is bound.
+        is_ready
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        Daemon {
+            directory,
+            socket,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn keymother(&self, arguments: &[&str], stdin: &str) -> Output {
+        let mut all = vec!["--socket", self.socket.to_str().unwrap()];
+        all.extend_from_slice(arguments);
+        keymother(&all, stdin)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.directory.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn an_operator_logs_in_with_a_passphrase_protected_key_and_out_again() {
+    let daemon = Daemon::start();
+    let certificate = fixture("operator.der");
+    let encrypted = fixture("test-only-operator-encrypted.key");
+    let text = run_ok_with(&daemon, &["operator", "status"], "");
+    assert_eq!(
+        text,
+        "operator: nobody logged in (login required: no key is dispensed)\n"
+    );
+
+    // The passphrase from a file.
+    let passphrase = daemon.file("passphrase", "test-only-passphrase\n");
+    let text = run_ok_with(
+        &daemon,
+        &[
+            "operator",
+            "login",
+            "--certificate",
+            &certificate,
+            "--key",
+            &encrypted,
+            "--passphrase-file",
+            &passphrase,
+        ],
+        "",
+    );
+    assert!(
+        text.starts_with("logged in: operator (certificate serial 1001) since "),
+        "{text}"
+    );
+    let text = run_ok_with(&daemon, &["status"], "");
+    assert!(
+        text.contains("operator: operator (certificate serial 1001) since "),
+        "{text}"
+    );
+
+    // The passphrase piped in on standard input (a person would type it without echo).
+    let output = daemon.keymother(
+        &[
+            "operator",
+            "login",
+            "--certificate",
+            &certificate,
+            "--key",
+            &encrypted,
+        ],
+        "test-only-passphrase\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("passphrase for "),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stdout(&output).contains("test-only-passphrase"));
+    assert!(!stderr(&output).contains("test-only-passphrase"));
+
+    let text = run_ok_with(&daemon, &["operator", "logout"], "");
+    assert!(
+        text.starts_with("logged out: operator (certificate serial 1001)"),
+        "{text}"
+    );
+    let text = run_ok_with(&daemon, &["operator", "logout"], "");
+    assert_eq!(text, "no operator was logged in\n");
+    run_ok_with(&daemon, &["audit", "verify"], "");
+}
+
+#[test]
+fn operator_login_errors_name_the_file_or_repeat_the_daemon() {
+    let daemon = Daemon::start();
+    let certificate = fixture("operator.der");
+    let encrypted = fixture("test-only-operator-encrypted.key");
+    let login = |certificate: &str, key: &str, passphrase: Option<&str>, stdin: &str| {
+        let mut arguments = vec![
+            "operator",
+            "login",
+            "--certificate",
+            certificate,
+            "--key",
+            key,
+        ];
+        if let Some(passphrase) = passphrase {
+            arguments.extend_from_slice(&["--passphrase-file", passphrase]);
+        }
+        daemon.keymother(&arguments, stdin)
+    };
+    // Mistakes on this side: exit status 2, naming the argument and the file.
+    let wrong = daemon.file("wrong", "not the passphrase\n");
+    assert_usage_error(
+        &login(&certificate, &encrypted, Some(&wrong), ""),
+        &format!(
+            "keymother: --key: {encrypted}: the encrypted private key does not decrypt: wrong passphrase"
+        ),
+    );
+    assert_usage_error(
+        &login(&certificate, &encrypted, None, "not the passphrase\n"),
+        "wrong passphrase",
+    );
+    // No passphrase at all (as with ceremony components: exit status 1).
+    let output = login(&certificate, &encrypted, None, "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("standard input ended before the secret was given"),
+        "{}",
+        stderr(&output)
+    );
+    assert_usage_error(
+        &login(
+            &certificate,
+            &fixture("test-only-operator.key"),
+            Some(&wrong),
+            "",
+        ),
+        "a passphrase was given but the private key is not encrypted",
+    );
+    assert_usage_error(
+        &login(
+            &fixture("device.der"),
+            &fixture("test-only-operator.key"),
+            None,
+            "",
+        ),
+        "--key: the private key does not belong to the operator certificate",
+    );
+    assert_usage_error(
+        &login(&certificate, "/nonexistent.key", None, ""),
+        "--key: /nonexistent.key: No such file",
+    );
+    assert_usage_error(
+        &login(&certificate, &fixture("operator.der"), None, ""),
+        "--key: ",
+    );
+    assert_usage_error(
+        &daemon.keymother(&["operator", "login", "--certificate", &certificate], ""),
+        "--key",
+    );
+    // The daemon's refusal: exit status 1 with its message.
+    let output = login(
+        &fixture("device.der"),
+        &fixture("test-only-device.key"),
+        None,
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "keymother: login refused: the operator certificate is refused: a terminal device certificate was presented as a operator certificate"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let text = run_ok_with(&daemon, &["operator", "status"], "");
+    assert!(text.contains("nobody logged in"), "{text}");
+}
+
+fn run_ok_with(daemon: &Daemon, arguments: &[&str], stdin: &str) -> String {
+    let output = daemon.keymother(arguments, stdin);
+    assert!(
+        output.status.success(),
+        "{arguments:?} failed: {}",
+        stderr(&output)
+    );
+    stdout(&output)
 }

@@ -176,6 +176,7 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
                     }
                 }
             }
+            println!("{}", crate::operator::operator_line(&status));
             print_counts(&status["keys"]);
             if let Some(ports) = status["ports"].as_object() {
                 for (port, state) in ports {
@@ -330,13 +331,14 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             let rows = call(socket, json!({"command": "smn-rows"}), None)?;
             for row in rows.as_array().into_iter().flatten() {
                 println!(
-                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}",
+                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}  operator {}",
                     row["smn"].as_str().unwrap_or("?"),
                     row["hardware_serial"].as_str().unwrap_or("?"),
                     row["key_index"].as_u64().unwrap_or(0),
                     row["kcv"].as_str().unwrap_or("?"),
                     row["port"].as_str().unwrap_or("?"),
-                    row["injected_at"].as_str().unwrap_or("?")
+                    row["injected_at"].as_str().unwrap_or("?"),
+                    row["operator"].as_str().unwrap_or("-")
                 );
             }
             Ok(())

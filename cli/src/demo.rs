@@ -1,18 +1,23 @@
-//! The demo: key ceremony, the front end's key file, a verified import and the refusals that protect the inventory.
+//! The demo: key ceremony, the front end's key file, a verified import and the refusals that protect the inventory, an operator login, and injection over serial.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use keymother_crypto::component::{self, Component};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_daemon::{DaemonEvent, Settings, Stats};
 use keymother_keyfiles::DeviceId;
+use keymother_pki::builder::{Issuance, ca_certificate, leaf_certificate, name};
+use keymother_pki::rsa::RsaPrivateKey;
+use keymother_pki::rsa::pkcs8::DecodePrivateKey;
+use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{SecretName, Vault};
 
 use crate::keyfile::{options, write_key_file};
+use crate::operator::{Credential, describe, login};
 use crate::vault::{import_with_progress, print_inventory, print_report};
 
 const DEVICE_ID: &str = "KM-DEMO-0001";
@@ -103,11 +108,14 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
     );
     println!("inventory unchanged: {} keys", before.total());
 
+    step("6. the operator's credential: an operator CA and a certificate for the demo operator");
+    let pki = demo_pki(&work)?;
+
     step(
-        "6. injection: the daemon on pseudo-terminal ports, reference terminals on the other ends",
+        "7. injection: the daemon on pseudo-terminal ports, reference terminals on the other ends",
     );
     drop(vault);
-    let injected = inject_over_serial(&work, &data_dir, terminals_per_port)?;
+    let injected = inject_over_serial(&work, &data_dir, &pki, terminals_per_port)?;
 
     step("summary");
     let vault = Vault::open(&data_dir)?;
@@ -118,6 +126,11 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "{injected} injections but {} SMN rows",
         rows.len()
     );
+    anyhow::ensure!(
+        rows.iter()
+            .all(|row| row.operator.as_deref() == Some(DEMO_OPERATOR)),
+        "an SMN row does not name the operator"
+    );
     println!(
         "{injected} terminals injected over {PORTS} ports, {} SMN rows ready for the front end, \
          {} keys used, {} keys left, device {DEVICE_ID}, in {:.1?}",
@@ -126,7 +139,117 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         inventory.count(keymother_vault::KeyState::Available),
         started.elapsed()
     );
+    println!(
+        "every injection is recorded under operator {DEMO_OPERATOR} (SMN rows and audit trail)"
+    );
     Ok(())
+}
+
+/// The demo operator's name (the certificate's common name).
+const DEMO_OPERATOR: &str = "Demo Operator";
+
+/// The demo operator key's passphrase (demo only: it is written next to the key).
+const DEMO_PASSPHRASE: &str = "demo-only passphrase";
+
+/// What the demo's `[pki]` needs and the operator's credential, as files in the work directory.
+struct DemoPki {
+    device_ca: PathBuf,
+    kdh_ca: PathBuf,
+    operator_ca: PathBuf,
+    operator_certificate: PathBuf,
+    operator_key: PathBuf,
+    passphrase: PathBuf,
+}
+
+/// A CA key, generated, in the form the certificate builder signs with.
+fn ca_key() -> anyhow::Result<RsaPrivateKey> {
+    let key = PrivateKey::generate(2048)?;
+    RsaPrivateKey::from_pkcs8_der(&key.to_pkcs8_der()?)
+        .map_err(|error| anyhow::anyhow!("a generated CA key does not read back: {error}"))
+}
+
+/// Generates one CA per role (the appliance's trust anchors need all three, each its own)
+/// and an operator certificate with its key, encrypted under a passphrase, as an operator
+/// would carry them.
+fn demo_pki(work: &Path) -> anyhow::Result<DemoPki> {
+    let directory = work.join("pki");
+    std::fs::create_dir_all(&directory)?;
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86400);
+    let issuance = |serial: u8| Issuance {
+        serial: vec![serial],
+        not_before: now - Duration::from_secs(3600),
+        not_after: now + day,
+    };
+    let mut paths = Vec::new();
+    let mut operator_ca = None;
+    for (role, subject) in [
+        (
+            Role::TerminalDevice,
+            "CN=keymother demo terminal CA,O=keymother demo",
+        ),
+        (
+            Role::KeyDistributionHost,
+            "CN=keymother demo KDH CA,O=keymother demo",
+        ),
+        (
+            Role::Operator,
+            "CN=keymother demo operator CA,O=keymother demo",
+        ),
+    ] {
+        let key = ca_key()?;
+        let certificate = ca_certificate(&name(subject)?, &key, &issuance(1))?;
+        let path = directory.join(match role {
+            Role::TerminalDevice => "device-ca.der",
+            Role::KeyDistributionHost => "kdh-ca.der",
+            Role::Operator => "operator-ca.der",
+        });
+        std::fs::write(&path, &certificate)?;
+        println!("{role} CA: {}", path.display());
+        if role == Role::Operator {
+            operator_ca = Some((certificate, key));
+        }
+        paths.push(path);
+    }
+    let (operator_ca_certificate, operator_ca_key) =
+        operator_ca.ok_or_else(|| anyhow::anyhow!("no operator CA was made"))?;
+    let operator_key = PrivateKey::generate(2048)?;
+    let certificate = leaf_certificate(
+        Role::Operator,
+        &name(&format!("CN={DEMO_OPERATOR},O=keymother demo"))?,
+        &operator_key.public_key(),
+        &operator_ca_certificate,
+        &operator_ca_key,
+        &issuance(0x10),
+    )?;
+    let operator_certificate = directory.join("operator.der");
+    std::fs::write(&operator_certificate, &certificate)?;
+    let key_path = directory.join("operator.key");
+    std::fs::write(
+        &key_path,
+        operator_key.to_encrypted_pkcs8_pem(DEMO_PASSPHRASE.as_bytes())?,
+    )?;
+    let passphrase = directory.join("operator.passphrase");
+    std::fs::write(&passphrase, format!("{DEMO_PASSPHRASE}\n"))?;
+    println!(
+        "operator certificate for {DEMO_OPERATOR}: {} (valid one day), its key encrypted under a passphrase: {}",
+        operator_certificate.display(),
+        key_path.display()
+    );
+    let mut paths = paths.into_iter();
+    let mut next = || {
+        paths
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("a CA file is missing"))
+    };
+    Ok(DemoPki {
+        device_ca: next()?,
+        kdh_ca: next()?,
+        operator_ca: next()?,
+        operator_certificate,
+        operator_key: key_path,
+        passphrase,
+    })
 }
 
 /// Ports the demo opens.
@@ -137,13 +260,20 @@ const PORTS: usize = 4;
 fn inject_over_serial(
     work: &Path,
     data_dir: &Path,
+    pki: &DemoPki,
     terminals_per_port: usize,
 ) -> anyhow::Result<usize> {
     let mut lines = Vec::new();
+    let socket = work.join("control.sock");
     let mut settings_text = format!(
-        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n",
+        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n\
+         [pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n\n\
+         [operator]\nrequire = true\n",
         data_dir.display().to_string(),
-        work.join("control.sock").display().to_string()
+        socket.display().to_string(),
+        pki.device_ca.display().to_string(),
+        pki.kdh_ca.display().to_string(),
+        pki.operator_ca.display().to_string(),
     );
     for number in 1..=PORTS {
         let link = work.join(format!("ttyBENCH{number}"));
@@ -157,7 +287,7 @@ fn inject_over_serial(
     std::fs::write(&settings_path, &settings_text)?;
     let settings = Settings::load(&settings_path)?;
     println!(
-        "settings {} with {PORTS} ports; starting the daemon",
+        "settings {} with {PORTS} ports, operator login required; starting the daemon",
         settings_path.display()
     );
 
@@ -179,23 +309,54 @@ fn inject_over_serial(
         Some(events),
         Arc::new(Stats::default()),
     ));
+    let (ready, daemon_ready) = std::sync::mpsc::channel();
     let printer = runtime.spawn(async move {
         let mut injected = 0usize;
         while let Some(event) = event_stream.recv().await {
-            if let DaemonEvent::Injected { port, hardware_serial, model, key_index, smn } = event {
+            if let DaemonEvent::Ready { .. } = event {
+                let _ = ready.send(());
+            }
+            if let DaemonEvent::Injected { port, hardware_serial, model, key_index, smn, operator } = event {
                 injected += 1;
                 let now = time::OffsetDateTime::now_utc();
                 println!(
-                    "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}",
+                    "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}  operator {}",
                     now.hour(),
                     now.minute(),
                     now.second(),
-                    now.millisecond()
+                    now.millisecond(),
+                    operator.as_deref().unwrap_or("-")
                 );
             }
         }
         injected
     });
+    daemon_ready
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| anyhow::anyhow!("the daemon did not start"))?;
+
+    // Before anyone logs in, a terminal is turned away and nothing is reserved.
+    let mut first_store = SoftwareKeyStore::new(&transport_key);
+    let early = demo_terminal("9EARLY01", &first_store)?;
+    match inject(&mut lines[0], early, &mut first_store)?.outcome {
+        TerminalOutcome::Failed { reason } => {
+            println!("a terminal asking before any operator logged in:\n  refused: {reason}")
+        }
+        TerminalOutcome::Injected { .. } => {
+            anyhow::bail!("a key was dispensed with no operator logged in")
+        }
+    }
+
+    // The operator logs in as `keymother operator login` does: the daemon's challenge,
+    // signed with the operator's key, over the control socket.
+    let credential = Credential::load(
+        &pki.operator_certificate,
+        &pki.operator_key,
+        Some(&pki.passphrase),
+    )?;
+    let session = login(&socket, &credential.certificate, &credential.key)?;
+    drop(credential);
+    println!("operator logged in: {}", describe(&session));
 
     let terminals: Vec<_> = lines
         .into_iter()
@@ -207,20 +368,7 @@ fn inject_over_serial(
                 for number in 0..terminals_per_port {
                     // Serials in the style of the source document's example, 123L013K.
                     let serial = format!("{}{:02}L{:03}K", port + 1, number, 13 + number);
-                    let config = TerminalConfig {
-                        hardware_serial: serial
-                            .parse()
-                            .map_err(|error| anyhow::anyhow!("{error}"))?,
-                        model: "REF-PINPAD-1"
-                            .parse()
-                            .map_err(|error| anyhow::anyhow!("{error}"))?,
-                        modes: vec![Mode::Tr31],
-                        ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
-                        response_timeout: Duration::from_millis(500),
-                        max_retries: 5,
-                        unconfirmed_key: None,
-                        device_certificate: Vec::new(),
-                    };
+                    let config = demo_terminal(&serial, &key_store)?;
                     match inject(&mut line, config, &mut key_store)?.outcome {
                         TerminalOutcome::Injected { .. } => done += 1,
                         TerminalOutcome::Failed { reason } => {
@@ -239,6 +387,8 @@ fn inject_over_serial(
             .join()
             .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
     }
+    let ended = crate::control::call(&socket, serde_json::json!({"command": "logout"}), None)?;
+    println!("operator logged out: {}", describe(&ended["logged_out"]));
     let _ = stop.send(());
     runtime.block_on(daemon)??;
     let printed = runtime.block_on(printer)?;
@@ -247,6 +397,22 @@ fn inject_over_serial(
         "{total} terminals injected but the daemon confirmed {printed}"
     );
     Ok(total)
+}
+
+/// A reference terminal's settings.
+fn demo_terminal(serial: &str, key_store: &SoftwareKeyStore) -> anyhow::Result<TerminalConfig> {
+    Ok(TerminalConfig {
+        hardware_serial: serial.parse().map_err(|error| anyhow::anyhow!("{error}"))?,
+        model: "REF-PINPAD-1"
+            .parse()
+            .map_err(|error| anyhow::anyhow!("{error}"))?,
+        modes: vec![Mode::Tr31],
+        ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
+        response_timeout: Duration::from_millis(500),
+        max_retries: 5,
+        unconfirmed_key: None,
+        device_certificate: Vec::new(),
+    })
 }
 
 /// Files the vault must refuse: the same batch again, a tampered copy, a file for another

@@ -5,6 +5,7 @@ mod control;
 mod custodian;
 mod demo;
 mod keyfile;
+mod operator;
 mod prompt;
 mod vault;
 
@@ -73,6 +74,10 @@ enum Command {
     /// Operations on the running appliance, through keymotherd's control socket.
     #[command(flatten)]
     Daemon(control::DaemonCommand),
+    /// Operator login at the bench: before keys are dispensed, an operator signs keymotherd's
+    /// challenge with an operator certificate's key.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Offline vault maintenance, only while keymotherd is stopped (it owns the vault).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -97,6 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Component(command) => custodian::run(command),
         Command::Keyfile(command) => keyfile::run(command),
         Command::Daemon(command) => control::run(&cli.socket, command),
+        Command::Operator(command) => operator::run(&cli.socket, command),
         Command::Vault(command) => vault::run(command),
         Command::Demo {
             keys,

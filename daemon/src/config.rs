@@ -66,6 +66,94 @@ pub struct PortSettings {
     pub modes: Vec<Mode>,
 }
 
+/// A path from the settings with where it was written, so that a problem found when the file
+/// it names is read later (a CA certificate that does not parse) is reported like any other
+/// settings error: `file:line: key: problem`.
+///
+/// Where a path was written is not part of what it is: two `SourcedPath`s are equal when
+/// their paths are (the same settings read from another file name compare equal).
+#[derive(Clone)]
+pub struct SourcedPath {
+    pub path: PathBuf,
+    /// The settings file that set it, as errors name it.
+    pub file: String,
+    pub line: usize,
+    /// The dotted key, e.g. `pki.operator_ca`.
+    pub key: String,
+}
+
+impl PartialEq for SourcedPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for SourcedPath {}
+
+impl std::fmt::Debug for SourcedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As equality: the path only (the settings digest is taken over Debug).
+        self.path.fmt(f)
+    }
+}
+
+impl SourcedPath {
+    /// A settings error about the file this path names: `file:line: key: path: problem`.
+    pub fn error(&self, problem: impl std::fmt::Display) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: self.line,
+            key: self.key.clone(),
+            problem: format!("{}: {problem}", self.path.display()),
+        }
+    }
+}
+
+/// The `[pki]` section: one CA certificate per role (PEM or DER) and optional CRLs. Only the
+/// paths are settings; the files are read when the daemon starts (and by `--check-config`),
+/// see `trust::Trust::load`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiSettings {
+    /// The terminal manufacturer's CA (certificate mode).
+    pub device_ca: SourcedPath,
+    /// The CA of the appliance's key distribution host certificate (certificate mode).
+    pub kdh_ca: SourcedPath,
+    /// The CA of operator certificates (operator login).
+    pub operator_ca: SourcedPath,
+    pub device_crl: Option<SourcedPath>,
+    pub kdh_crl: Option<SourcedPath>,
+    pub operator_crl: Option<SourcedPath>,
+}
+
+/// The `[operator]` section: operator login (source document 003).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSettings {
+    /// No key is dispensed, and no key is voided or SMN exported, without an operator
+    /// session. Default true; false only for the demo and test benches.
+    pub require: bool,
+    /// How far the time an operator signed may lie from the appliance's clock, either way;
+    /// also how long a login challenge stays usable.
+    pub login_window: Duration,
+    /// The longest an operator session lasts; it also ends at the certificate's notAfter.
+    pub session_limit: Duration,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        OperatorSettings {
+            require: true,
+            login_window: Duration::from_secs(DEFAULT_LOGIN_WINDOW_SECONDS),
+            session_limit: Duration::from_secs(DEFAULT_SESSION_LIMIT_SECONDS),
+        }
+    }
+}
+
+/// `[operator] login_window_seconds` unless set.
+pub const DEFAULT_LOGIN_WINDOW_SECONDS: u64 = 120;
+
+/// `[operator] session_limit_seconds` unless set: a working day.
+pub const DEFAULT_SESSION_LIMIT_SECONDS: u64 = 8 * 3600;
+
 /// Validated daemon settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -83,6 +171,10 @@ pub struct Settings {
     pub log_target: LogTarget,
     /// The most detailed level logged.
     pub log_level: LevelFilter,
+    /// The trust anchors' files; `None` without a `[pki]` section.
+    pub pki: Option<PkiSettings>,
+    /// Operator login.
+    pub operator: OperatorSettings,
 }
 
 /// A settings file was refused: names the file, the line and the key.
@@ -109,6 +201,8 @@ struct RawFile {
     dispensing: Option<RawDispensing>,
     control: Option<RawControl>,
     logging: Option<RawLogging>,
+    pki: Option<RawPki>,
+    operator: Option<RawOperator>,
     #[serde(rename = "port")]
     ports: Option<Spanned<Vec<RawPort>>>,
 }
@@ -132,6 +226,25 @@ struct RawControl {
 struct RawLogging {
     target: Option<Spanned<String>>,
     level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPki {
+    device_ca: Option<Spanned<PathBuf>>,
+    kdh_ca: Option<Spanned<PathBuf>>,
+    operator_ca: Option<Spanned<PathBuf>>,
+    device_crl: Option<Spanned<PathBuf>>,
+    kdh_crl: Option<Spanned<PathBuf>>,
+    operator_crl: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    require: Option<Spanned<bool>>,
+    login_window_seconds: Option<Spanned<u64>>,
+    session_limit_seconds: Option<Spanned<u64>>,
 }
 
 /// A port is replaced as a whole, never merged, so its own required keys are required here.
@@ -319,6 +432,15 @@ struct Merged {
     control_group: Option<Sourced<String>>,
     log_target: Option<Sourced<String>>,
     log_level: Option<Sourced<String>>,
+    device_ca: Option<Sourced<PathBuf>>,
+    kdh_ca: Option<Sourced<PathBuf>>,
+    operator_ca: Option<Sourced<PathBuf>>,
+    device_crl: Option<Sourced<PathBuf>>,
+    kdh_crl: Option<Sourced<PathBuf>>,
+    operator_crl: Option<Sourced<PathBuf>>,
+    require_operator: Option<Sourced<bool>>,
+    login_window_seconds: Option<Sourced<u64>>,
+    session_limit_seconds: Option<Sourced<u64>>,
     ports: Option<Sourced<Vec<RawPort>>>,
 }
 
@@ -357,11 +479,42 @@ impl Merged {
             overlay(&mut self.log_target, logging.target, file);
             overlay(&mut self.log_level, logging.level, file);
         }
+        if let Some(pki) = raw.pki {
+            overlay(&mut self.device_ca, pki.device_ca, file);
+            overlay(&mut self.kdh_ca, pki.kdh_ca, file);
+            overlay(&mut self.operator_ca, pki.operator_ca, file);
+            overlay(&mut self.device_crl, pki.device_crl, file);
+            overlay(&mut self.kdh_crl, pki.kdh_crl, file);
+            overlay(&mut self.operator_crl, pki.operator_crl, file);
+        }
+        if let Some(operator) = raw.operator {
+            overlay(&mut self.require_operator, operator.require, file);
+            overlay(
+                &mut self.login_window_seconds,
+                operator.login_window_seconds,
+                file,
+            );
+            overlay(
+                &mut self.session_limit_seconds,
+                operator.session_limit_seconds,
+                file,
+            );
+        }
         overlay(&mut self.ports, raw.ports, file);
     }
 }
 
 // Stage 3: validation.
+
+/// The `[pki]` values as merged.
+struct PkiPaths {
+    device_ca: Option<Sourced<PathBuf>>,
+    kdh_ca: Option<Sourced<PathBuf>>,
+    operator_ca: Option<Sourced<PathBuf>>,
+    device_crl: Option<Sourced<PathBuf>>,
+    kdh_crl: Option<Sourced<PathBuf>>,
+    operator_crl: Option<Sourced<PathBuf>>,
+}
 
 /// Checks merged values; errors point into the file each value came from.
 struct Validator<'a> {
@@ -472,6 +625,20 @@ impl Validator<'_> {
             },
         };
         let ports = self.ports(merged.ports)?;
+        let pki = self.pki(PkiPaths {
+            device_ca: merged.device_ca,
+            kdh_ca: merged.kdh_ca,
+            operator_ca: merged.operator_ca,
+            device_crl: merged.device_crl,
+            kdh_crl: merged.kdh_crl,
+            operator_crl: merged.operator_crl,
+        })?;
+        let operator = self.operator(
+            merged.require_operator,
+            merged.login_window_seconds,
+            merged.session_limit_seconds,
+            pki.is_some(),
+        )?;
         Ok(Settings {
             data_dir,
             ports,
@@ -481,6 +648,142 @@ impl Validator<'_> {
             control_group,
             log_target,
             log_level,
+            pki,
+            operator,
+        })
+    }
+
+    /// A path as a `SourcedPath`, which must be absolute (the daemon's working directory is
+    /// nobody's business).
+    fn sourced_path(&self, value: Sourced<PathBuf>, key: &str) -> Result<SourcedPath, ConfigError> {
+        if !value.value.is_absolute() {
+            return Err(self.error(
+                &value,
+                key,
+                format!("{} is not an absolute path", value.value.display()),
+            ));
+        }
+        let (file, line) = match self.sources.get(value.file) {
+            Some(source) => (source.name.clone(), source.line_of(value.span.start)),
+            None => ("(settings)".to_owned(), 0),
+        };
+        Ok(SourcedPath {
+            path: value.value,
+            file,
+            line,
+            key: key.to_owned(),
+        })
+    }
+
+    /// `[pki]`: absent, or all three CAs (`TrustAnchors` takes one per role and refuses a CA
+    /// shared between roles) with optional CRLs.
+    fn pki(&self, paths: PkiPaths) -> Result<Option<PkiSettings>, ConfigError> {
+        let PkiPaths {
+            device_ca,
+            kdh_ca,
+            operator_ca,
+            device_crl,
+            kdh_crl,
+            operator_crl,
+        } = paths;
+        // The first value set in [pki], to point at when a CA is missing.
+        let first = [
+            &device_ca,
+            &kdh_ca,
+            &operator_ca,
+            &device_crl,
+            &kdh_crl,
+            &operator_crl,
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|value| (value.file, value.span.start))
+        .map(|value| (value.file, value.span.start));
+        let Some((first_file, first_offset)) = first else {
+            return Ok(None);
+        };
+        let required = |value: Option<Sourced<PathBuf>>, key: &str| match value {
+            Some(value) => self.sourced_path(value, key),
+            None => Err(self.error_in(
+                first_file,
+                first_offset,
+                key,
+                "is required when [pki] is present: one CA certificate per role \
+                 (device_ca, kdh_ca, operator_ca), each a different CA"
+                    .to_owned(),
+            )),
+        };
+        let optional = |value: Option<Sourced<PathBuf>>, key: &str| {
+            value.map(|value| self.sourced_path(value, key)).transpose()
+        };
+        Ok(Some(PkiSettings {
+            device_ca: required(device_ca, "pki.device_ca")?,
+            kdh_ca: required(kdh_ca, "pki.kdh_ca")?,
+            operator_ca: required(operator_ca, "pki.operator_ca")?,
+            device_crl: optional(device_crl, "pki.device_crl")?,
+            kdh_crl: optional(kdh_crl, "pki.kdh_crl")?,
+            operator_crl: optional(operator_crl, "pki.operator_crl")?,
+        }))
+    }
+
+    /// `[operator]`; requiring operators needs an operator CA to log them in against.
+    fn operator(
+        &self,
+        require: Option<Sourced<bool>>,
+        login_window_seconds: Option<Sourced<u64>>,
+        session_limit_seconds: Option<Sourced<u64>>,
+        has_pki: bool,
+    ) -> Result<OperatorSettings, ConfigError> {
+        let login_window = match login_window_seconds {
+            Some(value) if !(1..=3600).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "operator.login_window_seconds",
+                    format!("{} is outside 1 to 3600", value.value),
+                ));
+            }
+            Some(value) => Duration::from_secs(value.value),
+            None => Duration::from_secs(DEFAULT_LOGIN_WINDOW_SECONDS),
+        };
+        let session_limit = match session_limit_seconds {
+            Some(value) if !(1..=86400).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "operator.session_limit_seconds",
+                    format!("{} is outside 1 to 86400", value.value),
+                ));
+            }
+            Some(value) => Duration::from_secs(value.value),
+            None => Duration::from_secs(DEFAULT_SESSION_LIMIT_SECONDS),
+        };
+        let require = match require {
+            Some(value) if value.value && !has_pki => {
+                return Err(self.error(
+                    &value,
+                    "operator.require",
+                    "is true but there is no [pki] section: without an operator CA nobody \
+                     can log in, so no key would ever be dispensed"
+                        .to_owned(),
+                ));
+            }
+            Some(value) => value.value,
+            None if !has_pki => {
+                return Err(self.error_in(
+                    0,
+                    0,
+                    "pki",
+                    "is required: operator login is required by default ([operator] require \
+                     = true) and needs the operator CA; add [pki], or set [operator] require = \
+                     false (demo and test benches only)"
+                        .to_owned(),
+                ));
+            }
+            None => true,
+        };
+        Ok(OperatorSettings {
+            require,
+            login_window,
+            session_limit,
         })
     }
 
@@ -788,7 +1091,22 @@ name = "bench-2"
 path = "/dev/serial/by-id/usb-FTDI_A2"
 parity = "even"
 stop_bits = 2
+
+[operator]
+require = false
 "#;
+
+    /// GOOD with operator login required, as an appliance runs.
+    fn with_pki() -> String {
+        GOOD.replace(
+            "[operator]\nrequire = false\n",
+            "[pki]\ndevice_ca = \"/etc/keymother/pki/device-ca.pem\"\n\
+             kdh_ca = \"/etc/keymother/pki/kdh-ca.pem\"\n\
+             operator_ca = \"/etc/keymother/pki/operator-ca.pem\"\n\
+             operator_crl = \"/etc/keymother/pki/operator.crl\"\n\n\
+             [operator]\nlogin_window_seconds = 60\n",
+        )
+    }
 
     fn layers(texts: &[&str]) -> Result<Settings, ConfigError> {
         let sources: Vec<Source> = texts
@@ -815,6 +1133,122 @@ stop_bits = 2
         assert_eq!(settings.control_group, DEFAULT_CONTROL_GROUP);
         assert_eq!(settings.log_target, LogTarget::Auto);
         assert_eq!(settings.log_level, LevelFilter::Info);
+        assert_eq!(settings.pki, None);
+        assert!(!settings.operator.require);
+        assert_eq!(settings.operator.login_window, Duration::from_secs(120));
+        assert_eq!(
+            settings.operator.session_limit,
+            Duration::from_secs(8 * 3600)
+        );
+    }
+
+    #[test]
+    fn pki_paths_remember_where_they_were_set() {
+        let settings = Settings::from_toml(&with_pki(), "keymotherd.toml").unwrap();
+        assert!(settings.operator.require, "required by default");
+        assert_eq!(settings.operator.login_window, Duration::from_secs(60));
+        let pki = settings.pki.unwrap();
+        assert_eq!(
+            pki.operator_ca.path,
+            Path::new("/etc/keymother/pki/operator-ca.pem")
+        );
+        assert_eq!(
+            (
+                pki.operator_ca.file.as_str(),
+                pki.operator_ca.line,
+                pki.operator_ca.key.as_str()
+            ),
+            ("keymotherd.toml", 20, "pki.operator_ca")
+        );
+        assert_eq!(pki.device_crl, None);
+        let crl = pki.operator_crl.unwrap();
+        assert_eq!(
+            crl.error("cannot be read").to_string(),
+            "keymotherd.toml:21: pki.operator_crl: /etc/keymother/pki/operator.crl: cannot be read"
+        );
+        // Where a path was written is not part of the settings.
+        let elsewhere = Settings::from_toml(&with_pki(), "/etc/keymother/keymotherd.toml").unwrap();
+        assert_eq!(
+            elsewhere,
+            Settings::from_toml(&with_pki(), "keymotherd.toml").unwrap()
+        );
+    }
+
+    #[test]
+    fn pki_and_operator_errors_name_file_line_and_key() {
+        let cases = [
+            (
+                with_pki().replace("kdh_ca = \"/etc/keymother/pki/kdh-ca.pem\"\n", ""),
+                "keymotherd.toml:18: pki.kdh_ca: is required when [pki] is present",
+            ),
+            (
+                with_pki().replace("\"/etc/keymother/pki/kdh-ca.pem\"", "\"kdh-ca.pem\""),
+                "keymotherd.toml:19: pki.kdh_ca: kdh-ca.pem is not an absolute path",
+            ),
+            (
+                with_pki().replace("login_window_seconds = 60", "login_window_seconds = 0"),
+                "keymotherd.toml:24: operator.login_window_seconds: 0 is outside 1 to 3600",
+            ),
+            (
+                with_pki().replace("login_window_seconds = 60", "session_limit_seconds = 86401"),
+                "keymotherd.toml:24: operator.session_limit_seconds: 86401 is outside 1 to 86400",
+            ),
+            (
+                with_pki().replace("login_window_seconds = 60", "require = \"yes\""),
+                "keymotherd.toml:24: operator.require: invalid type",
+            ),
+            (
+                with_pki().replace("operator_crl =", "operator_crls ="),
+                "keymotherd.toml:21: pki.operator_crls: unknown key",
+            ),
+            (
+                GOOD.replace("require = false", "require = true"),
+                "keymotherd.toml:18: operator.require: is true but there is no [pki] section",
+            ),
+            (
+                GOOD.replace("require = false", ""),
+                "keymotherd.toml:1: pki: is required: operator login is required by default",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Settings::from_toml(&text, "keymotherd.toml")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                error.starts_with(expected),
+                "expected {expected:?}, got {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pki_keys_merge_one_by_one_across_files() {
+        let settings = layers(&[
+            &with_pki(),
+            "[pki]\noperator_ca = \"/srv/pki/operator-ca.der\"\n[operator]\nrequire = false\n",
+        ])
+        .unwrap();
+        let pki = settings.pki.unwrap();
+        assert_eq!(pki.operator_ca.path, Path::new("/srv/pki/operator-ca.der"));
+        assert_eq!(
+            (pki.operator_ca.file.as_str(), pki.operator_ca.line),
+            ("file-1.toml", 2)
+        );
+        assert_eq!(pki.device_ca.file, "file-0.toml");
+        assert!(!settings.operator.require);
+        // A drop-in that starts [pki] must still end up with all three CAs.
+        let error = layers(&[
+            GOOD,
+            "\n[pki]\noperator_ca = \"/srv/pki/operator-ca.der\"\n",
+        ])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            error.starts_with("file-1.toml:3: pki.device_ca: is required when [pki] is present"),
+            "{error}"
+        );
     }
 
     #[test]

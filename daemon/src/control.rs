@@ -7,6 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64ct::{Base64, Encoding};
 
 use keymother_crypto::Kcv;
 use keymother_crypto::component::{self, Component};
@@ -17,7 +20,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroize;
 
+use crate::operator::{OperatorSession, rfc3339};
 use crate::runtime::Shared;
+use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse};
 
 /// Longest request line accepted (components for a 9-part ceremony fit easily).
 const MAX_REQUEST: usize = 64 * 1024;
@@ -64,6 +69,21 @@ pub enum Request {
         confirm_device_id: String,
         reason: String,
     },
+    /// A single-use challenge for an operator login (docs/SECURITY.md, "Operators").
+    LoginChallenge {},
+    /// The operator's signed answer to a challenge.
+    Login {
+        /// The operator certificate, DER, in standard base64.
+        certificate: String,
+        /// The challenge answered, 64 hex digits.
+        challenge: String,
+        /// When the operator signed, Unix seconds by the operator's clock.
+        signed_at: u64,
+        /// RSASSA-PSS (SHA-256, salt 32) over the login content, standard base64.
+        signature: String,
+    },
+    /// Ends the operator session.
+    Logout {},
 }
 
 impl Request {
@@ -77,19 +97,31 @@ impl Request {
     }
 }
 
-/// Binds the socket (replacing a stale one), restricts it to the group, and serves it.
-pub(crate) async fn serve_control(settings: ControlSettings, shared: Arc<Shared>) {
-    let listener = match bind(&settings) {
-        Ok(listener) => listener,
+/// Binds the socket (replacing a stale one) and restricts it to the group; `None`, logged,
+/// when that fails (the daemon serves its ports all the same). Done before the daemon says
+/// it is ready, so a client started after that finds the socket.
+pub(crate) fn open_control(settings: &ControlSettings) -> Option<UnixListener> {
+    match bind(settings) {
+        Ok(listener) => {
+            log::info!("event=control-socket path={}", settings.socket.display());
+            Some(listener)
+        }
         Err(error) => {
             log::error!(
                 "event=control-socket-failed path={} error=\"{error}\"",
                 settings.socket.display()
             );
-            return;
+            None
         }
-    };
-    log::info!("event=control-socket path={}", settings.socket.display());
+    }
+}
+
+/// Serves the bound socket.
+pub(crate) async fn serve_control(
+    listener: UnixListener,
+    settings: ControlSettings,
+    shared: Arc<Shared>,
+) {
     let group_id = group_id(&settings.group);
     loop {
         match listener.accept().await {
@@ -230,8 +262,8 @@ async fn serve_client(
             return answer(&mut stream, &failure(format!("malformed request: {error}"))).await;
         }
     };
-    let operator = peer_name(&stream);
-    let outcome = handle(&mut request, &mut stream, shared, &operator).await;
+    let peer = peer_name(&stream);
+    let outcome = handle(&mut request, &mut stream, shared, &peer).await;
     request.wipe();
     let response = match outcome {
         Ok(result) => success(result),
@@ -249,8 +281,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|error| format!("the operation failed: {error}"))
 }
 
-/// The Unix user on the other end, recorded as the operator of what it asks for (operator
-/// certificates replace this with issue 5).
+/// The Unix user on the other end: recorded as the operator of what it asks for when no
+/// operator session is open, and as the one who tried a refused login.
 fn peer_name(stream: &UnixStream) -> String {
     let Ok(credentials) = stream.peer_cred() else {
         return "unknown".to_owned();
@@ -261,13 +293,67 @@ fn peer_name(stream: &UnixStream) -> String {
         .map_or_else(|| format!("uid {}", credentials.uid()), |user| user.name)
 }
 
+/// An operator session as the control socket shows it.
+fn session_json(session: &OperatorSession) -> Value {
+    json!({
+        "name": session.name,
+        "subject": session.subject,
+        "serial": session.serial,
+        "since": rfc3339(session.since),
+        "until": rfc3339(session.until),
+    })
+}
+
+/// Who a control action is recorded under: the operator logged in, else the local user.
+/// With operator login required, `needs_session` actions are refused without a session.
+async fn acting_operator(
+    shared: &Arc<Shared>,
+    peer: &str,
+    needs_session: bool,
+) -> Result<String, String> {
+    let dispenser = Arc::clone(&shared.dispenser);
+    let session = blocking(move || dispenser.operator_session(SystemTime::now())).await?;
+    match session {
+        Some(session) => Ok(session.name),
+        None if needs_session && shared.dispenser.operator_required() => Err(
+            "no operator is logged in: operator login is required on this appliance; log in first (keymother operator login)"
+                .to_owned(),
+        ),
+        None => Ok(peer.to_owned()),
+    }
+}
+
+/// Decodes standard base64 for `field`.
+fn base64_field(field: &str, text: &str) -> Result<Vec<u8>, String> {
+    Base64::decode_vec(text.trim()).map_err(|_| format!("{field}: not standard base64"))
+}
+
+/// The login answer from a `login` request's fields.
+fn login_response(
+    certificate: &str,
+    challenge: &str,
+    signed_at: u64,
+    signature: &str,
+) -> Result<LoginResponse, String> {
+    let challenge: [u8; CHALLENGE_LENGTH] = hex::decode(challenge.trim())
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("challenge: must be {} hex digits", 2 * CHALLENGE_LENGTH))?;
+    Ok(LoginResponse {
+        certificate: base64_field("certificate", certificate)?,
+        challenge,
+        signed_at,
+        signature: base64_field("signature", signature)?,
+    })
+}
+
 async fn handle(
     request: &mut Request,
     stream: &mut UnixStream,
     shared: &Arc<Shared>,
-    operator: &str,
+    peer: &str,
 ) -> Result<Value, String> {
-    let operator = operator.to_owned();
+    let peer = peer.to_owned();
     let dispenser = Arc::clone(&shared.dispenser);
     match request {
         Request::Status {} => {
@@ -299,6 +385,10 @@ async fn handle(
             })
             .await??;
             let mut status = status;
+            let sessions = Arc::clone(&shared.dispenser);
+            let session = blocking(move || sessions.operator_session(SystemTime::now())).await?;
+            status["operator"] = session.as_ref().map_or(Value::Null, session_json);
+            status["operator_required"] = json!(shared.dispenser.operator_required());
             status["ready"] = json!(shared.dispenser.ttk_kcv().is_some());
             status["ports"] = json!(shared.port_states());
             status["injections_since_start"] = json!(shared.stats.injections.load(std::sync::atomic::Ordering::Relaxed));
@@ -401,6 +491,7 @@ async fn handle(
         .await?,
         Request::ExportSmn { path, only_new } => {
             let (path, only_new) = (path.clone(), *only_new);
+            let operator = acting_operator(shared, &peer, true).await?;
             blocking(move || {
                 let report = dispenser
                     .with_vault(|vault| vault.export_smn(&path, only_new, Some(&operator)))
@@ -445,6 +536,7 @@ async fn handle(
         }
         Request::Void { key_index, reason } => {
             let (key_index, reason) = (*key_index, reason.clone());
+            let operator = acting_operator(shared, &peer, true).await?;
             blocking(move || {
                 let voided = dispenser
                     .with_vault(|vault| vault.void_key(key_index, &reason, &operator))
@@ -473,7 +565,11 @@ async fn handle(
                 ));
             }
             let reason = reason.clone();
+            // Never needs a session: destroying the keys must always be possible.
+            let operator = acting_operator(shared, &peer, false).await?;
             blocking(move || {
+                // The session ends first: after the zeroize nothing can be audited any more.
+                dispenser.end_operator_sessions(&format!("zeroize: {reason}"));
                 let report = dispenser
                     .with_vault(|vault| vault.zeroize(&reason, Some(&operator)))
                     .map_err(|error| error.to_string())?;
@@ -499,9 +595,37 @@ async fn handle(
                     "port": row.port,
                     "terminal_model": row.terminal_model,
                     "injected_at": row.injected_at,
+                    "operator": row.operator,
                 })).collect::<Vec<_>>()))
             })
         })
         .await?,
+        Request::LoginChallenge {} => {
+            let (challenge, window) = dispenser
+                .login_challenge(SystemTime::now())
+                .map_err(|failure| failure.to_string())?;
+            Ok(json!({
+                "challenge": hex::encode(challenge.bytes),
+                "device_id": dispenser.device_id(),
+                "window_seconds": window.as_secs(),
+                "expires_at": rfc3339(challenge.expires_at),
+            }))
+        }
+        Request::Login {
+            certificate,
+            challenge,
+            signed_at,
+            signature,
+        } => {
+            let response = login_response(certificate, challenge, *signed_at, signature)?;
+            let session = blocking(move || dispenser.login(&response, &peer, SystemTime::now()))
+                .await?
+                .map_err(|failure| format!("login refused: {failure}"))?;
+            Ok(session_json(&session))
+        }
+        Request::Logout {} => {
+            let ended = blocking(move || dispenser.logout(&peer, SystemTime::now())).await?;
+            Ok(json!({ "logged_out": ended.as_ref().map_or(Value::Null, session_json) }))
+        }
     }
 }

@@ -4,19 +4,29 @@
 //! wrapping under the TTK, in a `SecretKey` that zeroizes when the function returns. Until
 //! custodians have loaded both the KEK and the TTK the appliance is locked: terminals get
 //! NOT_READY.
+//!
+//! The operator sessions live here too, so that no key is reserved without checking, under
+//! the same lock, that an operator is logged in when one is required (lock order: sessions,
+//! then the vault).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
 
 use keymother_crypto::tr31::{
     Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
 };
 use keymother_crypto::{Kcv, KeyFamily};
+use keymother_pki::login::LoginResponse;
 use keymother_protocol::{
     ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, ModeRequest, Smn, TerminalIdentity,
 };
 use keymother_vault::{ConfirmationReport, DispenseError, SecretName, Vault, VaultError};
+
+use crate::config::OperatorSettings;
+use crate::operator::{Challenge, LoginFailure, OperatorEvent, OperatorSession, Sessions};
+use crate::trust::Trust;
 
 /// The vault and the two keys dispensing needs, held for the daemon's lifetime.
 pub struct Dispenser {
@@ -26,6 +36,9 @@ pub struct Dispenser {
     generation: AtomicU64,
     device_id: String,
     quarantine_after: u32,
+    /// The CAs and CRLs of `[pki]`; `None` without one.
+    trust: Option<Arc<Trust>>,
+    sessions: Mutex<Sessions>,
 }
 
 /// The unsealed KEK and TTK, ready for use; zeroized when dropped.
@@ -69,11 +82,20 @@ pub enum OpenError {
     Vault(#[from] VaultError),
     #[error("opening the vault: {0}")]
     Task(String),
+    /// A CA or CRL file named by `[pki]` was refused.
+    #[error("{0}")]
+    Settings(#[from] crate::config::ConfigError),
 }
 
 impl Dispenser {
-    /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded.
-    pub fn open(data_dir: &Path, quarantine_after: u32) -> Result<Dispenser, OpenError> {
+    /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded;
+    /// operators log in against `trust` under `operators`.
+    pub fn open(
+        data_dir: &Path,
+        quarantine_after: u32,
+        trust: Option<Arc<Trust>>,
+        operators: OperatorSettings,
+    ) -> Result<Dispenser, OpenError> {
         let vault = Vault::open_as_owner(data_dir)?;
         if let Err(failure) = vault.verify_audit() {
             log::error!(
@@ -87,12 +109,15 @@ impl Dispenser {
                 "event=locked reason=\"the KEK or the TTK is not loaded; run the key ceremonies\""
             );
         }
+        let device_id = vault.device_id().to_string();
         Ok(Dispenser {
-            device_id: vault.device_id().to_string(),
+            sessions: Mutex::new(Sessions::new(&device_id, operators)),
+            device_id,
             keys: RwLock::new(keys),
             generation: AtomicU64::new(0),
             vault: Mutex::new(vault),
             quarantine_after,
+            trust,
         })
     }
 
@@ -166,6 +191,120 @@ impl Dispenser {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The CAs and CRLs of `[pki]`, if configured.
+    pub fn trust(&self) -> Option<&Arc<Trust>> {
+        self.trust.as_ref()
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        // Every change to the sessions is one assignment; a poisoned lock holds a consistent
+        // value.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes an operator event to the journal and the audit chain; `peer` is the local user
+    /// who asked, if anyone did.
+    fn record(&self, event: &OperatorEvent, peer: Option<&str>) -> Result<(), VaultError> {
+        event.log(peer);
+        let recorded = self.vault().record_audit(event.audit(peer)).map(drop);
+        if let Err(error) = &recorded {
+            log::error!(event = "audit-failed"; "an operator event could not be audited: {error}");
+        }
+        recorded
+    }
+
+    /// The operator logged in now, after recording the end of a session whose time is up.
+    fn current_operator(&self, sessions: &mut Sessions, now: SystemTime) -> Option<String> {
+        if let Some(ended) = sessions.expire(now) {
+            let _ = self.record(&ended, None);
+        }
+        sessions.current(now).map(|session| session.name.clone())
+    }
+
+    /// Whether keys (and voids and SMN exports) need an operator session.
+    pub fn operator_required(&self) -> bool {
+        self.sessions().required()
+    }
+
+    /// The operator session open now, if any.
+    pub fn operator_session(&self, now: SystemTime) -> Option<OperatorSession> {
+        let mut sessions = self.sessions();
+        self.current_operator(&mut sessions, now);
+        sessions.current(now).cloned()
+    }
+
+    /// A new single-use login challenge, and the login window.
+    pub fn login_challenge(
+        &self,
+        now: SystemTime,
+    ) -> Result<(Challenge, std::time::Duration), LoginFailure> {
+        if self.trust.is_none() {
+            return Err(LoginFailure::NotConfigured);
+        }
+        let mut sessions = self.sessions();
+        let challenge = sessions
+            .challenge(now)
+            .map_err(|error| LoginFailure::Random(error.to_string()))?;
+        Ok((challenge, sessions.window()))
+    }
+
+    /// Checks a signed login answer and opens the operator's session (ending the one before);
+    /// every attempt is audited. `peer` is the local user who sent it.
+    pub fn login(
+        &self,
+        response: &LoginResponse,
+        peer: &str,
+        now: SystemTime,
+    ) -> Result<OperatorSession, LoginFailure> {
+        let mut sessions = self.sessions();
+        let (outcome, events) = sessions.login(self.trust.as_deref(), response, now);
+        for event in &events {
+            if self.record(event, Some(peer)).is_err()
+                && matches!(event, OperatorEvent::LoggedIn(_))
+            {
+                // A session the audit trail does not know of must not dispense.
+                sessions.end_all("the login could not be audited");
+                return Err(LoginFailure::NotAudited);
+            }
+        }
+        outcome
+    }
+
+    /// Ends the operator session; `None` when none was open.
+    pub fn logout(&self, peer: &str, now: SystemTime) -> Option<OperatorSession> {
+        let mut sessions = self.sessions();
+        self.current_operator(&mut sessions, now);
+        let ended = sessions.logout()?;
+        let _ = self.record(&ended, Some(peer));
+        match ended {
+            OperatorEvent::Ended { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Ends the session if its time is up (called on a timer, so the end is recorded when it
+    /// happens rather than at the next key request).
+    pub fn expire_operator_session(&self, now: SystemTime) {
+        let mut sessions = self.sessions();
+        self.current_operator(&mut sessions, now);
+    }
+
+    /// When the open session ends, if one is open.
+    pub fn operator_session_ends(&self) -> Option<SystemTime> {
+        self.sessions().next_expiry()
+    }
+
+    /// Ends the operator session and forgets all login challenges at once: the hook for a
+    /// zeroize and for the tamper input. `reason` goes to the audit trail.
+    pub fn end_operator_sessions(&self, reason: &str) {
+        let mut sessions = self.sessions();
+        if let Some(ended) = sessions.end_all(reason) {
+            let _ = self.record(&ended, None);
+        }
+    }
+
     /// The KDH certificate (DER) offered in certificate mode; empty while the appliance has
     /// none, so certificate mode is not chosen.
     pub fn kdh_certificate(&self) -> Vec<u8> {
@@ -188,14 +327,22 @@ impl Dispenser {
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);
         };
+        // Held until the reservation is committed: a logout that returned has stopped every
+        // reservation after it.
+        let mut sessions = self.sessions();
+        let operator = self.current_operator(&mut sessions, SystemTime::now());
+        if operator.is_none() && sessions.required() {
+            return Err(DispenseRefusal::NoOperator);
+        }
         let serial = terminal.hardware_serial.to_string();
         let reservation = self
             .vault()
-            .reserve_key(&serial, port)
+            .reserve_key_by(&serial, port, operator.as_deref())
             .map_err(|error| match error {
                 DispenseError::NoKeysAvailable => DispenseRefusal::NoKeysAvailable,
                 other => DispenseRefusal::Internal(other.to_string()),
             })?;
+        drop(sessions);
         let internal = |what: &str, error: &dyn std::fmt::Display| {
             DispenseRefusal::Internal(format!("key {:08}: {what}: {error}", reservation.key_index))
         };
@@ -241,7 +388,9 @@ impl Dispenser {
             .mark_sent(key_index, &terminal.hardware_serial.to_string())
     }
 
-    /// Checks and records the terminal's confirmation.
+    /// Checks and records the terminal's confirmation, with the operator it names: the one
+    /// the key was reserved under. A confirmation is recorded even when that session has
+    /// ended since (the key already left); see [`Vault::confirm_key_by`].
     pub fn confirm(
         &self,
         terminal: &TerminalIdentity,
@@ -249,7 +398,11 @@ impl Dispenser {
         kcv: &[u8],
         smn: &Smn,
         port: &str,
-    ) -> Result<Confirmed, ConfirmRefusal> {
+    ) -> Result<(Confirmed, Option<String>), ConfirmRefusal> {
+        let operator = {
+            let mut sessions = self.sessions();
+            self.current_operator(&mut sessions, SystemTime::now())
+        };
         let serial = terminal.hardware_serial.to_string();
         let kcv = kcv
             .iter()
@@ -265,11 +418,17 @@ impl Dispenser {
             port,
             terminal_model: &model,
         };
-        match self.vault().confirm_key(&report, self.quarantine_after) {
-            Ok(_) => Ok(Confirmed {
-                key_index,
-                smn: smn.clone(),
-            }),
+        let confirmed =
+            self.vault()
+                .confirm_key_by(&report, self.quarantine_after, operator.as_deref());
+        match confirmed {
+            Ok(injection) => Ok((
+                Confirmed {
+                    key_index,
+                    smn: smn.clone(),
+                },
+                injection.operator,
+            )),
             Err(DispenseError::KcvMismatch { quarantined, .. }) => {
                 Err(ConfirmRefusal::KcvMismatch { quarantined })
             }

@@ -6,8 +6,10 @@
 pub mod config;
 pub mod control;
 pub mod dispenser;
+pub mod operator;
 pub mod runtime;
 pub mod serial;
+pub mod trust;
 
 pub use config::{ConfigError, PortSettings, Settings};
 pub use dispenser::{Dispenser, OpenError};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use keymother_daemon::config::LogTarget;
+use keymother_daemon::trust::Trust;
 use keymother_daemon::{Settings, Stats, run};
 
 #[derive(Parser)]
@@ -14,8 +15,9 @@ struct Arguments {
     /// The settings file.
     #[arg(long, default_value = "/etc/keymother/keymotherd.toml")]
     config: PathBuf,
-    /// Check a settings file (PATH, or the one --config names) with its drop-ins, and exit:
-    /// non-zero with file, line and key on any error.
+    /// Check a settings file (PATH, or the one --config names) with its drop-ins and the CA
+    /// and CRL files its [pki] section names, and exit: non-zero with file, line and key on
+    /// any error.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     check_config: Option<Option<PathBuf>>,
 }
@@ -121,6 +123,20 @@ fn main() -> ExitCode {
         }
     };
     if arguments.check_config.is_some() {
+        // The CA and CRL files [pki] names are part of the settings: read and check them too.
+        if let Some(pki) = &settings.pki {
+            match Trust::load(pki, std::time::SystemTime::now()) {
+                Ok(trust) => {
+                    for warning in &trust.warnings {
+                        eprintln!("keymotherd: warning: {warning}");
+                    }
+                }
+                Err(error) => {
+                    eprintln!("keymotherd: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         println!("{}: ok", config.display());
         return ExitCode::SUCCESS;
     }

@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Settings;
-use crate::control::{ControlSettings, serve_control};
+use crate::control::{ControlSettings, open_control, serve_control};
 use crate::dispenser::{Dispenser, OpenError};
 use crate::serial::serve_port;
+use crate::trust::Trust;
 
 /// Certificate-mode key requests accepted per port in any minute: far more than a bench
 /// needs (an injection takes seconds), far too few for a timing attack on the KDH key
@@ -39,6 +40,8 @@ pub enum DaemonEvent {
         model: String,
         key_index: u32,
         smn: String,
+        /// The operator the injection is recorded under, if any.
+        operator: Option<String>,
     },
     /// Anything else the session reported (frames rejected, errors sent, ...).
     Session {
@@ -133,11 +136,32 @@ pub async fn run(
 ) -> Result<(), OpenError> {
     let data_dir = settings.data_dir.clone();
     let quarantine_after = settings.quarantine_after;
-    let dispenser =
-        tokio::task::spawn_blocking(move || Dispenser::open(&data_dir, quarantine_after))
-            .await
-            .map_err(|error| OpenError::Task(error.to_string()))??;
-    let digest = settings_digest(&settings);
+    let pki = settings.pki.clone();
+    let operators = settings.operator.clone();
+    let dispenser = tokio::task::spawn_blocking(move || {
+        let trust = match &pki {
+            Some(pki) => {
+                let trust = Trust::load(pki, SystemTime::now())?;
+                for warning in &trust.warnings {
+                    log::warn!(event = "pki"; "{warning}");
+                }
+                Some(Arc::new(trust))
+            }
+            None => None,
+        };
+        Dispenser::open(&data_dir, quarantine_after, trust, operators)
+    })
+    .await
+    .map_err(|error| OpenError::Task(error.to_string()))??;
+    if dispenser.operator_required() {
+        log::info!(event = "operators"; "operator login required: no key is dispensed without an operator session");
+    } else {
+        log::warn!(event = "operators"; "operator login NOT required ([operator] require = false): keys are dispensed with nobody logged in");
+    }
+    let digest = settings_digest(
+        &settings,
+        dispenser.trust().map(|trust| trust.fingerprint()),
+    );
     match dispenser.record_settings(&digest) {
         Ok(true) => {
             log::info!(event = "config-change"; "new settings in force (SHA-256 {digest}), recorded in the audit trail")
@@ -165,14 +189,15 @@ pub async fn run(
     for port in settings.ports.clone() {
         tasks.spawn(serve_port(port, Arc::clone(&shared)));
     }
-    tasks.spawn(serve_control(
-        ControlSettings {
-            socket: settings.control_socket.clone(),
-            group: settings.control_group.clone(),
-        },
-        Arc::clone(&shared),
-    ));
+    let control = ControlSettings {
+        socket: settings.control_socket.clone(),
+        group: settings.control_group.clone(),
+    };
+    if let Some(listener) = open_control(&control) {
+        tasks.spawn(serve_control(listener, control, Arc::clone(&shared)));
+    }
     tasks.spawn(tell_systemd(Arc::clone(&shared)));
+    tasks.spawn(expire_operator_sessions(Arc::clone(&shared.dispenser)));
     log::info!("event=ready ports={}", settings.ports.len());
     shared.emit(DaemonEvent::Ready {
         ports: settings.ports.len(),
@@ -232,9 +257,42 @@ async fn status_line(shared: &Arc<Shared>) -> String {
         .unwrap_or_else(|error| format!("status unavailable: {error}"))
 }
 
-/// A fingerprint of the validated settings, to notice (and audit) a configuration change.
-fn settings_digest(settings: &Settings) -> String {
+/// Ends the operator session when its time is up, so the end is recorded when it happens
+/// rather than at the next key request or control command.
+async fn expire_operator_sessions(dispenser: Arc<Dispenser>) {
+    let mut timer = tokio::time::interval(OPERATOR_EXPIRY_CHECK);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        let due = dispenser
+            .operator_session_ends()
+            .is_some_and(|until| until <= SystemTime::now());
+        if due {
+            let dispenser = Arc::clone(&dispenser);
+            let _ = tokio::task::spawn_blocking(move || {
+                dispenser.expire_operator_session(SystemTime::now())
+            })
+            .await;
+        }
+    }
+}
+
+/// How often the operator session's end is looked for.
+const OPERATOR_EXPIRY_CHECK: Duration = Duration::from_millis(250);
+
+/// A fingerprint of the validated settings and of the CA and CRL files they name, to notice
+/// (and audit) a configuration change.
+fn settings_digest(settings: &Settings, trust: Option<&str>) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{settings:?}").as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(format!("{settings:?}").as_bytes());
+    if let Some(trust) = trust {
+        hasher.update(b"\x00trust\x00");
+        hasher.update(trust.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -244,13 +244,18 @@ impl PortWorker<'_> {
         })
         .await
         .map_err(|error| format!("confirmation task failed: {error}"))?;
+        let (outcome, operator) = match outcome {
+            Ok((confirmed, operator)) => (Ok(confirmed), operator),
+            Err(refusal) => (Err(refusal), None),
+        };
         match &outcome {
             Ok(confirmed) => {
                 log::info!(
                     event = "injected", port = self.port.name.as_str(),
                     hw_serial = terminal.hardware_serial.as_str(), key_index = key_index,
-                    smn = confirmed.smn.as_str();
-                    "key {key_index:08} injected into {}, SMN {}", terminal.hardware_serial, confirmed.smn
+                    smn = confirmed.smn.as_str(), operator = operator.as_deref().unwrap_or("");
+                    "key {key_index:08} injected into {}, SMN {}{}", terminal.hardware_serial, confirmed.smn,
+                    operator.as_deref().map(|name| format!(", operator {name}")).unwrap_or_default()
                 );
                 self.shared.stats.injections.fetch_add(1, Ordering::Relaxed);
                 self.shared.emit(DaemonEvent::Injected {
@@ -259,6 +264,7 @@ impl PortWorker<'_> {
                     model: terminal.model.to_string(),
                     key_index,
                     smn: confirmed.smn.to_string(),
+                    operator,
                 });
             }
             Err(refusal) => log::warn!(

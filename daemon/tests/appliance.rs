@@ -122,7 +122,7 @@ fn provision(
     );
     let mut lines = Vec::new();
     let mut config = format!(
-        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n[dispensing]\nidle_timeout_seconds = 5\n",
+        "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n[dispensing]\nidle_timeout_seconds = 5\n\n[operator]\nrequire = false\n",
         data_text,
         socket.to_str().unwrap()
     );

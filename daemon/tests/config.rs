@@ -10,8 +10,17 @@ use keymother_daemon::{ConfigError, Settings};
 use log::LevelFilter;
 use tempfile::TempDir;
 
-/// A complete main file; line numbers matter to the cases below.
-const MAIN: &str = r#"data_dir = "/var/lib/keymother"
+/// The pki crate's openssl-made test CAs and CRLs.
+macro_rules! fixture {
+    ($name:literal) => {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../pki/tests/fixtures/", $name)
+    };
+}
+
+/// A complete main file; line numbers matter to the cases below. Its CA files exist, so the
+/// real binary's `--check-config` accepts it.
+const MAIN: &str = concat!(
+    r#"data_dir = "/var/lib/keymother"
 
 [dispensing]
 quarantine_after = 3
@@ -36,7 +45,21 @@ modes = ["tr31"]
 [[port]]
 name = "bench-2"
 path = "/dev/keymother/bench-2"
-"#;
+
+[operator]
+require = true
+login_window_seconds = 120
+session_limit_seconds = 28800
+
+[pki]
+device_ca = ""#,
+    fixture!("ca-device.pem"),
+    "\"\nkdh_ca = \"",
+    fixture!("ca-kdh.pem"),
+    "\"\noperator_ca = \"",
+    fixture!("ca-operator.pem"),
+    "\"\n"
+);
 
 /// A settings directory: `keymotherd.toml` and its `keymotherd.toml.d/`.
 struct Etc {
@@ -118,6 +141,13 @@ const MAIN_CASES: &[(&str, &str, &str, usize, &str, &str)] = &[
     ("log level", "level = \"info\"", "level = \"trace\"", 13, "logging.level", "\"trace\" is not error, warn, info or debug"),
     ("duplicate table", "[logging]", "[logging]\nlevel = \"warn\"\n[logging]", 13, "logging", "duplicate key"),
     ("missing data_dir", "data_dir = \"/var/lib/keymother\"", "", 1, "data_dir", "is required"),
+    ("login window", "login_window_seconds = 120", "login_window_seconds = 0", 29, "operator.login_window_seconds", "0 is outside 1 to 3600"),
+    ("session limit", "session_limit_seconds = 28800", "session_limit_seconds = 90000", 30, "operator.session_limit_seconds", "90000 is outside 1 to 86400"),
+    ("require type", "require = true", "require = 1", 28, "operator.require", "invalid type"),
+    ("unknown operator key", "require = true", "require = true\nrequired = true", 29, "operator.required", "unknown key `required`"),
+    ("relative CA", "kdh_ca = \"", "kdh_ca = \"ca/", 34, "pki.kdh_ca", "is not an absolute path"),
+    ("missing CA", "kdh_ca = \"", "kdh_certificate = \"", 34, "pki.kdh_certificate", "unknown key"),
+    ("unknown pki key", "[pki]", "[pki]\nroot = \"/etc/root.pem\"", 33, "pki.root", "unknown key `root`"),
 ];
 
 #[test]
@@ -172,6 +202,8 @@ const DROP_IN_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("group", "[control]\ngroup = \"root:root\"\n", 2, "control.group", "is not a group name"),
     ("long socket", "[control]\nsocket = \"/run/keymother/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\"\n", 2, "control.socket", "at most 107"),
     ("log level", "[logging]\nlevel = \"verbose\"\n", 2, "logging.level", "is not error, warn, info or debug"),
+    ("relative CRL", "[pki]\noperator_crl = \"operator.crl\"\n", 2, "pki.operator_crl", "is not an absolute path"),
+    ("login window", "\n[operator]\nlogin_window_seconds = 7200\n", 3, "operator.login_window_seconds", "7200 is outside 1 to 3600"),
 ];
 
 #[test]
@@ -314,9 +346,66 @@ fn a_drop_in_may_supply_what_the_main_file_lacks() {
         "20-ports.toml",
         "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n",
     );
+    etc.drop_in("30-bench.toml", "[operator]\nrequire = false\n");
     let settings = etc.load().unwrap();
     assert_eq!(settings.data_dir, Path::new("/srv/keymother"));
     assert_eq!(settings.ports.len(), 1);
+    assert!(!settings.operator.require);
+}
+
+#[test]
+fn operator_login_is_required_by_default_and_needs_pki() {
+    let settings = Etc::new(MAIN).load().unwrap();
+    assert!(settings.operator.require);
+    let pki = settings.pki.unwrap();
+    assert_eq!(pki.operator_ca.path, Path::new(fixture!("ca-operator.pem")));
+    assert_eq!(
+        (pki.operator_ca.line, pki.operator_ca.key.as_str()),
+        (35, "pki.operator_ca")
+    );
+
+    // Without [pki], nobody could ever log in: refused, whether require is said or implied.
+    let without_pki = &MAIN[..MAIN.find("[pki]").unwrap()];
+    let etc = Etc::new(without_pki);
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        28,
+        "operator.require",
+        "is true but there is no [pki] section",
+    );
+    let etc = Etc::new(&without_pki.replace("require = true\n", ""));
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        1,
+        "pki",
+        "is required: operator login is required by default",
+    );
+    // A bench drop-in may turn it off; a drop-in may bring the whole [pki] too.
+    let etc = Etc::new(without_pki);
+    etc.drop_in("10-bench.toml", "[operator]\nrequire = false\n");
+    assert!(!etc.load().unwrap().operator.require);
+    let etc = Etc::new(without_pki);
+    let pki = &MAIN[MAIN.find("[pki]").unwrap()..];
+    etc.drop_in("10-pki.toml", pki);
+    let settings = etc.load().unwrap();
+    assert_eq!(
+        settings.pki.unwrap().kdh_ca.file,
+        Settings::drop_in_dir(&etc.main())
+            .join("10-pki.toml")
+            .display()
+            .to_string()
+    );
+    // [pki] needs all three CAs.
+    let etc = Etc::new(&MAIN.replacen("kdh_ca = ", "# kdh_ca = ", 1));
+    assert_names(
+        &etc.refused(),
+        &etc.main(),
+        33,
+        "pki.kdh_ca",
+        "is required when [pki] is present",
+    );
 }
 
 #[test]
@@ -334,9 +423,15 @@ fn a_missing_main_file_is_named() {
 
 #[test]
 fn defaults_when_the_new_tables_are_absent() {
-    let text =
-        "data_dir = \"/var/lib/keymother\"\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n";
+    // Operator login needs [pki] (see above), so an old file says it is not wanted.
+    let text = "data_dir = \"/var/lib/keymother\"\n[operator]\nrequire = false\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n";
     let settings = Settings::from_toml(text, "old.toml").unwrap();
+    assert_eq!(settings.pki, None);
+    assert_eq!(settings.operator.login_window, Duration::from_secs(120));
+    assert_eq!(
+        settings.operator.session_limit,
+        Duration::from_secs(8 * 3600)
+    );
     assert_eq!(
         settings.control_socket,
         Path::new("/run/keymother/control.sock")
@@ -418,6 +513,47 @@ fn check_config_names_file_line_and_key_of_a_bad_drop_in() {
             "{}:18: port[0].baud: 115201",
             etc.main().display()
         )),
+        "{stderr}"
+    );
+}
+
+/// `--check-config` reads the CA and CRL files [pki] names: each refusal names the settings
+/// file, the line, the key and the CA or CRL file.
+#[test]
+fn check_config_reads_the_ca_and_crl_files() {
+    let ca = fixture!("ca-operator.pem");
+    #[rustfmt::skip]
+    let cases: &[(&str, String, usize, &str, &str)] = &[
+        ("missing", MAIN.replace(ca, "/nonexistent/operator-ca.pem"), 35, "pki.operator_ca", "/nonexistent/operator-ca.pem: cannot be read"),
+        ("not a certificate", MAIN.replace(ca, fixture!("README.md")), 35, "pki.operator_ca", "is not a CA certificate (PEM or DER)"),
+        ("a leaf, not a CA", MAIN.replace(ca, fixture!("operator.der")), 35, "pki.operator_ca", "the operator CA certificate is not usable as a trust anchor"),
+        ("one CA for two roles", MAIN.replace(ca, fixture!("ca-device.pem")), 35, "pki.operator_ca", "share a public key; each role needs its own CA"),
+        ("a CRL of another CA", format!("{MAIN}operator_crl = \"{}\"\n", fixture!("ca-kdh.crl.pem")), 36, "pki.operator_crl", "not by the operator CA"),
+        ("not a CRL", format!("{MAIN}device_crl = \"{}\"\n", fixture!("ca-device.pem")), 36, "pki.device_crl", "cannot parse the CRL"),
+    ];
+    for (what, text, line, key, problem) in cases {
+        let etc = Etc::new(text);
+        let output = check_config(&etc.main());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what}: accepted");
+        let expected = format!("{}:{line}: {key}: ", etc.main().display());
+        assert!(
+            stderr.contains(&expected) && stderr.contains(problem),
+            "{what}: expected {expected:?} and {problem:?}, got {stderr}"
+        );
+    }
+    // A CRL outside its dates (this one is for 2028..2028-02) is usable settings, with a
+    // warning: every check against it refuses meanwhile.
+    let etc = Etc::new(&format!(
+        "{MAIN}device_crl = \"{}\"\n",
+        fixture!("ca-device-stale.crl.pem")
+    ));
+    let output = check_config(&etc.main());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: pki.device_crl: ")
+            && stderr.contains("terminal device certificates are refused until it is replaced"),
         "{stderr}"
     );
 }

@@ -63,6 +63,16 @@ fn the_example_settings_parse() {
         .map(|port| port.name.as_str())
         .collect();
     assert_eq!(names, ["bench-1", "bench-2"]);
+    assert!(
+        settings.operator.require,
+        "the appliance requires operators"
+    );
+    let pki = settings.pki.unwrap();
+    assert_eq!(
+        pki.operator_ca.path,
+        Path::new("/etc/keymother/pki/operator-ca.pem")
+    );
+    assert_eq!(pki.operator_crl, None);
 }
 
 #[test]
@@ -86,6 +96,17 @@ fn the_example_settings_show_every_key() {
         "parity =",
         "stop_bits =",
         "modes =",
+        "[pki]",
+        "device_ca =",
+        "kdh_ca =",
+        "operator_ca =",
+        "# device_crl =",
+        "# kdh_crl =",
+        "# operator_crl =",
+        "[operator]",
+        "require =",
+        "login_window_seconds =",
+        "session_limit_seconds =",
     ] {
         assert!(
             text.lines().any(|line| line.starts_with(key)),

@@ -1,6 +1,8 @@
 //! Test benches for the daemon: a provisioned vault, pseudo-terminal ports, the daemon in-process or as a process, terminals.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod operators;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,11 +80,18 @@ impl Appliance {
     }
 
     /// `count` pseudo-terminal ports: the terminal ends, and daemon settings naming stable
-    /// links to the appliance ends (as /dev/serial/by-id links would).
+    /// links to the appliance ends (as /dev/serial/by-id links would). Operator login is not
+    /// required (these tests are not about operators; tests/operator.rs is).
     pub fn ports(&self, count: usize) -> (Vec<PtyLine>, Settings) {
+        self.ports_with(count, "[operator]\nrequire = false\n")
+    }
+
+    /// [`Appliance::ports`] with `sections` (TOML, e.g. `[pki]` and `[operator]`) in the
+    /// settings instead of the operator section that turns operator login off.
+    pub fn ports_with(&self, count: usize, sections: &str) -> (Vec<PtyLine>, Settings) {
         let mut lines = Vec::new();
         let mut text = format!(
-            "data_dir = {:?}\n[control]\nsocket = {:?}\n[dispensing]\nidle_timeout_seconds = 5\n",
+            "data_dir = {:?}\n[control]\nsocket = {:?}\n[dispensing]\nidle_timeout_seconds = 5\n{sections}",
             self.data_dir,
             self.directory.path().join("control.sock")
         );

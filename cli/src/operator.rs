@@ -1,0 +1,190 @@
+//! Operator login from the bench (source document 003): the operator's certificate and private key answer keymotherd's challenge over the control socket.
+//!
+//! `login` asks the daemon for a challenge (one connection), signs it with the time using
+//! `keymother_pki::login::sign_login`, and sends certificate, challenge, time and signature
+//! back (a second connection). The private key and its passphrase stay in this process and
+//! are wiped after use; only public values reach the daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use base64ct::{Base64, Encoding};
+use clap::Subcommand;
+use keymother_pki::PkiError;
+use keymother_pki::PrivateKey;
+use keymother_pki::login::{CHALLENGE_LENGTH, sign_login};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use crate::argument_error;
+use crate::control::call;
+use crate::prompt::read_secret;
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Logs the operator in: signs keymotherd's challenge with the operator's key. A new
+    /// login ends the session before it.
+    Login {
+        /// The operator certificate (PEM or DER).
+        #[arg(long, value_name = "FILE")]
+        certificate: PathBuf,
+        /// The operator's private key: PKCS#8, PEM or DER, in clear or encrypted under a
+        /// passphrase.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// A file whose first line is the key's passphrase. Without it, an encrypted key's
+        /// passphrase is asked for without echo (or read from standard input when piped).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Ends the operator session.
+    Logout,
+    /// Who is logged in, until when, and whether a login is required.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An operator's certificate and private key, read from files.
+pub struct Credential {
+    /// As read: PEM or DER.
+    pub certificate: Vec<u8>,
+    pub key: PrivateKey,
+}
+
+/// The first line of a passphrase file, without its line ending.
+fn passphrase_from_file(path: &Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|error| argument_error("--passphrase-file", error))?,
+    );
+    let line = bytes.split(|&byte| byte == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(Zeroizing::new(line.to_vec()))
+}
+
+impl Credential {
+    /// Reads both files. An encrypted key takes its passphrase from `passphrase_file`, or
+    /// from the person at the terminal (no echo), or from standard input when piped.
+    pub fn load(
+        certificate: &Path,
+        key: &Path,
+        passphrase_file: Option<&Path>,
+    ) -> anyhow::Result<Credential> {
+        let certificate = std::fs::read(certificate).map_err(|error| {
+            argument_error(
+                "--certificate",
+                format!("{}: {error}", certificate.display()),
+            )
+        })?;
+        let key_name = key.display().to_string();
+        let bytes = Zeroizing::new(
+            std::fs::read(key)
+                .map_err(|error| argument_error("--key", format!("{key_name}: {error}")))?,
+        );
+        let refused = |error: PkiError| argument_error("--key", format!("{key_name}: {error}"));
+        let passphrase = match passphrase_file {
+            Some(file) => Some(passphrase_from_file(file)?),
+            None => None,
+        };
+        let key = match PrivateKey::from_pkcs8(&bytes, passphrase.as_ref().map(|p| p.as_slice())) {
+            Err(PkiError::PassphraseRequired) => {
+                let typed = read_secret(&format!("passphrase for {key_name}: "))?;
+                PrivateKey::from_pkcs8(&bytes, Some(typed.as_bytes())).map_err(refused)?
+            }
+            other => other.map_err(refused)?,
+        };
+        Ok(Credential { certificate, key })
+    }
+}
+
+/// Logs in at the daemon on `socket`: challenge, signature, login. The session as the
+/// daemon reports it (name, subject, serial, since, until).
+pub fn login(socket: &Path, certificate: &[u8], key: &PrivateKey) -> anyhow::Result<Value> {
+    let issued = call(socket, json!({"command": "login-challenge"}), None)?;
+    let challenge: [u8; CHALLENGE_LENGTH] = issued["challenge"]
+        .as_str()
+        .and_then(|text| hex::decode(text).ok())
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("keymotherd sent a malformed challenge: {issued}"))?;
+    let device_id = issued["device_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("keymotherd sent no device id: {issued}"))?;
+    let response = sign_login(key, certificate, device_id, &challenge, SystemTime::now()).map_err(
+        |error| match error {
+            PkiError::KeyMismatch { .. } => argument_error("--key", error),
+            other => argument_error("--certificate", other),
+        },
+    )?;
+    call(
+        socket,
+        json!({
+            "command": "login",
+            "certificate": Base64::encode_string(&response.certificate),
+            "challenge": hex::encode(response.challenge),
+            "signed_at": response.signed_at,
+            "signature": Base64::encode_string(&response.signature),
+        }),
+        None,
+    )
+}
+
+/// One line about a session: "Ann Operator (certificate serial 41) since ... until ...".
+pub fn describe(session: &Value) -> String {
+    format!(
+        "{} (certificate serial {}) since {} until {}",
+        session["name"].as_str().unwrap_or("?"),
+        session["serial"].as_str().unwrap_or("?"),
+        session["since"].as_str().unwrap_or("?"),
+        session["until"].as_str().unwrap_or("?")
+    )
+}
+
+pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
+    match command {
+        OperatorCommand::Login {
+            certificate,
+            key,
+            passphrase_file,
+        } => {
+            let credential = Credential::load(&certificate, &key, passphrase_file.as_deref())?;
+            let session = login(socket, &credential.certificate, &credential.key)?;
+            println!("logged in: {}", describe(&session));
+            Ok(())
+        }
+        OperatorCommand::Logout => {
+            let result = call(socket, json!({"command": "logout"}), None)?;
+            match &result["logged_out"] {
+                Value::Null => println!("no operator was logged in"),
+                session => println!("logged out: {}", describe(session)),
+            }
+            Ok(())
+        }
+        OperatorCommand::Status { json } => {
+            let status = call(socket, json!({"command": "status"}), None)?;
+            if json {
+                let summary = json!({
+                    "operator": status["operator"],
+                    "operator_required": status["operator_required"],
+                });
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                return Ok(());
+            }
+            println!("{}", operator_line(&status));
+            Ok(())
+        }
+    }
+}
+
+/// The status line about the operator.
+pub fn operator_line(status: &Value) -> String {
+    let required = status["operator_required"] == json!(true);
+    match &status["operator"] {
+        Value::Null if required => {
+            "operator: nobody logged in (login required: no key is dispensed)".to_owned()
+        }
+        Value::Null => "operator: nobody logged in (login not required)".to_owned(),
+        session => format!("operator: {}", describe(session)),
+    }
+}
