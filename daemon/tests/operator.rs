@@ -3,15 +3,16 @@
 
 mod support;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use keymother_daemon::DaemonEvent;
 use keymother_pki::PrivateKey;
 use keymother_pki::login::{LoginResponse, sign_login};
-use keymother_protocol::TerminalOutcome;
-use keymother_terminal::{PtyLine, inject};
-use keymother_vault::{AuditRow, Vault};
+use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
+use keymother_terminal::{Line, PtyLine, SoftwareKeyStore, inject};
+use keymother_vault::{AuditRow, KeyState, Vault};
 use serde_json::{Value, json};
 use support::operators::{
     ask, challenge, fixture, good_certificate, login, login_request, ok, operator_certificate,
@@ -113,6 +114,7 @@ fn assert_no_key_without_an_operator(bench: &mut Bench, serial: &str) {
 /// Asserts a login is refused with `words`, audited as such, and opens no session.
 fn assert_refused(bench: &Bench, request: &Value, words: &str) {
     let before = status_operator(bench.socket());
+    let inventory = bench.inventory();
     let error = refused(ask(bench.socket(), request));
     eprintln!("refused: {error}");
     assert!(
@@ -124,6 +126,7 @@ fn assert_refused(bench: &Bench, request: &Value, words: &str) {
         before,
         "the session changed"
     );
+    assert_eq!(bench.inventory(), inventory, "a key was touched");
     let row = bench.last_audit("login-refused");
     assert!(row.details.contains("reason="), "{row:?}");
     assert!(!row.actor.is_empty());
@@ -553,4 +556,75 @@ fn without_pki_login_says_it_is_not_set_up() {
         (&status["operator"], &status["operator_required"]),
         (&Value::Null, &json!(false))
     );
+}
+
+/// Runs a terminal until its key is delivered, then stops answering (a pulled cable): the key
+/// is in the store, never confirmed.
+fn vanish_after_delivery(line: &mut PtyLine, config: TerminalConfig, store: &mut SoftwareKeyStore) {
+    let started = Instant::now();
+    let mut session = TerminalSession::new(config);
+    let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
+    let mut buffer = [0u8; 2048];
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                TerminalAction::Send(bytes) => line.write_all(&bytes).unwrap(),
+                TerminalAction::InstallKey {
+                    key_index,
+                    key_block,
+                    kcv,
+                    ..
+                } => {
+                    store.install(key_index, &key_block, &kcv).unwrap();
+                    return;
+                }
+                TerminalAction::Finished(outcome) => panic!("finished: {outcome:?}"),
+                TerminalAction::Report(_) => {}
+                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
+        let count = line
+            .read_within(&mut buffer, Duration::from_millis(20))
+            .unwrap();
+        let now = started.elapsed();
+        pending.extend(if count > 0 {
+            session.handle_bytes(&buffer[..count], now)
+        } else {
+            session.handle_tick(now)
+        });
+    }
+}
+
+#[test]
+fn a_key_sent_in_a_session_and_confirmed_after_it_ended_names_that_session() {
+    let mut bench = Bench::start(5, "");
+    ok(login(bench.socket(), &good_certificate("Ann Operator", 14)));
+    let mut store = bench.appliance.key_store();
+    let config = bench.appliance.terminal("VANISH01");
+    vanish_after_delivery(&mut bench.lines[0], config, &mut store);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while bench.inventory().count(KeyState::Sent) != 1 {
+        assert!(Instant::now() < deadline, "never marked sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ok(ask(bench.socket(), &json!({"command": "logout"})));
+
+    // The key already left: its confirmation is still recorded, under the session it left in.
+    let (key_index, kcv) = store.installed().unwrap();
+    let mut config = bench.appliance.terminal("VANISH01");
+    config.unconfirmed_key = Some((key_index, kcv.as_bytes().to_vec()));
+    let injection = inject(&mut bench.lines[0], config, &mut store).unwrap();
+    assert!(
+        matches!(injection.outcome, TerminalOutcome::Injected { .. }),
+        "{:?}",
+        injection.outcome
+    );
+    let rows = ok(ask(bench.socket(), &json!({"command": "smn-rows"})));
+    assert_eq!(rows[0]["smn"], format!("VANISH01{key_index:08}"));
+    assert_eq!(rows[0]["operator"], "Ann Operator");
+    assert_eq!(bench.last_audit("injection").actor, "Ann Operator");
+    // A new key still needs a session.
+    assert_no_key_without_an_operator(&mut bench, "123L013K");
+    bench.assert_chain_verifies();
 }
