@@ -23,6 +23,11 @@
 //! a CRL); leaves must not be CAs. Validity periods of the leaf, the CA and the CRL are checked
 //! against the instant the caller passes, so tests and an appliance without a network clock
 //! decide explicitly what "now" is.
+//!
+//! Beside verification: [`keys`] (RSA private keys: generation, PKCS#8 clear and encrypted,
+//! certificate requests), [`login`] (operator login by challenge and signature),
+//! [`key_transport`] (certificate-mode delivery of a master key to a terminal) and [`builder`]
+//! (certificates and CRLs made by keymother).
 
 use std::fmt;
 use std::time::SystemTime;
@@ -45,6 +50,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 pub mod builder;
+pub mod key_transport;
 pub mod keys;
 pub mod login;
 
@@ -884,6 +890,15 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Result<(Name, RsaPublicKey), PkiErr
         other => other,
     })?;
     Ok((request.info.subject, key))
+}
+
+/// Appends a 4-byte big-endian length and the bytes. Lengths above u32::MAX are written as
+/// u32::MAX; callers never sign or accept such fields (a device id, a key block, a CRL of
+/// 4 GiB), so the saturation cannot make two different contents equal in practice.
+pub(crate) fn put_field(out: &mut Vec<u8>, field: &[u8]) {
+    let length = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(field);
 }
 
 /// A serial number as upper-case hex without separators.
