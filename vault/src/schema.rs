@@ -109,6 +109,18 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never rewritten'); END;
      CREATE TRIGGER smn_export_never_deleted BEFORE DELETE ON smn_export
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never deleted'); END;",
+    // 4: the KDH identity for certificate mode (one row): the sealed key pair, its request,
+    // and the certificate once installed.
+    "CREATE TABLE kdh_identity (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         sealed_private_key TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         bits INTEGER NOT NULL,
+         certificate_request BLOB NOT NULL,
+         requested_at TEXT NOT NULL,
+         certificate BLOB,
+         installed_at TEXT
+     ) STRICT;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.
