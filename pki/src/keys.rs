@@ -182,6 +182,15 @@ impl PrivateKey {
         self.key.as_public_key() == certificate.public_key()
     }
 
+    /// Whether this key's public half is the one in `certificate` (DER or PEM), without
+    /// verifying the certificate; false when it does not parse or holds no RSA key. For a
+    /// verified certificate, use [`PrivateKey::matches`].
+    pub fn matches_certificate(&self, certificate: &[u8]) -> bool {
+        crate::parse_certificate(certificate, "certificate")
+            .and_then(|c| crate::rsa_key(&c, "certificate"))
+            .is_ok_and(|key| &key == self.key.as_public_key())
+    }
+
     /// An RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32) over `message`, blinded, with
     /// fresh randomness for the salt and the blinding.
     pub(crate) fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {

@@ -426,6 +426,15 @@ pub enum PkiError {
         /// The decoder's or the consistency check's message.
         detail: String,
     },
+    /// No CA was given for the role (see [`TrustAnchors::for_roles`]).
+    #[error("no {role} CA is configured, so {role} certificates and CRLs cannot be checked")]
+    NoAnchor {
+        /// The role.
+        role: Role,
+    },
+    /// [`TrustAnchors::for_roles`] was given no CA at all.
+    #[error("no CA certificate was given for any role")]
+    NoAnchors,
     /// A certificate request whose signature does not verify under the key it carries.
     #[error("the certificate request's signature does not verify under the public key it carries")]
     BadRequestSignature,
@@ -468,6 +477,20 @@ impl VerifiedCertificate {
     /// The whole certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+    /// Whether the subject names `name`: a commonName (2.5.4.3) or serialNumber (2.5.4.5)
+    /// attribute of the subject whose value is exactly `name` (case-sensitive). The appliance
+    /// uses it to check that a device certificate is for the terminal's hardware serial.
+    pub fn subject_names(&self, name: &str) -> bool {
+        const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+        const SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
+        self.subject()
+            .iter()
+            .filter(|attribute| attribute.oid == COMMON_NAME || attribute.oid == SERIAL_NUMBER)
+            .filter_map(|attribute| {
+                x509_cert::ext::pkix::name::DirectoryString::try_from(&attribute.value).ok()
+            })
+            .any(|value| value.value() == name)
     }
     /// notAfter, for the caller's own bookkeeping.
     pub fn not_after(&self) -> SystemTime {
@@ -527,9 +550,9 @@ struct Anchor {
 
 /// One CA certificate per [`Role`].
 pub struct TrustAnchors {
-    device: Anchor,
-    kdh: Anchor,
-    operator: Anchor,
+    device: Option<Anchor>,
+    kdh: Option<Anchor>,
+    operator: Option<Anchor>,
 }
 
 impl fmt::Debug for TrustAnchors {
@@ -538,12 +561,10 @@ impl fmt::Debug for TrustAnchors {
         for role in Role::ALL {
             d.field(
                 &role.to_string(),
-                &self
-                    .anchor(role)
-                    .certificate
-                    .tbs_certificate()
-                    .subject()
-                    .to_string(),
+                &self.anchor(role).map_or_else(
+                    || "none".to_string(),
+                    |a| a.certificate.tbs_certificate().subject().to_string(),
+                ),
             );
         }
         d.finish()
@@ -555,14 +576,34 @@ impl TrustAnchors {
     /// (basicConstraints cA=TRUE, keyUsage keyCertSign, key of at least 2048 bits), and no two
     /// roles may share a CA key or a CA name.
     pub fn new(device_ca: &[u8], kdh_ca: &[u8], operator_ca: &[u8]) -> Result<Self, PkiError> {
+        TrustAnchors::for_roles(Some(device_ca), Some(kdh_ca), Some(operator_ca))
+    }
+
+    /// Like [`TrustAnchors::new`], for the roles given only: a terminal knows just the KDH CA
+    /// (`for_roles(None, Some(kdh_ca), None)`). Verifying a certificate or a CRL of a role
+    /// without a CA is refused ([`PkiError::NoAnchor`]); a certificate of a role without a CA
+    /// presented for another role is reported as [`PkiError::UnknownIssuer`], since its issuer
+    /// is not known. At least one CA must be given.
+    pub fn for_roles(
+        device_ca: Option<&[u8]>,
+        kdh_ca: Option<&[u8]>,
+        operator_ca: Option<&[u8]>,
+    ) -> Result<Self, PkiError> {
+        let parse =
+            |role: Role, bytes: Option<&[u8]>| bytes.map(|b| Anchor::parse(role, b)).transpose();
         let anchors = TrustAnchors {
-            device: Anchor::parse(Role::TerminalDevice, device_ca)?,
-            kdh: Anchor::parse(Role::KeyDistributionHost, kdh_ca)?,
-            operator: Anchor::parse(Role::Operator, operator_ca)?,
+            device: parse(Role::TerminalDevice, device_ca)?,
+            kdh: parse(Role::KeyDistributionHost, kdh_ca)?,
+            operator: parse(Role::Operator, operator_ca)?,
         };
+        if Role::ALL.iter().all(|&role| anchors.anchor(role).is_none()) {
+            return Err(PkiError::NoAnchors);
+        }
         for (i, &first) in Role::ALL.iter().enumerate() {
             for &second in &Role::ALL[i + 1..] {
-                let (a, b) = (anchors.anchor(first), anchors.anchor(second));
+                let (Some(a), Some(b)) = (anchors.anchor(first), anchors.anchor(second)) else {
+                    continue;
+                };
                 if a.public_key == b.public_key {
                     return Err(PkiError::SharedAnchor {
                         first,
@@ -584,17 +625,21 @@ impl TrustAnchors {
         Ok(anchors)
     }
 
-    /// The CA certificate of `role`.
-    pub fn ca_certificate(&self, role: Role) -> &Certificate {
-        &self.anchor(role).certificate
+    /// The CA certificate of `role`, if one was given.
+    pub fn ca_certificate(&self, role: Role) -> Option<&Certificate> {
+        self.anchor(role).map(|a| &a.certificate)
     }
 
-    fn anchor(&self, role: Role) -> &Anchor {
+    fn anchor(&self, role: Role) -> Option<&Anchor> {
         match role {
-            Role::TerminalDevice => &self.device,
-            Role::KeyDistributionHost => &self.kdh,
-            Role::Operator => &self.operator,
+            Role::TerminalDevice => self.device.as_ref(),
+            Role::KeyDistributionHost => self.kdh.as_ref(),
+            Role::Operator => self.operator.as_ref(),
         }
+    }
+
+    fn required_anchor(&self, role: Role) -> Result<&Anchor, PkiError> {
+        self.anchor(role).ok_or(PkiError::NoAnchor { role })
     }
 
     /// Verifies `leaf` (DER or PEM) as a certificate of `role` at the instant `now`: the
@@ -616,7 +661,7 @@ impl TrustAnchors {
         let what = format!("{role} certificate");
 
         // 1. Issued by this role's CA, and no other.
-        let anchor = self.anchor(role);
+        let anchor = self.required_anchor(role)?;
         let issued_by = |a: &Anchor| {
             tbs_cert.issuer() == a.certificate.tbs_certificate().subject()
                 && verify_signature(
@@ -633,7 +678,7 @@ impl TrustAnchors {
         if !issued_by(anchor) {
             if let Some(&presented) = Role::ALL
                 .iter()
-                .find(|&&r| r != role && issued_by(self.anchor(r)))
+                .find(|&&r| r != role && self.anchor(r).is_some_and(issued_by))
             {
                 return Err(PkiError::WrongRole {
                     expected: role,
@@ -739,7 +784,7 @@ impl TrustAnchors {
     /// thisUpdate not in the future, nextUpdate present and not passed.
     pub fn check_crl(&self, role: Role, crl: &Crl, now: SystemTime) -> Result<(), PkiError> {
         let now_dt = der::DateTime::from_system_time(now).map_err(|_| PkiError::BadNow)?;
-        let anchor = self.anchor(role);
+        let anchor = self.required_anchor(role)?;
         let tbs = &crl.list.tbs_cert_list;
         if &tbs.issuer != anchor.certificate.tbs_certificate().subject() {
             return Err(PkiError::CrlWrongIssuer {
@@ -837,6 +882,14 @@ impl Anchor {
             crl_sign,
         })
     }
+}
+
+/// A certificate (DER, or PEM "CERTIFICATE") as DER, after checking that it parses. Nothing
+/// else is checked: verify it with [`TrustAnchors::verify`].
+pub fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let der = to_der(bytes, "CERTIFICATE", "certificate")?;
+    Certificate::from_der(&der).map_err(|e| parse_error("certificate", e))?;
+    Ok(der)
 }
 
 /// Parses a certificate, DER or PEM.

@@ -505,6 +505,7 @@ fn project_built_crl_revoking_the_kdh() {
     let kdh_ca = setup
         .anchors
         .ca_certificate(Role::KeyDistributionHost)
+        .unwrap()
         .clone();
     let kdh_ca = der::Encode::to_der(&kdh_ca).unwrap();
     let crl = builder::crl(
@@ -726,4 +727,66 @@ fn a_signature_made_by_openssl_passes_our_check() {
         setup.open(&sealed),
         Err(KeyTransportError::BadSignature)
     ));
+}
+
+#[test]
+fn a_terminal_knowing_only_the_kdh_ca_opens_deliveries() {
+    let setup = openssl_setup();
+    let terminal_anchors =
+        TrustAnchors::for_roles(None, Some(&fixture("ca-kdh.pem")), None).unwrap();
+    let kdh = terminal_anchors
+        .verify(Role::KeyDistributionHost, &fixture("kdh.der"), now(), None)
+        .unwrap();
+    let master_key = SecretKey::generate(KeyAlgorithm::Tdes3Key).unwrap();
+    let sealed = setup.seal(&master_key, &pem_to_der(&fixture("ca-kdh.crl.pem")));
+    let opened = open_from_appliance(
+        &setup.device_key,
+        &kdh,
+        &terminal_anchors,
+        now(),
+        &context(),
+        &sealed,
+    )
+    .ok()
+    .unwrap();
+    assert!(opened.same_material_as(&master_key));
+    // Nothing else can be verified with these anchors.
+    assert_eq!(
+        terminal_anchors
+            .verify(Role::TerminalDevice, &fixture("device.der"), now(), None)
+            .err(),
+        Some(PkiError::NoAnchor {
+            role: Role::TerminalDevice
+        })
+    );
+    // A device certificate offered as the KDH's: its issuer is unknown here.
+    assert!(matches!(
+        terminal_anchors.verify(
+            Role::KeyDistributionHost,
+            &fixture("device.der"),
+            now(),
+            None
+        ),
+        Err(PkiError::UnknownIssuer { .. })
+    ));
+    assert!(terminal_anchors.ca_certificate(Role::Operator).is_none());
+    assert_eq!(
+        TrustAnchors::for_roles(None, None, None).err(),
+        Some(PkiError::NoAnchors)
+    );
+    // The terminal's own key and certificate, before any verification.
+    let device_der = keymother_pki::certificate_der(
+        &der_to_pem("CERTIFICATE", &fixture("device.der")).into_bytes(),
+    )
+    .unwrap();
+    assert_eq!(device_der, fixture("device.der"));
+    assert!(setup.device_key.matches_certificate(&device_der));
+    assert!(
+        setup
+            .device_key
+            .matches_certificate(der_to_pem("CERTIFICATE", &device_der).as_bytes())
+    );
+    assert!(!setup.kdh_key.matches_certificate(&device_der));
+    assert!(!setup.device_key.matches_certificate(b"garbage"));
+    assert!(keymother_pki::certificate_der(b"garbage").is_err());
 }
