@@ -193,6 +193,11 @@ impl PrivateKey {
 
     /// An RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32) over `message`, blinded, with
     /// fresh randomness for the salt and the blinding.
+    /// The key itself, for the certificate builder.
+    pub(crate) fn rsa(&self) -> &RsaPrivateKey {
+        &self.key
+    }
+
     pub(crate) fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
         // The signing key is a transient copy; RsaPrivateKey zeroizes it when dropped.
         let signer =

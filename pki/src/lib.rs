@@ -53,6 +53,8 @@ pub mod builder;
 pub mod key_transport;
 pub mod keys;
 pub mod login;
+#[doc(hidden)]
+pub mod testing;
 
 pub use keys::PrivateKey;
 
