@@ -383,7 +383,7 @@ fn the_demo_runs_and_shows_every_refusal() {
         "SMN ",
         "operator certificate for Demo Operator",
         "a terminal asking before any operator logged in:\n  refused: the appliance answered KEY_REQUEST with ERROR 0x0008 NOT_READY: no operator is logged in on the appliance",
-        "operator logged in: Demo Operator (certificate serial 10)",
+        "operator logged in: Demo Operator (certificate serial 1000)",
         "  operator Demo Operator\n",
         "every injection is recorded under operator Demo Operator",
     ] {

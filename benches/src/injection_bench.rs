@@ -1,4 +1,4 @@
-//! Injection benchmark: 1, 8 and 16 reference terminals on pseudo-terminals against the real daemon code; rate, daemon time and wire bytes per injection.
+//! Injection benchmark: 1, 8 and 16 reference terminals on pseudo-terminals against the real daemon code, in tr31 or certificate mode; rate, daemon time, wire bytes and (certificate mode) the RSA share per injection.
 //!
 //! Run with `scripts/bench-injection` (which builds keymotherd and this binary in release
 //! mode); the figures go to docs/BENCHMARKS.md. The daemon runs as its own process.
@@ -13,8 +13,11 @@ use clap::Parser;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
+use keymother_pki::key_transport::{DeliveryContext, seal_for_terminal};
+use keymother_pki::testing::TestPki;
+use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
-use keymother_terminal::{CountingLine, PtyLine, SoftwareKeyStore, inject};
+use keymother_terminal::{CertificateIdentity, CountingLine, PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{SecretName, Vault};
 
 const DEVICE: &str = "KM-BENCH-0001";
@@ -36,6 +39,16 @@ struct Arguments {
     /// The keymotherd binary (default: next to this one; scripts/bench-injection builds it).
     #[arg(long)]
     daemon: Option<PathBuf>,
+    /// tr31, or certificate (RSA-2048 device and KDH keys, a device certificate per terminal).
+    #[arg(long, default_value = "tr31")]
+    mode: Mode,
+}
+
+/// Certificate mode's parts: the CAs, one device key for every bench terminal (key
+/// generation is not what is measured), the KDH CA certificate terminals trust.
+struct CertificateBench {
+    pki: TestPki,
+    device_key_der: zeroize::Zeroizing<Vec<u8>>,
 }
 
 struct Measurement {
@@ -56,12 +69,30 @@ fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("keymotherd"),
     };
+    let certificate = match arguments.mode {
+        Mode::Tr31 => None,
+        Mode::Certificate => Some(CertificateBench {
+            pki: TestPki::generate("injection benchmark")?,
+            device_key_der: PrivateKey::generate(2048)?.to_pkcs8_der()?,
+        }),
+        other => bail!("the benchmark runs tr31 or certificate mode, not {other}"),
+    };
+    if let Some(certificate) = &certificate {
+        rsa_share_basis(certificate)?;
+    }
+    println!("mode: {}", arguments.mode);
     println!(
         "terminals | injections | injections/s | daemon CPU per injection | daemon busy time per injection | bytes on the wire per injection | wire time at 115200 baud | CPU / wire time | busy / wire time"
     );
     println!("---|---|---|---|---|---|---|---|---");
     for &terminals in &arguments.terminals {
-        let measurement = measure(&daemon, terminals, arguments.injections, ttk_algorithm)?;
+        let measurement = measure(
+            &daemon,
+            terminals,
+            arguments.injections,
+            ttk_algorithm,
+            certificate.as_ref(),
+        )?;
         let per_injection = measurement.injections as f64;
         let cpu_ms = measurement.cpu_nanos as f64 / per_injection / 1e6;
         let busy_ms = measurement.busy_nanos as f64 / per_injection / 1e6;
@@ -79,11 +110,53 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the daemon does with RSA per certificate-mode injection, timed in this process on
+/// the same keys: verifying the device certificate (RSA public operation), sealing (OAEP
+/// encryption, a public operation, and the blinded PSS signature with the KDH key, the one
+/// private operation). Printed so the share of the daemon's CPU time per injection follows.
+fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
+    const ROUNDS: u32 = 200;
+    let device_key = PrivateKey::from_pkcs8(&bench.device_key_der, None)?;
+    let device = bench
+        .pki
+        .device_certificate("RSA0SHARE", &device_key.public_key())?;
+    let anchors = bench.pki.anchors()?;
+    let kdh_key = PrivateKey::generate(2048)?;
+    let master_key = SecretKey::generate(KeyAlgorithm::Tdes2Key)?;
+    let now = std::time::SystemTime::now();
+    let started = Instant::now();
+    let mut verified = None;
+    for _ in 0..ROUNDS {
+        verified = Some(anchors.verify(Role::TerminalDevice, &device, now, None)?);
+    }
+    let verify = started.elapsed() / ROUNDS;
+    let verified = verified.context("no rounds")?;
+    let nonce = [7u8; 32];
+    let started = Instant::now();
+    for index in 0..ROUNDS {
+        let context = DeliveryContext {
+            hardware_serial: "RSA0SHARE",
+            nonce: &nonce,
+            key_index: index,
+        };
+        seal_for_terminal(&kdh_key, &verified, &context, &master_key, &[])?;
+    }
+    let seal = started.elapsed() / ROUNDS;
+    println!(
+        "RSA work per certificate-mode injection (timed apart, {ROUNDS} rounds): device certificate check {:.3} ms, seal (OAEP encrypt + blinded PSS sign + TR-31 wrap) {:.3} ms, together {:.3} ms",
+        verify.as_secs_f64() * 1e3,
+        seal.as_secs_f64() * 1e3,
+        (verify + seal).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
 fn measure(
     daemon_path: &Path,
     terminals: usize,
     per_terminal: usize,
     ttk_algorithm: KeyAlgorithm,
+    certificate: Option<&CertificateBench>,
 ) -> anyhow::Result<Measurement> {
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("data");
@@ -104,6 +177,28 @@ fn measure(
     let file = work.path().join("batch.keys");
     std::fs::write(&file, FileLines::generated(&kek, &options)?.sealed(&kek))?;
     vault.import_key_file(&file, &mut |_| {})?;
+    let mut pki_section = String::new();
+    if let Some(certificate) = certificate {
+        // The KDH identity as a custodian installs it: request, signed by the KDH CA.
+        let request = vault.create_kdh_request(
+            &keymother_pki::builder::name(&format!("CN={DEVICE},OU=KDH"))?,
+            2048,
+            None,
+        )?;
+        let signed = certificate.pki.sign_kdh_request(&request)?;
+        let verified = certificate.pki.anchors()?.verify(
+            Role::KeyDistributionHost,
+            &signed,
+            std::time::SystemTime::now(),
+            None,
+        )?;
+        vault.install_kdh_certificate(&verified, None)?;
+        let files = certificate.pki.write_anchors(work.path())?;
+        pki_section = format!(
+            "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n",
+            files.device_ca, files.kdh_ca, files.operator_ca
+        );
+    }
     drop(vault);
 
     let mut text = format!(
@@ -121,6 +216,7 @@ fn measure(
             link.display().to_string()
         ));
     }
+    text.push_str(&pki_section);
     let settings = work.path().join("keymotherd.toml");
     std::fs::write(&settings, text)?;
 
@@ -156,16 +252,41 @@ fn measure(
         .into_iter()
         .enumerate()
         .map(|(port, line)| {
-            let mut key_store = SoftwareKeyStore::new(&ttk);
+            // Certificate mode: each terminal's store with its own device certificate, made
+            // before the clock starts.
+            let stores = (0..per_terminal)
+                .map(|number| {
+                    let store = SoftwareKeyStore::new(&ttk);
+                    let Some(certificate) = certificate else {
+                        return Ok(store);
+                    };
+                    let key = PrivateKey::from_pkcs8(&certificate.device_key_der, None)?;
+                    let device = certificate.pki.device_certificate(
+                        &format!("B{port:02}T{number:05}"),
+                        &key.public_key(),
+                    )?;
+                    let identity = CertificateIdentity::new(
+                        key,
+                        &device,
+                        certificate.pki.ca_certificate(Role::KeyDistributionHost),
+                    )?;
+                    Ok(store.with_certificate(identity))
+                })
+                .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
+            let mode = if certificate.is_some() {
+                Mode::Certificate
+            } else {
+                Mode::Tr31
+            };
             std::thread::spawn(move || -> anyhow::Result<u64> {
                 let mut line = CountingLine::new(line);
-                for number in 0..per_terminal {
+                for (number, mut key_store) in stores?.into_iter().enumerate() {
                     let config = TerminalConfig {
                         hardware_serial: format!("B{port:02}T{number:05}")
                             .parse()
                             .map_err(|e| anyhow::anyhow!("{e}"))?,
                         model: "BENCH".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-                        modes: vec![Mode::Tr31],
+                        modes: vec![mode],
                         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
                         response_timeout: Duration::from_secs(2),
                         max_retries: 3,

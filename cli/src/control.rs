@@ -48,6 +48,9 @@ pub enum DaemonCommand {
     /// The hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The appliance's KDH identity for certificate mode.
+    #[command(subcommand)]
+    Kdh(crate::kdh::KdhCommand),
     /// Voids a key that was sent but never confirmed, so it can never be used; audited.
     Void {
         /// The key index.
@@ -147,6 +150,7 @@ fn print_counts(keys: &Value) {
 
 pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
     match command {
+        DaemonCommand::Kdh(command) => crate::kdh::run(socket, command),
         DaemonCommand::Status { json } => {
             let status = call(socket, json!({"command": "status"}), None)?;
             if json {

@@ -2,15 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use keymother_crypto::component::{self, Component};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_daemon::{DaemonEvent, Settings, Stats};
 use keymother_keyfiles::DeviceId;
-use keymother_pki::builder::{Issuance, ca_certificate, leaf_certificate, name};
-use keymother_pki::rsa::RsaPrivateKey;
-use keymother_pki::rsa::pkcs8::DecodePrivateKey;
+use keymother_pki::testing::{AnchorFiles, TestPki};
 use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
@@ -153,19 +151,10 @@ const DEMO_PASSPHRASE: &str = "demo-only passphrase";
 
 /// What the demo's `[pki]` needs and the operator's credential, as files in the work directory.
 struct DemoPki {
-    device_ca: PathBuf,
-    kdh_ca: PathBuf,
-    operator_ca: PathBuf,
+    anchors: AnchorFiles,
     operator_certificate: PathBuf,
     operator_key: PathBuf,
     passphrase: PathBuf,
-}
-
-/// A CA key, generated, in the form the certificate builder signs with.
-fn ca_key() -> anyhow::Result<RsaPrivateKey> {
-    let key = PrivateKey::generate(2048)?;
-    RsaPrivateKey::from_pkcs8_der(&key.to_pkcs8_der()?)
-        .map_err(|error| anyhow::anyhow!("a generated CA key does not read back: {error}"))
 }
 
 /// Generates one CA per role (the appliance's trust anchors need all three, each its own)
@@ -174,54 +163,17 @@ fn ca_key() -> anyhow::Result<RsaPrivateKey> {
 fn demo_pki(work: &Path) -> anyhow::Result<DemoPki> {
     let directory = work.join("pki");
     std::fs::create_dir_all(&directory)?;
-    let now = SystemTime::now();
-    let day = Duration::from_secs(86400);
-    let issuance = |serial: u8| Issuance {
-        serial: vec![serial],
-        not_before: now - Duration::from_secs(3600),
-        not_after: now + day,
-    };
-    let mut paths = Vec::new();
-    let mut operator_ca = None;
-    for (role, subject) in [
-        (
-            Role::TerminalDevice,
-            "CN=keymother demo terminal CA,O=keymother demo",
-        ),
-        (
-            Role::KeyDistributionHost,
-            "CN=keymother demo KDH CA,O=keymother demo",
-        ),
-        (
-            Role::Operator,
-            "CN=keymother demo operator CA,O=keymother demo",
-        ),
+    let pki = TestPki::generate("keymother demo")?;
+    let anchors = pki.write_anchors(&directory)?;
+    for (role, path) in [
+        (Role::TerminalDevice, &anchors.device_ca),
+        (Role::KeyDistributionHost, &anchors.kdh_ca),
+        (Role::Operator, &anchors.operator_ca),
     ] {
-        let key = ca_key()?;
-        let certificate = ca_certificate(&name(subject)?, &key, &issuance(1))?;
-        let path = directory.join(match role {
-            Role::TerminalDevice => "device-ca.der",
-            Role::KeyDistributionHost => "kdh-ca.der",
-            Role::Operator => "operator-ca.der",
-        });
-        std::fs::write(&path, &certificate)?;
         println!("{role} CA: {}", path.display());
-        if role == Role::Operator {
-            operator_ca = Some((certificate, key));
-        }
-        paths.push(path);
     }
-    let (operator_ca_certificate, operator_ca_key) =
-        operator_ca.ok_or_else(|| anyhow::anyhow!("no operator CA was made"))?;
     let operator_key = PrivateKey::generate(2048)?;
-    let certificate = leaf_certificate(
-        Role::Operator,
-        &name(&format!("CN={DEMO_OPERATOR},O=keymother demo"))?,
-        &operator_key.public_key(),
-        &operator_ca_certificate,
-        &operator_ca_key,
-        &issuance(0x10),
-    )?;
+    let certificate = pki.operator_certificate(DEMO_OPERATOR, &operator_key.public_key())?;
     let operator_certificate = directory.join("operator.der");
     std::fs::write(&operator_certificate, &certificate)?;
     let key_path = directory.join("operator.key");
@@ -232,20 +184,12 @@ fn demo_pki(work: &Path) -> anyhow::Result<DemoPki> {
     let passphrase = directory.join("operator.passphrase");
     std::fs::write(&passphrase, format!("{DEMO_PASSPHRASE}\n"))?;
     println!(
-        "operator certificate for {DEMO_OPERATOR}: {} (valid one day), its key encrypted under a passphrase: {}",
+        "operator certificate for {DEMO_OPERATOR}: {}, its key encrypted under a passphrase: {}",
         operator_certificate.display(),
         key_path.display()
     );
-    let mut paths = paths.into_iter();
-    let mut next = || {
-        paths
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("a CA file is missing"))
-    };
     Ok(DemoPki {
-        device_ca: next()?,
-        kdh_ca: next()?,
-        operator_ca: next()?,
+        anchors,
         operator_certificate,
         operator_key: key_path,
         passphrase,
@@ -271,9 +215,9 @@ fn inject_over_serial(
          [operator]\nrequire = true\n",
         data_dir.display().to_string(),
         socket.display().to_string(),
-        pki.device_ca.display().to_string(),
-        pki.kdh_ca.display().to_string(),
-        pki.operator_ca.display().to_string(),
+        pki.anchors.device_ca.display().to_string(),
+        pki.anchors.kdh_ca.display().to_string(),
+        pki.anchors.operator_ca.display().to_string(),
     );
     for number in 1..=PORTS {
         let link = work.join(format!("ttyBENCH{number}"));

@@ -4,6 +4,7 @@ mod calculator;
 mod control;
 mod custodian;
 mod demo;
+mod kdh;
 mod keyfile;
 mod operator;
 mod prompt;

@@ -26,6 +26,20 @@ use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse};
 
 /// Longest request line accepted (components for a 9-part ceremony fit easily).
 const MAX_REQUEST: usize = 64 * 1024;
+/// The KDH key size when the request does not say (TR-34 asks for at least 2048 bits).
+const DEFAULT_KDH_BITS: usize = 2048;
+
+/// DER as PEM with the given label.
+fn pem(label: &str, der: &[u8]) -> String {
+    use keymother_pki::der::pem::{LineEnding, encode_string};
+    // Encoding to PEM fails only for labels with invalid characters; these are constants.
+    encode_string(label, LineEnding::LF, der).unwrap_or_default()
+}
+
+/// A certificate given as PEM text.
+fn decode_certificate(text: &str) -> Result<Vec<u8>, String> {
+    keymother_pki::certificate_der(text.as_bytes()).map_err(|error| format!("certificate: {error}"))
+}
 
 /// Where the socket is and who may use it.
 #[derive(Debug, Clone)]
@@ -69,6 +83,18 @@ pub enum Request {
         confirm_device_id: String,
         reason: String,
     },
+    /// Makes the KDH key pair and returns its certificate request (PEM); with no subject, the
+    /// request names the device id.
+    KdhRequest {
+        subject: Option<String>,
+        bits: Option<usize>,
+    },
+    /// Installs the KDH certificate (PEM or base64 DER) for the pending key pair.
+    KdhInstall {
+        certificate: String,
+    },
+    /// The KDH identity: subject, request (PEM) and certificate details.
+    KdhStatus {},
     /// A single-use challenge for an operator login (docs/SECURITY.md, "Operators").
     LoginChallenge {},
     /// The operator's signed answer to a challenge.
@@ -575,6 +601,7 @@ async fn handle(
                     .map_err(|error| error.to_string())?;
                 // The keys in memory go too; terminals get NOT_READY from now on.
                 let _ = dispenser.reload_keys();
+                dispenser.reload_kdh();
                 log::warn!(event = "zeroize", operator = operator.as_str(); "appliance zeroized: {reason}");
                 Ok(json!({
                     "secrets_deleted": report.secrets_deleted,
@@ -583,6 +610,78 @@ async fn handle(
             })
             .await?
         }
+        Request::KdhRequest { subject, bits } => {
+            let subject = subject
+                .clone()
+                .unwrap_or_else(|| format!("CN={},OU=KDH", dispenser.device_id()));
+            let name = keymother_pki::builder::name(&subject)
+                .map_err(|error| format!("subject {subject:?}: {error}"))?;
+            let bits = bits.unwrap_or(DEFAULT_KDH_BITS);
+            let operator = acting_operator(shared, &peer, false).await?;
+            blocking(move || {
+                let request = dispenser
+                    .with_vault(|vault| vault.create_kdh_request(&name, bits, Some(&operator)))
+                    .map_err(|error| error.to_string())?;
+                dispenser.reload_kdh();
+                log::warn!(
+                    event = "kdh-request", operator = operator.as_str();
+                    "new KDH key pair ({bits} bits) for {subject}; certificate mode is off until its certificate is installed"
+                );
+                Ok(json!({"subject": subject, "bits": bits, "request": pem("CERTIFICATE REQUEST", &request)}))
+            })
+            .await?
+        }
+        Request::KdhInstall { certificate } => {
+            let certificate = decode_certificate(certificate)?;
+            let operator = acting_operator(shared, &peer, false).await?;
+            blocking(move || {
+                let trust = dispenser.trust().ok_or_else(|| {
+                    "no [pki] trust anchors are configured: the KDH certificate cannot be checked"
+                        .to_owned()
+                })?;
+                let verified = trust
+                    .anchors
+                    .verify(
+                        keymother_pki::Role::KeyDistributionHost,
+                        &certificate,
+                        std::time::SystemTime::now(),
+                        None,
+                    )
+                    .map_err(|error| format!("the KDH certificate is refused: {error}"))?;
+                dispenser
+                    .with_vault(|vault| vault.install_kdh_certificate(&verified, Some(&operator)))
+                    .map_err(|error| error.to_string())?;
+                dispenser.reload_kdh();
+                let subject = verified.subject().to_string();
+                log::warn!(
+                    event = "kdh-certificate", operator = operator.as_str();
+                    "KDH certificate for {subject} installed; certificate mode is on"
+                );
+                Ok(json!({
+                    "subject": subject,
+                    "serial": verified.serial().as_bytes().iter().map(|byte| format!("{byte:02X}")).collect::<String>(),
+                    "certificate_mode": !dispenser.kdh_certificate().is_empty(),
+                }))
+            })
+            .await?
+        }
+        Request::KdhStatus {} => blocking(move || {
+            let status = dispenser
+                .with_vault(|vault| vault.kdh_status())
+                .map_err(|error| error.to_string())?;
+            Ok(match status {
+                None => Value::Null,
+                Some(status) => json!({
+                    "subject": status.subject,
+                    "bits": status.bits,
+                    "requested_at": status.requested_at,
+                    "request": pem("CERTIFICATE REQUEST", &status.certificate_request),
+                    "certificate_installed_at": status.installed_at,
+                    "certificate_mode": !dispenser.kdh_certificate().is_empty(),
+                }),
+            })
+        })
+        .await?,
         Request::SmnRows {} => blocking(move || {
             dispenser.with_vault(|vault| -> Result<Value, String> {
                 let rows = vault.smn_rows().map_err(|error| error.to_string())?;

@@ -1,9 +1,10 @@
-//! The dispensing adapter: turns the session's Reserve and Confirm actions into vault transactions, re-wrapping each master key from the KEK to the TTK.
+//! The dispensing adapter: turns the session's Reserve and Confirm actions into vault transactions, re-wrapping each master key from the KEK to the TTK (tr31) or to an ephemeral key sealed for the terminal (certificate mode).
 //!
 //! The clear master key exists only inside `reserve`, between unwrapping under the KEK and
-//! wrapping under the TTK, in a `SecretKey` that zeroizes when the function returns. Until
+//! wrapping for the terminal, in a `SecretKey` that zeroizes when the function returns. Until
 //! custodians have loaded both the KEK and the TTK the appliance is locked: terminals get
-//! NOT_READY.
+//! NOT_READY. Certificate mode also needs the trust anchors (settings) and the appliance's KDH
+//! identity (vault); the device certificate is verified before anything is reserved.
 //!
 //! The operator sessions live here too, so that no key is reserved without checking, under
 //! the same lock, that an operator is logged in when one is required (lock order: sessions,
@@ -18,9 +19,12 @@ use keymother_crypto::tr31::{
     Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
 };
 use keymother_crypto::{Kcv, KeyFamily};
+use keymother_pki::key_transport::{DeliveryContext, seal_for_terminal};
 use keymother_pki::login::LoginResponse;
+use keymother_pki::{PrivateKey, Role, VerifiedCertificate};
 use keymother_protocol::{
-    ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, ModeRequest, Smn, TerminalIdentity,
+    CertificateDelivery, CertificateRequest, ConfirmRefusal, Confirmed, Delivery, DispenseRefusal,
+    ModeRequest, Smn, TerminalIdentity,
 };
 use keymother_vault::{ConfirmationReport, DispenseError, SecretName, Vault, VaultError};
 
@@ -36,9 +40,19 @@ pub struct Dispenser {
     generation: AtomicU64,
     device_id: String,
     quarantine_after: u32,
-    /// The CAs and CRLs of `[pki]`; `None` without one.
-    trust: Option<Arc<Trust>>,
+    /// The CAs and CRLs of `[pki]` that certificate mode and operator logins check against;
+    /// `None` without `[pki]`.
+    trust: RwLock<Option<Arc<Trust>>>,
+    /// The appliance's KDH key and certificate, once installed and valid.
+    kdh: RwLock<Option<Arc<LoadedKdh>>>,
     sessions: Mutex<Sessions>,
+}
+
+/// The KDH identity in memory.
+struct LoadedKdh {
+    key: PrivateKey,
+    certificate: Vec<u8>,
+    verified: VerifiedCertificate,
 }
 
 /// The unsealed KEK and TTK, ready for use; zeroized when dropped.
@@ -89,11 +103,11 @@ pub enum OpenError {
 
 impl Dispenser {
     /// Opens the vault in `data_dir` and unseals the KEK and the TTK if both are loaded;
-    /// operators log in against `trust` under `operators`.
+    /// operators log in under `operators`, against the trust anchors [`Dispenser::set_trust`]
+    /// gives.
     pub fn open(
         data_dir: &Path,
         quarantine_after: u32,
-        trust: Option<Arc<Trust>>,
         operators: OperatorSettings,
     ) -> Result<Dispenser, OpenError> {
         let vault = Vault::open_as_owner(data_dir)?;
@@ -117,8 +131,73 @@ impl Dispenser {
             generation: AtomicU64::new(0),
             vault: Mutex::new(vault),
             quarantine_after,
-            trust,
+            trust: RwLock::new(None),
+            kdh: RwLock::new(None),
         })
+    }
+
+    /// Sets the trust anchors certificate mode checks against (at start, from the settings),
+    /// and loads the KDH identity against them.
+    pub fn set_trust(&self, trust: Option<Trust>) {
+        *self
+            .trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trust.map(Arc::new);
+        self.reload_kdh();
+    }
+
+    /// Re-reads the KDH identity (after a KDH command or a zeroize). Certificate mode is
+    /// offered only with a KDH certificate that verifies against the KDH CA now.
+    pub fn reload_kdh(&self) {
+        let trust = self.trust();
+        let loaded = match (trust, self.vault().load_kdh()) {
+            (Some(trust), Ok(Some(identity))) => {
+                match trust.anchors.verify(
+                    Role::KeyDistributionHost,
+                    &identity.certificate,
+                    SystemTime::now(),
+                    None,
+                ) {
+                    Ok(verified) => Some(Arc::new(LoadedKdh {
+                        key: identity.key,
+                        certificate: identity.certificate,
+                        verified,
+                    })),
+                    Err(error) => {
+                        log::warn!(
+                            event = "kdh-certificate-refused";
+                            "certificate mode is off: the installed KDH certificate does not verify: {error}"
+                        );
+                        None
+                    }
+                }
+            }
+            (_, Ok(_)) => None,
+            (_, Err(error)) => {
+                log::warn!(event = "kdh-unavailable"; "certificate mode is off: {error}");
+                None
+            }
+        };
+        *self
+            .kdh
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = loaded;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The trust anchors, if configured.
+    pub fn trust(&self) -> Option<Arc<Trust>> {
+        self.trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn kdh(&self) -> Option<Arc<LoadedKdh>> {
+        self.kdh
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The appliance's device id.
@@ -191,11 +270,6 @@ impl Dispenser {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The CAs and CRLs of `[pki]`, if configured.
-    pub fn trust(&self) -> Option<&Arc<Trust>> {
-        self.trust.as_ref()
-    }
-
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
         // Every change to the sessions is one assignment; a poisoned lock holds a consistent
         // value.
@@ -240,7 +314,7 @@ impl Dispenser {
         &self,
         now: SystemTime,
     ) -> Result<(Challenge, std::time::Duration), LoginFailure> {
-        if self.trust.is_none() {
+        if self.trust().is_none() {
             return Err(LoginFailure::NotConfigured);
         }
         let mut sessions = self.sessions();
@@ -259,7 +333,8 @@ impl Dispenser {
         now: SystemTime,
     ) -> Result<OperatorSession, LoginFailure> {
         let mut sessions = self.sessions();
-        let (outcome, events) = sessions.login(self.trust.as_deref(), response, now);
+        let trust = self.trust();
+        let (outcome, events) = sessions.login(trust.as_deref(), response, now);
         for event in &events {
             if self.record(event, Some(peer)).is_err()
                 && matches!(event, OperatorEvent::LoggedIn(_))
@@ -306,9 +381,43 @@ impl Dispenser {
     }
 
     /// The KDH certificate (DER) offered in certificate mode; empty while the appliance has
-    /// none, so certificate mode is not chosen.
+    /// none (or its validity has ended), so certificate mode is not chosen.
     pub fn kdh_certificate(&self) -> Vec<u8> {
-        Vec::new()
+        match self.kdh() {
+            Some(kdh) if kdh.verified.not_after() > SystemTime::now() => kdh.certificate.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Checks a terminal's device certificate: the manufacturer CA, validity, key usage, the
+    /// CRL, and that it names the terminal's hardware serial. Nothing is reserved before.
+    fn verify_device(
+        &self,
+        terminal: &TerminalIdentity,
+        request: &CertificateRequest,
+    ) -> Result<(VerifiedCertificate, Arc<LoadedKdh>, Arc<Trust>), DispenseRefusal> {
+        let (Some(trust), Some(kdh)) = (self.trust(), self.kdh()) else {
+            return Err(DispenseRefusal::CertificateRefused(
+                "certificate mode is not set up on this appliance".to_owned(),
+            ));
+        };
+        let verified = trust
+            .anchors
+            .verify(
+                Role::TerminalDevice,
+                &request.device_certificate,
+                SystemTime::now(),
+                trust.device_crl.as_ref(),
+            )
+            .map_err(|error| DispenseRefusal::CertificateRefused(error.to_string()))?;
+        let serial = terminal.hardware_serial.as_str();
+        if !verified.subject_names(serial) {
+            return Err(DispenseRefusal::CertificateRefused(format!(
+                "the device certificate is for {}, not for hardware serial {serial}",
+                verified.subject()
+            )));
+        }
+        Ok((verified, kdh, trust))
     }
 
     /// Reserves (durably, before returning) the terminal's key and wraps it under the TTK.
@@ -318,11 +427,12 @@ impl Dispenser {
         request: &ModeRequest,
         port: &str,
     ) -> Result<Delivery, DispenseRefusal> {
-        if let ModeRequest::Certificate(_) = request {
-            return Err(DispenseRefusal::CertificateRefused(
-                "certificate mode is not set up on this appliance".to_owned(),
-            ));
-        }
+        let certificate = match request {
+            ModeRequest::Certificate(request) => {
+                Some((self.verify_device(terminal, request)?, request.nonce))
+            }
+            ModeRequest::Tr31 => None,
+        };
         let keys = self.keys();
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);
@@ -353,6 +463,30 @@ impl Dispenser {
         let master_key = unwrapped.key;
         if master_key.kcv().to_string() != reservation.kcv {
             return Err(internal("stored check value differs", &reservation.kcv));
+        }
+        if let Some(((device, kdh, trust), nonce)) = certificate {
+            let context = DeliveryContext {
+                hardware_serial: &serial,
+                nonce: &nonce,
+                key_index: reservation.key_index,
+            };
+            let sealed =
+                seal_for_terminal(&kdh.key, &device, &context, &master_key, &trust.kdh_crl)
+                    .map_err(|error| internal("cannot be sealed for the terminal", &error))?;
+            let mode_data = CertificateDelivery {
+                nonce: sealed.nonce,
+                encrypted_key: sealed.encrypted_key,
+                signature: sealed.signature,
+                crl: sealed.crl,
+            }
+            .encode()
+            .map_err(|error| internal("cannot be framed", &error))?;
+            return Ok(Delivery {
+                key_index: reservation.key_index,
+                key_block: sealed.key_block,
+                kcv: sealed.kcv,
+                mode_data,
+            });
         }
         let algorithm = match master_key.algorithm().family() {
             KeyFamily::Tdes => Algorithm::Tdes,

@@ -145,11 +145,13 @@ pub async fn run(
                 for warning in &trust.warnings {
                     log::warn!(event = "pki"; "{warning}");
                 }
-                Some(Arc::new(trust))
+                Some(trust)
             }
             None => None,
         };
-        Dispenser::open(&data_dir, quarantine_after, trust, operators)
+        let dispenser = Dispenser::open(&data_dir, quarantine_after, operators)?;
+        dispenser.set_trust(trust);
+        Ok::<_, OpenError>(dispenser)
     })
     .await
     .map_err(|error| OpenError::Task(error.to_string()))??;
@@ -160,7 +162,7 @@ pub async fn run(
     }
     let digest = settings_digest(
         &settings,
-        dispenser.trust().map(|trust| trust.fingerprint()),
+        dispenser.trust().as_ref().map(|trust| trust.fingerprint()),
     );
     match dispenser.record_settings(&digest) {
         Ok(true) => {

@@ -16,9 +16,8 @@ pub struct Trust {
     pub anchors: TrustAnchors,
     /// Checked against terminal device certificates (certificate mode).
     pub device_crl: Option<Crl>,
-    /// The KDH CA's CRL, parsed, and as DER to hand to terminals (certificate mode).
-    pub kdh_crl: Option<Crl>,
-    pub kdh_crl_der: Option<Vec<u8>>,
+    /// The KDH CA's CRL (DER), attached to every certificate-mode delivery; empty for none.
+    pub kdh_crl: Vec<u8>,
     /// Checked at every operator login.
     pub operator_crl: Option<Crl>,
     /// What is usable but needs attention (a CRL out of date), for the journal and
@@ -92,17 +91,16 @@ impl Trust {
         let device_crl = crl(&settings.device_crl, Role::TerminalDevice, "device_crl")?;
         let kdh_crl = crl(&settings.kdh_crl, Role::KeyDistributionHost, "kdh_crl")?;
         let operator_crl = crl(&settings.operator_crl, Role::Operator, "operator_crl")?;
-        let kdh_crl_der = match (&kdh_crl, &settings.kdh_crl) {
+        let kdh_crl = match (&kdh_crl, &settings.kdh_crl) {
             (Some((_, bytes)), Some(path)) => {
-                Some(crl_der(bytes).map_err(|problem| path.error(problem))?)
+                crl_der(bytes).map_err(|problem| path.error(problem))?
             }
-            _ => None,
+            _ => Vec::new(),
         };
         Ok(Trust {
             anchors,
             device_crl: device_crl.map(|(crl, _)| crl),
-            kdh_crl: kdh_crl.map(|(crl, _)| crl),
-            kdh_crl_der,
+            kdh_crl,
             operator_crl: operator_crl.map(|(crl, _)| crl),
             warnings,
             fingerprint: hex::encode(fingerprint.finalize()),

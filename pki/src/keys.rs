@@ -19,8 +19,8 @@ use pkcs8::pkcs5::{self, pbes2};
 use pkcs8::{EncodePrivateKey, EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
 use rsa::pkcs1::RsaPrivateKeyRef;
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
-use rsa::traits::PublicKeyParts;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::traits::{PaddingScheme, PublicKeyParts};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 use x509_cert::builder::Builder;
 use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
@@ -182,8 +182,22 @@ impl PrivateKey {
         self.key.as_public_key() == certificate.public_key()
     }
 
+    /// Whether this key's public half is the one in `certificate` (DER or PEM), without
+    /// verifying the certificate; false when it does not parse or holds no RSA key. For a
+    /// verified certificate, use [`PrivateKey::matches`].
+    pub fn matches_certificate(&self, certificate: &[u8]) -> bool {
+        crate::parse_certificate(certificate, "certificate")
+            .and_then(|c| crate::rsa_key(&c, "certificate"))
+            .is_ok_and(|key| &key == self.key.as_public_key())
+    }
+
     /// An RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32) over `message`, blinded, with
     /// fresh randomness for the salt and the blinding.
+    /// The key itself, for the certificate builder.
+    pub(crate) fn rsa(&self) -> &RsaPrivateKey {
+        &self.key
+    }
+
     pub(crate) fn sign_pss(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
         // The signing key is a transient copy; RsaPrivateKey zeroizes it when dropped.
         let signer =
@@ -192,6 +206,15 @@ impl PrivateKey {
             .try_sign_with_rng(&mut SysRng, message)
             .map_err(|e| PkiError::Rsa(format!("RSASSA-PSS signing: {e}")))?;
         Ok(signature.to_vec())
+    }
+
+    /// RSAES-OAEP (SHA-256, MGF1-SHA-256, empty label) decryption, blinded with fresh
+    /// randomness. The error is deliberately opaque (no padding detail).
+    pub(crate) fn decrypt_oaep(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, ()> {
+        Oaep::<Sha256>::new()
+            .decrypt(Some(&mut SysRng), &self.key, ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| ())
     }
 
     fn check_size(key: RsaPrivateKey) -> Result<PrivateKey, PkiError> {
@@ -215,6 +238,13 @@ pub(crate) fn verify_pss(key: &RsaPublicKey, message: &[u8], signature: &[u8]) -
     rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(key.clone(), PSS_SALT_LENGTH)
         .verify(message, &signature)
         .is_ok()
+}
+
+/// RSAES-OAEP (SHA-256, MGF1-SHA-256, empty label) encryption to `key`.
+pub(crate) fn encrypt_oaep(key: &RsaPublicKey, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+    Oaep::<Sha256>::new()
+        .encrypt(&mut SysRng, key, message)
+        .map_err(|e| PkiError::Rsa(format!("RSAES-OAEP encryption: {e}")))
 }
 
 /// Fills `buffer` from the OS RNG.

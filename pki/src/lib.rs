@@ -23,6 +23,11 @@
 //! a CRL); leaves must not be CAs. Validity periods of the leaf, the CA and the CRL are checked
 //! against the instant the caller passes, so tests and an appliance without a network clock
 //! decide explicitly what "now" is.
+//!
+//! Beside verification: [`keys`] (RSA private keys: generation, PKCS#8 clear and encrypted,
+//! certificate requests), [`login`] (operator login by challenge and signature),
+//! [`key_transport`] (certificate-mode delivery of a master key to a terminal) and [`builder`]
+//! (certificates and CRLs made by keymother).
 
 use std::fmt;
 use std::time::SystemTime;
@@ -45,8 +50,11 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 pub mod builder;
+pub mod key_transport;
 pub mod keys;
 pub mod login;
+#[doc(hidden)]
+pub mod testing;
 
 pub use keys::PrivateKey;
 
@@ -420,6 +428,15 @@ pub enum PkiError {
         /// The decoder's or the consistency check's message.
         detail: String,
     },
+    /// No CA was given for the role (see [`TrustAnchors::for_roles`]).
+    #[error("no {role} CA is configured, so {role} certificates and CRLs cannot be checked")]
+    NoAnchor {
+        /// The role.
+        role: Role,
+    },
+    /// [`TrustAnchors::for_roles`] was given no CA at all.
+    #[error("no CA certificate was given for any role")]
+    NoAnchors,
     /// A certificate request whose signature does not verify under the key it carries.
     #[error("the certificate request's signature does not verify under the public key it carries")]
     BadRequestSignature,
@@ -462,6 +479,20 @@ impl VerifiedCertificate {
     /// The whole certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+    /// Whether the subject names `name`: a commonName (2.5.4.3) or serialNumber (2.5.4.5)
+    /// attribute of the subject whose value is exactly `name` (case-sensitive). The appliance
+    /// uses it to check that a device certificate is for the terminal's hardware serial.
+    pub fn subject_names(&self, name: &str) -> bool {
+        const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+        const SERIAL_NUMBER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.5");
+        self.subject()
+            .iter()
+            .filter(|attribute| attribute.oid == COMMON_NAME || attribute.oid == SERIAL_NUMBER)
+            .filter_map(|attribute| {
+                x509_cert::ext::pkix::name::DirectoryString::try_from(&attribute.value).ok()
+            })
+            .any(|value| value.value() == name)
     }
     /// notAfter, for the caller's own bookkeeping.
     pub fn not_after(&self) -> SystemTime {
@@ -521,9 +552,9 @@ struct Anchor {
 
 /// One CA certificate per [`Role`].
 pub struct TrustAnchors {
-    device: Anchor,
-    kdh: Anchor,
-    operator: Anchor,
+    device: Option<Anchor>,
+    kdh: Option<Anchor>,
+    operator: Option<Anchor>,
 }
 
 impl fmt::Debug for TrustAnchors {
@@ -532,12 +563,10 @@ impl fmt::Debug for TrustAnchors {
         for role in Role::ALL {
             d.field(
                 &role.to_string(),
-                &self
-                    .anchor(role)
-                    .certificate
-                    .tbs_certificate()
-                    .subject()
-                    .to_string(),
+                &self.anchor(role).map_or_else(
+                    || "none".to_string(),
+                    |a| a.certificate.tbs_certificate().subject().to_string(),
+                ),
             );
         }
         d.finish()
@@ -549,14 +578,34 @@ impl TrustAnchors {
     /// (basicConstraints cA=TRUE, keyUsage keyCertSign, key of at least 2048 bits), and no two
     /// roles may share a CA key or a CA name.
     pub fn new(device_ca: &[u8], kdh_ca: &[u8], operator_ca: &[u8]) -> Result<Self, PkiError> {
+        TrustAnchors::for_roles(Some(device_ca), Some(kdh_ca), Some(operator_ca))
+    }
+
+    /// Like [`TrustAnchors::new`], for the roles given only: a terminal knows just the KDH CA
+    /// (`for_roles(None, Some(kdh_ca), None)`). Verifying a certificate or a CRL of a role
+    /// without a CA is refused ([`PkiError::NoAnchor`]); a certificate of a role without a CA
+    /// presented for another role is reported as [`PkiError::UnknownIssuer`], since its issuer
+    /// is not known. At least one CA must be given.
+    pub fn for_roles(
+        device_ca: Option<&[u8]>,
+        kdh_ca: Option<&[u8]>,
+        operator_ca: Option<&[u8]>,
+    ) -> Result<Self, PkiError> {
+        let parse =
+            |role: Role, bytes: Option<&[u8]>| bytes.map(|b| Anchor::parse(role, b)).transpose();
         let anchors = TrustAnchors {
-            device: Anchor::parse(Role::TerminalDevice, device_ca)?,
-            kdh: Anchor::parse(Role::KeyDistributionHost, kdh_ca)?,
-            operator: Anchor::parse(Role::Operator, operator_ca)?,
+            device: parse(Role::TerminalDevice, device_ca)?,
+            kdh: parse(Role::KeyDistributionHost, kdh_ca)?,
+            operator: parse(Role::Operator, operator_ca)?,
         };
+        if Role::ALL.iter().all(|&role| anchors.anchor(role).is_none()) {
+            return Err(PkiError::NoAnchors);
+        }
         for (i, &first) in Role::ALL.iter().enumerate() {
             for &second in &Role::ALL[i + 1..] {
-                let (a, b) = (anchors.anchor(first), anchors.anchor(second));
+                let (Some(a), Some(b)) = (anchors.anchor(first), anchors.anchor(second)) else {
+                    continue;
+                };
                 if a.public_key == b.public_key {
                     return Err(PkiError::SharedAnchor {
                         first,
@@ -578,17 +627,21 @@ impl TrustAnchors {
         Ok(anchors)
     }
 
-    /// The CA certificate of `role`.
-    pub fn ca_certificate(&self, role: Role) -> &Certificate {
-        &self.anchor(role).certificate
+    /// The CA certificate of `role`, if one was given.
+    pub fn ca_certificate(&self, role: Role) -> Option<&Certificate> {
+        self.anchor(role).map(|a| &a.certificate)
     }
 
-    fn anchor(&self, role: Role) -> &Anchor {
+    fn anchor(&self, role: Role) -> Option<&Anchor> {
         match role {
-            Role::TerminalDevice => &self.device,
-            Role::KeyDistributionHost => &self.kdh,
-            Role::Operator => &self.operator,
+            Role::TerminalDevice => self.device.as_ref(),
+            Role::KeyDistributionHost => self.kdh.as_ref(),
+            Role::Operator => self.operator.as_ref(),
         }
+    }
+
+    fn required_anchor(&self, role: Role) -> Result<&Anchor, PkiError> {
+        self.anchor(role).ok_or(PkiError::NoAnchor { role })
     }
 
     /// Verifies `leaf` (DER or PEM) as a certificate of `role` at the instant `now`: the
@@ -610,7 +663,7 @@ impl TrustAnchors {
         let what = format!("{role} certificate");
 
         // 1. Issued by this role's CA, and no other.
-        let anchor = self.anchor(role);
+        let anchor = self.required_anchor(role)?;
         let issued_by = |a: &Anchor| {
             tbs_cert.issuer() == a.certificate.tbs_certificate().subject()
                 && verify_signature(
@@ -627,7 +680,7 @@ impl TrustAnchors {
         if !issued_by(anchor) {
             if let Some(&presented) = Role::ALL
                 .iter()
-                .find(|&&r| r != role && issued_by(self.anchor(r)))
+                .find(|&&r| r != role && self.anchor(r).is_some_and(issued_by))
             {
                 return Err(PkiError::WrongRole {
                     expected: role,
@@ -733,7 +786,7 @@ impl TrustAnchors {
     /// thisUpdate not in the future, nextUpdate present and not passed.
     pub fn check_crl(&self, role: Role, crl: &Crl, now: SystemTime) -> Result<(), PkiError> {
         let now_dt = der::DateTime::from_system_time(now).map_err(|_| PkiError::BadNow)?;
-        let anchor = self.anchor(role);
+        let anchor = self.required_anchor(role)?;
         let tbs = &crl.list.tbs_cert_list;
         if &tbs.issuer != anchor.certificate.tbs_certificate().subject() {
             return Err(PkiError::CrlWrongIssuer {
@@ -833,6 +886,14 @@ impl Anchor {
     }
 }
 
+/// A certificate (DER, or PEM "CERTIFICATE") as DER, after checking that it parses. Nothing
+/// else is checked: verify it with [`TrustAnchors::verify`].
+pub fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let der = to_der(bytes, "CERTIFICATE", "certificate")?;
+    Certificate::from_der(&der).map_err(|e| parse_error("certificate", e))?;
+    Ok(der)
+}
+
 /// Parses a certificate, DER or PEM.
 pub(crate) fn parse_certificate(bytes: &[u8], what: &'static str) -> Result<Certificate, PkiError> {
     let der = to_der(bytes, "CERTIFICATE", what)?;
@@ -884,6 +945,15 @@ pub(crate) fn parse_request(bytes: &[u8]) -> Result<(Name, RsaPublicKey), PkiErr
         other => other,
     })?;
     Ok((request.info.subject, key))
+}
+
+/// Appends a 4-byte big-endian length and the bytes. Lengths above u32::MAX are written as
+/// u32::MAX; callers never sign or accept such fields (a device id, a key block, a CRL of
+/// 4 GiB), so the saturation cannot make two different contents equal in practice.
+pub(crate) fn put_field(out: &mut Vec<u8>, field: &[u8]) {
+    let length = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(field);
 }
 
 /// A serial number as upper-case hex without separators.

@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::keys::{PrivateKey, verify_pss};
-use crate::{Crl, PkiError, Role, TrustAnchors};
+use crate::{Crl, PkiError, Role, TrustAnchors, put_field};
 
 /// Length of a login challenge, bytes.
 pub const CHALLENGE_LENGTH: usize = 32;
@@ -65,15 +65,6 @@ pub fn login_content(
     put_field(&mut content, challenge);
     put_field(&mut content, &signed_at.to_be_bytes());
     content
-}
-
-/// Appends a 4-byte big-endian length and the bytes. Lengths above u32::MAX are written as
-/// u32::MAX; callers never sign or accept such fields (a device id, a key block, a CRL of
-/// 4 GiB), so the saturation cannot make two different contents equal in practice.
-pub(crate) fn put_field(out: &mut Vec<u8>, field: &[u8]) {
-    let length = u32::try_from(field.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&length.to_be_bytes());
-    out.extend_from_slice(field);
 }
 
 /// Operator client side: signs [`login_content`] with `key` (blinded RSASSA-PSS, SHA-256,

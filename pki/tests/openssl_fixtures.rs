@@ -420,3 +420,14 @@ fn garbage_is_a_parse_error() {
         Err(PkiError::Parse { .. })
     ));
 }
+
+#[test]
+fn subject_names_matches_common_name_or_serial_number_exactly() {
+    let device = anchors()
+        .verify(Role::TerminalDevice, &fixture("device.der"), now(), None)
+        .unwrap();
+    assert!(device.subject_names("device"));
+    assert!(!device.subject_names("Device"));
+    assert!(!device.subject_names("keymother test")); // the O, not a CN
+    assert!(!device.subject_names("dev"));
+}

@@ -1,8 +1,10 @@
-//! The software key store: holds the TTK and the installed master key, as a PIN pad's secure memory would.
+//! The software key store: holds the TTK, the certificate-mode identity and the installed master key, as a PIN pad's secure memory would.
 
 use keymother_crypto::tr31::{KeyBlockProtectionKey, KeyUsage};
 use keymother_crypto::{Kcv, SecretKey};
-use keymother_protocol::InstallRefusal;
+use keymother_protocol::{CertificateDelivery, InstallRefusal};
+
+use crate::certificate::CertificateIdentity;
 
 /// A terminal's keys. Zeroized on drop; no Debug.
 pub struct SoftwareKeyStore {
@@ -11,6 +13,8 @@ pub struct SoftwareKeyStore {
     master_key: Option<(u32, SecretKey)>,
     /// Whether the appliance confirmed the installed key.
     confirmed: bool,
+    /// The device key pair and certificate for certificate mode, if the terminal has them.
+    certificate: Option<CertificateIdentity>,
 }
 
 impl SoftwareKeyStore {
@@ -21,7 +25,48 @@ impl SoftwareKeyStore {
             transport_key_kcv: transport_key.kcv(),
             master_key: None,
             confirmed: false,
+            certificate: None,
         }
+    }
+
+    /// Adds the certificate-mode identity (device key pair, certificate, KDH CA).
+    pub fn with_certificate(mut self, identity: CertificateIdentity) -> SoftwareKeyStore {
+        self.certificate = Some(identity);
+        self
+    }
+
+    /// The certificate-mode identity, if the terminal has one.
+    pub fn certificate(&mut self) -> Option<&mut CertificateIdentity> {
+        self.certificate.as_mut()
+    }
+
+    /// Opens a certificate-mode delivery (PROTOCOL.md 9.1) and stores the master key; returns
+    /// its check value.
+    pub fn install_sealed(
+        &mut self,
+        hardware_serial: &str,
+        key_index: u32,
+        key_block: &str,
+        announced_kcv: &[u8],
+        delivery: &CertificateDelivery,
+    ) -> Result<Vec<u8>, InstallRefusal> {
+        let Some(identity) = self.certificate.as_ref() else {
+            return Err(InstallRefusal::NotAuthentic(
+                "this terminal has no certificate-mode identity".to_owned(),
+            ));
+        };
+        let key = identity.open(
+            hardware_serial,
+            key_index,
+            key_block,
+            announced_kcv,
+            delivery,
+            std::time::SystemTime::now(),
+        )?;
+        let kcv = key.kcv().as_bytes().to_vec();
+        self.master_key = Some((key_index, key));
+        self.confirmed = false;
+        Ok(kcv)
     }
 
     /// The TTK's check value, compared with the one the appliance announces.

@@ -4,10 +4,12 @@
 //! pseudo-terminal, or a noisy wrapper of either) and keeps keys in a software key store
 //! standing in for a PIN pad's secure memory.
 
+pub mod certificate;
 pub mod key_store;
 pub mod line;
 pub mod run;
 
+pub use certificate::{CertificateIdentity, IdentityError};
 pub use key_store::SoftwareKeyStore;
 pub use line::{CountingLine, Damage, Line, NoisyLine, PtyLine, SerialLine};
 pub use run::{Injection, inject};

@@ -1,6 +1,7 @@
 //! keymother-terminal: the reference terminal on a real serial port, for checking an appliance on the bench.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
-use keymother_terminal::{SerialLine, SoftwareKeyStore, inject};
+use keymother_terminal::{CertificateIdentity, SerialLine, SoftwareKeyStore, inject};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,17 @@ struct Arguments {
     /// Response timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Certificate mode: the device's private key (PKCS#8 PEM or DER; an encrypted key asks
+    /// for its passphrase). With --device-certificate and --kdh-ca, the terminal offers
+    /// certificate mode first, then tr31.
+    #[arg(long, requires_all = ["device_certificate", "kdh_ca"])]
+    device_key: Option<PathBuf>,
+    /// Certificate mode: the device certificate issued by the terminal manufacturer's CA.
+    #[arg(long, requires = "device_key")]
+    device_certificate: Option<PathBuf>,
+    /// Certificate mode: the KDH CA certificate the appliance's KDH certificate must chain to.
+    #[arg(long, requires = "device_key")]
+    kdh_ca: Option<PathBuf>,
 }
 
 fn read_transport_key(algorithm: KeyAlgorithm) -> anyhow::Result<SecretKey> {
@@ -69,8 +81,30 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
     let transport_key = read_transport_key(algorithm)?;
     let mut key_store = SoftwareKeyStore::new(&transport_key);
     drop(transport_key);
+    let mut modes = vec![Mode::Tr31];
+    if let (Some(key), Some(certificate), Some(kdh_ca)) = (
+        &arguments.device_key,
+        &arguments.device_certificate,
+        &arguments.kdh_ca,
+    ) {
+        let identity = match CertificateIdentity::load(key, None, certificate, kdh_ca) {
+            Err(keymother_terminal::IdentityError::Key(
+                keymother_pki::PkiError::PassphraseRequired,
+            )) => {
+                let passphrase = zeroize::Zeroizing::new(rpassword::prompt_password(
+                    "device key passphrase (not shown): ",
+                )?);
+                CertificateIdentity::load(key, Some(passphrase.as_bytes()), certificate, kdh_ca)
+            }
+            other => other,
+        }
+        .context("certificate mode")?;
+        key_store = key_store.with_certificate(identity);
+        modes.insert(0, Mode::Certificate);
+    }
     let config = TerminalConfig {
         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
+        modes,
         ..config
     };
     let mut line = SerialLine::open(&arguments.port, arguments.baud)

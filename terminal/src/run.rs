@@ -2,11 +2,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use keymother_protocol::{
-    InstallRefusal, TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
-};
+use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
 
 use crate::key_store::SoftwareKeyStore;
 use crate::line::Line;
@@ -32,6 +30,12 @@ pub fn inject<L: Line>(
     if config.unconfirmed_key.is_none() {
         config.unconfirmed_key = key_store.unconfirmed();
     }
+    if config.device_certificate.is_empty() {
+        if let Some(identity) = key_store.certificate() {
+            config.device_certificate = identity.device_certificate().to_vec();
+        }
+    }
+    let hardware_serial = config.hardware_serial.to_string();
     let started = Instant::now();
     let mut session = TerminalSession::new(config);
     let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
@@ -50,19 +54,30 @@ pub fn inject<L: Line>(
                     pending.extend(session.handle_key_installed(installed, started.elapsed()));
                 }
                 TerminalAction::InstallKey {
-                    certificate: Some(_),
-                    ..
-                } => pending.extend(session.handle_key_installed(
-                    Err(InstallRefusal::NotAuthentic(
-                        "this terminal has no certificate-mode identity".to_owned(),
-                    )),
-                    started.elapsed(),
-                )),
-                TerminalAction::VerifyAppliance { .. } => {
-                    pending.extend(session.handle_appliance_verified(
-                        Err("this terminal has no KDH CA to check against".to_owned()),
-                        started.elapsed(),
-                    ))
+                    key_index,
+                    key_block,
+                    kcv,
+                    certificate: Some(delivery),
+                } => {
+                    let installed = key_store.install_sealed(
+                        &hardware_serial,
+                        key_index,
+                        &key_block,
+                        &kcv,
+                        &delivery,
+                    );
+                    pending.extend(session.handle_key_installed(installed, started.elapsed()));
+                }
+                TerminalAction::VerifyAppliance {
+                    kdh_certificate, ..
+                } => {
+                    let verdict = match key_store.certificate() {
+                        Some(identity) => {
+                            identity.verify_appliance(&kdh_certificate, SystemTime::now())
+                        }
+                        None => Err("this terminal has no KDH CA to check against".to_owned()),
+                    };
+                    pending.extend(session.handle_appliance_verified(verdict, started.elapsed()));
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {

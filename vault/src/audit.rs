@@ -108,6 +108,24 @@ pub enum AuditEvent {
         reason: String,
         operator: Option<String>,
     },
+    /// A new KDH key pair was made and its certificate request written.
+    KdhRequest {
+        subject: String,
+        bits: u32,
+        request_sha256: String,
+        /// What the new key pair replaced.
+        replaced: String,
+        operator: Option<String>,
+    },
+    /// The KDH CA's certificate for the appliance's key pair was installed.
+    KdhCertificate {
+        subject: String,
+        serial: String,
+        issuer: String,
+        not_after: String,
+        certificate_sha256: String,
+        operator: Option<String>,
+    },
     /// A setting changed, or the vault itself was created or upgraded.
     ConfigChange {
         what: String,
@@ -134,6 +152,8 @@ impl AuditEvent {
             AuditEvent::Tamper { .. } => "tamper",
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
             AuditEvent::ConfigChange { .. } => "config-change",
+            AuditEvent::KdhRequest { .. } => "kdh-request",
+            AuditEvent::KdhCertificate { .. } => "kdh-certificate",
         }
     }
 
@@ -148,7 +168,9 @@ impl AuditEvent {
             AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
-            | AuditEvent::ConfigChange { operator, .. } => operator_or_system(operator),
+            | AuditEvent::ConfigChange { operator, .. }
+            | AuditEvent::KdhRequest { operator, .. }
+            | AuditEvent::KdhCertificate { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. } => "system".to_owned(),
             AuditEvent::Void { operator, .. }
             | AuditEvent::Login { operator, .. }
@@ -239,6 +261,32 @@ impl AuditEvent {
                 operator: _,
             } => vec![("reason", reason.clone())],
             AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
+            AuditEvent::KdhRequest {
+                subject,
+                bits,
+                request_sha256,
+                replaced,
+                operator: _,
+            } => vec![
+                ("subject", subject.clone()),
+                ("bits", bits.to_string()),
+                ("request_sha256", request_sha256.clone()),
+                ("replaced", replaced.clone()),
+            ],
+            AuditEvent::KdhCertificate {
+                subject,
+                serial,
+                issuer,
+                not_after,
+                certificate_sha256,
+                operator: _,
+            } => vec![
+                ("subject", subject.clone()),
+                ("serial", serial.clone()),
+                ("issuer", issuer.clone()),
+                ("not_after", not_after.clone()),
+                ("certificate_sha256", certificate_sha256.clone()),
+            ],
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         match self {
@@ -251,6 +299,14 @@ impl AuditEvent {
                 ..
             }
             | AuditEvent::Zeroize {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::KdhRequest {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::KdhCertificate {
                 operator: Some(operator),
                 ..
             }

@@ -11,6 +11,7 @@ mod error;
 mod export_file;
 mod import;
 mod inventory;
+mod kdh;
 mod mac;
 mod operator;
 mod schema;
@@ -32,6 +33,7 @@ pub use error::VaultError;
 pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
+pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
 pub use secrets::{InstalledSecret, SecretName};
 pub use smn_export::{

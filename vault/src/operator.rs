@@ -140,7 +140,8 @@ impl Vault {
                 operator: operator.map(str::to_owned),
             },
         )?;
-        let secrets_deleted = transaction.execute("DELETE FROM sealed_secret", [])? as u64;
+        let secrets_deleted = transaction.execute("DELETE FROM sealed_secret", [])? as u64
+            + transaction.execute("DELETE FROM kdh_identity", [])? as u64;
         transaction.commit()?;
         // Dropping the key zeroizes it in memory; then the file goes. Both before the slower
         // blanking of the inventory, so a tamper response destroys what matters first.

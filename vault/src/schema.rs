@@ -109,7 +109,19 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never rewritten'); END;
      CREATE TRIGGER smn_export_never_deleted BEFORE DELETE ON smn_export
          BEGIN SELECT RAISE(ABORT, 'SMN export records are never deleted'); END;",
-    // 4: operators. A key remembers the operator whose session it was reserved under (set
+    // 4: the KDH identity for certificate mode (one row): the sealed key pair, its request,
+    // and the certificate once installed.
+    "CREATE TABLE kdh_identity (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         sealed_private_key TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         bits INTEGER NOT NULL,
+         certificate_request BLOB NOT NULL,
+         requested_at TEXT NOT NULL,
+         certificate BLOB,
+         installed_at TEXT
+     ) STRICT;",
+    // 5: operators. A key remembers the operator whose session it was reserved under (set
     // with the reservation, never changed); each SMN row names the operator of its
     // injection. NULL where no operator was logged in (operator login not required, or rows
     // older than this version). The SMN registry's triggers keep covering the new column.

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use keymother_crypto::kdf::{counter_mode_cmac, labelled_fixed_input};
 use keymother_crypto::tr31::KeyBlockProtectionKey;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use zeroize::Zeroizing;
@@ -14,6 +15,9 @@ use crate::mac::{AUDIT_HEAD_LABEL, MacKey};
 
 const FILE_NAME: &str = "storage.key";
 const KEY_LENGTH: usize = 32;
+/// Label of the KDH private key's passphrase, derived from the storage key.
+const KDH_KEY_LABEL: &[u8] = b"KEYMOTHER-KDH-KEY/1";
+const KDH_PASSPHRASE_LENGTH: usize = 32;
 
 /// Where the storage key lives in a data directory.
 pub(crate) fn path(data_dir: &Path) -> PathBuf {
@@ -67,6 +71,7 @@ fn refuse_shared_mode(path: &Path, mode: u32, remedy: &str) -> Result<(), VaultE
 pub(crate) struct StorageKey {
     protection: KeyBlockProtectionKey,
     audit_head: MacKey,
+    kdh_passphrase: Zeroizing<String>,
 }
 
 impl StorageKey {
@@ -120,15 +125,26 @@ impl StorageKey {
     }
 
     fn from_key(key: &SecretKey) -> StorageKey {
+        let kdh_secret = counter_mode_cmac(
+            key,
+            &labelled_fixed_input(KDH_KEY_LABEL, b"", KDH_PASSPHRASE_LENGTH),
+            KDH_PASSPHRASE_LENGTH,
+        );
         StorageKey {
             protection: KeyBlockProtectionKey::new(key),
             audit_head: MacKey::derive(key, AUDIT_HEAD_LABEL),
+            kdh_passphrase: Zeroizing::new(hex::encode(kdh_secret.as_slice())),
         }
     }
 
     /// The key-block protection key that seals the vault's secrets.
     pub(crate) fn protection(&self) -> &KeyBlockProtectionKey {
         &self.protection
+    }
+
+    /// The passphrase of the sealed KDH private key (encrypted PKCS#8), hex of 32 derived bytes.
+    pub(crate) fn kdh_passphrase(&self) -> &str {
+        &self.kdh_passphrase
     }
 
     /// The key that MACs the audit head, so a truncated or rewritten chain is detected.

@@ -415,7 +415,7 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
             "DROP TRIGGER key_inventory_operator_is_permanent;
              ALTER TABLE key_inventory DROP COLUMN operator;
              ALTER TABLE smn_registry DROP COLUMN operator;
-             PRAGMA user_version = 3;",
+             PRAGMA user_version = 4;",
         )
         .unwrap();
     drop(connection);
