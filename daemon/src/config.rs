@@ -624,7 +624,6 @@ impl Validator<'_> {
                 }
             },
         };
-        let ports = self.ports(merged.ports)?;
         let pki = self.pki(PkiPaths {
             device_ca: merged.device_ca,
             kdh_ca: merged.kdh_ca,
@@ -633,6 +632,7 @@ impl Validator<'_> {
             kdh_crl: merged.kdh_crl,
             operator_crl: merged.operator_crl,
         })?;
+        let ports = self.ports(merged.ports, pki.is_some())?;
         let operator = self.operator(
             merged.require_operator,
             merged.login_window_seconds,
@@ -815,7 +815,14 @@ impl Validator<'_> {
         Ok(socket.value)
     }
 
-    fn ports(&self, raw: Option<Sourced<Vec<RawPort>>>) -> Result<Vec<PortSettings>, ConfigError> {
+    /// `[[port]]`; certificate mode needs the `[pki]` trust anchors (`has_pki`), and is
+    /// offered by default when they are configured (it runs once a KDH certificate is
+    /// installed).
+    fn ports(
+        &self,
+        raw: Option<Sourced<Vec<RawPort>>>,
+        has_pki: bool,
+    ) -> Result<Vec<PortSettings>, ConfigError> {
         let Some(raw) = raw else {
             return Err(self.error_in(0, 0, "port", "at least one [[port]] is needed".to_owned()));
         };
@@ -906,6 +913,7 @@ impl Validator<'_> {
                 },
             };
             let modes = match port.modes {
+                None if has_pki => vec![Mode::Tr31, Mode::Certificate],
                 None => vec![Mode::Tr31],
                 Some(modes) => {
                     let span = modes.span();
@@ -913,11 +921,21 @@ impl Validator<'_> {
                     for (index, mode) in modes.into_inner().into_iter().enumerate() {
                         match mode.get_ref().as_str() {
                             "tr31" => parsed.push(Mode::Tr31),
+                            "certificate" if has_pki => parsed.push(Mode::Certificate),
+                            "certificate" => {
+                                return Err(at(
+                                    mode.span(),
+                                    &key(&format!("modes[{index}]")),
+                                    "certificate mode needs the [pki] trust anchors".to_owned(),
+                                ));
+                            }
                             other => {
                                 return Err(at(
                                     mode.span(),
                                     &key(&format!("modes[{index}]")),
-                                    format!("{other:?} is not a mode this build offers (tr31)"),
+                                    format!(
+                                        "{other:?} is not a mode this build offers (tr31, certificate)"
+                                    ),
                                 ));
                             }
                         }

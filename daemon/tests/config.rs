@@ -590,3 +590,17 @@ fn mangled_settings_are_refused_with_a_line_in_range() {
         }
     }
 }
+
+#[test]
+fn certificate_mode_needs_the_trust_anchors_and_is_offered_with_them() {
+    let error = keymother_daemon::Settings::from_toml(
+        "data_dir = \"/var/lib/keymother\"\n[operator]\nrequire = false\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nmodes = [\"tr31\", \"certificate\"]\n",
+        "keymotherd.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        "keymotherd.toml:7: port[0].modes[1]: certificate mode needs the [pki] trust anchors"
+    );
+}

@@ -1,0 +1,522 @@
+//! Certificate mode end to end: the real daemon on pseudo-terminal ports, a KDH identity made by the daemon and signed by a test KDH CA, reference terminals with device certificates; every refusal ends with nothing dispensed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use keymother_daemon::{DaemonEvent, Settings};
+use keymother_pki::testing::{TestPki, pem, serial_of};
+use keymother_pki::{PrivateKey, Role};
+use keymother_protocol::{
+    CertificateDelivery, DecodeEvent, FrameDecoder, Message, Mode, TerminalConfig, TerminalOutcome,
+};
+use keymother_terminal::{CertificateIdentity, Line, PtyLine, SoftwareKeyStore, inject};
+use keymother_vault::KeyState;
+use support::{Appliance, InProcessDaemon};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn ask(socket: &Path, request: serde_json::Value) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// An appliance with `keys` keys, its daemon on `ports` ports with the test PKI's anchors
+/// (and a device CRL revoking `revoked`), and a KDH certificate installed the way a
+/// custodian would: request from the daemon, signed by the KDH CA, installed back.
+struct Bench {
+    appliance: Appliance,
+    pki: TestPki,
+    lines: Vec<PtyLine>,
+    daemon: InProcessDaemon,
+    /// One device key for every test terminal: key generation is not what is tested.
+    device_key_der: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl Bench {
+    fn new(keys: u32, ports: usize, revoked: &[Vec<u8>]) -> Bench {
+        let pki = TestPki::generate("certificate-mode test").unwrap();
+        let device_key = PrivateKey::generate(2048).unwrap();
+        Bench::with(keys, ports, pki, device_key, |_| revoked.to_vec())
+    }
+
+    fn with(
+        keys: u32,
+        ports: usize,
+        pki: TestPki,
+        device_key: PrivateKey,
+        revoked: impl FnOnce(&TestPki) -> Vec<Vec<u8>>,
+    ) -> Bench {
+        let appliance = Appliance::provisioned(keys);
+        let directory = appliance.directory.path();
+        let files = pki.write_anchors(directory).unwrap();
+        let crl = directory.join("device-ca.crl");
+        std::fs::write(&crl, pki.crl(Role::TerminalDevice, &revoked(&pki)).unwrap()).unwrap();
+        let (lines, _) = appliance.ports(ports);
+        let mut text = std::fs::read_to_string(appliance.config_path()).unwrap();
+        text.push_str(&format!(
+            "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\ndevice_crl = {crl:?}\n",
+            files.device_ca, files.kdh_ca, files.operator_ca
+        ));
+        let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+        let daemon = InProcessDaemon::start(settings);
+        let bench = Bench {
+            device_key_der: device_key.to_pkcs8_der().unwrap(),
+            appliance,
+            pki,
+            lines,
+            daemon,
+        };
+        bench.install_kdh();
+        bench
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.appliance.directory.path().join("control.sock")
+    }
+
+    fn install_kdh(&self) {
+        let answer = ask(
+            &self.socket(),
+            serde_json::json!({"command": "kdh-request"}),
+        );
+        let request = answer["result"]["request"].as_str().unwrap().to_owned();
+        let certificate = self.pki.sign_kdh_request(request.as_bytes()).unwrap();
+        let answer = ask(
+            &self.socket(),
+            serde_json::json!({"command": "kdh-install", "certificate": pem("CERTIFICATE", &certificate)}),
+        );
+        assert_eq!(answer["result"]["certificate_mode"], true, "{answer}");
+    }
+
+    fn device_key(&self) -> PrivateKey {
+        PrivateKey::from_pkcs8(&self.device_key_der, None).unwrap()
+    }
+
+    /// A terminal that offers certificate mode only, with a good device certificate.
+    fn terminal(&self, serial: &str) -> (TerminalConfig, SoftwareKeyStore) {
+        let key = self.device_key();
+        let certificate = self
+            .pki
+            .device_certificate(serial, &key.public_key())
+            .unwrap();
+        let identity = CertificateIdentity::new(
+            key,
+            &certificate,
+            self.pki.ca_certificate(Role::KeyDistributionHost),
+        )
+        .unwrap();
+        let mut config = self.appliance.terminal(serial);
+        config.modes = vec![Mode::Certificate];
+        (
+            config,
+            self.appliance.key_store().with_certificate(identity),
+        )
+    }
+
+    fn used_keys_and_rows(&self) -> (u64, usize) {
+        let vault = self.appliance.vault();
+        (
+            vault.inventory().unwrap().count(KeyState::Used),
+            vault.smn_rows().unwrap().len(),
+        )
+    }
+
+    fn untouched_keys(&self) -> u64 {
+        self.appliance
+            .vault()
+            .inventory()
+            .unwrap()
+            .count(KeyState::Available)
+    }
+}
+
+fn failure(outcome: &TerminalOutcome) -> &str {
+    match outcome {
+        TerminalOutcome::Failed { reason } => reason,
+        other => panic!("expected a failure, got {other}"),
+    }
+}
+
+/// A terminal's serial, settings and key store.
+type Terminal = (String, TerminalConfig, SoftwareKeyStore);
+/// A terminal's serial, how its injection ended, and what its store holds.
+type Finished = (
+    String,
+    TerminalOutcome,
+    Option<(u32, keymother_crypto::Kcv)>,
+);
+
+#[test]
+fn several_terminals_at_once_get_their_keys_in_certificate_mode() {
+    let mut bench = Bench::new(12, 4, &[]);
+    let lines = std::mem::take(&mut bench.lines);
+    let work: Vec<(PtyLine, Vec<Terminal>)> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(port, line)| {
+            let terminals = (0..2)
+                .map(|round| {
+                    let serial = format!("CM{port}{round}X");
+                    let (config, store) = bench.terminal(&serial);
+                    (serial, config, store)
+                })
+                .collect();
+            (line, terminals)
+        })
+        .collect();
+    let results: Vec<Finished> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .map(|(mut line, terminals)| {
+                scope.spawn(move || {
+                    let mut results = Vec::new();
+                    for (serial, config, mut store) in terminals {
+                        let outcome = inject(&mut line, config, &mut store).unwrap().outcome;
+                        results.push((serial, outcome, store.installed()));
+                    }
+                    results
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let rows = bench.appliance.vault().smn_rows().unwrap();
+    assert_eq!(rows.len(), 8);
+    for (serial, outcome, installed) in &results {
+        let TerminalOutcome::Injected {
+            key_index,
+            smn,
+            kcv,
+        } = outcome
+        else {
+            panic!("{serial}: {outcome}");
+        };
+        let row = rows.iter().find(|row| row.smn == smn.as_str()).unwrap();
+        assert_eq!(&row.hardware_serial, serial);
+        assert_eq!(row.key_index, *key_index);
+        let hex: String = kcv.iter().map(|byte| format!("{byte:02X}")).collect();
+        assert_eq!(
+            row.kcv, hex,
+            "the terminal holds the key the vault recorded"
+        );
+        assert_eq!(installed.as_ref().unwrap().0, *key_index);
+    }
+    assert!(bench.daemon.saw(|event| matches!(
+        event,
+        DaemonEvent::Session { detail, .. } if detail.contains("in mode certificate")
+    )));
+    let mut indexes: Vec<u32> = rows.iter().map(|row| row.key_index).collect();
+    indexes.dedup();
+    assert_eq!(indexes.len(), 8, "no key twice");
+}
+
+/// Runs one terminal whose device certificate is `certificate` (the key store keeps its own,
+/// good identity for checking the appliance); the appliance must refuse it before reserving.
+fn refused_device_certificate(bench: &mut Bench, serial: &str, certificate: Vec<u8>) -> String {
+    let available = bench.untouched_keys();
+    let (mut config, mut store) = bench.terminal(serial);
+    config.device_certificate = certificate;
+    let outcome = inject(&mut bench.lines[0], config, &mut store)
+        .unwrap()
+        .outcome;
+    let reason = failure(&outcome).to_owned();
+    assert!(reason.contains("CERTIFICATE_REFUSED"), "{reason}");
+    assert_eq!(
+        bench.untouched_keys(),
+        available,
+        "nothing reserved: {reason}"
+    );
+    assert_eq!(bench.used_keys_and_rows(), (0, 0));
+    assert!(store.installed().is_none());
+    reason
+}
+
+#[test]
+fn device_certificates_the_appliance_must_refuse_are_refused_with_nothing_reserved() {
+    let pki = TestPki::generate("refusals").unwrap();
+    let device_key = PrivateKey::generate(2048).unwrap();
+    let public = device_key.public_key();
+    let revoked_certificate = pki.device_certificate("REVOKED1", &public).unwrap();
+    let revoked_serial = serial_of(&revoked_certificate).unwrap();
+    let mut bench = Bench::with(4, 1, pki, device_key, |_| vec![revoked_serial]);
+    let now = SystemTime::now();
+    let pki = &bench.pki;
+    let device = |subject: &str, role: Role, issuer: Role, from: SystemTime, until: SystemTime| {
+        pki.issue(role, issuer, subject, &public, from, until)
+            .unwrap()
+    };
+    let other = TestPki::generate("another manufacturer").unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "EXPIRED1",
+            device(
+                "CN=EXPIRED1",
+                Role::TerminalDevice,
+                Role::TerminalDevice,
+                now - 400 * DAY,
+                now - DAY,
+            ),
+            "has expired",
+        ),
+        (
+            "LATER001",
+            device(
+                "CN=LATER001",
+                Role::TerminalDevice,
+                Role::TerminalDevice,
+                now + DAY,
+                now + 400 * DAY,
+            ),
+            "not yet valid",
+        ),
+        (
+            "OTHERCA1",
+            other.device_certificate("OTHERCA1", &public).unwrap(),
+            "not issued by the terminal device CA",
+        ),
+        ("REVOKED1", revoked_certificate, "revoked"),
+        (
+            // Issued by the manufacturer CA, but as a signing certificate: no keyEncipherment.
+            "USAGE001",
+            device(
+                "CN=USAGE001",
+                Role::KeyDistributionHost,
+                Role::TerminalDevice,
+                now - DAY,
+                now + DAY,
+            ),
+            "keyEncipherment",
+        ),
+        (
+            // A KDH certificate presented as a device certificate.
+            "ROLE0001",
+            device(
+                "CN=ROLE0001",
+                Role::KeyDistributionHost,
+                Role::KeyDistributionHost,
+                now - DAY,
+                now + DAY,
+            ),
+            "presented as a terminal device certificate",
+        ),
+        (
+            // Good, but for another terminal.
+            "SERIAL01",
+            pki.device_certificate("SOMEONE2", &public).unwrap(),
+            "not for hardware serial SERIAL01",
+        ),
+    ];
+    let mut corrupted = pki.device_certificate("BADSIG01", &public).unwrap();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 0x01;
+    let mut cases = cases;
+    cases.push(("BADSIG01", corrupted, "signature"));
+    for (serial, certificate, expected) in cases {
+        let reason = refused_device_certificate(&mut bench, serial, certificate);
+        assert!(
+            reason.contains(expected),
+            "{serial}: expected {expected:?} in {reason}"
+        );
+    }
+}
+
+#[test]
+fn a_terminal_that_does_not_trust_the_appliance_aborts_before_asking() {
+    let mut bench = Bench::new(2, 1, &[]);
+    let key = bench.device_key();
+    let certificate = bench
+        .pki
+        .device_certificate("DOUBT001", &key.public_key())
+        .unwrap();
+    // The terminal was loaded with another KDH CA.
+    let stranger = TestPki::generate("stranger").unwrap();
+    let identity = CertificateIdentity::new(
+        key,
+        &certificate,
+        stranger.ca_certificate(Role::KeyDistributionHost),
+    )
+    .unwrap();
+    let mut config = bench.appliance.terminal("DOUBT001");
+    config.modes = vec![Mode::Certificate];
+    let mut store = bench.appliance.key_store().with_certificate(identity);
+    let available = bench.untouched_keys();
+    let outcome = inject(&mut bench.lines[0], config, &mut store)
+        .unwrap()
+        .outcome;
+    assert!(
+        failure(&outcome).contains("KDH certificate was refused"),
+        "{outcome}"
+    );
+    assert_eq!(bench.untouched_keys(), available);
+    assert!(bench.daemon.saw(|event| matches!(
+        event,
+        DaemonEvent::Session { detail, .. } if detail.contains("aborted") && detail.contains("KDH certificate was refused")
+    )));
+}
+
+/// A man in the middle on the terminal's line: decodes each frame going either way and lets
+/// `tamper` change the message before it is re-framed (with a good CRC).
+struct Middle<'a> {
+    line: &'a mut PtyLine,
+    decoder: FrameDecoder,
+    ready: VecDeque<u8>,
+    tamper: Box<dyn FnMut(&mut Message) + 'a>,
+}
+
+impl<'a> Middle<'a> {
+    fn new(line: &'a mut PtyLine, tamper: impl FnMut(&mut Message) + 'a) -> Self {
+        Middle {
+            line,
+            decoder: FrameDecoder::new(Duration::from_millis(500)),
+            ready: VecDeque::new(),
+            tamper: Box::new(tamper),
+        }
+    }
+
+    fn pass(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for event in self.decoder.push(bytes, Duration::ZERO) {
+            if let DecodeEvent::Frame(frame) = event {
+                let mut message = Message::from_frame(&frame).unwrap();
+                (self.tamper)(&mut message);
+                out.extend(message.encode_frame(frame.seq).unwrap());
+            }
+        }
+        out
+    }
+}
+
+impl Line for Middle<'_> {
+    fn read_within(&mut self, buffer: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+        if self.ready.is_empty() {
+            let mut raw = [0u8; 4096];
+            let count = self.line.read_within(&mut raw, timeout)?;
+            let passed = self.pass(&raw[..count]);
+            self.ready.extend(passed);
+        }
+        let count = self.ready.len().min(buffer.len());
+        for (slot, byte) in buffer.iter_mut().zip(self.ready.drain(..count)) {
+            *slot = byte;
+        }
+        Ok(count)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        // The terminal writes whole frames: tamper with them on the way out too.
+        let mut decoder = FrameDecoder::new(Duration::from_millis(500));
+        let mut out = Vec::new();
+        for event in decoder.push(bytes, Duration::ZERO) {
+            if let DecodeEvent::Frame(frame) = event {
+                let mut message = Message::from_frame(&frame).unwrap();
+                (self.tamper)(&mut message);
+                out.extend(message.encode_frame(frame.seq).unwrap());
+            }
+        }
+        self.line.write_all(&out)
+    }
+}
+
+/// Changes the certificate-mode fields of a KEY_DELIVERY.
+fn in_delivery(message: &mut Message, change: &mut dyn FnMut(&mut CertificateDelivery)) {
+    if let Message::KeyDelivery(delivery) = message {
+        let mut fields = CertificateDelivery::decode(&delivery.mode_data).unwrap();
+        change(&mut fields);
+        delivery.mode_data = fields.encode().unwrap();
+    }
+}
+
+/// Runs one terminal through a man in the middle; the terminal must fail, and no key may be
+/// used or recorded.
+fn tampered(bench: &mut Bench, serial: &str, tamper: impl FnMut(&mut Message)) -> String {
+    let (config, mut store) = bench.terminal(serial);
+    let (used, rows) = bench.used_keys_and_rows();
+    let outcome = {
+        let mut middle = Middle::new(&mut bench.lines[0], tamper);
+        inject(&mut middle, config, &mut store).unwrap().outcome
+    };
+    assert_eq!(
+        bench.used_keys_and_rows(),
+        (used, rows),
+        "nothing dispensed"
+    );
+    failure(&outcome).to_owned()
+}
+
+#[test]
+fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
+    let mut bench = Bench::new(10, 1, &[]);
+
+    let reason = tampered(&mut bench, "NONCE001", |message| {
+        in_delivery(message, &mut |fields| fields.nonce[0] ^= 0x80)
+    });
+    assert!(reason.contains("another nonce"), "{reason}");
+
+    let reason = tampered(&mut bench, "SIGN0001", |message| {
+        in_delivery(message, &mut |fields| fields.signature[17] ^= 0x01)
+    });
+    assert!(reason.contains("signature does not verify"), "{reason}");
+
+    let reason = tampered(&mut bench, "KEYBLK01", |message| {
+        if let Message::KeyDelivery(delivery) = message {
+            // One character of the key block, inside the ciphertext.
+            let mut bytes = delivery.key_block.clone().into_bytes();
+            bytes[40] = if bytes[40] == b'0' { b'1' } else { b'0' };
+            delivery.key_block = String::from_utf8(bytes).unwrap();
+        }
+    });
+    assert!(reason.contains("not authentic"), "{reason}");
+
+    let reason = tampered(&mut bench, "KCVCONF1", |message| {
+        if let Message::Confirm(confirm) = message {
+            confirm.kcv[0] ^= 0xFF;
+        }
+    });
+    assert!(reason.contains("KCV_MISMATCH"), "{reason}");
+
+    // A replayed delivery: record one terminal's complete, genuine injection, then answer its
+    // next session with the recorded delivery.
+    let recorded = std::cell::RefCell::new(None);
+    let (config, mut store) = bench.terminal("REPLAY01");
+    {
+        let mut middle = Middle::new(&mut bench.lines[0], |message| {
+            if let Message::KeyDelivery(delivery) = message {
+                *recorded.borrow_mut() = Some(delivery.clone());
+            }
+        });
+        let outcome = inject(&mut middle, config.clone(), &mut store)
+            .unwrap()
+            .outcome;
+        assert!(
+            matches!(outcome, TerminalOutcome::Injected { .. }),
+            "{outcome}"
+        );
+    }
+    let old = recorded.borrow().clone().unwrap();
+    let (_, mut fresh_store) = bench.terminal("REPLAY01");
+    let before = bench.used_keys_and_rows();
+    let outcome = {
+        let mut middle = Middle::new(&mut bench.lines[0], |message| {
+            if let Message::KeyDelivery(delivery) = message {
+                *delivery = old.clone();
+            }
+        });
+        inject(&mut middle, config, &mut fresh_store)
+            .unwrap()
+            .outcome
+    };
+    assert!(failure(&outcome).contains("another nonce"), "{outcome}");
+    assert!(fresh_store.installed().is_none());
+    assert_eq!(bench.used_keys_and_rows(), before);
+}
