@@ -386,9 +386,17 @@ fn the_demo_runs_and_shows_every_refusal() {
         "operator logged in: Demo Operator (certificate serial 1000)",
         "  operator Demo Operator\n",
         "every injection is recorded under operator Demo Operator",
+        "certificate mode on",
+        "REF-PINPAD-X509",
     ] {
         assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
     }
+    // The certificate-mode terminals were injected, on the ports that run them.
+    let x509_lines = text
+        .lines()
+        .filter(|line| line.contains("REF-PINPAD-X509") && line.contains("SMN "))
+        .count();
+    assert_eq!(x509_lines, 6, "{text}");
 }
 
 /// A file of the pki crate's test fixtures (public test data).

@@ -151,6 +151,9 @@ const DEMO_PASSPHRASE: &str = "demo-only passphrase";
 
 /// What the demo's `[pki]` needs and the operator's credential, as files in the work directory.
 struct DemoPki {
+    /// The CAs themselves: the KDH CA signs the appliance's request, the manufacturer CA the
+    /// demo terminals' device certificates.
+    pki: TestPki,
     anchors: AnchorFiles,
     operator_certificate: PathBuf,
     operator_key: PathBuf,
@@ -189,6 +192,7 @@ fn demo_pki(work: &Path) -> anyhow::Result<DemoPki> {
         key_path.display()
     );
     Ok(DemoPki {
+        pki,
         anchors,
         operator_certificate,
         operator_key: key_path,
@@ -302,17 +306,67 @@ fn inject_over_serial(
     drop(credential);
     println!("operator logged in: {}", describe(&session));
 
+    // Certificate mode: the appliance makes its KDH key pair, the KDH CA signs the request,
+    // the certificate goes back in, as `keymother kdh request` and `kdh install` do.
+    let request =
+        crate::control::call(&socket, serde_json::json!({"command": "kdh-request"}), None)?;
+    let request_pem = request["request"].as_str().unwrap_or_default();
+    let kdh_certificate = pki.pki.sign_kdh_request(request_pem.as_bytes())?;
+    let installed = crate::control::call(
+        &socket,
+        serde_json::json!({
+            "command": "kdh-install",
+            "certificate": keymother_pki::testing::pem("CERTIFICATE", &kdh_certificate),
+        }),
+        None,
+    )?;
+    println!(
+        "KDH certificate installed for {} (key pair made in the vault, request signed by the KDH CA); certificate mode on",
+        installed["subject"].as_str().unwrap_or("?")
+    );
+    println!(
+        "ports bench-1, bench-2: tr31 terminals (the key under the shared TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)"
+    );
+    // One device key for every demo terminal (each has its own certificate): key generation
+    // is not what the demo shows.
+    let device_key = PrivateKey::generate(2048)?.to_pkcs8_der()?;
+
     let terminals: Vec<_> = lines
         .into_iter()
         .enumerate()
         .map(|(port, mut line)| {
-            let mut key_store = SoftwareKeyStore::new(&transport_key);
+            // Serials in the style of the source document's example, 123L013K.
+            let serials: Vec<String> = (0..terminals_per_port)
+                .map(|number| format!("{}{:02}L{:03}K", port + 1, number, 13 + number))
+                .collect();
+            let certificate_mode = port >= PORTS / 2;
+            let stores = serials
+                .iter()
+                .map(|serial| {
+                    let store = SoftwareKeyStore::new(&transport_key);
+                    if !certificate_mode {
+                        return Ok(store);
+                    }
+                    let key = PrivateKey::from_pkcs8(&device_key, None)?;
+                    let device = pki.pki.device_certificate(serial, &key.public_key())?;
+                    let identity = keymother_terminal::CertificateIdentity::new(
+                        key,
+                        &device,
+                        pki.pki.ca_certificate(Role::KeyDistributionHost),
+                    )?;
+                    Ok(store.with_certificate(identity))
+                })
+                .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
             std::thread::spawn(move || -> anyhow::Result<usize> {
                 let mut done = 0;
-                for number in 0..terminals_per_port {
-                    // Serials in the style of the source document's example, 123L013K.
-                    let serial = format!("{}{:02}L{:03}K", port + 1, number, 13 + number);
-                    let config = demo_terminal(&serial, &key_store)?;
+                for (serial, mut key_store) in serials.into_iter().zip(stores?) {
+                    let mut config = demo_terminal(&serial, &key_store)?;
+                    if certificate_mode {
+                        config.modes = vec![Mode::Certificate];
+                        config.model = "REF-PINPAD-X509"
+                            .parse()
+                            .map_err(|error| anyhow::anyhow!("{error}"))?;
+                    }
                     match inject(&mut line, config, &mut key_store)?.outcome {
                         TerminalOutcome::Injected { .. } => done += 1,
                         TerminalOutcome::Failed { reason } => {
