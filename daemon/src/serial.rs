@@ -105,6 +105,11 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Ok(0) => return "the port closed".to_owned(),
                 Ok(count) => {
                     let busy_since = Instant::now();
+                    // A HELLO arriving right after a ceremony or a KDH install must see it.
+                    if shared.dispenser.generation() != generation {
+                        generation = shared.dispenser.generation();
+                        worker.session.reconfigure(session_config(port, shared));
+                    }
                     let now = worker.started.elapsed();
                     (worker.session.handle_bytes(&buffer[..count], now), busy_since)
                 }

@@ -520,3 +520,197 @@ fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
     assert!(fresh_store.installed().is_none());
     assert_eq!(bench.used_keys_and_rows(), before);
 }
+
+/// Runs the openssl command-line tool in `directory`; `None` when openssl is not installed.
+fn openssl(directory: &Path, arguments: &[&str]) -> Option<()> {
+    let output = match std::process::Command::new("openssl")
+        .args(arguments)
+        .current_dir(directory)
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => panic!("openssl: {error}"),
+    };
+    assert!(
+        output.status.success(),
+        "openssl {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(())
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pki/tests/fixtures")
+        .join(name)
+}
+
+/// Everything made by the openssl command-line tool: the three CAs (the pki fixtures), the
+/// KDH certificate signed from the daemon's own request, the device certificates and the
+/// manufacturer CA's CRL; the appliance and the reference terminal accept and refuse with them
+/// exactly as with the project's own.
+#[test]
+fn certificates_and_a_crl_made_with_openssl_work_end_to_end() {
+    let appliance = Appliance::provisioned(4);
+    let directory = appliance.directory.path().to_path_buf();
+    let run = |arguments: &[&str]| openssl(&directory, arguments);
+    std::fs::write(
+        directory.join("ext.cnf"),
+        "[device_ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, keyEncipherment\n\
+         [kdh_ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n",
+    )
+    .unwrap();
+    // Two device certificates from the manufacturer CA, for the fixture device key.
+    for (serial, number) in [("OSSL0001", "0x5101"), ("OSSL0002", "0x5102")] {
+        let subject = format!("/CN={serial}/O=keymother test");
+        let key = fixture("test-only-device.key");
+        if run(&[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            &subject,
+            "-out",
+            &format!("{serial}.csr"),
+        ])
+        .is_none()
+        {
+            eprintln!("openssl is not installed; skipping");
+            return;
+        }
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{serial}.csr"),
+            "-CA",
+            fixture("ca-device.pem").to_str().unwrap(),
+            "-CAkey",
+            fixture("test-only-ca-device.key").to_str().unwrap(),
+            "-set_serial",
+            number,
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "device_ext",
+            "-out",
+            &format!("{serial}.pem"),
+        ]);
+    }
+    // The manufacturer CA revokes the second one: `openssl ca -gencrl` over an index listing it.
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = |at: time::OffsetDateTime| {
+        format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            at.year() % 100,
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        )
+    };
+    std::fs::write(
+        directory.join("index.txt"),
+        format!(
+            "R\t{}\t{}\t5102\tunknown\t/CN=OSSL0002/O=keymother test\n",
+            stamp(now + time::Duration::days(30)),
+            stamp(now - time::Duration::hours(1))
+        ),
+    )
+    .unwrap();
+    std::fs::write(directory.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(
+        directory.join("ca.cnf"),
+        "[ca]\ndefault_ca = this\n[this]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         default_md = sha256\ndefault_crl_days = 30\n",
+    )
+    .unwrap();
+    run(&[
+        "ca",
+        "-gencrl",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        fixture("ca-device.pem").to_str().unwrap(),
+        "-keyfile",
+        fixture("test-only-ca-device.key").to_str().unwrap(),
+        "-out",
+        "device.crl",
+    ]);
+
+    let (mut lines, _) = appliance.ports(1);
+    let mut text = std::fs::read_to_string(appliance.config_path()).unwrap();
+    text.push_str(&format!(
+        "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\ndevice_crl = {:?}\n",
+        fixture("ca-device.pem"),
+        fixture("ca-kdh.pem"),
+        fixture("ca-operator.pem"),
+        directory.join("device.crl"),
+    ));
+    let _daemon = InProcessDaemon::start(Settings::from_toml(&text, "keymotherd.toml").unwrap());
+    let socket = directory.join("control.sock");
+    // The KDH CA (openssl) signs the request the daemon made.
+    let answer = ask(&socket, serde_json::json!({"command": "kdh-request"}));
+    std::fs::write(
+        directory.join("kdh.csr"),
+        answer["result"]["request"].as_str().unwrap(),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "kdh.csr",
+        "-CA",
+        fixture("ca-kdh.pem").to_str().unwrap(),
+        "-CAkey",
+        fixture("test-only-ca-kdh.key").to_str().unwrap(),
+        "-set_serial",
+        "0x6101",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "kdh_ext",
+        "-out",
+        "kdh.pem",
+    ]);
+    let answer = ask(
+        &socket,
+        serde_json::json!({"command": "kdh-install", "certificate": std::fs::read_to_string(directory.join("kdh.pem")).unwrap()}),
+    );
+    assert_eq!(answer["result"]["certificate_mode"], true, "{answer}");
+
+    let terminal = |serial: &str| {
+        let identity = CertificateIdentity::load(
+            &fixture("test-only-device.key"),
+            None,
+            &directory.join(format!("{serial}.pem")),
+            &fixture("ca-kdh.pem"),
+        )
+        .unwrap();
+        let mut config = appliance.terminal(serial);
+        config.modes = vec![Mode::Certificate];
+        (config, appliance.key_store().with_certificate(identity))
+    };
+    let (config, mut store) = terminal("OSSL0001");
+    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+    assert!(
+        matches!(outcome, TerminalOutcome::Injected { .. }),
+        "{outcome}"
+    );
+    let (config, mut store) = terminal("OSSL0002");
+    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+    assert!(failure(&outcome).contains("revoked"), "{outcome}");
+    let vault = appliance.vault();
+    assert_eq!(vault.smn_rows().unwrap().len(), 1);
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 3);
+}
