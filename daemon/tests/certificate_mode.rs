@@ -714,3 +714,87 @@ fn certificates_and_a_crl_made_with_openssl_work_end_to_end() {
     assert_eq!(vault.smn_rows().unwrap().len(), 1);
     assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 3);
 }
+
+/// The KDH CA's CRL the appliance attaches to every delivery: a current one that does not list
+/// the appliance lets terminals inject; once it lists the appliance's KDH certificate,
+/// terminals refuse its deliveries and nothing is dispensed.
+#[test]
+fn terminals_check_the_kdh_crl_the_appliance_attaches() {
+    let pki = TestPki::generate("KDH CRL").unwrap();
+    let device_key = PrivateKey::generate(2048).unwrap();
+    let bench = Bench::with(4, 1, pki, device_key, |_| Vec::new());
+    let status = ask(
+        &bench.socket(),
+        serde_json::json!({"command": "kdh-status"}),
+    );
+    assert_eq!(status["result"]["certificate_mode"], true, "{status}");
+    let kdh_certificate = bench
+        .appliance
+        .vault()
+        .kdh_status()
+        .unwrap()
+        .unwrap()
+        .certificate
+        .unwrap();
+    let kdh_serial = serial_of(&kdh_certificate).unwrap();
+    let Bench {
+        appliance,
+        pki,
+        daemon,
+        device_key_der,
+        ..
+    } = bench;
+    drop(daemon);
+
+    let restart = |revoked: Vec<Vec<u8>>, ports_name: &str| {
+        let crl = appliance
+            .directory
+            .path()
+            .join(format!("kdh-{ports_name}.crl"));
+        std::fs::write(&crl, pki.crl(Role::KeyDistributionHost, &revoked).unwrap()).unwrap();
+        let (lines, _) = appliance.ports(1);
+        let files = pki.write_anchors(appliance.directory.path()).unwrap();
+        let mut text = std::fs::read_to_string(appliance.config_path()).unwrap();
+        text.push_str(&format!(
+            "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\nkdh_crl = {crl:?}\n",
+            files.device_ca, files.kdh_ca, files.operator_ca
+        ));
+        let daemon = InProcessDaemon::start(Settings::from_toml(&text, "keymotherd.toml").unwrap());
+        (lines, daemon)
+    };
+    let terminal = |serial: &str| {
+        let key = PrivateKey::from_pkcs8(&device_key_der, None).unwrap();
+        let certificate = pki.device_certificate(serial, &key.public_key()).unwrap();
+        let identity = CertificateIdentity::new(
+            key,
+            &certificate,
+            pki.ca_certificate(Role::KeyDistributionHost),
+        )
+        .unwrap();
+        let mut config = appliance.terminal(serial);
+        config.modes = vec![Mode::Certificate];
+        (config, appliance.key_store().with_certificate(identity))
+    };
+
+    let (mut lines, daemon) = restart(Vec::new(), "clean");
+    let (config, mut store) = terminal("CRLOK001");
+    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+    assert!(
+        matches!(outcome, TerminalOutcome::Injected { .. }),
+        "{outcome}"
+    );
+    drop(daemon);
+
+    let (mut lines, _daemon) = restart(vec![kdh_serial], "revoked");
+    let (config, mut store) = terminal("CRLNO001");
+    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+    assert!(failure(&outcome).contains("revoked"), "{outcome}");
+    assert!(store.installed().is_none());
+    let vault = appliance.vault();
+    assert_eq!(
+        vault.smn_rows().unwrap().len(),
+        1,
+        "only the first terminal's key"
+    );
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Used), 1);
+}
