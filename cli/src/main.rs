@@ -4,6 +4,7 @@ mod calculator;
 mod control;
 mod custodian;
 mod demo;
+mod display_preview;
 mod kdh;
 mod keyfile;
 mod operator;
@@ -94,6 +95,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         terminals_per_port: usize,
     },
+    /// Writes every bench-display screen as a PNG into DIR (created if missing).
+    DisplayPreview {
+        /// Directory for the PNGs, one per screen: booting.png, locked-no-keys.png, ...
+        #[arg(value_name = "DIR")]
+        directory: PathBuf,
+        /// Enlarge each pixel this many times (1 to 16).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(keymother_display::MAX_PNG_SCALE)))]
+        scale: u32,
+    },
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -110,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             terminals_per_port,
         } => demo::run(keys, dir, terminals_per_port),
+        Command::DisplayPreview { directory, scale } => display_preview::run(&directory, scale),
     }
 }
 
