@@ -154,6 +154,69 @@ pub const DEFAULT_LOGIN_WINDOW_SECONDS: u64 = 120;
 /// `[operator] session_limit_seconds` unless set: a working day.
 pub const DEFAULT_SESSION_LIMIT_SECONDS: u64 = 8 * 3600;
 
+/// Which display the bench has (`[bench] display`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayKind {
+    /// An SSD1306 128x64 on the I2C bus.
+    Ssd1306,
+    /// A frame buffer in memory (the demo, tests, PNG previews).
+    Memory,
+    None,
+}
+
+/// Which GPIO back end drives the LEDs, the buzzer and the tamper input (`[bench] gpio`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpioBackend {
+    /// The Raspberry Pi's GPIO through rppal.
+    Rppal,
+    /// No hardware: changes are recorded, the tamper input never fires on its own.
+    Simulated,
+    None,
+}
+
+/// The `[bench]` section: the display, the LEDs, the buzzer and the tamper input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchSettings {
+    pub display: DisplayKind,
+    /// The display's I2C bus device.
+    pub i2c_bus: PathBuf,
+    /// The display's 7-bit I2C address.
+    pub i2c_address: u8,
+    pub gpio: GpioBackend,
+    /// BCM line numbers and the tamper input's polarity.
+    pub pins: keymother_gpio::Pins,
+    /// How long the tamper input must hold before it counts.
+    pub tamper_debounce: Duration,
+    /// The display warns when fewer keys than this are left.
+    pub low_inventory: u64,
+}
+
+/// `[bench] i2c_bus` unless set.
+pub const DEFAULT_I2C_BUS: &str = "/dev/i2c-1";
+/// `[bench] i2c_address` unless set: the SSD1306's usual address.
+pub const DEFAULT_I2C_ADDRESS: u8 = 0x3C;
+/// `[bench] tamper_debounce_ms` unless set.
+pub const DEFAULT_TAMPER_DEBOUNCE_MS: u64 = 50;
+/// `[bench] low_inventory` unless set.
+pub const DEFAULT_LOW_INVENTORY: u64 = 100;
+/// The highest BCM line on the Raspberry Pi's 40-pin header.
+pub const MAX_BCM_PIN: i64 = 27;
+
+impl Default for BenchSettings {
+    /// No display, no GPIO.
+    fn default() -> Self {
+        BenchSettings {
+            display: DisplayKind::None,
+            i2c_bus: PathBuf::from(DEFAULT_I2C_BUS),
+            i2c_address: DEFAULT_I2C_ADDRESS,
+            gpio: GpioBackend::None,
+            pins: keymother_gpio::Pins::default(),
+            tamper_debounce: Duration::from_millis(DEFAULT_TAMPER_DEBOUNCE_MS),
+            low_inventory: DEFAULT_LOW_INVENTORY,
+        }
+    }
+}
+
 /// Validated daemon settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -175,6 +238,8 @@ pub struct Settings {
     pub pki: Option<PkiSettings>,
     /// Operator login.
     pub operator: OperatorSettings,
+    /// The bench's display, LEDs, buzzer and tamper input.
+    pub bench: BenchSettings,
 }
 
 /// A settings file was refused: names the file, the line and the key.
@@ -203,6 +268,7 @@ struct RawFile {
     logging: Option<RawLogging>,
     pki: Option<RawPki>,
     operator: Option<RawOperator>,
+    bench: Option<RawBench>,
     #[serde(rename = "port")]
     ports: Option<Spanned<Vec<RawPort>>>,
 }
@@ -245,6 +311,23 @@ struct RawOperator {
     require: Option<Spanned<bool>>,
     login_window_seconds: Option<Spanned<u64>>,
     session_limit_seconds: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBench {
+    display: Option<Spanned<String>>,
+    i2c_bus: Option<Spanned<PathBuf>>,
+    i2c_address: Option<Spanned<i64>>,
+    gpio: Option<Spanned<String>>,
+    ready_led: Option<Spanned<i64>>,
+    busy_led: Option<Spanned<i64>>,
+    error_led: Option<Spanned<i64>>,
+    buzzer: Option<Spanned<i64>>,
+    tamper_pin: Option<Spanned<i64>>,
+    tamper_active_low: Option<Spanned<bool>>,
+    tamper_debounce_ms: Option<Spanned<i64>>,
+    low_inventory: Option<Spanned<i64>>,
 }
 
 /// A port is replaced as a whole, never merged, so its own required keys are required here.
@@ -441,7 +524,28 @@ struct Merged {
     require_operator: Option<Sourced<bool>>,
     login_window_seconds: Option<Sourced<u64>>,
     session_limit_seconds: Option<Sourced<u64>>,
+    bench: MergedBench,
     ports: Option<Sourced<Vec<RawPort>>>,
+}
+
+/// Where a value was set: the file's index and the offset in it.
+type Location = (usize, usize);
+
+/// The `[bench]` values as merged.
+#[derive(Default)]
+struct MergedBench {
+    display: Option<Sourced<String>>,
+    i2c_bus: Option<Sourced<PathBuf>>,
+    i2c_address: Option<Sourced<i64>>,
+    gpio: Option<Sourced<String>>,
+    ready_led: Option<Sourced<i64>>,
+    busy_led: Option<Sourced<i64>>,
+    error_led: Option<Sourced<i64>>,
+    buzzer: Option<Sourced<i64>>,
+    tamper_pin: Option<Sourced<i64>>,
+    tamper_active_low: Option<Sourced<bool>>,
+    tamper_debounce_ms: Option<Sourced<i64>>,
+    low_inventory: Option<Sourced<i64>>,
 }
 
 /// A later file's value, when it has one, replaces the earlier.
@@ -499,6 +603,25 @@ impl Merged {
                 operator.session_limit_seconds,
                 file,
             );
+        }
+        if let Some(bench) = raw.bench {
+            let merged = &mut self.bench;
+            overlay(&mut merged.display, bench.display, file);
+            overlay(&mut merged.i2c_bus, bench.i2c_bus, file);
+            overlay(&mut merged.i2c_address, bench.i2c_address, file);
+            overlay(&mut merged.gpio, bench.gpio, file);
+            overlay(&mut merged.ready_led, bench.ready_led, file);
+            overlay(&mut merged.busy_led, bench.busy_led, file);
+            overlay(&mut merged.error_led, bench.error_led, file);
+            overlay(&mut merged.buzzer, bench.buzzer, file);
+            overlay(&mut merged.tamper_pin, bench.tamper_pin, file);
+            overlay(&mut merged.tamper_active_low, bench.tamper_active_low, file);
+            overlay(
+                &mut merged.tamper_debounce_ms,
+                bench.tamper_debounce_ms,
+                file,
+            );
+            overlay(&mut merged.low_inventory, bench.low_inventory, file);
         }
         overlay(&mut self.ports, raw.ports, file);
     }
@@ -633,6 +756,7 @@ impl Validator<'_> {
             operator_crl: merged.operator_crl,
         })?;
         let ports = self.ports(merged.ports, pki.is_some())?;
+        let bench = self.bench(merged.bench)?;
         let operator = self.operator(
             merged.require_operator,
             merged.login_window_seconds,
@@ -650,6 +774,175 @@ impl Validator<'_> {
             log_level,
             pki,
             operator,
+            bench,
+        })
+    }
+
+    /// `[bench]`: every key optional; pins are BCM lines on the header, all different, and
+    /// not the display's I2C lines when it is on the default bus.
+    fn bench(&self, merged: MergedBench) -> Result<BenchSettings, ConfigError> {
+        let defaults = BenchSettings::default();
+        let display = match merged.display {
+            None => defaults.display,
+            Some(display) => match display.value.as_str() {
+                "ssd1306" => DisplayKind::Ssd1306,
+                "memory" => DisplayKind::Memory,
+                "none" => DisplayKind::None,
+                other => {
+                    return Err(self.error(
+                        &display,
+                        "bench.display",
+                        format!("{other:?} is not ssd1306, memory or none"),
+                    ));
+                }
+            },
+        };
+        let gpio = match merged.gpio {
+            None => defaults.gpio,
+            Some(gpio) => match gpio.value.as_str() {
+                "rppal" => GpioBackend::Rppal,
+                "simulated" => GpioBackend::Simulated,
+                "none" => GpioBackend::None,
+                other => {
+                    return Err(self.error(
+                        &gpio,
+                        "bench.gpio",
+                        format!("{other:?} is not rppal, simulated or none"),
+                    ));
+                }
+            },
+        };
+        let i2c_bus = match merged.i2c_bus {
+            None => defaults.i2c_bus,
+            Some(bus) if !bus.value.is_absolute() => {
+                return Err(self.error(
+                    &bus,
+                    "bench.i2c_bus",
+                    format!(
+                        "{} is not an absolute path (e.g. /dev/i2c-1)",
+                        bus.value.display()
+                    ),
+                ));
+            }
+            Some(bus) => bus.value,
+        };
+        let i2c_address = match merged.i2c_address {
+            None => defaults.i2c_address,
+            Some(address) => match u8::try_from(address.value) {
+                Ok(value) if value <= 0x7F => value,
+                _ => {
+                    return Err(self.error(
+                        &address,
+                        "bench.i2c_address",
+                        format!(
+                            "{} is outside 0x00 to 0x7F (a 7-bit I2C address; the SSD1306 is at 0x3C or 0x3D)",
+                            address.value
+                        ),
+                    ));
+                }
+            },
+        };
+        // (key, value as set, default): checked in this order, each against those before.
+        let pin_slots = [
+            ("bench.ready_led", merged.ready_led, defaults.pins.ready_led),
+            ("bench.busy_led", merged.busy_led, defaults.pins.busy_led),
+            ("bench.error_led", merged.error_led, defaults.pins.error_led),
+            ("bench.buzzer", merged.buzzer, defaults.pins.buzzer),
+            ("bench.tamper_pin", merged.tamper_pin, defaults.pins.tamper),
+        ];
+        let i2c_lines_taken =
+            display == DisplayKind::Ssd1306 && i2c_bus.as_path() == Path::new(DEFAULT_I2C_BUS);
+        // Each line with where it was set, if it was.
+        let mut pins: Vec<(&str, u8, Option<Location>)> = Vec::with_capacity(pin_slots.len());
+        for (key, value, default) in pin_slots {
+            let pin = match &value {
+                None => default,
+                Some(set) => match u8::try_from(set.value) {
+                    Ok(pin) if i64::from(pin) <= MAX_BCM_PIN => pin,
+                    _ => {
+                        return Err(self.error(
+                            set,
+                            key,
+                            format!(
+                                "{} is outside 0 to {MAX_BCM_PIN} (a BCM GPIO number on the 40-pin header)",
+                                set.value
+                            ),
+                        ));
+                    }
+                },
+            };
+            let at = value.as_ref().map(|set| (set.file, set.span.start));
+            if let Some(&(other, _, other_at)) = pins.iter().find(|(_, taken, _)| *taken == pin) {
+                // Point at a value that was set: this one, else the one it collides with.
+                let (file, offset, key, problem) = match (at, other_at) {
+                    (Some((file, offset)), _) => (
+                        file,
+                        offset,
+                        key,
+                        format!("BCM {pin} is also {other}; every line must be different"),
+                    ),
+                    (None, Some((file, offset))) => (
+                        file,
+                        offset,
+                        other,
+                        format!(
+                            "BCM {pin} is also {key} (its default); every line must be different"
+                        ),
+                    ),
+                    (None, None) => (0, 0, key, format!("BCM {pin} is also {other}")),
+                };
+                return Err(self.error_in(file, offset, key, problem));
+            }
+            if i2c_lines_taken && (pin == 2 || pin == 3) {
+                let problem = format!(
+                    "BCM {pin} is an I2C line of {DEFAULT_I2C_BUS} ({}), which the ssd1306 display uses",
+                    if pin == 2 { "SDA" } else { "SCL" }
+                );
+                let (file, offset) = at.unwrap_or((0, 0));
+                return Err(self.error_in(file, offset, key, problem));
+            }
+            pins.push((key, pin, at));
+        }
+        let pins = keymother_gpio::Pins {
+            ready_led: pins[0].1,
+            busy_led: pins[1].1,
+            error_led: pins[2].1,
+            buzzer: pins[3].1,
+            tamper: pins[4].1,
+            tamper_active_low: merged
+                .tamper_active_low
+                .map_or(defaults.pins.tamper_active_low, |value| value.value),
+        };
+        let tamper_debounce = match merged.tamper_debounce_ms {
+            None => defaults.tamper_debounce,
+            Some(value) if !(1..=1000).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "bench.tamper_debounce_ms",
+                    format!("{} is outside 1 to 1000", value.value),
+                ));
+            }
+            Some(value) => Duration::from_millis(value.value.unsigned_abs()),
+        };
+        let low_inventory = match merged.low_inventory {
+            None => defaults.low_inventory,
+            Some(value) if !(0..=10_000_000).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "bench.low_inventory",
+                    format!("{} is outside 0 to 10000000", value.value),
+                ));
+            }
+            Some(value) => value.value.unsigned_abs(),
+        };
+        Ok(BenchSettings {
+            display,
+            i2c_bus,
+            i2c_address,
+            gpio,
+            pins,
+            tamper_debounce,
+            low_inventory,
         })
     }
 

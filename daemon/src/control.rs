@@ -416,6 +416,13 @@ async fn handle(
             status["operator"] = session.as_ref().map_or(Value::Null, session_json);
             status["operator_required"] = json!(shared.dispenser.operator_required());
             status["ready"] = json!(shared.dispenser.ttk_kcv().is_some());
+            let (state, tampered) = match shared.dispenser.readiness() {
+                crate::dispenser::Readiness::Unlocked => ("ready", None),
+                crate::dispenser::Readiness::Locked => ("locked", None),
+                crate::dispenser::Readiness::Tampered(input) => ("tampered", Some(input)),
+            };
+            status["state"] = json!(state);
+            status["tampered"] = json!(tampered);
             status["ports"] = json!(shared.port_states());
             status["injections_since_start"] = json!(shared.stats.injections.load(std::sync::atomic::Ordering::Relaxed));
             Ok(status)
@@ -442,10 +449,9 @@ async fn handle(
             let count = parsed.len();
             let outcome = blocking(move || -> Result<Value, String> {
                 let combined = component::combine(&parsed, expected).map_err(|error| error.to_string())?;
-                let installed = dispenser
-                    .with_vault(|vault| vault.install_secret(name, &combined.key, count))
+                let (installed, ready) = dispenser
+                    .install_secret(name, &combined.key, count)
                     .map_err(|error| error.to_string())?;
-                let ready = dispenser.reload_keys().map_err(|error| error.to_string())?;
                 log::info!(
                     event = "ceremony", secret = name.to_string().as_str(),
                     algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
@@ -459,6 +465,7 @@ async fn handle(
                     "kcv": installed.kcv.to_string(),
                     "parity_adjusted": combined.parity_adjusted,
                     "ready": ready,
+                    "tampered": dispenser.tampered(),
                 }))
             })
             .await??;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
+use keymother_crypto::SecretKey;
 use keymother_crypto::tr31::{
     Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
 };
@@ -26,7 +27,10 @@ use keymother_protocol::{
     CertificateDelivery, CertificateRequest, ConfirmRefusal, Confirmed, Delivery, DispenseRefusal,
     ModeRequest, Smn, TerminalIdentity,
 };
-use keymother_vault::{ConfirmationReport, DispenseError, SecretName, Vault, VaultError};
+use keymother_vault::{
+    ConfirmationReport, DispenseError, InstalledSecret, SecretName, TamperReport, Vault, VaultError,
+};
+use tokio::sync::Notify;
 
 use crate::config::OperatorSettings;
 use crate::operator::{Challenge, LoginFailure, OperatorEvent, OperatorSession, Sessions};
@@ -46,6 +50,52 @@ pub struct Dispenser {
     /// The appliance's KDH key and certificate, once installed and valid.
     kdh: RwLock<Option<Arc<LoadedKdh>>>,
     sessions: Mutex<Sessions>,
+    /// Set by a tamper until custodians have loaded both the KEK and the TTK again.
+    tamper: Mutex<Option<TamperLock>>,
+    /// Bumped by every tamper, so port tasks drop their sessions (cached deliveries too).
+    tamper_epoch: AtomicU64,
+    /// Woken whenever something the appliance's state shows may have changed (keys, the
+    /// operator, the inventory, a tamper): the runtime then recomputes it.
+    changed: Arc<Notify>,
+}
+
+/// What a tamper leaves until the custodians answer it.
+#[derive(Debug, Clone)]
+struct TamperLock {
+    input: String,
+    /// Ceremonies still needed before the keys may be used again.
+    missing: Vec<SecretName>,
+    /// False while the vault has not recorded the tamper (and deleted the sealed secrets):
+    /// retried until it has, and before any ceremony.
+    recorded: bool,
+}
+
+/// The tamper response's first half done: what the second half records.
+#[derive(Debug)]
+pub struct LockedDown {
+    input: String,
+    ended: Option<OperatorEvent>,
+}
+
+/// What a tamper did.
+#[derive(Debug)]
+pub struct TamperOutcome {
+    /// The vault's part: the audit row and the deleted secrets, or why it failed (the
+    /// secrets in memory are gone and the appliance is locked either way).
+    pub vault: Result<TamperReport, VaultError>,
+    /// The operator whose session the tamper ended.
+    pub ended_session: Option<String>,
+}
+
+/// The appliance's state as the display and the LEDs show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// KEK and TTK loaded, and no tamper outstanding.
+    Unlocked,
+    /// The KEK or the TTK is not loaded (or could not be unsealed).
+    Locked,
+    /// The tamper input fired; both ceremonies are needed again. The input's name.
+    Tampered(String),
 }
 
 /// The KDH identity in memory.
@@ -117,8 +167,24 @@ impl Dispenser {
                 "the audit chain does not verify: {failure}; recorded actions are refused until the security officer intervenes"
             );
         }
-        let keys = LoadedKeys::unseal(&vault)?;
-        if keys.is_none() {
+        let tamper = vault.tamper_outstanding()?.map(|outstanding| TamperLock {
+            missing: outstanding.missing(),
+            input: outstanding.input,
+            recorded: true,
+        });
+        let keys = match &tamper {
+            Some(lock) => {
+                log::warn!(
+                    event = "tampered", input = lock.input.as_str();
+                    "locked since the tamper input {} fired: custodians must load the {} again",
+                    lock.input,
+                    lock.missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ")
+                );
+                None
+            }
+            None => LoadedKeys::unseal(&vault)?,
+        };
+        if keys.is_none() && tamper.is_none() {
             log::warn!(
                 "event=locked reason=\"the KEK or the TTK is not loaded; run the key ceremonies\""
             );
@@ -133,7 +199,178 @@ impl Dispenser {
             quarantine_after,
             trust: RwLock::new(None),
             kdh: RwLock::new(None),
+            tamper: Mutex::new(tamper),
+            tamper_epoch: AtomicU64::new(0),
+            changed: Arc::new(Notify::new()),
         })
+    }
+
+    /// Woken whenever the appliance's state may have changed.
+    pub(crate) fn changes(&self) -> Arc<Notify> {
+        Arc::clone(&self.changed)
+    }
+
+    /// Wakes the state watcher.
+    pub(crate) fn touch(&self) {
+        self.changed.notify_one();
+    }
+
+    fn tamper_lock(&self) -> MutexGuard<'_, Option<TamperLock>> {
+        // Replaced or edited in one statement: a poisoned lock holds a consistent value.
+        self.tamper
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The input whose tamper has not been answered by both key ceremonies yet, if any.
+    pub fn tampered(&self) -> Option<String> {
+        self.tamper_lock().as_ref().map(|lock| lock.input.clone())
+    }
+
+    /// Changes with every tamper.
+    pub fn tamper_epoch(&self) -> u64 {
+        self.tamper_epoch.load(Ordering::Acquire)
+    }
+
+    /// Ready, locked or tampered.
+    pub fn readiness(&self) -> Readiness {
+        if let Some(input) = self.tampered() {
+            return Readiness::Tampered(input);
+        }
+        if self.keys().is_some() {
+            Readiness::Unlocked
+        } else {
+            Readiness::Locked
+        }
+    }
+
+    /// The tamper response, both halves: [`Dispenser::lock_down`] then
+    /// [`Dispenser::record_lock_down`].
+    pub fn tamper(&self, input: &str) -> TamperOutcome {
+        let locked = self.lock_down(input);
+        self.record_lock_down(locked)
+    }
+
+    /// The first half of the tamper response, all in memory and at once: every secret goes
+    /// (KEK, TTK, KDH key) and the appliance locks, so no reservation starts and every port
+    /// drops its session; the operator session ends. Nothing waits for the vault.
+    pub fn lock_down(&self, input: &str) -> LockedDown {
+        *self.tamper_lock() = Some(TamperLock {
+            input: input.to_owned(),
+            missing: SecretName::ALL.to_vec(),
+            recorded: false,
+        });
+        self.tamper_epoch.fetch_add(1, Ordering::AcqRel);
+        // Taking the write locks waits for a reservation in progress (milliseconds); a
+        // delivery it produced is withheld by its port, which sees the epoch change.
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self
+            .kdh
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let ended = self.sessions().end_all(&format!("tamper: {input}"));
+        self.touch();
+        LockedDown {
+            input: input.to_owned(),
+            ended,
+        }
+    }
+
+    /// The second half: the vault records the tamper and deletes the sealed KEK, TTK and KDH
+    /// identity in one transaction, then the ended operator session is recorded. Should the
+    /// vault fail, the first half stands and the vault part is retried
+    /// ([`Dispenser::retry_tamper_record`], and before any ceremony).
+    pub fn record_lock_down(&self, locked: LockedDown) -> TamperOutcome {
+        let vault = self.record_tamper(&locked.input);
+        // The logout row follows the tamper row.
+        let ended_session = locked.ended.map(|ended| {
+            let _ = self.record(&ended, None);
+            match ended {
+                OperatorEvent::Ended { session, .. } => session.name,
+                OperatorEvent::LoggedIn(session) => session.name,
+                OperatorEvent::LoginRefused { .. } => String::new(),
+            }
+        });
+        self.touch();
+        TamperOutcome {
+            vault,
+            ended_session,
+        }
+    }
+
+    fn record_tamper(&self, input: &str) -> Result<TamperReport, VaultError> {
+        let report = self.vault().tamper(input);
+        match &report {
+            Ok(_) => {
+                if let Some(lock) = self.tamper_lock().as_mut() {
+                    lock.recorded = true;
+                }
+            }
+            Err(VaultError::AuditTampered(_)) => {
+                // The sealed secrets were deleted; only the row is missing, and the chain
+                // will take none until the officer intervenes: nothing to retry.
+                if let Some(lock) = self.tamper_lock().as_mut() {
+                    lock.recorded = true;
+                }
+            }
+            Err(_) => {}
+        }
+        report
+    }
+
+    /// Whether the vault has yet to record a tamper (it failed when the input fired).
+    pub fn tamper_record_pending(&self) -> bool {
+        self.tamper_lock()
+            .as_ref()
+            .is_some_and(|lock| !lock.recorded)
+    }
+
+    /// Tries again to record a tamper the vault failed to record; `None` when none is
+    /// pending.
+    pub fn retry_tamper_record(&self) -> Option<Result<TamperReport, VaultError>> {
+        let input = self
+            .tamper_lock()
+            .as_ref()
+            .filter(|lock| !lock.recorded)
+            .map(|lock| lock.input.clone())?;
+        Some(self.record_tamper(&input))
+    }
+
+    /// A key ceremony: seals `key` as `name` (audited) and reloads the keys. After a tamper
+    /// the keys are used again only once both ceremonies have been held since; the tamper
+    /// must be recorded first. Returns what was installed and whether the appliance is ready.
+    pub fn install_secret(
+        &self,
+        name: SecretName,
+        key: &SecretKey,
+        component_count: usize,
+    ) -> Result<(InstalledSecret, bool), VaultError> {
+        if let Some(Err(error)) = self.retry_tamper_record() {
+            return Err(VaultError::Refused(format!(
+                "the tamper could not be recorded yet, so no ceremony can follow it: {error}"
+            )));
+        }
+        let installed = self.vault().install_secret(name, key, component_count)?;
+        {
+            let mut tamper = self.tamper_lock();
+            if let Some(lock) = tamper.as_mut() {
+                lock.missing.retain(|missing| *missing != name);
+                if lock.missing.is_empty() {
+                    log::warn!(
+                        event = "tamper-cleared", input = lock.input.as_str();
+                        "the custodians loaded the KEK and the TTK again after the tamper of {}",
+                        lock.input
+                    );
+                    *tamper = None;
+                }
+            }
+        }
+        let ready = self.reload_keys()?;
+        Ok((installed, ready))
     }
 
     /// Sets the trust anchors certificate mode checks against (at start, from the settings),
@@ -183,6 +420,7 @@ impl Dispenser {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = loaded;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.touch();
     }
 
     /// The trust anchors, if configured.
@@ -218,8 +456,13 @@ impl Dispenser {
 
     /// Re-reads the sealed keys after a ceremony (or a zeroize).
     pub fn reload_keys(&self) -> Result<bool, VaultError> {
-        // On any failure the appliance locks: keys that cannot be re-read are not kept.
-        let keys = LoadedKeys::unseal(&self.vault());
+        // On any failure the appliance locks: keys that cannot be re-read are not kept; after
+        // a tamper they stay unloaded until both ceremonies have been held again.
+        let keys = if self.tampered().is_some() {
+            Ok(None)
+        } else {
+            LoadedKeys::unseal(&self.vault())
+        };
         let ready = matches!(keys, Ok(Some(_)));
         let (keys, outcome) = match keys {
             Ok(keys) => (keys, Ok(ready)),
@@ -230,6 +473,7 @@ impl Dispenser {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.touch();
         outcome
     }
 
@@ -250,7 +494,15 @@ impl Dispenser {
 
     /// Runs `work` with the vault (for control commands). Serial ports wait meanwhile.
     pub fn with_vault<T>(&self, work: impl FnOnce(&mut Vault) -> T) -> T {
-        work(&mut self.vault())
+        let outcome = work(&mut self.vault());
+        // An import, a void, a zeroize...: the state shown may have changed.
+        self.touch();
+        outcome
+    }
+
+    /// Keys available in the inventory (without waking the state watcher).
+    pub(crate) fn available_keys(&self) -> Result<u64, VaultError> {
+        self.vault().available_keys()
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Option<LoadedKeys>> {
@@ -282,6 +534,7 @@ impl Dispenser {
     /// who asked, if anyone did.
     fn record(&self, event: &OperatorEvent, peer: Option<&str>) -> Result<(), VaultError> {
         event.log(peer);
+        self.touch();
         let recorded = self.vault().record_audit(event.audit(peer)).map(drop);
         if let Err(error) = &recorded {
             log::error!(event = "audit-failed"; "an operator event could not be audited: {error}");
@@ -437,6 +690,11 @@ impl Dispenser {
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);
         };
+        // A tamper sets its lock before it drops the keys: with both checked, a tamper that
+        // has begun refuses here whichever step it is at.
+        if self.tampered().is_some() {
+            return Err(DispenseRefusal::NotReady);
+        }
         // Held until the reservation is committed: a logout that returned has stopped every
         // reservation after it.
         let mut sessions = self.sessions();
@@ -453,6 +711,7 @@ impl Dispenser {
                 other => DispenseRefusal::Internal(other.to_string()),
             })?;
         drop(sessions);
+        self.touch();
         let internal = |what: &str, error: &dyn std::fmt::Display| {
             DispenseRefusal::Internal(format!("key {:08}: {what}: {error}", reservation.key_index))
         };
@@ -555,6 +814,7 @@ impl Dispenser {
         let confirmed =
             self.vault()
                 .confirm_key_by(&report, self.quarantine_after, operator.as_deref());
+        self.touch();
         match confirmed {
             Ok(injection) => Ok((
                 Confirmed {

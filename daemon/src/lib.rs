@@ -3,6 +3,7 @@
 //! The protocol itself lives in `keymother-protocol` and knows nothing of ports, clocks or
 //! SQLite; this crate is the set of adapters around it.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod dispenser;
@@ -11,6 +12,7 @@ pub mod runtime;
 pub mod serial;
 pub mod trust;
 
+pub use bench::{BenchBackends, BenchView, DisplaySink};
 pub use config::{ConfigError, PortSettings, Settings};
-pub use dispenser::{Dispenser, OpenError};
-pub use runtime::{DaemonEvent, Stats, run};
+pub use dispenser::{Dispenser, OpenError, Readiness};
+pub use runtime::{ApplianceState, DaemonEvent, InjectionStep, Stats, run, run_with};

@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::bench::BenchBackends;
 use crate::config::Settings;
 use crate::control::{ControlSettings, open_control, serve_control};
-use crate::dispenser::{Dispenser, OpenError};
+use crate::dispenser::{Dispenser, OpenError, Readiness};
 use crate::serial::serve_port;
 use crate::trust::Trust;
 
@@ -19,7 +20,38 @@ use crate::trust::Trust;
 /// (docs/SECURITY.md, RUSTSEC-2023-0071).
 const CERTIFICATE_REQUESTS_PER_MINUTE: u32 = 30;
 
-/// What the daemon tells observers (the demo, tests, later the display).
+/// How far a terminal's injection on a port has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectionStep {
+    /// HELLO received: a terminal is on the line.
+    Hello,
+    /// It asked for a key; the appliance is reserving one.
+    KeyRequested,
+    /// The key went out (sent, or sent again to the same terminal).
+    Delivered { key_index: u32 },
+    /// The terminal reported its check value; the appliance is checking and recording it.
+    Confirming { key_index: u32 },
+}
+
+/// The appliance's state as a display shows it: sent whenever any field changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceState {
+    /// Keys flow now: KEK and TTK loaded, no tamper, keys left, an operator logged in when
+    /// one is required, a port open.
+    pub ready: bool,
+    /// The tamper input fired and the key ceremonies have not been held again since.
+    pub tampered: bool,
+    /// One short line: "ready", or what stops the keys ("no operator logged in", ...).
+    pub reason: String,
+    /// Available keys in the inventory.
+    pub keys_left: u64,
+    pub ports_open: usize,
+    pub ports_total: usize,
+    /// The operator logged in, if any.
+    pub operator: Option<String>,
+}
+
+/// What the daemon tells observers: the demo, tests, and the bench (LEDs, buzzer, display).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonEvent {
     /// All ports are being served.
@@ -48,6 +80,79 @@ pub enum DaemonEvent {
         port: String,
         detail: String,
     },
+    /// A terminal's injection moved on.
+    InjectionProgress {
+        port: String,
+        hardware_serial: String,
+        step: InjectionStep,
+    },
+    /// An injection failed: an ERROR other than BUSY was sent to the terminal, or it sent
+    /// ABORT. `reason` is short and tells the technician what to do ("no operator logged in",
+    /// "certificate refused: expired", "KCV mismatch").
+    InjectionFailed {
+        port: String,
+        reason: String,
+    },
+    /// The port's session ended without a result (idle, a new HELLO, the tamper response).
+    PortIdle {
+        port: String,
+    },
+    /// An operator logged in, or the session ended (logout, expiry, tamper, zeroize).
+    OperatorChanged {
+        operator: Option<String>,
+    },
+    /// The appliance's state changed.
+    ApplianceState(ApplianceState),
+    /// The tamper input fired: the secrets in memory are gone, the sealed ones deleted, the
+    /// appliance locked until custodians load the KEK and the TTK again.
+    Tamper {
+        input: String,
+    },
+    /// The bench's GPIO or display failed and was switched off; injection carries on.
+    BenchWarning {
+        warning: String,
+    },
+}
+
+/// Where events go: every subscriber sees every event, in one order.
+#[derive(Default)]
+pub(crate) struct EventBus {
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+enum Subscriber {
+    /// An async observer (the demo, tests).
+    Task(UnboundedSender<DaemonEvent>),
+    /// A thread (the bench).
+    Thread(std::sync::mpsc::Sender<DaemonEvent>),
+}
+
+impl EventBus {
+    fn add(&self, subscriber: Subscriber) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(subscriber);
+    }
+
+    /// A receiver for a thread, seeing every event from now on.
+    pub(crate) fn subscribe_thread(&self) -> std::sync::mpsc::Receiver<DaemonEvent> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.add(Subscriber::Thread(sender));
+        receiver
+    }
+
+    fn publish(&self, event: &DaemonEvent) {
+        // Sending never blocks (unbounded); one lock orders events for every subscriber. An
+        // observer that went away is dropped: not the daemon's problem.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|subscriber| match subscriber {
+                Subscriber::Task(sender) => sender.send(event.clone()).is_ok(),
+                Subscriber::Thread(sender) => sender.send(event.clone()).is_ok(),
+            });
+    }
 }
 
 /// Counters for benchmarks and status.
@@ -67,7 +172,7 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Duration,
     /// Certificate-mode key requests accepted per port per minute (each costs a KDH signature).
     pub(crate) certificate_requests_per_minute: u32,
-    events: Option<UnboundedSender<DaemonEvent>>,
+    pub(crate) events: EventBus,
     /// Each port's state as people read it ("open", "lost: ...", "waiting").
     ports: Mutex<BTreeMap<String, String>>,
 }
@@ -81,9 +186,94 @@ impl Shared {
             }
             _ => {}
         }
-        if let Some(events) = &self.events {
-            // An observer that went away is not the daemon's problem.
-            let _ = events.send(event);
+        if matches!(
+            event,
+            DaemonEvent::PortOpened { .. } | DaemonEvent::PortLost { .. }
+        ) {
+            self.dispenser.touch();
+        }
+        self.events.publish(&event);
+    }
+
+    /// The tamper response (docs/SECURITY.md, "Tamper"): the dispenser drops every secret
+    /// and locks, the vault records the tamper and deletes the sealed secrets, observers
+    /// hear of it. The memory half is done when this returns; the vault half runs on its own
+    /// thread, so a busy vault holds up neither the bench nor anything else.
+    pub(crate) fn tamper(self: &Arc<Self>, input: &str) {
+        let locked = self.dispenser.lock_down(input);
+        // The LEDs, the buzzer and the display hear of it before the vault is written.
+        self.emit(DaemonEvent::Tamper {
+            input: input.to_owned(),
+        });
+        let shared = Arc::clone(self);
+        let recorded_input = input.to_owned();
+        if let Err(error) = std::thread::Builder::new()
+            .name("keymother-tamper".to_owned())
+            .spawn(move || shared.record_tamper(&recorded_input, locked))
+        {
+            // The bench retries the vault half every second (tamper_record_pending).
+            log::error!(event = "tamper"; "the tamper could not be recorded now ({error}); retried every second");
+        }
+    }
+
+    fn record_tamper(&self, input: &str, locked: crate::dispenser::LockedDown) {
+        let outcome = self.dispenser.record_lock_down(locked);
+        match &outcome.vault {
+            Ok(report) => log::error!(
+                event = "tamper", input = input;
+                "TAMPER: input {input} fired; secrets dropped from memory, sealed KEK and TTK{} deleted (audit row {}); appliance locked until the custodians load the KEK and the TTK again",
+                if report.kdh_deleted { " and the KDH identity" } else { "" },
+                report.audit_sequence
+            ),
+            Err(error) if self.dispenser.tamper_record_pending() => log::error!(
+                event = "tamper", input = input;
+                "TAMPER: input {input} fired; secrets dropped from memory and the appliance is locked, but the vault could not record it: {error} (retried every second)"
+            ),
+            Err(error) => log::error!(
+                event = "tamper", input = input;
+                "TAMPER: input {input} fired; secrets dropped from memory, sealed secrets deleted, appliance locked; the audit chain refused the tamper row: {error}"
+            ),
+        }
+    }
+
+    /// The appliance's state now (blocking: reads the vault).
+    fn appliance_state(&self) -> ApplianceState {
+        let ports = self.port_states();
+        let ports_open = ports
+            .values()
+            .filter(|state| state.as_str() == "open")
+            .count();
+        let keys_left = self.dispenser.available_keys().unwrap_or(0);
+        let operator = self
+            .dispenser
+            .operator_session(SystemTime::now())
+            .map(|session| session.name);
+        let (ready, tampered, reason) = match self.dispenser.readiness() {
+            Readiness::Tampered(input) => (
+                false,
+                true,
+                format!("tampered ({input}): load the KEK and the TTK again"),
+            ),
+            Readiness::Locked => (false, false, "locked: load the KEK and the TTK".to_owned()),
+            Readiness::Unlocked if keys_left == 0 => {
+                (false, false, "no keys left: import a key file".to_owned())
+            }
+            Readiness::Unlocked if operator.is_none() && self.dispenser.operator_required() => {
+                (false, false, "no operator logged in".to_owned())
+            }
+            Readiness::Unlocked if ports_open == 0 => {
+                (false, false, "no serial port open".to_owned())
+            }
+            Readiness::Unlocked => (true, false, "ready".to_owned()),
+        };
+        ApplianceState {
+            ready,
+            tampered,
+            reason,
+            keys_left,
+            ports_open,
+            ports_total: ports.len(),
+            operator,
         }
     }
 
@@ -113,10 +303,12 @@ impl Shared {
             .dispenser
             .with_vault(|vault| vault.available_keys())
             .unwrap_or(0);
-        let state = if self.dispenser.ttk_kcv().is_some() {
-            "ready"
-        } else {
-            "locked (key ceremonies needed)"
+        let state = match self.dispenser.readiness() {
+            Readiness::Unlocked => "ready".to_owned(),
+            Readiness::Locked => "locked (key ceremonies needed)".to_owned(),
+            Readiness::Tampered(input) => {
+                format!("TAMPERED by input {input} (key ceremonies needed)")
+            }
         };
         format!(
             "{state}; {available} keys available; ports {open}/{} open; {} injected since start",
@@ -127,12 +319,26 @@ impl Shared {
 }
 
 /// Runs the daemon until `shutdown` completes: opens the vault (unsealing KEK and TTK),
-/// serves every configured port, and reports to `events` if given.
+/// serves every configured port, drives the bench `[bench]` configures, and reports to
+/// `events` if given.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
     events: Option<UnboundedSender<DaemonEvent>>,
     stats: Arc<Stats>,
+) -> Result<(), OpenError> {
+    run_with(settings, shutdown, events, stats, BenchBackends::default()).await
+}
+
+/// [`run`] with bench back ends given by the caller: a back end given here replaces the one
+/// `[bench]` would open (tests and the demo hand in a `SimulatedSignals` handle; the display
+/// is plugged in here too).
+pub async fn run_with(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    events: Option<UnboundedSender<DaemonEvent>>,
+    stats: Arc<Stats>,
+    backends: BenchBackends,
 ) -> Result<(), OpenError> {
     let data_dir = settings.data_dir.clone();
     let quarantine_after = settings.quarantine_after;
@@ -178,7 +384,7 @@ pub async fn run(
         stats,
         idle_timeout: settings.idle_timeout,
         certificate_requests_per_minute: CERTIFICATE_REQUESTS_PER_MINUTE,
-        events,
+        events: EventBus::default(),
         ports: Mutex::new(
             settings
                 .ports
@@ -187,7 +393,13 @@ pub async fn run(
                 .collect(),
         ),
     });
+    if let Some(events) = events {
+        shared.events.add(Subscriber::Task(events));
+    }
+    // Subscribed before anything is emitted, so the bench sees every event.
+    let bench = crate::bench::start(&settings.bench, backends, Arc::clone(&shared));
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(watch_state(Arc::clone(&shared)));
     for port in settings.ports.clone() {
         tasks.spawn(serve_port(port, Arc::clone(&shared)));
     }
@@ -207,6 +419,9 @@ pub async fn run(
     shutdown.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tasks.shutdown().await;
+    if let Some(bench) = bench {
+        bench.stop().await;
+    }
     log::info!(
         "event=stopped injections={} busy_microseconds={}",
         shared
@@ -278,6 +493,47 @@ async fn expire_operator_sessions(dispenser: Arc<Dispenser>) {
         }
     }
 }
+
+/// Sends [`DaemonEvent::ApplianceState`] whenever the state changes (and
+/// [`DaemonEvent::OperatorChanged`] when the operator does): recomputed when the dispenser
+/// or a port says something changed, at most every [`STATE_MIN_INTERVAL`], and every
+/// [`STATE_REFRESH`] in any case.
+async fn watch_state(shared: Arc<Shared>) {
+    let changes = shared.dispenser.changes();
+    let mut last: Option<ApplianceState> = None;
+    let mut timer = tokio::time::interval(STATE_REFRESH);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = changes.notified() => {}
+            _ = timer.tick() => {}
+        }
+        let computing = Arc::clone(&shared);
+        let Ok(state) = tokio::task::spawn_blocking(move || computing.appliance_state()).await
+        else {
+            continue;
+        };
+        if last.as_ref() != Some(&state) {
+            if let Some(before) = &last
+                && before.operator != state.operator
+            {
+                shared.emit(DaemonEvent::OperatorChanged {
+                    operator: state.operator.clone(),
+                });
+            }
+            shared.emit(DaemonEvent::ApplianceState(state.clone()));
+            last = Some(state);
+        }
+        // Injections at full speed wake this constantly: one vault count per interval.
+        tokio::time::sleep(STATE_MIN_INTERVAL).await;
+    }
+}
+
+/// The state is recomputed at least this often (operator expiry, anything missed).
+const STATE_REFRESH: Duration = Duration::from_secs(1);
+/// And at most this often: a display needs no more, and counting the available keys takes
+/// the vault from the ports.
+const STATE_MIN_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often the operator session's end is looked for.
 const OPERATOR_EXPIRY_CHECK: Duration = Duration::from_millis(250);

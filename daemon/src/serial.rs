@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, ModeRequest, Smn, TerminalIdentity,
+    ApplianceAction, ApplianceConfig, ApplianceSession, DispenseRefusal, ModeRequest, Smn,
+    TerminalIdentity,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
@@ -88,6 +89,7 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
 /// Runs the protocol on an open port until it fails; returns why.
 async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared) -> String {
     let mut generation = shared.dispenser.generation();
+    let mut tamper_epoch = shared.dispenser.tamper_epoch();
     let mut worker = PortWorker {
         session: ApplianceSession::new(session_config(port, shared)),
         stream,
@@ -105,6 +107,7 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Ok(0) => return "the port closed".to_owned(),
                 Ok(count) => {
                     let busy_since = Instant::now();
+                    worker.after_tamper(&mut tamper_epoch);
                     // A HELLO arriving right after a ceremony or a KDH install must see it.
                     if shared.dispenser.generation() != generation {
                         generation = shared.dispenser.generation();
@@ -116,6 +119,7 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Err(error) => return error.to_string(),
             },
             _ = ticker.tick() => {
+                worker.after_tamper(&mut tamper_epoch);
                 // Keys loaded or zeroized since: terminals must see the change at once.
                 if shared.dispenser.generation() != generation {
                     generation = shared.dispenser.generation();
@@ -144,6 +148,23 @@ struct PortWorker<'a> {
 }
 
 impl PortWorker<'_> {
+    /// After a tamper the session is dropped whole, with its cached responses: a delivery
+    /// made before is never sent again, and the terminal's next frame must be a HELLO, which
+    /// gets NOT_READY.
+    fn after_tamper(&mut self, seen: &mut u64) {
+        let epoch = self.shared.dispenser.tamper_epoch();
+        if epoch == *seen {
+            return;
+        }
+        *seen = epoch;
+        self.session = ApplianceSession::new(session_config(self.port, self.shared));
+        self.reserved_for = None;
+        log::warn!(event = "tamper", port = self.port.name.as_str(); "port {}: session dropped by the tamper response", self.port.name);
+        self.shared.emit(DaemonEvent::PortIdle {
+            port: self.port.name.clone(),
+        });
+    }
+
     /// Carries out the session's actions in order; adapter results feed back into the session.
     async fn carry_out(&mut self, actions: Vec<ApplianceAction>) -> Result<(), String> {
         let mut queue: VecDeque<ApplianceAction> = actions.into();
@@ -175,10 +196,14 @@ impl PortWorker<'_> {
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
+                    let structured = crate::bench::structured_event(&self.port.name, &event);
                     self.shared.emit(DaemonEvent::Session {
                         port: self.port.name.clone(),
                         detail: event.to_string(),
                     });
+                    if let Some(structured) = structured {
+                        self.shared.emit(structured);
+                    }
                     Vec::new()
                 }
             };
@@ -195,10 +220,23 @@ impl PortWorker<'_> {
         let dispenser = Arc::clone(&self.shared.dispenser);
         let port_name = self.port.name.clone();
         let identity = terminal.clone();
-        let outcome =
+        let epoch = self.shared.dispenser.tamper_epoch();
+        let mut outcome =
             tokio::task::spawn_blocking(move || dispenser.reserve(&identity, &request, &port_name))
                 .await
                 .map_err(|error| format!("reservation task failed: {error}"))?;
+        if outcome.is_ok() && self.shared.dispenser.tamper_epoch() != epoch {
+            // The tamper came while the key was being reserved: it stays reserved for this
+            // terminal, and is not sent.
+            if let Ok(delivery) = &outcome {
+                log::warn!(
+                    event = "delivery-withheld", port = self.port.name.as_str(),
+                    hw_serial = terminal.hardware_serial.as_str(), key_index = delivery.key_index;
+                    "key {:08} reserved for {} is not sent: tamper", delivery.key_index, terminal.hardware_serial
+                );
+            }
+            outcome = Err(DispenseRefusal::NotReady);
+        }
         match &outcome {
             Ok(delivery) => log::info!(
                 event = "key-reserved", port = self.port.name.as_str(),

@@ -604,3 +604,82 @@ fn certificate_mode_needs_the_trust_anchors_and_is_offered_with_them() {
         "keymotherd.toml:7: port[0].modes[1]: certificate mode needs the [pki] trust anchors"
     );
 }
+
+#[test]
+fn bench_settings_default_to_nothing_and_take_every_key() {
+    use keymother_daemon::config::{BenchSettings, DisplayKind, GpioBackend};
+    let etc = Etc::new(MAIN);
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.bench, BenchSettings::default());
+    assert_eq!(settings.bench.display, DisplayKind::None);
+    assert_eq!(settings.bench.gpio, GpioBackend::None);
+    assert_eq!(settings.bench.i2c_bus, Path::new("/dev/i2c-1"));
+    assert_eq!(settings.bench.i2c_address, 0x3C);
+    assert_eq!(settings.bench.tamper_debounce, Duration::from_millis(50));
+    assert_eq!(settings.bench.low_inventory, 100);
+    assert!(settings.bench.pins.tamper_active_low);
+
+    etc.drop_in(
+        "30-bench.toml",
+        "[bench]\ndisplay = \"ssd1306\"\ni2c_bus = \"/dev/i2c-3\"\ni2c_address = 0x3D\n\
+         gpio = \"rppal\"\nready_led = 5\nbusy_led = 6\nerror_led = 13\nbuzzer = 12\n\
+         tamper_pin = 2\ntamper_active_low = false\ntamper_debounce_ms = 20\nlow_inventory = 0\n",
+    );
+    let bench = etc.load().unwrap().bench;
+    assert_eq!(
+        (bench.display, bench.gpio, bench.i2c_address),
+        (DisplayKind::Ssd1306, GpioBackend::Rppal, 0x3D)
+    );
+    assert_eq!(bench.i2c_bus, Path::new("/dev/i2c-3"));
+    assert_eq!(
+        bench.pins,
+        keymother_gpio::Pins {
+            ready_led: 5,
+            busy_led: 6,
+            error_led: 13,
+            buzzer: 12,
+            tamper: 2,
+            tamper_active_low: false,
+        }
+    );
+    assert_eq!(bench.tamper_debounce, Duration::from_millis(20));
+    assert_eq!(bench.low_inventory, 0);
+
+    // A later drop-in overrides one key and keeps the rest.
+    etc.drop_in("40-memory.toml", "[bench]\ndisplay = \"memory\"\n");
+    let bench = etc.load().unwrap().bench;
+    assert_eq!(
+        (bench.display, bench.pins.buzzer),
+        (DisplayKind::Memory, 12)
+    );
+}
+
+/// (what, `[bench]` drop-in, line, key, part of the problem).
+#[rustfmt::skip]
+const BENCH_CASES: &[(&str, &str, usize, &str, &str)] = &[
+    ("display", "[bench]\ndisplay = \"lcd\"\n", 2, "bench.display", "\"lcd\" is not ssd1306, memory or none"),
+    ("gpio", "[bench]\n\ngpio = \"sysfs\"\n", 3, "bench.gpio", "\"sysfs\" is not rppal, simulated or none"),
+    ("relative bus", "[bench]\ni2c_bus = \"i2c-1\"\n", 2, "bench.i2c_bus", "not an absolute path"),
+    ("address", "[bench]\ni2c_address = 0x80\n", 2, "bench.i2c_address", "128 is outside 0x00 to 0x7F"),
+    ("negative address", "[bench]\ni2c_address = -1\n", 2, "bench.i2c_address", "-1 is outside 0x00 to 0x7F"),
+    ("pin range", "[bench]\nbuzzer = 28\n", 2, "bench.buzzer", "28 is outside 0 to 27"),
+    ("negative pin", "[bench]\nready_led = -3\n", 2, "bench.ready_led", "-3 is outside 0 to 27"),
+    ("same pin twice", "[bench]\nready_led = 5\nerror_led = 5\n", 3, "bench.error_led", "BCM 5 is also bench.ready_led"),
+    ("a default pin", "[bench]\nready_led = 27\n", 2, "bench.ready_led", "BCM 27 is also bench.busy_led (its default)"),
+    ("I2C line", "[bench]\ndisplay = \"ssd1306\"\ntamper_pin = 3\n", 3, "bench.tamper_pin", "BCM 3 is an I2C line of /dev/i2c-1 (SCL)"),
+    ("polarity type", "[bench]\ntamper_active_low = \"yes\"\n", 2, "bench.tamper_active_low", "invalid type"),
+    ("debounce", "[bench]\ntamper_debounce_ms = 0\n", 2, "bench.tamper_debounce_ms", "0 is outside 1 to 1000"),
+    ("low inventory", "[bench]\nlow_inventory = -5\n", 2, "bench.low_inventory", "-5 is outside 0 to 10000000"),
+    ("unknown key", "[bench]\nbuzzer_pin = 12\n", 2, "bench.buzzer_pin", "unknown key `buzzer_pin`"),
+];
+
+#[test]
+fn every_bench_refusal_names_file_line_and_key() {
+    for &(what, text, line, key, problem) in BENCH_CASES {
+        let etc = Etc::new(MAIN);
+        let drop_in = etc.drop_in("30-bench.toml", text);
+        let error = etc.refused();
+        eprintln!("{what}: {error}");
+        assert_names(&error, &drop_in, line, key, problem);
+    }
+}

@@ -107,6 +107,19 @@ fn the_example_settings_show_every_key() {
         "require =",
         "login_window_seconds =",
         "session_limit_seconds =",
+        "[bench]",
+        "display =",
+        "i2c_bus =",
+        "i2c_address =",
+        "gpio =",
+        "ready_led =",
+        "busy_led =",
+        "error_led =",
+        "buzzer =",
+        "tamper_pin =",
+        "tamper_active_low =",
+        "tamper_debounce_ms =",
+        "low_inventory =",
     ] {
         assert!(
             text.lines().any(|line| line.starts_with(key)),
@@ -142,6 +155,8 @@ fn the_unit_keeps_its_hardening() {
         ("DeviceAllow", "char-ttyACM rw"),
         ("DeviceAllow", "char-i2c rw"),
         ("DeviceAllow", "char-gpiochip rw"),
+        // rppal's register window (GPIO registers only; never /dev/mem).
+        ("DeviceAllow", "/dev/gpiomem rw"),
         ("NoNewPrivileges", "yes"),
         ("CapabilityBoundingSet", ""),
         ("AmbientCapabilities", ""),

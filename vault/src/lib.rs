@@ -18,6 +18,7 @@ mod schema;
 mod secrets;
 mod smn_export;
 mod storage_key;
+mod tamper;
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,8 @@ pub use smn_export::{
     ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, VerifiedExport,
     verify_smn_export,
 };
+
+pub use tamper::{TamperOutstanding, TamperReport};
 
 use storage_key::StorageKey;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_daemon::{DaemonEvent, Settings, Stats};
+use keymother_daemon::{BenchBackends, DaemonEvent, Settings, Stats};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
 use keymother_protocol::{Mode, TerminalConfig};
@@ -23,6 +23,8 @@ pub struct Appliance {
     pub directory: TempDir,
     pub data_dir: PathBuf,
     pub transport_key_hex: String,
+    /// The KEK, for tests that hold its ceremony again.
+    pub kek_hex: String,
 }
 
 impl Appliance {
@@ -53,6 +55,7 @@ impl Appliance {
         vault.import_key_file(&path, &mut |_| {}).unwrap();
         Appliance {
             transport_key_hex: ttk.expose_secret_hex().to_string(),
+            kek_hex: kek.expose_secret_hex().to_string(),
             directory,
             data_dir,
         }
@@ -118,6 +121,14 @@ impl Appliance {
     }
 }
 
+/// The vault's database opened directly (another process, as far as the daemon knows).
+pub fn raw_database(data_dir: &Path) -> rusqlite::Connection {
+    let connection =
+        rusqlite::Connection::open(data_dir.join(keymother_vault::DATABASE_FILE)).unwrap();
+    connection.busy_timeout(Duration::from_secs(10)).unwrap();
+    connection
+}
+
 /// A pseudo-terminal pair: the master end as a terminal's line, and a link named `name` in
 /// `directory` to the slave end (the daemon's port).
 pub fn pty_pair(directory: &Path, name: &str) -> (PtyLine, PathBuf) {
@@ -136,6 +147,11 @@ pub struct InProcessDaemon {
 
 impl InProcessDaemon {
     pub fn start(settings: Settings) -> InProcessDaemon {
+        InProcessDaemon::start_with(settings, BenchBackends::default())
+    }
+
+    /// [`InProcessDaemon::start`] with bench back ends (a `SimulatedSignals` handle).
+    pub fn start_with(settings: Settings, backends: BenchBackends) -> InProcessDaemon {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (forward, events) = std::sync::mpsc::channel();
         let stats = Arc::new(Stats::default());
@@ -153,13 +169,14 @@ impl InProcessDaemon {
                         let _ = forward.send(event);
                     }
                 });
-                keymother_daemon::run(
+                keymother_daemon::run_with(
                     settings,
                     async {
                         let _ = stopped.await;
                     },
                     Some(sender),
                     daemon_stats,
+                    backends,
                 )
                 .await
                 .unwrap();
@@ -191,6 +208,13 @@ impl InProcessDaemon {
                 return event;
             }
         }
+    }
+
+    /// Every event received so far, in order.
+    pub fn events_so_far(&self) -> Vec<DaemonEvent> {
+        let mut log = self.log.lock().unwrap();
+        log.extend(self.events.try_iter());
+        log.clone()
     }
 
     /// Waits (up to 2 s) until some event received so far, or arriving meanwhile, matches

@@ -1,0 +1,809 @@
+//! The bench: LEDs, buzzer and display follow the daemon's events, and the tamper input is watched; the rules are sans-IO ([`BenchState`]), a thread drives the hardware.
+//!
+//! [`BenchState`] folds [`DaemonEvent`]s into a [`BenchView`] (what a screen shows) and says
+//! which LED and buzzer changes follow ([`SignalAction`]s): the ready LED is on while the
+//! appliance is ready and no port is injecting, the busy LED while any port is, the error LED
+//! after a failed injection until the next success or for [`ERROR_HOLD`], and for as long as
+//! a tamper is outstanding; a short beep on every injection, a long one on every failure and
+//! on a tamper.
+//!
+//! The bench thread owns the back ends: it applies events as they come, samples the tamper
+//! input every [`TAMPER_POLL`] through a [`TamperDebouncer`], and calls
+//! [`DisplaySink::show`] when the view changed (at most every [`DISPLAY_INTERVAL`]). A back
+//! end that fails is logged once and dropped: injection never stops for the bench.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use keymother_gpio::{
+    Beep, BenchSignals, GpioError, Led, SimulatedSignals, TamperChange, TamperDebouncer,
+};
+use keymother_protocol::{ErrorCode, SessionEvent};
+
+use crate::config::{BenchSettings, DisplayKind, GpioBackend};
+use crate::runtime::{DaemonEvent, InjectionStep, Shared};
+
+/// A change to the bench's outputs.
+pub use keymother_gpio::Signal as SignalAction;
+
+/// How long the error LED stays on after a failure with no success after it.
+pub const ERROR_HOLD: Duration = Duration::from_secs(10);
+/// How often the tamper input is sampled.
+pub const TAMPER_POLL: Duration = Duration::from_millis(10);
+/// The display is redrawn at most this often.
+pub const DISPLAY_INTERVAL: Duration = Duration::from_millis(100);
+/// A tamper the vault could not record is retried this often.
+const TAMPER_RETRY: Duration = Duration::from_secs(1);
+
+/// An error a display reports.
+pub type DisplayError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A screen that shows the bench. **The display hook**: `keymother-display` implements this
+/// for its SSD1306 and in-memory panels; hand one to [`crate::run_with`] in
+/// [`BenchBackends::display`], or build it from `[bench]` in `open_display` below.
+pub trait DisplaySink: Send {
+    /// Draws `view`. Called on the bench thread when the view changed, at most every
+    /// [`DISPLAY_INTERVAL`]; an error switches the display off (one warning).
+    fn show(&mut self, view: &BenchView) -> Result<(), DisplayError>;
+}
+
+/// The bench's back ends. A back end given here replaces the one `[bench]` would open.
+#[derive(Default)]
+pub struct BenchBackends {
+    /// LEDs, buzzer and tamper input (tests and the demo: a [`SimulatedSignals`] clone).
+    pub signals: Option<Box<dyn BenchSignals>>,
+    /// The display.
+    pub display: Option<Box<dyn DisplaySink>>,
+}
+
+/// A port's injection in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortActivity {
+    pub hardware_serial: String,
+    pub step: InjectionStep,
+}
+
+/// The last confirmed injection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastInjection {
+    pub port: String,
+    pub hardware_serial: String,
+    pub key_index: u32,
+    pub smn: String,
+    pub operator: Option<String>,
+}
+
+/// The last failure, for the technician.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastError {
+    pub port: String,
+    /// Short and actionable: "no operator logged in", "KCV mismatch", ...
+    pub reason: String,
+}
+
+/// Everything a bench screen shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchView {
+    /// Keys flow now.
+    pub ready: bool,
+    /// One line: "ready" or what stops the keys; "starting" until the daemon first reports.
+    pub reason: String,
+    /// The tamper input fired and the key ceremonies were not held again since: show the
+    /// tamper screen.
+    pub tampered: bool,
+    /// Available keys.
+    pub keys_left: u64,
+    /// The threshold of `[bench] low_inventory`.
+    pub low_inventory_threshold: u64,
+    /// `keys_left` is below the threshold: time to import a key file.
+    pub low_inventory: bool,
+    pub ports_open: usize,
+    pub ports_total: usize,
+    /// The operator logged in, if any.
+    pub operator: Option<String>,
+    /// Confirmed injections since the daemon started.
+    pub injections: u64,
+    pub last_injection: Option<LastInjection>,
+    /// Injections in progress, by port name.
+    pub active: BTreeMap<String, PortActivity>,
+    pub last_error: Option<LastError>,
+    /// The GPIO or the display was switched off after an error.
+    pub bench_warning: Option<String>,
+}
+
+impl BenchView {
+    fn new(ports_total: usize, low_inventory_threshold: u64) -> BenchView {
+        BenchView {
+            ready: false,
+            reason: "starting".to_owned(),
+            tampered: false,
+            keys_left: 0,
+            low_inventory_threshold,
+            low_inventory: false,
+            ports_open: 0,
+            ports_total,
+            operator: None,
+            injections: 0,
+            last_injection: None,
+            active: BTreeMap::new(),
+            last_error: None,
+            bench_warning: None,
+        }
+    }
+}
+
+/// The bench's rules, sans-IO: events and times in, the view and output changes out.
+#[derive(Debug, Clone)]
+pub struct BenchState {
+    view: BenchView,
+    /// What each LED was last set to (all off at first).
+    leds: BTreeMap<Led, bool>,
+    /// The error LED stays on until then, unless a success comes first.
+    error_until: Option<Duration>,
+}
+
+impl BenchState {
+    /// `ports_total` ports; the view warns below `low_inventory` keys.
+    pub fn new(ports_total: usize, low_inventory: u64) -> BenchState {
+        BenchState {
+            view: BenchView::new(ports_total, low_inventory),
+            leds: Led::ALL.into_iter().map(|led| (led, false)).collect(),
+            error_until: None,
+        }
+    }
+
+    pub fn view(&self) -> &BenchView {
+        &self.view
+    }
+
+    /// Notes a bench back end switched off.
+    pub fn set_warning(&mut self, warning: String) {
+        self.view.bench_warning = Some(warning);
+    }
+
+    /// Applies `event` (at `now`, any monotonic clock) and returns the output changes.
+    pub fn apply(&mut self, event: &DaemonEvent, now: Duration) -> Vec<SignalAction> {
+        let mut beep = None;
+        let view = &mut self.view;
+        match event {
+            DaemonEvent::Ready { ports } => view.ports_total = *ports,
+            DaemonEvent::PortLost { port, .. } | DaemonEvent::PortIdle { port } => {
+                view.active.remove(port);
+            }
+            DaemonEvent::InjectionProgress {
+                port,
+                hardware_serial,
+                step,
+            } => {
+                view.active.insert(
+                    port.clone(),
+                    PortActivity {
+                        hardware_serial: hardware_serial.clone(),
+                        step: *step,
+                    },
+                );
+            }
+            DaemonEvent::Injected {
+                port,
+                hardware_serial,
+                key_index,
+                smn,
+                operator,
+                ..
+            } => {
+                view.active.remove(port);
+                view.injections += 1;
+                view.last_injection = Some(LastInjection {
+                    port: port.clone(),
+                    hardware_serial: hardware_serial.clone(),
+                    key_index: *key_index,
+                    smn: smn.clone(),
+                    operator: operator.clone(),
+                });
+                self.error_until = None;
+                beep = Some(Beep::Short);
+            }
+            DaemonEvent::InjectionFailed { port, reason } => {
+                view.active.remove(port);
+                view.last_error = Some(LastError {
+                    port: port.clone(),
+                    reason: reason.clone(),
+                });
+                self.error_until = Some(now + ERROR_HOLD);
+                beep = Some(Beep::Long);
+            }
+            DaemonEvent::OperatorChanged { operator } => view.operator = operator.clone(),
+            DaemonEvent::ApplianceState(state) => {
+                view.ready = state.ready;
+                view.tampered = state.tampered;
+                view.reason = state.reason.clone();
+                view.keys_left = state.keys_left;
+                view.low_inventory = state.keys_left < view.low_inventory_threshold;
+                view.ports_open = state.ports_open;
+                view.ports_total = state.ports_total;
+                view.operator = state.operator.clone();
+            }
+            DaemonEvent::Tamper { input } => {
+                view.tampered = true;
+                view.ready = false;
+                view.reason = format!("tampered ({input}): load the KEK and the TTK again");
+                view.active.clear();
+                beep = Some(Beep::Long);
+            }
+            DaemonEvent::BenchWarning { warning } => view.bench_warning = Some(warning.clone()),
+            DaemonEvent::PortOpened { .. } | DaemonEvent::Session { .. } => {}
+        }
+        self.outputs(beep, now)
+    }
+
+    /// The passing of time: the error LED goes off [`ERROR_HOLD`] after a failure.
+    pub fn tick(&mut self, now: Duration) -> Vec<SignalAction> {
+        self.outputs(None, now)
+    }
+
+    /// The LEDs the view calls for now.
+    fn wanted(&self, now: Duration) -> [(Led, bool); 3] {
+        let view = &self.view;
+        let injecting = !view.active.is_empty();
+        let error = view.tampered || self.error_until.is_some_and(|until| now < until);
+        [
+            (Led::Ready, view.ready && !view.tampered && !injecting),
+            (Led::Busy, injecting),
+            (Led::Error, error),
+        ]
+    }
+
+    /// The changes from the LEDs as they are: LEDs going off, then the beep, then LEDs
+    /// coming on (busy off, beep, ready on).
+    fn outputs(&mut self, beep: Option<Beep>, now: Duration) -> Vec<SignalAction> {
+        let wanted = self.wanted(now);
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        for (led, lit) in wanted {
+            if self.leds.get(&led) != Some(&lit) {
+                self.leds.insert(led, lit);
+                if lit {
+                    on.push(SignalAction::Led(led, true));
+                } else {
+                    off.push(SignalAction::Led(led, false));
+                }
+            }
+        }
+        off.extend(beep.map(SignalAction::Beep));
+        off.extend(on);
+        off
+    }
+}
+
+/// The structured event a session report means for the bench, if any.
+pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<DaemonEvent> {
+    let progress = |terminal: &keymother_protocol::TerminalIdentity, step| {
+        Some(DaemonEvent::InjectionProgress {
+            port: port.to_owned(),
+            hardware_serial: terminal.hardware_serial.to_string(),
+            step,
+        })
+    };
+    match event {
+        SessionEvent::HelloReceived { terminal, .. } => progress(terminal, InjectionStep::Hello),
+        SessionEvent::KeyRequested { terminal } => progress(terminal, InjectionStep::KeyRequested),
+        SessionEvent::Delivered {
+            terminal,
+            key_index,
+        } => progress(
+            terminal,
+            InjectionStep::Delivered {
+                key_index: *key_index,
+            },
+        ),
+        SessionEvent::ConfirmRequested {
+            terminal,
+            key_index,
+        } => progress(
+            terminal,
+            InjectionStep::Confirming {
+                key_index: *key_index,
+            },
+        ),
+        SessionEvent::ErrorSent { code, detail, .. } if *code != ErrorCode::BUSY => {
+            Some(DaemonEvent::InjectionFailed {
+                port: port.to_owned(),
+                reason: failure_reason(*code, detail),
+            })
+        }
+        SessionEvent::Aborted { reason, .. } => Some(DaemonEvent::InjectionFailed {
+            port: port.to_owned(),
+            reason: format!(
+                "terminal aborted: {}",
+                reason.meaning().unwrap_or("unknown reason")
+            ),
+        }),
+        SessionEvent::SessionEnded { .. } => Some(DaemonEvent::PortIdle {
+            port: port.to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// A short, technician-actionable reason for an ERROR sent to a terminal.
+pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
+    let reason = match code {
+        ErrorCode::NOT_READY if detail.contains("operator") => "no operator logged in",
+        ErrorCode::NOT_READY => "appliance locked",
+        ErrorCode::NO_KEYS_AVAILABLE => "no keys left",
+        ErrorCode::KCV_MISMATCH => "KCV mismatch",
+        ErrorCode::KCV_MISMATCH_QUARANTINED => "KCV mismatch: key quarantined",
+        ErrorCode::SMN_MISMATCH => "SMN mismatch",
+        ErrorCode::KEY_NOT_DELIVERED => "key not delivered to this terminal",
+        ErrorCode::RATE_LIMITED => "too many requests: wait a minute",
+        ErrorCode::UNSUPPORTED_VERSION => "protocol version not supported",
+        ErrorCode::NO_COMMON_MODE => "no common injection mode",
+        ErrorCode::INTERNAL_ERROR => "internal error: see the journal",
+        ErrorCode::CERTIFICATE_REFUSED => {
+            let why = [
+                ("not yet valid", "not yet valid"),
+                ("expired", "expired"),
+                ("revoked", "revoked"),
+                ("not for hardware serial", "other terminal"),
+                ("not set up", "mode not set up"),
+                ("signature", "bad signature"),
+            ]
+            .into_iter()
+            .find(|(needle, _)| detail.contains(needle))
+            .map_or("see the journal", |(_, why)| why);
+            return format!("certificate refused: {why}");
+        }
+        other => {
+            return match other.name() {
+                Some(name) => format!("protocol error: {name}"),
+                None => format!("error 0x{:04X}", other.0),
+            };
+        }
+    };
+    reason.to_owned()
+}
+
+/// The running bench thread.
+pub(crate) struct BenchThread {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl BenchThread {
+    /// Stops the thread (LEDs off) and waits for it.
+    pub(crate) async fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// The GPIO back end `[bench] gpio` names; `None`, logged, when it cannot be opened.
+fn open_signals(settings: &BenchSettings) -> Option<Box<dyn BenchSignals>> {
+    match settings.gpio {
+        GpioBackend::None => None,
+        GpioBackend::Simulated => {
+            log::info!(event = "gpio"; "bench GPIO simulated: LEDs and buzzer are recorded, the tamper input never fires");
+            Some(Box::new(SimulatedSignals::new()))
+        }
+        GpioBackend::Rppal => match keymother_gpio::RppalSignals::open(&settings.pins) {
+            Ok(signals) => {
+                log::info!(
+                    event = "gpio";
+                    "bench GPIO open: LEDs on BCM {}, {}, {}, buzzer on BCM {}, tamper input on BCM {} (active {})",
+                    settings.pins.ready_led, settings.pins.busy_led, settings.pins.error_led,
+                    settings.pins.buzzer, settings.pins.tamper,
+                    if settings.pins.tamper_active_low { "low" } else { "high" }
+                );
+                Some(Box::new(signals))
+            }
+            Err(error) => {
+                log::warn!(
+                    event = "gpio-unavailable";
+                    "bench GPIO unavailable: {error}; no LEDs, buzzer or tamper input; injection carries on"
+                );
+                None
+            }
+        },
+    }
+}
+
+/// The display `[bench] display` names.
+fn open_display(settings: &BenchSettings) -> Option<Box<dyn DisplaySink>> {
+    match settings.display {
+        DisplayKind::None => None,
+        DisplayKind::Ssd1306 | DisplayKind::Memory => {
+            // HOOK (display): build keymother-display's sink here, from settings.display,
+            // settings.i2c_bus and settings.i2c_address; on an error, warn and return None.
+            log::warn!(
+                event = "display-unavailable";
+                "[bench] display = {:?} is not built into this keymotherd yet; no display",
+                settings.display
+            );
+            None
+        }
+    }
+}
+
+/// Starts the bench thread when there is anything to drive; it is subscribed to every event
+/// from now on.
+pub(crate) fn start(
+    settings: &BenchSettings,
+    backends: BenchBackends,
+    shared: Arc<Shared>,
+) -> Option<BenchThread> {
+    let signals = backends.signals.or_else(|| open_signals(settings));
+    let display = backends.display.or_else(|| open_display(settings));
+    if signals.is_none() && display.is_none() {
+        return None;
+    }
+    let events = shared.events.subscribe_thread();
+    let stop = Arc::new(AtomicBool::new(false));
+    let bench = Bench {
+        state: BenchState::new(0, settings.low_inventory),
+        signals,
+        display,
+        debouncer: TamperDebouncer::new(settings.tamper_debounce),
+        input: format!("GPIO{}", settings.pins.tamper),
+        shared,
+        dirty: true,
+        drawn_at: None,
+    };
+    let stopping = Arc::clone(&stop);
+    match std::thread::Builder::new()
+        .name("keymother-bench".to_owned())
+        .spawn(move || bench.run(&events, &stopping))
+    {
+        Ok(thread) => Some(BenchThread { stop, thread }),
+        Err(error) => {
+            log::warn!(event = "bench-unavailable"; "the bench thread did not start: {error}; no LEDs, buzzer, tamper input or display");
+            None
+        }
+    }
+}
+
+/// The bench thread's state.
+struct Bench {
+    state: BenchState,
+    signals: Option<Box<dyn BenchSignals>>,
+    display: Option<Box<dyn DisplaySink>>,
+    debouncer: TamperDebouncer,
+    /// The tamper input's name in the audit trail.
+    input: String,
+    shared: Arc<Shared>,
+    /// The view changed since it was last drawn.
+    dirty: bool,
+    drawn_at: Option<Duration>,
+}
+
+impl Bench {
+    fn run(mut self, events: &Receiver<DaemonEvent>, stop: &AtomicBool) {
+        let started = Instant::now();
+        let mut next_poll = Duration::ZERO;
+        let mut next_retry = TAMPER_RETRY;
+        while !stop.load(Ordering::Acquire) {
+            let wait = next_poll.saturating_sub(started.elapsed());
+            match events.recv_timeout(wait) {
+                Ok(event) => {
+                    let actions = self.state.apply(&event, started.elapsed());
+                    self.drive(actions);
+                    self.dirty = true;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = started.elapsed();
+            if now >= next_poll {
+                next_poll = now + TAMPER_POLL;
+                self.poll_tamper(now);
+                let actions = self.state.tick(now);
+                self.drive(actions);
+            }
+            if now >= next_retry {
+                next_retry = now + TAMPER_RETRY;
+                if let Some(Ok(report)) = self.shared.dispenser.retry_tamper_record() {
+                    log::warn!(
+                        event = "tamper-recorded";
+                        "the tamper is now recorded (audit row {}) and the sealed secrets deleted",
+                        report.audit_sequence
+                    );
+                }
+            }
+            self.draw(now);
+        }
+        // Lights out when the daemon stops.
+        if let Some(signals) = self.signals.as_mut() {
+            for led in Led::ALL {
+                let _ = signals.set_led(led, false);
+            }
+        }
+    }
+
+    fn poll_tamper(&mut self, now: Duration) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        match signals.tamper_asserted() {
+            Ok(level) => match self.debouncer.feed(level, now) {
+                Some(TamperChange::Asserted) => self.shared.tamper(&self.input),
+                Some(TamperChange::Released) => log::warn!(
+                    event = "tamper-released", input = self.input.as_str();
+                    "the tamper input {} is released; the appliance stays locked until the key ceremonies",
+                    self.input
+                ),
+                None => {}
+            },
+            Err(error) => self.gpio_failed(&error),
+        }
+    }
+
+    fn drive(&mut self, actions: Vec<SignalAction>) {
+        for action in actions {
+            let Some(signals) = self.signals.as_mut() else {
+                return;
+            };
+            let done = match action {
+                SignalAction::Led(led, on) => signals.set_led(led, on),
+                SignalAction::Beep(beep) => signals.beep(beep),
+            };
+            if let Err(error) = done {
+                self.gpio_failed(&error);
+            }
+        }
+    }
+
+    /// Logs once and drops the GPIO back end: injection carries on without it.
+    fn gpio_failed(&mut self, error: &GpioError) {
+        self.signals = None;
+        let warning = format!("GPIO off: {error}");
+        log::warn!(
+            event = "gpio-failed";
+            "the bench GPIO failed: {error}; LEDs, buzzer and the tamper input are off until keymotherd restarts; injection carries on"
+        );
+        self.state.set_warning(warning.clone());
+        self.shared.emit(DaemonEvent::BenchWarning { warning });
+    }
+
+    fn draw(&mut self, now: Duration) {
+        let due = self
+            .drawn_at
+            .is_none_or(|at| now.saturating_sub(at) >= DISPLAY_INTERVAL);
+        if !self.dirty || !due {
+            return;
+        }
+        let Some(display) = self.display.as_mut() else {
+            return;
+        };
+        self.dirty = false;
+        self.drawn_at = Some(now);
+        if let Err(error) = display.show(self.state.view()) {
+            self.display = None;
+            let warning = format!("display off: {error}");
+            log::warn!(
+                event = "display-failed";
+                "the bench display failed: {error}; it stays off until keymotherd restarts; injection carries on"
+            );
+            self.state.set_warning(warning.clone());
+            self.shared.emit(DaemonEvent::BenchWarning { warning });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ApplianceState;
+
+    fn state(ready: bool) -> DaemonEvent {
+        DaemonEvent::ApplianceState(ApplianceState {
+            ready,
+            tampered: false,
+            reason: if ready {
+                "ready"
+            } else {
+                "no operator logged in"
+            }
+            .to_owned(),
+            keys_left: 150,
+            ports_open: 2,
+            ports_total: 2,
+            operator: None,
+        })
+    }
+
+    fn progress(port: &str, step: InjectionStep) -> DaemonEvent {
+        DaemonEvent::InjectionProgress {
+            port: port.to_owned(),
+            hardware_serial: "123L013K".to_owned(),
+            step,
+        }
+    }
+
+    fn injected(port: &str) -> DaemonEvent {
+        DaemonEvent::Injected {
+            port: port.to_owned(),
+            hardware_serial: "123L013K".to_owned(),
+            model: "M".to_owned(),
+            key_index: 278,
+            smn: "123L013K00000278".to_owned(),
+            operator: None,
+        }
+    }
+
+    use SignalAction::{Beep as B, Led as L};
+
+    #[test]
+    fn a_good_injection_lights_busy_then_beeps_short_and_lights_ready() {
+        let mut bench = BenchState::new(2, 100);
+        let at = Duration::from_secs(1);
+        assert_eq!(bench.apply(&state(true), at), vec![L(Led::Ready, true)]);
+        assert_eq!(
+            bench.apply(&progress("bench-1", InjectionStep::Hello), at),
+            vec![L(Led::Ready, false), L(Led::Busy, true)]
+        );
+        for step in [
+            InjectionStep::KeyRequested,
+            InjectionStep::Delivered { key_index: 278 },
+            InjectionStep::Confirming { key_index: 278 },
+        ] {
+            assert_eq!(bench.apply(&progress("bench-1", step), at), vec![]);
+        }
+        assert_eq!(
+            bench.apply(&injected("bench-1"), at),
+            vec![L(Led::Busy, false), B(Beep::Short), L(Led::Ready, true)]
+        );
+        let view = bench.view();
+        assert_eq!(view.injections, 1);
+        assert_eq!(
+            view.last_injection.as_ref().unwrap().smn,
+            "123L013K00000278"
+        );
+        assert!(view.active.is_empty());
+        assert!(!view.low_inventory);
+    }
+
+    #[test]
+    fn busy_stays_on_while_any_port_injects() {
+        let mut bench = BenchState::new(2, 100);
+        let at = Duration::ZERO;
+        bench.apply(&state(true), at);
+        bench.apply(&progress("bench-1", InjectionStep::Hello), at);
+        assert_eq!(
+            bench.apply(&progress("bench-2", InjectionStep::Hello), at),
+            vec![]
+        );
+        assert_eq!(bench.apply(&injected("bench-1"), at), vec![B(Beep::Short)]);
+        assert_eq!(
+            bench.apply(
+                &DaemonEvent::PortIdle {
+                    port: "bench-2".to_owned()
+                },
+                at
+            ),
+            vec![L(Led::Busy, false), L(Led::Ready, true)]
+        );
+    }
+
+    #[test]
+    fn a_failure_lights_error_until_the_next_success_or_the_hold_time() {
+        let mut bench = BenchState::new(1, 100);
+        let start = Duration::from_secs(5);
+        bench.apply(&state(true), start);
+        bench.apply(&progress("bench-1", InjectionStep::Hello), start);
+        let failed = DaemonEvent::InjectionFailed {
+            port: "bench-1".to_owned(),
+            reason: "KCV mismatch".to_owned(),
+        };
+        assert_eq!(
+            bench.apply(&failed, start),
+            vec![
+                L(Led::Busy, false),
+                B(Beep::Long),
+                L(Led::Ready, true),
+                L(Led::Error, true)
+            ]
+        );
+        assert_eq!(
+            bench.view().last_error,
+            Some(LastError {
+                port: "bench-1".to_owned(),
+                reason: "KCV mismatch".to_owned()
+            })
+        );
+        assert_eq!(bench.tick(start + ERROR_HOLD / 2), vec![]);
+        assert_eq!(bench.tick(start + ERROR_HOLD), vec![L(Led::Error, false)]);
+        // A failure then a success: the success clears it at once.
+        bench.apply(&failed, start + ERROR_HOLD);
+        assert_eq!(
+            bench.apply(&injected("bench-1"), start + ERROR_HOLD),
+            vec![L(Led::Error, false), B(Beep::Short)]
+        );
+    }
+
+    #[test]
+    fn a_tamper_lights_error_beeps_long_and_holds_until_the_state_clears() {
+        let mut bench = BenchState::new(1, 100);
+        let at = Duration::ZERO;
+        bench.apply(&state(true), at);
+        bench.apply(&progress("bench-1", InjectionStep::KeyRequested), at);
+        let tamper = DaemonEvent::Tamper {
+            input: "GPIO23".to_owned(),
+        };
+        assert_eq!(
+            bench.apply(&tamper, at),
+            vec![L(Led::Busy, false), B(Beep::Long), L(Led::Error, true)]
+        );
+        assert!(bench.view().tampered);
+        assert_eq!(bench.tick(at + ERROR_HOLD * 10), vec![]);
+        let mut tampered = ApplianceState {
+            ready: false,
+            tampered: true,
+            reason: "tampered".to_owned(),
+            keys_left: 5,
+            ports_open: 1,
+            ports_total: 1,
+            operator: None,
+        };
+        assert_eq!(
+            bench.apply(&DaemonEvent::ApplianceState(tampered.clone()), at),
+            vec![]
+        );
+        assert!(bench.view().low_inventory);
+        tampered.tampered = false;
+        tampered.ready = true;
+        assert_eq!(
+            bench.apply(&DaemonEvent::ApplianceState(tampered), at),
+            vec![L(Led::Error, false), L(Led::Ready, true)]
+        );
+    }
+
+    #[test]
+    fn not_ready_keeps_ready_off() {
+        let mut bench = BenchState::new(1, 100);
+        assert_eq!(bench.apply(&state(false), Duration::ZERO), vec![]);
+        assert_eq!(bench.view().reason, "no operator logged in");
+    }
+
+    #[test]
+    fn failure_reasons_are_short_and_actionable() {
+        let cases = [
+            (
+                ErrorCode::NOT_READY,
+                "no operator is logged in on the appliance",
+                "no operator logged in",
+            ),
+            (
+                ErrorCode::NOT_READY,
+                "no transport key is loaded on this appliance",
+                "appliance locked",
+            ),
+            (
+                ErrorCode::CERTIFICATE_REFUSED,
+                "the device certificate has expired: notAfter was 2020-01-01, now is 2025-01-01",
+                "certificate refused: expired",
+            ),
+            (
+                ErrorCode::CERTIFICATE_REFUSED,
+                "the device certificate with serial 01 was revoked on 2024-01-01",
+                "certificate refused: revoked",
+            ),
+            (
+                ErrorCode::KCV_MISMATCH,
+                "the KCV is not key 00000001's",
+                "KCV mismatch",
+            ),
+            (
+                ErrorCode::SEQUENCE_OUT_OF_ORDER,
+                "SEQ 9 is out of order",
+                "protocol error: SEQUENCE_OUT_OF_ORDER",
+            ),
+            (ErrorCode(0x4242), "", "error 0x4242"),
+        ];
+        for (code, detail, expected) in cases {
+            assert_eq!(failure_reason(code, detail), expected);
+        }
+    }
+}

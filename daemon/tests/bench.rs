@@ -1,0 +1,547 @@
+//! The bench with the real daemon in-process: LED and buzzer sequences from simulated GPIO, the structured events, the tamper input firing during injections, a failing GPIO back end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keymother_daemon::{BenchBackends, DaemonEvent, InjectionStep};
+use keymother_gpio::{Beep, BenchSignals, GpioError, Led, Signal, SimulatedSignals};
+use keymother_protocol::TerminalOutcome;
+use keymother_terminal::{Line, SoftwareKeyStore, inject};
+use keymother_vault::{KeyState, SecretName};
+use support::{Appliance, InProcessDaemon};
+
+fn with_signals(signals: &SimulatedSignals) -> BenchBackends {
+    BenchBackends {
+        signals: Some(Box::new(signals.clone())),
+        display: None,
+    }
+}
+
+/// Waits up to 5 s for `condition`.
+fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One terminal's injection: the key index, or why it failed.
+fn inject_one<L: Line>(
+    line: &mut L,
+    appliance: &Appliance,
+    serial: &str,
+    store: &mut SoftwareKeyStore,
+) -> Result<u32, String> {
+    match inject(line, appliance.terminal(serial), store)
+        .unwrap()
+        .outcome
+    {
+        TerminalOutcome::Injected { key_index, .. } => Ok(key_index),
+        TerminalOutcome::Failed { reason } => Err(reason),
+    }
+}
+
+fn ask(socket: &Path, request: serde_json::Value) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+fn status(appliance: &Appliance) -> serde_json::Value {
+    let answer = ask(
+        &appliance.directory.path().join("control.sock"),
+        serde_json::json!({"command": "status"}),
+    );
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["result"].clone()
+}
+
+/// Two custodian components of `key_hex` (the first random, the second the XOR).
+fn components(key_hex: &str) -> Vec<String> {
+    let key = hex::decode(key_hex).unwrap();
+    let first: Vec<u8> = (0..key.len()).map(|_| fastrand::u8(..)).collect();
+    let second: Vec<u8> = key.iter().zip(&first).map(|(k, f)| k ^ f).collect();
+    vec![hex::encode_upper(first), hex::encode_upper(second)]
+}
+
+fn ceremony(appliance: &Appliance, secret: &str, key_hex: &str) -> serde_json::Value {
+    let answer = ask(
+        &appliance.directory.path().join("control.sock"),
+        serde_json::json!({
+            "command": "ceremony",
+            "secret": secret,
+            "algorithm": "AES-256",
+            "components": components(key_hex),
+        }),
+    );
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["result"].clone()
+}
+
+fn steps(events: &[DaemonEvent], on: &str) -> Vec<InjectionStep> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            DaemonEvent::InjectionProgress { port, step, .. } if port == on => Some(*step),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_injection_lights_busy_then_beeps_and_lights_ready_with_every_step_reported() {
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = appliance.ports(1);
+    let signals = SimulatedSignals::new();
+    let daemon = InProcessDaemon::start_with(settings, with_signals(&signals));
+    eventually("the ready LED", || signals.led(Led::Ready));
+    assert!(!signals.led(Led::Busy) && !signals.led(Led::Error));
+    signals.clear();
+
+    let index = inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { .. }));
+    eventually("the ready LED again", || signals.led(Led::Ready));
+    assert_eq!(
+        signals.signals(),
+        vec![
+            Signal::Led(Led::Ready, false),
+            Signal::Led(Led::Busy, true),
+            Signal::Led(Led::Busy, false),
+            Signal::Beep(Beep::Short),
+            Signal::Led(Led::Ready, true),
+        ]
+    );
+
+    let events = daemon.events_so_far();
+    assert_eq!(
+        steps(&events, "bench-0"),
+        vec![
+            InjectionStep::Hello,
+            InjectionStep::KeyRequested,
+            InjectionStep::Delivered { key_index: index },
+            InjectionStep::Confirming { key_index: index },
+        ]
+    );
+    let confirming = events
+        .iter()
+        .position(|event| {
+            matches!(
+                event,
+                DaemonEvent::InjectionProgress {
+                    step: InjectionStep::Confirming { .. },
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let injected = events
+        .iter()
+        .position(|event| matches!(event, DaemonEvent::Injected { .. }))
+        .unwrap();
+    assert!(confirming < injected, "{events:#?}");
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, DaemonEvent::InjectionFailed { .. }))
+    );
+    // The appliance's state: ready, one key fewer, the port open.
+    eventually("the state after the injection", || {
+        daemon.events_so_far().iter().any(|event| {
+            matches!(event, DaemonEvent::ApplianceState(state)
+                if state.ready && state.keys_left == 9 && state.ports_open == 1 && state.ports_total == 1)
+        })
+    });
+}
+
+#[test]
+fn a_refused_injection_lights_error_and_beeps_long() {
+    let appliance = Appliance::provisioned(10);
+    // Operator login required and nobody logged in: the terminal is refused, nothing reserved.
+    let (mut lines, settings) = appliance.ports_with(1, &support::operators::pki_sections(""));
+    let signals = SimulatedSignals::new();
+    let daemon = InProcessDaemon::start_with(settings, with_signals(&signals));
+    assert!(daemon.saw(|event| {
+        matches!(event, DaemonEvent::ApplianceState(state) if state.reason == "no operator logged in")
+    }));
+    assert!(!signals.led(Led::Ready), "not ready without an operator");
+
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("no operator"), "{refused}");
+    let failed = daemon.wait_for(|event| matches!(event, DaemonEvent::InjectionFailed { .. }));
+    assert_eq!(
+        failed,
+        DaemonEvent::InjectionFailed {
+            port: "bench-0".to_owned(),
+            reason: "no operator logged in".to_owned()
+        }
+    );
+    eventually("the error LED", || signals.led(Led::Error));
+    let recorded = signals.signals();
+    assert!(
+        recorded.starts_with(&[
+            Signal::Led(Led::Busy, true),
+            Signal::Led(Led::Busy, false),
+            Signal::Beep(Beep::Long),
+            Signal::Led(Led::Error, true),
+        ]),
+        "{recorded:?}"
+    );
+    assert!(!recorded.contains(&Signal::Beep(Beep::Short)));
+    assert_eq!(
+        appliance
+            .vault()
+            .inventory()
+            .unwrap()
+            .count(KeyState::Available),
+        10
+    );
+
+    // The operator logs in: the bench hears of it and turns ready.
+    let socket = appliance.directory.path().join("control.sock");
+    support::operators::ok(support::operators::login(
+        &socket,
+        &support::operators::good_certificate("Ann Operator", 0x31),
+    ));
+    daemon.wait_for(|event| {
+        matches!(event, DaemonEvent::OperatorChanged { operator: Some(name) } if name == "Ann Operator")
+    });
+    eventually("the ready LED", || signals.led(Led::Ready));
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+    eventually("the error LED off after a success", || {
+        !signals.led(Led::Error)
+    });
+}
+
+/// One bench port: a terminal after another until `stop`; each attempt's start time and
+/// outcome.
+type Attempts = Vec<(Instant, String, Result<u32, String>)>;
+
+#[test]
+fn the_tamper_input_during_injections_stops_every_key_and_only_the_custodians_unlock() {
+    let appliance = Arc::new(Appliance::provisioned(300));
+    let (lines, settings) = appliance.ports(3);
+    let signals = SimulatedSignals::new();
+    let daemon = InProcessDaemon::start_with(settings, with_signals(&signals));
+    eventually("the ready LED", || signals.led(Led::Ready));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts: Arc<Mutex<Attempts>> = Arc::default();
+    let workers: Vec<_> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(port, mut line)| {
+            let (appliance, stop, attempts) = (
+                Arc::clone(&appliance),
+                Arc::clone(&stop),
+                Arc::clone(&attempts),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let serial = format!("P{port}T{n:03}");
+                    let started = Instant::now();
+                    let outcome =
+                        inject_one(&mut line, &appliance, &serial, &mut appliance.key_store());
+                    attempts.lock().unwrap().push((started, serial, outcome));
+                    n += 1;
+                    // A technician plugs in the next terminal.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                line
+            })
+        })
+        .collect();
+    let injected_before = || {
+        attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, outcome)| outcome.is_ok())
+            .count()
+    };
+    eventually("a few injections", || injected_before() >= 6);
+
+    // The case is opened.
+    signals.set_tamper(true);
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Tamper { input } if input == "GPIO23"));
+    let tamper_seen = Instant::now();
+    let vault = appliance.vault();
+    eventually("the tamper row", || {
+        vault
+            .audit_rows()
+            .unwrap()
+            .iter()
+            .any(|row| row.event == "tamper")
+    });
+    let bound_at_tamper: BTreeSet<u32> = vault
+        .key_assignments()
+        .unwrap()
+        .into_iter()
+        .map(|(index, _, _)| index)
+        .collect();
+    // Terminals keep coming for a while; none gets a key.
+    std::thread::sleep(Duration::from_millis(600));
+    stop.store(true, Ordering::Release);
+    let mut lines: Vec<_> = workers
+        .into_iter()
+        .map(|worker| worker.join().unwrap())
+        .collect();
+    let attempts = attempts.lock().unwrap().clone();
+    let after: Vec<_> = attempts
+        .iter()
+        .filter(|(started, _, _)| *started > tamper_seen)
+        .collect();
+    assert!(after.len() >= 3, "terminals kept asking: {after:?}");
+    // Every port dropped its session (cached deliveries with it) when the tamper came.
+    let events = daemon.events_so_far();
+    let tamper_at = events
+        .iter()
+        .position(|event| matches!(event, DaemonEvent::Tamper { .. }))
+        .unwrap();
+    for port in ["bench-0", "bench-1", "bench-2"] {
+        assert!(
+            events[tamper_at..]
+                .iter()
+                .any(|event| matches!(event, DaemonEvent::PortIdle { port: idle } if idle == port)),
+            "{port} kept its session"
+        );
+    }
+    for (_, serial, outcome) in &after {
+        let reason = outcome.as_ref().expect_err("no key after the tamper");
+        assert!(reason.contains("NOT_READY"), "{serial}: {reason}");
+    }
+
+    // No key left the vault after the tamper: the keys bound to terminals are those bound
+    // when the tamper row was written, and every injection row is for one of them.
+    let rows = vault.audit_rows().unwrap();
+    let tamper_rows: Vec<_> = rows.iter().filter(|row| row.event == "tamper").collect();
+    assert_eq!(tamper_rows.len(), 1);
+    assert_eq!(tamper_rows[0].details, "input=GPIO23");
+    let bound_after: BTreeSet<u32> = vault
+        .key_assignments()
+        .unwrap()
+        .into_iter()
+        .map(|(index, _, _)| index)
+        .collect();
+    assert_eq!(bound_after, bound_at_tamper);
+    vault.verify_audit().unwrap();
+    for name in SecretName::ALL {
+        assert!(vault.secret_info(name).unwrap().is_none(), "{name} deleted");
+    }
+    drop(vault);
+
+    // The appliance says so, and the bench shows it.
+    let locked = status(&appliance);
+    assert_eq!(locked["state"], "tampered", "{locked}");
+    assert_eq!(locked["tampered"], "GPIO23");
+    assert_eq!(locked["ready"], false);
+    assert_eq!(locked["secrets"]["KEK"], serde_json::Value::Null);
+    assert!(signals.led(Led::Error));
+    assert!(!signals.led(Led::Ready) && !signals.led(Led::Busy));
+    assert!(signals.signals().contains(&Signal::Beep(Beep::Long)));
+    assert!(daemon.saw(|event| matches!(event, DaemonEvent::ApplianceState(state) if state.tampered && !state.ready)));
+
+    // The case is closed; custodians hold both ceremonies again, with new components of
+    // the same KEK and TTK. One is not enough.
+    signals.set_tamper(false);
+    let available = appliance.vault().available_keys().unwrap();
+    let kek = ceremony(&appliance, "kek", &appliance.kek_hex);
+    assert_eq!(kek["ready"], false, "{kek}");
+    assert_eq!(kek["tampered"], "GPIO23");
+    assert_eq!(status(&appliance)["state"], "tampered");
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "9KEKONLY",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("NOT_READY"), "{refused}");
+    let ttk = ceremony(&appliance, "ttk", &appliance.transport_key_hex);
+    assert_eq!(ttk["ready"], true, "{ttk}");
+    assert_eq!(ttk["tampered"], serde_json::Value::Null);
+    let unlocked = status(&appliance);
+    assert_eq!(unlocked["state"], "ready", "{unlocked}");
+    assert_eq!(unlocked["tampered"], serde_json::Value::Null);
+    daemon.wait_for(|event| matches!(event, DaemonEvent::ApplianceState(state) if state.ready && !state.tampered));
+
+    // The same inventory injects again, on every port.
+    for (port, line) in lines.iter_mut().enumerate() {
+        let index = inject_one(
+            line,
+            &appliance,
+            &format!("AFTER{port}"),
+            &mut appliance.key_store(),
+        )
+        .unwrap();
+        assert!(!bound_at_tamper.contains(&index));
+    }
+    assert_eq!(appliance.vault().available_keys().unwrap(), available - 3);
+    appliance.vault().verify_audit().unwrap();
+}
+
+/// A GPIO back end whose every call fails, counting the calls.
+struct FailingSignals {
+    calls: Arc<AtomicUsize>,
+}
+
+impl BenchSignals for FailingSignals {
+    fn set_led(&mut self, _led: Led, _on: bool) -> Result<(), GpioError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(GpioError::Failed("the GPIO chip went away".to_owned()))
+    }
+    fn beep(&mut self, _beep: Beep) -> Result<(), GpioError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(GpioError::Failed("the GPIO chip went away".to_owned()))
+    }
+    fn tamper_asserted(&mut self) -> Result<bool, GpioError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(GpioError::Failed("the GPIO chip went away".to_owned()))
+    }
+}
+
+#[test]
+fn a_failing_gpio_is_one_warning_and_injection_carries_on() {
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = appliance.ports(1);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backends = BenchBackends {
+        signals: Some(Box::new(FailingSignals {
+            calls: Arc::clone(&calls),
+        })),
+        display: None,
+    };
+    let daemon = InProcessDaemon::start_with(settings, backends);
+    // The first tamper sample fails, maybe before the daemon said it is ready.
+    assert!(daemon.saw(|event| matches!(event, DaemonEvent::BenchWarning { .. })));
+    let warning = daemon
+        .events_so_far()
+        .into_iter()
+        .find(|event| matches!(event, DaemonEvent::BenchWarning { .. }))
+        .unwrap();
+    assert_eq!(
+        warning,
+        DaemonEvent::BenchWarning {
+            warning: "GPIO off: the GPIO back end failed: the GPIO chip went away".to_owned()
+        }
+    );
+    for serial in ["123L013K", "456L013K"] {
+        inject_one(
+            &mut lines[0],
+            &appliance,
+            serial,
+            &mut appliance.key_store(),
+        )
+        .unwrap();
+    }
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { key_index: 2, .. }));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "dropped after its first error"
+    );
+    let warnings = daemon
+        .events_so_far()
+        .into_iter()
+        .filter(|event| matches!(event, DaemonEvent::BenchWarning { .. }))
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[test]
+fn a_tamper_while_the_vault_is_busy_locks_at_once_is_recorded_later_and_survives_a_restart() {
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = appliance.ports(1);
+    let signals = SimulatedSignals::new();
+    let daemon = InProcessDaemon::start_with(settings.clone(), with_signals(&signals));
+    eventually("the ready LED", || signals.led(Led::Ready));
+
+    // Another process holds the database's write lock (a stuck maintenance command, say):
+    // the vault cannot write for longer than its busy timeout (5 s).
+    let blocker = support::raw_database(&appliance.data_dir);
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    signals.set_tamper(true);
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Tamper { .. }));
+    // Locked at once: nothing in memory, terminals refused, the bench shows it.
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("NOT_READY"), "{refused}");
+    eventually("the error LED", || signals.led(Led::Error));
+    let sealed = |connection: &rusqlite::Connection| -> i64 {
+        connection
+            .query_row("SELECT count(*) FROM sealed_secret", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(sealed(&blocker), 2, "not yet deleted: the vault is busy");
+    std::thread::sleep(Duration::from_millis(5500));
+    blocker.execute_batch("ROLLBACK").unwrap();
+
+    // Retried every second until it is recorded.
+    eventually("the tamper row", || {
+        let connection = support::raw_database(&appliance.data_dir);
+        let tampers: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE event = 'tamper'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        tampers == 1 && sealed(&connection) == 0
+    });
+    appliance.vault().verify_audit().unwrap();
+    assert_eq!(status(&appliance)["state"], "tampered");
+
+    // A restart does not unlock it: the vault remembers the unanswered tamper.
+    drop(daemon);
+    let signals = SimulatedSignals::new();
+    let daemon = InProcessDaemon::start_with(settings, with_signals(&signals));
+    assert!(
+        daemon.saw(|event| matches!(event, DaemonEvent::ApplianceState(state) if state.tampered))
+    );
+    eventually("the error LED after the restart", || {
+        signals.led(Led::Error)
+    });
+    assert_eq!(status(&appliance)["tampered"], "GPIO23");
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("NOT_READY"), "{refused}");
+}
