@@ -388,6 +388,7 @@ fn the_demo_runs_and_shows_every_refusal() {
         "every injection is recorded under operator Demo Operator",
         "certificate mode on",
         "REF-PINPAD-X509",
+        "bench (simulated): ",
     ] {
         assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
     }

@@ -249,13 +249,20 @@ fn inject_over_serial(
         .build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (events, mut event_stream) = tokio::sync::mpsc::unbounded_channel();
-    let daemon = runtime.spawn(keymother_daemon::run(
+    // The bench hardware, simulated: LEDs and buzzer recorded, screens kept in memory.
+    let signals = keymother_gpio::SimulatedSignals::new();
+    let panel = keymother_display::MemoryPanel::new();
+    let daemon = runtime.spawn(keymother_daemon::run_with(
         settings,
         async {
             let _ = stopped.await;
         },
         Some(events),
         Arc::new(Stats::default()),
+        keymother_daemon::BenchBackends {
+            signals: Some(Box::new(signals.clone())),
+            display: Some(keymother_daemon::screen::display_on(panel.clone())),
+        },
     ));
     let (ready, daemon_ready) = std::sync::mpsc::channel();
     let printer = runtime.spawn(async move {
@@ -387,6 +394,31 @@ fn inject_over_serial(
     }
     let ended = crate::control::call(&socket, serde_json::json!({"command": "logout"}), None)?;
     println!("operator logged out: {}", describe(&ended["logged_out"]));
+    // What the bench showed: the screens as PNG files, the buzzer's beeps.
+    let frames = panel.frames();
+    let screens = work.join("screens");
+    std::fs::create_dir_all(&screens)?;
+    for (number, frame) in frames.iter().enumerate() {
+        std::fs::write(
+            screens.join(format!("{number:03}.png")),
+            frame.to_png_scaled(2),
+        )?;
+    }
+    let beeps = signals
+        .signals()
+        .iter()
+        .filter(|signal| {
+            matches!(
+                signal,
+                keymother_gpio::Signal::Beep(keymother_gpio::Beep::Short)
+            )
+        })
+        .count();
+    println!(
+        "bench (simulated): {} screens shown, saved as PNG in {}; {beeps} short beeps so far",
+        frames.len(),
+        screens.display(),
+    );
     let _ = stop.send(());
     runtime.block_on(daemon)??;
     let printed = runtime.block_on(printer)?;

@@ -39,6 +39,9 @@ pub const DISPLAY_INTERVAL: Duration = Duration::from_millis(100);
 const TAMPER_RETRY: Duration = Duration::from_secs(1);
 
 /// An error a display reports.
+/// The view's reason while the daemon has not reported its state yet.
+pub(crate) const STARTING: &str = "starting";
+
 pub type DisplayError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A screen that shows the bench. **The display hook**: `keymother-display` implements this
@@ -115,10 +118,10 @@ pub struct BenchView {
 }
 
 impl BenchView {
-    fn new(ports_total: usize, low_inventory_threshold: u64) -> BenchView {
+    pub(crate) fn new(ports_total: usize, low_inventory_threshold: u64) -> BenchView {
         BenchView {
             ready: false,
-            reason: "starting".to_owned(),
+            reason: STARTING.to_owned(),
             tampered: false,
             keys_left: 0,
             low_inventory_threshold,
@@ -203,6 +206,8 @@ impl BenchState {
                     smn: smn.clone(),
                     operator: operator.clone(),
                 });
+                // A success clears the failure: the display shows what happened last.
+                view.last_error = None;
                 self.error_until = None;
                 beep = Some(Beep::Short);
             }
@@ -415,16 +420,14 @@ fn open_signals(settings: &BenchSettings) -> Option<Box<dyn BenchSignals>> {
 fn open_display(settings: &BenchSettings) -> Option<Box<dyn DisplaySink>> {
     match settings.display {
         DisplayKind::None => None,
-        DisplayKind::Ssd1306 | DisplayKind::Memory => {
-            // HOOK (display): build keymother-display's sink here, from settings.display,
-            // settings.i2c_bus and settings.i2c_address; on an error, warn and return None.
-            log::warn!(
-                event = "display-unavailable";
-                "[bench] display = {:?} is not built into this keymotherd yet; no display",
-                settings.display
-            );
-            None
-        }
+        // A panel that cannot be opened leaves a display without one: one warning, and the
+        // appliance works on.
+        DisplayKind::Ssd1306 => Some(Box::new(crate::screen::PanelDisplay::new(
+            keymother_display::BenchDisplay::open_ssd1306(&settings.i2c_bus, settings.i2c_address),
+        ))),
+        DisplayKind::Memory => Some(crate::screen::display_on(
+            keymother_display::MemoryPanel::new(),
+        )),
     }
 }
 

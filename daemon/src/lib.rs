@@ -9,6 +9,7 @@ pub mod control;
 pub mod dispenser;
 pub mod operator;
 pub mod runtime;
+pub mod screen;
 pub mod serial;
 pub mod trust;
 

@@ -15,6 +15,13 @@ use crate::dispenser::{Dispenser, OpenError, Readiness};
 use crate::serial::serve_port;
 use crate::trust::Trust;
 
+/// Why the appliance is not ready, as [`ApplianceState::reason`] says it (the display maps
+/// these to its screens).
+pub(crate) const NOT_READY_LOCKED: &str = "locked: load the KEK and the TTK";
+pub(crate) const NOT_READY_NO_KEYS: &str = "no keys left: import a key file";
+pub(crate) const NOT_READY_NO_OPERATOR: &str = "no operator logged in";
+pub(crate) const NOT_READY_NO_PORT: &str = "no serial port open";
+
 /// Certificate-mode key requests accepted per port in any minute: far more than a bench
 /// needs (an injection takes seconds), far too few for a timing attack on the KDH key
 /// (docs/SECURITY.md, RUSTSEC-2023-0071).
@@ -254,16 +261,12 @@ impl Shared {
                 true,
                 format!("tampered ({input}): load the KEK and the TTK again"),
             ),
-            Readiness::Locked => (false, false, "locked: load the KEK and the TTK".to_owned()),
-            Readiness::Unlocked if keys_left == 0 => {
-                (false, false, "no keys left: import a key file".to_owned())
-            }
+            Readiness::Locked => (false, false, NOT_READY_LOCKED.to_owned()),
+            Readiness::Unlocked if keys_left == 0 => (false, false, NOT_READY_NO_KEYS.to_owned()),
             Readiness::Unlocked if operator.is_none() && self.dispenser.operator_required() => {
-                (false, false, "no operator logged in".to_owned())
+                (false, false, NOT_READY_NO_OPERATOR.to_owned())
             }
-            Readiness::Unlocked if ports_open == 0 => {
-                (false, false, "no serial port open".to_owned())
-            }
+            Readiness::Unlocked if ports_open == 0 => (false, false, NOT_READY_NO_PORT.to_owned()),
             Readiness::Unlocked => (true, false, "ready".to_owned()),
         };
         ApplianceState {

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keymother_daemon::{BenchBackends, DaemonEvent, InjectionStep};
+use keymother_daemon::screen::display_on;
+use keymother_daemon::{BenchBackends, DaemonEvent, InjectionStep, Settings};
+use keymother_display::{InjectionStep as ScreenStep, MemoryPanel, Screen, render};
 use keymother_gpio::{Beep, BenchSignals, GpioError, Led, Signal, SimulatedSignals};
 use keymother_protocol::TerminalOutcome;
 use keymother_terminal::{Line, SoftwareKeyStore, inject};
@@ -250,7 +252,10 @@ fn the_tamper_input_during_injections_stops_every_key_and_only_the_custodians_un
     let appliance = Arc::new(Appliance::provisioned(300));
     let (lines, settings) = appliance.ports(3);
     let signals = SimulatedSignals::new();
-    let daemon = InProcessDaemon::start_with(settings, with_signals(&signals));
+    let panel = MemoryPanel::new();
+    let mut backends = with_signals(&signals);
+    backends.display = Some(display_on(panel.clone()));
+    let daemon = InProcessDaemon::start_with(settings, backends);
     eventually("the ready LED", || signals.led(Led::Ready));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -373,6 +378,9 @@ fn the_tamper_input_during_injections_stops_every_key_and_only_the_custodians_un
     // The case is closed; custodians hold both ceremonies again, with new components of
     // the same KEK and TTK. One is not enough.
     signals.set_tamper(false);
+    eventually("the tamper screen", || {
+        panel.last_frame() == Some(render(&Screen::Tamper))
+    });
     let available = appliance.vault().available_keys().unwrap();
     let kek = ceremony(&appliance, "kek", &appliance.kek_hex);
     assert_eq!(kek["ready"], false, "{kek}");
@@ -544,4 +552,121 @@ fn a_tamper_while_the_vault_is_busy_locks_at_once_is_recorded_later_and_survives
     )
     .unwrap_err();
     assert!(refused.contains("NOT_READY"), "{refused}");
+}
+
+/// A line whose terminal pauses before each frame it sends, so every step of an injection
+/// lasts longer than the display's refresh interval and shows.
+struct Unhurried<L: Line>(L);
+
+impl<L: Line> Line for Unhurried<L> {
+    fn read_within(&mut self, buffer: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+        self.0.read_within(buffer, timeout)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        std::thread::sleep(Duration::from_millis(250));
+        self.0.write_all(bytes)
+    }
+}
+
+#[test]
+fn the_display_follows_a_full_injection_screen_by_screen() {
+    // More keys than the low-inventory threshold (100), so the idle screen is READY.
+    let appliance = Appliance::provisioned(200);
+    let (lines, settings) = appliance.ports(1);
+    let panel = MemoryPanel::new();
+    let backends = BenchBackends {
+        signals: None,
+        display: Some(display_on(panel.clone())),
+    };
+    let daemon = InProcessDaemon::start_with(settings, backends);
+    let ready = Screen::Ready {
+        keys_left: 200,
+        ports_open: 1,
+        ports_total: 1,
+        operator: None,
+    };
+    eventually("the ready screen", || {
+        panel.last_frame() == Some(render(&ready))
+    });
+
+    let mut line = Unhurried(lines.into_iter().next().unwrap());
+    let mut store = appliance.key_store();
+    let mut config = appliance.terminal("123L013K");
+    config.response_timeout = Duration::from_secs(2);
+    let TerminalOutcome::Injected { key_index, smn, .. } =
+        inject(&mut line, config, &mut store).unwrap().outcome
+    else {
+        panic!("the injection failed");
+    };
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { .. }));
+    let injected = Screen::Injected {
+        port: "bench-0".to_owned(),
+        key_index,
+        smn: smn.to_string(),
+    };
+    eventually("the injected screen", || {
+        panel.last_frame() == Some(render(&injected))
+    });
+
+    // Every frame shown, named by the screen it is, in the order of an injection.
+    let injecting = |step| Screen::Injecting {
+        port: "bench-0".to_owned(),
+        hardware_serial: "123L013K".to_owned(),
+        step,
+    };
+    let order = [
+        Screen::Booting {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        ready.clone(),
+        injecting(ScreenStep::Hello),
+        injecting(ScreenStep::KeyRequested),
+        injecting(ScreenStep::Delivered),
+        injecting(ScreenStep::Confirming),
+        injected.clone(),
+    ];
+    let shown: Vec<usize> = panel
+        .frames()
+        .iter()
+        .map(|frame| {
+            order
+                .iter()
+                .position(|screen| &render(screen) == frame)
+                .unwrap_or_else(|| panic!("an unexpected screen was shown:\n{frame:?}"))
+        })
+        .collect();
+    assert!(
+        shown.windows(2).all(|pair| pair[0] < pair[1]),
+        "screens out of order: {shown:?}"
+    );
+    // Steps that last a quarter of a second each cannot be skipped.
+    for must in [1, 2, 4, 6] {
+        assert!(
+            shown.contains(&must),
+            "{:?} never shown: {shown:?}",
+            order[must]
+        );
+    }
+}
+
+#[test]
+fn a_panel_that_cannot_be_opened_leaves_injection_working() {
+    let appliance = Appliance::provisioned(4);
+    let (mut lines, _) = appliance.ports(1);
+    let mut text = std::fs::read_to_string(appliance.config_path()).unwrap();
+    text.push_str("[bench]\ndisplay = \"ssd1306\"\ni2c_bus = \"/nonexistent/i2c-9\"\n");
+    let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+    let daemon = InProcessDaemon::start(settings);
+    for serial in ["NOPANEL1", "NOPANEL2"] {
+        inject_one(
+            &mut lines[0],
+            &appliance,
+            serial,
+            &mut appliance.key_store(),
+        )
+        .unwrap();
+    }
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { .. }));
+    assert_eq!(appliance.vault().smn_rows().unwrap().len(), 2);
 }

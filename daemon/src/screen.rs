@@ -1,0 +1,200 @@
+//! What the bench display shows: the daemon's [`BenchView`] mapped to one of keymother-display's screens, and the sink that puts it on a panel.
+
+use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
+
+use crate::bench::{BenchView, DisplayError, DisplaySink, STARTING};
+use crate::runtime::{InjectionStep, NOT_READY_NO_KEYS, NOT_READY_NO_OPERATOR, NOT_READY_NO_PORT};
+
+/// The screen for `view`, most urgent first: tamper, starting, an injection in progress, the
+/// last failure (a success clears it), what keeps the appliance from being ready, low
+/// inventory, the last injection, ready.
+pub fn screen_for(view: &BenchView) -> Screen {
+    if view.tampered {
+        return Screen::Tamper;
+    }
+    if view.reason == STARTING {
+        return Screen::Booting {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+    }
+    if let Some((port, activity)) = view.active.iter().next() {
+        return Screen::Injecting {
+            port: port.clone(),
+            hardware_serial: activity.hardware_serial.clone(),
+            step: match activity.step {
+                InjectionStep::Hello => keymother_display::InjectionStep::Hello,
+                InjectionStep::KeyRequested => keymother_display::InjectionStep::KeyRequested,
+                InjectionStep::Delivered { .. } => keymother_display::InjectionStep::Delivered,
+                InjectionStep::Confirming { .. } => keymother_display::InjectionStep::Confirming,
+            },
+        };
+    }
+    if let Some(error) = &view.last_error {
+        return Screen::Error {
+            port: Some(error.port.clone()),
+            reason: error.reason.clone(),
+        };
+    }
+    if !view.ready {
+        return match view.reason.as_str() {
+            NOT_READY_NO_OPERATOR => Screen::Locked {
+                reason: LockReason::NoOperator,
+            },
+            NOT_READY_NO_KEYS => Screen::Error {
+                port: None,
+                reason: NOT_READY_NO_KEYS.to_owned(),
+            },
+            NOT_READY_NO_PORT => Screen::Error {
+                port: None,
+                reason: "no serial port open: check the bench cables".to_owned(),
+            },
+            _ => Screen::Locked {
+                reason: LockReason::NoKeys,
+            },
+        };
+    }
+    if view.low_inventory {
+        return Screen::LowInventory {
+            keys_left: view.keys_left,
+            ports_open: view.ports_open,
+            operator: view.operator.clone(),
+        };
+    }
+    if let Some(last) = &view.last_injection {
+        return Screen::Injected {
+            port: last.port.clone(),
+            key_index: last.key_index,
+            smn: last.smn.clone(),
+        };
+    }
+    Screen::Ready {
+        keys_left: view.keys_left,
+        ports_open: view.ports_open,
+        ports_total: view.ports_total,
+        operator: view.operator.clone(),
+    }
+}
+
+/// The bench display as the daemon's display sink. [`BenchDisplay`] logs a failing panel once
+/// and tries again with the next screen, so the sink itself never fails.
+pub struct PanelDisplay {
+    display: BenchDisplay,
+}
+
+impl PanelDisplay {
+    pub fn new(display: BenchDisplay) -> Self {
+        PanelDisplay { display }
+    }
+}
+
+impl DisplaySink for PanelDisplay {
+    fn show(&mut self, view: &BenchView) -> Result<(), DisplayError> {
+        self.display.show(&screen_for(view));
+        Ok(())
+    }
+}
+
+/// A display sink showing the screens on `panel` (tests and the demo: a
+/// [`keymother_display::MemoryPanel`] handle).
+pub fn display_on(panel: impl Panel + 'static) -> Box<dyn DisplaySink> {
+    Box::new(PanelDisplay::new(BenchDisplay::new(panel)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{LastError, LastInjection, PortActivity};
+
+    fn ready_view() -> BenchView {
+        let mut view = BenchView::new(2, 100);
+        view.ready = true;
+        view.reason = "ready".to_owned();
+        view.keys_left = 500;
+        view.ports_open = 2;
+        view.operator = Some("Alice".to_owned());
+        view
+    }
+
+    #[test]
+    fn each_state_has_its_screen_and_the_most_urgent_wins() {
+        let starting = BenchView::new(2, 100);
+        assert!(matches!(screen_for(&starting), Screen::Booting { .. }));
+        let mut view = ready_view();
+        assert_eq!(
+            screen_for(&view),
+            Screen::Ready {
+                keys_left: 500,
+                ports_open: 2,
+                ports_total: 2,
+                operator: Some("Alice".to_owned())
+            }
+        );
+        view.last_injection = Some(LastInjection {
+            port: "bench-1".to_owned(),
+            hardware_serial: "123L013K".to_owned(),
+            key_index: 278,
+            smn: "123L013K00000278".to_owned(),
+            operator: None,
+        });
+        assert!(matches!(
+            screen_for(&view),
+            Screen::Injected { key_index: 278, .. }
+        ));
+        view.low_inventory = true;
+        assert!(matches!(
+            screen_for(&view),
+            Screen::LowInventory { keys_left: 500, .. }
+        ));
+        view.last_error = Some(LastError {
+            port: "bench-2".to_owned(),
+            reason: "KCV mismatch".to_owned(),
+        });
+        assert!(matches!(screen_for(&view), Screen::Error { .. }));
+        view.active.insert(
+            "bench-1".to_owned(),
+            PortActivity {
+                hardware_serial: "T2".to_owned(),
+                step: InjectionStep::Delivered { key_index: 279 },
+            },
+        );
+        assert!(matches!(
+            screen_for(&view),
+            Screen::Injecting {
+                step: keymother_display::InjectionStep::Delivered,
+                ..
+            }
+        ));
+        view.tampered = true;
+        assert_eq!(screen_for(&view), Screen::Tamper);
+    }
+
+    #[test]
+    fn what_keeps_the_appliance_from_being_ready_is_shown() {
+        let mut view = ready_view();
+        view.ready = false;
+        for (reason, expected) in [
+            (
+                NOT_READY_NO_OPERATOR,
+                Screen::Locked {
+                    reason: LockReason::NoOperator,
+                },
+            ),
+            (
+                "locked: load the KEK and the TTK",
+                Screen::Locked {
+                    reason: LockReason::NoKeys,
+                },
+            ),
+            (
+                NOT_READY_NO_KEYS,
+                Screen::Error {
+                    port: None,
+                    reason: NOT_READY_NO_KEYS.to_owned(),
+                },
+            ),
+        ] {
+            view.reason = reason.to_owned();
+            assert_eq!(screen_for(&view), expected, "{reason}");
+        }
+    }
+}
