@@ -570,13 +570,14 @@ impl<L: Line> Line for Unhurried<L> {
 }
 
 #[test]
-fn the_display_follows_a_full_injection_screen_by_screen() {
+fn the_display_and_the_leds_follow_a_full_injection_screen_by_screen() {
     // More keys than the low-inventory threshold (100), so the idle screen is READY.
     let appliance = Appliance::provisioned(200);
     let (lines, settings) = appliance.ports(1);
     let panel = MemoryPanel::new();
+    let signals = SimulatedSignals::new();
     let backends = BenchBackends {
-        signals: None,
+        signals: Some(Box::new(signals.clone())),
         display: Some(display_on(panel.clone())),
     };
     let daemon = InProcessDaemon::start_with(settings, backends);
@@ -589,6 +590,8 @@ fn the_display_follows_a_full_injection_screen_by_screen() {
     eventually("the ready screen", || {
         panel.last_frame() == Some(render(&ready))
     });
+    eventually("the ready LED", || signals.led(Led::Ready));
+    signals.clear();
 
     let mut line = Unhurried(lines.into_iter().next().unwrap());
     let mut store = appliance.key_store();
@@ -608,6 +611,18 @@ fn the_display_follows_a_full_injection_screen_by_screen() {
     eventually("the injected screen", || {
         panel.last_frame() == Some(render(&injected))
     });
+    // The LEDs and the buzzer over the same injection.
+    eventually("the ready LED again", || signals.led(Led::Ready));
+    assert_eq!(
+        signals.signals(),
+        vec![
+            Signal::Led(Led::Ready, false),
+            Signal::Led(Led::Busy, true),
+            Signal::Led(Led::Busy, false),
+            Signal::Beep(Beep::Short),
+            Signal::Led(Led::Ready, true),
+        ]
+    );
 
     // Every frame shown, named by the screen it is, in the order of an injection.
     let injecting = |step| Screen::Injecting {
