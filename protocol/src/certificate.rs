@@ -7,7 +7,7 @@
 //!
 //! Every variable field is a two-byte big-endian length followed by that many bytes.
 
-use crate::message::{DecodeError, EncodeError, Field, FieldProblem, MessageType, Reader, Writer};
+use crate::message::{DecodeError, EncodeError, Field, LengthWidth, MessageType, Reader, Writer};
 
 /// Length of the terminal's nonce.
 pub const NONCE_LENGTH: usize = 32;
@@ -52,7 +52,8 @@ pub struct CertificateDelivery {
 impl CertificateWelcome {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::Welcome);
-        writer.long_field(
+        writer.prefixed(
+            LengthWidth::Two,
             Field::KdhCertificate,
             &self.kdh_certificate,
             1,
@@ -68,7 +69,8 @@ impl CertificateWelcome {
             bytes: mode_data,
         };
         let kdh_certificate = reader
-            .long_field(
+            .prefixed(
+                LengthWidth::Two,
                 Field::KdhCertificateLength,
                 Field::KdhCertificate,
                 1,
@@ -85,7 +87,8 @@ impl CertificateRequest {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::KeyRequest);
         writer.bytes.extend_from_slice(&self.nonce);
-        writer.long_field(
+        writer.prefixed(
+            LengthWidth::Two,
             Field::DeviceCertificate,
             &self.device_certificate,
             1,
@@ -102,7 +105,8 @@ impl CertificateRequest {
         };
         let nonce = reader.nonce()?;
         let device_certificate = reader
-            .long_field(
+            .prefixed(
+                LengthWidth::Two,
                 Field::DeviceCertificateLength,
                 Field::DeviceCertificate,
                 1,
@@ -122,21 +126,30 @@ impl CertificateDelivery {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::KeyDelivery);
         writer.bytes.extend_from_slice(&self.nonce);
-        writer.long_field(
+        writer.prefixed(
+            LengthWidth::Two,
             Field::EncryptedKey,
             &self.encrypted_key,
             1,
             MAX_RSA_BLOCK_LENGTH,
             RSA_BLOCK_LENGTH,
         )?;
-        writer.long_field(
+        writer.prefixed(
+            LengthWidth::Two,
             Field::Signature,
             &self.signature,
             1,
             MAX_RSA_BLOCK_LENGTH,
             RSA_BLOCK_LENGTH,
         )?;
-        writer.long_field(Field::Crl, &self.crl, 0, MAX_CRL_LENGTH, CRL_LENGTH)?;
+        writer.prefixed(
+            LengthWidth::Two,
+            Field::Crl,
+            &self.crl,
+            0,
+            MAX_CRL_LENGTH,
+            CRL_LENGTH,
+        )?;
         Ok(writer.bytes)
     }
 
@@ -147,7 +160,8 @@ impl CertificateDelivery {
         };
         let nonce = reader.nonce()?;
         let encrypted_key = reader
-            .long_field(
+            .prefixed(
+                LengthWidth::Two,
                 Field::EncryptedKeyLength,
                 Field::EncryptedKey,
                 1,
@@ -156,7 +170,8 @@ impl CertificateDelivery {
             )?
             .to_vec();
         let signature = reader
-            .long_field(
+            .prefixed(
+                LengthWidth::Two,
                 Field::SignatureLength,
                 Field::Signature,
                 1,
@@ -165,7 +180,14 @@ impl CertificateDelivery {
             )?
             .to_vec();
         let crl = reader
-            .long_field(Field::CrlLength, Field::Crl, 0, MAX_CRL_LENGTH, CRL_LENGTH)?
+            .prefixed(
+                LengthWidth::Two,
+                Field::CrlLength,
+                Field::Crl,
+                0,
+                MAX_CRL_LENGTH,
+                CRL_LENGTH,
+            )?
             .to_vec();
         reader.finish()?;
         Ok(CertificateDelivery {
@@ -186,61 +208,10 @@ impl Reader<'_> {
     }
 }
 
-impl Writer {
-    /// A two-byte length (checked against `min..=max`) and the bytes.
-    fn long_field(
-        &mut self,
-        field: Field,
-        bytes: &[u8],
-        min: usize,
-        max: usize,
-        allowed: &'static str,
-    ) -> Result<(), EncodeError> {
-        let length = u16::try_from(bytes.len())
-            .ok()
-            .filter(|_| (min..=max).contains(&bytes.len()))
-            .ok_or_else(|| {
-                self.error(
-                    field,
-                    FieldProblem::Length {
-                        found: bytes.len(),
-                        allowed,
-                    },
-                )
-            })?;
-        self.u16(length);
-        self.bytes.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
-impl<'a> Reader<'a> {
-    /// A two-byte length, checked against `min..=max`, then that many bytes.
-    fn long_field(
-        &mut self,
-        length_field: Field,
-        field: Field,
-        min: usize,
-        max: usize,
-        allowed: &'static str,
-    ) -> Result<&'a [u8], DecodeError> {
-        let length = usize::from(self.u16(length_field)?);
-        if !(min..=max).contains(&length) {
-            return Err(self.error(
-                length_field,
-                FieldProblem::Length {
-                    found: length,
-                    allowed,
-                },
-            ));
-        }
-        self.take(length, field)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::FieldProblem;
 
     fn delivery() -> CertificateDelivery {
         CertificateDelivery {

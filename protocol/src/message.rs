@@ -436,6 +436,13 @@ fn check_key_index(key_index: u32) -> Result<(), FieldProblem> {
     Ok(())
 }
 
+/// How many bytes a field's length takes.
+#[derive(Clone, Copy)]
+pub(crate) enum LengthWidth {
+    One,
+    Two,
+}
+
 /// Reads fields from a payload, naming the message in every error.
 pub(crate) struct Reader<'a> {
     pub(crate) message: MessageType,
@@ -489,7 +496,23 @@ impl<'a> Reader<'a> {
         max: usize,
         allowed: &'static str,
     ) -> Result<&'a [u8], DecodeError> {
-        let length = usize::from(self.u8(length_field)?);
+        self.prefixed(LengthWidth::One, length_field, field, min, max, allowed)
+    }
+
+    /// A big-endian length of `width`, checked against `min..=max`, then that many bytes.
+    pub(crate) fn prefixed(
+        &mut self,
+        width: LengthWidth,
+        length_field: Field,
+        field: Field,
+        min: usize,
+        max: usize,
+        allowed: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
+        let length = match width {
+            LengthWidth::One => usize::from(self.u8(length_field)?),
+            LengthWidth::Two => usize::from(self.u16(length_field)?),
+        };
         if length < min || length > max {
             return Err(self.error(
                 length_field,
@@ -603,9 +626,27 @@ impl Writer {
         max: usize,
         allowed: &'static str,
     ) -> Result<(), EncodeError> {
-        let length = u8::try_from(bytes.len())
-            .ok()
-            .filter(|_| (min..=max).contains(&bytes.len()))
+        self.prefixed(LengthWidth::One, field, bytes, min, max, allowed)
+    }
+
+    /// A big-endian length of `width` (checked against `min..=max`) and the bytes.
+    pub(crate) fn prefixed(
+        &mut self,
+        width: LengthWidth,
+        field: Field,
+        bytes: &[u8],
+        min: usize,
+        max: usize,
+        allowed: &'static str,
+    ) -> Result<(), EncodeError> {
+        let length = Some(bytes.len())
+            .filter(|length| (min..=max).contains(length))
+            .and_then(|length| match width {
+                LengthWidth::One => u8::try_from(length).ok().map(|byte| vec![byte]),
+                LengthWidth::Two => u16::try_from(length)
+                    .ok()
+                    .map(|value| value.to_be_bytes().to_vec()),
+            })
             .ok_or_else(|| {
                 self.error(
                     field,
@@ -615,7 +656,7 @@ impl Writer {
                     },
                 )
             })?;
-        self.u8(length);
+        self.bytes.extend_from_slice(&length);
         self.bytes.extend_from_slice(bytes);
         Ok(())
     }
