@@ -1431,6 +1431,20 @@ require = false
         from_sources(&sources)
     }
 
+    /// Each text is refused with an error starting with its expected text.
+    fn assert_refused(cases: &[(String, &str)]) {
+        for (text, expected) in cases {
+            let error = Settings::from_toml(text, "keymotherd.toml")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                error.starts_with(expected),
+                "expected {expected:?}, got {error:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_good_file_parses_with_defaults() {
         let settings = Settings::from_toml(GOOD, "keymotherd.toml").unwrap();
@@ -1521,16 +1535,7 @@ require = false
                 "keymotherd.toml:1: pki: is required: operator login is required by default",
             ),
         ];
-        for (text, expected) in cases {
-            let error = Settings::from_toml(&text, "keymotherd.toml")
-                .err()
-                .unwrap()
-                .to_string();
-            assert!(
-                error.starts_with(expected),
-                "expected {expected:?}, got {error:?}"
-            );
-        }
+        assert_refused(&cases);
     }
 
     #[test]
@@ -1606,16 +1611,7 @@ require = false
                 "keymotherd.toml:5: dispensing: duplicate key",
             ),
         ];
-        for (text, expected) in cases {
-            let error = Settings::from_toml(&text, "keymotherd.toml")
-                .err()
-                .unwrap()
-                .to_string();
-            assert!(
-                error.starts_with(expected),
-                "expected {expected:?}, got {error:?}"
-            );
-        }
+        assert_refused(&cases);
     }
 
     #[test]

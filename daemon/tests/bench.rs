@@ -20,6 +20,15 @@ use keymother_terminal::{Line, SoftwareKeyStore, inject};
 use keymother_vault::{KeyState, SecretName};
 use support::{Appliance, InProcessDaemon};
 
+/// What the LEDs and the buzzer do over one successful injection on an idle bench.
+const ONE_INJECTION: [Signal; 5] = [
+    Signal::Led(Led::Ready, false),
+    Signal::Led(Led::Busy, true),
+    Signal::Led(Led::Busy, false),
+    Signal::Beep(Beep::Short),
+    Signal::Led(Led::Ready, true),
+];
+
 fn with_signals(signals: &SimulatedSignals) -> BenchBackends {
     BenchBackends {
         signals: Some(Box::new(signals.clone())),
@@ -120,16 +129,7 @@ fn a_full_injection_lights_busy_then_beeps_and_lights_ready_with_every_step_repo
     .unwrap();
     daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { .. }));
     eventually("the ready LED again", || signals.led(Led::Ready));
-    assert_eq!(
-        signals.signals(),
-        vec![
-            Signal::Led(Led::Ready, false),
-            Signal::Led(Led::Busy, true),
-            Signal::Led(Led::Busy, false),
-            Signal::Beep(Beep::Short),
-            Signal::Led(Led::Ready, true),
-        ]
-    );
+    assert_eq!(signals.signals(), ONE_INJECTION);
 
     let events = daemon.events_so_far();
     assert_eq!(
@@ -613,16 +613,7 @@ fn the_display_and_the_leds_follow_a_full_injection_screen_by_screen() {
     });
     // The LEDs and the buzzer over the same injection.
     eventually("the ready LED again", || signals.led(Led::Ready));
-    assert_eq!(
-        signals.signals(),
-        vec![
-            Signal::Led(Led::Ready, false),
-            Signal::Led(Led::Busy, true),
-            Signal::Led(Led::Busy, false),
-            Signal::Beep(Beep::Short),
-            Signal::Led(Led::Ready, true),
-        ]
-    );
+    assert_eq!(signals.signals(), ONE_INJECTION);
 
     // Every frame shown, named by the screen it is, in the order of an injection.
     let injecting = |step| Screen::Injecting {
