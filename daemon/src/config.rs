@@ -129,7 +129,8 @@ pub struct PkiSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSettings {
     /// No key is dispensed, and no key is voided or SMN exported, without an operator
-    /// session. Default true; false only for the demo and test benches.
+    /// session. Default true; false only for the demo and test benches. True without `[pki]`
+    /// is accepted (factory settings): nobody can log in, so nothing is dispensed.
     pub require: bool,
     /// How far the time an operator signed may lie from the appliance's clock, either way;
     /// also how long a login challenge stays usable.
@@ -147,6 +148,11 @@ impl Default for OperatorSettings {
         }
     }
 }
+
+/// What [`Settings::warnings`] says when operator login is required without `[pki]` (the
+/// factory settings of a freshly flashed appliance).
+pub const NO_OPERATOR_CA: &str = "operator login is required but no operator CA is configured \
+     ([pki] operator_ca), so no key can be dispensed until [pki] is added";
 
 /// `[operator] login_window_seconds` unless set.
 pub const DEFAULT_LOGIN_WINDOW_SECONDS: u64 = 120;
@@ -761,7 +767,6 @@ impl Validator<'_> {
             merged.require_operator,
             merged.login_window_seconds,
             merged.session_limit_seconds,
-            pki.is_some(),
         )?;
         Ok(Settings {
             data_dir,
@@ -1019,13 +1024,14 @@ impl Validator<'_> {
         }))
     }
 
-    /// `[operator]`; requiring operators needs an operator CA to log them in against.
+    /// `[operator]`. Requiring operators without `[pki]` is accepted: a freshly flashed
+    /// appliance has no site CAs yet and must still start for its ceremonies and imports;
+    /// nobody can log in then, so nothing is dispensed (see [`Settings::warnings`]).
     fn operator(
         &self,
         require: Option<Sourced<bool>>,
         login_window_seconds: Option<Sourced<u64>>,
         session_limit_seconds: Option<Sourced<u64>>,
-        has_pki: bool,
     ) -> Result<OperatorSettings, ConfigError> {
         let login_window = match login_window_seconds {
             Some(value) if !(1..=3600).contains(&value.value) => {
@@ -1049,30 +1055,7 @@ impl Validator<'_> {
             Some(value) => Duration::from_secs(value.value),
             None => Duration::from_secs(DEFAULT_SESSION_LIMIT_SECONDS),
         };
-        let require = match require {
-            Some(value) if value.value && !has_pki => {
-                return Err(self.error(
-                    &value,
-                    "operator.require",
-                    "is true but there is no [pki] section: without an operator CA nobody \
-                     can log in, so no key would ever be dispensed"
-                        .to_owned(),
-                ));
-            }
-            Some(value) => value.value,
-            None if !has_pki => {
-                return Err(self.error_in(
-                    0,
-                    0,
-                    "pki",
-                    "is required: operator login is required by default ([operator] require \
-                     = true) and needs the operator CA; add [pki], or set [operator] require = \
-                     false (demo and test benches only)"
-                        .to_owned(),
-                ));
-            }
-            None => true,
-        };
+        let require = require.is_none_or(|value| value.value);
         Ok(OperatorSettings {
             require,
             login_window,
@@ -1329,6 +1312,22 @@ impl Settings {
         }])
     }
 
+    /// What these settings allow but whoever installs them should hear of: printed by
+    /// `--check-config` and logged at start, `key: problem` like the trust anchors' warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.operator_ca_missing() {
+            warnings.push(format!("operator.require: {NO_OPERATOR_CA}"));
+        }
+        warnings
+    }
+
+    /// Operator login is required (the default) and there is no `[pki]` with an operator CA
+    /// to log in against: the appliance runs, but nothing is dispensed.
+    pub fn operator_ca_missing(&self) -> bool {
+        self.operator.require && self.pki.is_none()
+    }
+
     /// The drop-in directory of a settings file: its path with `.d` appended.
     pub fn drop_in_dir(path: &Path) -> PathBuf {
         let mut directory = path.as_os_str().to_owned();
@@ -1526,16 +1525,31 @@ require = false
                 with_pki().replace("operator_crl =", "operator_crls ="),
                 "keymotherd.toml:21: pki.operator_crls: unknown key",
             ),
-            (
-                GOOD.replace("require = false", "require = true"),
-                "keymotherd.toml:18: operator.require: is true but there is no [pki] section",
-            ),
-            (
-                GOOD.replace("require = false", ""),
-                "keymotherd.toml:1: pki: is required: operator login is required by default",
-            ),
         ];
         assert_refused(&cases);
+    }
+
+    #[test]
+    fn operator_login_required_without_pki_is_accepted_with_a_warning() {
+        for text in [
+            GOOD.replace("require = false", "require = true"),
+            GOOD.replace("require = false", ""),
+        ] {
+            let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+            assert!(settings.operator.require, "{text}");
+            assert_eq!(settings.pki, None);
+            assert!(settings.operator_ca_missing());
+            assert_eq!(
+                settings.warnings(),
+                [format!("operator.require: {NO_OPERATOR_CA}")]
+            );
+        }
+        // With [pki], or without operator login, there is nothing to warn of.
+        for text in [with_pki(), GOOD.to_owned()] {
+            let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+            assert!(!settings.operator_ca_missing());
+            assert!(settings.warnings().is_empty(), "{text}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ struct Arguments {
     config: PathBuf,
     /// Check a settings file (PATH, or the one --config names) with its drop-ins and the CA
     /// and CRL files its [pki] section names, and exit: non-zero with file, line and key on
-    /// any error.
+    /// any error; warnings (e.g. operator login required without [pki]) go to stderr.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     check_config: Option<Option<PathBuf>>,
 }
@@ -123,6 +123,10 @@ fn main() -> ExitCode {
         }
     };
     if arguments.check_config.is_some() {
+        // Accepted, but worth saying: e.g. factory settings that can never dispense.
+        for warning in settings.warnings() {
+            eprintln!("keymotherd: warning: {warning}");
+        }
         // The CA and CRL files [pki] names are part of the settings: read and check them too.
         if let Some(pki) = &settings.pki {
             match Trust::load(pki, std::time::SystemTime::now()) {

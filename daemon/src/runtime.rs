@@ -364,6 +364,9 @@ pub async fn run_with(
     })
     .await
     .map_err(|error| OpenError::Task(error.to_string()))??;
+    for warning in settings.warnings() {
+        log::warn!(event = "config-warning"; "{warning}");
+    }
     if dispenser.operator_required() {
         log::info!(event = "operators"; "operator login required: no key is dispensed without an operator session");
     } else {

@@ -354,7 +354,7 @@ fn a_drop_in_may_supply_what_the_main_file_lacks() {
 }
 
 #[test]
-fn operator_login_is_required_by_default_and_needs_pki() {
+fn operator_login_is_required_by_default_with_or_without_pki() {
     let settings = Etc::new(MAIN).load().unwrap();
     assert!(settings.operator.require);
     let pki = settings.pki.unwrap();
@@ -364,24 +364,15 @@ fn operator_login_is_required_by_default_and_needs_pki() {
         (35, "pki.operator_ca")
     );
 
-    // Without [pki], nobody could ever log in: refused, whether require is said or implied.
+    // Without [pki] (factory settings) the daemon starts, and fails closed: operator login
+    // stays required, whether said or implied, though nobody can log in yet.
     let without_pki = &MAIN[..MAIN.find("[pki]").unwrap()];
-    let etc = Etc::new(without_pki);
-    assert_names(
-        &etc.refused(),
-        &etc.main(),
-        28,
-        "operator.require",
-        "is true but there is no [pki] section",
-    );
-    let etc = Etc::new(&without_pki.replace("require = true\n", ""));
-    assert_names(
-        &etc.refused(),
-        &etc.main(),
-        1,
-        "pki",
-        "is required: operator login is required by default",
-    );
+    for text in [without_pki, &without_pki.replace("require = true\n", "")] {
+        let settings = Etc::new(text).load().unwrap();
+        assert!(settings.operator.require, "{text}");
+        assert_eq!(settings.pki, None);
+        assert!(settings.operator_ca_missing());
+    }
     // A bench drop-in may turn it off; a drop-in may bring the whole [pki] too.
     let etc = Etc::new(without_pki);
     etc.drop_in("10-bench.toml", "[operator]\nrequire = false\n");
@@ -515,6 +506,41 @@ fn check_config_names_file_line_and_key_of_a_bad_drop_in() {
         )),
         "{stderr}"
     );
+}
+
+/// Operator login required without [pki] (a freshly flashed appliance) passes the check, with
+/// a warning that nothing can be dispensed until [pki] is added; without operator login it
+/// passes quietly.
+#[test]
+fn check_config_warns_when_operator_login_is_required_without_pki() {
+    let without_pki = &MAIN[..MAIN.find("[pki]").unwrap()];
+    for text in [without_pki, &without_pki.replace("require = true\n", "")] {
+        let etc = Etc::new(text);
+        let output = check_config(&etc.main());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout)
+                .contains(&format!("{}: ok", etc.main().display())),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "keymotherd: warning: operator.require: operator login is required but no \
+                 operator CA is configured ([pki] operator_ca), so no key can be dispensed \
+                 until [pki] is added"
+            ),
+            "{stderr}"
+        );
+    }
+    let etc = Etc::new(&without_pki.replace("require = true", "require = false"));
+    let output = check_config(&etc.main());
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    // With [pki] there is nothing to warn of.
+    let output = check_config(&Etc::new(MAIN).main());
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
 
 /// `--check-config` reads the CA and CRL files [pki] names: each refusal names the settings
