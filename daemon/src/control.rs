@@ -415,6 +415,10 @@ async fn handle(
             let session = blocking(move || sessions.operator_session(SystemTime::now())).await?;
             status["operator"] = session.as_ref().map_or(Value::Null, session_json);
             status["operator_required"] = json!(shared.dispenser.operator_required());
+            status["operator_ca"] = json!(shared.dispenser.trust().is_some());
+            // What keeps keys from flowing, as the display says it ("ready" when nothing).
+            let computing = Arc::clone(shared);
+            status["reason"] = json!(blocking(move || computing.appliance_state().reason).await?);
             status["ready"] = json!(shared.dispenser.ttk_kcv().is_some());
             let (state, tampered) = match shared.dispenser.readiness() {
                 crate::dispenser::Readiness::Unlocked => ("ready", None),

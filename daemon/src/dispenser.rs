@@ -555,6 +555,12 @@ impl Dispenser {
         self.sessions().required()
     }
 
+    /// Whether operator login is required but there is no operator CA (`[pki]`) to log in
+    /// against: nobody can log in, so nothing is dispensed until the settings have one.
+    pub fn operator_ca_missing(&self) -> bool {
+        self.operator_required() && self.trust().is_none()
+    }
+
     /// The operator session open now, if any.
     pub fn operator_session(&self, now: SystemTime) -> Option<OperatorSession> {
         let mut sessions = self.sessions();

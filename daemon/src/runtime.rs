@@ -20,6 +20,9 @@ use crate::trust::Trust;
 pub(crate) const NOT_READY_LOCKED: &str = "locked: load the KEK and the TTK";
 pub(crate) const NOT_READY_NO_KEYS: &str = "no keys left: import a key file";
 pub(crate) const NOT_READY_NO_OPERATOR: &str = "no operator logged in";
+/// Operator login is required and `[pki]` has no operator CA, so nobody can log in (the
+/// factory settings): the display shows the same screen as for no operator.
+pub(crate) const NOT_READY_NO_OPERATOR_CA: &str = "no operator CA configured: add [pki]";
 pub(crate) const NOT_READY_NO_PORT: &str = "no serial port open";
 
 /// Certificate-mode key requests accepted per port in any minute: far more than a bench
@@ -244,7 +247,7 @@ impl Shared {
     }
 
     /// The appliance's state now (blocking: reads the vault).
-    fn appliance_state(&self) -> ApplianceState {
+    pub(crate) fn appliance_state(&self) -> ApplianceState {
         let ports = self.port_states();
         let ports_open = ports
             .values()
@@ -263,6 +266,9 @@ impl Shared {
             ),
             Readiness::Locked => (false, false, NOT_READY_LOCKED.to_owned()),
             Readiness::Unlocked if keys_left == 0 => (false, false, NOT_READY_NO_KEYS.to_owned()),
+            Readiness::Unlocked if self.dispenser.operator_ca_missing() => {
+                (false, false, NOT_READY_NO_OPERATOR_CA.to_owned())
+            }
             Readiness::Unlocked if operator.is_none() && self.dispenser.operator_required() => {
                 (false, false, NOT_READY_NO_OPERATOR.to_owned())
             }

@@ -3,7 +3,10 @@
 use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
 
 use crate::bench::{BenchView, DisplayError, DisplaySink, STARTING};
-use crate::runtime::{InjectionStep, NOT_READY_NO_KEYS, NOT_READY_NO_OPERATOR, NOT_READY_NO_PORT};
+use crate::runtime::{
+    InjectionStep, NOT_READY_NO_KEYS, NOT_READY_NO_OPERATOR, NOT_READY_NO_OPERATOR_CA,
+    NOT_READY_NO_PORT,
+};
 
 /// The screen for `view`, most urgent first: tamper, starting, an injection in progress, the
 /// last failure (a success clears it), what keeps the appliance from being ready, low
@@ -37,7 +40,8 @@ pub fn screen_for(view: &BenchView) -> Screen {
     }
     if !view.ready {
         return match view.reason.as_str() {
-            NOT_READY_NO_OPERATOR => Screen::Locked {
+            // Without an operator CA nobody can log in either; `keymother status` says why.
+            NOT_READY_NO_OPERATOR | NOT_READY_NO_OPERATOR_CA => Screen::Locked {
                 reason: LockReason::NoOperator,
             },
             NOT_READY_NO_KEYS => Screen::Error {
@@ -175,6 +179,12 @@ mod tests {
         for (reason, expected) in [
             (
                 NOT_READY_NO_OPERATOR,
+                Screen::Locked {
+                    reason: LockReason::NoOperator,
+                },
+            ),
+            (
+                NOT_READY_NO_OPERATOR_CA,
                 Screen::Locked {
                     reason: LockReason::NoOperator,
                 },
