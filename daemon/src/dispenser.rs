@@ -584,16 +584,21 @@ impl Dispenser {
     }
 
     /// Checks a signed login answer and opens the operator's session (ending the one before);
-    /// every attempt is audited. `peer` is the local user who sent it.
+    /// every attempt is audited. `peer` is the local user who sent it. Without an operator CA
+    /// the answer is refused before anything is looked at, unaudited like the challenge it
+    /// could not have had: nothing changes.
     pub fn login(
         &self,
         response: &LoginResponse,
         peer: &str,
         now: SystemTime,
     ) -> Result<OperatorSession, LoginFailure> {
+        let Some(trust) = self.trust() else {
+            // No challenge can have been issued; nothing to check, use up or audit.
+            return Err(LoginFailure::NotConfigured);
+        };
         let mut sessions = self.sessions();
-        let trust = self.trust();
-        let (outcome, events) = sessions.login(trust.as_deref(), response, now);
+        let (outcome, events) = sessions.login(Some(&trust), response, now);
         for event in &events {
             if self.record(event, Some(peer)).is_err()
                 && matches!(event, OperatorEvent::LoggedIn(_))

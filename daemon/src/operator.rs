@@ -81,9 +81,7 @@ impl std::fmt::Display for EndReason {
 /// Why a login was refused. Nothing changed, except that the challenge named is used up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginFailure {
-    #[error(
-        "operator login is not set up on this appliance: the settings have no [pki] section with an operator CA"
-    )]
+    #[error("operator login is not possible: no operator CA is configured ([pki] operator_ca)")]
     NotConfigured,
     #[error(
         "unknown or already used login challenge: each challenge works once; ask for a new one (keymother operator login does)"
@@ -400,7 +398,9 @@ mod tests {
         let mut sessions = sessions(120);
         let issued = sessions.challenge(at(0)).unwrap();
         assert_eq!(issued.expires_at, at(120));
-        assert!(attempt(&mut sessions, issued.bytes, at(1)).contains("not set up"));
+        assert!(
+            attempt(&mut sessions, issued.bytes, at(1)).contains("no operator CA is configured")
+        );
         assert!(attempt(&mut sessions, issued.bytes, at(2)).contains("unknown or already used"));
         assert!(attempt(&mut sessions, [7; 32], at(2)).contains("unknown or already used"));
     }
@@ -426,10 +426,10 @@ mod tests {
             sessions.challenge_with([number as u8; 32], at(0));
         }
         assert!(attempt(&mut sessions, [0; 32], at(1)).contains("unknown or already used"));
-        assert!(attempt(&mut sessions, [1; 32], at(1)).contains("not set up"));
+        assert!(attempt(&mut sessions, [1; 32], at(1)).contains("no operator CA is configured"));
         assert!(
             attempt(&mut sessions, [MAX_OUTSTANDING_CHALLENGES as u8; 32], at(1))
-                .contains("not set up")
+                .contains("no operator CA is configured")
         );
     }
 

@@ -31,9 +31,16 @@ struct Bench {
 
 impl Bench {
     fn start(keys: u32, operator: &str) -> Bench {
+        let bench = Bench::with_sections(keys, &pki_sections(operator));
+        assert!(bench.daemon_requires_operators());
+        bench
+    }
+
+    /// An appliance whose settings have `sections` (`[pki]`, `[operator]`) or nothing of the
+    /// kind.
+    fn with_sections(keys: u32, sections: &str) -> Bench {
         let appliance = Appliance::provisioned(keys);
-        let (lines, settings) = appliance.ports_with(1, &pki_sections(operator));
-        assert!(settings.operator.require);
+        let (lines, settings) = appliance.ports_with(1, sections);
         let daemon = InProcessDaemon::start(settings);
         let socket = appliance.directory.path().join("control.sock");
         Bench {
@@ -46,6 +53,21 @@ impl Bench {
 
     fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    fn daemon_requires_operators(&self) -> bool {
+        ok(ask(self.socket(), &json!({"command": "status"})))["operator_required"] == true
+    }
+
+    /// The events' appliance state reaches `reason`.
+    fn assert_state_reason(&self, reason: &str) {
+        assert!(
+            self.daemon.saw(|event| matches!(
+                event,
+                DaemonEvent::ApplianceState(state) if state.reason == reason
+            )),
+            "the appliance state never said {reason:?}"
+        );
     }
 
     /// A terminal asks for a key: its SMN, or why it failed.
@@ -543,19 +565,106 @@ fn a_zeroize_ends_the_session_first() {
     assert_eq!(status_operator(bench.socket()), Value::Null);
 }
 
+/// What login-challenge and login answer without an operator CA.
+const NO_OPERATOR_CA: &str =
+    "operator login is not possible: no operator CA is configured ([pki] operator_ca)";
+
+/// Asserts that neither a challenge nor a login answer gets anywhere without an operator CA,
+/// and that nothing changes: no session, no audit row.
+fn assert_login_is_not_possible(bench: &Bench) {
+    let rows = bench.audit().len();
+    let error = refused(ask(bench.socket(), &json!({"command": "login-challenge"})));
+    assert_eq!(error, NO_OPERATOR_CA);
+    // An answer to a challenge the appliance could not have issued.
+    let answer = sign_login(
+        &operator_key(),
+        &good_certificate("Ann Operator", 0x51),
+        support::DEVICE,
+        &[0x5A; 32],
+        SystemTime::now(),
+    )
+    .unwrap();
+    let error = refused(ask(bench.socket(), &login_request(&answer)));
+    assert_eq!(error, format!("login refused: {NO_OPERATOR_CA}"));
+    assert_eq!(status_operator(bench.socket()), Value::Null);
+    assert_eq!(bench.audit().len(), rows, "something was audited");
+}
+
+/// The factory settings of a freshly flashed appliance: operator login required (by default)
+/// and no [pki] yet. The daemon runs and takes ceremonies and key files, says what is missing,
+/// and dispenses nothing: nobody can log in.
 #[test]
-fn without_pki_login_says_it_is_not_set_up() {
-    let appliance = Appliance::provisioned(1);
-    let (_lines, settings) = appliance.ports(1);
-    let _daemon = InProcessDaemon::start(settings);
-    let socket = appliance.directory.path().join("control.sock");
-    let error = refused(ask(&socket, &json!({"command": "login-challenge"})));
-    assert!(error.contains("operator login is not set up"), "{error}");
-    let status = ok(ask(&socket, &json!({"command": "status"})));
+fn required_without_pki_the_daemon_runs_and_dispenses_nothing() {
+    let mut bench = Bench::with_sections(2, "");
+    assert!(bench.daemon_requires_operators(), "required by default");
+    bench.assert_state_reason("no operator CA configured: add [pki]");
+    let status = ok(ask(bench.socket(), &json!({"command": "status"})));
     assert_eq!(
-        (&status["operator"], &status["operator_required"]),
+        (
+            &status["operator"],
+            &status["operator_required"],
+            &status["operator_ca"],
+            &status["reason"],
+        ),
+        (
+            &Value::Null,
+            &json!(true),
+            &json!(false),
+            &json!("no operator CA configured: add [pki]"),
+        ),
+        "{status}"
+    );
+    assert_login_is_not_possible(&bench);
+
+    // Custodians may hold a ceremony and the front end's keys may be imported meanwhile.
+    let ttk = hex::decode(&bench.appliance.transport_key_hex).unwrap();
+    let mask: Vec<u8> = ttk.iter().map(|_| fastrand::u8(..)).collect();
+    let masked: Vec<u8> = ttk.iter().zip(&mask).map(|(key, bit)| key ^ bit).collect();
+    let ceremony = ok(ask(
+        bench.socket(),
+        &json!({
+            "command": "ceremony",
+            "secret": "ttk",
+            "algorithm": "AES-256",
+            "components": [hex::encode_upper(mask), hex::encode_upper(masked)],
+        }),
+    ));
+    assert_eq!(ceremony["ready"], true, "{ceremony}");
+    let file = bench.appliance.key_file("B-2", 3, 2);
+    let import = ask_final(bench.socket(), &json!({"command": "import", "path": file}));
+    assert_eq!(ok(import)["records"], 2);
+    assert_eq!(bench.inventory().count(KeyState::Available), 4);
+
+    // A terminal asking for a key is turned away and nothing is reserved.
+    assert_no_key_without_an_operator(&mut bench, "123L013K");
+    assert_eq!(bench.inventory().count(KeyState::Available), 4);
+    let status = ok(ask(bench.socket(), &json!({"command": "status"})));
+    assert_eq!(status["reason"], "no operator CA configured: add [pki]");
+    bench.assert_chain_verifies();
+}
+
+/// Without [pki] and without operator login (demo and test benches) keys flow as before, and
+/// login says why it cannot happen.
+#[test]
+fn not_required_without_pki_keys_flow_and_login_is_not_possible() {
+    let mut bench = Bench::with_sections(1, "[operator]\nrequire = false\n");
+    assert!(!bench.daemon_requires_operators());
+    assert_login_is_not_possible(&bench);
+    let status = ok(ask(bench.socket(), &json!({"command": "status"})));
+    assert_eq!(
+        (&status["operator"], &status["operator_ca"]),
         (&Value::Null, &json!(false))
     );
+    assert_eq!(bench.terminal("123L013K").unwrap(), "123L013K00000001");
+}
+
+/// The last line of an answer that may be preceded by progress lines (an import's).
+fn ask_final(socket: &Path, request: &Value) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let last = BufReader::new(stream).lines().last().unwrap().unwrap();
+    serde_json::from_str(&last).unwrap()
 }
 
 /// Runs a terminal until its key is delivered, then stops answering (a pulled cable): the key

@@ -37,21 +37,8 @@ impl Appliance {
         let ttk = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
         vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
         vault.install_secret(SecretName::Ttk, &ttk, 2).unwrap();
-        let options = GenerateOptions {
-            batch_id: "B-1".parse().unwrap(),
-            issuer: "TEST".parse().unwrap(),
-            algorithm: KeyAlgorithm::Tdes2Key,
-            record_count: keys,
-            first_index: KeyIndex::new(1).unwrap(),
-            device_id: DEVICE.parse().unwrap(),
-            created: CreatedAt::new(time::OffsetDateTime::now_utc()),
-        };
         let path = directory.path().join("batch.keys");
-        std::fs::write(
-            &path,
-            FileLines::generated(&kek, &options).unwrap().sealed(&kek),
-        )
-        .unwrap();
+        write_key_file(&path, &kek, "B-1", 1, keys);
         vault.import_key_file(&path, &mut |_| {}).unwrap();
         Appliance {
             transport_key_hex: ttk.expose_secret_hex().to_string(),
@@ -59,6 +46,15 @@ impl Appliance {
             directory,
             data_dir,
         }
+    }
+
+    /// A key file from the front end under this appliance's KEK: batch `batch_id`, `count`
+    /// TDES keys from `first_index`.
+    pub fn key_file(&self, batch_id: &str, first_index: u32, count: u32) -> PathBuf {
+        let kek = SecretKey::from_hex(KeyAlgorithm::Aes256, &self.kek_hex).unwrap();
+        let path = self.directory.path().join(format!("{batch_id}.keys"));
+        write_key_file(&path, &kek, batch_id, first_index, count);
+        path
     }
 
     /// A fresh key store holding the TTK, as a terminal from the factory would.
@@ -119,6 +115,23 @@ impl Appliance {
     pub fn vault(&self) -> Vault {
         Vault::open(&self.data_dir).unwrap()
     }
+}
+
+fn write_key_file(path: &Path, kek: &SecretKey, batch_id: &str, first_index: u32, count: u32) {
+    let options = GenerateOptions {
+        batch_id: batch_id.parse().unwrap(),
+        issuer: "TEST".parse().unwrap(),
+        algorithm: KeyAlgorithm::Tdes2Key,
+        record_count: count,
+        first_index: KeyIndex::new(first_index).unwrap(),
+        device_id: DEVICE.parse().unwrap(),
+        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+    };
+    std::fs::write(
+        path,
+        FileLines::generated(kek, &options).unwrap().sealed(kek),
+    )
+    .unwrap();
 }
 
 /// The vault's database opened directly (another process, as far as the daemon knows).
