@@ -167,6 +167,7 @@ pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
                 let summary = json!({
                     "operator": status["operator"],
                     "operator_required": status["operator_required"],
+                    "operator_ca": status["operator_ca"],
                 });
                 println!("{}", serde_json::to_string_pretty(&summary)?);
                 return Ok(());
@@ -180,11 +181,43 @@ pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
 /// The status line about the operator.
 pub fn operator_line(status: &Value) -> String {
     let required = status["operator_required"] == json!(true);
+    // An older daemon does not say; only an explicit false means no CA.
+    let no_ca = status["operator_ca"] == json!(false);
     match &status["operator"] {
+        Value::Null if required && no_ca => "operator: nobody can log in: no operator CA is \
+             configured ([pki] operator_ca), so no key is dispensed"
+            .to_owned(),
         Value::Null if required => {
             "operator: nobody logged in (login required: no key is dispensed)".to_owned()
         }
         Value::Null => "operator: nobody logged in (login not required)".to_owned(),
         session => format!("operator: {}", describe(session)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_line_says_when_nobody_can_log_in() {
+        let line = |status: Value| operator_line(&status);
+        assert_eq!(
+            line(json!({"operator": null, "operator_required": true, "operator_ca": false})),
+            "operator: nobody can log in: no operator CA is configured ([pki] operator_ca), so no key is dispensed"
+        );
+        for status in [
+            json!({"operator": null, "operator_required": true, "operator_ca": true}),
+            json!({"operator": null, "operator_required": true}),
+        ] {
+            assert_eq!(
+                line(status),
+                "operator: nobody logged in (login required: no key is dispensed)"
+            );
+        }
+        assert_eq!(
+            line(json!({"operator": null, "operator_required": false, "operator_ca": false})),
+            "operator: nobody logged in (login not required)"
+        );
     }
 }
