@@ -67,6 +67,30 @@ fn the_example_settings_parse() {
         settings.operator.require,
         "the appliance requires operators"
     );
+    // Shipped commented out: a fresh installation has no site CAs yet and must still start.
+    assert_eq!(settings.pki, None);
+    assert!(settings.operator_ca_missing());
+}
+
+#[test]
+fn the_example_settings_with_pki_uncommented_name_the_ca_files() {
+    let text = read("etc/keymother/keymotherd.toml");
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest == "[pki]"
+                    || ["device_ca =", "kdh_ca =", "operator_ca ="]
+                        .iter()
+                        .any(|key| rest.starts_with(key)) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let settings = Settings::from_toml(&uncommented, "keymotherd.toml").unwrap();
     let pki = settings.pki.unwrap();
     assert_eq!(
         pki.operator_ca.path,
@@ -96,10 +120,10 @@ fn the_example_settings_show_every_key() {
         "parity =",
         "stop_bits =",
         "modes =",
-        "[pki]",
-        "device_ca =",
-        "kdh_ca =",
-        "operator_ca =",
+        "# [pki]",
+        "# device_ca =",
+        "# kdh_ca =",
+        "# operator_ca =",
         "# device_crl =",
         "# kdh_crl =",
         "# operator_crl =",
@@ -274,14 +298,68 @@ fn tmpfiles_makes_the_vault_private() {
         "keymother",
         "-"
     ]));
-    assert!(lines.contains(&vec![
-        "d",
+    for directory in [
         "/etc/keymother",
-        "0750",
-        "root",
-        "keymother",
-        "-"
-    ]));
+        "/etc/keymother/keymotherd.toml.d",
+        "/etc/keymother/pki",
+    ] {
+        assert!(
+            lines.contains(&vec!["d", directory, "0750", "root", "keymother", "-"]),
+            "tmpfiles.d does not make {directory} 0750 root:keymother"
+        );
+    }
+}
+
+/// Every file under daemon/root goes into the Debian package at the path it mirrors, and
+/// the package ships nothing from there that does not exist.
+#[test]
+fn the_debian_package_ships_every_system_file_where_it_belongs() {
+    let manifest: toml::Table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["name"].as_str(), Some("keymother"));
+    let mut packaged = BTreeSet::new();
+    for asset in deb["assets"].as_array().unwrap() {
+        let asset = asset.as_array().unwrap();
+        let (source, destination) = (asset[0].as_str().unwrap(), asset[1].as_str().unwrap());
+        if let Some(relative) = source.strip_prefix("root/") {
+            let file_name = Path::new(relative).file_name().unwrap().to_str().unwrap();
+            let installed = match destination.strip_suffix('/') {
+                Some(directory) => format!("{directory}/{file_name}"),
+                None => destination.to_owned(),
+            };
+            assert_eq!(installed, relative, "{source} is packaged as {destination}");
+            packaged.insert(relative.to_owned());
+        }
+    }
+    for binary in ["keymotherd", "keymother", "keymother-terminal"] {
+        assert!(
+            deb["assets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|asset| asset[0].as_str() == Some(&format!("target/release/{binary}"))),
+            "the package lacks {binary}"
+        );
+    }
+    let mut shipped_files = BTreeSet::new();
+    let root = shipped("");
+    let mut pending = vec![root.clone()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(&root).unwrap();
+                shipped_files.insert(relative.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(packaged, shipped_files);
 }
 
 /// The drivers behind `DeviceAllow=char-…` are loaded at boot, or the rule grants nothing.
