@@ -22,6 +22,25 @@ systemctl --root="$rootfs" --quiet is-enabled keymotherd.service || {
     exit 1
 }
 
+# No network services: nothing that listens, fetches addresses or joins a network. A package
+# list change that drags one in fails the build here rather than shipping it.
+for program in sshd dropbear wpa_supplicant iwd dhclient dhcpcd avahi-daemon ntpd chronyd \
+    rpcbind exim4 cupsd; do
+    for directory in usr/sbin usr/bin; do
+        if [ -e "$rootfs/$directory/$program" ]; then
+            echo "customize.sh: the root file system has /$directory/$program, a network service" >&2
+            exit 1
+        fi
+    done
+done
+for unit in systemd-networkd.service systemd-networkd.socket systemd-resolved.service \
+    systemd-timesyncd.service ssh.service ssh.socket; do
+    if systemctl --root="$rootfs" --quiet is-enabled "$unit" 2>/dev/null; then
+        echo "customize.sh: $unit is enabled in the root file system" >&2
+        exit 1
+    fi
+done
+
 # Mount points on the read-only root for the data partition and its bind mounts.
 mkdir -p "$rootfs/data" "$rootfs/var/lib/keymother" "$rootfs/etc/keymother/keymotherd.toml.d" \
     "$rootfs/etc/keymother/pki" "$rootfs/media"
