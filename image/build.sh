@@ -100,7 +100,7 @@ EOF
     apt-get "${apt_options[@]}" update
     apt-get "${apt_options[@]}" install -y --no-install-recommends "${host_packages[@]}"
     apt-get "${apt_options[@]}" install -y --no-install-recommends "${backports[@]}" \
-        qemu-user-static qemu-system-arm ipxe-qemu
+        qemu-user-static qemu-system-arm
 fi
 
 stage "binfmt for arm64"

@@ -46,6 +46,7 @@ console="$work/console.log"
 qemu_pid=
 cleanup() {
     [ -z "$qemu_pid" ] || kill "$qemu_pid" 2>/dev/null || true
+    rm -f "$work/provision.vfat"
 }
 trap cleanup EXIT
 
@@ -92,6 +93,8 @@ xor_hex "$kek_1" "$kek_2" >"$provision/kek"
 ttk=$(xor_hex "$ttk_1" "$ttk_2")
 mkfs.vfat -n KMSMOKE -C "$work/provision.vfat" 8192
 mcopy -s -i "$work/provision.vfat" "$provision"/* ::
+# The test keys' components stay only on the disk image, which goes when the test ends.
+rm -rf "$provision"
 
 # The unit that runs provision.sh, as a credential on the kernel command line: systemd's
 # debug generator turns systemd.extra-unit.* credentials into units (systemd 256 and later).
