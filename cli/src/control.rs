@@ -148,6 +148,37 @@ fn print_counts(keys: &Value) {
     }
 }
 
+/// "state: ready", or the state and what holds the keys back.
+fn state_line(status: &Value) -> String {
+    let state = status["state"].as_str().unwrap_or("?");
+    let reason = status["reason"].as_str().unwrap_or("?");
+    match state {
+        "ready" => "state: ready: keys flow".to_owned(),
+        "locked" => "state: locked: load the KEK and the TTK (keymother ceremony)".to_owned(),
+        _ => format!("state: {state}: {reason}"),
+    }
+}
+
+/// Whether the tamper input is watched, and whether keys wait for it.
+fn tamper_input_line(tamper_input: &Value) -> String {
+    let input = tamper_input["input"].as_str().unwrap_or("?");
+    let required = tamper_input["required"] == json!(true);
+    match tamper_input["state"].as_str() {
+        Some("watched") => format!("tamper input: {input}, watched"),
+        Some("not watched") => format!(
+            "tamper input: {input}, NOT WATCHED: {}; {}",
+            tamper_input["reason"].as_str().unwrap_or("?"),
+            if required {
+                "no key is dispensed until it is back"
+            } else {
+                "keys still flow ([bench] require_tamper_input = false)"
+            }
+        ),
+        Some("none") => "tamper input: none ([bench] gpio = \"none\")".to_owned(),
+        _ => "tamper input: unknown".to_owned(),
+    }
+}
+
 pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Kdh(command) => crate::kdh::run(socket, command),
@@ -158,14 +189,7 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!("device {}", status["device_id"].as_str().unwrap_or("?"));
-            println!(
-                "state: {}",
-                if status["ready"] == json!(true) {
-                    "ready"
-                } else {
-                    "locked (load the KEK and the TTK)"
-                }
-            );
+            println!("{}", state_line(&status));
             if let Some(secrets) = status["secrets"].as_object() {
                 for (name, secret) in secrets {
                     match secret {
@@ -187,6 +211,7 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
                     println!("port {port}: {}", state.as_str().unwrap_or("?"));
                 }
             }
+            println!("{}", tamper_input_line(&status["tamper_input"]));
             println!("SMN rows: {}", status["smn_rows"]);
             Ok(())
         }

@@ -261,6 +261,7 @@ fn inject_over_serial(
         Arc::new(Stats::default()),
         keymother_daemon::BenchBackends {
             signals: Some(Box::new(signals.clone())),
+            open_signals: None,
             display: Some(keymother_daemon::screen::display_on(panel.clone())),
         },
     ));

@@ -10,7 +10,10 @@
 //! The bench thread owns the back ends: it applies events as they come, samples the tamper
 //! input every [`TAMPER_POLL`] through a [`TamperDebouncer`], and calls
 //! [`DisplaySink::show`] when the view changed (at most every [`DISPLAY_INTERVAL`]). A back
-//! end that fails is logged once and dropped: injection never stops for the bench.
+//! end that fails is logged once and dropped: injection never stops for the bench. A GPIO
+//! back end that failed or could not be opened is opened again every [`GPIO_REOPEN`]; while
+//! it is gone the tamper input is not watched, which the dispenser knows (it refuses keys
+//! under `[bench] require_tamper_input`) and the audit trail records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +26,10 @@ use keymother_gpio::{
 };
 use keymother_protocol::{ErrorCode, SessionEvent};
 
+use keymother_vault::AuditEvent;
+
 use crate::config::{BenchSettings, DisplayKind, GpioBackend};
+use crate::dispenser::TamperWatch;
 use crate::runtime::{DaemonEvent, InjectionStep, Shared};
 
 /// A change to the bench's outputs.
@@ -37,6 +43,12 @@ pub const TAMPER_POLL: Duration = Duration::from_millis(10);
 pub const DISPLAY_INTERVAL: Duration = Duration::from_millis(100);
 /// A tamper the vault could not record is retried this often.
 const TAMPER_RETRY: Duration = Duration::from_secs(1);
+/// A GPIO back end that failed or could not be opened is opened again this often.
+pub const GPIO_REOPEN: Duration = Duration::from_secs(5);
+
+/// Opens the LEDs, the buzzer and the tamper input: when the bench starts, and again every
+/// [`GPIO_REOPEN`] after they failed.
+pub type SignalsOpener = Box<dyn FnMut() -> Result<Box<dyn BenchSignals>, GpioError> + Send>;
 
 /// An error a display reports.
 /// The view's reason while the daemon has not reported its state yet.
@@ -56,8 +68,12 @@ pub trait DisplaySink: Send {
 /// The bench's back ends. A back end given here replaces the one `[bench]` would open.
 #[derive(Default)]
 pub struct BenchBackends {
-    /// LEDs, buzzer and tamper input (tests and the demo: a [`SimulatedSignals`] clone).
+    /// LEDs, buzzer and tamper input as they are (tests and the demo: a [`SimulatedSignals`]
+    /// clone); dropped for good if they fail.
     pub signals: Option<Box<dyn BenchSignals>>,
+    /// Opens LEDs, buzzer and tamper input, and opens them again after a failure; replaces
+    /// the opener `[bench] gpio` names. Ignored when `signals` is given.
+    pub open_signals: Option<SignalsOpener>,
     /// The display.
     pub display: Option<Box<dyn DisplaySink>>,
 }
@@ -165,6 +181,23 @@ impl BenchState {
     /// Notes a bench back end switched off.
     pub fn set_warning(&mut self, warning: String) {
         self.view.bench_warning = Some(warning);
+    }
+
+    /// A GPIO back end was opened again: its LEDs start dark, so every LED the view calls
+    /// for is set anew, and a warning that it was off goes.
+    pub fn gpio_reopened(&mut self, now: Duration) -> Vec<SignalAction> {
+        for lit in self.leds.values_mut() {
+            *lit = false;
+        }
+        if self
+            .view
+            .bench_warning
+            .as_deref()
+            .is_some_and(|warning| warning.starts_with(GPIO_OFF))
+        {
+            self.view.bench_warning = None;
+        }
+        self.outputs(None, now)
     }
 
     /// Applies `event` (at `now`, any monotonic clock) and returns the output changes.
@@ -337,6 +370,7 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
 pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
     let reason = match code {
         ErrorCode::NOT_READY if detail.contains("operator") => "no operator logged in",
+        ErrorCode::NOT_READY if detail.contains("tamper input") => "tamper input not watched",
         ErrorCode::NOT_READY => "appliance locked",
         ErrorCode::NO_KEYS_AVAILABLE => "no keys left",
         ErrorCode::KCV_MISMATCH => "KCV mismatch",
@@ -386,34 +420,34 @@ impl BenchThread {
     }
 }
 
-/// The GPIO back end `[bench] gpio` names; `None`, logged, when it cannot be opened.
-fn open_signals(settings: &BenchSettings) -> Option<Box<dyn BenchSignals>> {
+/// The opener of the GPIO back end `[bench] gpio` names; `None` for none.
+fn open_signals(settings: &BenchSettings) -> Option<SignalsOpener> {
     match settings.gpio {
         GpioBackend::None => None,
-        GpioBackend::Simulated => {
+        GpioBackend::Simulated => Some(Box::new(|| {
             log::info!(event = "gpio"; "bench GPIO simulated: LEDs and buzzer are recorded, the tamper input never fires");
-            Some(Box::new(SimulatedSignals::new()))
-        }
-        GpioBackend::Rppal => match keymother_gpio::RppalSignals::open(&settings.pins) {
-            Ok(signals) => {
+            Ok(Box::new(SimulatedSignals::new()))
+        })),
+        GpioBackend::Rppal => {
+            let pins = settings.pins;
+            Some(Box::new(move || {
+                let signals = keymother_gpio::RppalSignals::open(&pins)?;
                 log::info!(
                     event = "gpio";
-                    "bench GPIO open: LEDs on BCM {}, {}, {}, buzzer on BCM {}, tamper input on BCM {} (active {})",
-                    settings.pins.ready_led, settings.pins.busy_led, settings.pins.error_led,
-                    settings.pins.buzzer, settings.pins.tamper,
-                    if settings.pins.tamper_active_low { "low" } else { "high" }
+                    "bench GPIO open: LEDs on BCM {}, {}, {}, buzzer on BCM {}, tamper input on BCM {} (active {}, pull-{})",
+                    pins.ready_led, pins.busy_led, pins.error_led, pins.buzzer, pins.tamper,
+                    if pins.tamper_active_low { "low" } else { "high" },
+                    if pins.tamper_pull_up { "up" } else { "down" }
                 );
-                Some(Box::new(signals))
-            }
-            Err(error) => {
-                log::warn!(
-                    event = "gpio-unavailable";
-                    "bench GPIO unavailable: {error}; no LEDs, buzzer or tamper input; injection carries on"
-                );
-                None
-            }
-        },
+                Ok(Box::new(signals))
+            }))
+        }
     }
+}
+
+/// How the bench's tamper input is named in the journal and the audit trail.
+pub(crate) fn tamper_input_name(settings: &BenchSettings) -> String {
+    format!("GPIO{}", settings.pins.tamper)
 }
 
 /// The display `[bench] display` names.
@@ -438,23 +472,45 @@ pub(crate) fn start(
     backends: BenchBackends,
     shared: Arc<Shared>,
 ) -> Option<BenchThread> {
-    let signals = backends.signals.or_else(|| open_signals(settings));
+    let (signals, opener) = match backends.signals {
+        Some(signals) => (Some(signals), None),
+        None => (
+            None,
+            backends.open_signals.or_else(|| open_signals(settings)),
+        ),
+    };
     let display = backends.display.or_else(|| open_display(settings));
-    if signals.is_none() && display.is_none() {
+    if signals.is_none() && opener.is_none() && display.is_none() {
         return None;
     }
     let events = shared.events.subscribe_thread();
     let stop = Arc::new(AtomicBool::new(false));
-    let bench = Bench {
+    let input = tamper_input_name(settings);
+    let mut bench = Bench {
         state: BenchState::new(0, settings.low_inventory),
         signals,
+        opener,
+        next_reopen: Duration::ZERO,
+        lost_recorded: false,
         display,
         debouncer: TamperDebouncer::new(settings.tamper_debounce),
-        input: format!("GPIO{}", settings.pins.tamper),
-        shared,
+        tamper_debounce: settings.tamper_debounce,
+        started: Instant::now(),
+        input,
+        shared: Arc::clone(&shared),
         dirty: true,
         drawn_at: None,
     };
+    // The tamper input's state is settled before the daemon says it is ready.
+    if bench.signals.is_some() {
+        bench.watching(TamperWatch::Watched {
+            input: bench.input.clone(),
+        });
+    } else {
+        bench.reopen(Duration::ZERO);
+    }
+    let input = bench.input.clone();
+    let watched = bench.signals.is_some() || bench.opener.is_some();
     let stopping = Arc::clone(&stop);
     match std::thread::Builder::new()
         .name("keymother-bench".to_owned())
@@ -463,6 +519,19 @@ pub(crate) fn start(
         Ok(thread) => Some(BenchThread { stop, thread }),
         Err(error) => {
             log::warn!(event = "bench-unavailable"; "the bench thread did not start: {error}; no LEDs, buzzer, tamper input or display");
+            if watched {
+                record_tamper_watch(
+                    &shared,
+                    AuditEvent::TamperInputLost {
+                        input: input.clone(),
+                        reason: format!("the bench thread did not start: {error}"),
+                    },
+                );
+                shared.dispenser.set_tamper_watch(TamperWatch::Unwatched {
+                    input,
+                    reason: format!("the bench thread did not start: {error}"),
+                });
+            }
             None
         }
     }
@@ -472,8 +541,17 @@ pub(crate) fn start(
 struct Bench {
     state: BenchState,
     signals: Option<Box<dyn BenchSignals>>,
+    /// Opens `signals` again while they are gone; `None` for back ends given as they are.
+    opener: Option<SignalsOpener>,
+    /// When the opener is tried next.
+    next_reopen: Duration,
+    /// A `tamper-input-lost` row was written and no `tamper-input-restored` since.
+    lost_recorded: bool,
     display: Option<Box<dyn DisplaySink>>,
     debouncer: TamperDebouncer,
+    tamper_debounce: Duration,
+    /// The bench's clock: every `Duration` here is time since then.
+    started: Instant,
     /// The tamper input's name in the audit trail.
     input: String,
     shared: Arc<Shared>,
@@ -484,7 +562,7 @@ struct Bench {
 
 impl Bench {
     fn run(mut self, events: &Receiver<DaemonEvent>, stop: &AtomicBool) {
-        let started = Instant::now();
+        let started = self.started;
         let mut next_poll = Duration::ZERO;
         let mut next_retry = TAMPER_RETRY;
         while !stop.load(Ordering::Acquire) {
@@ -499,6 +577,9 @@ impl Bench {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let now = started.elapsed();
+            if self.signals.is_none() && self.opener.is_some() && now >= self.next_reopen {
+                self.reopen(now);
+            }
             if now >= next_poll {
                 next_poll = now + TAMPER_POLL;
                 self.poll_tamper(now);
@@ -558,16 +639,100 @@ impl Bench {
         }
     }
 
-    /// Logs once and drops the GPIO back end: injection carries on without it.
+    /// Logs once and drops the GPIO back end: injection carries on without it (unless
+    /// `[bench] require_tamper_input`), and it is opened again every [`GPIO_REOPEN`].
     fn gpio_failed(&mut self, error: &GpioError) {
         self.signals = None;
-        let warning = format!("GPIO off: {error}");
+        let warning = format!("{GPIO_OFF}{error}");
+        let until = if self.opener.is_some() {
+            "until it can be opened again (tried every 5 s)"
+        } else {
+            "until keymotherd restarts"
+        };
         log::warn!(
             event = "gpio-failed";
-            "the bench GPIO failed: {error}; LEDs, buzzer and the tamper input are off until keymotherd restarts; injection carries on"
+            "the bench GPIO failed: {error}; LEDs, buzzer and the tamper input are off {until}"
         );
         self.state.set_warning(warning.clone());
         self.shared.emit(DaemonEvent::BenchWarning { warning });
+        // A failing chip is not hammered: the next try is a full interval away.
+        self.next_reopen = self.started.elapsed() + GPIO_REOPEN;
+        self.watching(TamperWatch::Unwatched {
+            input: self.input.clone(),
+            reason: format!("the GPIO failed: {error}"),
+        });
+    }
+
+    /// Tries the opener: the tamper input is watched again, or stays unwatched (logged and
+    /// recorded once per loss).
+    fn reopen(&mut self, now: Duration) {
+        let Some(opener) = self.opener.as_mut() else {
+            return;
+        };
+        match opener() {
+            Ok(signals) => {
+                self.signals = Some(signals);
+                self.debouncer = TamperDebouncer::new(self.tamper_debounce);
+                let actions = self.state.gpio_reopened(now);
+                self.drive(actions);
+                self.dirty = true;
+                if self.signals.is_some() {
+                    self.watching(TamperWatch::Watched {
+                        input: self.input.clone(),
+                    });
+                }
+            }
+            Err(error) => {
+                self.next_reopen = now + GPIO_REOPEN;
+                if !self.lost_recorded {
+                    let warning = format!("{GPIO_OFF}{error}");
+                    log::warn!(
+                        event = "gpio-unavailable";
+                        "bench GPIO unavailable: {error}; no LEDs, buzzer or tamper input until it opens (tried every 5 s)"
+                    );
+                    self.state.set_warning(warning.clone());
+                    self.shared.emit(DaemonEvent::BenchWarning { warning });
+                }
+                self.watching(TamperWatch::Unwatched {
+                    input: self.input.clone(),
+                    reason: format!("the GPIO cannot be opened: {error}"),
+                });
+            }
+        }
+    }
+
+    /// Tells the dispenser whether the tamper input is watched; a loss and a recovery each
+    /// go to the journal and the audit trail once.
+    fn watching(&mut self, watch: TamperWatch) {
+        let record = match &watch {
+            TamperWatch::Unwatched { input, reason } if !self.lost_recorded => {
+                self.lost_recorded = true;
+                log::error!(
+                    event = "tamper-input-lost", input = input.as_str();
+                    "the tamper input {input} is not watched: {reason}{}",
+                    if self.shared.dispenser.tamper_input_required() { "; no key is dispensed until it is back ([bench] require_tamper_input)" } else { "; keys still flow ([bench] require_tamper_input = false)" }
+                );
+                Some(AuditEvent::TamperInputLost {
+                    input: input.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            TamperWatch::Watched { input } if self.lost_recorded => {
+                self.lost_recorded = false;
+                log::warn!(
+                    event = "tamper-input-restored", input = input.as_str();
+                    "the tamper input {input} is watched again"
+                );
+                Some(AuditEvent::TamperInputRestored {
+                    input: input.clone(),
+                })
+            }
+            _ => None,
+        };
+        self.shared.dispenser.set_tamper_watch(watch);
+        if let Some(event) = record {
+            record_tamper_watch(&self.shared, event);
+        }
     }
 
     fn draw(&mut self, now: Duration) {
@@ -592,6 +757,25 @@ impl Bench {
             self.state.set_warning(warning.clone());
             self.shared.emit(DaemonEvent::BenchWarning { warning });
         }
+    }
+}
+
+/// The start of a bench warning about the GPIO.
+const GPIO_OFF: &str = "GPIO off: ";
+
+/// Writes a tamper-input row on its own thread: a busy vault must not hold up the bench.
+fn record_tamper_watch(shared: &Arc<Shared>, event: AuditEvent) {
+    let dispenser = Arc::clone(&shared.dispenser);
+    let name = event.name();
+    let spawned = std::thread::Builder::new()
+        .name("keymother-audit".to_owned())
+        .spawn(move || {
+            if let Err(error) = dispenser.with_vault(|vault| vault.record_audit(event)) {
+                log::error!(event = "audit"; "the {name} row could not be written: {error}");
+            }
+        });
+    if let Err(error) = spawned {
+        log::error!(event = "audit"; "the {name} row could not be written: {error}");
     }
 }
 

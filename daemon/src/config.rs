@@ -195,6 +195,9 @@ pub struct BenchSettings {
     pub tamper_debounce: Duration,
     /// The display warns when fewer keys than this are left.
     pub low_inventory: u64,
+    /// No key is dispensed while the tamper input is not watched (its GPIO failed or could not
+    /// be opened). Off by default: a failing bench GPIO only warns (issue 6).
+    pub require_tamper_input: bool,
 }
 
 /// `[bench] i2c_bus` unless set.
@@ -203,6 +206,10 @@ pub const DEFAULT_I2C_BUS: &str = "/dev/i2c-1";
 pub const DEFAULT_I2C_ADDRESS: u8 = 0x3C;
 /// `[bench] tamper_debounce_ms` unless set.
 pub const DEFAULT_TAMPER_DEBOUNCE_MS: u64 = 50;
+/// `[dispensing] certificate_requests_per_minute` unless set: far more than a bench needs (an
+/// injection takes seconds), far too few for a timing attack on the KDH key (docs/SECURITY.md,
+/// RUSTSEC-2023-0071).
+pub const DEFAULT_CERTIFICATE_REQUESTS_PER_MINUTE: u32 = 30;
 /// `[bench] low_inventory` unless set.
 pub const DEFAULT_LOW_INVENTORY: u64 = 100;
 /// The highest BCM line on the Raspberry Pi's 40-pin header.
@@ -219,6 +226,7 @@ impl Default for BenchSettings {
             pins: keymother_gpio::Pins::default(),
             tamper_debounce: Duration::from_millis(DEFAULT_TAMPER_DEBOUNCE_MS),
             low_inventory: DEFAULT_LOW_INVENTORY,
+            require_tamper_input: false,
         }
     }
 }
@@ -232,6 +240,9 @@ pub struct Settings {
     pub quarantine_after: u32,
     /// A terminal session with no request for this long is forgotten (its key stays bound).
     pub idle_timeout: Duration,
+    /// Certificate-mode key requests accepted per port per minute: each costs a private-key
+    /// operation with the KDH key (docs/SECURITY.md, Marvin).
+    pub certificate_requests_per_minute: u32,
     /// The Unix control socket the `keymother` command talks to.
     pub control_socket: PathBuf,
     /// The group allowed to use the control socket (the socket is made `0660 keymother:group`).
@@ -284,6 +295,7 @@ struct RawFile {
 struct RawDispensing {
     quarantine_after: Option<Spanned<u32>>,
     idle_timeout_seconds: Option<Spanned<u64>>,
+    certificate_requests_per_minute: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -332,8 +344,10 @@ struct RawBench {
     buzzer: Option<Spanned<i64>>,
     tamper_pin: Option<Spanned<i64>>,
     tamper_active_low: Option<Spanned<bool>>,
+    tamper_pull: Option<Spanned<String>>,
     tamper_debounce_ms: Option<Spanned<i64>>,
     low_inventory: Option<Spanned<i64>>,
+    require_tamper_input: Option<Spanned<bool>>,
 }
 
 /// A port is replaced as a whole, never merged, so its own required keys are required here.
@@ -517,6 +531,7 @@ struct Merged {
     data_dir: Option<Sourced<PathBuf>>,
     quarantine_after: Option<Sourced<u32>>,
     idle_timeout_seconds: Option<Sourced<u64>>,
+    certificate_requests_per_minute: Option<Sourced<u32>>,
     control_socket: Option<Sourced<PathBuf>>,
     control_group: Option<Sourced<String>>,
     log_target: Option<Sourced<String>>,
@@ -550,8 +565,10 @@ struct MergedBench {
     buzzer: Option<Sourced<i64>>,
     tamper_pin: Option<Sourced<i64>>,
     tamper_active_low: Option<Sourced<bool>>,
+    tamper_pull: Option<Sourced<String>>,
     tamper_debounce_ms: Option<Sourced<i64>>,
     low_inventory: Option<Sourced<i64>>,
+    require_tamper_input: Option<Sourced<bool>>,
 }
 
 /// A later file's value, when it has one, replaces the earlier.
@@ -578,6 +595,11 @@ impl Merged {
             overlay(
                 &mut self.idle_timeout_seconds,
                 dispensing.idle_timeout_seconds,
+                file,
+            );
+            overlay(
+                &mut self.certificate_requests_per_minute,
+                dispensing.certificate_requests_per_minute,
                 file,
             );
         }
@@ -622,12 +644,18 @@ impl Merged {
             overlay(&mut merged.buzzer, bench.buzzer, file);
             overlay(&mut merged.tamper_pin, bench.tamper_pin, file);
             overlay(&mut merged.tamper_active_low, bench.tamper_active_low, file);
+            overlay(&mut merged.tamper_pull, bench.tamper_pull, file);
             overlay(
                 &mut merged.tamper_debounce_ms,
                 bench.tamper_debounce_ms,
                 file,
             );
             overlay(&mut merged.low_inventory, bench.low_inventory, file);
+            overlay(
+                &mut merged.require_tamper_input,
+                bench.require_tamper_input,
+                file,
+            );
         }
         overlay(&mut self.ports, raw.ports, file);
     }
@@ -704,6 +732,17 @@ impl Validator<'_> {
             Some(value) => Duration::from_secs(value.value),
             None => Duration::from_secs(30),
         };
+        let certificate_requests_per_minute = match merged.certificate_requests_per_minute {
+            Some(value) if !(1..=600).contains(&value.value) => {
+                return Err(self.error(
+                    &value,
+                    "dispensing.certificate_requests_per_minute",
+                    format!("{} is outside 1 to 600", value.value),
+                ));
+            }
+            Some(value) => value.value,
+            None => DEFAULT_CERTIFICATE_REQUESTS_PER_MINUTE,
+        };
         let control_socket = match merged.control_socket {
             None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
             Some(socket) => self.control_socket(socket)?,
@@ -773,6 +812,7 @@ impl Validator<'_> {
             ports,
             quarantine_after,
             idle_timeout,
+            certificate_requests_per_minute,
             control_socket,
             control_group,
             log_target,
@@ -908,15 +948,32 @@ impl Validator<'_> {
             }
             pins.push((key, pin, at));
         }
+        let tamper_active_low = merged
+            .tamper_active_low
+            .map_or(defaults.pins.tamper_active_low, |value| value.value);
+        // Unless set, the pull a normally-open switch needs: against the level that fires.
+        let tamper_pull_up = match merged.tamper_pull {
+            None => tamper_active_low,
+            Some(pull) => match pull.value.as_str() {
+                "up" => true,
+                "down" => false,
+                other => {
+                    return Err(self.error(
+                        &pull,
+                        "bench.tamper_pull",
+                        format!("{other:?} is not up or down"),
+                    ));
+                }
+            },
+        };
         let pins = keymother_gpio::Pins {
             ready_led: pins[0].1,
             busy_led: pins[1].1,
             error_led: pins[2].1,
             buzzer: pins[3].1,
             tamper: pins[4].1,
-            tamper_active_low: merged
-                .tamper_active_low
-                .map_or(defaults.pins.tamper_active_low, |value| value.value),
+            tamper_active_low,
+            tamper_pull_up,
         };
         let tamper_debounce = match merged.tamper_debounce_ms {
             None => defaults.tamper_debounce,
@@ -940,6 +997,17 @@ impl Validator<'_> {
             }
             Some(value) => value.value.unsigned_abs(),
         };
+        let require_tamper_input = match merged.require_tamper_input {
+            Some(required) if required.value && gpio == GpioBackend::None => {
+                return Err(self.error(
+                    &required,
+                    "bench.require_tamper_input",
+                    "there is no tamper input to require: set [bench] gpio = \"rppal\" (or \"simulated\" off the Pi)".to_owned(),
+                ));
+            }
+            Some(required) => required.value,
+            None => defaults.require_tamper_input,
+        };
         Ok(BenchSettings {
             display,
             i2c_bus,
@@ -948,6 +1016,7 @@ impl Validator<'_> {
             pins,
             tamper_debounce,
             low_inventory,
+            require_tamper_input,
         })
     }
 

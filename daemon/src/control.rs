@@ -143,6 +143,21 @@ pub(crate) fn open_control(settings: &ControlSettings) -> Option<UnixListener> {
 }
 
 /// Serves the bound socket.
+/// Whether the tamper input is watched, for `status`.
+fn tamper_input_json(dispenser: &crate::dispenser::Dispenser) -> Value {
+    use crate::dispenser::TamperWatch;
+    let required = dispenser.tamper_input_required();
+    match dispenser.tamper_watch() {
+        TamperWatch::NoInput => json!({"state": "none", "required": required}),
+        TamperWatch::Watched { input } => {
+            json!({"state": "watched", "input": input, "required": required})
+        }
+        TamperWatch::Unwatched { input, reason } => {
+            json!({"state": "not watched", "input": input, "reason": reason, "required": required})
+        }
+    }
+}
+
 pub(crate) async fn serve_control(
     listener: UnixListener,
     settings: ControlSettings,
@@ -418,15 +433,20 @@ async fn handle(
             status["operator_ca"] = json!(shared.dispenser.trust().is_some());
             // What keeps keys from flowing, as the display says it ("ready" when nothing).
             let computing = Arc::clone(shared);
-            status["reason"] = json!(blocking(move || computing.appliance_state().reason).await?);
+            let appliance = blocking(move || computing.appliance_state()).await?;
+            status["reason"] = json!(appliance.reason);
+            // KEK and TTK are loaded (the key ceremonies' "ready").
             status["ready"] = json!(shared.dispenser.ttk_kcv().is_some());
             let (state, tampered) = match shared.dispenser.readiness() {
-                crate::dispenser::Readiness::Unlocked => ("ready", None),
+                crate::dispenser::Readiness::Unlocked if appliance.ready => ("ready", None),
+                // Unlocked, and something else holds the keys back: `reason` says what.
+                crate::dispenser::Readiness::Unlocked => ("waiting", None),
                 crate::dispenser::Readiness::Locked => ("locked", None),
                 crate::dispenser::Readiness::Tampered(input) => ("tampered", Some(input)),
             };
             status["state"] = json!(state);
             status["tampered"] = json!(tampered);
+            status["tamper_input"] = tamper_input_json(&shared.dispenser);
             status["ports"] = json!(shared.port_states());
             status["injections_since_start"] = json!(shared.stats.injections.load(std::sync::atomic::Ordering::Relaxed));
             Ok(status)

@@ -54,9 +54,41 @@ pub struct Dispenser {
     tamper: Mutex<Option<TamperLock>>,
     /// Bumped by every tamper, so port tasks drop their sessions (cached deliveries too).
     tamper_epoch: AtomicU64,
+    /// Whether the bench's tamper input is watched, and whether keys may flow when it is not.
+    tamper_watch: Mutex<TamperWatchState>,
     /// Woken whenever something the appliance's state shows may have changed (keys, the
     /// operator, the inventory, a tamper): the runtime then recomputes it.
     changed: Arc<Notify>,
+}
+
+/// How [`Dispenser::tamper_input_missing`]'s reasons start.
+pub(crate) const TAMPER_INPUT_MISSING: &str = "tamper input ";
+
+/// Whether the bench's tamper input is watched (docs/SECURITY.md, "Tamper").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TamperWatch {
+    /// This bench has no tamper input (`[bench] gpio = "none"`).
+    NoInput,
+    /// Sampled every few milliseconds.
+    Watched { input: String },
+    /// Not sampled: its GPIO could not be opened, or failed. `reason` says why.
+    Unwatched { input: String, reason: String },
+}
+
+impl TamperWatch {
+    /// The input's name, when there is one.
+    pub fn input(&self) -> Option<&str> {
+        match self {
+            TamperWatch::NoInput => None,
+            TamperWatch::Watched { input } | TamperWatch::Unwatched { input, .. } => Some(input),
+        }
+    }
+}
+
+struct TamperWatchState {
+    watch: TamperWatch,
+    /// `[bench] require_tamper_input`: no key while the input is not watched.
+    required: bool,
 }
 
 /// What a tamper leaves until the custodians answer it.
@@ -201,6 +233,10 @@ impl Dispenser {
             kdh: RwLock::new(None),
             tamper: Mutex::new(tamper),
             tamper_epoch: AtomicU64::new(0),
+            tamper_watch: Mutex::new(TamperWatchState {
+                watch: TamperWatch::NoInput,
+                required: false,
+            }),
             changed: Arc::new(Notify::new()),
         })
     }
@@ -220,6 +256,50 @@ impl Dispenser {
         self.tamper
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tamper_watch_state(&self) -> MutexGuard<'_, TamperWatchState> {
+        // Each change is one assignment: a poisoned lock holds a consistent value.
+        self.tamper_watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the tamper input is watched now.
+    pub fn tamper_watch(&self) -> TamperWatch {
+        self.tamper_watch_state().watch.clone()
+    }
+
+    /// `[bench] require_tamper_input`.
+    pub fn tamper_input_required(&self) -> bool {
+        self.tamper_watch_state().required
+    }
+
+    /// Sets `[bench] require_tamper_input` and the watch's state before the bench starts.
+    pub(crate) fn init_tamper_watch(&self, watch: TamperWatch, required: bool) {
+        *self.tamper_watch_state() = TamperWatchState { watch, required };
+        self.touch();
+    }
+
+    /// The bench opened, lost or got back its tamper input; returns the state before.
+    pub(crate) fn set_tamper_watch(&self, watch: TamperWatch) -> TamperWatch {
+        let before = std::mem::replace(&mut self.tamper_watch_state().watch, watch);
+        self.touch();
+        before
+    }
+
+    /// Why no key may flow for want of a tamper input: `Some` only while
+    /// `[bench] require_tamper_input` is set and the input is not watched.
+    pub fn tamper_input_missing(&self) -> Option<String> {
+        let state = self.tamper_watch_state();
+        match &state.watch {
+            _ if !state.required => None,
+            TamperWatch::Watched { .. } => None,
+            TamperWatch::NoInput => Some(format!("{TAMPER_INPUT_MISSING}none configured")),
+            TamperWatch::Unwatched { input, reason } => Some(format!(
+                "{TAMPER_INPUT_MISSING}{input} not watched: {reason}"
+            )),
+        }
     }
 
     /// The input whose tamper has not been answered by both key ceremonies yet, if any.
@@ -705,6 +785,9 @@ impl Dispenser {
         // has begun refuses here whichever step it is at.
         if self.tampered().is_some() {
             return Err(DispenseRefusal::NotReady);
+        }
+        if self.tamper_input_missing().is_some() {
+            return Err(DispenseRefusal::TamperInputUnwatched);
         }
         // Held until the reservation is committed: a logout that returned has stopped every
         // reservation after it.

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::bench::BenchBackends;
-use crate::config::Settings;
+use crate::config::{GpioBackend, Settings};
 use crate::control::{ControlSettings, open_control, serve_control};
-use crate::dispenser::{Dispenser, OpenError, Readiness};
+use crate::dispenser::{Dispenser, OpenError, Readiness, TamperWatch};
 use crate::serial::serve_port;
 use crate::trust::Trust;
 
@@ -24,11 +24,6 @@ pub(crate) const NOT_READY_NO_OPERATOR: &str = "no operator logged in";
 /// factory settings): the display shows the same screen as for no operator.
 pub(crate) const NOT_READY_NO_OPERATOR_CA: &str = "no operator CA configured: add [pki]";
 pub(crate) const NOT_READY_NO_PORT: &str = "no serial port open";
-
-/// Certificate-mode key requests accepted per port in any minute: far more than a bench
-/// needs (an injection takes seconds), far too few for a timing attack on the KDH key
-/// (docs/SECURITY.md, RUSTSEC-2023-0071).
-const CERTIFICATE_REQUESTS_PER_MINUTE: u32 = 30;
 
 /// How far a terminal's injection on a port has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +253,7 @@ impl Shared {
             .dispenser
             .operator_session(SystemTime::now())
             .map(|session| session.name);
+        let tamper_input_missing = self.dispenser.tamper_input_missing();
         let (ready, tampered, reason) = match self.dispenser.readiness() {
             Readiness::Tampered(input) => (
                 false,
@@ -266,6 +262,9 @@ impl Shared {
             ),
             Readiness::Locked => (false, false, NOT_READY_LOCKED.to_owned()),
             Readiness::Unlocked if keys_left == 0 => (false, false, NOT_READY_NO_KEYS.to_owned()),
+            Readiness::Unlocked if tamper_input_missing.is_some() => {
+                (false, false, tamper_input_missing.unwrap_or_default())
+            }
             Readiness::Unlocked if self.dispenser.operator_ca_missing() => {
                 (false, false, NOT_READY_NO_OPERATOR_CA.to_owned())
             }
@@ -395,7 +394,7 @@ pub async fn run_with(
         dispenser: Arc::new(dispenser),
         stats,
         idle_timeout: settings.idle_timeout,
-        certificate_requests_per_minute: CERTIFICATE_REQUESTS_PER_MINUTE,
+        certificate_requests_per_minute: settings.certificate_requests_per_minute,
         events: EventBus::default(),
         ports: Mutex::new(
             settings
@@ -408,6 +407,21 @@ pub async fn run_with(
     if let Some(events) = events {
         shared.events.add(Subscriber::Task(events));
     }
+    // Keys wait for the bench's tamper input, when it is required, until the bench has opened it.
+    shared.dispenser.init_tamper_watch(
+        if settings.bench.gpio == GpioBackend::None
+            && backends.signals.is_none()
+            && backends.open_signals.is_none()
+        {
+            TamperWatch::NoInput
+        } else {
+            TamperWatch::Unwatched {
+                input: crate::bench::tamper_input_name(&settings.bench),
+                reason: "the bench has not opened its GPIO yet".to_owned(),
+            }
+        },
+        settings.bench.require_tamper_input,
+    );
     // Subscribed before anything is emitted, so the bench sees every event.
     let bench = crate::bench::start(&settings.bench, backends, Arc::clone(&shared));
     let mut tasks = tokio::task::JoinSet::new();

@@ -3,6 +3,7 @@
 use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
 
 use crate::bench::{BenchView, DisplayError, DisplaySink, STARTING};
+use crate::dispenser::TAMPER_INPUT_MISSING;
 use crate::runtime::{
     InjectionStep, NOT_READY_NO_KEYS, NOT_READY_NO_OPERATOR, NOT_READY_NO_OPERATOR_CA,
     NOT_READY_NO_PORT,
@@ -51,6 +52,10 @@ pub fn screen_for(view: &BenchView) -> Screen {
             NOT_READY_NO_PORT => Screen::Error {
                 port: None,
                 reason: "no serial port open: check the bench cables".to_owned(),
+            },
+            reason if reason.starts_with(TAMPER_INPUT_MISSING) => Screen::Error {
+                port: None,
+                reason: "tamper input not watched: check the GPIO".to_owned(),
             },
             _ => Screen::Locked {
                 reason: LockReason::NoKeys,
@@ -200,6 +205,13 @@ mod tests {
                 Screen::Error {
                     port: None,
                     reason: NOT_READY_NO_KEYS.to_owned(),
+                },
+            ),
+            (
+                "tamper input GPIO23 not watched: the GPIO failed: gone",
+                Screen::Error {
+                    port: None,
+                    reason: "tamper input not watched: check the GPIO".to_owned(),
                 },
             ),
         ] {

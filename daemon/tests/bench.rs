@@ -32,6 +32,7 @@ const ONE_INJECTION: [Signal; 5] = [
 fn with_signals(signals: &SimulatedSignals) -> BenchBackends {
     BenchBackends {
         signals: Some(Box::new(signals.clone())),
+        open_signals: None,
         display: None,
     }
 }
@@ -446,6 +447,7 @@ fn a_failing_gpio_is_one_warning_and_injection_carries_on() {
         signals: Some(Box::new(FailingSignals {
             calls: Arc::clone(&calls),
         })),
+        open_signals: None,
         display: None,
     };
     let daemon = InProcessDaemon::start_with(settings, backends);
@@ -578,6 +580,7 @@ fn the_display_and_the_leds_follow_a_full_injection_screen_by_screen() {
     let signals = SimulatedSignals::new();
     let backends = BenchBackends {
         signals: Some(Box::new(signals.clone())),
+        open_signals: None,
         display: Some(display_on(panel.clone())),
     };
     let daemon = InProcessDaemon::start_with(settings, backends);
@@ -680,4 +683,222 @@ fn a_panel_that_cannot_be_opened_leaves_injection_working() {
     }
     daemon.wait_for(|event| matches!(event, DaemonEvent::Injected { .. }));
     assert_eq!(appliance.vault().smn_rows().unwrap().len(), 2);
+}
+
+/// GPIO that can be pulled: while `broken`, opening fails and an open back end fails its
+/// next call; otherwise it is `signals`.
+#[derive(Clone)]
+struct PullableGpio {
+    signals: SimulatedSignals,
+    broken: Arc<AtomicBool>,
+    opened: Arc<AtomicUsize>,
+}
+
+impl PullableGpio {
+    fn new(broken: bool) -> PullableGpio {
+        PullableGpio {
+            signals: SimulatedSignals::new(),
+            broken: Arc::new(AtomicBool::new(broken)),
+            opened: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn backends(&self) -> BenchBackends {
+        let gpio = self.clone();
+        BenchBackends {
+            signals: None,
+            open_signals: Some(Box::new(move || {
+                if gpio.broken.load(Ordering::SeqCst) {
+                    return Err(GpioError::Open {
+                        chip: "/dev/gpiochip0".to_owned(),
+                        reason: "no such device".to_owned(),
+                    });
+                }
+                gpio.opened.fetch_add(1, Ordering::SeqCst);
+                Ok(Box::new(gpio.clone()) as Box<dyn BenchSignals>)
+            })),
+            display: None,
+        }
+    }
+
+    fn set_broken(&self, broken: bool) {
+        self.broken.store(broken, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), GpioError> {
+        if self.broken.load(Ordering::SeqCst) {
+            Err(GpioError::Failed("the GPIO chip went away".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl BenchSignals for PullableGpio {
+    fn set_led(&mut self, led: Led, on: bool) -> Result<(), GpioError> {
+        self.check()?;
+        self.signals.set_led(led, on)
+    }
+    fn beep(&mut self, beep: Beep) -> Result<(), GpioError> {
+        self.check()?;
+        self.signals.beep(beep)
+    }
+    fn tamper_asserted(&mut self) -> Result<bool, GpioError> {
+        self.check()?;
+        self.signals.tamper_asserted()
+    }
+}
+
+/// Waits up to `limit` for `condition`.
+fn eventually_within(limit: Duration, what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The GPIO is opened again every 5 s: a little more than that.
+const REOPEN_WAIT: Duration = Duration::from_secs(8);
+
+/// The audit rows of `event`, as `details`.
+fn audit_details(appliance: &Appliance, event: &str) -> Vec<String> {
+    appliance
+        .vault()
+        .audit_rows()
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.event == event)
+        .map(|row| row.details)
+        .collect()
+}
+
+#[test]
+fn a_gpio_that_cannot_be_opened_is_tried_again_and_its_loss_and_return_are_audited() {
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = appliance.ports(1);
+    let gpio = PullableGpio::new(true);
+    let daemon = InProcessDaemon::start_with(settings, gpio.backends());
+
+    // Not watched from the start: said, recorded, and (not required) keys still flow.
+    let unwatched = status(&appliance);
+    assert_eq!(
+        unwatched["tamper_input"]["state"], "not watched",
+        "{unwatched}"
+    );
+    assert_eq!(unwatched["tamper_input"]["input"], "GPIO23");
+    assert_eq!(unwatched["tamper_input"]["required"], false);
+    let reason = unwatched["tamper_input"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("/dev/gpiochip0: no such device"),
+        "{reason}"
+    );
+    eventually("the tamper-input-lost row", || {
+        audit_details(&appliance, "tamper-input-lost").len() == 1
+    });
+    let lost = audit_details(&appliance, "tamper-input-lost");
+    assert!(
+        lost[0].starts_with("input=GPIO23; reason=the GPIO cannot be opened"),
+        "{lost:?}"
+    );
+    assert!(daemon.saw(|event| matches!(event, DaemonEvent::BenchWarning { warning } if warning.contains("no such device"))));
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+
+    // The chip comes back: opened at the next try, the LEDs show the state at once, and the
+    // tamper input works again.
+    gpio.set_broken(false);
+    eventually_within(REOPEN_WAIT, "the GPIO opened again", || {
+        gpio.opened.load(Ordering::SeqCst) == 1
+    });
+    eventually("the ready LED", || gpio.signals.led(Led::Ready));
+    eventually("the watched state", || {
+        status(&appliance)["tamper_input"]["state"] == "watched"
+    });
+    eventually("the tamper-input-restored row", || {
+        audit_details(&appliance, "tamper-input-restored") == ["input=GPIO23"]
+    });
+    // Tried again, but recorded once per loss.
+    assert_eq!(audit_details(&appliance, "tamper-input-lost").len(), 1);
+    gpio.signals.set_tamper(true);
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Tamper { input } if input == "GPIO23"));
+    assert_eq!(status(&appliance)["state"], "tampered");
+    appliance.vault().verify_audit().unwrap();
+}
+
+#[test]
+fn when_the_tamper_input_is_required_no_key_flows_while_it_is_not_watched() {
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, mut settings) = appliance.ports(1);
+    settings.bench.require_tamper_input = true;
+    let gpio = PullableGpio::new(false);
+    let daemon = InProcessDaemon::start_with(settings, gpio.backends());
+    let watched = status(&appliance);
+    assert_eq!(watched["tamper_input"]["state"], "watched", "{watched}");
+    assert_eq!(watched["tamper_input"]["required"], true);
+    assert_eq!(watched["state"], "ready");
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+
+    // The chip goes away while the bench runs: the next tamper sample fails.
+    gpio.set_broken(true);
+    daemon.wait_for(|event| matches!(event, DaemonEvent::BenchWarning { .. }));
+    eventually("the not-watched state", || {
+        status(&appliance)["tamper_input"]["state"] == "not watched"
+    });
+    let waiting = status(&appliance);
+    assert_eq!(waiting["state"], "waiting", "{waiting}");
+    let reason = waiting["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("tamper input GPIO23 not watched: the GPIO failed"),
+        "{reason}"
+    );
+    let available = appliance.vault().available_keys().unwrap();
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "456L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("NOT_READY"), "{refused}");
+    assert!(refused.contains("tamper input is not watched"), "{refused}");
+    assert_eq!(
+        appliance.vault().available_keys().unwrap(),
+        available,
+        "nothing reserved"
+    );
+    assert!(daemon.saw(|event| matches!(event, DaemonEvent::InjectionFailed { reason, .. } if reason == "tamper input not watched")));
+    eventually("the tamper-input-lost row", || {
+        audit_details(&appliance, "tamper-input-lost").len() == 1
+    });
+
+    // Back: keys flow again.
+    gpio.set_broken(false);
+    eventually_within(REOPEN_WAIT, "the watched state", || {
+        status(&appliance)["tamper_input"]["state"] == "watched"
+    });
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "456L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+    assert_eq!(
+        audit_details(&appliance, "tamper-input-restored"),
+        ["input=GPIO23"]
+    );
+    assert_eq!(status(&appliance)["state"], "ready");
+    appliance.vault().verify_audit().unwrap();
 }

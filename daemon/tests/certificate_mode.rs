@@ -45,15 +45,17 @@ impl Bench {
     fn new(keys: u32, ports: usize, revoked: &[Vec<u8>]) -> Bench {
         let pki = TestPki::generate("certificate-mode test").unwrap();
         let device_key = PrivateKey::generate(2048).unwrap();
-        Bench::with(keys, ports, pki, device_key, |_| revoked.to_vec())
+        Bench::with(keys, ports, pki, device_key, |_| revoked.to_vec(), |_| {})
     }
 
+    /// `adjust` changes the daemon's settings before it starts.
     fn with(
         keys: u32,
         ports: usize,
         pki: TestPki,
         device_key: PrivateKey,
         revoked: impl FnOnce(&TestPki) -> Vec<Vec<u8>>,
+        adjust: fn(&mut Settings),
     ) -> Bench {
         let appliance = Appliance::provisioned(keys);
         let directory = appliance.directory.path();
@@ -66,7 +68,8 @@ impl Bench {
             "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\ndevice_crl = {crl:?}\n",
             files.device_ca, files.kdh_ca, files.operator_ca
         ));
-        let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+        let mut settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+        adjust(&mut settings);
         let daemon = InProcessDaemon::start(settings);
         let bench = Bench {
             device_key_der: device_key.to_pkcs8_der().unwrap(),
@@ -250,7 +253,7 @@ fn device_certificates_the_appliance_must_refuse_are_refused_with_nothing_reserv
     let public = device_key.public_key();
     let revoked_certificate = pki.device_certificate("REVOKED1", &public).unwrap();
     let revoked_serial = serial_of(&revoked_certificate).unwrap();
-    let mut bench = Bench::with(4, 1, pki, device_key, |_| vec![revoked_serial]);
+    let mut bench = Bench::with(4, 1, pki, device_key, |_| vec![revoked_serial], |_| {});
     let now = SystemTime::now();
     let pki = &bench.pki;
     let device = |subject: &str, role: Role, issuer: Role, from: SystemTime, until: SystemTime| {
@@ -330,6 +333,40 @@ fn device_certificates_the_appliance_must_refuse_are_refused_with_nothing_reserv
             "{serial}: expected {expected:?} in {reason}"
         );
     }
+}
+
+#[test]
+fn the_certificate_request_limit_per_port_comes_from_the_settings() {
+    let pki = TestPki::generate("rate limit").unwrap();
+    let device_key = PrivateKey::generate(2048).unwrap();
+    let mut bench = Bench::with(
+        6,
+        1,
+        pki,
+        device_key,
+        |_| Vec::new(),
+        |settings| settings.certificate_requests_per_minute = 2,
+    );
+    for serial in ["RATE0001", "RATE0002"] {
+        let (config, mut store) = bench.terminal(serial);
+        let outcome = inject(&mut bench.lines[0], config, &mut store)
+            .unwrap()
+            .outcome;
+        assert!(
+            matches!(outcome, TerminalOutcome::Injected { .. }),
+            "{outcome}"
+        );
+    }
+    // The third key request within the minute on this port is refused before any RSA work.
+    let available = bench.untouched_keys();
+    let (config, mut store) = bench.terminal("RATE0003");
+    let outcome = inject(&mut bench.lines[0], config, &mut store)
+        .unwrap()
+        .outcome;
+    assert!(failure(&outcome).contains("RATE_LIMITED"), "{outcome}");
+    assert!(store.installed().is_none());
+    assert_eq!(bench.untouched_keys(), available);
+    assert_eq!(bench.used_keys_and_rows(), (2, 2));
 }
 
 #[test]
@@ -722,7 +759,7 @@ fn certificates_and_a_crl_made_with_openssl_work_end_to_end() {
 fn terminals_check_the_kdh_crl_the_appliance_attaches() {
     let pki = TestPki::generate("KDH CRL").unwrap();
     let device_key = PrivateKey::generate(2048).unwrap();
-    let bench = Bench::with(4, 1, pki, device_key, |_| Vec::new());
+    let bench = Bench::with(4, 1, pki, device_key, |_| Vec::new(), |_| {});
     let status = ask(
         &bench.socket(),
         serde_json::json!({"command": "kdh-status"}),

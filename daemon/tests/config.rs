@@ -195,6 +195,8 @@ const DROP_IN_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("stop bits", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\nstop_bits = 0\n", 4, "port[0].stop_bits", "0 is not 1 or 2"),
     ("quarantine", "\n\n[dispensing]\nquarantine_after = 0\n", 4, "dispensing.quarantine_after", "outside 1 to 10"),
     ("idle timeout", "[dispensing]\nidle_timeout_seconds = 3601\n", 2, "dispensing.idle_timeout_seconds", "outside 1 to 3600"),
+    ("certificate rate", "[dispensing]\ncertificate_requests_per_minute = 0\n", 2, "dispensing.certificate_requests_per_minute", "0 is outside 1 to 600"),
+    ("certificate rate type", "[dispensing]\n\ncertificate_requests_per_minute = -1\n", 3, "dispensing.certificate_requests_per_minute", "invalid value"),
     ("duplicate name", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB1\"\n", 5, "port[1].name", "is used by another port"),
     ("duplicate path", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n[[port]]\nname = \"b\"\npath = \"/dev/ttyUSB0\"\n", 6, "port[1].path", "is used by another port"),
     ("no ports", "# no ports on this bench\nport = []\n", 2, "port", "at least one [[port]]"),
@@ -238,11 +240,12 @@ fn a_drop_in_overrides_single_keys_and_keeps_the_rest() {
     let etc = Etc::new(MAIN);
     etc.drop_in(
         "10-site.toml",
-        "[dispensing]\nidle_timeout_seconds = 90\n\n[control]\ngroup = \"bench-operators\"\n\n[logging]\ntarget = \"journal\"\nlevel = \"debug\"\n",
+        "[dispensing]\nidle_timeout_seconds = 90\ncertificate_requests_per_minute = 12\n\n[control]\ngroup = \"bench-operators\"\n\n[logging]\ntarget = \"journal\"\nlevel = \"debug\"\n",
     );
     let settings = etc.load().unwrap();
     assert_eq!(settings.idle_timeout, Duration::from_secs(90));
     assert_eq!(settings.quarantine_after, 3, "kept from the main file");
+    assert_eq!(settings.certificate_requests_per_minute, 12);
     assert_eq!(settings.control_group, "bench-operators");
     assert_eq!(
         settings.control_socket,
@@ -644,12 +647,18 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
     assert_eq!(settings.bench.tamper_debounce, Duration::from_millis(50));
     assert_eq!(settings.bench.low_inventory, 100);
     assert!(settings.bench.pins.tamper_active_low);
+    assert!(
+        settings.bench.pins.tamper_pull_up,
+        "a normally-open switch to ground"
+    );
+    assert!(!settings.bench.require_tamper_input);
 
     etc.drop_in(
         "30-bench.toml",
         "[bench]\ndisplay = \"ssd1306\"\ni2c_bus = \"/dev/i2c-3\"\ni2c_address = 0x3D\n\
          gpio = \"rppal\"\nready_led = 5\nbusy_led = 6\nerror_led = 13\nbuzzer = 12\n\
-         tamper_pin = 2\ntamper_active_low = false\ntamper_debounce_ms = 20\nlow_inventory = 0\n",
+         tamper_pin = 2\ntamper_active_low = false\ntamper_debounce_ms = 20\nlow_inventory = 0\n\
+         require_tamper_input = true\n",
     );
     let bench = etc.load().unwrap().bench;
     assert_eq!(
@@ -666,10 +675,12 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
             buzzer: 12,
             tamper: 2,
             tamper_active_low: false,
+            tamper_pull_up: false,
         }
     );
     assert_eq!(bench.tamper_debounce, Duration::from_millis(20));
     assert_eq!(bench.low_inventory, 0);
+    assert!(bench.require_tamper_input);
 
     // A later drop-in overrides one key and keeps the rest.
     etc.drop_in("40-memory.toml", "[bench]\ndisplay = \"memory\"\n");
@@ -678,6 +689,16 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
         (bench.display, bench.pins.buzzer),
         (DisplayKind::Memory, 12)
     );
+
+    // A normally-closed tamper loop to ground: fires high (an opened case or a cut wire), with
+    // the pull-up that a closed loop holds down.
+    etc.drop_in(
+        "50-loop.toml",
+        "[bench]\ntamper_active_low = false\ntamper_pull = \"up\"\n",
+    );
+    let pins = etc.load().unwrap().bench.pins;
+    assert!(!pins.tamper_active_low);
+    assert!(pins.tamper_pull_up);
 }
 
 /// (what, `[bench]` drop-in, line, key, part of the problem).
@@ -694,9 +715,12 @@ const BENCH_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("a default pin", "[bench]\nready_led = 27\n", 2, "bench.ready_led", "BCM 27 is also bench.busy_led (its default)"),
     ("I2C line", "[bench]\ndisplay = \"ssd1306\"\ntamper_pin = 3\n", 3, "bench.tamper_pin", "BCM 3 is an I2C line of /dev/i2c-1 (SCL)"),
     ("polarity type", "[bench]\ntamper_active_low = \"yes\"\n", 2, "bench.tamper_active_low", "invalid type"),
+    ("pull", "[bench]\ntamper_pull = \"none\"\n", 2, "bench.tamper_pull", "\"none\" is not up or down"),
     ("debounce", "[bench]\ntamper_debounce_ms = 0\n", 2, "bench.tamper_debounce_ms", "0 is outside 1 to 1000"),
     ("low inventory", "[bench]\nlow_inventory = -5\n", 2, "bench.low_inventory", "-5 is outside 0 to 10000000"),
     ("unknown key", "[bench]\nbuzzer_pin = 12\n", 2, "bench.buzzer_pin", "unknown key `buzzer_pin`"),
+    ("tamper input required without GPIO", "[bench]\ngpio = \"none\"\nrequire_tamper_input = true\n", 3, "bench.require_tamper_input", "there is no tamper input to require"),
+    ("requirement type", "[bench]\nrequire_tamper_input = 1\n", 2, "bench.require_tamper_input", "invalid type"),
 ];
 
 #[test]

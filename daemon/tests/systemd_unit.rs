@@ -142,6 +142,8 @@ fn the_example_settings_show_every_key() {
         "buzzer =",
         "tamper_pin =",
         "tamper_active_low =",
+        "tamper_pull =",
+        "require_tamper_input =",
         "tamper_debounce_ms =",
         "low_inventory =",
     ] {

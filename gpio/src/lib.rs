@@ -100,8 +100,14 @@ pub struct Pins {
     pub error_led: u8,
     pub buzzer: u8,
     pub tamper: u8,
-    /// The tamper switch pulls the line low when it fires (the input then has a pull-up).
+    /// The tamper input counts as fired while its line is low (else while it is high).
     pub tamper_active_low: bool,
+    /// The tamper input's pull resistor: up (true) or down. A normally-open switch pulls
+    /// against it when the case opens (active low with a pull-up, active high with a
+    /// pull-down); a normally-closed loop holds the line against it while the case is shut,
+    /// so an opened case and a cut wire both fire (active high with a pull-up, or active low
+    /// with a pull-down).
+    pub tamper_pull_up: bool,
 }
 
 impl Pins {
@@ -136,6 +142,7 @@ impl Default for Pins {
             buzzer: 18,
             tamper: 23,
             tamper_active_low: true,
+            tamper_pull_up: true,
         }
     }
 }

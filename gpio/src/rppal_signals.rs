@@ -86,7 +86,7 @@ impl RppalSignals {
         let error = line(&gpio, pins.error_led, "error LED")?.into_output_low();
         let buzzer = line(&gpio, pins.buzzer, "buzzer")?.into_output_low();
         let tamper = line(&gpio, pins.tamper, "tamper input")?;
-        let tamper = if pins.tamper_active_low {
+        let tamper = if pins.tamper_pull_up {
             tamper.into_input_pullup()
         } else {
             tamper.into_input_pulldown()

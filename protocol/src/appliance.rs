@@ -78,6 +78,9 @@ pub enum DispenseRefusal {
     NotReady,
     /// Operator login is required and no operator is logged in (NOT_READY, saying so).
     NoOperator,
+    /// The appliance requires its tamper input to be watched and it is not (NOT_READY,
+    /// saying so).
+    TamperInputUnwatched,
     /// Certificate mode: the device certificate was refused (CERTIFICATE_REFUSED); the text
     /// says why and goes to the terminal.
     CertificateRefused(String),
@@ -499,6 +502,11 @@ impl ApplianceSession {
             Err(DispenseRefusal::NoOperator) => self.respond_error(
                 ErrorCode::NOT_READY,
                 "no operator is logged in on the appliance",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::TamperInputUnwatched) => self.respond_error(
+                ErrorCode::NOT_READY,
+                "the appliance's tamper input is not watched",
                 &mut actions,
             ),
             Err(DispenseRefusal::CertificateRefused(detail)) => {

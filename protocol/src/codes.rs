@@ -122,7 +122,7 @@ impl ErrorCode {
             }
             ErrorCode::NO_KEYS_AVAILABLE => "no unused master key is left for this terminal",
             ErrorCode::NOT_READY => {
-                "the appliance is locked, has no transport key loaded, or no operator is logged in"
+                "the appliance is locked, has no transport key loaded, no operator is logged in, or its tamper input is not watched"
             }
             ErrorCode::KCV_MISMATCH => "the KCV in CONFIRM is not the delivered key's",
             ErrorCode::KCV_MISMATCH_QUARANTINED => {

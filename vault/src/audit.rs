@@ -103,6 +103,11 @@ pub enum AuditEvent {
     LoginRefused { peer: String, reason: String },
     /// The tamper input fired.
     Tamper { input: String },
+    /// The tamper input is not watched any more, or could not be watched from the start: its
+    /// GPIO failed or could not be opened.
+    TamperInputLost { input: String, reason: String },
+    /// The tamper input is watched again after it was lost.
+    TamperInputRestored { input: String },
     /// The device's secrets and storage key are being destroyed.
     Zeroize {
         reason: String,
@@ -150,6 +155,8 @@ impl AuditEvent {
             AuditEvent::Logout { .. } => "logout",
             AuditEvent::LoginRefused { .. } => "login-refused",
             AuditEvent::Tamper { .. } => "tamper",
+            AuditEvent::TamperInputLost { .. } => "tamper-input-lost",
+            AuditEvent::TamperInputRestored { .. } => "tamper-input-restored",
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
@@ -171,7 +178,9 @@ impl AuditEvent {
             | AuditEvent::ConfigChange { operator, .. }
             | AuditEvent::KdhRequest { operator, .. }
             | AuditEvent::KdhCertificate { operator, .. } => operator_or_system(operator),
-            AuditEvent::Tamper { .. } => "system".to_owned(),
+            AuditEvent::Tamper { .. }
+            | AuditEvent::TamperInputLost { .. }
+            | AuditEvent::TamperInputRestored { .. } => "system".to_owned(),
             AuditEvent::Void { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => operator.clone(),
@@ -255,7 +264,12 @@ impl AuditEvent {
             AuditEvent::LoginRefused { peer, reason } => {
                 vec![("reason", reason.clone()), ("peer", peer.clone())]
             }
-            AuditEvent::Tamper { input } => vec![("input", input.clone())],
+            AuditEvent::Tamper { input } | AuditEvent::TamperInputRestored { input } => {
+                vec![("input", input.clone())]
+            }
+            AuditEvent::TamperInputLost { input, reason } => {
+                vec![("input", input.clone()), ("reason", reason.clone())]
+            }
             AuditEvent::Zeroize {
                 reason,
                 operator: _,
