@@ -653,14 +653,19 @@ impl Bench {
             event = "gpio-failed";
             "the bench GPIO failed: {error}; LEDs, buzzer and the tamper input are off {until}"
         );
-        self.state.set_warning(warning.clone());
-        self.shared.emit(DaemonEvent::BenchWarning { warning });
+        self.warn(warning);
         // A failing chip is not hammered: the next try is a full interval away.
         self.next_reopen = self.started.elapsed() + GPIO_REOPEN;
         self.watching(TamperWatch::Unwatched {
             input: self.input.clone(),
             reason: format!("the GPIO failed: {error}"),
         });
+    }
+
+    /// Shows a back end's warning on the display and tells the observers.
+    fn warn(&mut self, warning: String) {
+        self.state.set_warning(warning.clone());
+        self.shared.emit(DaemonEvent::BenchWarning { warning });
     }
 
     /// Tries the opener: the tamper input is watched again, or stays unwatched (logged and
@@ -690,8 +695,7 @@ impl Bench {
                         event = "gpio-unavailable";
                         "bench GPIO unavailable: {error}; no LEDs, buzzer or tamper input until it opens (tried every 5 s)"
                     );
-                    self.state.set_warning(warning.clone());
-                    self.shared.emit(DaemonEvent::BenchWarning { warning });
+                    self.warn(warning);
                 }
                 self.watching(TamperWatch::Unwatched {
                     input: self.input.clone(),
@@ -754,8 +758,7 @@ impl Bench {
                 event = "display-failed";
                 "the bench display failed: {error}; it stays off until keymotherd restarts; injection carries on"
             );
-            self.state.set_warning(warning.clone());
-            self.shared.emit(DaemonEvent::BenchWarning { warning });
+            self.warn(warning);
         }
     }
 }
