@@ -75,16 +75,6 @@ pub enum TamperWatch {
     Unwatched { input: String, reason: String },
 }
 
-impl TamperWatch {
-    /// The input's name, when there is one.
-    pub fn input(&self) -> Option<&str> {
-        match self {
-            TamperWatch::NoInput => None,
-            TamperWatch::Watched { input } | TamperWatch::Unwatched { input, .. } => Some(input),
-        }
-    }
-}
-
 struct TamperWatchState {
     watch: TamperWatch,
     /// `[bench] require_tamper_input`: no key while the input is not watched.
@@ -281,11 +271,14 @@ impl Dispenser {
         self.touch();
     }
 
-    /// The bench opened, lost or got back its tamper input; returns the state before.
-    pub(crate) fn set_tamper_watch(&self, watch: TamperWatch) -> TamperWatch {
-        let before = std::mem::replace(&mut self.tamper_watch_state().watch, watch);
-        self.touch();
-        before
+    /// The bench opened, lost or got back its tamper input (or tried again in vain).
+    pub(crate) fn set_tamper_watch(&self, watch: TamperWatch) {
+        let mut state = self.tamper_watch_state();
+        if state.watch != watch {
+            state.watch = watch;
+            drop(state);
+            self.touch();
+        }
     }
 
     /// Why no key may flow for want of a tamper input: `Some` only while
