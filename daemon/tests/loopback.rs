@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use keymother_daemon::DaemonEvent;
-use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
+use keymother_protocol::TerminalOutcome;
 use keymother_terminal::{Line, NoisyLine, PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::KeyState;
 use support::{Appliance, InProcessDaemon};
@@ -122,50 +122,6 @@ fn eight_ports_at_once() {
     );
 }
 
-/// Runs a terminal session until its key is delivered, then stops answering (pulled cable,
-/// power cut): the key is installed in the store but never confirmed.
-fn vanish_after_delivery(
-    line: &mut PtyLine,
-    config: TerminalConfig,
-    store: &mut SoftwareKeyStore,
-) -> u32 {
-    let started = Instant::now();
-    let mut session = TerminalSession::new(config);
-    let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
-    let mut buffer = [0u8; 2048];
-    loop {
-        while let Some(action) = pending.pop_front() {
-            match action {
-                TerminalAction::Send(bytes) => line.write_all(&bytes).unwrap(),
-                TerminalAction::InstallKey {
-                    key_index,
-                    key_block,
-                    kcv,
-                    ..
-                } => {
-                    store.install(key_index, &key_block, &kcv).unwrap();
-                    return key_index;
-                }
-                TerminalAction::Finished(outcome) => {
-                    panic!("finished before delivery: {outcome:?}")
-                }
-                TerminalAction::Report(_) => {}
-                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
-        let count = line
-            .read_within(&mut buffer, Duration::from_millis(20))
-            .unwrap();
-        let now = started.elapsed();
-        pending.extend(if count > 0 {
-            session.handle_bytes(&buffer[..count], now)
-        } else {
-            session.handle_tick(now)
-        });
-    }
-}
-
 #[test]
 fn a_terminal_that_vanishes_gets_the_same_key_and_nobody_else_does() {
     let appliance = Appliance::provisioned(10);
@@ -173,7 +129,7 @@ fn a_terminal_that_vanishes_gets_the_same_key_and_nobody_else_does() {
     let _daemon = InProcessDaemon::start(settings);
     let mut store = appliance.key_store();
     let delivered =
-        vanish_after_delivery(&mut lines[0], appliance.terminal("VANISH01"), &mut store);
+        support::vanish_after_delivery(&mut lines[0], appliance.terminal("VANISH01"), &mut store);
     // The daemon records the delivery as sent right after writing it.
     let deadline = Instant::now() + Duration::from_secs(2);
     while appliance.vault().inventory().unwrap().count(KeyState::Sent) != 1 {

@@ -3,15 +3,14 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use keymother_daemon::DaemonEvent;
 use keymother_pki::PrivateKey;
 use keymother_pki::login::{LoginResponse, sign_login};
-use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
-use keymother_terminal::{Line, PtyLine, SoftwareKeyStore, inject};
+use keymother_protocol::TerminalOutcome;
+use keymother_terminal::{PtyLine, inject};
 use keymother_vault::{AuditRow, KeyState, Vault};
 use serde_json::{Value, json};
 use support::operators::{
@@ -667,51 +666,13 @@ fn ask_final(socket: &Path, request: &Value) -> Value {
     serde_json::from_str(&last).unwrap()
 }
 
-/// Runs a terminal until its key is delivered, then stops answering (a pulled cable): the key
-/// is in the store, never confirmed.
-fn vanish_after_delivery(line: &mut PtyLine, config: TerminalConfig, store: &mut SoftwareKeyStore) {
-    let started = Instant::now();
-    let mut session = TerminalSession::new(config);
-    let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
-    let mut buffer = [0u8; 2048];
-    loop {
-        while let Some(action) = pending.pop_front() {
-            match action {
-                TerminalAction::Send(bytes) => line.write_all(&bytes).unwrap(),
-                TerminalAction::InstallKey {
-                    key_index,
-                    key_block,
-                    kcv,
-                    ..
-                } => {
-                    store.install(key_index, &key_block, &kcv).unwrap();
-                    return;
-                }
-                TerminalAction::Finished(outcome) => panic!("finished: {outcome:?}"),
-                TerminalAction::Report(_) => {}
-                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
-        let count = line
-            .read_within(&mut buffer, Duration::from_millis(20))
-            .unwrap();
-        let now = started.elapsed();
-        pending.extend(if count > 0 {
-            session.handle_bytes(&buffer[..count], now)
-        } else {
-            session.handle_tick(now)
-        });
-    }
-}
-
 #[test]
 fn a_key_sent_in_a_session_and_confirmed_after_it_ended_names_that_session() {
     let mut bench = Bench::start(5, "");
     ok(login(bench.socket(), &good_certificate("Ann Operator", 14)));
     let mut store = bench.appliance.key_store();
     let config = bench.appliance.terminal("VANISH01");
-    vanish_after_delivery(&mut bench.lines[0], config, &mut store);
+    support::vanish_after_delivery(&mut bench.lines[0], config, &mut store);
     let deadline = Instant::now() + Duration::from_secs(2);
     while bench.inventory().count(KeyState::Sent) != 1 {
         assert!(Instant::now() < deadline, "never marked sent");

@@ -11,7 +11,8 @@ use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_daemon::{BenchBackends, DaemonEvent, Settings, Stats};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
-use keymother_protocol::{Mode, TerminalConfig};
+use keymother_protocol::{Mode, TerminalAction, TerminalConfig, TerminalSession};
+use keymother_terminal::Line;
 use keymother_terminal::{PtyLine, SoftwareKeyStore};
 use keymother_vault::{SecretName, Vault};
 use tempfile::TempDir;
@@ -258,5 +259,50 @@ impl Drop for InProcessDaemon {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Runs a terminal session until its key is delivered, then stops answering (pulled cable,
+/// power cut): the key is installed in the store but never confirmed.
+pub fn vanish_after_delivery(
+    line: &mut PtyLine,
+    config: TerminalConfig,
+    store: &mut SoftwareKeyStore,
+) -> u32 {
+    let started = std::time::Instant::now();
+    let mut session = TerminalSession::new(config);
+    let mut pending: std::collections::VecDeque<TerminalAction> =
+        session.start(started.elapsed()).into();
+    let mut buffer = [0u8; 2048];
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                TerminalAction::Send(bytes) => line.write_all(&bytes).unwrap(),
+                TerminalAction::InstallKey {
+                    key_index,
+                    key_block,
+                    kcv,
+                    ..
+                } => {
+                    store.install(key_index, &key_block, &kcv).unwrap();
+                    return key_index;
+                }
+                TerminalAction::Finished(outcome) => {
+                    panic!("finished before delivery: {outcome:?}")
+                }
+                TerminalAction::Report(_) => {}
+                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
+        let count = line
+            .read_within(&mut buffer, Duration::from_millis(20))
+            .unwrap();
+        let now = started.elapsed();
+        pending.extend(if count > 0 {
+            session.handle_bytes(&buffer[..count], now)
+        } else {
+            session.handle_tick(now)
+        });
     }
 }
