@@ -676,6 +676,9 @@ struct PkiPaths {
 /// Checks merged values; errors point into the file each value came from.
 struct Validator<'a> {
     sources: &'a [Source],
+    /// Also check what only the machine the settings are used on can tell (see
+    /// [`Settings::check`]).
+    host: bool,
 }
 
 impl Validator<'_> {
@@ -707,6 +710,17 @@ impl Validator<'_> {
             }
             Some(dir) if dir.value.as_os_str().is_empty() => {
                 return Err(self.error(&dir, "data_dir", "must not be empty".to_owned()));
+            }
+            // The daemon's working directory is nobody's business (systemd starts it in /).
+            Some(dir) if !dir.value.is_absolute() => {
+                return Err(self.error(
+                    &dir,
+                    "data_dir",
+                    format!(
+                        "{} is not an absolute path (e.g. \"/var/lib/keymother\")",
+                        dir.value.display()
+                    ),
+                ));
             }
             Some(dir) => dir.value,
         };
@@ -747,8 +761,8 @@ impl Validator<'_> {
             None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
             Some(socket) => self.control_socket(socket)?,
         };
-        let control_group = match merged.control_group {
-            None => DEFAULT_CONTROL_GROUP.to_owned(),
+        let (control_group, control_group_at) = match merged.control_group {
+            None => (DEFAULT_CONTROL_GROUP.to_owned(), None),
             Some(group) if !is_group_name(&group.value) => {
                 return Err(self.error(
                     &group,
@@ -759,7 +773,10 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            Some(group) => group.value,
+            Some(group) => {
+                let at = (group.file, group.span.start);
+                (group.value, Some(at))
+            }
         };
         let log_target = match merged.log_target {
             None => LogTarget::Auto,
@@ -800,14 +817,14 @@ impl Validator<'_> {
             kdh_crl: merged.kdh_crl,
             operator_crl: merged.operator_crl,
         })?;
-        let ports = self.ports(merged.ports, pki.is_some())?;
+        let (ports, port_paths_at) = self.ports(merged.ports, pki.is_some())?;
         let bench = self.bench(merged.bench)?;
         let operator = self.operator(
             merged.require_operator,
             merged.login_window_seconds,
             merged.session_limit_seconds,
         )?;
-        Ok(Settings {
+        let settings = Settings {
             data_dir,
             ports,
             quarantine_after,
@@ -820,7 +837,69 @@ impl Validator<'_> {
             pki,
             operator,
             bench,
-        })
+        };
+        // What the text says is checked above, all of it, before what this machine says.
+        if self.host {
+            self.control_group_exists(&settings.control_group, control_group_at)?;
+            self.one_device_per_port(&settings.ports, &port_paths_at)?;
+        }
+        Ok(settings)
+    }
+
+    /// `[control] group` names a group of this machine: the daemon gives the control socket
+    /// that group, and without it only root and the daemon's own user could use the socket
+    /// (the daemon starts all the same, warning, which is how a typo would otherwise pass).
+    /// `at` is where the group was set; `None` for the default.
+    fn control_group_exists(&self, name: &str, at: Option<Location>) -> Result<(), ConfigError> {
+        let (file, offset) = at.unwrap_or((0, 0));
+        let which = if at.is_some() {
+            format!("{name:?}")
+        } else {
+            format!("{name:?} (the default)")
+        };
+        let problem = match nix::unistd::Group::from_name(name) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => format!(
+                "{which} is not a group on this machine: correct the name, or create the group \
+                 (sysusers.d/keymother.conf creates {DEFAULT_CONTROL_GROUP}) and put the \
+                 daemon's user in it (the unit's SupplementaryGroups=)"
+            ),
+            Err(error) => format!("cannot look up group {which}: {error}"),
+        };
+        Err(self.error_in(file, offset, "control.group", problem))
+    }
+
+    /// No device is served as two ports: two paths that exist here and resolve (links
+    /// followed, as `/dev/serial/by-id/...` and `/dev/keymother/...` are) to the same file.
+    /// The same path written twice is refused with the text (`Validator::ports`); a path
+    /// that does not exist now (an adapter not plugged in) is not judged.
+    fn one_device_per_port(
+        &self,
+        ports: &[PortSettings],
+        paths_at: &[Location],
+    ) -> Result<(), ConfigError> {
+        let mut resolved: Vec<(usize, PathBuf)> = Vec::with_capacity(ports.len());
+        for (number, (port, &(file, offset))) in ports.iter().zip(paths_at).enumerate() {
+            let Ok(device) = std::fs::canonicalize(&port.path) else {
+                continue;
+            };
+            if let Some((other, _)) = resolved.iter().find(|(_, seen)| *seen == device) {
+                return Err(self.error_in(
+                    file,
+                    offset,
+                    &format!("port[{number}].path"),
+                    format!(
+                        "{} is the same device as port[{other}].path {} (both lead to {}): \
+                         one device cannot be two ports",
+                        port.path.display(),
+                        ports[*other].path.display(),
+                        device.display()
+                    ),
+                ));
+            }
+            resolved.push((number, device));
+        }
+        Ok(())
     }
 
     /// `[bench]`: every key optional; pins are BCM lines on the header, all different, and
@@ -1162,12 +1241,12 @@ impl Validator<'_> {
 
     /// `[[port]]`; certificate mode needs the `[pki]` trust anchors (`has_pki`), and is
     /// offered by default when they are configured (it runs once a KDH certificate is
-    /// installed).
+    /// installed). Returns the ports with where each one's path was set.
     fn ports(
         &self,
         raw: Option<Sourced<Vec<RawPort>>>,
         has_pki: bool,
-    ) -> Result<Vec<PortSettings>, ConfigError> {
+    ) -> Result<(Vec<PortSettings>, Vec<Location>), ConfigError> {
         let Some(raw) = raw else {
             return Err(self.error_in(0, 0, "port", "at least one [[port]] is needed".to_owned()));
         };
@@ -1181,6 +1260,7 @@ impl Validator<'_> {
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
         let mut ports = Vec::with_capacity(raw.value.len());
+        let mut paths_at = Vec::with_capacity(raw.value.len());
         for (number, port) in raw.value.into_iter().enumerate() {
             let key = |field: &str| format!("port[{number}].{field}");
             let name = port.name.get_ref().clone();
@@ -1208,6 +1288,18 @@ impl Validator<'_> {
                     port.path.span(),
                     &key("path"),
                     "must not be empty".to_owned(),
+                ));
+            }
+            // The serial adapter finds the device by this path whatever the working
+            // directory: /dev/serial/by-id/..., /dev/keymother/bench-1, /dev/ttyUSB0.
+            if !port.path.get_ref().is_absolute() {
+                return Err(at(
+                    port.path.span(),
+                    &key("path"),
+                    format!(
+                        "{} is not an absolute path (e.g. /dev/keymother/bench-1)",
+                        port.path.get_ref().display()
+                    ),
                 ));
             }
             if !paths.insert(port.path.get_ref().clone()) {
@@ -1295,6 +1387,7 @@ impl Validator<'_> {
                     parsed
                 }
             };
+            paths_at.push((file, port.path.span().start));
             ports.push(PortSettings {
                 name,
                 path: port.path.into_inner(),
@@ -1304,7 +1397,7 @@ impl Validator<'_> {
                 modes,
             });
         }
-        Ok(ports)
+        Ok((ports, paths_at))
     }
 }
 
@@ -1339,13 +1432,23 @@ fn read_source(path: &Path) -> Result<Source, ConfigError> {
     })
 }
 
-/// Stages 1 to 3 over files already read, main file first.
-fn from_sources(sources: &[Source]) -> Result<Settings, ConfigError> {
+/// Stages 1 to 3 over files already read, main file first; `host`: also what this machine
+/// can tell (see [`Settings::check`]).
+fn from_sources(sources: &[Source], host: bool) -> Result<Settings, ConfigError> {
     let mut merged = Merged::default();
     for (file, source) in sources.iter().enumerate() {
         merged.apply(source.parse()?, file);
     }
-    Validator { sources }.settings(merged)
+    Validator { sources, host }.settings(merged)
+}
+
+/// The main file and its drop-ins, read.
+fn read_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
+    let mut sources = vec![read_source(path)?];
+    for drop_in in Settings::drop_in_files(path)? {
+        sources.push(read_source(&drop_in)?);
+    }
+    Ok(sources)
 }
 
 impl Settings {
@@ -1365,20 +1468,35 @@ impl Settings {
     /// 3. the merged values are checked and turned into `Settings`; each value remembers the
     ///    file and span it came from, so a bad value in a drop-in is reported against the
     ///    drop-in, and one inherited from the main file against the main file.
+    ///
+    /// What only the machine can tell is not looked at here: see [`Settings::check`].
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let mut sources = vec![read_source(path)?];
-        for drop_in in Settings::drop_in_files(path)? {
-            sources.push(read_source(&drop_in)?);
-        }
-        from_sources(&sources)
+        from_sources(&read_sources(path)?, false)
+    }
+
+    /// [`Settings::load`], then what only the machine the settings are used on can tell,
+    /// with the same `file:line: key: problem` errors: that the `[control] group` exists here
+    /// (looked up by name), and that no two ports lead to one device (paths that exist and
+    /// resolve, links followed, to the same file). `keymotherd --check-config` checks this
+    /// way, and so does the unit before every start (`ExecStartPre=`).
+    ///
+    /// The daemon itself starts with [`Settings::load`] (on the appliance the unit has
+    /// checked first): without its group the control socket is only root's and the daemon's
+    /// own (it warns), which is how the demo and the tests run on machines that have no
+    /// `keymother-operators` group.
+    pub fn check(path: &Path) -> Result<Settings, ConfigError> {
+        from_sources(&read_sources(path)?, true)
     }
 
     /// Parses and validates the text of one settings file (no drop-ins); `file` labels errors.
     pub fn from_toml(text: &str, file: &str) -> Result<Settings, ConfigError> {
-        from_sources(&[Source {
-            name: file.to_owned(),
-            text: text.to_owned(),
-        }])
+        from_sources(
+            &[Source {
+                name: file.to_owned(),
+                text: text.to_owned(),
+            }],
+            false,
+        )
     }
 
     /// What these settings allow but whoever installs them should hear of: printed by
@@ -1496,7 +1614,7 @@ require = false
                 text: (*text).to_owned(),
             })
             .collect();
-        from_sources(&sources)
+        from_sources(&sources, false)
     }
 
     /// Each text is refused with an error starting with its expected text.

@@ -115,7 +115,14 @@ fn main() -> ExitCode {
         Some(Some(path)) => path.clone(),
         _ => arguments.config.clone(),
     };
-    let settings = match Settings::load(&config) {
+    // --check-config also checks what only this machine can tell (the control group exists,
+    // no device is two ports); see Settings::check.
+    let loaded = if arguments.check_config.is_some() {
+        Settings::check(&config)
+    } else {
+        Settings::load(&config)
+    };
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("keymotherd: {error}");

@@ -61,6 +61,37 @@ device_ca = ""#,
     "\"\n"
 );
 
+/// A group that exists on this machine: the test user's primary group, else root's (gid 0),
+/// whichever has a name `[control] group` takes.
+fn existing_group() -> String {
+    let portable = |name: &str| {
+        name.len() <= 32
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+    };
+    [nix::unistd::getegid(), nix::unistd::Gid::from_raw(0)]
+        .into_iter()
+        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
+        .map(|group| group.name)
+        .find(|name| portable(name))
+        .expect("a group with a portable name on this machine")
+}
+
+/// MAIN, or a text made from it, as `--check-config` accepts it on this machine: it refuses a
+/// `[control] group` that does not exist here, and keymother-operators exists on the
+/// appliance (sysusers.d), not on a development or CI machine. The group is replaced on its
+/// own line, so line numbers stay those of MAIN.
+fn on_this_machine(text: &str) -> String {
+    let group = "group = \"keymother-operators\"";
+    assert!(text.contains(group), "{text}");
+    text.replacen(group, &format!("group = \"{}\"", existing_group()), 1)
+}
+
 /// A settings directory: `keymotherd.toml` and its `keymotherd.toml.d/`.
 struct Etc {
     directory: TempDir,
@@ -148,6 +179,10 @@ const MAIN_CASES: &[(&str, &str, &str, usize, &str, &str)] = &[
     ("relative CA", "kdh_ca = \"", "kdh_ca = \"ca/", 34, "pki.kdh_ca", "is not an absolute path"),
     ("missing CA", "kdh_ca = \"", "kdh_certificate = \"", 34, "pki.kdh_certificate", "unknown key"),
     ("unknown pki key", "[pki]", "[pki]\nroot = \"/etc/root.pem\"", 33, "pki.root", "unknown key `root`"),
+    ("relative data_dir", "data_dir = \"/var/lib/keymother\"", "data_dir = \"var/lib/keymother\"", 1, "data_dir", "var/lib/keymother is not an absolute path"),
+    ("data_dir .", "data_dir = \"/var/lib/keymother\"", "data_dir = \".\"", 1, "data_dir", ". is not an absolute path"),
+    ("relative port path", "path = \"/dev/keymother/bench-2\"", "path = \"ttyUSB1\"", 25, "port[1].path", "ttyUSB1 is not an absolute path"),
+    ("port path under .", "path = \"/dev/keymother/bench-1\"", "path = \"./dev/ttyUSB0\"", 17, "port[0].path", "./dev/ttyUSB0 is not an absolute path"),
 ];
 
 #[test]
@@ -206,6 +241,8 @@ const DROP_IN_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("log level", "[logging]\nlevel = \"verbose\"\n", 2, "logging.level", "is not error, warn, info or debug"),
     ("relative CRL", "[pki]\noperator_crl = \"operator.crl\"\n", 2, "pki.operator_crl", "is not an absolute path"),
     ("login window", "\n[operator]\nlogin_window_seconds = 7200\n", 3, "operator.login_window_seconds", "7200 is outside 1 to 3600"),
+    ("relative data_dir", "# moved\ndata_dir = \"keymother\"\n", 2, "data_dir", "keymother is not an absolute path"),
+    ("relative port path", "[[port]]\nname = \"a\"\npath = \"/dev/ttyUSB0\"\n[[port]]\nname = \"b\"\npath = \"serial/by-id/usb-FTDI_A2\"\n", 6, "port[1].path", "is not an absolute path"),
 ];
 
 #[test]
@@ -448,7 +485,7 @@ fn check_config(config: &Path) -> std::process::Output {
 
 #[test]
 fn check_config_accepts_a_good_file() {
-    let etc = Etc::new(MAIN);
+    let etc = Etc::new(&on_this_machine(MAIN));
     etc.drop_in("10-site.toml", "[logging]\nlevel = \"debug\"\n");
     let output = check_config(&etc.main());
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -473,7 +510,7 @@ fn check_config_accepts_a_good_file() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let bad = Etc::new(&MAIN.replace("baud = 115200", "baud = 115201"));
+    let bad = Etc::new(&on_this_machine(MAIN).replace("baud = 115200", "baud = 115201"));
     let output = Command::new(env!("CARGO_BIN_EXE_keymotherd"))
         .arg("--check-config")
         .arg(bad.main())
@@ -516,7 +553,8 @@ fn check_config_names_file_line_and_key_of_a_bad_drop_in() {
 /// passes quietly.
 #[test]
 fn check_config_warns_when_operator_login_is_required_without_pki() {
-    let without_pki = &MAIN[..MAIN.find("[pki]").unwrap()];
+    let main = on_this_machine(MAIN);
+    let without_pki = &main[..main.find("[pki]").unwrap()];
     for text in [without_pki, &without_pki.replace("require = true\n", "")] {
         let etc = Etc::new(text);
         let output = check_config(&etc.main());
@@ -541,7 +579,7 @@ fn check_config_warns_when_operator_login_is_required_without_pki() {
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     // With [pki] there is nothing to warn of.
-    let output = check_config(&Etc::new(MAIN).main());
+    let output = check_config(&Etc::new(&main).main());
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
@@ -561,7 +599,7 @@ fn check_config_reads_the_ca_and_crl_files() {
         ("not a CRL", format!("{MAIN}device_crl = \"{}\"\n", fixture!("ca-device.pem")), 36, "pki.device_crl", "cannot parse the CRL"),
     ];
     for (what, text, line, key, problem) in cases {
-        let etc = Etc::new(text);
+        let etc = Etc::new(&on_this_machine(text));
         let output = check_config(&etc.main());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{what}: accepted");
@@ -573,10 +611,10 @@ fn check_config_reads_the_ca_and_crl_files() {
     }
     // A CRL outside its dates (this one is for 2028..2028-02) is usable settings, with a
     // warning: every check against it refuses meanwhile.
-    let etc = Etc::new(&format!(
+    let etc = Etc::new(&on_this_machine(&format!(
         "{MAIN}device_crl = \"{}\"\n",
         fixture!("ca-device-stale.crl.pem")
-    ));
+    )));
     let output = check_config(&etc.main());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -584,6 +622,170 @@ fn check_config_reads_the_ca_and_crl_files() {
         stderr.contains("warning: pki.device_crl: ")
             && stderr.contains("terminal device certificates are refused until it is replaced"),
         "{stderr}"
+    );
+}
+
+/// A group name no machine running these tests has.
+const NO_SUCH_GROUP: &str = "keymother-no-such-group";
+
+/// `--check-config` refuses a `[control] group` this machine does not have (a typo would
+/// leave the control socket to root and the daemon's user, with only a warning in the log),
+/// naming the file and line that set it; the daemon itself still starts with it.
+#[test]
+fn check_config_refuses_a_control_group_that_is_not_on_this_machine() {
+    assert_eq!(nix::unistd::Group::from_name(NO_SUCH_GROUP).unwrap(), None);
+    let typo = MAIN.replacen(
+        "group = \"keymother-operators\"",
+        &format!("group = \"{NO_SUCH_GROUP}\""),
+        1,
+    );
+    let etc = Etc::new(&typo);
+    assert_eq!(etc.load().unwrap().control_group, NO_SUCH_GROUP);
+    let problem = format!("\"{NO_SUCH_GROUP}\" is not a group on this machine");
+    assert_names(
+        &Settings::check(&etc.main()).unwrap_err(),
+        &etc.main(),
+        9,
+        "control.group",
+        &problem,
+    );
+    let output = check_config(&etc.main());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:9: control.group: {problem}",
+            etc.main().display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+
+    // Set in a drop-in: the drop-in is named.
+    let etc = Etc::new(&on_this_machine(MAIN));
+    assert_eq!(
+        Settings::check(&etc.main()).unwrap().control_group,
+        existing_group()
+    );
+    let bad = etc.drop_in(
+        "10-site.toml",
+        &format!("# site\n[control]\ngroup = \"{NO_SUCH_GROUP}\"\n"),
+    );
+    assert_names(
+        &Settings::check(&etc.main()).unwrap_err(),
+        &bad,
+        3,
+        "control.group",
+        &problem,
+    );
+    let output = check_config(&etc.main());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!(
+            "{}:3: control.group: {problem}",
+            bad.display()
+        ))
+    );
+
+    // A mistake in the text is reported before what this machine says.
+    let etc = Etc::new(&typo.replace("baud = 115200", "baud = 115201"));
+    assert_names(
+        &Settings::check(&etc.main()).unwrap_err(),
+        &etc.main(),
+        18,
+        "port[0].baud",
+        "115201",
+    );
+
+    // Unset, the default group is looked up too (and reported against the main file).
+    let etc = Etc::new(&MAIN.replacen("group = \"keymother-operators\"\n", "", 1));
+    match nix::unistd::Group::from_name("keymother-operators").unwrap() {
+        None => assert_names(
+            &Settings::check(&etc.main()).unwrap_err(),
+            &etc.main(),
+            1,
+            "control.group",
+            "\"keymother-operators\" (the default) is not a group on this machine",
+        ),
+        Some(_) => {
+            Settings::check(&etc.main()).unwrap();
+        }
+    }
+}
+
+/// `--check-config` refuses two ports that lead to one device: links that resolve to the
+/// same file (the same path written twice is refused with the text, see MAIN_CASES). Paths
+/// that do not exist here are not judged.
+#[test]
+fn check_config_refuses_two_ports_that_lead_to_one_device() {
+    let etc = Etc::new(&on_this_machine(MAIN));
+    let dev = etc.directory.path().join("dev");
+    std::fs::create_dir_all(dev.join("serial/by-id")).unwrap();
+    // /dev/null stands in for an adapter: a character device that exists everywhere.
+    let by_name = dev.join("bench-1");
+    let by_id = dev.join("serial/by-id/usb-FTDI_A1");
+    std::os::unix::fs::symlink("/dev/null", &by_name).unwrap();
+    std::os::unix::fs::symlink("../../bench-1", &by_id).unwrap();
+    let two_names = on_this_machine(MAIN)
+        .replacen("/dev/keymother/bench-1", by_name.to_str().unwrap(), 1)
+        .replacen("/dev/keymother/bench-2", by_id.to_str().unwrap(), 1);
+    std::fs::write(etc.main(), &two_names).unwrap();
+    assert_eq!(etc.load().unwrap().ports.len(), 2, "the text alone is fine");
+    let problem = format!(
+        "{} is the same device as port[0].path {} (both lead to /dev/null)",
+        by_id.display(),
+        by_name.display()
+    );
+    assert_names(
+        &Settings::check(&etc.main()).unwrap_err(),
+        &etc.main(),
+        25,
+        "port[1].path",
+        &problem,
+    );
+    let output = check_config(&etc.main());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:25: port[1].path: {problem}",
+            etc.main().display()
+        )),
+        "{stderr}"
+    );
+
+    // In a drop-in's ports: the drop-in is named.
+    let etc = Etc::new(&on_this_machine(MAIN));
+    let bad = etc.drop_in(
+        "20-bench.toml",
+        &format!(
+            "[[port]]\nname = \"left\"\npath = {:?}\n[[port]]\nname = \"middle\"\npath = \"/nonexistent/ttyUSB9\"\n[[port]]\nname = \"right\"\npath = \"/dev/null\"\n",
+            by_id.to_str().unwrap()
+        ),
+    );
+    assert_names(
+        &Settings::check(&etc.main()).unwrap_err(),
+        &bad,
+        9,
+        "port[2].path",
+        "/dev/null is the same device as port[0].path",
+    );
+
+    // Different devices, and paths that do not exist (an adapter not plugged in), pass.
+    let etc = Etc::new(&on_this_machine(MAIN));
+    etc.drop_in(
+        "20-bench.toml",
+        &format!(
+            "[[port]]\nname = \"left\"\npath = {:?}\n[[port]]\nname = \"right\"\npath = \"/dev/zero\"\n             [[port]]\nname = \"gone-1\"\npath = \"/nonexistent/ttyUSB8\"\n             [[port]]\nname = \"gone-2\"\npath = \"/nonexistent/ttyUSB9\"\n",
+            by_name.to_str().unwrap()
+        ),
+    );
+    assert_eq!(Settings::check(&etc.main()).unwrap().ports.len(), 4);
+    let output = check_config(&etc.main());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
