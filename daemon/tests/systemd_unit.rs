@@ -170,6 +170,8 @@ fn the_unit_keeps_its_hardening() {
         ("UMask", "0077"),
         ("LimitCORE", "0"),
         ("LimitMEMLOCK", "infinity"),
+        // 64 control connections at most, the ports, SQLite and the bench: room to spare.
+        ("LimitNOFILE", "4096"),
         ("PrivateNetwork", "yes"),
         ("RestrictAddressFamilies", "AF_UNIX"),
         ("IPAddressDeny", "any"),
@@ -222,6 +224,15 @@ fn the_unit_keeps_its_hardening() {
     for key in ["PrivateDevices", "PrivateUsers"] {
         assert_eq!(values_of(key), ["no"], "{key}");
     }
+    // Nothing writable beyond StateDirectory= and RuntimeDirectory=: key files and exports
+    // travel over the control socket, so no removable media (/media, /mnt, /run/media) and
+    // no other path is opened to the daemon.
+    for key in ["ReadWritePaths", "BindPaths"] {
+        assert_eq!(values_of(key), Vec::<String>::new(), "{key}");
+    }
+    assert_eq!(values_of("ProtectSystem"), ["strict"]);
+    assert_eq!(values_of("ProtectHome"), ["yes"]);
+    assert_eq!(values_of("LimitNOFILE"), ["4096"], "one limit, not two");
     assert!(
         values_of("AmbientCapabilities")
             .iter()
