@@ -1,5 +1,6 @@
 //! keymotherd: the appliance daemon. Owns the vault and every secret; serves the serial ports.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +23,17 @@ struct Arguments {
     check_config: Option<Option<PathBuf>>,
 }
 
+/// Writes one line to standard error, ignoring failure: `eprintln!` panics when the write
+/// fails, and a reader that went away (a closed pipe: EPIPE, since Rust ignores SIGPIPE) must
+/// not take the daemon down with it. The line is written whole, in one call where it can be.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// Logging to stderr when the journal is not there: the message, then its structured fields.
+/// Nothing is lost but the line when standard error is gone (see [`say`]).
 struct StderrLogger;
 
 impl log::Log for StderrLogger {
@@ -47,12 +58,12 @@ impl log::Log for StderrLogger {
         }
         let mut fields = Fields(String::new());
         let _ = record.key_values().visit(&mut fields);
-        eprintln!(
+        say(format_args!(
             "keymotherd {} {}{}",
             record.level(),
             record.args(),
             fields.0
-        );
+        ));
     }
 
     fn flush(&self) {}
@@ -81,7 +92,9 @@ fn start_logging(target: LogTarget, level: log::LevelFilter) {
                 }
             }
             Err(error) => {
-                eprintln!("keymotherd: the journal is not usable ({error}); logging to stderr")
+                say(format_args!(
+                    "keymotherd: the journal is not usable ({error}); logging to stderr"
+                ))
             }
         }
     }
@@ -125,30 +138,31 @@ fn main() -> ExitCode {
     let settings = match loaded {
         Ok(settings) => settings,
         Err(error) => {
-            eprintln!("keymotherd: {error}");
+            say(format_args!("keymotherd: {error}"));
             return ExitCode::from(2);
         }
     };
     if arguments.check_config.is_some() {
         // Accepted, but worth saying: e.g. factory settings that can never dispense.
         for warning in settings.warnings() {
-            eprintln!("keymotherd: warning: {warning}");
+            say(format_args!("keymotherd: warning: {warning}"));
         }
         // The CA and CRL files [pki] names are part of the settings: read and check them too.
         if let Some(pki) = &settings.pki {
             match Trust::load(pki, std::time::SystemTime::now()) {
                 Ok(trust) => {
                     for warning in &trust.warnings {
-                        eprintln!("keymotherd: warning: {warning}");
+                        say(format_args!("keymotherd: warning: {warning}"));
                     }
                 }
                 Err(error) => {
-                    eprintln!("keymotherd: {error}");
+                    say(format_args!("keymotherd: {error}"));
                     return ExitCode::from(2);
                 }
             }
         }
-        println!("{}: ok", config.display());
+        // Like `say`, on standard output: `--check-config | head` must not panic.
+        let _ = writeln!(std::io::stdout(), "{}: ok", config.display());
         return ExitCode::SUCCESS;
     }
     start_logging(settings.log_target, settings.log_level);
@@ -159,7 +173,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("keymotherd: cannot start the runtime: {error}");
+            say(format_args!("keymotherd: cannot start the runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
@@ -172,7 +186,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("keymotherd: {error}");
+            say(format_args!("keymotherd: {error}"));
             ExitCode::FAILURE
         }
     }
