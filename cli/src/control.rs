@@ -1,20 +1,16 @@
-//! The thin client of keymotherd's control socket: one JSON request per connection, progress lines, then the answer.
+//! The `keymother` commands that operate the running appliance through keymotherd's control socket, with typed answers.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
-use zeroize::Zeroize;
+use keymother_control as api;
 
-use crate::argument_error;
+use crate::client::{call, download, open_regular, upload};
 use crate::custodian::CeremonyArguments;
 
-/// Where keymotherd listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/keymother/control.sock";
+pub use crate::client::DEFAULT_SOCKET;
 
 #[derive(Subcommand)]
 pub enum DaemonCommand {
@@ -27,23 +23,28 @@ pub enum DaemonCommand {
     /// Key ceremony: custodians type their components (never echoed); the daemon combines
     /// them and seals the result.
     Ceremony(CeremonyArguments),
-    /// Imports a key file (read by the daemon): all records or none.
+    /// Imports a key file: this command reads it (as you) and streams it to the daemon,
+    /// which stores all its records or none. Ctrl-C cancels the import.
     Import {
-        /// The key file, as the daemon sees it (e.g. on the USB stick).
+        /// The key file (e.g. on the USB stick).
         file: PathBuf,
     },
     /// Keys per state and per batch.
     Inventory,
     /// The SMN registry: one row per confirmed injection.
     Smn,
-    /// Writes the sealed SMN file for the front end's terminal table (e.g. onto a USB stick).
+    /// Writes the sealed SMN file for the front end's terminal table (e.g. onto a USB stick);
+    /// its rows are marked exported once the file is written.
     ExportSmn {
-        /// Where to write it, as the daemon sees the path.
+        /// Where to write it; an existing file is not replaced without --force.
         #[arg(long)]
         out: PathBuf,
         /// Only rows not exported before.
         #[arg(long)]
         only_new: bool,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// The hash-chained audit trail.
     #[command(subcommand)]
@@ -76,106 +77,137 @@ pub enum AuditCommand {
     Verify,
     /// Writes the trail with its hashes for the security officer.
     Export {
+        /// Where to write it; an existing file is not replaced without --force.
         #[arg(long)]
         out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
-/// Paths are resolved here: the daemon has no idea of the caller's working directory.
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    })
-}
-
-/// Sends `request` and returns the result, rendering progress lines on a bar.
-pub fn call(socket: &Path, mut request: Value, bar: Option<&ProgressBar>) -> anyhow::Result<Value> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach keymotherd at {} (is it running, and are you in its operators' group?)",
-            socket.display()
-        )
-    })?;
-    let mut line = request.to_string();
-    wipe_components(&mut request);
-    line.push('\n');
-    let sent = stream.write_all(line.as_bytes());
-    line.zeroize();
-    sent?;
-    let reader = BufReader::new(stream);
-    for answer in reader.lines() {
-        let answer: Value = serde_json::from_str(&answer?)
-            .context("keymotherd answered something that is not JSON")?;
-        if let Some(progress) = answer.get("progress") {
-            if let Some(bar) = bar {
-                bar.set_length(progress["total"].as_u64().unwrap_or(0));
-                bar.set_position(progress["done"].as_u64().unwrap_or(0));
-            }
-            continue;
-        }
-        if answer["ok"] == json!(true) {
-            return Ok(answer["result"].clone());
-        }
-        anyhow::bail!(
-            "{}",
-            answer["error"]
-                .as_str()
-                .unwrap_or("keymotherd refused the request")
-        );
-    }
-    anyhow::bail!("keymotherd closed the connection without answering")
-}
-
-fn wipe_components(request: &mut Value) {
-    if let Some(Value::Array(components)) = request.get_mut("components") {
-        for component in components.iter_mut() {
-            if let Value::String(text) = component {
-                text.zeroize();
-            }
-        }
-    }
-}
-
-fn print_counts(keys: &Value) {
-    if let Some(keys) = keys.as_object() {
-        let parts: Vec<String> = keys
-            .iter()
-            .map(|(state, count)| format!("{state} {count}"))
-            .collect();
-        println!("keys: {}", parts.join(", "));
-    }
+fn print_counts(keys: &BTreeMap<String, u64>) {
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(state, count)| format!("{state} {count}"))
+        .collect();
+    println!("keys: {}", parts.join(", "));
 }
 
 /// "state: ready", or the state and what holds the keys back.
-fn state_line(status: &Value) -> String {
-    let state = status["state"].as_str().unwrap_or("?");
-    let reason = status["reason"].as_str().unwrap_or("?");
-    match state {
-        "ready" => "state: ready: keys flow".to_owned(),
-        "locked" => "state: locked: load the KEK and the TTK (keymother ceremony)".to_owned(),
-        _ => format!("state: {state}: {reason}"),
+fn state_line(status: &api::StatusReport) -> String {
+    match status.state {
+        api::ApplianceState::Ready => "state: ready: keys flow".to_owned(),
+        api::ApplianceState::Locked => {
+            "state: locked: load the KEK and the TTK (keymother ceremony)".to_owned()
+        }
+        api::ApplianceState::Waiting => format!("state: waiting: {}", status.reason),
+        api::ApplianceState::Tampered => format!("state: tampered: {}", status.reason),
     }
 }
 
 /// Whether the tamper input is watched, and whether keys wait for it.
-fn tamper_input_line(tamper_input: &Value) -> String {
-    let input = tamper_input["input"].as_str().unwrap_or("?");
-    let required = tamper_input["required"] == json!(true);
-    match tamper_input["state"].as_str() {
-        Some("watched") => format!("tamper input: {input}, watched"),
-        Some("not watched") => format!(
+fn tamper_input_line(tamper_input: &api::TamperInput) -> String {
+    let input = tamper_input.input.as_deref().unwrap_or("?");
+    match tamper_input.state {
+        api::TamperInputState::Watched => format!("tamper input: {input}, watched"),
+        api::TamperInputState::NotWatched => format!(
             "tamper input: {input}, NOT WATCHED: {}; {}",
-            tamper_input["reason"].as_str().unwrap_or("?"),
-            if required {
+            tamper_input.reason.as_deref().unwrap_or("no reason given"),
+            if tamper_input.required {
                 "no key is dispensed until it is back"
             } else {
                 "keys still flow ([bench] require_tamper_input = false)"
             }
         ),
-        Some("none") => "tamper input: none ([bench] gpio = \"none\")".to_owned(),
-        _ => "tamper input: unknown".to_owned(),
+        api::TamperInputState::None => "tamper input: none ([bench] gpio = \"none\")".to_owned(),
+    }
+}
+
+fn print_status(status: &api::StatusReport) {
+    println!("device {}", status.device_id);
+    println!("{}", state_line(status));
+    for (name, secret) in &status.secrets {
+        match secret {
+            None => println!("{name}: not loaded"),
+            Some(secret) => println!(
+                "{name}: {} KCV {} ({} components, loaded {})",
+                secret.algorithm, secret.kcv, secret.components, secret.loaded_at
+            ),
+        }
+    }
+    println!("{}", crate::operator::operator_line(status));
+    print_counts(&status.keys);
+    for (port, state) in &status.ports {
+        println!("port {port}: {state}");
+    }
+    println!("{}", tamper_input_line(&status.tamper_input));
+    println!("SMN rows: {}", status.smn_rows);
+}
+
+fn ceremony(socket: &Path, arguments: CeremonyArguments) -> anyhow::Result<()> {
+    let input = arguments.collect()?;
+    let count = input.components.len();
+    let request = api::Ceremony {
+        secret: input.name.to_string(),
+        algorithm: input.combined.key.algorithm().name().to_owned(),
+        components: input
+            .components
+            .iter()
+            .map(|component| api::ComponentHex::new(component.expose_secret_hex().to_string()))
+            .collect(),
+        expect_kcv: Some(input.combined.key.kcv().to_string()),
+    };
+    drop(input);
+    let result = call(socket, request)?;
+    for (number, kcv) in result.component_kcvs.iter().enumerate() {
+        println!("component {} KCV   {kcv}", number + 1);
+    }
+    println!("combined KCV      {}", result.kcv);
+    println!(
+        "{} loaded: {} from {count} components, KCV {}",
+        result.secret, result.algorithm, result.kcv
+    );
+    if result.ready {
+        println!("the appliance is ready: KEK and TTK are loaded");
+    }
+    Ok(())
+}
+
+fn import(socket: &Path, file: &Path) -> anyhow::Result<()> {
+    let name = file.display().to_string();
+    let (mut opened, size) = open_regular(file)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("importing {bar:40} {pos}/{len} keys ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let request = api::Import {
+        file_name: name.clone(),
+        size,
+    };
+    let result = upload(socket, request, &mut opened, &name, size, Some(&bar));
+    bar.finish_and_clear();
+    let result = result?;
+    println!(
+        "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
+        result.batch_id,
+        result.issuer,
+        result.records,
+        result.algorithm,
+        result.first_index,
+        result.last_index,
+        result.file_sha256
+    );
+    Ok(())
+}
+
+/// A row count with its noun: "1 SMN row", "2 SMN rows".
+fn rows(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun} row")
+    } else {
+        format!("{count} {noun} rows")
     }
 }
 
@@ -183,191 +215,101 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Kdh(command) => crate::kdh::run(socket, command),
         DaemonCommand::Status { json } => {
-            let status = call(socket, json!({"command": "status"}), None)?;
+            let status = call(socket, api::Status {})?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
-                return Ok(());
-            }
-            println!("device {}", status["device_id"].as_str().unwrap_or("?"));
-            println!("{}", state_line(&status));
-            if let Some(secrets) = status["secrets"].as_object() {
-                for (name, secret) in secrets {
-                    match secret {
-                        Value::Null => println!("{name}: not loaded"),
-                        secret => println!(
-                            "{name}: {} KCV {} ({} components, loaded {})",
-                            secret["algorithm"].as_str().unwrap_or("?"),
-                            secret["kcv"].as_str().unwrap_or("?"),
-                            secret["components"],
-                            secret["loaded_at"].as_str().unwrap_or("?")
-                        ),
-                    }
-                }
-            }
-            println!("{}", crate::operator::operator_line(&status));
-            print_counts(&status["keys"]);
-            if let Some(ports) = status["ports"].as_object() {
-                for (port, state) in ports {
-                    println!("port {port}: {}", state.as_str().unwrap_or("?"));
-                }
-            }
-            println!("{}", tamper_input_line(&status["tamper_input"]));
-            println!("SMN rows: {}", status["smn_rows"]);
-            Ok(())
-        }
-        DaemonCommand::Ceremony(arguments) => {
-            let input = arguments.collect()?;
-            let count = input.components.len();
-            let request = json!({
-                "command": "ceremony",
-                "secret": input.name.to_string(),
-                "algorithm": input.combined.key.algorithm().name(),
-                "components": input.components.iter().map(|component| component.expose_secret_hex().to_string()).collect::<Vec<_>>(),
-                "expect_kcv": input.combined.key.kcv().to_string(),
-            });
-            drop(input);
-            let result = call(socket, request, None)?;
-            if let Some(kcvs) = result["component_kcvs"].as_array() {
-                for (number, kcv) in kcvs.iter().enumerate() {
-                    println!(
-                        "component {} KCV   {}",
-                        number + 1,
-                        kcv.as_str().unwrap_or("?")
-                    );
-                }
-            }
-            println!(
-                "combined KCV      {}",
-                result["kcv"].as_str().unwrap_or("?")
-            );
-            println!(
-                "{} loaded: {} from {count} components, KCV {}",
-                result["secret"].as_str().unwrap_or("?"),
-                result["algorithm"].as_str().unwrap_or("?"),
-                result["kcv"].as_str().unwrap_or("?")
-            );
-            if result["ready"] == json!(true) {
-                println!("the appliance is ready: KEK and TTK are loaded");
+            } else {
+                print_status(&status);
             }
             Ok(())
         }
-        DaemonCommand::Import { file } => {
-            let path = std::fs::canonicalize(&file)
-                .map_err(|error| argument_error(&file.display().to_string(), error))?;
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("importing {bar:40} {pos}/{len} keys ({eta} left)")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let result = call(
-                socket,
-                json!({"command": "import", "path": path}),
-                Some(&bar),
-            );
-            bar.finish_and_clear();
-            let result = result?;
-            println!(
-                "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
-                result["batch_id"].as_str().unwrap_or("?"),
-                result["issuer"].as_str().unwrap_or("?"),
-                result["records"],
-                result["algorithm"].as_str().unwrap_or("?"),
-                result["first_index"].as_u64().unwrap_or(0),
-                result["last_index"].as_u64().unwrap_or(0),
-                result["file_sha256"].as_str().unwrap_or("?")
-            );
-            Ok(())
-        }
+        DaemonCommand::Ceremony(arguments) => ceremony(socket, arguments),
+        DaemonCommand::Import { file } => import(socket, &file),
         DaemonCommand::Inventory => {
-            let result = call(socket, json!({"command": "inventory"}), None)?;
-            print_counts(&result["keys"]);
-            for batch in result["batches"].as_array().into_iter().flatten() {
+            let result = call(socket, api::Inventory {})?;
+            print_counts(&result.keys);
+            for batch in &result.batches {
                 println!(
                     "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
-                    batch["batch_id"].as_str().unwrap_or("?"),
-                    batch["algorithm"].as_str().unwrap_or("?"),
-                    batch["records"],
-                    batch["available"],
-                    batch["imported_at"].as_str().unwrap_or("?")
+                    batch.batch_id,
+                    batch.algorithm,
+                    batch.records,
+                    batch.available,
+                    batch.imported_at
                 );
             }
             Ok(())
         }
-        DaemonCommand::ExportSmn { out, only_new } => {
-            let result = call(
-                socket,
-                json!({"command": "export-smn", "path": absolute(&out)?, "only_new": only_new}),
-                None,
-            )?;
+        DaemonCommand::ExportSmn {
+            out,
+            only_new,
+            force,
+        } => {
+            let request = api::ExportSmn {
+                file_name: out.display().to_string(),
+                only_new,
+            };
+            let result = download(socket, request, &out, force)?;
             println!(
-                "exported {} SMN rows{} to {} (SHA-256 {})",
-                result["rows"],
+                "exported {}{} to {} (SHA-256 {})",
+                rows(result.rows, "SMN"),
                 if only_new { " not exported before" } else { "" },
                 out.display(),
-                result["file_sha256"].as_str().unwrap_or("?")
+                result.file_sha256
             );
             Ok(())
         }
         DaemonCommand::Audit(AuditCommand::Verify) => {
-            let result = call(socket, json!({"command": "audit-verify"}), None)?;
+            let result = call(socket, api::AuditVerify {})?;
             println!(
                 "audit trail verifies: {} rows, head {} (head MAC {})",
-                result["rows"],
-                result["head_hash"].as_str().unwrap_or("?"),
-                result["head_mac"].as_str().unwrap_or("?")
+                result.rows, result.head_hash, result.head_mac
             );
             Ok(())
         }
-        DaemonCommand::Audit(AuditCommand::Export { out }) => {
-            let result = call(
-                socket,
-                json!({"command": "audit-export", "path": absolute(&out)?}),
-                None,
-            )?;
+        DaemonCommand::Audit(AuditCommand::Export { out, force }) => {
+            let request = api::AuditExport {
+                file_name: out.display().to_string(),
+            };
+            let result = download(socket, request, &out, force)?;
             println!(
-                "exported {} audit rows to {}",
-                result["rows"],
+                "exported {} to {}",
+                rows(result.rows, "audit"),
                 out.display()
             );
             Ok(())
         }
         DaemonCommand::Void { key_index, reason } => {
-            let result = call(
-                socket,
-                json!({"command": "void", "key_index": key_index, "reason": reason}),
-                None,
-            )?;
+            let result = call(socket, api::Void { key_index, reason })?;
             println!(
                 "key {key_index:08} ({}, was {}) is void",
-                result["hardware_serial"].as_str().unwrap_or("?"),
-                result["previous_state"].as_str().unwrap_or("?")
+                result.hardware_serial, result.previous_state
             );
             Ok(())
         }
         DaemonCommand::Zeroize { confirm, reason } => {
-            let result = call(
-                socket,
-                json!({"command": "zeroize", "confirm_device_id": confirm, "reason": reason}),
-                None,
-            )?;
+            let request = api::Zeroize {
+                confirm_device_id: confirm,
+                reason,
+            };
+            let result = call(socket, request)?;
             println!(
                 "zeroized: {} sealed secrets deleted, {} key blocks erased, storage key destroyed",
-                result["secrets_deleted"], result["key_blocks_erased"]
+                result.secrets_deleted, result.key_blocks_erased
             );
             Ok(())
         }
         DaemonCommand::Smn => {
-            let rows = call(socket, json!({"command": "smn-rows"}), None)?;
-            for row in rows.as_array().into_iter().flatten() {
+            for row in call(socket, api::SmnRows {})? {
                 println!(
                     "{}  serial {:<12} key {:08}  KCV {}  port {}  {}  operator {}",
-                    row["smn"].as_str().unwrap_or("?"),
-                    row["hardware_serial"].as_str().unwrap_or("?"),
-                    row["key_index"].as_u64().unwrap_or(0),
-                    row["kcv"].as_str().unwrap_or("?"),
-                    row["port"].as_str().unwrap_or("?"),
-                    row["injected_at"].as_str().unwrap_or("?"),
-                    row["operator"].as_str().unwrap_or("-")
+                    row.smn,
+                    row.hardware_serial,
+                    row.key_index,
+                    row.kcv,
+                    row.port,
+                    row.injected_at,
+                    row.operator.as_deref().unwrap_or("-")
                 );
             }
             Ok(())

@@ -316,21 +316,17 @@ fn inject_over_serial(
 
     // Certificate mode: the appliance makes its KDH key pair, the KDH CA signs the request,
     // the certificate goes back in, as `keymother kdh request` and `kdh install` do.
-    let request =
-        crate::control::call(&socket, serde_json::json!({"command": "kdh-request"}), None)?;
-    let request_pem = request["request"].as_str().unwrap_or_default();
-    let kdh_certificate = pki.pki.sign_kdh_request(request_pem.as_bytes())?;
-    let installed = crate::control::call(
+    let request = crate::client::call(&socket, keymother_control::KdhRequest::default())?;
+    let kdh_certificate = pki.pki.sign_kdh_request(request.request.as_bytes())?;
+    let installed = crate::client::call(
         &socket,
-        serde_json::json!({
-            "command": "kdh-install",
-            "certificate": keymother_pki::testing::pem("CERTIFICATE", &kdh_certificate),
-        }),
-        None,
+        keymother_control::KdhInstall {
+            certificate: keymother_pki::testing::pem("CERTIFICATE", &kdh_certificate),
+        },
     )?;
     println!(
         "KDH certificate installed for {} (key pair made in the vault, request signed by the KDH CA); certificate mode on",
-        installed["subject"].as_str().unwrap_or("?")
+        installed.subject
     );
     println!(
         "ports bench-1, bench-2: tr31 terminals (the key under the shared TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)"
@@ -393,8 +389,11 @@ fn inject_over_serial(
             .join()
             .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
     }
-    let ended = crate::control::call(&socket, serde_json::json!({"command": "logout"}), None)?;
-    println!("operator logged out: {}", describe(&ended["logged_out"]));
+    let ended = crate::client::call(&socket, keymother_control::Logout {})?;
+    match &ended.logged_out {
+        Some(session) => println!("operator logged out: {}", describe(session)),
+        None => println!("operator logged out: the session had already ended"),
+    }
     // What the bench showed: the screens as PNG files, the buzzer's beeps.
     let frames = panel.frames();
     let screens = work.join("screens");

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use serde_json::json;
+use keymother_control as api;
 
 use crate::argument_error;
-use crate::control::call;
+use crate::client::call;
 
 #[derive(Subcommand)]
 pub enum KdhCommand {
@@ -37,18 +37,17 @@ pub enum KdhCommand {
 pub fn run(socket: &Path, command: KdhCommand) -> anyhow::Result<()> {
     match command {
         KdhCommand::Request { out, subject, bits } => {
-            let result = call(
-                socket,
-                json!({"command": "kdh-request", "subject": subject, "bits": bits}),
-                None,
-            )?;
-            let request = result["request"].as_str().unwrap_or_default();
-            std::fs::write(&out, request)
+            let request = api::KdhRequest {
+                subject,
+                bits: Some(bits),
+            };
+            let result = call(socket, request)?;
+            std::fs::write(&out, &result.request)
                 .map_err(|error| argument_error("--out", format!("{}: {error}", out.display())))?;
             println!(
                 "KDH key pair made ({} bits) for {}; request written to {}",
-                result["bits"],
-                result["subject"].as_str().unwrap_or("?"),
+                result.bits,
+                result.subject,
                 out.display()
             );
             println!("certificate mode is off until the KDH CA's certificate is installed");
@@ -61,19 +60,15 @@ pub fn run(socket: &Path, command: KdhCommand) -> anyhow::Result<()> {
             let der = keymother_pki::certificate_der(&bytes).map_err(|error| {
                 argument_error("CERTIFICATE", format!("{}: {error}", certificate.display()))
             })?;
-            let result = call(
-                socket,
-                json!({
-                    "command": "kdh-install",
-                    "certificate": keymother_pki::testing::pem("CERTIFICATE", &der),
-                }),
-                None,
-            )?;
+            let request = api::KdhInstall {
+                certificate: keymother_pki::testing::pem("CERTIFICATE", &der),
+            };
+            let result = call(socket, request)?;
             println!(
                 "KDH certificate installed: {} (serial {}); certificate mode {}",
-                result["subject"].as_str().unwrap_or("?"),
-                result["serial"].as_str().unwrap_or("?"),
-                if result["certificate_mode"] == json!(true) {
+                result.subject,
+                result.serial,
+                if result.certificate_mode {
                     "on"
                 } else {
                     "off (check the [pki] trust anchors)"
@@ -82,28 +77,21 @@ pub fn run(socket: &Path, command: KdhCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KdhCommand::Status => {
-            let status = call(socket, json!({"command": "kdh-status"}), None)?;
-            if status.is_null() {
+            let Some(status) = call(socket, api::KdhStatus {})? else {
                 println!("no KDH identity: run `keymother kdh request`");
                 return Ok(());
-            }
+            };
             println!(
                 "KDH {} ({} bits), requested {}",
-                status["subject"].as_str().unwrap_or("?"),
-                status["bits"],
-                status["requested_at"].as_str().unwrap_or("?")
+                status.subject, status.bits, status.requested_at
             );
-            match status["certificate_installed_at"].as_str() {
+            match &status.certificate_installed_at {
                 Some(at) => println!("certificate installed {at}"),
                 None => println!("certificate: not installed (send the request to the KDH CA)"),
             }
             println!(
                 "certificate mode: {}",
-                if status["certificate_mode"] == json!(true) {
-                    "on"
-                } else {
-                    "off"
-                }
+                if status.certificate_mode { "on" } else { "off" }
             );
             Ok(())
         }

@@ -10,14 +10,14 @@ use std::time::SystemTime;
 
 use base64ct::{Base64, Encoding};
 use clap::Subcommand;
+use keymother_control as api;
 use keymother_pki::PkiError;
 use keymother_pki::PrivateKey;
 use keymother_pki::login::{CHALLENGE_LENGTH, sign_login};
-use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::argument_error;
-use crate::control::call;
+use crate::client::call;
 use crate::prompt::read_secret;
 
 #[derive(Subcommand)]
@@ -101,44 +101,52 @@ impl Credential {
 
 /// Logs in at the daemon on `socket`: challenge, signature, login. The session as the
 /// daemon reports it (name, subject, serial, since, until).
-pub fn login(socket: &Path, certificate: &[u8], key: &PrivateKey) -> anyhow::Result<Value> {
-    let issued = call(socket, json!({"command": "login-challenge"}), None)?;
-    let challenge: [u8; CHALLENGE_LENGTH] = issued["challenge"]
-        .as_str()
-        .and_then(|text| hex::decode(text).ok())
+pub fn login(
+    socket: &Path,
+    certificate: &[u8],
+    key: &PrivateKey,
+) -> anyhow::Result<api::SessionReport> {
+    let issued = call(socket, api::LoginChallenge {})?;
+    let challenge: [u8; CHALLENGE_LENGTH] = hex::decode(&issued.challenge)
+        .ok()
         .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| anyhow::anyhow!("keymotherd sent a malformed challenge: {issued}"))?;
-    let device_id = issued["device_id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("keymotherd sent no device id: {issued}"))?;
-    let response = sign_login(key, certificate, device_id, &challenge, SystemTime::now()).map_err(
-        |error| match error {
-            PkiError::KeyMismatch { .. } => argument_error("--key", error),
-            other => argument_error("--certificate", other),
-        },
-    )?;
+        .ok_or_else(|| anyhow::anyhow!("keymotherd sent a malformed challenge"))?;
+    let response = sign_login(
+        key,
+        certificate,
+        &issued.device_id,
+        &challenge,
+        SystemTime::now(),
+    )
+    .map_err(|error| match error {
+        PkiError::KeyMismatch { .. } => argument_error("--key", error),
+        other => argument_error("--certificate", other),
+    })?;
     call(
         socket,
-        json!({
-            "command": "login",
-            "certificate": Base64::encode_string(&response.certificate),
-            "challenge": hex::encode(response.challenge),
-            "signed_at": response.signed_at,
-            "signature": Base64::encode_string(&response.signature),
-        }),
-        None,
+        api::Login {
+            certificate: Base64::encode_string(&response.certificate),
+            challenge: hex::encode(response.challenge),
+            signed_at: response.signed_at,
+            signature: Base64::encode_string(&response.signature),
+        },
     )
 }
 
 /// One line about a session: "Ann Operator (certificate serial 41) since ... until ...".
-pub fn describe(session: &Value) -> String {
+pub fn describe(session: &api::SessionReport) -> String {
     format!(
         "{} (certificate serial {}) since {} until {}",
-        session["name"].as_str().unwrap_or("?"),
-        session["serial"].as_str().unwrap_or("?"),
-        session["since"].as_str().unwrap_or("?"),
-        session["until"].as_str().unwrap_or("?")
+        session.name, session.serial, session.since, session.until
     )
+}
+
+/// What `operator status --json` prints: the operator part of `status`.
+#[derive(serde::Serialize)]
+struct OperatorSummary<'a> {
+    operator: &'a Option<api::SessionReport>,
+    operator_required: bool,
+    operator_ca: bool,
 }
 
 pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
@@ -154,21 +162,21 @@ pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
             Ok(())
         }
         OperatorCommand::Logout => {
-            let result = call(socket, json!({"command": "logout"}), None)?;
-            match &result["logged_out"] {
-                Value::Null => println!("no operator was logged in"),
-                session => println!("logged out: {}", describe(session)),
+            let result = call(socket, api::Logout {})?;
+            match &result.logged_out {
+                None => println!("no operator was logged in"),
+                Some(session) => println!("logged out: {}", describe(session)),
             }
             Ok(())
         }
         OperatorCommand::Status { json } => {
-            let status = call(socket, json!({"command": "status"}), None)?;
+            let status = call(socket, api::Status {})?;
             if json {
-                let summary = json!({
-                    "operator": status["operator"],
-                    "operator_required": status["operator_required"],
-                    "operator_ca": status["operator_ca"],
-                });
+                let summary = OperatorSummary {
+                    operator: &status.operator,
+                    operator_required: status.operator_required,
+                    operator_ca: status.operator_ca,
+                };
                 println!("{}", serde_json::to_string_pretty(&summary)?);
                 return Ok(());
             }
@@ -179,19 +187,24 @@ pub fn run(socket: &Path, command: OperatorCommand) -> anyhow::Result<()> {
 }
 
 /// The status line about the operator.
-pub fn operator_line(status: &Value) -> String {
-    let required = status["operator_required"] == json!(true);
-    // An older daemon does not say; only an explicit false means no CA.
-    let no_ca = status["operator_ca"] == json!(false);
-    match &status["operator"] {
-        Value::Null if required && no_ca => "operator: nobody can log in: no operator CA is \
+pub fn operator_line(status: &api::StatusReport) -> String {
+    session_line(
+        status.operator.as_ref(),
+        status.operator_required,
+        status.operator_ca,
+    )
+}
+
+fn session_line(operator: Option<&api::SessionReport>, required: bool, ca: bool) -> String {
+    match operator {
+        None if required && !ca => "operator: nobody can log in: no operator CA is \
              configured ([pki] operator_ca), so no key is dispensed"
             .to_owned(),
-        Value::Null if required => {
+        None if required => {
             "operator: nobody logged in (login required: no key is dispensed)".to_owned()
         }
-        Value::Null => "operator: nobody logged in (login not required)".to_owned(),
-        session => format!("operator: {}", describe(session)),
+        None => "operator: nobody logged in (login not required)".to_owned(),
+        Some(session) => format!("operator: {}", describe(session)),
     }
 }
 
@@ -201,22 +214,17 @@ mod tests {
 
     #[test]
     fn the_operator_line_says_when_nobody_can_log_in() {
-        let line = |status: Value| operator_line(&status);
+        let line = |required: bool, ca: bool| session_line(None, required, ca);
         assert_eq!(
-            line(json!({"operator": null, "operator_required": true, "operator_ca": false})),
+            line(true, false),
             "operator: nobody can log in: no operator CA is configured ([pki] operator_ca), so no key is dispensed"
         );
-        for status in [
-            json!({"operator": null, "operator_required": true, "operator_ca": true}),
-            json!({"operator": null, "operator_required": true}),
-        ] {
-            assert_eq!(
-                line(status),
-                "operator: nobody logged in (login required: no key is dispensed)"
-            );
-        }
         assert_eq!(
-            line(json!({"operator": null, "operator_required": false, "operator_ca": false})),
+            line(true, true),
+            "operator: nobody logged in (login required: no key is dispensed)"
+        );
+        assert_eq!(
+            line(false, false),
             "operator: nobody logged in (login not required)"
         );
     }

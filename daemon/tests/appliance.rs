@@ -309,11 +309,28 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
     for smn in &injected {
         assert!(text.contains(smn.as_str()), "{smn} missing from the export");
     }
+    // The file is there: a second export onto it is refused unless forced.
+    let output = keymother(
+        &socket,
+        &[
+            "export-smn",
+            "--only-new",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("exists; give another file, or --force"),
+        "{output:?}"
+    );
     let text = run_ok(
         &socket,
         &[
             "export-smn",
             "--only-new",
+            "--force",
             "--out",
             export.to_str().unwrap(),
         ],

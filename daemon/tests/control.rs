@@ -46,11 +46,16 @@ fn malformed_and_unknown_requests_get_a_clear_error_and_change_nothing() {
         ),
         (
             r#"{"command":"import"}"#,
-            "malformed request: missing field `path`",
+            "malformed request: missing field `file_name`",
+        ),
+        // The daemon opens no path a client names: a path is not even a field.
+        (
+            r#"{"command":"import","path":"/etc/shadow"}"#,
+            "malformed request: unknown field `path`",
         ),
         (
-            r#"{"command":"import","path":"/nonexistent.keys"}"#,
-            "/nonexistent.keys: could not read the file",
+            r#"{"command":"export-smn","path":"/var/lib/keymother/storage.key"}"#,
+            "malformed request: unknown field `path`",
         ),
         (
             r#"{"command":"ceremony","secret":"kek","algorithm":"AES-128","components":["00"]}"#,

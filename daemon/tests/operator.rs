@@ -197,12 +197,12 @@ fn a_valid_login_opens_a_session_and_injections_name_the_operator() {
         DaemonEvent::Injected { operator: Some(name), .. } if name == "Ann Operator"
     )));
     // The sealed SMN export keeps its fixed format (docs/SMN-EXPORT.md): no operator in it.
-    let export = bench.appliance.directory.path().join("smn.csv");
-    ok(ask(
+    let (file, answer) = support::wire::download(
         bench.socket(),
-        &json!({"command": "export-smn", "path": export}),
-    ));
-    let text = std::fs::read_to_string(&export).unwrap();
+        &json!({"command": "export-smn", "file_name": "smn.csv"}),
+    );
+    ok(answer);
+    let text = String::from_utf8(file).unwrap();
     assert!(!text.contains("Ann Operator"), "{text}");
     assert_eq!(bench.last_audit("export").actor, "Ann Operator");
     bench.assert_chain_verifies();
@@ -217,13 +217,13 @@ fn without_a_session_no_key_is_dispensed_voided_or_exported() {
         &json!({"command": "void", "key_index": 1, "reason": "test"}),
     ));
     assert!(error.contains("no operator is logged in"), "{error}");
-    let export = bench.appliance.directory.path().join("smn.csv");
-    let error = refused(ask(
+    let (file, answer) = support::wire::download(
         bench.socket(),
-        &json!({"command": "export-smn", "path": export}),
-    ));
+        &json!({"command": "export-smn", "file_name": "smn.csv"}),
+    );
+    let error = refused(answer);
     assert!(error.contains("no operator is logged in"), "{error}");
-    assert!(!export.exists());
+    assert!(file.is_empty());
     // Logout with nobody logged in changes nothing.
     let answer = ok(ask(bench.socket(), &json!({"command": "logout"})));
     assert_eq!(answer["logged_out"], Value::Null);
@@ -630,7 +630,7 @@ fn required_without_pki_the_daemon_runs_and_dispenses_nothing() {
     ));
     assert_eq!(ceremony["ready"], true, "{ceremony}");
     let file = bench.appliance.key_file("B-2", 3, 2);
-    let import = ask_final(bench.socket(), &json!({"command": "import", "path": file}));
+    let import = support::wire::import_file(bench.socket(), &file);
     assert_eq!(ok(import)["records"], 2);
     assert_eq!(bench.inventory().count(KeyState::Available), 4);
 
@@ -655,15 +655,6 @@ fn not_required_without_pki_keys_flow_and_login_is_not_possible() {
         (&Value::Null, &json!(false))
     );
     assert_eq!(bench.terminal("123L013K").unwrap(), "123L013K00000001");
-}
-
-/// The last line of an answer that may be preceded by progress lines (an import's).
-fn ask_final(socket: &Path, request: &Value) -> Value {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
-    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
-    let last = BufReader::new(stream).lines().last().unwrap().unwrap();
-    serde_json::from_str(&last).unwrap()
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub enum AuditEvent {
     },
     /// A key file was refused; nothing was stored.
     ImportRefused { file: String, reason: String },
+    /// An import was cancelled by its client (disconnected or interrupted); nothing was stored.
+    ImportCancelled { file: String, reason: String },
     /// A terminal confirmed its key; its SMN row was written.
     Injection {
         key_index: u32,
@@ -148,6 +150,7 @@ impl AuditEvent {
             AuditEvent::Ceremony { .. } => "ceremony",
             AuditEvent::Import { .. } => "import",
             AuditEvent::ImportRefused { .. } => "import-refused",
+            AuditEvent::ImportCancelled { .. } => "import-cancelled",
             AuditEvent::Injection { .. } => "injection",
             AuditEvent::Export { .. } => "export",
             AuditEvent::Void { .. } => "void",
@@ -171,7 +174,8 @@ impl AuditEvent {
         match self {
             AuditEvent::Ceremony { .. }
             | AuditEvent::Import { .. }
-            | AuditEvent::ImportRefused { .. } => "custodians".to_owned(),
+            | AuditEvent::ImportRefused { .. }
+            | AuditEvent::ImportCancelled { .. } => "custodians".to_owned(),
             AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
@@ -212,7 +216,8 @@ impl AuditEvent {
                 ("records", records.to_string()),
                 ("file_sha256", file_sha256.clone()),
             ],
-            AuditEvent::ImportRefused { file, reason } => {
+            AuditEvent::ImportRefused { file, reason }
+            | AuditEvent::ImportCancelled { file, reason } => {
                 vec![("file", file.clone()), ("reason", reason.clone())]
             }
             AuditEvent::Injection {
@@ -851,6 +856,19 @@ impl Vault {
     /// line per row with both hashes, so the chain can be re-verified offline. Written
     /// atomically; a broken chain is exported too, with the failure in its header.
     pub fn export_audit(&self, path: &Path) -> Result<AuditExportReport, ExportError> {
+        write_atomically(path, |out: &mut dyn Write| {
+            self.write_audit_export(out, path)
+        })
+    }
+
+    /// Writes the audit export (as [`Vault::export_audit`] does) to `out`; `label` names the
+    /// destination in write errors. Changes nothing.
+    pub fn write_audit_export(
+        &self,
+        out: &mut dyn Write,
+        label: &Path,
+    ) -> Result<AuditExportReport, ExportError> {
+        let path = label;
         let transaction = self.connection.unchecked_transaction()?;
         let key = self.storage_key.as_ref().map(|key| key.audit_head());
         let verification = match verify_stored(&transaction, key) {
@@ -870,39 +888,36 @@ impl Vault {
             transaction.query_row("SELECT count(*) FROM audit_log", [], |row| row.get(0))?;
         let mut statement = transaction.prepare(SELECT_ROWS)?;
         let exported_at = now_text();
-        let rows = write_atomically(path, |out: &mut dyn Write| -> Result<u64, ExportError> {
-            let io = |source| ExportError::writing(path, source);
-            let mut header = format!(
-                "{AUDIT_EXPORT_MAGIC}\n# device-id: {}\n# exported-at: {exported_at}\n# row-count: {count}\n",
-                self.device_id()
-            );
-            match &head {
-                Some(head) => {
-                    let _ = writeln!(
-                        header,
-                        "# head: sequence={}; hash={}",
-                        head.last_sequence, head.last_hash
-                    );
-                }
-                None => header.push_str("# head: missing\n"),
+        let io = |source| ExportError::writing(path, source);
+        let mut header = format!(
+            "{AUDIT_EXPORT_MAGIC}\n# device-id: {}\n# exported-at: {exported_at}\n# row-count: {count}\n",
+            self.device_id()
+        );
+        match &head {
+            Some(head) => {
+                let _ = writeln!(
+                    header,
+                    "# head: sequence={}; hash={}",
+                    head.last_sequence, head.last_hash
+                );
             }
-            let _ = writeln!(header, "# verification: {verification}");
-            header.push_str(AUDIT_EXPORT_COLUMNS);
-            header.push('\n');
-            out.write_all(header.as_bytes()).map_err(io)?;
-            let mut written = 0u64;
-            for row in statement.query_map([], row_from_sql)? {
-                let (sequence, row) = row?;
-                writeln!(
-                    out,
-                    "{sequence},{},{},{},{},{},{}",
-                    row.at, row.event, row.actor, row.details, row.previous_hash, row.hash
-                )
-                .map_err(io)?;
-                written += 1;
-            }
-            Ok(written)
-        })?;
+            None => header.push_str("# head: missing\n"),
+        }
+        let _ = writeln!(header, "# verification: {verification}");
+        header.push_str(AUDIT_EXPORT_COLUMNS);
+        header.push('\n');
+        out.write_all(header.as_bytes()).map_err(io)?;
+        let mut rows = 0u64;
+        for row in statement.query_map([], row_from_sql)? {
+            let (sequence, row) = row?;
+            writeln!(
+                out,
+                "{sequence},{},{},{},{},{},{}",
+                row.at, row.event, row.actor, row.details, row.previous_hash, row.hash
+            )
+            .map_err(io)?;
+            rows += 1;
+        }
         Ok(AuditExportReport { rows, verification })
     }
 }

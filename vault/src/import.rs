@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keymother_keyfiles::{
     Halt, KeyFileError, KeyFileReader, Problem, Record, RecordOpener, SealKey, Stopped,
@@ -42,6 +43,21 @@ pub enum ImportError {
     /// The vault could not take the import.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The caller cancelled the import (its client went away); nothing was stored.
+    #[error(
+        "{file}: the import was cancelled after {records_done} of {records_total} records; nothing was stored"
+    )]
+    Cancelled {
+        file: String,
+        records_done: u32,
+        records_total: u32,
+    },
+}
+
+/// Why storing records stopped before the end: the database, or a cancellation.
+enum StoreHalt {
+    Database(rusqlite::Error),
+    Cancelled,
 }
 
 impl From<rusqlite::Error> for ImportError {
@@ -76,36 +92,78 @@ impl Vault {
         path: &Path,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport, ImportError> {
-        let imported = self.import_verified(path, progress);
-        if let Err(ImportError::File(error)) = &imported {
-            let reason = if error.line == 0 {
-                error.problem.to_string()
-            } else {
-                format!("line {}: {}", error.line, error.problem)
-            };
-            let _ = self.record_audit(AuditEvent::ImportRefused {
-                file: error.file.clone(),
-                reason,
-            });
+        let name = path.display().to_string();
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(error) => {
+                let error = KeyFileError {
+                    file: name,
+                    line: 0,
+                    problem: Problem::Io(error.to_string()),
+                };
+                self.audit_refusal(&error);
+                return Err(error.into());
+            }
+        };
+        self.import_key_stream(file, &name, progress, &AtomicBool::new(false))
+    }
+
+    /// Imports a key file read from `source` (for the daemon, the bytes a client streamed
+    /// over the control socket), named `name` in errors and the audit trail. Setting `cancel`
+    /// stops the import at the next progress step: nothing is stored, the error is
+    /// [`ImportError::Cancelled`] and an `import-cancelled` row records it.
+    pub fn import_key_stream(
+        &mut self,
+        source: impl Read,
+        name: &str,
+        progress: &mut dyn FnMut(ImportProgress),
+        cancel: &AtomicBool,
+    ) -> Result<ImportReport, ImportError> {
+        let imported = self.import_verified(source, name, progress, cancel);
+        match &imported {
+            Err(ImportError::File(error)) => self.audit_refusal(error),
+            Err(ImportError::Cancelled {
+                records_done,
+                records_total,
+                ..
+            }) => {
+                let _ = self.record_audit(AuditEvent::ImportCancelled {
+                    file: name.to_owned(),
+                    reason: format!(
+                        "cancelled by its client after {records_done} of {records_total} records"
+                    ),
+                });
+            }
+            _ => {}
         }
         imported
     }
 
+    /// Records a refused file (best effort: a failure to record it does not hide the
+    /// refusal). The reason is the line and the problem, which never quote the file.
+    fn audit_refusal(&mut self, error: &KeyFileError) {
+        let reason = if error.line == 0 {
+            error.problem.to_string()
+        } else {
+            format!("line {}: {}", error.line, error.problem)
+        };
+        let _ = self.record_audit(AuditEvent::ImportRefused {
+            file: error.file.clone(),
+            reason,
+        });
+    }
+
     fn import_verified(
         &mut self,
-        path: &Path,
+        source: impl Read,
+        name: &str,
         progress: &mut dyn FnMut(ImportProgress),
+        cancel: &AtomicBool,
     ) -> Result<ImportReport, ImportError> {
-        let name = path.display().to_string();
-        let file_error = |problem: Problem| KeyFileError {
-            file: name.clone(),
-            line: 0,
-            problem,
-        };
+        let name = name.to_owned();
         let kek = self.load_secret(SecretName::Kek)?;
-        let file = File::open(path).map_err(|error| file_error(Problem::Io(error.to_string())))?;
         let hashing = HashingReader {
-            inner: file,
+            inner: source,
             hasher: Sha256::new(),
         };
         let mut reader = KeyFileReader::open(
@@ -197,7 +255,7 @@ impl Vault {
                 records_done: 0,
                 records_total: total,
             });
-            let mut store = |record: Record| -> Result<(), Halt<rusqlite::Error>> {
+            let mut store = |record: Record| -> Result<(), Halt<StoreHalt>> {
                 let index = record.index.value();
                 let inserted = insert.execute((
                     i64::from(index),
@@ -213,7 +271,7 @@ impl Vault {
                     {
                         let (batch, first_line): (String, i64) = find
                             .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))
-                            .map_err(Halt::Other)?;
+                            .map_err(|error| Halt::Other(StoreHalt::Database(error)))?;
                         let problem = if batch == header.batch_id.as_str() {
                             Problem::DuplicateInFile {
                                 index: record.index.to_string(),
@@ -230,12 +288,15 @@ impl Vault {
                             problem,
                         });
                     }
-                    Err(error) => return Err(Halt::Other(error)),
+                    Err(error) => return Err(Halt::Other(StoreHalt::Database(error))),
                 }
                 first_index = first_index.min(index);
                 last_index = last_index.max(index);
                 stored += 1;
                 if stored.is_multiple_of(PROGRESS_EVERY) {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(Halt::Other(StoreHalt::Cancelled));
+                    }
                     progress(ImportProgress {
                         records_done: stored,
                         records_total: total,
@@ -246,10 +307,25 @@ impl Vault {
             match open_records_in_order(&mut reader, &opener, &mut store) {
                 Ok(()) => {}
                 Err(Stopped::File(error)) => return Err(error.into()),
-                Err(Stopped::Other(error)) => return Err(error.into()),
+                Err(Stopped::Other(StoreHalt::Database(error))) => return Err(error.into()),
+                Err(Stopped::Other(StoreHalt::Cancelled)) => {
+                    return Err(ImportError::Cancelled {
+                        file: name,
+                        records_done: stored,
+                        records_total: total,
+                    });
+                }
             }
         }
-        // The reader returned None: record count, seal and end of file all verified.
+        // The reader returned None: record count, seal and end of file all verified. A
+        // cancellation that came after the last progress step still wins: nothing is kept.
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ImportError::Cancelled {
+                file: name,
+                records_done: stored,
+                records_total: total,
+            });
+        }
         let file_sha256 = hex::encode(reader.into_inner().into_inner().hasher.finalize());
         transaction.execute(
             "UPDATE batch SET file_sha256 = ?1 WHERE batch_id = ?2",

@@ -38,8 +38,8 @@ pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
 pub use secrets::{InstalledSecret, SecretName};
 pub use smn_export::{
-    ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, VerifiedExport,
-    verify_smn_export,
+    ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, SmnExportDraft,
+    VerifiedExport, verify_smn_export,
 };
 
 pub use tamper::{TamperOutstanding, TamperReport};

@@ -148,6 +148,19 @@ impl SealedLines<'_> {
 const SELECTION: &str = "FROM smn_registry r WHERE r.rowid <= ?1
       AND (?2 = 0 OR NOT EXISTS (SELECT 1 FROM smn_export e WHERE e.smn = r.smn))";
 
+/// An SMN export written but not yet recorded: its rows are marked exported and its audit
+/// row written only by [`Vault::commit_smn_export`], once the file is safely where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmnExportDraft {
+    /// The highest registry rowid the file covers.
+    bound: i64,
+    pub rows: u64,
+    pub only_new: bool,
+    pub exported_at: String,
+    /// SHA-256 of the whole file, lower-case hex.
+    pub file_sha256: String,
+}
+
 impl Vault {
     /// Writes the SMN registry (all rows, or only rows never exported) to `path` as a
     /// sealed file for the front end (docs/SMN-EXPORT.md). The file is written atomically;
@@ -159,77 +172,100 @@ impl Vault {
         only_new: bool,
         operator: Option<&str>,
     ) -> Result<ExportReport, ExportError> {
-        let key = crate::live_key(&self.storage_key, &self.data_dir)?;
+        let draft = write_atomically(path, |out| self.write_smn_export(out, only_new, path))?;
+        let file = path.display().to_string();
+        let mut report = self.commit_smn_export(&draft, &file, operator)?;
+        report.path = path.to_path_buf();
+        Ok(report)
+    }
+
+    /// Writes the sealed SMN file to `out` and changes nothing: the caller delivers it (the
+    /// daemon streams it to its client), then records it with [`Vault::commit_smn_export`].
+    /// `label` names the destination in write errors.
+    pub fn write_smn_export(
+        &self,
+        out: &mut dyn Write,
+        only_new: bool,
+        label: &Path,
+    ) -> Result<SmnExportDraft, ExportError> {
         let kek = self.load_secret(SecretName::Kek)?;
         let seal_key = MacKey::derive(&kek, SMN_EXPORT_SEAL_LABEL);
         let kek_kcv = kek.kcv();
         drop(kek);
         let exported_at = now_text();
-        let file = path.display().to_string();
-
-        let (bound, rows, file_sha256) = {
-            // One read snapshot for the count in the header and the rows after it.
-            let snapshot = self.connection.unchecked_transaction()?;
-            let bound: i64 = snapshot.query_row(
-                "SELECT coalesce(max(rowid), 0) FROM smn_registry",
-                [],
-                |row| row.get(0),
-            )?;
-            let count: i64 = snapshot.query_row(
-                &format!("SELECT count(*) {SELECTION}"),
-                params![bound, only_new],
-                |row| row.get(0),
-            )?;
-            let mut statement = snapshot.prepare(&format!(
-                "SELECT smn, hardware_serial, key_index, kcv, batch_id, injected_at {SELECTION}
-                 ORDER BY r.rowid"
-            ))?;
-            let written = write_atomically(path, |out| {
-                let mut lines = SealedLines {
-                    out,
-                    seal: seal_key.start(),
-                    digest: Sha256::new(),
-                    path,
-                };
-                let header = format!(
-                    "{SMN_EXPORT_MAGIC}\n# device-id: {}\n# kek-kcv: {kek_kcv}\n# exported-at: {exported_at}\n# selection: {}\n# row-count: {count}\n{SMN_EXPORT_COLUMNS}",
-                    self.device_id(),
-                    if only_new { "only-new" } else { "all" },
-                );
-                lines.sealed(&header)?;
-                let mut rows = 0i64;
-                for row in statement.query_map(params![bound, only_new], |row| {
-                    Ok(ExportedSmn {
-                        smn: row.get(0)?,
-                        hardware_serial: row.get(1)?,
-                        key_index: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                        kcv: row.get(3)?,
-                        batch: row.get(4)?,
-                        injected_at: row.get(5)?,
-                    })
-                })? {
-                    let row = row?;
-                    check_row(&row).map_err(|problem| ExportError::UnfitRow {
-                        smn: row.smn.clone(),
-                        problem,
-                    })?;
-                    lines.sealed(&row_line(&row))?;
-                    rows += 1;
-                }
-                if rows != count {
-                    return Err(VaultError::Corrupt(format!(
-                        "the SMN registry changed during the export ({count} rows counted, {rows} read)"
-                    ))
-                    .into());
-                }
-                let seal = hex::encode_upper(lines.seal.clone().finalize().into_bytes());
-                lines.plain(&format!("{SEAL_PREFIX}{seal}"))?;
-                Ok((rows as u64, hex::encode(lines.digest.finalize())))
-            })?;
-            (bound, written.0, written.1)
+        // One read snapshot for the count in the header and the rows after it.
+        let snapshot = self.connection.unchecked_transaction()?;
+        let bound: i64 = snapshot.query_row(
+            "SELECT coalesce(max(rowid), 0) FROM smn_registry",
+            [],
+            |row| row.get(0),
+        )?;
+        let count: i64 = snapshot.query_row(
+            &format!("SELECT count(*) {SELECTION}"),
+            params![bound, only_new],
+            |row| row.get(0),
+        )?;
+        let mut statement = snapshot.prepare(&format!(
+            "SELECT smn, hardware_serial, key_index, kcv, batch_id, injected_at {SELECTION}
+             ORDER BY r.rowid"
+        ))?;
+        let mut lines = SealedLines {
+            out,
+            seal: seal_key.start(),
+            digest: Sha256::new(),
+            path: label,
         };
+        let header = format!(
+            "{SMN_EXPORT_MAGIC}\n# device-id: {}\n# kek-kcv: {kek_kcv}\n# exported-at: {exported_at}\n# selection: {}\n# row-count: {count}\n{SMN_EXPORT_COLUMNS}",
+            self.device_id(),
+            if only_new { "only-new" } else { "all" },
+        );
+        lines.sealed(&header)?;
+        let mut rows = 0i64;
+        for row in statement.query_map(params![bound, only_new], |row| {
+            Ok(ExportedSmn {
+                smn: row.get(0)?,
+                hardware_serial: row.get(1)?,
+                key_index: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                kcv: row.get(3)?,
+                batch: row.get(4)?,
+                injected_at: row.get(5)?,
+            })
+        })? {
+            let row = row?;
+            check_row(&row).map_err(|problem| ExportError::UnfitRow {
+                smn: row.smn.clone(),
+                problem,
+            })?;
+            lines.sealed(&row_line(&row))?;
+            rows += 1;
+        }
+        if rows != count {
+            return Err(VaultError::Corrupt(format!(
+                "the SMN registry changed during the export ({count} rows counted, {rows} read)"
+            ))
+            .into());
+        }
+        let seal = hex::encode_upper(lines.seal.clone().finalize().into_bytes());
+        lines.plain(&format!("{SEAL_PREFIX}{seal}"))?;
+        Ok(SmnExportDraft {
+            bound,
+            rows: rows as u64,
+            only_new,
+            exported_at,
+            file_sha256: hex::encode(lines.digest.finalize()),
+        })
+    }
 
-        // The file is in place: mark its rows and audit the export, together.
+    /// The file of `draft` is delivered as `file`: marks its rows exported and audits the
+    /// export, together.
+    pub fn commit_smn_export(
+        &mut self,
+        draft: &SmnExportDraft,
+        file: &str,
+        operator: Option<&str>,
+    ) -> Result<ExportReport, ExportError> {
+        let key = crate::live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -237,26 +273,26 @@ impl Vault {
             &format!(
                 "INSERT INTO smn_export (smn, exported_at, file) SELECT r.smn, ?3, ?4 {SELECTION}"
             ),
-            params![bound, only_new, exported_at, file],
+            params![draft.bound, draft.only_new, draft.exported_at, file],
         )?;
         let row = audit::append(
             &transaction,
             key.audit_head(),
             &AuditEvent::Export {
-                file: file.clone(),
-                rows,
-                only_new,
-                file_sha256: file_sha256.clone(),
+                file: file.to_owned(),
+                rows: draft.rows,
+                only_new: draft.only_new,
+                file_sha256: draft.file_sha256.clone(),
                 operator: operator.map(str::to_owned),
             },
         )?;
         transaction.commit()?;
         Ok(ExportReport {
-            path: path.to_path_buf(),
-            rows,
-            only_new,
-            exported_at,
-            file_sha256,
+            path: PathBuf::from(file),
+            rows: draft.rows,
+            only_new: draft.only_new,
+            exported_at: draft.exported_at.clone(),
+            file_sha256: draft.file_sha256.clone(),
             audit_sequence: row.sequence,
         })
     }

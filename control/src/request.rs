@@ -1,0 +1,241 @@
+//! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::response::*;
+use crate::secret::ComponentHex;
+
+/// How a command's file travels, besides its request and answer lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// No file.
+    None,
+    /// The client sends the file after the request, as `data` lines (`import`).
+    Upload,
+    /// The daemon sends the file before its answer, as `data` lines and an `end` line, and
+    /// waits for the client's `received` line (`export-smn`, `audit-export`).
+    Download,
+}
+
+/// A request and the type of its answer's `result`.
+pub trait Call: Serialize + Into<Request> {
+    /// What the daemon answers in `result`.
+    type Answer: Serialize + DeserializeOwned;
+    /// Whether a file travels with it, and which way.
+    const TRANSFER: Transfer = Transfer::None;
+}
+
+/// Every request, as the daemon reads it: `{"command": "<kebab-case name>", ...fields}`.
+/// Unknown commands and unknown fields are refused.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    Status(Status),
+    Ceremony(Ceremony),
+    Import(Import),
+    Inventory(Inventory),
+    SmnRows(SmnRows),
+    ExportSmn(ExportSmn),
+    AuditVerify(AuditVerify),
+    AuditExport(AuditExport),
+    Void(Void),
+    Zeroize(Zeroize),
+    KdhRequest(KdhRequest),
+    KdhInstall(KdhInstall),
+    KdhStatus(KdhStatus),
+    LoginChallenge(LoginChallenge),
+    Login(Login),
+    Logout(Logout),
+}
+
+impl Request {
+    /// The command's name on the wire.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Status(_) => "status",
+            Request::Ceremony(_) => "ceremony",
+            Request::Import(_) => "import",
+            Request::Inventory(_) => "inventory",
+            Request::SmnRows(_) => "smn-rows",
+            Request::ExportSmn(_) => "export-smn",
+            Request::AuditVerify(_) => "audit-verify",
+            Request::AuditExport(_) => "audit-export",
+            Request::Void(_) => "void",
+            Request::Zeroize(_) => "zeroize",
+            Request::KdhRequest(_) => "kdh-request",
+            Request::KdhInstall(_) => "kdh-install",
+            Request::KdhStatus(_) => "kdh-status",
+            Request::LoginChallenge(_) => "login-challenge",
+            Request::Login(_) => "login",
+            Request::Logout(_) => "logout",
+        }
+    }
+}
+
+/// Declares a request struct's answer and transfer, and its place in [`Request`].
+macro_rules! call {
+    ($request:ident => $answer:ty) => {
+        call!($request => $answer, Transfer::None);
+    };
+    ($request:ident => $answer:ty, $transfer:expr) => {
+        impl Call for $request {
+            type Answer = $answer;
+            const TRANSFER: Transfer = $transfer;
+        }
+        impl From<$request> for Request {
+            fn from(request: $request) -> Request {
+                Request::$request(request)
+            }
+        }
+    };
+}
+
+/// The appliance's state: keys, secrets, operator, ports, tamper input.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {}
+call!(Status => StatusReport);
+
+/// A key ceremony: the custodians' components of the KEK or the TTK, combined by the daemon.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ceremony {
+    /// `kek` or `ttk`.
+    pub secret: String,
+    /// The key's algorithm: `TDES-2KEY`, `TDES-3KEY`, `AES-128`, `AES-192` or `AES-256`.
+    pub algorithm: String,
+    /// Each custodian's component in hex, in order.
+    pub components: Vec<ComponentHex>,
+    /// The combined key's check value the custodians expect; refused if it differs.
+    #[serde(default)]
+    pub expect_kcv: Option<String>,
+}
+call!(Ceremony => CeremonyReport);
+
+/// A key file, whose bytes follow the request as `data` lines: `size` bytes in all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// The file's name as the operator gave it: it names the file in errors and the audit
+    /// trail, and is never opened.
+    pub file_name: String,
+    /// The file's length in bytes.
+    pub size: u64,
+}
+call!(Import => ImportReport, Transfer::Upload);
+
+/// Keys per state and per batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {}
+call!(Inventory => InventoryReport);
+
+/// The SMN registry, one row per confirmed injection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmnRows {}
+call!(SmnRows => Vec<SmnRow>);
+
+/// The sealed SMN file for the front end, streamed back to the client; its rows are marked
+/// exported once the client says it has the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSmn {
+    /// Where the client writes it, for the audit row; the daemon never opens it.
+    pub file_name: String,
+    /// Only rows never exported before.
+    #[serde(default)]
+    pub only_new: bool,
+}
+call!(ExportSmn => SmnExportReport, Transfer::Download);
+
+/// Checks the audit chain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditVerify {}
+call!(AuditVerify => AuditVerifyReport);
+
+/// The audit trail with its hashes, streamed back to the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExport {
+    /// Where the client writes it, for the log; the daemon never opens it.
+    pub file_name: String,
+}
+call!(AuditExport => AuditExportReport, Transfer::Download);
+
+/// Voids a key that was reserved or sent but never confirmed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    pub key_index: u32,
+    /// Why (recorded in the audit trail).
+    pub reason: String,
+}
+call!(Void => VoidReport);
+
+/// Destroys every secret and master key on the appliance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zeroize {
+    /// Must be the appliance's device id: a zeroize cannot happen by accident.
+    pub confirm_device_id: String,
+    /// Why (recorded in the audit trail).
+    pub reason: String,
+}
+call!(Zeroize => ZeroizeReport);
+
+/// Makes the KDH key pair and returns its certificate request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhRequest {
+    /// The request's subject (RFC 4514); without it, `CN=<device id>,OU=KDH`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The RSA key size; without it, 2048.
+    #[serde(default)]
+    pub bits: Option<usize>,
+}
+call!(KdhRequest => KdhRequestReport);
+
+/// Installs the KDH certificate (PEM or base64 DER) for the pending key pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhInstall {
+    pub certificate: String,
+}
+call!(KdhInstall => KdhInstallReport);
+
+/// The KDH identity, or `null` when there is none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhStatus {}
+call!(KdhStatus => Option<KdhStatusReport>);
+
+/// A single-use challenge for an operator login.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginChallenge {}
+call!(LoginChallenge => ChallengeReport);
+
+/// The operator's signed answer to a challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The operator certificate, DER, in standard base64.
+    pub certificate: String,
+    /// The challenge answered, 64 hex digits.
+    pub challenge: String,
+    /// When the operator signed, Unix seconds by the operator's clock.
+    pub signed_at: u64,
+    /// RSASSA-PSS (SHA-256, salt 32) over the login content, standard base64.
+    pub signature: String,
+}
+call!(Login => SessionReport);
+
+/// Ends the operator session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logout {}
+call!(Logout => LogoutReport);

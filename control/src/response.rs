@@ -1,0 +1,275 @@
+//! The answers: what each command's `result` holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether keys flow, as `status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplianceState {
+    /// Keys flow.
+    Ready,
+    /// KEK and TTK are loaded, but something else holds the keys back (`reason` says what).
+    Waiting,
+    /// The KEK or the TTK is not loaded.
+    Locked,
+    /// The tamper input fired; the key ceremonies must be held again.
+    Tampered,
+}
+
+/// A loaded secret (KEK or TTK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretStatus {
+    pub algorithm: String,
+    pub kcv: String,
+    pub components: u32,
+    pub loaded_at: String,
+}
+
+/// An operator session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionReport {
+    /// The certificate's common name: what injection and control records name.
+    pub name: String,
+    /// The certificate's subject (RFC 4514).
+    pub subject: String,
+    /// The certificate's serial number, upper-case hex.
+    pub serial: String,
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339: the session ends here at the latest.
+    pub until: String,
+}
+
+/// Whether the tamper input is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TamperInputState {
+    /// No tamper input is configured (`[bench] gpio = "none"`).
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "watched")]
+    Watched,
+    /// Its GPIO failed or could not be opened; `reason` says why.
+    #[serde(rename = "not watched")]
+    NotWatched,
+}
+
+/// The tamper input, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperInput {
+    pub state: TamperInputState,
+    /// The input's name (e.g. `GPIO23`); absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Why it is not watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether keys wait while it is not watched (`[bench] require_tamper_input`).
+    pub required: bool,
+}
+
+/// `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    /// The control protocol version the daemon speaks.
+    pub control_version: u32,
+    pub device_id: String,
+    pub state: ApplianceState,
+    /// "ready", or what keeps the keys from flowing.
+    pub reason: String,
+    /// KEK and TTK are loaded (the key ceremonies are done).
+    pub ready: bool,
+    /// The tamper input that fired, while the appliance is tampered.
+    pub tampered: Option<String>,
+    /// `KEK` and `TTK`: the loaded secret, or `null`.
+    pub secrets: BTreeMap<String, Option<SecretStatus>>,
+    /// Keys per state (`available`, `reserved`, `sent`, `confirmed`, `void`).
+    pub keys: BTreeMap<String, u64>,
+    pub smn_rows: u64,
+    /// The operator logged in, or `null`.
+    pub operator: Option<SessionReport>,
+    pub operator_required: bool,
+    /// Whether an operator CA is configured (`[pki] operator_ca`).
+    pub operator_ca: bool,
+    pub tamper_input: TamperInput,
+    /// Port name to its state (`open`, `waiting for the device`, ...).
+    pub ports: BTreeMap<String, String>,
+    pub injections_since_start: u64,
+}
+
+/// `ceremony`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyReport {
+    pub secret: String,
+    pub algorithm: String,
+    /// Each component's check value, in order.
+    pub component_kcvs: Vec<String>,
+    /// The combined key's check value.
+    pub kcv: String,
+    /// Whether DES parity was adjusted when combining.
+    pub parity_adjusted: bool,
+    /// KEK and TTK are both loaded now.
+    pub ready: bool,
+    /// The tamper input that fired, while the appliance is still tampered (both ceremonies
+    /// must be held again).
+    pub tampered: Option<String>,
+}
+
+/// `import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportReport {
+    pub batch_id: String,
+    pub issuer: String,
+    pub algorithm: String,
+    pub records: u32,
+    pub first_index: u32,
+    pub last_index: u32,
+    pub file_sha256: String,
+}
+
+/// One batch, for `inventory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReport {
+    pub batch_id: String,
+    pub issuer: String,
+    pub algorithm: String,
+    pub records: u64,
+    pub available: u64,
+    pub imported_at: String,
+}
+
+/// `inventory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryReport {
+    /// Keys per state.
+    pub keys: BTreeMap<String, u64>,
+    pub batches: Vec<BatchReport>,
+}
+
+/// One row of the SMN registry, for `smn-rows`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmnRow {
+    pub smn: String,
+    pub hardware_serial: String,
+    pub key_index: u32,
+    pub kcv: String,
+    pub batch_id: String,
+    pub port: String,
+    pub terminal_model: String,
+    pub injected_at: String,
+    /// The operator whose session the key was reserved under, if any.
+    pub operator: Option<String>,
+}
+
+/// `export-smn`, once the client has the file and its rows are marked exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmnExportReport {
+    pub rows: u64,
+    pub only_new: bool,
+    pub exported_at: String,
+    pub file_sha256: String,
+}
+
+/// `audit-verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditVerifyReport {
+    pub rows: u64,
+    pub head_hash: String,
+    /// `Verified` (under the storage key) or `NotChecked` (zeroized: no storage key).
+    pub head_mac: String,
+}
+
+/// `audit-export`, once the client has the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExportReport {
+    pub rows: u64,
+    /// The chain's verification as written in the file's header.
+    pub verification: String,
+    pub file_sha256: String,
+}
+
+/// `void`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoidReport {
+    pub key_index: u32,
+    pub hardware_serial: String,
+    /// `reserved` or `sent`.
+    pub previous_state: String,
+}
+
+/// `zeroize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroizeReport {
+    pub secrets_deleted: u64,
+    pub key_blocks_erased: u64,
+}
+
+/// `kdh-request`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhRequestReport {
+    pub subject: String,
+    pub bits: usize,
+    /// The PKCS#10 certificate request, PEM.
+    pub request: String,
+}
+
+/// `kdh-install`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhInstallReport {
+    pub subject: String,
+    /// The certificate's serial number, upper-case hex.
+    pub serial: String,
+    pub certificate_mode: bool,
+}
+
+/// `kdh-status`, when a KDH key pair exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdhStatusReport {
+    pub subject: String,
+    pub bits: usize,
+    pub requested_at: String,
+    /// The certificate request, PEM.
+    pub request: String,
+    /// When the certificate was installed, or `null`.
+    pub certificate_installed_at: Option<String>,
+    pub certificate_mode: bool,
+}
+
+/// `login-challenge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeReport {
+    /// 64 hex digits.
+    pub challenge: String,
+    pub device_id: String,
+    /// How far the operator's clock may be from the appliance's.
+    pub window_seconds: u64,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// `logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutReport {
+    /// The session that ended, or `null` when nobody was logged in.
+    pub logged_out: Option<SessionReport>,
+}

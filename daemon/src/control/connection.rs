@@ -1,0 +1,92 @@
+//! One control connection: bounded lines in and out, each within the idle timeout.
+
+use std::time::Duration;
+
+use keymother_control::{IDLE_TIMEOUT, MAX_LINE};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use zeroize::Zeroize;
+
+/// Why a connection cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionError {
+    #[error("the client sent nothing for {} s", .0.as_secs())]
+    Idle(Duration),
+    #[error("the client did not take an answer for {} s", .0.as_secs())]
+    Stalled(Duration),
+    #[error("line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("the client closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The two halves of a client's socket.
+pub(crate) struct Connection {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Connection {
+    pub(crate) fn new(reader: OwnedReadHalf, writer: OwnedWriteHalf) -> Connection {
+        Connection {
+            reader: BufReader::with_capacity(MAX_LINE, reader),
+            writer,
+        }
+    }
+
+    /// The next line, without its line feed, into `line` (cleared first; wiped when a line
+    /// turns out too long). Waits at most [`IDLE_TIMEOUT`] for each piece of it.
+    pub(crate) async fn read_line(&mut self, line: &mut Vec<u8>) -> Result<(), ConnectionError> {
+        line.clear();
+        loop {
+            let available = match tokio::time::timeout(IDLE_TIMEOUT, self.reader.fill_buf()).await {
+                Err(_) => return Err(ConnectionError::Idle(IDLE_TIMEOUT)),
+                Ok(result) => result?,
+            };
+            if available.is_empty() {
+                return Err(ConnectionError::Closed);
+            }
+            let (taken, complete) = match available.iter().position(|&byte| byte == b'\n') {
+                Some(end) => (end + 1, true),
+                None => (available.len(), false),
+            };
+            let content = if complete { taken - 1 } else { taken };
+            if line.len() + content >= MAX_LINE {
+                line.zeroize();
+                return Err(ConnectionError::TooLong);
+            }
+            line.extend_from_slice(&available[..content]);
+            self.reader.consume(taken);
+            if complete {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until the client closes its side or sends anything (both end what the
+    /// connection was doing: nothing more is expected from it). Cancel-safe.
+    pub(crate) async fn closed_or_spoke(&mut self) {
+        let mut byte = [0u8; 1];
+        let _ = self.reader.read(&mut byte).await;
+    }
+
+    /// Writes `line` (with its line feed), waiting at most [`IDLE_TIMEOUT`] for the client
+    /// to take it.
+    pub(crate) async fn write_line(&mut self, line: &[u8]) -> Result<(), ConnectionError> {
+        match tokio::time::timeout(IDLE_TIMEOUT, self.writer.write_all(line)).await {
+            Err(_) => Err(ConnectionError::Stalled(IDLE_TIMEOUT)),
+            Ok(result) => Ok(result?),
+        }
+    }
+
+    /// Writes `value` as one line.
+    pub(crate) async fn send<T: serde::Serialize>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), ConnectionError> {
+        self.write_line(&keymother_control::encode_line(value))
+            .await
+    }
+}

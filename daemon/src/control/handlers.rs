@@ -1,0 +1,507 @@
+//! One small function per command without a file: each takes its typed request and returns its typed answer, or the words of a refusal.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64ct::{Base64, Encoding};
+use keymother_control as api;
+use keymother_crypto::Kcv;
+use keymother_crypto::component::{self, Component};
+use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse};
+use keymother_vault::{KeyState, SecretName};
+
+use crate::dispenser::{Dispenser, Readiness, TamperWatch};
+use crate::operator::{OperatorSession, rfc3339};
+use crate::runtime::Shared;
+
+/// The KDH key size when the request does not say (TR-34 asks for at least 2048 bits).
+const DEFAULT_KDH_BITS: usize = 2048;
+
+/// What a request's handler may use: the daemon's state and who is asking.
+pub(crate) struct Context {
+    pub(crate) shared: Arc<Shared>,
+    /// The local user on the other end of the socket.
+    pub(crate) peer: String,
+}
+
+impl Context {
+    fn dispenser(&self) -> Arc<Dispenser> {
+        Arc::clone(&self.shared.dispenser)
+    }
+
+    /// Who a control action is recorded under: the operator logged in, else the local user.
+    /// With operator login required, `needs_session` actions are refused without a session.
+    pub(crate) async fn acting_operator(&self, needs_session: bool) -> Result<String, String> {
+        let dispenser = self.dispenser();
+        let session = blocking(move || dispenser.operator_session(SystemTime::now())).await?;
+        match session {
+            Some(session) => Ok(session.name),
+            None if needs_session && self.shared.dispenser.operator_required() => Err(
+                "no operator is logged in: operator login is required on this appliance; log in first (keymother operator login)"
+                    .to_owned(),
+            ),
+            None => Ok(self.peer.clone()),
+        }
+    }
+}
+
+/// Runs a blocking vault operation off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| format!("the operation failed: {error}"))
+}
+
+/// DER as PEM with the given label.
+fn pem(label: &str, der: &[u8]) -> String {
+    use keymother_pki::der::pem::{LineEnding, encode_string};
+    // Encoding to PEM fails only for labels with invalid characters; these are constants.
+    encode_string(label, LineEnding::LF, der).unwrap_or_default()
+}
+
+/// An operator session as the control socket shows it.
+fn session_report(session: &OperatorSession) -> api::SessionReport {
+    api::SessionReport {
+        name: session.name.clone(),
+        subject: session.subject.clone(),
+        serial: session.serial.clone(),
+        since: rfc3339(session.since),
+        until: rfc3339(session.until),
+    }
+}
+
+/// Keys per state, by the states' names.
+fn key_counts(
+    inventory: &keymother_vault::InventorySummary,
+) -> std::collections::BTreeMap<String, u64> {
+    KeyState::ALL
+        .into_iter()
+        .map(|state| (state.to_string(), inventory.count(state)))
+        .collect()
+}
+
+/// Whether the tamper input is watched, for `status`.
+fn tamper_input(dispenser: &Dispenser) -> api::TamperInput {
+    let required = dispenser.tamper_input_required();
+    let (state, input, reason) = match dispenser.tamper_watch() {
+        TamperWatch::NoInput => (api::TamperInputState::None, None, None),
+        TamperWatch::Watched { input } => (api::TamperInputState::Watched, Some(input), None),
+        TamperWatch::Unwatched { input, reason } => {
+            (api::TamperInputState::NotWatched, Some(input), Some(reason))
+        }
+    };
+    api::TamperInput {
+        state,
+        input,
+        reason,
+        required,
+    }
+}
+
+/// The vault's part of `status`.
+struct VaultStatus {
+    device_id: String,
+    secrets: std::collections::BTreeMap<String, Option<api::SecretStatus>>,
+    keys: std::collections::BTreeMap<String, u64>,
+    smn_rows: u64,
+}
+
+fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
+    dispenser.with_vault(|vault| {
+        let inventory = vault.inventory().map_err(|error| error.to_string())?;
+        let mut secrets = std::collections::BTreeMap::new();
+        for name in SecretName::ALL {
+            let info = vault.secret_info(name).map_err(|error| error.to_string())?;
+            secrets.insert(
+                name.to_string(),
+                info.map(|info| api::SecretStatus {
+                    algorithm: info.algorithm.name().to_owned(),
+                    kcv: info.kcv.to_string(),
+                    components: info.component_count,
+                    loaded_at: info.loaded_at,
+                }),
+            );
+        }
+        Ok(VaultStatus {
+            device_id: vault.device_id().to_string(),
+            secrets,
+            keys: key_counts(&inventory),
+            smn_rows: vault.smn_rows().map_err(|error| error.to_string())?.len() as u64,
+        })
+    })
+}
+
+pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::StatusReport, String> {
+    let dispenser = context.dispenser();
+    let stored = blocking(move || vault_status(&dispenser)).await??;
+    let dispenser = context.dispenser();
+    let session = blocking(move || dispenser.operator_session(SystemTime::now())).await?;
+    // What keeps keys from flowing, as the display says it ("ready" when nothing).
+    let shared = Arc::clone(&context.shared);
+    let appliance = blocking(move || shared.appliance_state()).await?;
+    let dispenser = &context.shared.dispenser;
+    let (state, tampered) = match dispenser.readiness() {
+        Readiness::Unlocked if appliance.ready => (api::ApplianceState::Ready, None),
+        // Unlocked, and something else holds the keys back: `reason` says what.
+        Readiness::Unlocked => (api::ApplianceState::Waiting, None),
+        Readiness::Locked => (api::ApplianceState::Locked, None),
+        Readiness::Tampered(input) => (api::ApplianceState::Tampered, Some(input)),
+    };
+    Ok(api::StatusReport {
+        control_version: api::CONTROL_VERSION,
+        device_id: stored.device_id,
+        state,
+        reason: appliance.reason,
+        // KEK and TTK are loaded (the key ceremonies' "ready").
+        ready: dispenser.ttk_kcv().is_some(),
+        tampered,
+        secrets: stored.secrets,
+        keys: stored.keys,
+        smn_rows: stored.smn_rows,
+        operator: session.as_ref().map(session_report),
+        operator_required: dispenser.operator_required(),
+        operator_ca: dispenser.trust().is_some(),
+        tamper_input: tamper_input(dispenser),
+        ports: context.shared.port_states(),
+        injections_since_start: context
+            .shared
+            .stats
+            .injections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+pub(crate) async fn ceremony(
+    context: &Context,
+    request: api::Ceremony,
+) -> Result<api::CeremonyReport, String> {
+    let name: SecretName = request.secret.parse()?;
+    let algorithm: keymother_crypto::KeyAlgorithm = request
+        .algorithm
+        .parse()
+        .map_err(|error: keymother_crypto::KeyError| error.to_string())?;
+    let expected = request
+        .expect_kcv
+        .as_deref()
+        .map(|text| {
+            Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}"))
+        })
+        .transpose()?;
+    let parsed = request
+        .components
+        .iter()
+        .enumerate()
+        .map(|(index, text)| Component::from_hex(algorithm, index + 1, text.expose_secret()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    drop(request);
+    let count = parsed.len();
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let combined = component::combine(&parsed, expected).map_err(|error| error.to_string())?;
+        let (installed, ready) = dispenser
+            .install_secret(name, &combined.key, count)
+            .map_err(|error| error.to_string())?;
+        log::info!(
+            event = "ceremony", secret = name.to_string().as_str(),
+            algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
+            components = count;
+            "{name} loaded from {count} components, KCV {}", installed.kcv
+        );
+        Ok(api::CeremonyReport {
+            secret: name.to_string(),
+            algorithm: installed.algorithm.name().to_owned(),
+            component_kcvs: combined
+                .component_kcvs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            kcv: installed.kcv.to_string(),
+            parity_adjusted: combined.parity_adjusted,
+            ready,
+            tampered: dispenser.tampered(),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn inventory(
+    context: &Context,
+    _: api::Inventory,
+) -> Result<api::InventoryReport, String> {
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let inventory = dispenser
+            .with_vault(|vault| vault.inventory())
+            .map_err(|error| error.to_string())?;
+        Ok(api::InventoryReport {
+            keys: key_counts(&inventory),
+            batches: inventory
+                .batches
+                .iter()
+                .map(|batch| api::BatchReport {
+                    batch_id: batch.batch_id.clone(),
+                    issuer: batch.issuer.clone(),
+                    algorithm: batch.algorithm.clone(),
+                    records: batch.record_count,
+                    available: batch.available,
+                    imported_at: batch.imported_at.clone(),
+                })
+                .collect(),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn smn_rows(
+    context: &Context,
+    _: api::SmnRows,
+) -> Result<Vec<api::SmnRow>, String> {
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let rows = dispenser
+            .with_vault(|vault| vault.smn_rows())
+            .map_err(|error| error.to_string())?;
+        Ok(rows
+            .into_iter()
+            .map(|row| api::SmnRow {
+                smn: row.smn,
+                hardware_serial: row.hardware_serial,
+                key_index: row.key_index,
+                kcv: row.kcv,
+                batch_id: row.batch_id,
+                port: row.port,
+                terminal_model: row.terminal_model,
+                injected_at: row.injected_at,
+                operator: row.operator,
+            })
+            .collect())
+    })
+    .await?
+}
+
+pub(crate) async fn audit_verify(
+    context: &Context,
+    _: api::AuditVerify,
+) -> Result<api::AuditVerifyReport, String> {
+    let dispenser = context.dispenser();
+    blocking(move || {
+        dispenser.with_vault(|vault| match vault.verify_audit() {
+            Ok(report) => Ok(api::AuditVerifyReport {
+                rows: report.rows,
+                head_hash: report.head_hash,
+                head_mac: format!("{:?}", report.head_mac),
+            }),
+            Err(failure) => {
+                log::error!(event = "audit-verify-failed"; "the audit chain does not verify: {failure}");
+                Err(format!("the audit chain does not verify: {failure}"))
+            }
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn void(context: &Context, request: api::Void) -> Result<api::VoidReport, String> {
+    let api::Void { key_index, reason } = request;
+    let operator = context.acting_operator(true).await?;
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let voided = dispenser
+            .with_vault(|vault| vault.void_key(key_index, &reason, &operator))
+            .map_err(|error| error.to_string())?;
+        log::warn!(
+            event = "void", key_index = key_index, hw_serial = voided.hardware_serial.as_str(),
+            operator = operator.as_str();
+            "key {key_index:08} of {} voided: {reason}", voided.hardware_serial
+        );
+        Ok(api::VoidReport {
+            key_index: voided.key_index,
+            hardware_serial: voided.hardware_serial,
+            previous_state: voided.previous_state.to_string(),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn zeroize(
+    context: &Context,
+    request: api::Zeroize,
+) -> Result<api::ZeroizeReport, String> {
+    let dispenser = context.dispenser();
+    if request.confirm_device_id != dispenser.device_id() {
+        return Err(format!(
+            "zeroize refused: confirm with this appliance's device id ({}), not {:?}",
+            dispenser.device_id(),
+            request.confirm_device_id
+        ));
+    }
+    let reason = request.reason;
+    // Never needs a session: destroying the keys must always be possible.
+    let operator = context.acting_operator(false).await?;
+    blocking(move || {
+        // The session ends first: after the zeroize nothing can be audited any more.
+        dispenser.end_operator_sessions(&format!("zeroize: {reason}"));
+        let report = dispenser
+            .with_vault(|vault| vault.zeroize(&reason, Some(&operator)))
+            .map_err(|error| error.to_string())?;
+        // The keys in memory go too; terminals get NOT_READY from now on.
+        let _ = dispenser.reload_keys();
+        dispenser.reload_kdh();
+        log::warn!(event = "zeroize", operator = operator.as_str(); "appliance zeroized: {reason}");
+        Ok(api::ZeroizeReport {
+            secrets_deleted: report.secrets_deleted,
+            key_blocks_erased: report.key_blocks_erased,
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn kdh_request(
+    context: &Context,
+    request: api::KdhRequest,
+) -> Result<api::KdhRequestReport, String> {
+    let dispenser = context.dispenser();
+    let subject = request
+        .subject
+        .unwrap_or_else(|| format!("CN={},OU=KDH", dispenser.device_id()));
+    let name = keymother_pki::builder::name(&subject)
+        .map_err(|error| format!("subject {subject:?}: {error}"))?;
+    let bits = request.bits.unwrap_or(DEFAULT_KDH_BITS);
+    let operator = context.acting_operator(false).await?;
+    blocking(move || {
+        let request = dispenser
+            .with_vault(|vault| vault.create_kdh_request(&name, bits, Some(&operator)))
+            .map_err(|error| error.to_string())?;
+        dispenser.reload_kdh();
+        log::warn!(
+            event = "kdh-request", operator = operator.as_str();
+            "new KDH key pair ({bits} bits) for {subject}; certificate mode is off until its certificate is installed"
+        );
+        Ok(api::KdhRequestReport {
+            subject,
+            bits,
+            request: pem("CERTIFICATE REQUEST", &request),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn kdh_install(
+    context: &Context,
+    request: api::KdhInstall,
+) -> Result<api::KdhInstallReport, String> {
+    let certificate = keymother_pki::certificate_der(request.certificate.as_bytes())
+        .map_err(|error| format!("certificate: {error}"))?;
+    let operator = context.acting_operator(false).await?;
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let trust = dispenser.trust().ok_or_else(|| {
+            "no [pki] trust anchors are configured: the KDH certificate cannot be checked"
+                .to_owned()
+        })?;
+        let verified = trust
+            .anchors
+            .verify(
+                keymother_pki::Role::KeyDistributionHost,
+                &certificate,
+                SystemTime::now(),
+                None,
+            )
+            .map_err(|error| format!("the KDH certificate is refused: {error}"))?;
+        dispenser
+            .with_vault(|vault| vault.install_kdh_certificate(&verified, Some(&operator)))
+            .map_err(|error| error.to_string())?;
+        dispenser.reload_kdh();
+        let subject = verified.subject().to_string();
+        log::warn!(
+            event = "kdh-certificate", operator = operator.as_str();
+            "KDH certificate for {subject} installed; certificate mode is on"
+        );
+        Ok(api::KdhInstallReport {
+            subject,
+            serial: hex::encode_upper(verified.serial().as_bytes()),
+            certificate_mode: !dispenser.kdh_certificate().is_empty(),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn kdh_status(
+    context: &Context,
+    _: api::KdhStatus,
+) -> Result<Option<api::KdhStatusReport>, String> {
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let status = dispenser
+            .with_vault(|vault| vault.kdh_status())
+            .map_err(|error| error.to_string())?;
+        Ok(status.map(|status| api::KdhStatusReport {
+            subject: status.subject,
+            bits: status.bits,
+            requested_at: status.requested_at,
+            request: pem("CERTIFICATE REQUEST", &status.certificate_request),
+            certificate_installed_at: status.installed_at,
+            certificate_mode: !dispenser.kdh_certificate().is_empty(),
+        }))
+    })
+    .await?
+}
+
+pub(crate) async fn login_challenge(
+    context: &Context,
+    _: api::LoginChallenge,
+) -> Result<api::ChallengeReport, String> {
+    let dispenser = &context.shared.dispenser;
+    let (challenge, window) = dispenser
+        .login_challenge(SystemTime::now())
+        .map_err(|failure| failure.to_string())?;
+    Ok(api::ChallengeReport {
+        challenge: hex::encode(challenge.bytes),
+        device_id: dispenser.device_id().to_owned(),
+        window_seconds: window.as_secs(),
+        expires_at: rfc3339(challenge.expires_at),
+    })
+}
+
+/// Decodes standard base64 for `field`.
+fn base64_field(field: &str, text: &str) -> Result<Vec<u8>, String> {
+    Base64::decode_vec(text.trim()).map_err(|_| format!("{field}: not standard base64"))
+}
+
+/// The login answer from a `login` request's fields.
+fn login_response(request: &api::Login) -> Result<LoginResponse, String> {
+    let challenge: [u8; CHALLENGE_LENGTH] = hex::decode(request.challenge.trim())
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("challenge: must be {} hex digits", 2 * CHALLENGE_LENGTH))?;
+    Ok(LoginResponse {
+        certificate: base64_field("certificate", &request.certificate)?,
+        challenge,
+        signed_at: request.signed_at,
+        signature: base64_field("signature", &request.signature)?,
+    })
+}
+
+pub(crate) async fn login(
+    context: &Context,
+    request: api::Login,
+) -> Result<api::SessionReport, String> {
+    let response = login_response(&request)?;
+    let dispenser = context.dispenser();
+    let peer = context.peer.clone();
+    let session = blocking(move || dispenser.login(&response, &peer, SystemTime::now()))
+        .await?
+        .map_err(|failure| format!("login refused: {failure}"))?;
+    Ok(session_report(&session))
+}
+
+pub(crate) async fn logout(context: &Context, _: api::Logout) -> Result<api::LogoutReport, String> {
+    let dispenser = context.dispenser();
+    let peer = context.peer.clone();
+    let ended = blocking(move || dispenser.logout(&peer, SystemTime::now())).await?;
+    Ok(api::LogoutReport {
+        logged_out: ended.as_ref().map(session_report),
+    })
+}
