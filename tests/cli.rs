@@ -69,7 +69,7 @@ fn kcv_argument_errors_name_the_argument() {
             &["kcv", "--alg", "tdes", "0123456789ABCDEFFEDCBA987654321G"],
             "",
         ),
-        "keymother: KEY_HEX: not hexadecimal: character 32 is 'G'",
+        "keymother: KEY_HEX: not hexadecimal: character 32 is not 0-9 or A-F",
     );
     assert_usage_error(
         &keymother(&["kcv", "--alg", "des", "00"], ""),

@@ -124,8 +124,10 @@ impl fmt::Display for BlockPart {
     }
 }
 
-/// Why a key block could not be made or opened. Never carries key material: header text and
-/// ciphertext characters may be quoted, decrypted data never is.
+/// Why a key block could not be made or opened. Never carries the text it was given: a key
+/// block may be pasted in the wrong place, or a key typed where a block was expected, so
+/// messages name the field, block or character position at fault and what it may hold, and
+/// quote only values that parsed (a recognised optional block ID, lengths, counts).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Tr31Error {
     #[error("a key block is printable ASCII, but character {position} is not (U+{code:04X})")]
@@ -138,8 +140,8 @@ pub enum Tr31Error {
         what: &'static str,
     },
 
-    #[error("header field {field} is {found:?}; expected {}", field.allowed())]
-    InvalidHeaderField { field: HeaderField, found: String },
+    #[error("header field {field} is not valid; expected {}", field.allowed())]
+    InvalidHeaderField { field: HeaderField },
 
     #[error(
         "the key block is truncated: header field {} says {declared} characters, but only {actual} are present",
@@ -165,10 +167,16 @@ pub enum Tr31Error {
         position: usize,
     },
 
-    #[error("optional block {id:?} at character {position}: {problem}")]
+    #[error(
+        "optional block {}at character {position}: {problem}",
+        id.as_ref().map(|id| format!("{id:?} ")).unwrap_or_default()
+    )]
     InvalidOptionalBlock {
-        id: String,
+        /// The block's ID when it is one keymother knows (or two digits, a proprietary
+        /// block); `None` when the ID itself is what is wrong.
+        id: Option<String>,
         position: usize,
+        /// What is wrong, in words; never the block's data.
         problem: String,
     },
 
@@ -219,14 +227,8 @@ pub enum Tr31Error {
     )]
     EncryptedLength { version: Version, found: usize },
 
-    #[error(
-        "character {position} ({part}) is {found:?}; expected an upper-case hex digit 0-9 or A-F"
-    )]
-    InvalidHex {
-        position: usize,
-        part: BlockPart,
-        found: char,
-    },
+    #[error("character {position} ({part}) is not an upper-case hex digit 0-9 or A-F")]
+    InvalidHex { position: usize, part: BlockPart },
 
     #[error(
         "key block MAC does not verify (wrong key-block protection key, or the block was altered)"

@@ -213,7 +213,6 @@ fn hex_digit(byte: u8, offset: usize, part: BlockPart) -> Result<u8, Tr31Error> 
         _ => Err(Tr31Error::InvalidHex {
             position: offset + 1,
             part,
-            found: char::from(byte),
         }),
     }
 }
@@ -223,11 +222,8 @@ fn field_bytes(bytes: &[u8], field: HeaderField) -> &[u8] {
     &bytes[first - 1..last]
 }
 
-fn invalid(bytes: &[u8], field: HeaderField) -> Tr31Error {
-    Tr31Error::InvalidHeaderField {
-        field,
-        found: String::from_utf8_lossy(field_bytes(bytes, field)).into_owned(),
-    }
+fn invalid(field: HeaderField) -> Tr31Error {
+    Tr31Error::InvalidHeaderField { field }
 }
 
 fn decimal(digits: &[u8]) -> Option<usize> {
@@ -246,10 +242,9 @@ pub(crate) fn parse(bytes: &[u8], source: Source) -> Result<ParsedHeader, Tr31Er
             what: "the fixed part of the header",
         });
     }
-    let version =
-        Version::from_code(bytes[0]).ok_or_else(|| invalid(bytes, HeaderField::Version))?;
+    let version = Version::from_code(bytes[0]).ok_or_else(|| invalid(HeaderField::Version))?;
     let declared_length = decimal(field_bytes(bytes, HeaderField::BlockLength))
-        .ok_or_else(|| invalid(bytes, HeaderField::BlockLength))?;
+        .ok_or_else(|| invalid(HeaderField::BlockLength))?;
     if source == Source::KeyBlock {
         if declared_length > bytes.len() {
             return Err(Tr31Error::LengthFieldBeyondBlock {
@@ -264,23 +259,23 @@ pub(crate) fn parse(bytes: &[u8], source: Source) -> Result<ParsedHeader, Tr31Er
             });
         }
     }
-    let key_usage = KeyUsage::from_code([bytes[5], bytes[6]])
-        .ok_or_else(|| invalid(bytes, HeaderField::KeyUsage))?;
+    let key_usage =
+        KeyUsage::from_code([bytes[5], bytes[6]]).ok_or_else(|| invalid(HeaderField::KeyUsage))?;
     let algorithm =
-        Algorithm::from_code(bytes[7]).ok_or_else(|| invalid(bytes, HeaderField::Algorithm))?;
+        Algorithm::from_code(bytes[7]).ok_or_else(|| invalid(HeaderField::Algorithm))?;
     let mode_of_use =
-        ModeOfUse::from_code(bytes[8]).ok_or_else(|| invalid(bytes, HeaderField::ModeOfUse))?;
+        ModeOfUse::from_code(bytes[8]).ok_or_else(|| invalid(HeaderField::ModeOfUse))?;
     let key_version = KeyVersion::from_code([bytes[9], bytes[10]])
-        .ok_or_else(|| invalid(bytes, HeaderField::KeyVersion))?;
-    let exportability = Exportability::from_code(bytes[11])
-        .ok_or_else(|| invalid(bytes, HeaderField::Exportability))?;
+        .ok_or_else(|| invalid(HeaderField::KeyVersion))?;
+    let exportability =
+        Exportability::from_code(bytes[11]).ok_or_else(|| invalid(HeaderField::Exportability))?;
     let block_count = decimal(field_bytes(bytes, HeaderField::OptionalBlockCount))
-        .ok_or_else(|| invalid(bytes, HeaderField::OptionalBlockCount))?;
+        .ok_or_else(|| invalid(HeaderField::OptionalBlockCount))?;
     if bytes[14] != b'0' {
-        return Err(invalid(bytes, HeaderField::KeyContext));
+        return Err(invalid(HeaderField::KeyContext));
     }
     if bytes[15] != b'0' {
-        return Err(invalid(bytes, HeaderField::Reserved));
+        return Err(invalid(HeaderField::Reserved));
     }
 
     let mut header = Header {
@@ -345,7 +340,7 @@ fn parse_optional_block(
     }
     let id = [bytes[start], bytes[start + 1]];
     let problem = |problem: String| Tr31Error::InvalidOptionalBlock {
-        id: String::from_utf8_lossy(&id).into_owned(),
+        id: OptionalBlock::is_known_id(id).then(|| String::from_utf8_lossy(&id).into_owned()),
         position: start + 1,
         problem,
     };
@@ -357,10 +352,9 @@ fn parse_optional_block(
         extended_length(bytes, start).map_err(problem)?
     } else {
         let length = hex_text(length_text).ok_or_else(|| {
-            problem(format!(
-                "its length {:?} is not two upper-case hex digits",
-                String::from_utf8_lossy(length_text)
-            ))
+            problem(
+                "its length (characters 3-4 of the block) is not two upper-case hex digits".into(),
+            )
         })?;
         (length, 4)
     };
@@ -397,10 +391,9 @@ fn extended_length(bytes: &[u8], start: usize) -> Result<(usize, usize), String>
     }
     let count_text = &bytes[start + 4..start + 6];
     let count = hex_text(count_text).ok_or_else(|| {
-        format!(
-            "the length of its extended length, {:?}, is not two upper-case hex digits",
-            String::from_utf8_lossy(count_text)
-        )
+        "the length of its extended length (characters 5-6 of the block) is not two upper-case \
+         hex digits"
+            .to_owned()
     })?;
     if count == 0 || count > 4 {
         return Err(format!(
@@ -414,11 +407,9 @@ fn extended_length(bytes: &[u8], start: usize) -> Result<(usize, usize), String>
         (length >= offset && length <= remaining).then_some((length, offset))
     };
     read(2 * count).or_else(|| read(count)).ok_or_else(|| {
-        let shown = &bytes[start + 6..(start + 6 + 2 * count).min(bytes.len())];
         format!(
-            "its extended length {:?} ({count} bytes) is not a valid length within the {remaining} \
-             remaining characters",
-            String::from_utf8_lossy(shown)
+            "its extended length ({count} bytes) is not a valid length within the {remaining} \
+             remaining characters"
         )
     })
 }

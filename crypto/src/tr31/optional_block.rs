@@ -80,6 +80,30 @@ impl OptionalBlock {
         [bytes[0], bytes[1]]
     }
 
+    /// Is `id` one keymother knows, or two digits (a proprietary block)? Only such IDs are
+    /// named in error messages; anything else is text from the block that failed to parse.
+    pub(crate) fn is_known_id(id: [u8; 2]) -> bool {
+        matches!(
+            &id,
+            b"AL"
+                | b"BI"
+                | b"CT"
+                | b"DA"
+                | b"HM"
+                | b"IK"
+                | b"KC"
+                | b"KP"
+                | b"KS"
+                | b"KV"
+                | b"LB"
+                | b"PB"
+                | b"PK"
+                | b"TC"
+                | b"TS"
+                | b"WP"
+        ) || id.iter().all(u8::is_ascii_digit)
+    }
+
     /// Is this the padding block PB?
     pub fn is_padding(&self) -> bool {
         matches!(self, OptionalBlock::Padding(_))
@@ -169,10 +193,10 @@ impl OptionalBlock {
                 "0100" => AsymmetricKeyLife::Ephemeral,
                 "0101" => AsymmetricKeyLife::Static,
                 _ => {
-                    return Err(format!(
-                        "the data is {}; expected 0100 (ephemeral) or 0101 (static): version 01 and the key life",
-                        quote(data)
-                    ));
+                    return Err(
+                        "the data is not 0100 (ephemeral) or 0101 (static): version 01 and the key life"
+                            .into(),
+                    );
                 }
             }),
             b"BI" => OptionalBlock::BaseDerivationKeyIdentifier(parse_bdk_identifier(data)?),
@@ -181,10 +205,8 @@ impl OptionalBlock {
             b"HM" => {
                 let code = parse_hex_exact::<1>(data, "the hash algorithm")?;
                 OptionalBlock::HmacHash(HashAlgorithm::from_code(code[0]).ok_or_else(|| {
-                    format!(
-                        "hash algorithm {} is unknown; expected one of 10, 20-25, 30-33, 40, 41",
-                        quote(data)
-                    )
+                    "the hash algorithm is unknown; expected one of 10, 20-25, 30-33, 40, 41"
+                        .to_owned()
                 })?)
             }
             b"IK" => OptionalBlock::InitialKeyIdentifier(parse_hex_exact::<8>(
@@ -204,10 +226,10 @@ impl OptionalBlock {
             }
             b"KV" => {
                 if data.len() != 4 || !data.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
-                    return Err(format!(
-                        "the data is {}; expected four letters or digits (version and other key block values)",
-                        quote(data)
-                    ));
+                    return Err(
+                        "the data is not four letters or digits (version and other key block values)"
+                            .into(),
+                    );
                 }
                 OptionalBlock::KeyBlockValues(data.to_owned())
             }
@@ -227,10 +249,7 @@ impl OptionalBlock {
                 "002" => WrappingPedigree::AsymmetricQuantumRisk,
                 "003" => WrappingPedigree::AsymmetricQuantumRiskAndLesserStrength,
                 _ => {
-                    return Err(format!(
-                        "the data is {}; expected version 00 followed by one digit 0-3",
-                        quote(data)
-                    ));
+                    return Err("the data is not version 00 followed by one digit 0-3".into());
                 }
             }),
             [first, second] if first.is_ascii_digit() && second.is_ascii_digit() => {
@@ -339,8 +358,7 @@ impl Certificate {
                         })?;
                     let length = parse_hex_number(length_text).ok_or_else(|| {
                         format!(
-                            "certificate {element} of the chain has length {}; expected four hex digits",
-                            quote(length_text)
+                            "the length of certificate {element} of the chain is not four upper-case hex digits"
                         )
                     })?;
                     let (text, after_text) = after_length.split_at_checked(length).ok_or_else(|| {
@@ -364,10 +382,10 @@ impl Certificate {
                 }
                 Ok(Certificate::Chain(certificates))
             }
-            _ => Err(format!(
-                "certificate format {} is unknown; expected 00 (X.509), 01 (EMV) or 02 (chain)",
-                quote(format)
-            )),
+            _ => Err(
+                "the certificate format is unknown; expected 00 (X.509), 01 (EMV) or 02 (chain)"
+                    .into(),
+            ),
         }
     }
 
@@ -376,13 +394,12 @@ impl Certificate {
             return Err("the certificate is empty".into());
         }
         if format == "00" {
-            if let Some((index, byte)) = text.bytes().enumerate().find(|(_, byte)| {
+            if let Some(index) = text.bytes().position(|byte| {
                 !(byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'='))
             }) {
                 return Err(format!(
-                    "character {} of the X.509 certificate is {:?}; expected base64",
-                    index + 1,
-                    char::from(byte)
+                    "character {} of the X.509 certificate is not base64 (A-Z a-z 0-9 + / =)",
+                    index + 1
                 ));
             }
             Ok(Certificate::X509(text.to_owned()))
@@ -390,10 +407,7 @@ impl Certificate {
             check_printable(text, "the EMV certificate")?;
             Ok(Certificate::Emv(text.to_owned()))
         } else {
-            Err(format!(
-                "certificate format {} is unknown; expected 00 (X.509) or 01 (EMV)",
-                quote(format)
-            ))
+            Err("the certificate format is unknown; expected 00 (X.509) or 01 (EMV)".into())
         }
     }
 }
@@ -530,10 +544,10 @@ impl CheckValue {
             "00" => (CheckValueAlgorithm::Legacy, 3),
             "01" => (CheckValueAlgorithm::Cmac, 5),
             _ => {
-                return Err(format!(
-                    "check value algorithm {} is unknown; expected 00 (legacy) or 01 (CMAC)",
-                    quote(algorithm_text)
-                ));
+                return Err(
+                    "the check value algorithm is unknown; expected 00 (legacy) or 01 (CMAC)"
+                        .into(),
+                );
             }
         };
         let value = parse_hex(value_text, "the check value")?;
@@ -583,24 +597,26 @@ impl TimeStamp {
             23 => (TimeStampFormat::Extended, "dddd-dd-ddTdd:dd:dd.ddZ", true),
             _ => {
                 return Err(format!(
-                    "the time stamp {} is {} characters; expected {FORMS}",
-                    quote(data),
+                    "the time stamp is {} characters; expected {FORMS}",
                     bytes.len()
                 ));
             }
         };
-        for (index, (&found, expected)) in bytes.iter().zip(pattern.bytes()).enumerate() {
+        for (index, (&given, expected)) in bytes.iter().zip(pattern.bytes()).enumerate() {
             let fits = if expected == b'd' {
-                found.is_ascii_digit()
+                given.is_ascii_digit()
             } else {
-                found == expected
+                given == expected
             };
             if !fits {
+                let wanted = if expected == b'd' {
+                    "a digit".to_owned()
+                } else {
+                    format!("'{}'", char::from(expected))
+                };
                 return Err(format!(
-                    "character {} of the time stamp {} is {:?}; expected {FORMS}",
-                    index + 1,
-                    quote(data),
-                    char::from(found)
+                    "character {} of the time stamp is not {wanted}; expected {FORMS}",
+                    index + 1
                 ));
             }
         }
@@ -625,13 +641,13 @@ impl TimeStamp {
             format,
         };
         time.check_ranges()
-            .map_err(|problem| format!("the time stamp {} {problem}", quote(data)))?;
+            .map_err(|problem| format!("the time stamp's {problem}"))?;
         Ok(time)
     }
 
     fn check_ranges(&self) -> Result<(), String> {
         if !(1..=12).contains(&self.month) {
-            return Err(format!("has month {}; expected 01-12", self.month));
+            return Err("month is not 01-12".into());
         }
         let leap = self.year.is_multiple_of(4)
             && (!self.year.is_multiple_of(100) || self.year.is_multiple_of(400));
@@ -643,21 +659,21 @@ impl TimeStamp {
         };
         if self.day < 1 || self.day > days {
             return Err(format!(
-                "has day {}; month {} has {days} days",
-                self.day, self.month
+                "day is not 01-{days} (month {:02} has {days} days)",
+                self.month
             ));
         }
         if self.hour > 23 {
-            return Err(format!("has hour {}; expected 00-23", self.hour));
+            return Err("hour is not 00-23".into());
         }
         if self.minute > 59 {
-            return Err(format!("has minute {}; expected 00-59", self.minute));
+            return Err("minute is not 00-59".into());
         }
         if self.second > 60 {
-            return Err(format!("has second {}; expected 00-60", self.second));
+            return Err("second is not 00-60".into());
         }
         if self.hundredths.is_some_and(|hundredths| hundredths > 99) {
-            return Err("has more than 99 hundredths".into());
+            return Err("hundredths are more than 99".into());
         }
         Ok(())
     }
@@ -723,19 +739,16 @@ fn parse_bdk_identifier(data: &str) -> Result<BaseDerivationKeyIdentifier, Strin
         Some(("01", rest)) => Ok(BaseDerivationKeyIdentifier::AesKeyIdentifier(
             parse_hex_exact::<4>(rest, "the AES DUKPT base derivation key ID")?,
         )),
-        _ => Err(format!(
-            "the data is {}; expected key type 00 (TDES, 10 hex digits follow) or 01 (AES, 8 hex digits follow)",
-            quote(data)
-        )),
+        _ => Err(
+            "the data does not start with key type 00 (TDES, 10 hex digits follow) or 01 (AES, 8 hex digits follow)"
+                .into(),
+        ),
     }
 }
 
 fn parse_derivations(data: &str) -> Result<Vec<DerivationAllowed>, String> {
     let Some(("01", rest)) = data.split_at_checked(2) else {
-        return Err(format!(
-            "the data is {}; expected version 01 first",
-            quote(data)
-        ));
+        return Err("the data does not start with version 01".into());
     };
     if rest.is_empty() || rest.len() % 5 != 0 {
         return Err(format!(
@@ -747,13 +760,7 @@ fn parse_derivations(data: &str) -> Result<Vec<DerivationAllowed>, String> {
         .chunks(5)
         .enumerate()
         .map(|(index, group)| {
-            let problem = |what: &str| {
-                format!(
-                    "derivation {} ({}) has an invalid {what}",
-                    index + 1,
-                    String::from_utf8_lossy(group)
-                )
-            };
+            let problem = |what: &str| format!("derivation {} has an invalid {what}", index + 1);
             Ok(DerivationAllowed {
                 key_usage: KeyUsage::from_code([group[0], group[1]])
                     .ok_or_else(|| problem("key usage"))?,
@@ -777,16 +784,6 @@ fn check_printable(text: &str, what: &str) -> Result<(), String> {
     }
 }
 
-/// Shows block data in an error message, shortened when long.
-fn quote(text: &str) -> String {
-    const LIMIT: usize = 40;
-    if text.len() <= LIMIT {
-        format!("{text:?}")
-    } else {
-        format!("{:?}... ({} characters)", &text[..LIMIT], text.len())
-    }
-}
-
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
@@ -797,15 +794,10 @@ fn hex_value(byte: u8) -> Option<u8> {
 
 /// Parses upper-case hex digits (ANSI X9.143 clause 4 allows no lower case) into bytes.
 fn parse_hex(text: &str, what: &str) -> Result<Vec<u8>, String> {
-    if let Some((index, byte)) = text
-        .bytes()
-        .enumerate()
-        .find(|(_, byte)| hex_value(*byte).is_none())
-    {
+    if let Some(index) = text.bytes().position(|byte| hex_value(byte).is_none()) {
         return Err(format!(
-            "character {} of {what} is {:?}; expected an upper-case hex digit 0-9 or A-F",
-            index + 1,
-            char::from(byte)
+            "character {} of {what} is not an upper-case hex digit 0-9 or A-F",
+            index + 1
         ));
     }
     if !text.len().is_multiple_of(2) {
