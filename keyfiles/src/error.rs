@@ -1,8 +1,8 @@
 //! Errors that name the file, the line and what was wrong, like a compiler's.
 
 use keymother_crypto::parity::ParityError;
-use keymother_crypto::tr31::Tr31Error;
-use keymother_crypto::{Kcv, KeyAlgorithm};
+use keymother_crypto::tr31::{Exportability, KeyUsage, ModeOfUse, Tr31Error, Version};
+use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily};
 
 /// A key file was refused. `line` is 1-based; 0 means the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,8 +26,12 @@ impl KeyFileError {
     }
 }
 
-/// What was wrong with a key file. Never carries key material; quoted text from the file is
-/// limited to non-secret fields (header values, indexes, check values).
+/// What was wrong with a key file, in words. Never carries text from the file: an operator
+/// who picks the wrong file (a key component, a key list) must not find a key quoted in an
+/// error, a log line or an audit row. Only values that parsed into validated types are named
+/// (check values, algorithms, indexes, batch and device ids, key block header fields that
+/// verified under the KEK); raw text that failed to parse is described by where it is and
+/// what it should have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     #[error("could not read the file: {0}")]
@@ -40,17 +44,14 @@ pub enum Problem {
     CarriageReturn,
     #[error("the last line has no line feed; the file may be truncated")]
     MissingFinalNewline,
-    #[error(
-        "this is not a keymother key file (first line is {found:?}, expected \"KEYMOTHER-KEYFILE/1\")"
-    )]
-    BadMagic { found: String },
+    #[error("this is not a keymother key file (expected the line \"KEYMOTHER-KEYFILE/1\")")]
+    BadMagic,
     #[error("the file ends inside the header; expected the {expected:?} line")]
     MissingHeaderLine { expected: &'static str },
-    #[error("expected the {expected:?} header line, found {found:?}")]
-    WrongHeaderName {
-        expected: &'static str,
-        found: String,
-    },
+    #[error("expected the {expected:?} header line")]
+    WrongHeaderName { expected: &'static str },
+    /// `reason` is built from the field's rules (lengths, character positions, allowed
+    /// characters), never from its value.
     #[error("{field}: {reason}")]
     BadHeaderValue { field: &'static str, reason: String },
     #[error("the file is for device {file_device}, but this appliance is {appliance_device}")]
@@ -71,10 +72,14 @@ pub enum Problem {
     },
     #[error("batch {batch} was already imported on {imported_at}")]
     BatchAlreadyImported { batch: String, imported_at: String },
-    #[error("a record is \"INDEX BLOCK KCV\" separated by single spaces; {reason}")]
-    RecordShape { reason: String },
-    #[error("key index {found:?} is not 8 decimal digits")]
-    BadIndex { found: String },
+    #[error(
+        "a record is \"INDEX BLOCK KCV\" separated by single spaces; a field is empty (two spaces in a row, or a space at an end?)"
+    )]
+    EmptyRecordField,
+    #[error("a record is \"INDEX BLOCK KCV\" separated by single spaces; found {fields} fields")]
+    RecordShape { fields: usize },
+    #[error("key index is not 8 decimal digits")]
+    BadIndex,
     #[error("key index {index} already appears on line {first_line}")]
     DuplicateInFile { index: String, first_line: u64 },
     #[error("key index {index} is already in the inventory (batch {batch})")]
@@ -82,24 +87,31 @@ pub enum Problem {
     #[error("key block: {0}")]
     KeyBlock(Tr31Error),
     #[error("key block has key usage {found}, expected K0 (key encryption or wrapping)")]
-    WrongKeyUsage { found: String },
+    WrongKeyUsage { found: KeyUsage },
     #[error("key block has mode of use {found}, expected B or D")]
-    WrongModeOfUse { found: String },
+    WrongModeOfUse { found: ModeOfUse },
     #[error(
         "key block marks the key non-exportable ({found}); it could never be sent to a terminal"
     )]
-    NotExportable { found: String },
+    NotExportable { found: Exportability },
     #[error("master key is {found}, but the header says {expected}")]
     WrongAlgorithm {
         expected: KeyAlgorithm,
         found: KeyAlgorithm,
     },
-    #[error("key block version {found} does not match the KEK (expected {expected})")]
-    WrongBlockVersion { expected: char, found: char },
+    /// `found` is `None` when the block does not start with a TR-31 version letter at all.
+    #[error("{}", describe_block_version(*expected, *found))]
+    WrongBlockVersion {
+        expected: Version,
+        found: Option<Version>,
+    },
     #[error("master key: {0}")]
     Parity(ParityError),
-    #[error("check value {found:?}: {reason}")]
-    BadKcv { found: String, reason: String },
+    #[error(
+        "check value is not {} upper-case hex digits (the check value of a {family} key)",
+        Kcv::length_for(*family) * 2
+    )]
+    BadKcv { family: KeyFamily },
     #[error("check value {stated} does not match the decrypted master key's {computed}")]
     KcvMismatch { stated: Kcv, computed: Kcv },
     #[error("more records than the header's record-count of {declared}")]
@@ -114,11 +126,22 @@ pub enum Problem {
     Truncated { declared: u32, found: u32 },
     #[error("nothing may follow the seal line")]
     TrailingData,
-    #[error("seal line: {reason}")]
-    BadSealLine { reason: String },
+    #[error("seal line: expected 64 upper-case hex digits after \"seal: \"")]
+    BadSealLine,
     #[error("the seal does not verify: the file was altered, or sealed under another KEK{}",
         first_problem.as_ref().map(|p| format!(" (the first problem seen was on line {}: {})", p.0, p.1)).unwrap_or_default())]
     SealMismatch {
         first_problem: Option<Box<(u64, Problem)>>,
     },
+}
+
+fn describe_block_version(expected: Version, found: Option<Version>) -> String {
+    match found {
+        Some(found) => {
+            format!("key block version {found} does not match the KEK (expected {expected})")
+        }
+        None => format!(
+            "the key block does not start with a TR-31 version letter (expected {expected}, as the KEK requires)"
+        ),
+    }
 }

@@ -34,9 +34,9 @@ fn check_charset(
             text.len()
         ));
     }
-    if let Some((position, found)) = text.char_indices().find(|(_, c)| !allowed(*c)) {
+    if let Some(position) = text.chars().position(|c| !allowed(c)) {
         return Err(format!(
-            "character {} is {found:?}; allowed are {allowed_description}",
+            "character {} is not allowed; allowed are {allowed_description}",
             position + 1
         ));
     }
@@ -229,15 +229,20 @@ impl HeaderFields {
             0 => self.batch_id = Some(value.parse()?),
             1 => self.issuer = Some(value.parse()?),
             2 => {
-                self.algorithm = Some(value.parse().map_err(|error| format!("{error}"))?);
+                self.algorithm = Some(value.parse().map_err(|_| {
+                    "not a key algorithm; expected one of TDES-2KEY, TDES-3KEY, AES-128, AES-192, AES-256"
+                        .to_owned()
+                })?);
             }
             3 => self.record_count = Some(parse_record_count(value)?),
             4 => self.device_id = Some(value.parse()?),
             5 => {
+                let not_a_kcv =
+                    || "not 6 (TDES KEK) or 10 (AES KEK) upper-case hex digits".to_owned();
                 if value.bytes().any(|b| b.is_ascii_lowercase()) {
-                    return Err("hex must be upper case".to_owned());
+                    return Err(not_a_kcv());
                 }
-                self.kek_kcv = Some(Kcv::from_hex_any(value).map_err(|error| error.to_string())?);
+                self.kek_kcv = Some(Kcv::from_hex_any(value).map_err(|_| not_a_kcv())?);
             }
             _ => self.created = Some(value.parse()?),
         }
@@ -265,9 +270,7 @@ fn parse_record_count(text: &str) -> Result<u32, String> {
         && !text.starts_with('0');
     match text.parse::<u32>() {
         Ok(count) if valid_digits => Ok(count),
-        _ => Err(format!(
-            "{text:?} is not a count from 1 to 99999999 without leading zeros"
-        )),
+        _ => Err("not a count from 1 to 99999999 without leading zeros".to_owned()),
     }
 }
 
@@ -279,7 +282,7 @@ mod tests {
     fn identifiers_reject_bad_characters_with_position() {
         assert_eq!(
             "B-2026/1".parse::<BatchId>().unwrap_err(),
-            "character 7 is '/'; allowed are A-Z 0-9 . _ -"
+            "character 7 is not allowed; allowed are A-Z 0-9 . _ -"
         );
         assert!("km-0001".parse::<DeviceId>().is_err());
         assert!("KM-0001".parse::<DeviceId>().is_ok());

@@ -60,11 +60,6 @@ fn checked_text(buffer: &[u8]) -> Result<&str, Problem> {
     std::str::from_utf8(content).map_err(|_| Problem::NotPrintable { column: 1 })
 }
 
-/// Quotes at most 40 characters of non-secret text from a file.
-fn quote(text: &str) -> String {
-    text.chars().take(40).collect()
-}
-
 impl<R: BufRead> KeyFileReader<R> {
     /// Reads and parses the header. `name` labels every error.
     pub fn open(
@@ -88,12 +83,7 @@ impl<R: BufRead> KeyFileReader<R> {
             ""
         };
         if magic != MAGIC {
-            return Err(error(
-                1,
-                Problem::BadMagic {
-                    found: quote(magic),
-                },
-            ));
+            return Err(error(1, Problem::BadMagic));
         }
         sealing.update(&buffer);
 
@@ -118,10 +108,7 @@ impl<R: BufRead> KeyFileReader<R> {
                             field: expected,
                             reason,
                         }),
-                    _ => Some(Problem::WrongHeaderName {
-                        expected,
-                        found: quote(text.split(':').next().unwrap_or(text)),
-                    }),
+                    _ => Some(Problem::WrongHeaderName { expected }),
                 },
             };
             if let Some(problem) = problem {
@@ -215,8 +202,7 @@ impl<R: BufRead> KeyFileReader<R> {
             }
         };
         if let Some(seal) = text.strip_prefix(SEAL_PREFIX) {
-            let seal = parse_seal(seal)
-                .map_err(|reason| self.error_at(line, Problem::BadSealLine { reason }))?;
+            let seal = parse_seal(seal).ok_or_else(|| self.error_at(line, Problem::BadSealLine))?;
             return self.finish(line, &seal).map(|()| None);
         }
         let parsed = parse_record(text, line, self.header.algorithm.family());
@@ -347,7 +333,7 @@ fn drain_and_check_seal<R: BufRead>(
             let seal = std::str::from_utf8(&buffer[SEAL_PREFIX.len()..])
                 .ok()
                 .map(|text| text.trim_end_matches('\n'))
-                .and_then(|text| parse_seal(text).ok());
+                .and_then(parse_seal);
             return match seal {
                 Some(seal) if sealing.verify(&seal) => error,
                 Some(_) => KeyFileError {
@@ -365,15 +351,16 @@ fn drain_and_check_seal<R: BufRead>(
     }
 }
 
-fn parse_seal(text: &str) -> Result<Vec<u8>, String> {
+/// The seal's bytes, if `text` is 64 upper-case hex digits.
+fn parse_seal(text: &str) -> Option<Vec<u8>> {
     if text.len() != 64
         || !text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
     {
-        return Err("expected 64 upper-case hex digits after \"seal: \"".to_owned());
+        return None;
     }
-    hex::decode(text).map_err(|error| error.to_string())
+    hex::decode(text).ok()
 }
 
 fn parse_record(
@@ -382,31 +369,21 @@ fn parse_record(
     family: keymother_crypto::KeyFamily,
 ) -> Result<Record, Problem> {
     if text.split(' ').any(str::is_empty) {
-        return Err(Problem::RecordShape {
-            reason: "a field is empty (two spaces in a row, or a space at an end?)".to_owned(),
-        });
+        return Err(Problem::EmptyRecordField);
     }
     let mut fields = text.split(' ');
     let (Some(index), Some(block), Some(kcv), None) =
         (fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return Err(Problem::RecordShape {
-            reason: format!("found {} fields", text.split(' ').count()),
+            fields: text.split(' ').count(),
         });
     };
-    let index: KeyIndex = index.parse().map_err(|()| Problem::BadIndex {
-        found: quote(index),
-    })?;
+    let index: KeyIndex = index.parse().map_err(|()| Problem::BadIndex)?;
     if kcv.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(Problem::BadKcv {
-            found: quote(kcv),
-            reason: "hex must be upper case".to_owned(),
-        });
+        return Err(Problem::BadKcv { family });
     }
-    let kcv = Kcv::from_hex(family, kcv).map_err(|error| Problem::BadKcv {
-        found: quote(kcv),
-        reason: error.to_string(),
-    })?;
+    let kcv = Kcv::from_hex(family, kcv).map_err(|_| Problem::BadKcv { family })?;
     Ok(Record {
         line,
         index,

@@ -54,10 +54,10 @@ impl RecordOpener {
 
     /// Decrypts the master key and checks usage, algorithm, parity and check value.
     pub fn open(&self, record: Record) -> Result<OpenedRecord, Problem> {
-        let version = record.key_block.chars().next().unwrap_or(' ');
-        if version != self.expected_version.code() {
+        let version = record.key_block.bytes().next().and_then(Version::from_code);
+        if version != Some(self.expected_version) {
             return Err(Problem::WrongBlockVersion {
-                expected: self.expected_version.code(),
+                expected: self.expected_version,
                 found: version,
             });
         }
@@ -68,7 +68,7 @@ impl RecordOpener {
         let header = &unwrapped.header;
         if header.key_usage != KeyUsage::KeyEncryption {
             return Err(Problem::WrongKeyUsage {
-                found: header.key_usage.to_string(),
+                found: header.key_usage,
             });
         }
         if !matches!(
@@ -76,12 +76,12 @@ impl RecordOpener {
             ModeOfUse::EncryptDecrypt | ModeOfUse::DecryptOnly
         ) {
             return Err(Problem::WrongModeOfUse {
-                found: header.mode_of_use.to_string(),
+                found: header.mode_of_use,
             });
         }
         if header.exportability != Exportability::Exportable {
             return Err(Problem::NotExportable {
-                found: header.exportability.to_string(),
+                found: header.exportability,
             });
         }
         let master_key = unwrapped.key;

@@ -285,7 +285,11 @@ fn bad_hex_in_a_check_value_or_a_block_is_refused() {
     let mut file = lines(&bench, 5);
     let fields = file.record_fields(1);
     *file.record_mut(1) = format!("{} {} 12G456", fields[0], fields[1]);
-    bench.refuse(&file, FIRST_RECORD_LINE + 1, "check value \"12G456\"");
+    bench.refuse(
+        &file,
+        FIRST_RECORD_LINE + 1,
+        "check value is not 6 upper-case hex digits",
+    );
 
     let mut file = lines(&bench, 5);
     let fields = file.record_fields(3);
@@ -434,15 +438,11 @@ fn header_mistakes_name_their_line() {
 
     let mut file = lines(&bench, 3);
     file.set_header("batch-id", "B/1");
-    bench.refuse(&file, 2, "batch-id: character 2 is '/'");
+    bench.refuse(&file, 2, "batch-id: character 2 is not allowed");
 
     let mut file = lines(&bench, 3);
     file.lines.swap(2, 3);
-    bench.refuse(
-        &file,
-        3,
-        "expected the \"issuer\" header line, found \"algorithm\"",
-    );
+    bench.refuse(&file, 3, "expected the \"issuer\" header line");
 
     let mut file = lines(&bench, 3);
     file.set_header("created", "yesterday");
@@ -450,7 +450,7 @@ fn header_mistakes_name_their_line() {
 
     let mut file = lines(&bench, 3);
     file.set_header("algorithm", "DES");
-    bench.refuse(&file, 4, "unknown key algorithm \"DES\"");
+    bench.refuse(&file, 4, "algorithm: not a key algorithm");
 }
 
 #[test]
