@@ -6,6 +6,7 @@ mod control;
 mod custodian;
 mod demo;
 mod display_preview;
+mod hardening;
 mod kdh;
 mod keyfile;
 mod operator;
@@ -126,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    hardening::harden();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
