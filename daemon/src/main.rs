@@ -91,11 +91,9 @@ fn start_logging(target: LogTarget, level: log::LevelFilter) {
                     return;
                 }
             }
-            Err(error) => {
-                say(format_args!(
-                    "keymotherd: the journal is not usable ({error}); logging to stderr"
-                ))
-            }
+            Err(error) => say(format_args!(
+                "keymotherd: the journal is not usable ({error}); logging to stderr"
+            )),
         }
     }
     let _ = log::set_logger(&LOGGER);
@@ -173,7 +171,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            say(format_args!("keymotherd: cannot start the runtime: {error}"));
+            say(format_args!(
+                "keymotherd: cannot start the runtime: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };

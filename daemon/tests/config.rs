@@ -681,10 +681,8 @@ fn check_config_refuses_a_control_group_that_is_not_on_this_machine() {
     let output = check_config(&etc.main());
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains(&format!(
-            "{}:3: control.group: {problem}",
-            bad.display()
-        ))
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("{}:3: control.group: {problem}", bad.display()))
     );
 
     // A mistake in the text is reported before what this machine says.
