@@ -11,7 +11,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use indicatif::ProgressBar;
 use keymother_control::{
     self as api, Call, ClientLine, DATA_CHUNK, MAX_LINE, Received, ServerLine, StreamLine,
 };
@@ -40,11 +39,14 @@ fn send_request(stream: &mut UnixStream, request: impl Into<api::Request>) -> st
     sent
 }
 
-/// Reads the daemon's lines: progress onto `bar`, export data into `download`, until the
-/// answer, which it returns typed.
+/// What to do with an import's progress lines.
+pub type OnProgress<'a> = Option<&'a mut dyn FnMut(api::Progress)>;
+
+/// Reads the daemon's lines: progress to `on_progress`, export data into `download`, until
+/// the answer, which it returns typed.
 fn read_answer<C: Call>(
     stream: &UnixStream,
-    bar: Option<&ProgressBar>,
+    mut on_progress: OnProgress<'_>,
     mut download: Option<&mut Download>,
 ) -> anyhow::Result<C::Answer> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -62,9 +64,8 @@ fn read_answer<C: Call>(
         match parsed {
             ServerLine::Answer(answer) => return Ok(answer.into_result::<C>()?),
             ServerLine::Stream(StreamLine::Progress(progress)) => {
-                if let Some(bar) = bar {
-                    bar.set_length(progress.total);
-                    bar.set_position(progress.done);
+                if let Some(on_progress) = on_progress.as_deref_mut() {
+                    on_progress(progress);
                 }
             }
             ServerLine::Stream(StreamLine::Data(data)) => match download.as_deref_mut() {
@@ -122,25 +123,26 @@ pub fn open_regular(path: &Path) -> anyhow::Result<(File, u64)> {
     Ok((file, metadata.len()))
 }
 
-/// Sends `request` followed by the `size` bytes of `file`, showing the daemon's progress on
-/// `bar`, and returns its answer. Interrupting this process cancels the import in the daemon.
+/// Sends `request` followed by the `size` bytes of `file`, handing the daemon's progress to
+/// `on_progress`, and returns its answer. Interrupting this process cancels the import in
+/// the daemon.
 pub fn upload<C: Call>(
     socket: &Path,
     request: C,
     file: &mut File,
     name: &str,
     size: u64,
-    bar: Option<&ProgressBar>,
+    mut on_progress: OnProgress<'_>,
 ) -> anyhow::Result<C::Answer> {
     let mut stream = connect(socket)?;
     let sent = send_request(&mut stream, request)
         .map_err(SendError::Socket)
         .and_then(|()| send_file(&mut stream, file, size));
     match sent {
-        Ok(()) => read_answer::<C>(&stream, bar, None),
+        Ok(()) => read_answer::<C>(&stream, on_progress.take(), None),
         // The daemon may have refused and closed before it took the whole file: its answer
         // says why; without one, the sending failed.
-        Err(SendError::Socket(error)) => read_answer::<C>(&stream, bar, None)
+        Err(SendError::Socket(error)) => read_answer::<C>(&stream, on_progress.take(), None)
             .and_then(|_| Err(error.into()))
             .with_context(|| format!("{name}: the file could not be sent to keymotherd")),
         Err(SendError::File(error)) => Err(anyhow::anyhow!("{name}: cannot read it: {error}")),

@@ -1,6 +1,7 @@
 //! The `keymother` commands that operate the running appliance through keymotherd's control socket, with typed answers.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
@@ -182,11 +183,37 @@ fn import(socket: &Path, file: &Path) -> anyhow::Result<()> {
         ProgressStyle::with_template("importing {bar:40} {pos}/{len} keys ({eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal (a script, a log) the bar draws nothing: a line per tenth instead.
+    let terminal = std::io::stderr().is_terminal();
+    let mut tenths_said = 0;
+    let mut on_progress = |progress: api::Progress| {
+        bar.set_length(progress.total);
+        bar.set_position(progress.done);
+        let tenths = (progress.done * 10)
+            .checked_div(progress.total)
+            .unwrap_or(0);
+        if !terminal && tenths > tenths_said && progress.done < progress.total {
+            tenths_said = tenths;
+            eprintln!(
+                "importing: {} of {} keys ({} %)",
+                progress.done,
+                progress.total,
+                tenths * 10
+            );
+        }
+    };
     let request = api::Import {
         file_name: name.clone(),
         size,
     };
-    let result = upload(socket, request, &mut opened, &name, size, Some(&bar));
+    let result = upload(
+        socket,
+        request,
+        &mut opened,
+        &name,
+        size,
+        Some(&mut on_progress),
+    );
     bar.finish_and_clear();
     let result = result?;
     println!(

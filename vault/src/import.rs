@@ -93,6 +93,8 @@ impl Vault {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport, ImportError> {
         let name = path.display().to_string();
+        // Without a KEK nothing can be imported: say that before anything about the file.
+        drop(self.load_secret(SecretName::Kek)?);
         let file = match File::open(path) {
             Ok(file) => file,
             Err(error) => {

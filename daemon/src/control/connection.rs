@@ -7,6 +7,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use zeroize::Zeroize;
 
+/// How much of a refused client's input is read and dropped before closing.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+/// How long that may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
 /// Why a connection cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectionError {
@@ -79,6 +84,25 @@ impl Connection {
             Err(_) => Err(ConnectionError::Stalled(IDLE_TIMEOUT)),
             Ok(result) => Ok(result?),
         }
+    }
+
+    /// Ends the connection after the last answer: no more writing, then whatever the client
+    /// still sends is read and dropped (at most [`DRAIN_LIMIT`] bytes, for at most
+    /// [`DRAIN_TIME`]), so that closing does not reset the connection before the client has
+    /// read the answer (a Unix socket closed with unread data resets its peer).
+    pub(crate) async fn finish(mut self) {
+        let _ = self.writer.shutdown().await;
+        let drain = async {
+            let mut dropped = 0usize;
+            let mut buffer = [0u8; 8192];
+            while dropped < DRAIN_LIMIT {
+                match self.reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => dropped += read,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     }
 
     /// Writes `value` as one line.

@@ -108,7 +108,10 @@ async fn refuse_busy(stream: UnixStream) {
     let answer = Answer::failure(format!(
         "keymotherd is busy: {MAX_CONNECTIONS} control connections are in use; try again"
     ));
-    let _ = tokio::time::timeout(Duration::from_secs(1), connection.send(&answer)).await;
+    if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), connection.send(&answer)).await
+    {
+        connection.finish().await;
+    }
 }
 
 fn bind(settings: &ControlSettings) -> std::io::Result<UnixListener> {
@@ -222,7 +225,9 @@ async fn serve_client(
         Err(_) => return,
     };
     line.zeroize();
-    let _ = connection.send(&answer).await;
+    if connection.send(&answer).await.is_ok() {
+        connection.finish().await;
+    }
 }
 
 /// The answer of a command: its typed result, or the words of its refusal.

@@ -68,10 +68,16 @@ async fn receive_file(
     let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
     let mut line = Zeroizing::new(Vec::new());
     while (bytes.len() as u64) < size {
-        connection
-            .read_line(&mut line)
-            .await
-            .map_err(|error| ReceiveError::Gone(error, bytes.len() as u64))?;
+        match connection.read_line(&mut line).await {
+            Ok(()) => {}
+            Err(ConnectionError::TooLong) => {
+                return Err(ReceiveError::Refused(format!(
+                    "{file}: a data line is longer than {} bytes",
+                    api::MAX_LINE
+                )));
+            }
+            Err(error) => return Err(ReceiveError::Gone(error, bytes.len() as u64)),
+        }
         let data = match api::decode_line::<ClientLine>(&line) {
             Ok(ClientLine::Data(data)) => data,
             _ => {
