@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use keymother_control::{
-    self as api, Call, ClientLine, DATA_CHUNK, MAX_LINE, Received, ServerLine, StreamLine,
+    self as api, Call, ClientLine, DATA_CHUNK, Received, ServerLine, StreamLine,
 };
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
@@ -54,7 +54,7 @@ fn read_answer<C: Call>(
     loop {
         line.clear();
         let read = (&mut reader)
-            .take(MAX_LINE as u64)
+            .take(api::MAX_ANSWER_LINE as u64)
             .read_until(b'\n', &mut line)?;
         if read == 0 {
             anyhow::bail!("keymotherd closed the connection without answering");
@@ -354,5 +354,34 @@ pub fn download<C: Call>(
             anyhow::bail!("{}: {reason}", destination.display())
         }
         (None, answer) => answer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_answer_far_longer_than_a_request_line_is_read_whole() {
+        let (client, mut daemon) = UnixStream::pair().unwrap();
+        let row = api::SmnRow {
+            smn: "123L013K00000278".to_owned(),
+            hardware_serial: "123L013K".to_owned(),
+            key_index: 278,
+            kcv: "0A1B2C".to_owned(),
+            batch_id: "B-0001".to_owned(),
+            port: "bench-1".to_owned(),
+            terminal_model: "REF-PINPAD".to_owned(),
+            injected_at: "2026-12-06T09:30:00Z".to_owned(),
+            operator: Some("Ann Operator".to_owned()),
+        };
+        let rows = vec![row; 2_000];
+        let line = api::encode_line(&api::Answer::success(&rows));
+        assert!(line.len() > 4 * api::MAX_LINE);
+        let writer = std::thread::spawn(move || daemon.write_all(&line).unwrap());
+        let read = read_answer::<api::SmnRows>(&client, None, None).unwrap();
+        writer.join().unwrap();
+        assert_eq!(read, rows);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use base64ct::{Base64, Encoding};
 use clap::Subcommand;
 use keymother_control as api;
 
@@ -61,7 +62,7 @@ pub fn run(socket: &Path, command: KdhCommand) -> anyhow::Result<()> {
                 argument_error("CERTIFICATE", format!("{}: {error}", certificate.display()))
             })?;
             let request = api::KdhInstall {
-                certificate: keymother_pki::testing::pem("CERTIFICATE", &der),
+                certificate: Base64::encode_string(&der),
             };
             let result = call(socket, request)?;
             println!(

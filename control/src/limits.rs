@@ -5,8 +5,12 @@ use std::time::Duration;
 /// The control protocol's version. A request may say `"version": 1`; without it, 1 is meant.
 pub const CONTROL_VERSION: u32 = 1;
 
-/// The longest line either side accepts, line feed included.
+/// The longest line the daemon accepts from a client, line feed included.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// The longest answer line a client should expect (a `smn-rows` answer grows with the
+/// registry: about 250 bytes a row). The `keymother` command accepts lines up to this.
+pub const MAX_ANSWER_LINE: usize = 1024 * 1024 * 1024;
 
 /// The most file bytes one `data` line carries (base64 makes them 4/3 as long, well under
 /// [`MAX_LINE`]).

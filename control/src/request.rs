@@ -199,10 +199,11 @@ pub struct KdhRequest {
 }
 call!(KdhRequest => KdhRequestReport);
 
-/// Installs the KDH certificate (PEM or base64 DER) for the pending key pair.
+/// Installs the KDH certificate for the pending key pair.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KdhInstall {
+    /// The certificate: PEM, or its DER in standard base64.
     pub certificate: String,
 }
 call!(KdhInstall => KdhInstallReport);

@@ -88,7 +88,7 @@ pub struct StatusReport {
     pub tampered: Option<String>,
     /// `KEK` and `TTK`: the loaded secret, or `null`.
     pub secrets: BTreeMap<String, Option<SecretStatus>>,
-    /// Keys per state (`available`, `reserved`, `sent`, `confirmed`, `void`).
+    /// Keys per state (`available`, `reserved`, `sent`, `used`, `quarantined`, `void`).
     pub keys: BTreeMap<String, u64>,
     pub smn_rows: u64,
     /// The operator logged in, or `null`.
@@ -97,7 +97,7 @@ pub struct StatusReport {
     /// Whether an operator CA is configured (`[pki] operator_ca`).
     pub operator_ca: bool,
     pub tamper_input: TamperInput,
-    /// Port name to its state (`open`, `waiting for the device`, ...).
+    /// Port name to its state (`waiting`, `open`, or `lost: <reason>`).
     pub ports: BTreeMap<String, String>,
     pub injections_since_start: u64,
 }
@@ -181,14 +181,33 @@ pub struct SmnExportReport {
     pub file_sha256: String,
 }
 
+/// Whether the audit chain's head was checked under the storage key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadMac {
+    /// The head verified under the storage key: no row was removed from the end, and the
+    /// chain was not rewritten, by anyone without the storage key.
+    Verified,
+    /// The storage key is gone (the appliance was zeroized): the chain is consistent, but
+    /// truncation or a consistent rewrite cannot be ruled out.
+    NotChecked,
+}
+
+impl std::fmt::Display for HeadMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeadMac::Verified => "Verified",
+            HeadMac::NotChecked => "NotChecked",
+        })
+    }
+}
+
 /// `audit-verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditVerifyReport {
     pub rows: u64,
     pub head_hash: String,
-    /// `Verified` (under the storage key) or `NotChecked` (zeroized: no storage key).
-    pub head_mac: String,
+    pub head_mac: HeadMac,
 }
 
 /// `audit-export`, once the client has the file.

@@ -15,11 +15,20 @@ use crate::request::{Call, Request};
 pub struct Answer {
     pub ok: bool,
     /// The command's answer (see [`Call::Answer`]); present, possibly `null`, when `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub result: Option<Value>,
     /// What was wrong, in words; present when not `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A field that is there, even as `null`, is `Some` (serde makes `null` into `None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 impl Answer {
@@ -49,8 +58,10 @@ impl Answer {
                 "keymotherd refused the request without saying why".to_owned()
             })));
         }
-        serde_json::from_value(self.result.unwrap_or(Value::Null))
-            .map_err(|error| AnswerError::Unexpected(error.to_string()))
+        let result = self
+            .result
+            .ok_or_else(|| AnswerError::Unexpected("an ok answer without a result".to_owned()))?;
+        serde_json::from_value(result).map_err(|error| AnswerError::Unexpected(error.to_string()))
     }
 }
 
@@ -182,10 +193,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     };
     match object.remove("version") {
         None => {}
-        Some(Value::Number(number)) if number.as_u64() == Some(u64::from(CONTROL_VERSION)) => {}
-        Some(Value::Number(number)) => {
-            return Err(RequestError::Version(number.as_u64().unwrap_or(u64::MAX)));
-        }
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(version) if version == u64::from(CONTROL_VERSION) => {}
+            Some(version) => return Err(RequestError::Version(version)),
+            None => {
+                return Err(RequestError::Malformed(
+                    "version: must be a whole number".to_owned(),
+                ));
+            }
+        },
         Some(_) => {
             return Err(RequestError::Malformed(
                 "version: must be a number".to_owned(),

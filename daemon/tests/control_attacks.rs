@@ -495,3 +495,40 @@ fn ctrl_c_at_half_of_a_large_import_leaves_the_vault_as_it_was_but_for_one_cance
     assert_eq!(answer["result"]["records"], keys);
     drop(daemon);
 }
+
+#[test]
+fn a_client_that_closes_its_sending_side_or_sends_a_stray_line_still_gets_its_import() {
+    use std::net::Shutdown;
+    let appliance = Appliance::provisioned(5);
+    let (_lines, settings) = appliance.ports(1);
+    let socket = appliance.directory.path().join("control.sock");
+    let _daemon = InProcessDaemon::start(settings);
+    for (batch, first, stray) in [("B-HALF", 100_000, false), ("B-STRAY", 200_000, true)] {
+        let bytes = std::fs::read(appliance.key_file(batch, first, 5_000)).unwrap();
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        writeln!(
+            stream,
+            "{}",
+            json!({"command": "import", "file_name": batch, "size": bytes.len()})
+        )
+        .unwrap();
+        for piece in bytes.chunks(32 * 1024) {
+            let data = <base64ct::Base64 as base64ct::Encoding>::encode_string(piece);
+            writeln!(stream, "{}", json!({ "data": data })).unwrap();
+        }
+        if stray {
+            stream.write_all(b"\n").unwrap();
+        } else {
+            // As socat does at the end of its input.
+            stream.shutdown(Shutdown::Write).unwrap();
+        }
+        let last: Value = BufReader::new(stream)
+            .lines()
+            .map(|line| serde_json::from_str(&line.unwrap()).unwrap())
+            .last()
+            .unwrap();
+        assert_eq!(last["ok"], true, "{last}");
+        assert_eq!(last["result"]["records"], 5_000);
+    }
+    assert_eq!(appliance.vault().inventory().unwrap().total(), 10_005);
+}

@@ -70,11 +70,12 @@ impl Connection {
         }
     }
 
-    /// Waits until the client closes its side or sends anything (both end what the
-    /// connection was doing: nothing more is expected from it). Cancel-safe.
-    pub(crate) async fn closed_or_spoke(&mut self) {
-        let mut byte = [0u8; 1];
-        let _ = self.reader.read(&mut byte).await;
+    /// Waits until the client sends something (read and dropped: nothing more is expected
+    /// from it) or closes its side: `true` when it closed (or the socket failed).
+    /// Cancel-safe.
+    pub(crate) async fn closed_or_spoke(&mut self) -> bool {
+        let mut buffer = [0u8; 512];
+        !matches!(self.reader.read(&mut buffer).await, Ok(read) if read > 0)
     }
 
     /// Writes `line` (with its line feed), waiting at most [`IDLE_TIMEOUT`] for the client

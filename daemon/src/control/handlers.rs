@@ -292,7 +292,10 @@ pub(crate) async fn audit_verify(
             Ok(report) => Ok(api::AuditVerifyReport {
                 rows: report.rows,
                 head_hash: report.head_hash,
-                head_mac: format!("{:?}", report.head_mac),
+                head_mac: match report.head_mac {
+                    keymother_vault::HeadMacStatus::Verified => api::HeadMac::Verified,
+                    keymother_vault::HeadMacStatus::NotChecked => api::HeadMac::NotChecked,
+                },
             }),
             Err(failure) => {
                 log::error!(event = "audit-verify-failed"; "the audit chain does not verify: {failure}");
@@ -392,8 +395,14 @@ pub(crate) async fn kdh_install(
     context: &Context,
     request: api::KdhInstall,
 ) -> Result<api::KdhInstallReport, String> {
-    let certificate = keymother_pki::certificate_der(request.certificate.as_bytes())
-        .map_err(|error| format!("certificate: {error}"))?;
+    let text = request.certificate.trim();
+    let certificate = if text.starts_with("-----BEGIN") {
+        keymother_pki::certificate_der(text.as_bytes())
+            .map_err(|error| format!("certificate: {error}"))?
+    } else {
+        let der = base64_field("certificate", text)?;
+        keymother_pki::certificate_der(&der).map_err(|error| format!("certificate: {error}"))?
+    };
     let operator = context.acting_operator(false).await?;
     let dispenser = context.dispenser();
     blocking(move || {

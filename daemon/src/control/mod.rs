@@ -85,6 +85,8 @@ pub(crate) async fn serve_control(
                         tokio::spawn(refuse_busy(stream));
                     }
                 }
+                // Let the connections' tasks run between two accepts, evicted ones included.
+                tokio::task::yield_now().await;
             }
             Err(error) => {
                 if failures == 0 {

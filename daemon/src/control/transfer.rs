@@ -56,6 +56,25 @@ async fn audit_cancelled_upload(context: &Context, file: &str, received: u64, si
     }
 }
 
+/// Records an import refused before its file had arrived whole (the client broke the
+/// wire's rules); `words` name the file and never quote what was sent.
+async fn audit_refused_upload(context: &Context, file: &str, words: &str) {
+    let dispenser = Arc::clone(&context.shared.dispenser);
+    let reason = words
+        .strip_prefix(file)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(words)
+        .to_owned();
+    let event = AuditEvent::ImportRefused {
+        file: file.to_owned(),
+        reason,
+    };
+    let recorded = blocking(move || dispenser.with_vault(|vault| vault.record_audit(event))).await;
+    if !matches!(recorded, Ok(Ok(_))) {
+        log::error!(event = "import-refused"; "{file}: the refused upload could not be audited");
+    }
+}
+
 /// Receives the `size` bytes of the key file named `file`.
 async fn receive_file(
     connection: &mut Connection,
@@ -127,11 +146,16 @@ pub(crate) async fn import(
 ) -> Result<api::ImportReport, String> {
     let file = file_label(&request.file_name)?;
     if request.size > api::MAX_KEY_FILE {
-        return Err(too_large(&file, request.size));
+        let words = too_large(&file, request.size);
+        audit_refused_upload(context, &file, &words).await;
+        return Err(words);
     }
     let bytes = match receive_file(connection, &file, request.size).await {
         Ok(bytes) => bytes,
-        Err(ReceiveError::Refused(words)) => return Err(words),
+        Err(ReceiveError::Refused(words)) => {
+            audit_refused_upload(context, &file, &words).await;
+            return Err(words);
+        }
         Err(ReceiveError::Gone(error, received)) => {
             log::warn!(event = "import-cancelled", file = file.as_str(); "{file}: import cancelled during the upload: {error}");
             audit_cancelled_upload(context, &file, received, request.size).await;
@@ -157,21 +181,27 @@ pub(crate) async fn import(
             )
         })
     });
+    // The client going away cancels: a progress line it cannot take tells. Its end of file
+    // alone does not (a client may close its sending side and still wait for the answer),
+    // so then a progress line goes at once, to find out; anything else it sends is dropped.
+    let mut listening = true;
     let outcome = loop {
         tokio::select! {
             outcome = &mut work => break outcome,
             Ok(()) = progress.changed() => {
                 let step = *progress.borrow_and_update();
-                let line = StreamLine::Progress(api::Progress {
-                    done: u64::from(step.records_done),
-                    total: u64::from(step.records_total),
-                });
-                if connection.send(&line).await.is_err() {
+                if connection.send(&progress_line(step)).await.is_err() {
                     cancel.store(true, Ordering::Relaxed);
                 }
             }
-            () = connection.closed_or_spoke(), if !cancel.load(Ordering::Relaxed) => {
-                cancel.store(true, Ordering::Relaxed);
+            closed = connection.closed_or_spoke(), if listening => {
+                if closed {
+                    listening = false;
+                    let step = *progress.borrow();
+                    if connection.send(&progress_line(step)).await.is_err() {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
             }
         }
     };
@@ -196,6 +226,13 @@ pub(crate) async fn import(
         first_index: report.first_index,
         last_index: report.last_index,
         file_sha256: report.file_sha256,
+    })
+}
+
+fn progress_line(step: ImportProgress) -> StreamLine {
+    StreamLine::Progress(api::Progress {
+        done: u64::from(step.records_done),
+        total: u64::from(step.records_total),
     })
 }
 
