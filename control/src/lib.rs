@@ -5,6 +5,21 @@
 //! lines; the daemon answers with [`ServerLine`]s: progress, file data and end lines for
 //! exports, and one final [`Answer`]. Both sides use these types, so a field renamed on one
 //! side is a compile error on the other, and docs/CONTROL.md is checked against them.
+//!
+//! A client reading a field the daemon does not send does not compile (where `serde_json`
+//! indexing would have printed "?"):
+//!
+//! ```compile_fail
+//! fn show(status: &keymother_control::StatusReport) -> &str {
+//!     &status.device // the field is `device_id`
+//! }
+//! ```
+//!
+//! ```
+//! fn show(status: &keymother_control::StatusReport) -> &str {
+//!     &status.device_id
+//! }
+//! ```
 
 mod limits;
 mod request;

@@ -532,3 +532,68 @@ fn a_client_that_closes_its_sending_side_or_sends_a_stray_line_still_gets_its_im
     }
     assert_eq!(appliance.vault().inventory().unwrap().total(), 10_005);
 }
+
+#[test]
+fn an_export_whose_client_goes_away_or_abandons_it_marks_nothing() {
+    let appliance = Appliance::provisioned(5);
+    let (mut lines, settings) = appliance.ports(1);
+    let socket = appliance.directory.path().join("control.sock");
+    let _daemon = InProcessDaemon::start(settings);
+    let mut store = appliance.key_store();
+    let injection = inject(&mut lines[0], appliance.terminal("EXPORT01"), &mut store).unwrap();
+    assert!(matches!(
+        injection.outcome,
+        TerminalOutcome::Injected { .. }
+    ));
+    let unexported = || appliance.vault().unexported_smn_count().unwrap();
+    let exports = || {
+        appliance
+            .vault()
+            .audit_rows()
+            .unwrap()
+            .iter()
+            .filter(|row| row.event == "export")
+            .count()
+    };
+    assert_eq!((unexported(), exports()), (1, 0));
+    let request = json!({"command": "export-smn", "file_name": "smn.csv"});
+    // Gone after the end line, without a word; then an abandon; then a wrong digest.
+    for ending in ["close", "abandon", "digest"] {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        writeln!(stream, "{request}").unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.contains("\"end\"") {
+                break;
+            }
+            assert!(line.contains("\"data\""), "{line}");
+        }
+        match ending {
+            "close" => drop(stream),
+            "abandon" => {
+                writeln!(stream, "{}", json!({"abandon": {"reason": "stick full"}})).unwrap();
+                let mut answer = String::new();
+                reader.read_line(&mut answer).unwrap();
+                assert!(
+                    answer.contains("the client could not write the file: stick full"),
+                    "{answer}"
+                );
+            }
+            _ => {
+                writeln!(stream, "{}", json!({"received": {"sha256": "00"}})).unwrap();
+                let mut answer = String::new();
+                reader.read_line(&mut answer).unwrap();
+                assert!(answer.contains("SHA-256 differs"), "{answer}");
+            }
+        }
+        status_within(&socket, Duration::from_secs(1));
+        assert_eq!((unexported(), exports()), (1, 0), "after {ending}");
+    }
+    // Received with the right digest: marked and audited.
+    let (file, answer) = support::wire::download(&socket, &request);
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(!file.is_empty());
+    assert_eq!((unexported(), exports()), (0, 1));
+}
