@@ -143,6 +143,7 @@ fn print_status(status: &api::StatusReport) {
         println!("port {port}: {state}");
     }
     println!("{}", tamper_input_line(&status.tamper_input));
+    println!("{}", crate::clock::clock_line(&status.clock));
     println!("SMN rows: {}", status.smn_rows);
 }
 

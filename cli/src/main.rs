@@ -2,6 +2,7 @@
 
 mod calculator;
 mod client;
+mod clock;
 mod control;
 mod custodian;
 mod demo;
@@ -82,6 +83,9 @@ enum Command {
     /// challenge with an operator certificate's key.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// The appliance's clock: whether it is trusted, and setting it under dual control.
+    #[command(subcommand)]
+    Clock(clock::ClockCommand),
     /// Offline vault maintenance, only while keymotherd is stopped (it owns the vault).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keyfile(command) => keyfile::run(command),
         Command::Daemon(command) => control::run(&cli.socket, command),
         Command::Operator(command) => operator::run(&cli.socket, command),
+        Command::Clock(command) => clock::run(&cli.socket, command),
         Command::Vault(command) => vault::run(command),
         Command::Demo {
             keys,

@@ -47,6 +47,7 @@ pub enum Request {
     LoginChallenge(LoginChallenge),
     Login(Login),
     Logout(Logout),
+    ClockSet(ClockSet),
 }
 
 impl Request {
@@ -69,6 +70,7 @@ impl Request {
             Request::LoginChallenge(_) => "login-challenge",
             Request::Login(_) => "login",
             Request::Logout(_) => "logout",
+            Request::ClockSet(_) => "clock-set",
         }
     }
 }
@@ -240,3 +242,22 @@ call!(Login => SessionReport);
 #[serde(deny_unknown_fields)]
 pub struct Logout {}
 call!(Logout => LogoutReport);
+
+/// One person's reading of the time, to set the appliance's clock under dual control: the
+/// first reading waits for a second person's; once two agree, the clock is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSet {
+    /// The time read from the person's own watch or phone, RFC 3339
+    /// (`2026-12-06T10:15:00Z`, or with an offset: `2026-12-06T11:15:00+01:00`).
+    pub time: String,
+    /// The person's name, as the audit trail records it.
+    pub name: String,
+    /// `operator` or `custodian`.
+    pub role: String,
+    /// The person means to set the clock back (before the appliance's clock or the last
+    /// audit record): both readings must say so.
+    #[serde(default)]
+    pub backwards: bool,
+}
+call!(ClockSet => ClockSetReport);

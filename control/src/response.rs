@@ -72,6 +72,23 @@ pub struct TamperInput {
     pub required: bool,
 }
 
+/// The appliance's clock, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockReport {
+    /// The appliance's time now, RFC 3339.
+    pub now: String,
+    /// Whether logins and certificate checks may trust it.
+    pub trusted: bool,
+    /// Whether it must be trusted before them (`[clock] require_trusted`).
+    pub required: bool,
+    /// What vouches for it: `system` (nothing needs to), `rtc`, `dual-control`, or
+    /// `not set`.
+    pub source: String,
+    /// The RTC, the two people who set it, or why it is not trusted.
+    pub detail: String,
+}
+
 /// `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +117,7 @@ pub struct StatusReport {
     /// Port name to its state (`waiting`, `open`, or `lost: <reason>`).
     pub ports: BTreeMap<String, String>,
     pub injections_since_start: u64,
+    pub clock: ClockReport,
 }
 
 /// `ceremony`.
@@ -291,4 +309,29 @@ pub struct ChallengeReport {
 pub struct LogoutReport {
     /// The session that ended, or `null` when nobody was logged in.
     pub logged_out: Option<SessionReport>,
+}
+
+/// Where a clock setting stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockSetState {
+    /// The first reading is in; a second person must give theirs.
+    Waiting,
+    /// Two readings agreed: the clock is set.
+    Set,
+}
+
+/// `clock-set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSetReport {
+    pub state: ClockSetState,
+    /// Who gave the readings so far (name, role, local user).
+    pub witnesses: String,
+    /// When set: the appliance's time before, RFC 3339.
+    pub old: Option<String>,
+    /// When set: the appliance's time after, RFC 3339.
+    pub new: Option<String>,
+    /// When waiting: how long the first reading waits for the second.
+    pub expires_in_seconds: Option<u64>,
 }

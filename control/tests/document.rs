@@ -134,6 +134,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::LoginChallenge(_) => typed::<api::LoginChallenge>(answer),
         Request::Login(_) => typed::<api::Login>(answer),
         Request::Logout(_) => typed::<api::Logout>(answer),
+        Request::ClockSet(_) => typed::<api::ClockSet>(answer),
     }
 }
 
@@ -191,6 +192,13 @@ fn one_of_each() -> Vec<Request> {
         }
         .into(),
         api::Logout {}.into(),
+        api::ClockSet {
+            time: "2026-12-06T10:15:00Z".to_owned(),
+            name: "n".to_owned(),
+            role: "custodian".to_owned(),
+            backwards: false,
+        }
+        .into(),
     ]
 }
 

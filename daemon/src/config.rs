@@ -257,6 +257,9 @@ pub struct Settings {
     pub operator: OperatorSettings,
     /// The bench's display, LEDs, buzzer and tamper input.
     pub bench: BenchSettings,
+    /// Whether the clock must be vouched for (an RTC, or two people) before logins and
+    /// certificate checks.
+    pub clock: crate::clock::ClockSettings,
 }
 
 /// A settings file was refused: names the file, the line and the key.
@@ -286,6 +289,7 @@ struct RawFile {
     pki: Option<RawPki>,
     operator: Option<RawOperator>,
     bench: Option<RawBench>,
+    clock: Option<RawClock>,
     #[serde(rename = "port")]
     ports: Option<Spanned<Vec<RawPort>>>,
 }
@@ -321,6 +325,13 @@ struct RawPki {
     device_crl: Option<Spanned<PathBuf>>,
     kdh_crl: Option<Spanned<PathBuf>>,
     operator_crl: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    require_trusted: Option<Spanned<bool>>,
+    rtc_class: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -546,6 +557,8 @@ struct Merged {
     login_window_seconds: Option<Sourced<u64>>,
     session_limit_seconds: Option<Sourced<u64>>,
     bench: MergedBench,
+    clock_require_trusted: Option<Sourced<bool>>,
+    clock_rtc_class: Option<Sourced<PathBuf>>,
     ports: Option<Sourced<Vec<RawPort>>>,
 }
 
@@ -656,6 +669,10 @@ impl Merged {
                 bench.require_tamper_input,
                 file,
             );
+        }
+        if let Some(clock) = raw.clock {
+            overlay(&mut self.clock_require_trusted, clock.require_trusted, file);
+            overlay(&mut self.clock_rtc_class, clock.rtc_class, file);
         }
         overlay(&mut self.ports, raw.ports, file);
     }
@@ -819,6 +836,7 @@ impl Validator<'_> {
         })?;
         let (ports, port_paths_at) = self.ports(merged.ports, pki.is_some())?;
         let bench = self.bench(merged.bench)?;
+        let clock = self.clock(merged.clock_require_trusted, merged.clock_rtc_class)?;
         let operator = self.operator(
             merged.require_operator,
             merged.login_window_seconds,
@@ -837,6 +855,7 @@ impl Validator<'_> {
             pki,
             operator,
             bench,
+            clock,
         };
         // What the text says is checked above, all of it, before what this machine says.
         if self.host {
@@ -1209,6 +1228,31 @@ impl Validator<'_> {
             login_window,
             session_limit,
         })
+    }
+
+    fn clock(
+        &self,
+        require_trusted: Option<Sourced<bool>>,
+        rtc_class: Option<Sourced<PathBuf>>,
+    ) -> Result<crate::clock::ClockSettings, ConfigError> {
+        let mut clock = crate::clock::ClockSettings::default();
+        if let Some(require) = require_trusted {
+            clock.require_trusted = require.value;
+        }
+        if let Some(path) = rtc_class {
+            if !path.value.is_absolute() {
+                return Err(self.error(
+                    &path,
+                    "clock.rtc_class",
+                    format!(
+                        "{} is not an absolute path (e.g. \"/sys/class/rtc\")",
+                        path.value.display()
+                    ),
+                ));
+            }
+            clock.rtc_class = path.value;
+        }
+        Ok(clock)
     }
 
     fn control_socket(&self, socket: Sourced<PathBuf>) -> Result<PathBuf, ConfigError> {

@@ -11,6 +11,8 @@
 //! then the vault).
 
 use std::path::Path;
+
+use crate::clock::{Clock, ClockSettings, ClockStep, ClockTrust, Witness};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
@@ -59,6 +61,8 @@ pub struct Dispenser {
     /// Woken whenever something the appliance's state shows may have changed (keys, the
     /// operator, the inventory, a tamper): the runtime then recomputes it.
     changed: Arc<Notify>,
+    /// Whether the clock can be trusted (logins and certificate checks need it to be).
+    clock: Clock,
 }
 
 /// How [`Dispenser::tamper_input_missing`]'s reasons start.
@@ -181,8 +185,22 @@ impl Dispenser {
         data_dir: &Path,
         quarantine_after: u32,
         operators: OperatorSettings,
+        clock: &ClockSettings,
     ) -> Result<Dispenser, OpenError> {
         let vault = Vault::open_as_owner(data_dir)?;
+        let floor = vault.last_audit_at()?;
+        let trust = crate::clock::detect(clock, keymother_vault::clock::now(), floor);
+        match &trust {
+            ClockTrust::NotSet { reason } if clock.require_trusted => log::warn!(
+                event = "clock-not-set";
+                "the clock is not trusted: {reason}; logins and certificate checks are refused until two people set it (keymother clock set)"
+            ),
+            ClockTrust::Trusted(source) => {
+                log::info!(event = "clock"; "the clock is trusted: {source:?}")
+            }
+            ClockTrust::NotSet { .. } => {}
+        }
+        let clock = Clock::new(clock, trust);
         if let Err(failure) = vault.verify_audit() {
             log::error!(
                 event = "audit-tampered";
@@ -228,7 +246,52 @@ impl Dispenser {
                 required: false,
             }),
             changed: Arc::new(Notify::new()),
+            clock,
         })
+    }
+
+    /// Whether the clock can be trusted.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Takes one person's reading of the time; once two agree, the appliance's clock is set,
+    /// audited (old and new time, both people), and logins and certificate checks work.
+    pub fn witness_time(&self, witness: Witness) -> Result<ClockStep, String> {
+        let floor = self
+            .vault()
+            .last_audit_at()
+            .map_err(|error| error.to_string())?;
+        let step = self
+            .clock
+            .witness(witness, floor)
+            .map_err(|refusal| refusal.to_string())?;
+        if let ClockStep::Set {
+            old,
+            new,
+            witnesses,
+            ..
+        } = &step
+        {
+            let event = keymother_vault::AuditEvent::ClockSet {
+                old: crate::operator::rfc3339(*old),
+                new: crate::operator::rfc3339(*new),
+                witnesses: witnesses.clone(),
+            };
+            if let Err(error) = self.vault().record_audit(event) {
+                log::error!(event = "clock-set"; "the clock was set but could not be audited: {error}");
+            }
+            log::warn!(
+                event = "clock-set";
+                "the clock was set from {} to {} by {witnesses}",
+                crate::operator::rfc3339(*old),
+                crate::operator::rfc3339(*new)
+            );
+            // Certificates judged by the old time are judged again.
+            self.reload_kdh();
+            self.touch();
+        }
+        Ok(step)
     }
 
     /// Woken whenever the appliance's state may have changed.
@@ -465,7 +528,7 @@ impl Dispenser {
                 match trust.anchors.verify(
                     Role::KeyDistributionHost,
                     &identity.certificate,
-                    SystemTime::now(),
+                    keymother_vault::clock::now(),
                     None,
                 ) {
                     Ok(verified) => Some(Arc::new(LoadedKdh {
@@ -649,6 +712,7 @@ impl Dispenser {
         if self.trust().is_none() {
             return Err(LoginFailure::NotConfigured);
         }
+        self.clock.check().map_err(LoginFailure::ClockNotSet)?;
         let mut sessions = self.sessions();
         let challenge = sessions
             .challenge(now)
@@ -670,6 +734,8 @@ impl Dispenser {
             // No challenge can have been issued; nothing to check, use up or audit.
             return Err(LoginFailure::NotConfigured);
         };
+        // Nor while the clock is not set: the time window would be judged by a wrong clock.
+        self.clock.check().map_err(LoginFailure::ClockNotSet)?;
         let mut sessions = self.sessions();
         let (outcome, events) = sessions.login(Some(&trust), response, now);
         for event in &events {
@@ -721,7 +787,9 @@ impl Dispenser {
     /// none (or its validity has ended), so certificate mode is not chosen.
     pub fn kdh_certificate(&self) -> Vec<u8> {
         match self.kdh() {
-            Some(kdh) if kdh.verified.not_after() > SystemTime::now() => kdh.certificate.clone(),
+            Some(kdh) if kdh.verified.not_after() > keymother_vault::clock::now() => {
+                kdh.certificate.clone()
+            }
             _ => Vec::new(),
         }
     }
@@ -738,12 +806,15 @@ impl Dispenser {
                 "certificate mode is not set up on this appliance".to_owned(),
             ));
         };
+        self.clock
+            .check()
+            .map_err(DispenseRefusal::CertificateRefused)?;
         let verified = trust
             .anchors
             .verify(
                 Role::TerminalDevice,
                 &request.device_certificate,
-                SystemTime::now(),
+                keymother_vault::clock::now(),
                 trust.device_crl.as_ref(),
             )
             .map_err(|error| DispenseRefusal::CertificateRefused(error.to_string()))?;
@@ -785,7 +856,7 @@ impl Dispenser {
         // Held until the reservation is committed: a logout that returned has stopped every
         // reservation after it.
         let mut sessions = self.sessions();
-        let operator = self.current_operator(&mut sessions, SystemTime::now());
+        let operator = self.current_operator(&mut sessions, keymother_vault::clock::now());
         if operator.is_none() && sessions.required() {
             return Err(DispenseRefusal::NoOperator);
         }
@@ -881,7 +952,7 @@ impl Dispenser {
     ) -> Result<(Confirmed, Option<String>), ConfirmRefusal> {
         let operator = {
             let mut sessions = self.sessions();
-            self.current_operator(&mut sessions, SystemTime::now())
+            self.current_operator(&mut sessions, keymother_vault::clock::now())
         };
         let serial = terminal.hardware_serial.to_string();
         let kcv = kcv

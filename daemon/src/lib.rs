@@ -4,6 +4,7 @@
 //! SQLite; this crate is the set of adapters around it.
 
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod dispenser;

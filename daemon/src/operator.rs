@@ -99,6 +99,9 @@ pub enum LoginFailure {
         "the login could not be recorded in the audit trail, so no session was opened (see the journal)"
     )]
     NotAudited,
+    /// The clock is not trusted: the words of [`crate::clock::Clock::check`].
+    #[error("{0}")]
+    ClockNotSet(String),
 }
 
 /// Something to record: in the audit chain and the journal.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -251,9 +251,10 @@ impl Shared {
         let keys_left = self.dispenser.available_keys().unwrap_or(0);
         let operator = self
             .dispenser
-            .operator_session(SystemTime::now())
+            .operator_session(keymother_vault::clock::now())
             .map(|session| session.name);
         let tamper_input_missing = self.dispenser.tamper_input_missing();
+        let clock_not_set = self.dispenser.clock().check().err();
         let (ready, tampered, reason) = match self.dispenser.readiness() {
             Readiness::Tampered(input) => (
                 false,
@@ -261,6 +262,9 @@ impl Shared {
                 format!("tampered ({input}): load the KEK and the TTK again"),
             ),
             Readiness::Locked => (false, false, NOT_READY_LOCKED.to_owned()),
+            Readiness::Unlocked if clock_not_set.is_some() => {
+                (false, false, clock_not_set.unwrap_or_default())
+            }
             Readiness::Unlocked if keys_left == 0 => (false, false, NOT_READY_NO_KEYS.to_owned()),
             Readiness::Unlocked if tamper_input_missing.is_some() => {
                 (false, false, tamper_input_missing.unwrap_or_default())
@@ -318,8 +322,12 @@ impl Shared {
                 format!("TAMPERED by input {input} (key ceremonies needed)")
             }
         };
+        let clock = match self.dispenser.clock().check() {
+            Ok(()) => String::new(),
+            Err(_) => format!("; {}", crate::clock::CLOCK_NOT_SET),
+        };
         format!(
-            "{state}; {available} keys available; ports {open}/{} open; {} injected since start",
+            "{state}; {available} keys available; ports {open}/{} open; {} injected since start{clock}",
             ports.len(),
             self.stats.injections.load(Ordering::Relaxed)
         )
@@ -352,10 +360,11 @@ pub async fn run_with(
     let quarantine_after = settings.quarantine_after;
     let pki = settings.pki.clone();
     let operators = settings.operator.clone();
+    let clock = settings.clock.clone();
     let dispenser = tokio::task::spawn_blocking(move || {
         let trust = match &pki {
             Some(pki) => {
-                let trust = Trust::load(pki, SystemTime::now())?;
+                let trust = Trust::load(pki, keymother_vault::clock::now())?;
                 for warning in &trust.warnings {
                     log::warn!(event = "pki"; "{warning}");
                 }
@@ -363,7 +372,7 @@ pub async fn run_with(
             }
             None => None,
         };
-        let dispenser = Dispenser::open(&data_dir, quarantine_after, operators)?;
+        let dispenser = Dispenser::open(&data_dir, quarantine_after, operators, &clock)?;
         dispenser.set_trust(trust);
         Ok::<_, OpenError>(dispenser)
     })
@@ -509,11 +518,11 @@ async fn expire_operator_sessions(dispenser: Arc<Dispenser>) {
         timer.tick().await;
         let due = dispenser
             .operator_session_ends()
-            .is_some_and(|until| until <= SystemTime::now());
+            .is_some_and(|until| until <= keymother_vault::clock::now());
         if due {
             let dispenser = Arc::clone(&dispenser);
             let _ = tokio::task::spawn_blocking(move || {
-                dispenser.expire_operator_session(SystemTime::now())
+                dispenser.expire_operator_session(keymother_vault::clock::now())
             })
             .await;
         }

@@ -53,6 +53,10 @@ pub fn screen_for(view: &BenchView) -> Screen {
                 port: None,
                 reason: "no serial port open: check the bench cables".to_owned(),
             },
+            reason if reason.starts_with(crate::clock::CLOCK_NOT_SET) => Screen::Error {
+                port: None,
+                reason: "clock not set: two people set it (keymother clock set)".to_owned(),
+            },
             reason if reason.starts_with(TAMPER_INPUT_MISSING) => Screen::Error {
                 port: None,
                 reason: "tamper input not watched: check the GPIO".to_owned(),

@@ -36,7 +36,9 @@ struct Bench {
     appliance: Appliance,
     pki: TestPki,
     lines: Vec<PtyLine>,
-    daemon: InProcessDaemon,
+    daemon: Option<InProcessDaemon>,
+    /// What the daemon started with, for a restart.
+    settings: Settings,
     /// One device key for every test terminal: key generation is not what is tested.
     device_key_der: zeroize::Zeroizing<Vec<u8>>,
 }
@@ -70,16 +72,27 @@ impl Bench {
         ));
         let mut settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
         adjust(&mut settings);
-        let daemon = InProcessDaemon::start(settings);
+        let daemon = Some(InProcessDaemon::start(settings.clone()));
         let bench = Bench {
             device_key_der: device_key.to_pkcs8_der().unwrap(),
             appliance,
             pki,
             lines,
             daemon,
+            settings,
         };
         bench.install_kdh();
         bench
+    }
+
+    fn daemon(&self) -> &InProcessDaemon {
+        self.daemon.as_ref().expect("the daemon runs")
+    }
+
+    /// Stops the daemon and starts it again on the same vault and settings.
+    fn restart(&mut self) {
+        self.daemon = None;
+        self.daemon = Some(InProcessDaemon::start(self.settings.clone()));
     }
 
     fn socket(&self) -> std::path::PathBuf {
@@ -216,7 +229,7 @@ fn several_terminals_at_once_get_their_keys_in_certificate_mode() {
         );
         assert_eq!(installed.as_ref().unwrap().0, *key_index);
     }
-    assert!(bench.daemon.saw(|event| matches!(
+    assert!(bench.daemon().saw(|event| matches!(
         event,
         DaemonEvent::Session { detail, .. } if detail.contains("in mode certificate")
     )));
@@ -397,7 +410,7 @@ fn a_terminal_that_does_not_trust_the_appliance_aborts_before_asking() {
         "{outcome}"
     );
     assert_eq!(bench.untouched_keys(), available);
-    assert!(bench.daemon.saw(|event| matches!(
+    assert!(bench.daemon().saw(|event| matches!(
         event,
         DaemonEvent::Session { detail, .. } if detail.contains("aborted") && detail.contains("KDH certificate was refused")
     )));
@@ -834,4 +847,46 @@ fn terminals_check_the_kdh_crl_the_appliance_attaches() {
         "only the first terminal's key"
     );
     assert_eq!(vault.inventory().unwrap().count(KeyState::Used), 1);
+}
+
+/// `[clock] require_trusted`, with a real-time clock (a stand-in of /sys/class/rtc beside the
+/// vault) that set the time at boot.
+fn clock_vouched_for_by_an_rtc(settings: &mut Settings) {
+    let rtc_class = settings.data_dir.parent().unwrap().join("rtc");
+    std::fs::create_dir_all(rtc_class.join("rtc0")).unwrap();
+    std::fs::write(rtc_class.join("rtc0").join("hctosys"), "1\n").unwrap();
+    settings.clock.require_trusted = true;
+    settings.clock.rtc_class = rtc_class;
+}
+
+#[test]
+fn a_clock_nothing_vouches_for_refuses_device_certificates_with_nothing_reserved() {
+    let pki = TestPki::generate("clock test").unwrap();
+    let device_key = PrivateKey::generate(2048).unwrap();
+    let mut bench = Bench::with(
+        3,
+        1,
+        pki,
+        device_key,
+        |_| Vec::new(),
+        clock_vouched_for_by_an_rtc,
+    );
+    // Booted again without the RTC having set the time (a flat battery, a module removed).
+    let rtc_class = bench.settings.clock.rtc_class.clone();
+    std::fs::write(rtc_class.join("rtc0").join("hctosys"), "0\n").unwrap();
+    bench.restart();
+    let (config, _) = bench.terminal("CLOCK001");
+    let reason = refused_device_certificate(&mut bench, "CLOCK001", config.device_certificate);
+    assert!(reason.contains("clock not set"), "{reason}");
+    // Vouched for again at the next boot: the same terminal gets its key.
+    std::fs::write(rtc_class.join("rtc0").join("hctosys"), "1\n").unwrap();
+    bench.restart();
+    let (config, mut store) = bench.terminal("CLOCK001");
+    let outcome = inject(&mut bench.lines[0], config, &mut store)
+        .unwrap()
+        .outcome;
+    assert!(
+        matches!(outcome, TerminalOutcome::Injected { .. }),
+        "{outcome}"
+    );
 }

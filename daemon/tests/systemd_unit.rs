@@ -67,6 +67,10 @@ fn the_example_settings_parse() {
         settings.operator.require,
         "the appliance requires operators"
     );
+    assert!(
+        settings.clock.require_trusted,
+        "the appliance trusts no clock nothing vouches for"
+    );
     // Shipped commented out: a fresh installation has no site CAs yet and must still start.
     assert_eq!(settings.pki, None);
     assert!(settings.operator_ca_missing());

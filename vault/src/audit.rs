@@ -133,6 +133,13 @@ pub enum AuditEvent {
         certificate_sha256: String,
         operator: Option<String>,
     },
+    /// The appliance's clock was set under dual control: from `old` to `new` (RFC 3339), on
+    /// the word of two people (`witnesses`: names, roles and local users).
+    ClockSet {
+        old: String,
+        new: String,
+        witnesses: String,
+    },
     /// A setting changed, or the vault itself was created or upgraded.
     ConfigChange {
         what: String,
@@ -161,6 +168,7 @@ impl AuditEvent {
             AuditEvent::TamperInputLost { .. } => "tamper-input-lost",
             AuditEvent::TamperInputRestored { .. } => "tamper-input-restored",
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
+            AuditEvent::ClockSet { .. } => "clock-set",
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
             AuditEvent::KdhCertificate { .. } => "kdh-certificate",
@@ -189,6 +197,7 @@ impl AuditEvent {
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
+            AuditEvent::ClockSet { .. } => "custodians".to_owned(),
         }
     }
 
@@ -279,6 +288,15 @@ impl AuditEvent {
                 reason,
                 operator: _,
             } => vec![("reason", reason.clone())],
+            AuditEvent::ClockSet {
+                old,
+                new,
+                witnesses,
+            } => vec![
+                ("old", old.clone()),
+                ("new", new.clone()),
+                ("witnesses", witnesses.clone()),
+            ],
             AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
             AuditEvent::KdhRequest {
                 subject,
@@ -837,6 +855,24 @@ impl Vault {
                 |row| row.get(0),
             )
             .optional()?)
+    }
+
+    /// When the last audit row was written: the time the appliance's clock must never be set
+    /// before without saying so.
+    pub fn last_audit_at(&self) -> Result<Option<std::time::SystemTime>, VaultError> {
+        let at: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT at FROM audit_log ORDER BY sequence DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(at.and_then(|at| {
+            time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(std::time::SystemTime::from)
+        }))
     }
 
     pub fn audit_rows(&self) -> Result<Vec<AuditRow>, VaultError> {

@@ -6,6 +6,7 @@
 //! arrived: key blocks under the KEK.
 
 mod audit;
+pub mod clock;
 mod dispense;
 mod error;
 mod export_file;
@@ -284,7 +285,7 @@ fn check_integrity(connection: &Connection) -> Result<(), VaultError> {
 
 /// The current time as stored in the vault (RFC 3339, UTC).
 pub(crate) fn now_text() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::from(clock::now());
     now.replace_nanosecond(0)
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)

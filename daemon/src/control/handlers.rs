@@ -1,7 +1,6 @@
 //! One small function per command without a file: each takes its typed request and returns its typed answer, or the words of a refusal.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use base64ct::{Base64, Encoding};
 use keymother_control as api;
@@ -33,7 +32,8 @@ impl Context {
     /// With operator login required, `needs_session` actions are refused without a session.
     pub(crate) async fn acting_operator(&self, needs_session: bool) -> Result<String, String> {
         let dispenser = self.dispenser();
-        let session = blocking(move || dispenser.operator_session(SystemTime::now())).await?;
+        let session =
+            blocking(move || dispenser.operator_session(keymother_vault::clock::now())).await?;
         match session {
             Some(session) => Ok(session.name),
             None if needs_session && self.shared.dispenser.operator_required() => Err(
@@ -137,7 +137,8 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
     let dispenser = context.dispenser();
     let stored = blocking(move || vault_status(&dispenser)).await??;
     let dispenser = context.dispenser();
-    let session = blocking(move || dispenser.operator_session(SystemTime::now())).await?;
+    let session =
+        blocking(move || dispenser.operator_session(keymother_vault::clock::now())).await?;
     // What keeps keys from flowing, as the display says it ("ready" when nothing).
     let shared = Arc::clone(&context.shared);
     let appliance = blocking(move || shared.appliance_state()).await?;
@@ -170,6 +171,79 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
             .stats
             .injections
             .load(std::sync::atomic::Ordering::Relaxed),
+        clock: clock_report(dispenser.clock()),
+    })
+}
+
+/// The clock, for `status`.
+fn clock_report(clock: &crate::clock::Clock) -> api::ClockReport {
+    use crate::clock::{ClockSource, ClockTrust};
+    let (trusted, source, detail) = match clock.trust() {
+        ClockTrust::Trusted(ClockSource::System) => (
+            true,
+            "system",
+            "the system clock ([clock] require_trusted = false)".to_owned(),
+        ),
+        ClockTrust::Trusted(ClockSource::Rtc { device }) => {
+            (true, "rtc", format!("set at boot by {device}"))
+        }
+        ClockTrust::Trusted(ClockSource::DualControl { witnesses, at }) => (
+            true,
+            "dual-control",
+            format!("set to {} by {witnesses}", rfc3339(at)),
+        ),
+        ClockTrust::NotSet { reason } => (false, "not set", reason),
+    };
+    api::ClockReport {
+        now: rfc3339(keymother_vault::clock::now()),
+        trusted,
+        required: clock.required(),
+        source: source.to_owned(),
+        detail,
+    }
+}
+
+/// An RFC 3339 time from a client.
+fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime, String> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map(std::time::SystemTime::from)
+        .map_err(|_| format!("{field}: not an RFC 3339 time such as 2026-12-06T10:15:00Z"))
+}
+
+pub(crate) async fn clock_set(
+    context: &Context,
+    request: api::ClockSet,
+) -> Result<api::ClockSetReport, String> {
+    use crate::clock::{ClockStep, Witness};
+    let witness = Witness {
+        name: request.name.trim().to_owned(),
+        role: request.role.parse()?,
+        peer: context.peer.clone(),
+        reading: parse_time("time", &request.time)?,
+        backwards: request.backwards,
+    };
+    let dispenser = context.dispenser();
+    let step = blocking(move || dispenser.witness_time(witness)).await??;
+    Ok(match step {
+        ClockStep::Waiting { first, expires_in } => api::ClockSetReport {
+            state: api::ClockSetState::Waiting,
+            witnesses: first,
+            old: None,
+            new: None,
+            expires_in_seconds: Some(expires_in.as_secs()),
+        },
+        ClockStep::Set {
+            old,
+            new,
+            witnesses,
+            ..
+        } => api::ClockSetReport {
+            state: api::ClockSetState::Set,
+            witnesses,
+            old: Some(rfc3339(old)),
+            new: Some(rfc3339(new)),
+            expires_in_seconds: None,
+        },
     })
 }
 
@@ -395,6 +469,8 @@ pub(crate) async fn kdh_install(
     context: &Context,
     request: api::KdhInstall,
 ) -> Result<api::KdhInstallReport, String> {
+    // Its validity is judged by the clock: not before the clock is vouched for.
+    context.shared.dispenser.clock().check()?;
     let text = request.certificate.trim();
     let certificate = if text.starts_with("-----BEGIN") {
         keymother_pki::certificate_der(text.as_bytes())
@@ -415,7 +491,7 @@ pub(crate) async fn kdh_install(
             .verify(
                 keymother_pki::Role::KeyDistributionHost,
                 &certificate,
-                SystemTime::now(),
+                keymother_vault::clock::now(),
                 None,
             )
             .map_err(|error| format!("the KDH certificate is refused: {error}"))?;
@@ -464,7 +540,7 @@ pub(crate) async fn login_challenge(
 ) -> Result<api::ChallengeReport, String> {
     let dispenser = &context.shared.dispenser;
     let (challenge, window) = dispenser
-        .login_challenge(SystemTime::now())
+        .login_challenge(keymother_vault::clock::now())
         .map_err(|failure| failure.to_string())?;
     Ok(api::ChallengeReport {
         challenge: hex::encode(challenge.bytes),
@@ -500,16 +576,17 @@ pub(crate) async fn login(
     let response = login_response(&request)?;
     let dispenser = context.dispenser();
     let peer = context.peer.clone();
-    let session = blocking(move || dispenser.login(&response, &peer, SystemTime::now()))
-        .await?
-        .map_err(|failure| format!("login refused: {failure}"))?;
+    let session =
+        blocking(move || dispenser.login(&response, &peer, keymother_vault::clock::now()))
+            .await?
+            .map_err(|failure| format!("login refused: {failure}"))?;
     Ok(session_report(&session))
 }
 
 pub(crate) async fn logout(context: &Context, _: api::Logout) -> Result<api::LogoutReport, String> {
     let dispenser = context.dispenser();
     let peer = context.peer.clone();
-    let ended = blocking(move || dispenser.logout(&peer, SystemTime::now())).await?;
+    let ended = blocking(move || dispenser.logout(&peer, keymother_vault::clock::now())).await?;
     Ok(api::LogoutReport {
         logged_out: ended.as_ref().map(session_report),
     })

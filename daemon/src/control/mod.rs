@@ -267,6 +267,7 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         }
         Request::Login(r) => reply::<api::Login>(h::login(context, r).await),
         Request::Logout(r) => reply::<api::Logout>(h::logout(context, r).await),
+        Request::ClockSet(r) => reply::<api::ClockSet>(h::clock_set(context, r).await),
     }
 }
 
