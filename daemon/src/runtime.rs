@@ -343,7 +343,40 @@ pub async fn run(
     events: Option<UnboundedSender<DaemonEvent>>,
     stats: Arc<Stats>,
 ) -> Result<(), OpenError> {
+    let data_dir = settings.data_dir.clone();
+    tokio::task::spawn_blocking(move || record_software(&data_dir))
+        .await
+        .map_err(|error| OpenError::Task(error.to_string()))??;
     run_with(settings, shutdown, events, stats, BenchBackends::default()).await
+}
+
+/// Records in the audit trail a keymotherd build it has not seen before (a first start, or
+/// the first after an update): its version and its executable's SHA-256.
+fn record_software(data_dir: &std::path::Path) -> Result<(), OpenError> {
+    use sha2::{Digest, Sha256};
+    let binary = std::env::current_exe().and_then(std::fs::read);
+    let binary_sha256 = match binary {
+        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+        Err(error) => {
+            log::warn!(event = "software"; "cannot read keymotherd's own executable to record it: {error}");
+            return Ok(());
+        }
+    };
+    let mut vault = keymother_vault::Vault::open_as_owner(data_dir)?;
+    let last = vault.last_audit_details("software")?;
+    if last.is_some_and(|details| details.contains(&binary_sha256)) {
+        return Ok(());
+    }
+    let version = env!("CARGO_PKG_VERSION").to_owned();
+    vault.record_audit(keymother_vault::AuditEvent::Software {
+        version: version.clone(),
+        binary_sha256: binary_sha256.clone(),
+    })?;
+    log::warn!(
+        event = "software", version = version.as_str(), binary_sha256 = binary_sha256.as_str();
+        "keymotherd {version} (SHA-256 {binary_sha256}) runs for the first time on this vault; recorded in the audit trail"
+    );
+    Ok(())
 }
 
 /// [`run`] with bench back ends given by the caller: a back end given here replaces the one

@@ -15,6 +15,7 @@ use keymother_protocol::TerminalOutcome;
 use keymother_terminal::inject;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::process::{settings_text, start_process, stop};
 use support::{Appliance, InProcessDaemon};
 
 fn cli() -> PathBuf {
@@ -59,82 +60,6 @@ fn vault_files(data_dir: &Path) -> Vec<(String, String)> {
         .collect();
     files.sort();
     files
-}
-
-/// Settings for a daemon process whose socket is open to `group`, with one port (whose
-/// terminal end is returned: keep it open).
-fn settings_text(appliance: &Appliance, group: &str) -> (String, keymother_terminal::PtyLine) {
-    let (line, port) = support::pty_pair(appliance.directory.path(), "process-port");
-    let ports = [port];
-    let mut text = format!(
-        "data_dir = {:?}\n[control]\nsocket = {:?}\ngroup = {group:?}\n[operator]\nrequire = false\n",
-        appliance.data_dir,
-        appliance.directory.path().join("control.sock")
-    );
-    for (number, path) in ports.iter().enumerate() {
-        text.push_str(&format!(
-            "[[port]]\nname = \"bench-{number}\"\npath = {path:?}\n"
-        ));
-    }
-    (text, line)
-}
-
-/// keymotherd as a process (`prefix` runs before it, e.g. prlimit), its log in a file;
-/// returns once its socket answers.
-// The child is returned; its caller waits for it in `stop`.
-#[allow(clippy::zombie_processes)]
-fn start_process(appliance: &Appliance, text: &str, prefix: &[&str]) -> (Child, PathBuf) {
-    let config = appliance.directory.path().join("process.toml");
-    std::fs::write(&config, text).unwrap();
-    let log = appliance.directory.path().join("keymotherd.log");
-    let mut command = match prefix.split_first() {
-        Some((program, arguments)) => {
-            let mut command = Command::new(program);
-            command
-                .args(arguments)
-                .arg(env!("CARGO_BIN_EXE_keymotherd"));
-            command
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_keymotherd")),
-    };
-    let mut child = command
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let socket = appliance.directory.path().join("control.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut stream) = UnixStream::connect(&socket) {
-            if writeln!(stream, "{}", json!({"command": "status"})).is_ok() {
-                let mut answer = String::new();
-                if BufReader::new(stream).read_line(&mut answer).is_ok()
-                    && answer.contains("\"ok\":true")
-                {
-                    return (child, log);
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "keymotherd did not come up: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
 }
 
 fn keymother_as(socket: &Path, arguments: &[&str], user: Option<u32>) -> std::process::Output {

@@ -140,6 +140,12 @@ pub enum AuditEvent {
         new: String,
         witnesses: String,
     },
+    /// keymotherd started as a build the audit trail has not seen before: installed, or
+    /// updated (`keymother-update`). `binary_sha256` is the executable's digest.
+    Software {
+        version: String,
+        binary_sha256: String,
+    },
     /// A setting changed, or the vault itself was created or upgraded.
     ConfigChange {
         what: String,
@@ -169,6 +175,7 @@ impl AuditEvent {
             AuditEvent::TamperInputRestored { .. } => "tamper-input-restored",
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
             AuditEvent::ClockSet { .. } => "clock-set",
+            AuditEvent::Software { .. } => "software",
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
             AuditEvent::KdhCertificate { .. } => "kdh-certificate",
@@ -198,6 +205,7 @@ impl AuditEvent {
             | AuditEvent::Logout { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
             AuditEvent::ClockSet { .. } => "custodians".to_owned(),
+            AuditEvent::Software { .. } => "system".to_owned(),
         }
     }
 
@@ -296,6 +304,13 @@ impl AuditEvent {
                 ("old", old.clone()),
                 ("new", new.clone()),
                 ("witnesses", witnesses.clone()),
+            ],
+            AuditEvent::Software {
+                version,
+                binary_sha256,
+            } => vec![
+                ("version", version.clone()),
+                ("binary_sha256", binary_sha256.clone()),
             ],
             AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
             AuditEvent::KdhRequest {
