@@ -428,17 +428,19 @@ fn open_signals(settings: &BenchSettings) -> Option<SignalsOpener> {
             log::info!(event = "gpio"; "bench GPIO simulated: LEDs and buzzer are recorded, the tamper input never fires");
             Ok(Box::new(SimulatedSignals::new()))
         })),
-        GpioBackend::Rppal => {
-            let pins = settings.pins;
+        GpioBackend::Chardev => {
+            let pins = settings.pins.clone();
+            let debounce = settings.tamper_debounce;
             Some(Box::new(move || {
-                let signals = keymother_gpio::RppalSignals::open(&pins)?;
-                log::info!(
-                    event = "gpio";
-                    "bench GPIO open: LEDs on BCM {}, {}, {}, buzzer on BCM {}, tamper input on BCM {} (active {}, pull-{})",
-                    pins.ready_led, pins.busy_led, pins.error_led, pins.buzzer, pins.tamper,
-                    if pins.tamper_active_low { "low" } else { "high" },
-                    if pins.tamper_pull_up { "up" } else { "down" }
-                );
+                let signals = keymother_gpio::ChardevSignals::open(&pins, debounce)?;
+                log::info!(event = "gpio"; "bench GPIO open: {}", signals.describe());
+                if signals.kernel_debounce().is_none() {
+                    log::warn!(
+                        event = "gpio";
+                        "the tamper input {} has no kernel debouncing (its chip gives the line no interrupt for it): it is debounced by sampling every 10 ms alone",
+                        pins.tamper
+                    );
+                }
                 Ok(Box::new(signals))
             }))
         }
@@ -447,7 +449,7 @@ fn open_signals(settings: &BenchSettings) -> Option<SignalsOpener> {
 
 /// How the bench's tamper input is named in the journal and the audit trail.
 pub(crate) fn tamper_input_name(settings: &BenchSettings) -> String {
-    format!("GPIO{}", settings.pins.tamper)
+    settings.pins.tamper.to_string()
 }
 
 /// The display `[bench] display` names.

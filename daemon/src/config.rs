@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use keymother_gpio::LineSpec;
 use keymother_protocol::Mode;
 use log::LevelFilter;
 use serde::Deserialize;
@@ -173,8 +174,9 @@ pub enum DisplayKind {
 /// Which GPIO back end drives the LEDs, the buzzer and the tamper input (`[bench] gpio`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpioBackend {
-    /// The Raspberry Pi's GPIO through rppal.
-    Rppal,
+    /// The kernel's GPIO character device, `/dev/gpiochipN` (`"chardev"`; `"rppal"`, the
+    /// back end it replaced, is taken as this with a warning).
+    Chardev,
     /// No hardware: changes are recorded, the tamper input never fires on its own.
     Simulated,
     None,
@@ -189,7 +191,8 @@ pub struct BenchSettings {
     /// The display's 7-bit I2C address.
     pub i2c_address: u8,
     pub gpio: GpioBackend,
-    /// BCM line numbers and the tamper input's polarity.
+    /// The lines (BCM numbers, line names or chip and offset) and the tamper input's
+    /// polarity and pull.
     pub pins: keymother_gpio::Pins,
     /// How long the tamper input must hold before it counts.
     pub tamper_debounce: Duration,
@@ -198,6 +201,29 @@ pub struct BenchSettings {
     /// No key is dispensed while the tamper input is not watched (its GPIO failed or could not
     /// be opened). Off by default: a failing bench GPIO only warns (issue 6).
     pub require_tamper_input: bool,
+    /// Accepted but worth a warning: a deprecated value. See [`Settings::warnings`].
+    pub notes: Notes,
+}
+
+/// Warnings about how settings were written (a deprecated value), each `file:line: key:
+/// what`. Like a [`SourcedPath`]'s location, how a value was written is not part of what the
+/// settings are: any two `Notes` are equal, and their `Debug` (which the settings digest is
+/// taken over) shows none of them.
+#[derive(Clone, Default)]
+pub struct Notes(pub Vec<String>);
+
+impl PartialEq for Notes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Notes {}
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notes")
+    }
 }
 
 /// `[bench] i2c_bus` unless set.
@@ -213,7 +239,7 @@ pub const DEFAULT_CERTIFICATE_REQUESTS_PER_MINUTE: u32 = 30;
 /// `[bench] low_inventory` unless set.
 pub const DEFAULT_LOW_INVENTORY: u64 = 100;
 /// The highest BCM line on the Raspberry Pi's 40-pin header.
-pub const MAX_BCM_PIN: i64 = 27;
+pub const MAX_BCM_PIN: i64 = keymother_gpio::MAX_BCM as i64;
 
 impl Default for BenchSettings {
     /// No display, no GPIO.
@@ -227,6 +253,7 @@ impl Default for BenchSettings {
             tamper_debounce: Duration::from_millis(DEFAULT_TAMPER_DEBOUNCE_MS),
             low_inventory: DEFAULT_LOW_INVENTORY,
             require_tamper_input: false,
+            notes: Notes::default(),
         }
     }
 }
@@ -349,16 +376,60 @@ struct RawBench {
     i2c_bus: Option<Spanned<PathBuf>>,
     i2c_address: Option<Spanned<i64>>,
     gpio: Option<Spanned<String>>,
-    ready_led: Option<Spanned<i64>>,
-    busy_led: Option<Spanned<i64>>,
-    error_led: Option<Spanned<i64>>,
-    buzzer: Option<Spanned<i64>>,
-    tamper_pin: Option<Spanned<i64>>,
+    ready_led: Option<Spanned<RawLine>>,
+    busy_led: Option<Spanned<RawLine>>,
+    error_led: Option<Spanned<RawLine>>,
+    buzzer: Option<Spanned<RawLine>>,
+    tamper_pin: Option<Spanned<RawLine>>,
     tamper_active_low: Option<Spanned<bool>>,
     tamper_pull: Option<Spanned<String>>,
     tamper_debounce_ms: Option<Spanned<i64>>,
     low_inventory: Option<Spanned<i64>>,
     require_tamper_input: Option<Spanned<bool>>,
+}
+
+/// A GPIO line as written: a BCM number, or a string (a line name or `gpiochipN:OFFSET`),
+/// parsed into a [`keymother_gpio::LineSpec`] when validated.
+enum RawLine {
+    Number(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawLine {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawLine;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a BCM number (0 to 27) or a GPIO line in quotes (\"GPIO23\" or \"gpiochip0:23\")",
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawLine, E> {
+                Ok(RawLine::Number(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawLine, E> {
+                // Past i64::MAX: out of range all the same.
+                Ok(RawLine::Number(i64::try_from(value).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawLine, E> {
+                Ok(RawLine::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Whether a line is SDA or SCL of /dev/i2c-1 on the Raspberry Pi (BCM 2 and 3, as the
+/// device trees name them).
+fn i2c1_line(line: &LineSpec) -> Option<&'static str> {
+    match line {
+        LineSpec::Bcm(2) => Some("SDA"),
+        LineSpec::Bcm(3) => Some("SCL"),
+        LineSpec::Name(name) if name == "GPIO2" || name == "SDA1" => Some("SDA"),
+        LineSpec::Name(name) if name == "GPIO3" || name == "SCL1" => Some("SCL"),
+        _ => None,
+    }
 }
 
 /// A port is replaced as a whole, never merged, so its own required keys are required here.
@@ -572,11 +643,11 @@ struct MergedBench {
     i2c_bus: Option<Sourced<PathBuf>>,
     i2c_address: Option<Sourced<i64>>,
     gpio: Option<Sourced<String>>,
-    ready_led: Option<Sourced<i64>>,
-    busy_led: Option<Sourced<i64>>,
-    error_led: Option<Sourced<i64>>,
-    buzzer: Option<Sourced<i64>>,
-    tamper_pin: Option<Sourced<i64>>,
+    ready_led: Option<Sourced<RawLine>>,
+    busy_led: Option<Sourced<RawLine>>,
+    error_led: Option<Sourced<RawLine>>,
+    buzzer: Option<Sourced<RawLine>>,
+    tamper_pin: Option<Sourced<RawLine>>,
     tamper_active_low: Option<Sourced<bool>>,
     tamper_pull: Option<Sourced<String>>,
     tamper_debounce_ms: Option<Sourced<i64>>,
@@ -921,8 +992,10 @@ impl Validator<'_> {
         Ok(())
     }
 
-    /// `[bench]`: every key optional; pins are BCM lines on the header, all different, and
-    /// not the display's I2C lines when it is on the default bus.
+    /// `[bench]`: every key optional; lines are BCM numbers on the header, line names or
+    /// `gpiochipN:OFFSET`, all different, and not the display's I2C lines when it is on the
+    /// default bus. Whether the lines exist is the back end's business when it opens them
+    /// (a GPIO that cannot be opened never stops the daemon; it is tried again every 5 s).
     fn bench(&self, merged: MergedBench) -> Result<BenchSettings, ConfigError> {
         let defaults = BenchSettings::default();
         let display = match merged.display {
@@ -940,17 +1013,26 @@ impl Validator<'_> {
                 }
             },
         };
+        let mut notes = Notes::default();
         let gpio = match merged.gpio {
             None => defaults.gpio,
             Some(gpio) => match gpio.value.as_str() {
-                "rppal" => GpioBackend::Rppal,
+                "chardev" => GpioBackend::Chardev,
+                // The back end "chardev" replaced: the same lines, through /dev/gpiochipN.
+                // Still accepted, so that an appliance whose settings say "rppal" starts
+                // after an update (--check-config refusing it would stop the daemon, and a
+                // bench GPIO never stops injection); the warning says what to write.
+                "rppal" => {
+                    notes.0.push(self.error(&gpio, "bench.gpio", "\"rppal\" is deprecated and now means \"chardev\", the kernel's GPIO character device (/dev/gpiochipN; rppal needed /dev/gpiomem, which only the Raspberry Pi vendor kernel has): write gpio = \"chardev\"".to_owned()).to_string());
+                    GpioBackend::Chardev
+                }
                 "simulated" => GpioBackend::Simulated,
                 "none" => GpioBackend::None,
                 other => {
                     return Err(self.error(
                         &gpio,
                         "bench.gpio",
-                        format!("{other:?} is not rppal, simulated or none"),
+                        format!("{other:?} is not chardev, simulated or none"),
                     ));
                 }
             },
@@ -996,50 +1078,47 @@ impl Validator<'_> {
         let i2c_lines_taken =
             display == DisplayKind::Ssd1306 && i2c_bus.as_path() == Path::new(DEFAULT_I2C_BUS);
         // Each line with where it was set, if it was.
-        let mut pins: Vec<(&str, u8, Option<Location>)> = Vec::with_capacity(pin_slots.len());
+        let mut pins: Vec<(&str, LineSpec, Option<Location>)> = Vec::with_capacity(pin_slots.len());
         for (key, value, default) in pin_slots {
             let pin = match &value {
                 None => default,
-                Some(set) => match u8::try_from(set.value) {
-                    Ok(pin) if i64::from(pin) <= MAX_BCM_PIN => pin,
-                    _ => {
-                        return Err(self.error(
-                            set,
-                            key,
-                            format!(
-                                "{} is outside 0 to {MAX_BCM_PIN} (a BCM GPIO number on the 40-pin header)",
-                                set.value
-                            ),
-                        ));
-                    }
-                },
+                Some(set) => match &set.value {
+                    RawLine::Number(number) => LineSpec::bcm(*number),
+                    RawLine::Text(text) => LineSpec::parse(text),
+                }
+                .map_err(|problem| self.error(set, key, problem))?,
             };
             let at = value.as_ref().map(|set| (set.file, set.span.start));
-            if let Some(&(other, _, other_at)) = pins.iter().find(|(_, taken, _)| *taken == pin) {
+            if let Some((other, other_line, other_at)) =
+                pins.iter().find(|(_, taken, _)| taken.same_line(&pin))
+            {
+                let (other, other_at) = (*other, *other_at);
+                let line = pin.describe();
                 // Point at a value that was set: this one, else the one it collides with.
                 let (file, offset, key, problem) = match (at, other_at) {
                     (Some((file, offset)), _) => (
                         file,
                         offset,
                         key,
-                        format!("BCM {pin} is also {other}; every line must be different"),
+                        format!("{line} is also {other}; every line must be different"),
                     ),
                     (None, Some((file, offset))) => (
                         file,
                         offset,
                         other,
                         format!(
-                            "BCM {pin} is also {key} (its default); every line must be different"
+                            "{} is also {key} (its default, {line}); every line must be different",
+                            other_line.describe()
                         ),
                     ),
-                    (None, None) => (0, 0, key, format!("BCM {pin} is also {other}")),
+                    (None, None) => (0, 0, key, format!("{line} is also {other}")),
                 };
                 return Err(self.error_in(file, offset, key, problem));
             }
-            if i2c_lines_taken && (pin == 2 || pin == 3) {
+            if let Some(role) = i2c1_line(&pin).filter(|_| i2c_lines_taken) {
                 let problem = format!(
-                    "BCM {pin} is an I2C line of {DEFAULT_I2C_BUS} ({}), which the ssd1306 display uses",
-                    if pin == 2 { "SDA" } else { "SCL" }
+                    "{} is an I2C line of {DEFAULT_I2C_BUS} ({role}), which the ssd1306 display uses",
+                    pin.describe()
                 );
                 let (file, offset) = at.unwrap_or((0, 0));
                 return Err(self.error_in(file, offset, key, problem));
@@ -1065,11 +1144,11 @@ impl Validator<'_> {
             },
         };
         let pins = keymother_gpio::Pins {
-            ready_led: pins[0].1,
-            busy_led: pins[1].1,
-            error_led: pins[2].1,
-            buzzer: pins[3].1,
-            tamper: pins[4].1,
+            ready_led: pins[0].1.clone(),
+            busy_led: pins[1].1.clone(),
+            error_led: pins[2].1.clone(),
+            buzzer: pins[3].1.clone(),
+            tamper: pins[4].1.clone(),
             tamper_active_low,
             tamper_pull_up,
         };
@@ -1100,7 +1179,7 @@ impl Validator<'_> {
                 return Err(self.error(
                     &required,
                     "bench.require_tamper_input",
-                    "there is no tamper input to require: set [bench] gpio = \"rppal\" (or \"simulated\" off the Pi)".to_owned(),
+                    "there is no tamper input to require: set [bench] gpio = \"chardev\" (or \"simulated\" off the Pi)".to_owned(),
                 ));
             }
             Some(required) => required.value,
@@ -1115,6 +1194,7 @@ impl Validator<'_> {
             tamper_debounce,
             low_inventory,
             require_tamper_input,
+            notes,
         })
     }
 
@@ -1544,12 +1624,14 @@ impl Settings {
     }
 
     /// What these settings allow but whoever installs them should hear of: printed by
-    /// `--check-config` and logged at start, `key: problem` like the trust anchors' warnings.
+    /// `--check-config` and logged at start, `key: problem` like the trust anchors' warnings
+    /// (a deprecated value `file:line: key: problem`, like an error).
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.operator_ca_missing() {
             warnings.push(format!("operator.require: {NO_OPERATOR_CA}"));
         }
+        warnings.extend(self.bench.notes.0.iter().cloned());
         warnings
     }
 

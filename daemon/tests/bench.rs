@@ -902,3 +902,120 @@ fn when_the_tamper_input_is_required_no_key_flows_while_it_is_not_watched() {
     assert_eq!(status(&appliance)["state"], "ready");
     appliance.vault().verify_audit().unwrap();
 }
+
+/// `[bench]` for the character-device back end on the lines named `names` (ready, busy,
+/// error, buzzer, tamper), with operator login off.
+fn chardev_sections(names: &[String]) -> String {
+    format!(
+        "[operator]\nrequire = false\n[bench]\ngpio = \"chardev\"\nready_led = {:?}\nbusy_led = {:?}\n\
+         error_led = {:?}\nbuzzer = {:?}\ntamper_pin = {:?}\ntamper_debounce_ms = 20\n",
+        names[0], names[1], names[2], names[3], names[4]
+    )
+}
+
+/// Line names no machine has but the simulated chip this process makes.
+fn sim_line_names(test: &str) -> Vec<String> {
+    ["ready", "busy", "error", "buzzer", "tamper"]
+        .iter()
+        .map(|line| format!("km{}-{test}-{line}", std::process::id()))
+        .collect()
+}
+
+#[test]
+fn the_chardev_back_end_that_finds_no_line_says_where_it_looked() {
+    let appliance = Appliance::provisioned(10);
+    let names = sim_line_names("absent");
+    let (mut lines, settings) = appliance.ports_with(1, &chardev_sections(&names));
+    let daemon = InProcessDaemon::start_with(settings, BenchBackends::default());
+    let unwatched = status(&appliance);
+    assert_eq!(
+        unwatched["tamper_input"]["state"], "not watched",
+        "{unwatched}"
+    );
+    assert_eq!(unwatched["tamper_input"]["input"], names[4].as_str());
+    // No line of that name on any chip, or no chip, or a chip this user cannot open: each
+    // says /dev/gpiochip, never /dev/mem or /dev/gpiomem.
+    let reason = unwatched["tamper_input"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the GPIO cannot be opened: ") && reason.contains("/dev/gpiochip"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("gpiomem") && !reason.contains("/dev/mem"),
+        "{reason}"
+    );
+    assert!(daemon.saw(|event| matches!(event, DaemonEvent::BenchWarning { warning } if warning.contains("/dev/gpiochip"))));
+    eventually("the tamper-input-lost row", || {
+        audit_details(&appliance, "tamper-input-lost").len() == 1
+    });
+    // Not required: keys flow.
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn on_gpio_sim_the_daemon_drives_the_leds_and_a_pulled_tamper_line_locks_it() {
+    use keymother_gpio::gpio_sim::{self, Availability, SimChip};
+    match gpio_sim::availability() {
+        Ok(Availability::Ready) => {}
+        Ok(Availability::Skip(why)) => {
+            eprintln!(
+                "SKIPPED on_gpio_sim_the_daemon_drives_the_leds_and_a_pulled_tamper_line_locks_it: gpio-sim cannot be used here: {why}"
+            );
+            return;
+        }
+        Err(problem) => panic!("gpio-sim: {problem}"),
+    }
+    const READY: u32 = 0;
+    const ERROR: u32 = 2;
+    const TAMPER: u32 = 4;
+    let names = sim_line_names("daemon");
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sim = SimChip::create("keymother-test", &refs).unwrap();
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = appliance.ports_with(1, &chardev_sections(&names));
+    let daemon = InProcessDaemon::start_with(settings, BenchBackends::default());
+    let watched = status(&appliance);
+    assert_eq!(watched["tamper_input"]["state"], "watched", "{watched}");
+    assert_eq!(watched["tamper_input"]["input"], names[4].as_str());
+    eventually("the ready LED", || sim.value(READY).unwrap());
+    assert!(sim.value(TAMPER).unwrap(), "the tamper line's pull-up");
+    inject_one(
+        &mut lines[0],
+        &appliance,
+        "123L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap();
+    eventually("the ready LED after the injection", || {
+        sim.value(READY).unwrap()
+    });
+
+    // The case opens: the switch pulls the line to ground.
+    sim.set_pull(TAMPER, false).unwrap();
+    daemon.wait_for(|event| matches!(event, DaemonEvent::Tamper { input } if *input == names[4]));
+    assert_eq!(status(&appliance)["state"], "tampered");
+    eventually("the error LED", || sim.value(ERROR).unwrap());
+    assert!(!sim.value(READY).unwrap());
+    eventually("the tamper row", || {
+        audit_details(&appliance, "tamper")
+            .iter()
+            .any(|details| details.contains(names[4].as_str()))
+    });
+    let refused = inject_one(
+        &mut lines[0],
+        &appliance,
+        "456L013K",
+        &mut appliance.key_store(),
+    )
+    .unwrap_err();
+    assert!(refused.contains("NOT_READY"), "{refused}");
+    drop(daemon);
+    // Stopped: the lines are let go and the LEDs dark.
+    assert!(!sim.value(ERROR).unwrap());
+}

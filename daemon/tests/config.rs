@@ -837,6 +837,7 @@ fn certificate_mode_needs_the_trust_anchors_and_is_offered_with_them() {
 #[test]
 fn bench_settings_default_to_nothing_and_take_every_key() {
     use keymother_daemon::config::{BenchSettings, DisplayKind, GpioBackend};
+    use keymother_gpio::LineSpec;
     let etc = Etc::new(MAIN);
     let settings = etc.load().unwrap();
     assert_eq!(settings.bench, BenchSettings::default());
@@ -852,28 +853,51 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
         "a normally-open switch to ground"
     );
     assert!(!settings.bench.require_tamper_input);
+    // The lines the Pi's device tree names GPIO17, 27, 22, 18 and 23.
+    let named = |name: &str| LineSpec::Name(name.to_owned());
+    assert_eq!(
+        [
+            &settings.bench.pins.ready_led,
+            &settings.bench.pins.busy_led,
+            &settings.bench.pins.error_led,
+            &settings.bench.pins.buzzer,
+            &settings.bench.pins.tamper
+        ],
+        [
+            &named("GPIO17"),
+            &named("GPIO27"),
+            &named("GPIO22"),
+            &named("GPIO18"),
+            &named("GPIO23")
+        ]
+    );
 
     etc.drop_in(
         "30-bench.toml",
         "[bench]\ndisplay = \"ssd1306\"\ni2c_bus = \"/dev/i2c-3\"\ni2c_address = 0x3D\n\
-         gpio = \"rppal\"\nready_led = 5\nbusy_led = 6\nerror_led = 13\nbuzzer = 12\n\
-         tamper_pin = 2\ntamper_active_low = false\ntamper_debounce_ms = 20\nlow_inventory = 0\n\
-         require_tamper_input = true\n",
+         gpio = \"chardev\"\nready_led = 5\nbusy_led = \"GPIO6\"\nerror_led = \"gpiochip1:13\"\n\
+         buzzer = \"LED_BUZZER\"\ntamper_pin = 2\ntamper_active_low = false\ntamper_debounce_ms = 20\n\
+         low_inventory = 0\nrequire_tamper_input = true\n",
     );
-    let bench = etc.load().unwrap().bench;
+    let settings = etc.load().unwrap();
+    assert!(settings.warnings().is_empty(), "{:?}", settings.warnings());
+    let bench = settings.bench;
     assert_eq!(
         (bench.display, bench.gpio, bench.i2c_address),
-        (DisplayKind::Ssd1306, GpioBackend::Rppal, 0x3D)
+        (DisplayKind::Ssd1306, GpioBackend::Chardev, 0x3D)
     );
     assert_eq!(bench.i2c_bus, Path::new("/dev/i2c-3"));
     assert_eq!(
         bench.pins,
         keymother_gpio::Pins {
-            ready_led: 5,
-            busy_led: 6,
-            error_led: 13,
-            buzzer: 12,
-            tamper: 2,
+            ready_led: LineSpec::Bcm(5),
+            busy_led: LineSpec::Name("GPIO6".to_owned()),
+            error_led: LineSpec::ChipOffset {
+                chip: "gpiochip1".to_owned(),
+                offset: 13
+            },
+            buzzer: LineSpec::Name("LED_BUZZER".to_owned()),
+            tamper: LineSpec::Bcm(2),
             tamper_active_low: false,
             tamper_pull_up: false,
         }
@@ -887,7 +911,7 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
     let bench = etc.load().unwrap().bench;
     assert_eq!(
         (bench.display, bench.pins.buzzer),
-        (DisplayKind::Memory, 12)
+        (DisplayKind::Memory, LineSpec::Name("LED_BUZZER".to_owned()))
     );
 
     // A normally-closed tamper loop to ground: fires high (an opened case or a cut wire), with
@@ -905,15 +929,27 @@ fn bench_settings_default_to_nothing_and_take_every_key() {
 #[rustfmt::skip]
 const BENCH_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("display", "[bench]\ndisplay = \"lcd\"\n", 2, "bench.display", "\"lcd\" is not ssd1306, memory or none"),
-    ("gpio", "[bench]\n\ngpio = \"sysfs\"\n", 3, "bench.gpio", "\"sysfs\" is not rppal, simulated or none"),
+    ("gpio", "[bench]\n\ngpio = \"sysfs\"\n", 3, "bench.gpio", "\"sysfs\" is not chardev, simulated or none"),
     ("relative bus", "[bench]\ni2c_bus = \"i2c-1\"\n", 2, "bench.i2c_bus", "not an absolute path"),
     ("address", "[bench]\ni2c_address = 0x80\n", 2, "bench.i2c_address", "128 is outside 0x00 to 0x7F"),
     ("negative address", "[bench]\ni2c_address = -1\n", 2, "bench.i2c_address", "-1 is outside 0x00 to 0x7F"),
     ("pin range", "[bench]\nbuzzer = 28\n", 2, "bench.buzzer", "28 is outside 0 to 27"),
     ("negative pin", "[bench]\nready_led = -3\n", 2, "bench.ready_led", "-3 is outside 0 to 27"),
     ("same pin twice", "[bench]\nready_led = 5\nerror_led = 5\n", 3, "bench.error_led", "BCM 5 is also bench.ready_led"),
-    ("a default pin", "[bench]\nready_led = 27\n", 2, "bench.ready_led", "BCM 27 is also bench.busy_led (its default)"),
+    ("a default pin", "[bench]\nready_led = 27\n", 2, "bench.ready_led", "BCM 27 is also bench.busy_led (its default, \"GPIO27\")"),
     ("I2C line", "[bench]\ndisplay = \"ssd1306\"\ntamper_pin = 3\n", 3, "bench.tamper_pin", "BCM 3 is an I2C line of /dev/i2c-1 (SCL)"),
+    ("I2C line by name", "[bench]\ndisplay = \"ssd1306\"\nready_led = \"SDA1\"\n", 3, "bench.ready_led", "\"SDA1\" is an I2C line of /dev/i2c-1 (SDA)"),
+    ("pin type", "[bench]\nbuzzer = true\n", 2, "bench.buzzer", "expected a BCM number (0 to 27) or a GPIO line in quotes"),
+    ("empty line name", "[bench]\nbuzzer = \"\"\n", 2, "bench.buzzer", "the line is empty"),
+    ("number in quotes", "[bench]\n\ntamper_pin = \"23\"\n", 3, "bench.tamper_pin", "write 23 without quotes for BCM 23, or the line's name (\"GPIO23\")"),
+    ("chip without offset", "[bench]\ntamper_pin = \"gpiochip0\"\n", 2, "bench.tamper_pin", "names a chip, not a line"),
+    ("bad chip and offset", "[bench]\nerror_led = \"gpiochip0:x\"\n", 2, "bench.error_led", "\"gpiochip0:x\" is not gpiochipN:OFFSET"),
+    ("a /dev path", "[bench]\nerror_led = \"/dev/gpiochip0:5\"\n", 2, "bench.error_led", "name the chip without /dev/"),
+    ("long line name", "[bench]\nbusy_led = \"THIS_LINE_NAME_IS_LONGER_THAN_THE_KERNEL_KEEPS\"\n", 2, "bench.busy_led", "longer than 31 bytes"),
+    ("same name twice", "[bench]\nready_led = \"LED\"\nbuzzer = \"LED\"\n", 3, "bench.buzzer", "\"LED\" is also bench.ready_led"),
+    ("a number and its name", "[bench]\nready_led = 5\nbusy_led = \"GPIO5\"\n", 3, "bench.busy_led", "\"GPIO5\" is also bench.ready_led"),
+    ("a default by number", "[bench]\nbuzzer = 23\n", 2, "bench.buzzer", "BCM 23 is also bench.tamper_pin (its default, \"GPIO23\")"),
+    ("one chip offset twice", "[bench]\nready_led = \"gpiochip2:7\"\ntamper_pin = \"gpiochip2:7\"\n", 3, "bench.tamper_pin", "gpiochip2:7 is also bench.ready_led"),
     ("polarity type", "[bench]\ntamper_active_low = \"yes\"\n", 2, "bench.tamper_active_low", "invalid type"),
     ("pull", "[bench]\ntamper_pull = \"none\"\n", 2, "bench.tamper_pull", "\"none\" is not up or down"),
     ("debounce", "[bench]\ntamper_debounce_ms = 0\n", 2, "bench.tamper_debounce_ms", "0 is outside 1 to 1000"),
@@ -922,6 +958,50 @@ const BENCH_CASES: &[(&str, &str, usize, &str, &str)] = &[
     ("tamper input required without GPIO", "[bench]\ngpio = \"none\"\nrequire_tamper_input = true\n", 3, "bench.require_tamper_input", "there is no tamper input to require"),
     ("requirement type", "[bench]\nrequire_tamper_input = 1\n", 2, "bench.require_tamper_input", "invalid type"),
 ];
+
+/// `gpio = "rppal"` from before the character device: the same lines through
+/// /dev/gpiochipN, accepted with a warning naming file, line and key and what to write.
+#[test]
+fn gpio_rppal_is_taken_as_chardev_with_a_warning() {
+    use keymother_daemon::config::GpioBackend;
+    let etc = Etc::new(&on_this_machine(MAIN));
+    let drop_in = etc.drop_in(
+        "30-bench.toml",
+        "[bench]\n# as shipped before\ngpio = \"rppal\"\ntamper_pin = 23\n",
+    );
+    let settings = etc.load().unwrap();
+    assert_eq!(settings.bench.gpio, GpioBackend::Chardev);
+    assert_eq!(
+        settings.bench.pins.tamper,
+        keymother_gpio::LineSpec::Bcm(23)
+    );
+    let warnings = settings.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}:3: bench.gpio: \"rppal\" is deprecated and now means \"chardev\"",
+            drop_in.display()
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].ends_with("write gpio = \"chardev\""),
+        "{warnings:?}"
+    );
+    // The real binary's --check-config accepts the settings and says it.
+    let output = check_config(&etc.main());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("keymotherd: warning: ")
+            && said.contains("bench.gpio: \"rppal\" is deprecated"),
+        "{said}"
+    );
+}
 
 #[test]
 fn every_bench_refusal_names_file_line_and_key() {

@@ -1,21 +1,29 @@
-//! The bench's GPIO: ready, busy and error LEDs, a buzzer and a tamper input behind [`BenchSignals`], with the Raspberry Pi back end (rppal), a simulated one and a sans-IO tamper debouncer.
+//! The bench's GPIO: ready, busy and error LEDs, a buzzer and a tamper input behind [`BenchSignals`], with the kernel's GPIO character device back end, a simulated one and a sans-IO tamper debouncer.
 //!
-//! The daemon drives a `Box<dyn BenchSignals>`: on the appliance [`RppalSignals`], in tests
-//! and the demo [`SimulatedSignals`], which records every change with its time and lets the
-//! test assert the tamper input. Nothing here knows about keys or the vault; what a tamper
-//! does is the daemon's business. Debouncing is [`TamperDebouncer`], fed with levels and
-//! times, so it is tested without hardware or sleeps.
+//! The daemon drives a `Box<dyn BenchSignals>`: on the appliance [`ChardevSignals`] (the
+//! lines of `/dev/gpiochipN` through the kernel's uAPI v2, with bias and kernel debouncing),
+//! in tests and the demo [`SimulatedSignals`], which records every change with its time and
+//! lets the test assert the tamper input. Nothing here knows about keys or the vault; what a
+//! tamper does is the daemon's business. Debouncing is [`TamperDebouncer`], fed with levels
+//! and times, so it is tested without hardware or sleeps.
+//!
+//! Not rppal: its GPIO needs `/dev/gpiomem`, a driver only the Raspberry Pi vendor kernel
+//! has; under Debian's kernel it falls back to `/dev/mem`, which a daemon without root may
+//! not open (issue 13). The character device works with Debian's kernel and the vendor's
+//! alike, for a member of the `gpio` group.
 
+mod chardev;
 mod debounce;
-#[cfg(feature = "rppal")]
-mod rppal_signals;
+#[cfg(feature = "gpio-sim")]
+pub mod gpio_sim;
+mod line;
 mod simulated;
 
 use std::time::Duration;
 
+pub use chardev::{CONSUMER, ChardevSignals, FoundLine, PI_CHIP_LABELS};
 pub use debounce::{DEFAULT_STABLE_FOR, TamperChange, TamperDebouncer};
-#[cfg(feature = "rppal")]
-pub use rppal_signals::RppalSignals;
+pub use line::{LineSpec, MAX_BCM, MAX_LINE_NAME};
 pub use simulated::{SignalRecord, SimulatedSignals};
 
 /// The bench's three LEDs.
@@ -92,55 +100,64 @@ impl<T: BenchSignals + ?Sized> BenchSignals for Box<T> {
     }
 }
 
-/// Which BCM GPIO lines the bench uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which GPIO lines the bench uses, and how the tamper input is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pins {
-    pub ready_led: u8,
-    pub busy_led: u8,
-    pub error_led: u8,
-    pub buzzer: u8,
-    pub tamper: u8,
+    pub ready_led: LineSpec,
+    pub busy_led: LineSpec,
+    pub error_led: LineSpec,
+    pub buzzer: LineSpec,
+    pub tamper: LineSpec,
     /// The tamper input counts as fired while its line is low (else while it is high).
     pub tamper_active_low: bool,
-    /// The tamper input's pull resistor: up (true) or down. A normally-open switch pulls
-    /// against it when the case opens (active low with a pull-up, active high with a
-    /// pull-down); a normally-closed loop holds the line against it while the case is shut,
-    /// so an opened case and a cut wire both fire (active high with a pull-up, or active low
-    /// with a pull-down).
+    /// The tamper input's pull resistor (the line's bias): up (true) or down. A
+    /// normally-open switch pulls against it when the case opens (active low with a pull-up,
+    /// active high with a pull-down); a normally-closed loop holds the line against it while
+    /// the case is shut, so an opened case and a cut wire both fire (active high with a
+    /// pull-up, or active low with a pull-down).
     pub tamper_pull_up: bool,
 }
 
 impl Pins {
     /// The LED and buzzer lines with what they drive.
-    pub fn outputs(&self) -> [(&'static str, u8); 4] {
+    pub fn outputs(&self) -> [(&'static str, &LineSpec); 4] {
         [
-            ("ready LED", self.ready_led),
-            ("busy LED", self.busy_led),
-            ("error LED", self.error_led),
-            ("buzzer", self.buzzer),
+            ("ready LED", &self.ready_led),
+            ("busy LED", &self.busy_led),
+            ("error LED", &self.error_led),
+            ("buzzer", &self.buzzer),
         ]
     }
 
+    /// Every line with what it is: the outputs, then the tamper input.
+    pub fn all(&self) -> [(&'static str, &LineSpec); 5] {
+        let [ready, busy, error, buzzer] = self.outputs();
+        [ready, busy, error, buzzer, ("tamper input", &self.tamper)]
+    }
+
     /// The line of `led`.
-    pub fn led(&self, led: Led) -> u8 {
+    pub fn led(&self, led: Led) -> &LineSpec {
         match led {
-            Led::Ready => self.ready_led,
-            Led::Busy => self.busy_led,
-            Led::Error => self.error_led,
+            Led::Ready => &self.ready_led,
+            Led::Busy => &self.busy_led,
+            Led::Error => &self.error_led,
         }
     }
 }
 
 impl Default for Pins {
-    /// BCM 17, 27 and 22 for the ready, busy and error LEDs, 18 for the buzzer, 23 for the
-    /// tamper switch (to ground: active low); none of them is an I2C line.
+    /// The lines the Raspberry Pi's device tree names GPIO17, GPIO27 and GPIO22 for the
+    /// ready, busy and error LEDs, GPIO18 for the buzzer, GPIO23 for the tamper switch (to
+    /// ground: active low, pull-up); BCM 17, 27, 22, 18 and 23, none of them an I2C line.
+    /// Debian's kernel and the Raspberry Pi vendor kernel both give them these names.
     fn default() -> Self {
+        let name = |name: &str| LineSpec::Name(name.to_owned());
         Pins {
-            ready_led: 17,
-            busy_led: 27,
-            error_led: 22,
-            buzzer: 18,
-            tamper: 23,
+            ready_led: name("GPIO17"),
+            busy_led: name("GPIO27"),
+            error_led: name("GPIO22"),
+            buzzer: name("GPIO18"),
+            tamper: name("GPIO23"),
             tamper_active_low: true,
             tamper_pull_up: true,
         }
@@ -150,13 +167,20 @@ impl Default for Pins {
 /// A GPIO back end failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GpioError {
-    /// The GPIO chip could not be opened (not a Raspberry Pi, no permission, no device).
-    #[error("cannot open the GPIO chip {chip}: {reason}")]
+    /// A GPIO chip could not be opened (no such device, no permission, not a GPIO chip).
+    #[error("cannot open {chip}: {reason}")]
     Open { chip: String, reason: String },
+    /// No GPIO chip has the line a setting names.
+    #[error("no GPIO line {line} ({what}) on any /dev/gpiochip*: {reason}")]
+    NotFound {
+        line: String,
+        what: &'static str,
+        reason: String,
+    },
     /// One line could not be claimed or used.
-    #[error("GPIO line BCM {pin} ({what}): {reason}")]
+    #[error("GPIO line {line} ({what}): {reason}")]
     Line {
-        pin: u8,
+        line: String,
         what: &'static str,
         reason: String,
     },
