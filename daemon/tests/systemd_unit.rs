@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keymother_daemon::Settings;
+use keymother_daemon::config::GpioBackend;
 
 /// The highest `systemd-analyze security` exposure the unit may have.
 const MAX_EXPOSURE: f64 = 1.5;
@@ -74,6 +75,29 @@ fn the_example_settings_parse() {
     // Shipped commented out: a fresh installation has no site CAs yet and must still start.
     assert_eq!(settings.pki, None);
     assert!(settings.operator_ca_missing());
+    // The bench through the GPIO character device, its lines by the names the Pi's device
+    // tree gives them, and nothing deprecated to warn of.
+    assert_eq!(settings.bench.gpio, GpioBackend::Chardev);
+    assert_eq!(settings.bench.pins, keymother_gpio::Pins::default());
+    assert_eq!(settings.bench.notes.0, Vec::<String>::new());
+}
+
+#[test]
+fn the_gpio_udev_rule_gives_group_gpio_the_character_device_only() {
+    let rules = read("usr/lib/udev/rules.d/60-keymother-i2c-gpio.rules");
+    let active: Vec<&str> = rules
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .collect();
+    assert!(
+        active
+            .contains(&r#"SUBSYSTEM=="gpio", KERNEL=="gpiochip[0-9]*", GROUP="gpio", MODE="0660""#),
+        "{rules}"
+    );
+    assert!(
+        !active.iter().any(|line| line.contains("gpiomem")),
+        "{rules}"
+    );
 }
 
 #[test]
@@ -186,9 +210,8 @@ fn the_unit_keeps_its_hardening() {
         ("DeviceAllow", "char-ttyUSB rw"),
         ("DeviceAllow", "char-ttyACM rw"),
         ("DeviceAllow", "char-i2c rw"),
+        // The GPIO character device: the bench's LEDs, buzzer and tamper input.
         ("DeviceAllow", "char-gpiochip rw"),
-        // rppal's register window (GPIO registers only; never /dev/mem).
-        ("DeviceAllow", "/dev/gpiomem rw"),
         ("NoNewPrivileges", "yes"),
         ("CapabilityBoundingSet", ""),
         ("AmbientCapabilities", ""),
@@ -223,6 +246,8 @@ fn the_unit_keeps_its_hardening() {
     for value in values_of("DeviceAllow") {
         assert!(!value.starts_with("char-ttyS "), "DeviceAllow={value}");
         assert!(!value.starts_with("/dev/mem"), "DeviceAllow={value}");
+        // The GPIO registers: nothing opens them since the character device (issue 13).
+        assert!(!value.contains("gpiomem"), "DeviceAllow={value}");
     }
     // Off on purpose, with the reasons beside them in the unit.
     for key in ["PrivateDevices", "PrivateUsers"] {
