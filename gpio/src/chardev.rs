@@ -501,6 +501,7 @@ pub struct ChardevSignals {
     tamper_active_low: bool,
     tamper_pull_up: bool,
     kernel_debounce: Option<Duration>,
+    debounce_asked: Duration,
     buzzer_line: FoundLine,
     buzzer_spec: LineSpec,
     /// `None` once the buzzer thread is gone.
@@ -556,6 +557,7 @@ impl ChardevSignals {
             tamper_active_low: pins.tamper_active_low,
             tamper_pull_up: pins.tamper_pull_up,
             kernel_debounce,
+            debounce_asked: debounce,
             buzzer_line,
             buzzer_spec: pins.buzzer.clone(),
             buzzer: Some(sender),
@@ -577,6 +579,7 @@ impl ChardevSignals {
             .map(|held| format!("{} {} = {}", held.what, held.line, held.found));
         let debounce = match self.kernel_debounce {
             Some(period) => format!("kernel debounce {} ms", period.as_millis()),
+            None if self.debounce_asked.is_zero() => "no kernel debounce".to_owned(),
             None => "no kernel debounce (the line has no interrupt for it)".to_owned(),
         };
         format!(

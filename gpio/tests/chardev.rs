@@ -268,17 +268,14 @@ fn on_gpio_sim_a_bcm_number_is_an_offset_of_the_pis_chip() {
     });
 }
 
-/// The labels of this machine's GPIO chips.
+/// The labels of this machine's GPIO chips (those this user can open).
 fn gpiocdev_labels() -> Vec<String> {
-    std::fs::read_dir("/sys/bus/gpio/devices")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| std::fs::read_to_string(entry.path().join("label")).ok())
-                .map(|label| label.trim().to_owned())
-                .collect()
-        })
+    gpiocdev::chip::chips()
         .unwrap_or_default()
+        .into_iter()
+        .filter_map(|path| gpiocdev::Chip::from_path(path).ok()?.info().ok())
+        .map(|info| info.label)
+        .collect()
 }
 
 #[test]
