@@ -15,7 +15,7 @@ use keymother_protocol::TerminalOutcome;
 use keymother_terminal::inject;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::process::{settings_text, start_process, stop};
+use support::process::{own_group, settings_text, start_process, stop};
 use support::{Appliance, InProcessDaemon};
 
 fn cli() -> PathBuf {
@@ -217,10 +217,7 @@ fn two_thousand_silent_connections_neither_starve_status_nor_flood_the_log() {
         "this test needs 2,200 descriptors"
     );
     let appliance = Appliance::provisioned(5);
-    let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
-        .unwrap()
-        .unwrap()
-        .name;
+    let group = own_group();
     let (text, _port) = settings_text(&appliance, &group);
     let (daemon, log) = start_process(&appliance, &text, &["prlimit", "--nofile=1024:1024", "--"]);
     let socket = appliance.directory.path().join("control.sock");
@@ -286,10 +283,7 @@ fn a_ten_megabyte_request_is_refused_and_the_daemon_carries_on() {
 #[test]
 fn a_file_with_a_key_on_line_1_leaves_the_key_in_no_output_log_audit_row_or_database_page() {
     let appliance = Appliance::provisioned(5);
-    let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
-        .unwrap()
-        .unwrap()
-        .name;
+    let group = own_group();
     let (text, _port) = settings_text(&appliance, &group);
     let (daemon, log) = start_process(&appliance, &text, &[]);
     let socket = appliance.directory.path().join("control.sock");

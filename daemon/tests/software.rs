@@ -5,15 +5,12 @@ mod support;
 
 use sha2::{Digest, Sha256};
 use support::Appliance;
-use support::process::{settings_text, start_process, stop};
+use support::process::{own_group, settings_text, start_process, stop};
 
 #[test]
 fn a_new_build_is_recorded_once() {
     let appliance = Appliance::provisioned(1);
-    let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
-        .unwrap()
-        .unwrap()
-        .name;
+    let group = own_group();
     let (text, _port) = settings_text(&appliance, &group);
     let software_rows = || {
         appliance

@@ -43,36 +43,30 @@ fn file_label(name: &str) -> Result<String, String> {
     Ok(label)
 }
 
-/// Records an import its client gave up on before the file had arrived.
-async fn audit_cancelled_upload(context: &Context, file: &str, received: u64, size: u64) {
+/// Records an import that ended before the file had arrived whole: its client gave up
+/// (`import-cancelled`) or broke the wire's rules (`import-refused`). `reason` never quotes
+/// what was sent.
+async fn audit_upload(context: &Context, file: &str, cancelled: bool, reason: String) {
     let dispenser = Arc::clone(&context.shared.dispenser);
-    let event = AuditEvent::ImportCancelled {
-        file: file.to_owned(),
-        reason: format!("cancelled by its client after {received} of {size} bytes had arrived"),
+    let file = file.to_owned();
+    let event = if cancelled {
+        AuditEvent::ImportCancelled { file, reason }
+    } else {
+        AuditEvent::ImportRefused { file, reason }
     };
+    let name = event.name();
     let recorded = blocking(move || dispenser.with_vault(|vault| vault.record_audit(event))).await;
     if !matches!(recorded, Ok(Ok(_))) {
-        log::error!(event = "import-cancelled"; "{file}: the import's cancellation could not be audited");
+        log::error!(event = name; "an unfinished upload could not be audited as {name}");
     }
 }
 
-/// Records an import refused before its file had arrived whole (the client broke the
-/// wire's rules); `words` name the file and never quote what was sent.
-async fn audit_refused_upload(context: &Context, file: &str, words: &str) {
-    let dispenser = Arc::clone(&context.shared.dispenser);
-    let reason = words
+/// The words of a refusal without the file's name before them, for the audit row.
+fn without_file<'a>(file: &str, words: &'a str) -> &'a str {
+    words
         .strip_prefix(file)
         .and_then(|rest| rest.strip_prefix(": "))
         .unwrap_or(words)
-        .to_owned();
-    let event = AuditEvent::ImportRefused {
-        file: file.to_owned(),
-        reason,
-    };
-    let recorded = blocking(move || dispenser.with_vault(|vault| vault.record_audit(event))).await;
-    if !matches!(recorded, Ok(Ok(_))) {
-        log::error!(event = "import-refused"; "{file}: the refused upload could not be audited");
-    }
 }
 
 /// Receives the `size` bytes of the key file named `file`.
@@ -147,18 +141,34 @@ pub(crate) async fn import(
     let file = file_label(&request.file_name)?;
     if request.size > api::MAX_KEY_FILE {
         let words = too_large(&file, request.size);
-        audit_refused_upload(context, &file, &words).await;
+        audit_upload(
+            context,
+            &file,
+            false,
+            without_file(&file, &words).to_owned(),
+        )
+        .await;
         return Err(words);
     }
     let bytes = match receive_file(connection, &file, request.size).await {
         Ok(bytes) => bytes,
         Err(ReceiveError::Refused(words)) => {
-            audit_refused_upload(context, &file, &words).await;
+            audit_upload(
+                context,
+                &file,
+                false,
+                without_file(&file, &words).to_owned(),
+            )
+            .await;
             return Err(words);
         }
         Err(ReceiveError::Gone(error, received)) => {
             log::warn!(event = "import-cancelled", file = file.as_str(); "{file}: import cancelled during the upload: {error}");
-            audit_cancelled_upload(context, &file, received, request.size).await;
+            let reason = format!(
+                "cancelled by its client after {received} of {} bytes had arrived",
+                request.size
+            );
+            audit_upload(context, &file, true, reason).await;
             return Err(format!("{file}: the import was cancelled: {error}"));
         }
     };

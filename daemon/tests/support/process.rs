@@ -13,6 +13,14 @@ use super::Appliance;
 
 /// Settings for a daemon process whose socket is open to `group`, with one port (whose
 /// terminal end is returned: keep it open).
+/// The name of this process's primary group (the control socket's group in these tests).
+pub fn own_group() -> String {
+    nix::unistd::Group::from_gid(nix::unistd::getgid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
 pub fn settings_text(appliance: &Appliance, group: &str) -> (String, keymother_terminal::PtyLine) {
     let (line, port) = super::pty_pair(appliance.directory.path(), "process-port");
     let ports = [port];
