@@ -24,13 +24,16 @@ use std::time::{Duration, Instant};
 use keymother_gpio::{
     Beep, BenchSignals, GpioError, Led, SimulatedSignals, TamperChange, TamperDebouncer,
 };
-use keymother_protocol::{ErrorCode, SessionEvent};
 
 use keymother_vault::AuditEvent;
 
 use crate::config::{BenchSettings, DisplayKind, GpioBackend};
 use crate::dispenser::TamperWatch;
-use crate::runtime::{DaemonEvent, InjectionStep, Shared};
+use crate::events::{DaemonEvent, Reason};
+use crate::state::Shared;
+pub use crate::view::{
+    BenchView, DisplayError, DisplaySink, LastError, LastInjection, PortActivity,
+};
 
 /// A change to the bench's outputs.
 pub use keymother_gpio::Signal as SignalAction;
@@ -50,21 +53,6 @@ pub const GPIO_REOPEN: Duration = Duration::from_secs(5);
 /// [`GPIO_REOPEN`] after they failed.
 pub type SignalsOpener = Box<dyn FnMut() -> Result<Box<dyn BenchSignals>, GpioError> + Send>;
 
-/// An error a display reports.
-/// The view's reason while the daemon has not reported its state yet.
-pub(crate) const STARTING: &str = "starting";
-
-pub type DisplayError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A screen that shows the bench. **The display hook**: `keymother-display` implements this
-/// for its SSD1306 and in-memory panels; hand one to [`crate::run_with`] in
-/// [`BenchBackends::display`], or build it from `[bench]` in `open_display` below.
-pub trait DisplaySink: Send {
-    /// Draws `view`. Called on the bench thread when the view changed, at most every
-    /// [`DISPLAY_INTERVAL`]; an error switches the display off (one warning).
-    fn show(&mut self, view: &BenchView) -> Result<(), DisplayError>;
-}
-
 /// The bench's back ends. A back end given here replaces the one `[bench]` would open.
 #[derive(Default)]
 pub struct BenchBackends {
@@ -76,82 +64,6 @@ pub struct BenchBackends {
     pub open_signals: Option<SignalsOpener>,
     /// The display.
     pub display: Option<Box<dyn DisplaySink>>,
-}
-
-/// A port's injection in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortActivity {
-    pub hardware_serial: String,
-    pub step: InjectionStep,
-}
-
-/// The last confirmed injection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastInjection {
-    pub port: String,
-    pub hardware_serial: String,
-    pub key_index: u32,
-    pub smn: String,
-    pub operator: Option<String>,
-}
-
-/// The last failure, for the technician.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastError {
-    pub port: String,
-    /// Short and actionable: "no operator logged in", "KCV mismatch", ...
-    pub reason: String,
-}
-
-/// Everything a bench screen shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BenchView {
-    /// Keys flow now.
-    pub ready: bool,
-    /// One line: "ready" or what stops the keys; "starting" until the daemon first reports.
-    pub reason: String,
-    /// The tamper input fired and the key ceremonies were not held again since: show the
-    /// tamper screen.
-    pub tampered: bool,
-    /// Available keys.
-    pub keys_left: u64,
-    /// The threshold of `[bench] low_inventory`.
-    pub low_inventory_threshold: u64,
-    /// `keys_left` is below the threshold: time to import a key file.
-    pub low_inventory: bool,
-    pub ports_open: usize,
-    pub ports_total: usize,
-    /// The operator logged in, if any.
-    pub operator: Option<String>,
-    /// Confirmed injections since the daemon started.
-    pub injections: u64,
-    pub last_injection: Option<LastInjection>,
-    /// Injections in progress, by port name.
-    pub active: BTreeMap<String, PortActivity>,
-    pub last_error: Option<LastError>,
-    /// The GPIO or the display was switched off after an error.
-    pub bench_warning: Option<String>,
-}
-
-impl BenchView {
-    pub(crate) fn new(ports_total: usize, low_inventory_threshold: u64) -> BenchView {
-        BenchView {
-            ready: false,
-            reason: STARTING.to_owned(),
-            tampered: false,
-            keys_left: 0,
-            low_inventory_threshold,
-            low_inventory: false,
-            ports_open: 0,
-            ports_total,
-            operator: None,
-            injections: 0,
-            last_injection: None,
-            active: BTreeMap::new(),
-            last_error: None,
-            bench_warning: None,
-        }
-    }
 }
 
 /// The bench's rules, sans-IO: events and times in, the view and output changes out.
@@ -267,7 +179,9 @@ impl BenchState {
             DaemonEvent::Tamper { input } => {
                 view.tampered = true;
                 view.ready = false;
-                view.reason = format!("tampered ({input}): load the KEK and the TTK again");
+                view.reason = Reason::Tampered {
+                    input: input.clone(),
+                };
                 view.active.clear();
                 beep = Some(Beep::Long);
             }
@@ -314,95 +228,6 @@ impl BenchState {
         off.extend(on);
         off
     }
-}
-
-/// The structured event a session report means for the bench, if any.
-pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<DaemonEvent> {
-    let progress = |terminal: &keymother_protocol::TerminalIdentity, step| {
-        Some(DaemonEvent::InjectionProgress {
-            port: port.to_owned(),
-            hardware_serial: terminal.hardware_serial.to_string(),
-            step,
-        })
-    };
-    match event {
-        SessionEvent::HelloReceived { terminal, .. } => progress(terminal, InjectionStep::Hello),
-        SessionEvent::KeyRequested { terminal } => progress(terminal, InjectionStep::KeyRequested),
-        SessionEvent::Delivered {
-            terminal,
-            key_index,
-        } => progress(
-            terminal,
-            InjectionStep::Delivered {
-                key_index: *key_index,
-            },
-        ),
-        SessionEvent::ConfirmRequested {
-            terminal,
-            key_index,
-        } => progress(
-            terminal,
-            InjectionStep::Confirming {
-                key_index: *key_index,
-            },
-        ),
-        SessionEvent::ErrorSent { code, detail, .. } if *code != ErrorCode::BUSY => {
-            Some(DaemonEvent::InjectionFailed {
-                port: port.to_owned(),
-                reason: failure_reason(*code, detail),
-            })
-        }
-        SessionEvent::Aborted { reason, .. } => Some(DaemonEvent::InjectionFailed {
-            port: port.to_owned(),
-            reason: format!(
-                "terminal aborted: {}",
-                reason.meaning().unwrap_or("unknown reason")
-            ),
-        }),
-        SessionEvent::SessionEnded { .. } => Some(DaemonEvent::PortIdle {
-            port: port.to_owned(),
-        }),
-        _ => None,
-    }
-}
-
-/// A short, technician-actionable reason for an ERROR sent to a terminal.
-pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
-    let reason = match code {
-        ErrorCode::NOT_READY if detail.contains("operator") => "no operator logged in",
-        ErrorCode::NOT_READY if detail.contains("tamper input") => "tamper input not watched",
-        ErrorCode::NOT_READY => "appliance locked",
-        ErrorCode::NO_KEYS_AVAILABLE => "no keys left",
-        ErrorCode::KCV_MISMATCH => "KCV mismatch",
-        ErrorCode::KCV_MISMATCH_QUARANTINED => "KCV mismatch: key quarantined",
-        ErrorCode::SMN_MISMATCH => "SMN mismatch",
-        ErrorCode::KEY_NOT_DELIVERED => "key not delivered to this terminal",
-        ErrorCode::RATE_LIMITED => "too many requests: wait a minute",
-        ErrorCode::UNSUPPORTED_VERSION => "protocol version not supported",
-        ErrorCode::NO_COMMON_MODE => "no common injection mode",
-        ErrorCode::INTERNAL_ERROR => "internal error: see the journal",
-        ErrorCode::CERTIFICATE_REFUSED => {
-            let why = [
-                ("not yet valid", "not yet valid"),
-                ("expired", "expired"),
-                ("revoked", "revoked"),
-                ("not for hardware serial", "other terminal"),
-                ("not set up", "mode not set up"),
-                ("signature", "bad signature"),
-            ]
-            .into_iter()
-            .find(|(needle, _)| detail.contains(needle))
-            .map_or("see the journal", |(_, why)| why);
-            return format!("certificate refused: {why}");
-        }
-        other => {
-            return match other.name() {
-                Some(name) => format!("protocol error: {name}"),
-                None => format!("error 0x{:04X}", other.0),
-            };
-        }
-    };
-    reason.to_owned()
 }
 
 /// The running bench thread.
@@ -787,18 +612,17 @@ fn record_tamper_watch(shared: &Arc<Shared>, event: AuditEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ApplianceState;
+    use crate::events::{ApplianceState, InjectionStep};
 
     fn state(ready: bool) -> DaemonEvent {
         DaemonEvent::ApplianceState(ApplianceState {
             ready,
             tampered: false,
             reason: if ready {
-                "ready"
+                Reason::Ready
             } else {
-                "no operator logged in"
-            }
-            .to_owned(),
+                Reason::NoOperator
+            },
             keys_left: 150,
             ports_open: 2,
             ports_total: 2,
@@ -933,7 +757,9 @@ mod tests {
         let mut tampered = ApplianceState {
             ready: false,
             tampered: true,
-            reason: "tampered".to_owned(),
+            reason: Reason::Tampered {
+                input: "GPIO23".to_owned(),
+            },
             keys_left: 5,
             ports_open: 1,
             ports_total: 1,
@@ -957,45 +783,5 @@ mod tests {
         let mut bench = BenchState::new(1, 100);
         assert_eq!(bench.apply(&state(false), Duration::ZERO), vec![]);
         assert_eq!(bench.view().reason, "no operator logged in");
-    }
-
-    #[test]
-    fn failure_reasons_are_short_and_actionable() {
-        let cases = [
-            (
-                ErrorCode::NOT_READY,
-                "no operator is logged in on the appliance",
-                "no operator logged in",
-            ),
-            (
-                ErrorCode::NOT_READY,
-                "no transport key is loaded on this appliance",
-                "appliance locked",
-            ),
-            (
-                ErrorCode::CERTIFICATE_REFUSED,
-                "the device certificate has expired: notAfter was 2020-01-01, now is 2025-01-01",
-                "certificate refused: expired",
-            ),
-            (
-                ErrorCode::CERTIFICATE_REFUSED,
-                "the device certificate with serial 01 was revoked on 2024-01-01",
-                "certificate refused: revoked",
-            ),
-            (
-                ErrorCode::KCV_MISMATCH,
-                "the KCV is not key 00000001's",
-                "KCV mismatch",
-            ),
-            (
-                ErrorCode::SEQUENCE_OUT_OF_ORDER,
-                "SEQ 9 is out of order",
-                "protocol error: SEQUENCE_OUT_OF_ORDER",
-            ),
-            (ErrorCode(0x4242), "", "error 0x4242"),
-        ];
-        for (code, detail, expected) in cases {
-            assert_eq!(failure_reason(code, detail), expected);
-        }
     }
 }

@@ -270,10 +270,10 @@ fn check_forward(
         let seconds = then.duration_since(new).unwrap_or_default();
         if seconds > slack {
             Err(ClockRefusal::Backwards {
-                new: crate::operator::rfc3339(new),
+                new: rfc3339(new),
                 seconds: seconds.as_secs(),
                 what,
-                then: crate::operator::rfc3339(then),
+                then: rfc3339(then),
             })
         } else {
             Ok(())
@@ -323,8 +323,8 @@ pub fn detect(settings: &ClockSettings, now: SystemTime, floor: Option<SystemTim
         return ClockTrust::NotSet {
             reason: format!(
                 "{device} says {}, before the last audit record ({}): its battery may be flat",
-                crate::operator::rfc3339(now),
-                crate::operator::rfc3339(floor)
+                rfc3339(now),
+                rfc3339(floor)
             ),
         };
     }
@@ -341,6 +341,25 @@ pub struct Clock {
 
 /// What [`Clock::check`] refuses with, before the reason.
 pub const CLOCK_NOT_SET: &str = "clock not set";
+
+/// "clock not set: `why`; what to do": the words of every refusal for want of a clock.
+pub fn not_set_words(why: &str) -> String {
+    format!("{CLOCK_NOT_SET}: {why}; two people set it with keymother clock set")
+}
+
+/// `at` as RFC 3339, UTC, whole seconds.
+pub fn rfc3339(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX))
+        .ok()
+        .and_then(|time| {
+            time.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("Unix {seconds}"))
+}
 
 impl Clock {
     pub fn new(settings: &ClockSettings, trust: ClockTrust) -> Clock {
@@ -363,13 +382,19 @@ impl Clock {
             .clone()
     }
 
+    /// Why the clock may not be trusted now: `Some` only while it must be and is not.
+    pub fn not_set(&self) -> Option<String> {
+        match self.trust() {
+            ClockTrust::NotSet { reason } if self.required => Some(reason),
+            _ => None,
+        }
+    }
+
     /// `Err` with "clock not set: why; what to do" while the clock must be trusted and is not.
     pub fn check(&self) -> Result<(), String> {
-        match self.trust() {
-            ClockTrust::NotSet { reason } if self.required => Err(format!(
-                "{CLOCK_NOT_SET}: {reason}; two people set it with keymother clock set"
-            )),
-            _ => Ok(()),
+        match self.not_set() {
+            Some(why) => Err(not_set_words(&why)),
+            None => Ok(()),
         }
     }
 

@@ -13,7 +13,7 @@
 //!   everything is ended at once (zeroize, tamper).
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse, verify_login};
 use keymother_vault::AuditEvent;
@@ -340,23 +340,12 @@ impl Sessions {
     }
 }
 
-/// RFC 3339 UTC, whole seconds, as the vault writes times.
-pub fn rfc3339(at: SystemTime) -> String {
-    let seconds = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    time::OffsetDateTime::from_unix_timestamp(seconds as i64)
-        .ok()
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("Unix {seconds}"))
-}
+pub use crate::clock::rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn sessions(window: u64) -> Sessions {
         Sessions::new(

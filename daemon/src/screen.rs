@@ -2,12 +2,8 @@
 
 use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
 
-use crate::bench::{BenchView, DisplayError, DisplaySink, STARTING};
-use crate::dispenser::TAMPER_INPUT_MISSING;
-use crate::runtime::{
-    InjectionStep, NOT_READY_NO_KEYS, NOT_READY_NO_OPERATOR, NOT_READY_NO_OPERATOR_CA,
-    NOT_READY_NO_PORT,
-};
+use crate::events::{InjectionStep, Reason};
+use crate::view::{BenchView, DisplayError, DisplaySink};
 
 /// The screen for `view`, most urgent first: tamper, starting, an injection in progress, the
 /// last failure (a success clears it), what keeps the appliance from being ready, low
@@ -16,7 +12,7 @@ pub fn screen_for(view: &BenchView) -> Screen {
     if view.tampered {
         return Screen::Tamper;
     }
-    if view.reason == STARTING {
+    if view.reason == Reason::Starting {
         return Screen::Booting {
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
@@ -40,31 +36,7 @@ pub fn screen_for(view: &BenchView) -> Screen {
         };
     }
     if !view.ready {
-        return match view.reason.as_str() {
-            // Without an operator CA nobody can log in either; `keymother status` says why.
-            NOT_READY_NO_OPERATOR | NOT_READY_NO_OPERATOR_CA => Screen::Locked {
-                reason: LockReason::NoOperator,
-            },
-            NOT_READY_NO_KEYS => Screen::Error {
-                port: None,
-                reason: NOT_READY_NO_KEYS.to_owned(),
-            },
-            NOT_READY_NO_PORT => Screen::Error {
-                port: None,
-                reason: "no serial port open: check the bench cables".to_owned(),
-            },
-            reason if reason.starts_with(crate::clock::CLOCK_NOT_SET) => Screen::Error {
-                port: None,
-                reason: "clock not set: two people set it (keymother clock set)".to_owned(),
-            },
-            reason if reason.starts_with(TAMPER_INPUT_MISSING) => Screen::Error {
-                port: None,
-                reason: "tamper input not watched: check the GPIO".to_owned(),
-            },
-            _ => Screen::Locked {
-                reason: LockReason::NoKeys,
-            },
-        };
+        return not_ready_screen(&view.reason);
     }
     if view.low_inventory {
         return Screen::LowInventory {
@@ -85,6 +57,31 @@ pub fn screen_for(view: &BenchView) -> Screen {
         ports_open: view.ports_open,
         ports_total: view.ports_total,
         operator: view.operator.clone(),
+    }
+}
+
+/// The screen for what keeps keys from flowing.
+fn not_ready_screen(reason: &Reason) -> Screen {
+    let error = |words: &str| Screen::Error {
+        port: None,
+        reason: words.to_owned(),
+    };
+    match reason {
+        // Without an operator CA nobody can log in either; `keymother status` says why.
+        Reason::NoOperator | Reason::NoOperatorCa => Screen::Locked {
+            reason: LockReason::NoOperator,
+        },
+        Reason::NoKeys => error(&Reason::NoKeys.to_string()),
+        Reason::NoPort => error("no serial port open: check the bench cables"),
+        Reason::ClockNotSet { .. } => {
+            error("clock not set: two people set it (keymother clock set)")
+        }
+        Reason::TamperInputMissing { .. } => error("tamper input not watched: check the GPIO"),
+        Reason::Tampered { .. } | Reason::Locked | Reason::Starting | Reason::Ready => {
+            Screen::Locked {
+                reason: LockReason::NoKeys,
+            }
+        }
     }
 }
 
@@ -116,12 +113,12 @@ pub fn display_on(panel: impl Panel + 'static) -> Box<dyn DisplaySink> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{LastError, LastInjection, PortActivity};
+    use crate::view::{LastError, LastInjection, PortActivity};
 
     fn ready_view() -> BenchView {
         let mut view = BenchView::new(2, 100);
         view.ready = true;
-        view.reason = "ready".to_owned();
+        view.reason = Reason::Ready;
         view.keys_left = 500;
         view.ports_open = 2;
         view.operator = Some("Alice".to_owned());
@@ -187,39 +184,41 @@ mod tests {
         view.ready = false;
         for (reason, expected) in [
             (
-                NOT_READY_NO_OPERATOR,
+                Reason::NoOperator,
                 Screen::Locked {
                     reason: LockReason::NoOperator,
                 },
             ),
             (
-                NOT_READY_NO_OPERATOR_CA,
+                Reason::NoOperatorCa,
                 Screen::Locked {
                     reason: LockReason::NoOperator,
                 },
             ),
             (
-                "locked: load the KEK and the TTK",
+                Reason::Locked,
                 Screen::Locked {
                     reason: LockReason::NoKeys,
                 },
             ),
             (
-                NOT_READY_NO_KEYS,
+                Reason::NoKeys,
                 Screen::Error {
                     port: None,
-                    reason: NOT_READY_NO_KEYS.to_owned(),
+                    reason: "no keys left: import a key file".to_owned(),
                 },
             ),
             (
-                "tamper input GPIO23 not watched: the GPIO failed: gone",
+                Reason::TamperInputMissing {
+                    words: "tamper input GPIO23 not watched: the GPIO failed: gone".to_owned(),
+                },
                 Screen::Error {
                     port: None,
                     reason: "tamper input not watched: check the GPIO".to_owned(),
                 },
             ),
         ] {
-            view.reason = reason.to_owned();
+            view.reason = reason.clone();
             assert_eq!(screen_for(&view), expected, "{reason}");
         }
     }

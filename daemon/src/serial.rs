@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
 
 use crate::config::{Parity, PortSettings, StopBits};
-use crate::runtime::{DaemonEvent, Shared};
+use crate::events::DaemonEvent;
+use crate::state::Shared;
 
 /// Shortest and longest wait before reopening a port that failed.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -196,7 +197,7 @@ impl PortWorker<'_> {
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
-                    let structured = crate::bench::structured_event(&self.port.name, &event);
+                    let structured = crate::events::structured_event(&self.port.name, &event);
                     self.shared.emit(DaemonEvent::Session {
                         port: self.port.name.clone(),
                         detail: event.to_string(),

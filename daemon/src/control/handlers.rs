@@ -11,7 +11,7 @@ use keymother_vault::{KeyState, SecretName};
 
 use crate::dispenser::{Dispenser, Readiness, TamperWatch};
 use crate::operator::{OperatorSession, rfc3339};
-use crate::runtime::Shared;
+use crate::state::Shared;
 
 /// The KDH key size when the request does not say (TR-34 asks for at least 2048 bits).
 const DEFAULT_KDH_BITS: usize = 2048;
@@ -154,7 +154,7 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
         control_version: api::CONTROL_VERSION,
         device_id: stored.device_id,
         state,
-        reason: appliance.reason,
+        reason: appliance.reason.to_string(),
         // KEK and TTK are loaded (the key ceremonies' "ready").
         ready: dispenser.ttk_kcv().is_some(),
         tampered,

@@ -20,7 +20,7 @@ use keymother_control::{self as api, Answer, Call, MAX_CONNECTIONS, MAX_LINE, Re
 use tokio::net::{UnixListener, UnixStream};
 use zeroize::Zeroize;
 
-use crate::runtime::Shared;
+use crate::state::Shared;
 use connection::{Connection, ConnectionError};
 use handlers::Context;
 use limiter::{Limiter, Slot};

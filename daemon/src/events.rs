@@ -1,0 +1,341 @@
+//! The daemon's events and the words they carry: what the adapters (serial, control, bench, display) tell each other through the shared state, as types.
+
+use std::sync::Mutex;
+
+use keymother_protocol::{ErrorCode, SessionEvent};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Why keys do not flow, or [`Reason::Ready`]: what the display, `status` and the journal
+/// say, chosen from the type and never from the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Ready,
+    /// The daemon has not reported its state yet (the bench's first view).
+    Starting,
+    /// The tamper input fired; the key ceremonies must be held again.
+    Tampered {
+        input: String,
+    },
+    /// The KEK or the TTK is not loaded.
+    Locked,
+    /// `[clock] require_trusted` and nothing vouches for the clock: why.
+    ClockNotSet {
+        why: String,
+    },
+    /// The inventory is empty.
+    NoKeys,
+    /// `[bench] require_tamper_input` and the tamper input is not watched: the words of
+    /// [`crate::dispenser::Dispenser::tamper_input_missing`].
+    TamperInputMissing {
+        words: String,
+    },
+    /// Operator login is required and `[pki]` names no operator CA (the factory settings).
+    NoOperatorCa,
+    /// Operator login is required and nobody is logged in.
+    NoOperator,
+    /// No serial port is open.
+    NoPort,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Ready => f.write_str("ready"),
+            Reason::Starting => f.write_str("starting"),
+            Reason::Tampered { input } => {
+                write!(f, "tampered ({input}): load the KEK and the TTK again")
+            }
+            Reason::Locked => f.write_str("locked: load the KEK and the TTK"),
+            Reason::ClockNotSet { why } => f.write_str(&crate::clock::not_set_words(why)),
+            Reason::NoKeys => f.write_str("no keys left: import a key file"),
+            Reason::TamperInputMissing { words } => f.write_str(words),
+            Reason::NoOperatorCa => f.write_str("no operator CA configured: add [pki]"),
+            Reason::NoOperator => f.write_str("no operator logged in"),
+            Reason::NoPort => f.write_str("no serial port open"),
+        }
+    }
+}
+
+/// The words compared: for observers (tests, the demo) that look for a reason as `status`
+/// shows it.
+impl PartialEq<&str> for Reason {
+    fn eq(&self, words: &&str) -> bool {
+        self == *words
+    }
+}
+
+impl PartialEq<str> for Reason {
+    fn eq(&self, words: &str) -> bool {
+        let shown: String = self.to_string();
+        shown.as_str() == words
+    }
+}
+
+/// How far a terminal's injection on a port has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectionStep {
+    /// HELLO received: a terminal is on the line.
+    Hello,
+    /// It asked for a key; the appliance is reserving one.
+    KeyRequested,
+    /// The key went out (sent, or sent again to the same terminal).
+    Delivered { key_index: u32 },
+    /// The terminal reported its check value; the appliance is checking and recording it.
+    Confirming { key_index: u32 },
+}
+
+/// The appliance's state as a display shows it: sent whenever any field changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceState {
+    /// Keys flow now: KEK and TTK loaded, no tamper, keys left, an operator logged in when
+    /// one is required, a port open.
+    pub ready: bool,
+    /// The tamper input fired and the key ceremonies have not been held again since.
+    pub tampered: bool,
+    /// Why keys do not flow ([`Reason::Ready`] when they do).
+    pub reason: Reason,
+    /// Available keys in the inventory.
+    pub keys_left: u64,
+    pub ports_open: usize,
+    pub ports_total: usize,
+    /// The operator logged in, if any.
+    pub operator: Option<String>,
+}
+
+/// What the daemon tells observers: the demo, tests, and the bench (LEDs, buzzer, display).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// All ports are being served.
+    Ready {
+        ports: usize,
+    },
+    PortOpened {
+        port: String,
+    },
+    PortLost {
+        port: String,
+        reason: String,
+    },
+    /// A confirmed injection: the SMN row is committed.
+    Injected {
+        port: String,
+        hardware_serial: String,
+        model: String,
+        key_index: u32,
+        smn: String,
+        /// The operator the injection is recorded under, if any.
+        operator: Option<String>,
+    },
+    /// Anything else the session reported (frames rejected, errors sent, ...).
+    Session {
+        port: String,
+        detail: String,
+    },
+    /// A terminal's injection moved on.
+    InjectionProgress {
+        port: String,
+        hardware_serial: String,
+        step: InjectionStep,
+    },
+    /// An injection failed: an ERROR other than BUSY was sent to the terminal, or it sent
+    /// ABORT. `reason` is short and tells the technician what to do ("no operator logged in",
+    /// "certificate refused: expired", "KCV mismatch").
+    InjectionFailed {
+        port: String,
+        reason: String,
+    },
+    /// The port's session ended without a result (idle, a new HELLO, the tamper response).
+    PortIdle {
+        port: String,
+    },
+    /// An operator logged in, or the session ended (logout, expiry, tamper, zeroize).
+    OperatorChanged {
+        operator: Option<String>,
+    },
+    /// The appliance's state changed.
+    ApplianceState(ApplianceState),
+    /// The tamper input fired: the secrets in memory are gone, the sealed ones deleted, the
+    /// appliance locked until custodians load the KEK and the TTK again.
+    Tamper {
+        input: String,
+    },
+    /// The bench's GPIO or display failed and was switched off; injection carries on.
+    BenchWarning {
+        warning: String,
+    },
+}
+
+/// Where events go: every subscriber sees every event, in one order.
+#[derive(Default)]
+pub(crate) struct EventBus {
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+pub(crate) enum Subscriber {
+    /// An async observer (the demo, tests).
+    Task(UnboundedSender<DaemonEvent>),
+    /// A thread (the bench).
+    Thread(std::sync::mpsc::Sender<DaemonEvent>),
+}
+
+impl EventBus {
+    pub(crate) fn add(&self, subscriber: Subscriber) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(subscriber);
+    }
+
+    /// A receiver for a thread, seeing every event from now on.
+    pub(crate) fn subscribe_thread(&self) -> std::sync::mpsc::Receiver<DaemonEvent> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.add(Subscriber::Thread(sender));
+        receiver
+    }
+
+    pub(crate) fn publish(&self, event: &DaemonEvent) {
+        // Sending never blocks (unbounded); one lock orders events for every subscriber. An
+        // observer that went away is dropped: not the daemon's problem.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|subscriber| match subscriber {
+                Subscriber::Task(sender) => sender.send(event.clone()).is_ok(),
+                Subscriber::Thread(sender) => sender.send(event.clone()).is_ok(),
+            });
+    }
+}
+
+/// The structured event a session report means for the bench, if any.
+pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<DaemonEvent> {
+    let progress = |terminal: &keymother_protocol::TerminalIdentity, step| {
+        Some(DaemonEvent::InjectionProgress {
+            port: port.to_owned(),
+            hardware_serial: terminal.hardware_serial.to_string(),
+            step,
+        })
+    };
+    match event {
+        SessionEvent::HelloReceived { terminal, .. } => progress(terminal, InjectionStep::Hello),
+        SessionEvent::KeyRequested { terminal } => progress(terminal, InjectionStep::KeyRequested),
+        SessionEvent::Delivered {
+            terminal,
+            key_index,
+        } => progress(
+            terminal,
+            InjectionStep::Delivered {
+                key_index: *key_index,
+            },
+        ),
+        SessionEvent::ConfirmRequested {
+            terminal,
+            key_index,
+        } => progress(
+            terminal,
+            InjectionStep::Confirming {
+                key_index: *key_index,
+            },
+        ),
+        SessionEvent::ErrorSent { code, detail, .. } if *code != ErrorCode::BUSY => {
+            Some(DaemonEvent::InjectionFailed {
+                port: port.to_owned(),
+                reason: failure_reason(*code, detail),
+            })
+        }
+        SessionEvent::Aborted { reason, .. } => Some(DaemonEvent::InjectionFailed {
+            port: port.to_owned(),
+            reason: format!(
+                "terminal aborted: {}",
+                reason.meaning().unwrap_or("unknown reason")
+            ),
+        }),
+        SessionEvent::SessionEnded { .. } => Some(DaemonEvent::PortIdle {
+            port: port.to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// A short, technician-actionable reason for an ERROR sent to a terminal.
+pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
+    let reason = match code {
+        ErrorCode::NOT_READY if detail.contains("operator") => "no operator logged in",
+        ErrorCode::NOT_READY if detail.contains("tamper input") => "tamper input not watched",
+        ErrorCode::NOT_READY => "appliance locked",
+        ErrorCode::NO_KEYS_AVAILABLE => "no keys left",
+        ErrorCode::KCV_MISMATCH => "KCV mismatch",
+        ErrorCode::KCV_MISMATCH_QUARANTINED => "KCV mismatch: key quarantined",
+        ErrorCode::SMN_MISMATCH => "SMN mismatch",
+        ErrorCode::KEY_NOT_DELIVERED => "key not delivered to this terminal",
+        ErrorCode::RATE_LIMITED => "too many requests: wait a minute",
+        ErrorCode::UNSUPPORTED_VERSION => "protocol version not supported",
+        ErrorCode::NO_COMMON_MODE => "no common injection mode",
+        ErrorCode::INTERNAL_ERROR => "internal error: see the journal",
+        ErrorCode::CERTIFICATE_REFUSED => {
+            let why = [
+                ("not yet valid", "not yet valid"),
+                ("expired", "expired"),
+                ("revoked", "revoked"),
+                ("not for hardware serial", "other terminal"),
+                ("not set up", "mode not set up"),
+                ("signature", "bad signature"),
+            ]
+            .into_iter()
+            .find(|(needle, _)| detail.contains(needle))
+            .map_or("see the journal", |(_, why)| why);
+            return format!("certificate refused: {why}");
+        }
+        other => {
+            return match other.name() {
+                Some(name) => format!("protocol error: {name}"),
+                None => format!("error 0x{:04X}", other.0),
+            };
+        }
+    };
+    reason.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons_are_short_and_actionable() {
+        let cases = [
+            (
+                ErrorCode::NOT_READY,
+                "no operator is logged in on the appliance",
+                "no operator logged in",
+            ),
+            (
+                ErrorCode::NOT_READY,
+                "no transport key is loaded on this appliance",
+                "appliance locked",
+            ),
+            (
+                ErrorCode::CERTIFICATE_REFUSED,
+                "the device certificate has expired: notAfter was 2020-01-01, now is 2025-01-01",
+                "certificate refused: expired",
+            ),
+            (
+                ErrorCode::CERTIFICATE_REFUSED,
+                "the device certificate with serial 01 was revoked on 2024-01-01",
+                "certificate refused: revoked",
+            ),
+            (
+                ErrorCode::KCV_MISMATCH,
+                "the KCV is not key 00000001's",
+                "KCV mismatch",
+            ),
+            (
+                ErrorCode::SEQUENCE_OUT_OF_ORDER,
+                "SEQ 9 is out of order",
+                "protocol error: SEQUENCE_OUT_OF_ORDER",
+            ),
+            (ErrorCode(0x4242), "", "error 0x4242"),
+        ];
+        for (code, detail, expected) in cases {
+            assert_eq!(failure_reason(code, detail), expected);
+        }
+    }
+}
