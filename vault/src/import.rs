@@ -155,27 +155,14 @@ impl Vault {
         });
     }
 
-    fn import_verified(
-        &mut self,
-        source: impl Read,
-        name: &str,
-        progress: &mut dyn FnMut(ImportProgress),
-        cancel: &AtomicBool,
-    ) -> Result<ImportReport, ImportError> {
-        let name = name.to_owned();
-        let kek = self.load_secret(SecretName::Kek)?;
-        let hashing = HashingReader {
-            inner: source,
-            hasher: Sha256::new(),
-        };
-        let mut reader = KeyFileReader::open(
-            BufReader::with_capacity(1 << 16, hashing),
-            name.clone(),
-            &SealKey::derive(&kek),
-        )?;
+    /// The header checks that need the vault (the KEK, the device, batches imported
+    /// before), then the opener of the records. Line numbers are those of FORMAT.md.
+    fn check_header<B: std::io::BufRead>(
+        &self,
+        reader: &mut KeyFileReader<B>,
+        kek: &keymother_crypto::SecretKey,
+    ) -> Result<RecordOpener, ImportError> {
         let header = reader.header().clone();
-
-        // Header checks that need the vault. Line numbers are those of FORMAT.md.
         if header.kek_kcv != kek.kcv() {
             // The seal cannot be checked under a different KEK, so this error stands alone.
             return Err(reader
@@ -216,13 +203,36 @@ impl Vault {
             );
             return Err(reader.check_seal_after(error).into());
         }
-        let opener = match RecordOpener::new(&kek, &header) {
-            Ok(opener) => opener,
+        match RecordOpener::new(kek, &header) {
+            Ok(opener) => Ok(opener),
             Err(problem) => {
                 let error = reader.error_at(4, problem);
-                return Err(reader.check_seal_after(error).into());
+                Err(reader.check_seal_after(error).into())
             }
+        }
+    }
+
+    fn import_verified(
+        &mut self,
+        source: impl Read,
+        name: &str,
+        progress: &mut dyn FnMut(ImportProgress),
+        cancel: &AtomicBool,
+    ) -> Result<ImportReport, ImportError> {
+        let name = name.to_owned();
+        let kek = self.load_secret(SecretName::Kek)?;
+        let hashing = HashingReader {
+            inner: source,
+            hasher: Sha256::new(),
         };
+        let mut reader = KeyFileReader::open(
+            BufReader::with_capacity(1 << 16, hashing),
+            name.clone(),
+            &SealKey::derive(&kek),
+        )?;
+        let header = reader.header().clone();
+
+        let opener = self.check_header(&mut reader, &kek)?;
 
         let transaction = self
             .connection
