@@ -45,6 +45,14 @@ done
 mkdir -p "$rootfs/data" "$rootfs/var/lib/keymother" "$rootfs/etc/keymother/keymotherd.toml.d" \
     "$rootfs/etc/keymother/pki" "$rootfs/media"
 
+# What the boot needs from the root: the file systems' checks.
+for program in fsck fsck.ext4 e2fsck; do
+    [ -x "$rootfs/usr/sbin/$program" ] || [ -x "$rootfs/usr/bin/$program" ] || {
+        echo "customize.sh: the root file system has no $program (packages.txt)" >&2
+        exit 1
+    }
+done
+
 if [ -n "$root_password_hash" ]; then
     usermod --root "$rootfs" --password "$root_password_hash" root
 fi
