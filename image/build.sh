@@ -74,8 +74,10 @@ stage "host packages"
 apt_options=(-o APT::Sandbox::User=root -o Dpkg::Use-Pty=0 -q)
 export DEBIAN_FRONTEND=noninteractive
 host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+# device-tree-compiler and cpio: image/tests/ read the built image's device trees and initramfs.
 host_packages=(mmdebstrap mtools dosfstools fdisk e2fsprogs zstd
-    gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu arch-test)
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu arch-test
+    device-tree-compiler cpio)
 missing=()
 for package in "${host_packages[@]}" qemu-user-static qemu-system-arm; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
