@@ -53,6 +53,10 @@ for program in fsck fsck.ext4 e2fsck; do
     }
 done
 
+# The kernel command line raspi-firmware wrote: one `ro`, no `rw` (its hook always writes
+# `rw`, and raspi-firmware's own postinst may have run it after our z60 hook did).
+KEYMOTHER_FIRMWARE_DIR="$rootfs/boot/firmware" "$rootfs/usr/local/lib/keymother/firmware-cmdline"
+
 if [ -n "$root_password_hash" ]; then
     usermod --root "$rootfs" --password "$root_password_hash" root
 fi
