@@ -41,9 +41,11 @@ for unit in systemd-networkd.service systemd-networkd.socket systemd-resolved.se
     fi
 done
 
-# Mount points on the read-only root for the data partition and its bind mounts.
+# Mount points on the read-only root for the data partition and its bind mounts. systemd's
+# random seed is one of them (a file): the image carries no seed, each card makes its own.
 mkdir -p "$rootfs/data" "$rootfs/var/lib/keymother" "$rootfs/etc/keymother/keymotherd.toml.d" \
     "$rootfs/etc/keymother/pki" "$rootfs/media"
+install -m 0600 -o 0 -g 0 /dev/null "$rootfs/var/lib/systemd/random-seed"
 
 # What the boot needs from the root: the file systems' checks.
 for program in fsck fsck.ext4 e2fsck; do
@@ -75,6 +77,8 @@ install -d -m 0700 -o "$uid" -g "$gid" "$data/vault"
 install -d -m 0755 -o 0 -g 0 "$data/etc"
 install -d -m 0750 -o 0 -g "$gid" "$data/etc/keymother" "$data/etc/keymother/keymotherd.toml.d" \
     "$data/etc/keymother/pki"
+install -d -m 0755 -o 0 -g 0 "$data/systemd"
+install -m 0600 -o 0 -g 0 /dev/null "$data/systemd/random-seed"
 install -m 0644 -o 0 -g 0 /dev/stdin "$data/README" <<'EOF'
 keymother data partition (mounted at /data)
 
@@ -83,6 +87,8 @@ etc/keymother/keymotherd.toml.d the site's settings drop-ins: bind-mounted at
                                 /etc/keymother/keymotherd.toml.d
 etc/keymother/pki               the site's CA certificates and CRLs: bind-mounted at
                                 /etc/keymother/pki
+systemd/random-seed             systemd's random seed: bind-mounted at
+                                /var/lib/systemd/random-seed
 
 Everything else on the appliance is read-only or volatile. See /usr/share/doc/keymother.
 EOF
