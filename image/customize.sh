@@ -47,8 +47,9 @@ mkdir -p "$rootfs/data" "$rootfs/var/lib/keymother" "$rootfs/etc/keymother/keymo
     "$rootfs/etc/keymother/pki" "$rootfs/media"
 install -m 0600 -o 0 -g 0 /dev/null "$rootfs/var/lib/systemd/random-seed"
 
-# What the boot needs from the root: the file systems' checks.
-for program in fsck fsck.ext4 e2fsck; do
+# What the boot needs from the root: the file systems' checks and the data partition's
+# growth (rootfs/usr/local/lib/keymother/grow-data).
+for program in fsck fsck.ext4 e2fsck resize2fs dumpe2fs sfdisk partx findmnt; do
     [ -x "$rootfs/usr/sbin/$program" ] || [ -x "$rootfs/usr/bin/$program" ] || {
         echo "customize.sh: the root file system has no $program (packages.txt)" >&2
         exit 1
