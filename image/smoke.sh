@@ -119,16 +119,33 @@ xor_hex() { # the XOR of two hex strings of equal length, 4 bytes at a time
     done
     echo "$result"
 }
+# The keymother package build.sh made, with its version raised ("+smoke1"): the same files.
+repackage_newer() { # OUT
+    local deb unpacked
+    deb=$(ls "$(dirname "$image")"/keymother_*_arm64.deb | head -n 1)
+    [ -f "$deb" ] || fail "no keymother package beside the image for the update stage"
+    unpacked=$(mktemp -d)
+    dpkg-deb -R "$deb" "$unpacked"
+    sed -i 's/^Version: .*/&+smoke1/' "$unpacked/DEBIAN/control"
+    dpkg-deb -b --root-owner-group "$unpacked" "$1" >/dev/null
+    rm -rf "$unpacked"
+}
 new_test_disk() { # MACHINE STAGES...
     local machine=$1 stage files="$work/disk-$1"
     shift
     rm -rf "$files"
     mkdir -p "$files"
-    printf 'MACHINE=%s\nCARD_MIB=%s\nSTAGES="%s"\n' "$machine" "$card_mib" "$*" >"$files/plan"
+    printf 'MACHINE=%s\nCARD_MIB=%s\nHOST_TIME=%s\nSTAGES="%s"\n' "$machine" "$card_mib" "$(date +%s)" "$*" >"$files/plan"
     cp "$here/smoke/guest.sh" "$files/"
     for stage in "$@"; do
         cp "$here/smoke/$stage.sh" "$files/"
-        if [ "$stage" = provision ]; then
+        if [ "$stage" = update ]; then
+            # The package the image was built with, as a newer version: what an
+            # administrator brings on a USB stick.
+            repackage_newer "$files/keymother-update.deb"
+        fi
+        if [ "$stage" = provision ] || [ "$stage" = clock ]; then
+            cp "$here/smoke/site.sh" "$files/"
             mkdir -p "$files/pki"
             local fixtures="$workspace/pki/tests/fixtures"
             cp "$fixtures/ca-device.pem" "$files/pki/device-ca.pem"
@@ -137,6 +154,8 @@ new_test_disk() { # MACHINE STAGES...
             cp "$fixtures/operator.der" "$files/operator.pem"
             cp "$fixtures/test-only-operator.key" "$files/operator.key"
             cp "$here/smoke/50-bench.toml" "$files/"
+        fi
+        if [ "$stage" = provision ]; then
             local kek_1 kek_2 ttk_1 ttk_2
             kek_1=$(random_hex) kek_2=$(random_hex) ttk_1=$(random_hex) ttk_2=$(random_hex)
             printf '%s\n%s\n' "$kek_1" "$kek_2" >"$files/kek-components"
@@ -284,6 +303,28 @@ stage_check() { # LABEL AFTER GROWN
     esac
 }
 
+# update.sh on the first boot: keymother-update applied the newer package from the test disk.
+stage_update_applied() { # LABEL
+    wait_for 'KMSMOKE update: applied keymother' 1 "$1: keymother-update applied the package from the stick" >/dev/null
+    clean_console | grep -a 'KMSMOKE update:' | sed 's/.*KMSMOKE update: /  /'
+}
+
+# tamper.sh (raspi3b): the Pi's GPIO opened through /dev/gpiochipN, never "not watched";
+# the tamper input (low under qemu: no pull-up) locked the appliance and was audited.
+stage_tamper() { # LABEL AFTER
+    wait_for 'KMSMOKE tamper: keymotherd watches GPIO23' 1 "$1: the bench GPIO opened through the character device" "$2" >/dev/null
+    wait_for 'KMSMOKE tamper: locked, audited' 1 "$1: the tamper input locked the appliance and was audited" "$2" >/dev/null
+    clean_console | grep -a 'KMSMOKE tamper:' | sed 's/.*KMSMOKE tamper: /  /'
+}
+
+# clock.sh (no real-time clock): the clock not set, a login refused for it, the clock set by
+# two people, the login accepted.
+stage_clock() { # LABEL
+    wait_for 'KMSMOKE clock: login refused: clock not set' 1 "$1: no RTC: the clock is not set and a login is refused" >/dev/null
+    wait_for 'KMSMOKE clock: set under dual control' 1 "$1: two people set the clock; the login is accepted" >/dev/null
+    clean_console | grep -a 'KMSMOKE clock:' | sed 's/.*KMSMOKE clock: /  /'
+}
+
 # Injects one key from a terminal with SERIAL; prints "index kcv".
 inject() {
     local serial=$1 output
@@ -306,7 +347,7 @@ stage_nothing_failed() { # LABEL
 # ---------------------------------------------------------------------------------------
 run_virt() {
     new_card virt
-    new_test_disk virt check provision
+    new_test_disk virt check provision update
     local append
     append="root=LABEL=KM-ROOT ro rootwait console=ttyAMA0 net.ifnames=0 $test_cmdline"
     check_cmdline "$append"
@@ -326,6 +367,7 @@ run_virt() {
     smn_1=$(wait_for "KMSMOKE smn: .*SMOKE0001" 1 "virt boot 1: the guest's SMN registry has the row")
     echo "$smn_1"
     echo "$smn_1" | grep -q "$kcv_1" || fail "the SMN row does not carry the terminal's KCV $kcv_1: $smn_1"
+    stage_update_applied "virt boot 1"
 
     local reboot='KMSMOKE rebooting'
     stage_ready "virt boot 2" "$reboot"
@@ -340,19 +382,17 @@ run_virt() {
     echo "$smn_2"
     echo "$smn_2" | grep -q "$kcv_2" || fail "the SMN row does not carry the terminal's KCV $kcv_2"
     wait_for "KMSMOKE smn: .*SMOKE0001" 1 "virt boot 2: the first row is still there" "$reboot"
-    # Stages to come go here, each a guest script in STAGES above and a host function:
-    # the bench's GPIO through /dev/gpiochipN, with gpio-sim in the guest pulling a simulated
-    # tamper line; an update of the keymother package from a USB stick (a second disk).
+    wait_for 'KMSMOKE update: running keymother [^ ]*[+]smoke1' 1 "virt boot 2: the updated package runs, the vault kept" "$reboot"
     wait_for 'KMSMOKE done' 1 "virt boot 2: done, powering off" "$reboot"
     wait_end
     stage_nothing_failed virt
-    summary+=("$(printf '%-34s %6s s, two boots, provisioning, two injections' "virt, in all" "$(elapsed)")")
+    summary+=("$(printf '%-34s %6s s, two boots, provisioning, two injections, an update' "virt, in all" "$(elapsed)")")
     echo "virt: keys $index_1 and $index_2 injected over the emulated USB serial line, the vault survived the reboot"
 }
 
 run_raspi3b() {
     new_card raspi3b
-    new_test_disk raspi3b check
+    new_test_disk raspi3b check clock tamper
     local append
     append="$(cat "$work/cmdline.txt") $test_cmdline"
     check_cmdline "$append"
@@ -368,12 +408,12 @@ run_raspi3b() {
 
     stage_ready "raspi3b"
     stage_check "raspi3b" "" grown
-    # Stages to come go here (a guest script in STAGES above, a host function): the Pi 3
-    # has no real-time clock, so the clock is not set at login, and two people set it.
+    stage_clock "raspi3b"
+    stage_tamper "raspi3b" ""
     wait_for 'KMSMOKE done' 1 "raspi3b: done, powering off"
     wait_end
     stage_nothing_failed raspi3b
-    summary+=("$(printf '%-34s %6s s, one boot' "raspi3b, in all" "$(elapsed)")")
+    summary+=("$(printf '%-34s %6s s, one boot, the clock set under dual control, the GPIO tamper input' "raspi3b, in all" "$(elapsed)")")
 }
 
 for machine in $machines; do

@@ -111,17 +111,13 @@ pub fn login(
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("keymotherd sent a malformed challenge"))?;
-    let response = sign_login(
-        key,
-        certificate,
-        &issued.device_id,
-        &challenge,
-        SystemTime::now(),
-    )
-    .map_err(|error| match error {
-        PkiError::KeyMismatch { .. } => argument_error("--key", error),
-        other => argument_error("--certificate", other),
-    })?;
+    let signed_at = signing_time(&issued, SystemTime::now());
+    let response = sign_login(key, certificate, &issued.device_id, &challenge, signed_at).map_err(
+        |error| match error {
+            PkiError::KeyMismatch { .. } => argument_error("--key", error),
+            other => argument_error("--certificate", other),
+        },
+    )?;
     call(
         socket,
         api::Login {
@@ -131,6 +127,34 @@ pub fn login(
             signature: Base64::encode_string(&response.signature),
         },
     )
+}
+
+/// The time to sign a login with: this machine's clock, or, when it lies more than 30 s
+/// from the appliance's (an appliance without a real-time clock whose clock two people set:
+/// its own system clock stays wrong, and this command often runs on it), the appliance's
+/// time when it issued the challenge (its `expires_at` less the window).
+fn signing_time(issued: &api::ChallengeReport, now: SystemTime) -> SystemTime {
+    let Ok(expires) = time::OffsetDateTime::parse(
+        &issued.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    ) else {
+        return now;
+    };
+    let appliance =
+        SystemTime::from(expires) - std::time::Duration::from_secs(issued.window_seconds);
+    let apart = match appliance.duration_since(now) {
+        Ok(ahead) => ahead,
+        Err(behind) => behind.duration(),
+    };
+    if apart > std::time::Duration::from_secs(30) {
+        eprintln!(
+            "this machine's clock is {} s from the appliance's: signing with the appliance's time",
+            apart.as_secs()
+        );
+        appliance
+    } else {
+        now
+    }
 }
 
 /// One line about a session: "Ann Operator (certificate serial 41) since ... until ...".
@@ -211,6 +235,32 @@ fn session_line(operator: Option<&api::SessionReport>, required: bool, ca: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_is_signed_with_the_appliances_time_when_this_clock_is_far_off() {
+        let issued = |expires_at: &str| api::ChallengeReport {
+            challenge: "00".repeat(32),
+            device_id: "KM-0001".to_owned(),
+            window_seconds: 120,
+            expires_at: expires_at.to_owned(),
+        };
+        let at = |text: &str| {
+            SystemTime::from(
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+            )
+        };
+        // Close enough: this machine's own clock.
+        let now = at("2026-12-06T10:00:10Z");
+        assert_eq!(signing_time(&issued("2026-12-06T10:02:00Z"), now), now);
+        // Eight months behind (a Pi without an RTC, its clock set by two people).
+        let behind = at("2026-04-13T00:00:00Z");
+        assert_eq!(
+            signing_time(&issued("2026-12-06T10:02:00Z"), behind),
+            at("2026-12-06T10:00:00Z")
+        );
+        assert_eq!(signing_time(&issued("not a time"), behind), behind);
+    }
 
     #[test]
     fn the_operator_line_says_when_nobody_can_log_in() {

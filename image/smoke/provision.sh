@@ -20,26 +20,14 @@ fail() { say "FAIL $*"; exit 1; }
 trap 'status=$?; [ $status -eq 0 ] || say "FAIL provision.sh ended with status $status"' EXIT
 # One line of `keymother status --json`, whatever its layout.
 field() { keymother status --json | tr -d ' \n' | sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+. "$disk/site.sh"
 
 say "data: $(findmnt -no SOURCE,FSTYPE /data) vault: $(findmnt -no SOURCE /var/lib/keymother)"
 
 kek_kcv=$(keymother status --json | tr -d ' \n' | sed -n 's/.*"KEK":{[^}]*"kcv":"\([^"]*\)".*/\1/p')
 if [ -z "$kek_kcv" ]; then
     say "provisioning: first boot"
-    install -m 0640 -g keymother "$disk"/pki/*.pem /etc/keymother/pki/
-    install -m 0640 -g keymother "$disk/50-bench.toml" /etc/keymother/keymotherd.toml.d/
-    keymotherd --config /etc/keymother/keymotherd.toml --check-config
-    # Not waited for here: this unit is ordered after keymotherd, so wait by polling instead.
-    old_pid=$(systemctl show --property=MainPID --value keymotherd.service)
-    systemctl restart --no-block keymotherd.service
-    waited=0
-    until systemctl is-active --quiet keymotherd.service &&
-        [ "$(systemctl show --property=MainPID --value keymotherd.service)" != "$old_pid" ]; do
-        waited=$((waited + 1))
-        [ $waited -le 120 ] || fail "keymotherd is not active 120 s after its restart"
-        sleep 1
-    done
-    say "keymotherd restarted with the site's settings"
+    install_site_settings
     keymother ceremony --secret kek --alg AES-256 --components 2 <"$disk/kek-components"
     keymother ceremony --secret ttk --alg AES-256 --components 2 <"$disk/ttk-components"
     device_id=$(field device_id)
