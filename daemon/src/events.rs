@@ -278,6 +278,7 @@ pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
                 ("revoked", "revoked"),
                 ("not for hardware serial", "other terminal"),
                 ("not set up", "mode not set up"),
+                ("clock not set", "clock not set"),
                 ("signature", "bad signature"),
             ]
             .into_iter()
@@ -321,6 +322,11 @@ mod tests {
                 ErrorCode::CERTIFICATE_REFUSED,
                 "the device certificate with serial 01 was revoked on 2024-01-01",
                 "certificate refused: revoked",
+            ),
+            (
+                ErrorCode::CERTIFICATE_REFUSED,
+                "clock not set: no real-time clock set the time at boot; two people set it with keymother clock set",
+                "certificate refused: clock not set",
             ),
             (
                 ErrorCode::KCV_MISMATCH,

@@ -75,8 +75,11 @@ async fn receive_file(
     file: &str,
     size: u64,
 ) -> Result<Zeroizing<Vec<u8>>, ReceiveError> {
-    let capacity =
-        usize::try_from(size).map_err(|_| ReceiveError::Refused(too_large(file, size)))?;
+    // Refused before a byte is read: too large to take, or to hold in memory here.
+    let capacity = usize::try_from(size)
+        .ok()
+        .filter(|_| size <= api::MAX_KEY_FILE)
+        .ok_or_else(|| ReceiveError::Refused(too_large(file, size)))?;
     // Allocated once at its full size: growing it would leave copies behind unwiped.
     let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
     let mut line = Zeroizing::new(Vec::new());
@@ -139,17 +142,6 @@ pub(crate) async fn import(
     request: api::Import,
 ) -> Result<api::ImportReport, String> {
     let file = file_label(&request.file_name)?;
-    if request.size > api::MAX_KEY_FILE {
-        let words = too_large(&file, request.size);
-        audit_upload(
-            context,
-            &file,
-            false,
-            without_file(&file, &words).to_owned(),
-        )
-        .await;
-        return Err(words);
-    }
     let bytes = match receive_file(connection, &file, request.size).await {
         Ok(bytes) => bytes,
         Err(ReceiveError::Refused(words)) => {
