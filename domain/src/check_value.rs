@@ -1,0 +1,170 @@
+//! Key check values (ANSI X9.24-1-2017) as values: 3 bytes for TDES keys, 5 for AES keys. The crypto crate computes them.
+
+use std::fmt;
+
+use crate::algorithm::KeyFamily;
+use crate::hex_text::{self, HexError};
+
+/// A key check value: 3 bytes for TDES keys, 5 bytes for AES keys. Not secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kcv {
+    bytes: [u8; 5],
+    length: u8,
+}
+
+impl Kcv {
+    /// Length in bytes of the check value of a key of `family`.
+    pub fn length_for(family: KeyFamily) -> usize {
+        match family {
+            KeyFamily::Tdes => 3,
+            KeyFamily::Aes => 5,
+        }
+    }
+
+    /// The check value of a `family` key whose full check computation gave `computed` (at
+    /// least as long as the family's check value; the rest is dropped).
+    pub fn truncated(family: KeyFamily, computed: &[u8]) -> Result<Kcv, KcvError> {
+        let length = Kcv::length_for(family);
+        let prefix = computed.get(..length).ok_or(KcvError::WrongLength {
+            family,
+            expected: length * 2,
+            found: computed.len() * 2,
+        })?;
+        Kcv::from_bytes(family, prefix)
+    }
+
+    /// A check value of `family` from exactly its bytes.
+    pub fn from_bytes(family: KeyFamily, bytes: &[u8]) -> Result<Kcv, KcvError> {
+        let expected = Kcv::length_for(family);
+        if bytes.len() != expected {
+            return Err(KcvError::WrongLength {
+                family,
+                expected: expected * 2,
+                found: bytes.len() * 2,
+            });
+        }
+        let mut stored = [0u8; 5];
+        stored[..expected].copy_from_slice(bytes);
+        Ok(Kcv {
+            bytes: stored,
+            length: expected as u8,
+        })
+    }
+
+    /// A check value of either family, told apart by length (3 or 5 bytes).
+    pub fn from_bytes_any(bytes: &[u8]) -> Result<Kcv, KcvError> {
+        match bytes.len() {
+            3 => Kcv::from_bytes(KeyFamily::Tdes, bytes),
+            5 => Kcv::from_bytes(KeyFamily::Aes, bytes),
+            found => Err(KcvError::UnknownLength { found: found * 2 }),
+        }
+    }
+
+    /// Parses a check value from hex; its length must be the family's.
+    pub fn from_hex(family: KeyFamily, text: &str) -> Result<Kcv, KcvError> {
+        let expected = Kcv::length_for(family);
+        if text.len() != expected * 2 {
+            return Err(KcvError::WrongLength {
+                family,
+                expected: expected * 2,
+                found: text.len(),
+            });
+        }
+        let decoded = hex_text::decode(text).map_err(KcvError::Hex)?;
+        Kcv::from_bytes(family, &decoded)
+    }
+
+    /// Parses a check value of either family, telling them apart by length (6 or 10 hex digits).
+    pub fn from_hex_any(text: &str) -> Result<Kcv, KcvError> {
+        match text.len() {
+            6 => Kcv::from_hex(KeyFamily::Tdes, text),
+            10 => Kcv::from_hex(KeyFamily::Aes, text),
+            found => Err(KcvError::UnknownLength { found }),
+        }
+    }
+
+    /// The check value bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.length)]
+    }
+
+    /// The family this check value belongs to.
+    pub fn family(&self) -> KeyFamily {
+        if self.length == 3 {
+            KeyFamily::Tdes
+        } else {
+            KeyFamily::Aes
+        }
+    }
+}
+
+impl fmt::Display for Kcv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode_upper(self.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Kcv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kcv({self})")
+    }
+}
+
+impl std::str::FromStr for Kcv {
+    type Err = KcvError;
+
+    /// Upper- or lower-case hex of either family (6 or 10 digits).
+    fn from_str(text: &str) -> Result<Kcv, KcvError> {
+        Kcv::from_hex_any(text)
+    }
+}
+
+/// Why a check value could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KcvError {
+    #[error("a {family} check value is {expected} hex digits, got {found}")]
+    WrongLength {
+        family: KeyFamily,
+        expected: usize,
+        found: usize,
+    },
+    #[error("a check value is 6 hex digits (TDES) or 10 (AES), got {found}")]
+    UnknownLength { found: usize },
+    #[error("check value {0}")]
+    Hex(HexError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_bytes_agree() {
+        let kcv = Kcv::from_hex_any("08D7B4").unwrap();
+        assert_eq!(kcv.family(), KeyFamily::Tdes);
+        assert_eq!(kcv.to_string(), "08D7B4");
+        assert_eq!(Kcv::from_bytes_any(kcv.as_bytes()), Ok(kcv));
+        let aes = Kcv::from_hex(KeyFamily::Aes, "c1b9d3f8a2").unwrap();
+        assert_eq!(aes.to_string(), "C1B9D3F8A2");
+        assert_eq!(
+            Kcv::truncated(KeyFamily::Aes, &[0xC1, 0xB9, 0xD3, 0xF8, 0xA2, 9, 9]),
+            Ok(aes)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_length_or_the_position() {
+        assert_eq!(
+            Kcv::from_hex_any("08D7"),
+            Err(KcvError::UnknownLength { found: 4 })
+        );
+        assert_eq!(
+            Kcv::from_hex(KeyFamily::Tdes, "08D7BZ"),
+            Err(KcvError::Hex(HexError::NotHex { position: 6 }))
+        );
+        assert_eq!(
+            Kcv::from_bytes_any(&[1, 2, 3, 4]),
+            Err(KcvError::UnknownLength { found: 8 })
+        );
+    }
+}

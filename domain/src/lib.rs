@@ -1,0 +1,33 @@
+//! keymother's domain values, each parsed once into a type that cannot hold an invalid value; every rule about them is written here and nowhere else.
+//!
+//! - [`KeyIndex`]: a master key's index, 0 to 99,999,999 (eight digits).
+//! - [`HardwareSerial`], [`TerminalModel`], [`Smn`]: a terminal's identity and its security
+//!   module number (serial + key index padded to eight digits).
+//! - [`DeviceId`], [`BatchId`]: whom a key file is for, and which batch it is.
+//! - [`Kcv`]: a key check value (3 bytes for TDES, 5 for AES).
+//! - [`KeyAlgorithm`], [`KeyFamily`], [`Tr31Version`]: what a key is, and the key block
+//!   version that protects keys under a key of each family.
+//!
+//! With the feature `sqlite` each value converts to and from SQLite (`rusqlite`); with `serde`,
+//! each (de)serializes, and deserializing checks the same rules as parsing.
+
+mod algorithm;
+mod check_value;
+mod hex_text;
+mod identity;
+mod index;
+mod names;
+#[cfg(feature = "serde")]
+mod serde_impls;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use algorithm::{AlgorithmError, KeyAlgorithm, KeyFamily, Tr31Version};
+pub use check_value::{Kcv, KcvError};
+pub use hex_text::HexError;
+pub use identity::{
+    HardwareSerial, IdentityError, MAX_HARDWARE_SERIAL_LENGTH, MAX_SMN_LENGTH,
+    MAX_TERMINAL_MODEL_LENGTH, MIN_SMN_LENGTH, SMN_INDEX_DIGITS, Smn, TerminalModel,
+};
+pub use index::{KeyIndex, KeyIndexError, MAX_KEY_INDEX};
+pub use names::{BatchId, DeviceId, MAX_BATCH_ID_LENGTH, MAX_DEVICE_ID_LENGTH, NameError};
