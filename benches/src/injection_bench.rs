@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -151,6 +151,9 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One row of the table: a fresh vault and `terminals` ports, the daemon started as its own
+/// process, `per_terminal` injections on each port side by side, the daemon's CPU time and
+/// its own statistics once it stops.
 fn measure(
     daemon_path: &Path,
     terminals: usize,
@@ -160,170 +163,22 @@ fn measure(
 ) -> anyhow::Result<Measurement> {
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("data");
-    let mut vault = Vault::create(&data_dir, &DEVICE.parse().map_err(anyhow::Error::msg)?)?;
-    let kek = SecretKey::generate(KeyAlgorithm::Aes256)?;
-    let ttk = SecretKey::generate(ttk_algorithm)?;
-    vault.install_secret(SecretName::Kek, &kek, 2)?;
-    vault.install_secret(SecretName::Ttk, &ttk, 2)?;
-    let options = GenerateOptions {
-        batch_id: "BENCH-1".parse().map_err(anyhow::Error::msg)?,
-        issuer: "BENCH".parse().map_err(anyhow::Error::msg)?,
-        algorithm: KeyAlgorithm::Tdes2Key,
-        record_count: (terminals * per_terminal) as u32,
-        first_index: KeyIndex::new(1).context("index")?,
-        device_id: DEVICE.parse().map_err(anyhow::Error::msg)?,
-        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
-    };
-    let file = work.path().join("batch.keys");
-    std::fs::write(&file, FileLines::generated(&kek, &options)?.sealed(&kek))?;
-    vault.import_key_file(&file, &mut |_| {})?;
-    let mut pki_section = String::new();
-    if let Some(certificate) = certificate {
-        // The KDH identity as a custodian installs it: request, signed by the KDH CA.
-        let request = vault.create_kdh_request(
-            &keymother_pki::builder::name(&format!("CN={DEVICE},OU=KDH"))?,
-            2048,
-            None,
-        )?;
-        let signed = certificate.pki.sign_kdh_request(&request)?;
-        let verified = certificate.pki.anchors()?.verify(
-            Role::KeyDistributionHost,
-            &signed,
-            std::time::SystemTime::now(),
-            None,
-        )?;
-        vault.install_kdh_certificate(&verified, None)?;
-        let files = certificate.pki.write_anchors(work.path())?;
-        pki_section = format!(
-            "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n",
-            files.device_ca, files.kdh_ca, files.operator_ca
-        );
-    }
-    drop(vault);
-
-    let mut text = format!(
-        // The benchmark measures dispensing, not operator login.
-        "data_dir = {:?}\n[control]\nsocket = {:?}\n[operator]\nrequire = false\n",
-        data_dir.display().to_string(),
-        work.path().join("control.sock").display().to_string()
-    );
-    let mut lines = Vec::new();
-    for number in 0..terminals {
-        let link = work.path().join(format!("tty{number}"));
-        lines.push(PtyLine::open_pair(&link)?);
-        text.push_str(&format!(
-            "[[port]]\nname = \"bench-{number}\"\npath = {:?}\n",
-            link.display().to_string()
-        ));
-    }
-    text.push_str(&pki_section);
-    let settings = work.path().join("keymotherd.toml");
-    std::fs::write(&settings, text)?;
-
-    // The real daemon, as its own process, so its CPU time is its own.
-    let mut daemon = Command::new(daemon_path)
-        .arg("--config")
-        .arg(&settings)
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", daemon_path.display()))?;
-    let log = BufReader::new(daemon.stderr.take().context("daemon stderr")?);
-    let (log_lines, log_receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in log.lines().map_while(Result::ok) {
-            if log_lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut opened = 0;
-    while opened < terminals {
-        let line = log_receiver
-            .recv_timeout(Duration::from_secs(10))
-            .context("the daemon did not open its ports")?;
-        if line.contains("event=port-opened") {
-            opened += 1;
-        }
-    }
+    let (ttk, pki_section) = prepare_vault(
+        work.path(),
+        &data_dir,
+        terminals * per_terminal,
+        ttk_algorithm,
+        certificate,
+    )?;
+    let (settings, lines) = write_settings(work.path(), &data_dir, terminals, &pki_section)?;
+    let daemon = DaemonProcess::start(daemon_path, &settings, terminals)?;
     let cpu_before = cpu_seconds(daemon.id())?;
 
     let started = Instant::now();
-    let threads: Vec<_> = lines
-        .into_iter()
-        .enumerate()
-        .map(|(port, line)| {
-            // Certificate mode: each terminal's store with its own device certificate, made
-            // before the clock starts.
-            let stores = (0..per_terminal)
-                .map(|number| {
-                    let store = SoftwareKeyStore::new(&ttk);
-                    let Some(certificate) = certificate else {
-                        return Ok(store);
-                    };
-                    let key = PrivateKey::from_pkcs8(&certificate.device_key_der, None)?;
-                    let device = certificate.pki.device_certificate(
-                        &format!("B{port:02}T{number:05}"),
-                        &key.public_key(),
-                    )?;
-                    let identity = CertificateIdentity::new(
-                        key,
-                        &device,
-                        certificate.pki.ca_certificate(Role::KeyDistributionHost),
-                    )?;
-                    Ok(store.with_certificate(identity))
-                })
-                .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
-            let mode = if certificate.is_some() {
-                Mode::Certificate
-            } else {
-                Mode::Tr31
-            };
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let mut line = CountingLine::new(line);
-                for (number, mut key_store) in stores?.into_iter().enumerate() {
-                    let config = TerminalConfig {
-                        hardware_serial: format!("B{port:02}T{number:05}")
-                            .parse()
-                            .map_err(|e| anyhow::anyhow!("{e}"))?,
-                        model: "BENCH".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-                        modes: vec![mode],
-                        ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
-                        response_timeout: Duration::from_secs(2),
-                        max_retries: 3,
-                        unconfirmed_key: None,
-                        device_certificate: Vec::new(),
-                    };
-                    if let TerminalOutcome::Failed { reason } =
-                        inject(&mut line, config, &mut key_store)?.outcome
-                    {
-                        bail!("injection failed: {reason}");
-                    }
-                }
-                Ok(line.sent + line.received)
-            })
-        })
-        .collect();
-    let mut wire_bytes = 0;
-    for thread in threads {
-        wire_bytes += thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("terminal thread panicked"))??;
-    }
+    let wire_bytes = run_terminals(lines, per_terminal, &ttk, certificate)?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(daemon.id())? - cpu_before;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id())?);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-    let mut busy_nanos = None;
-    let mut injections = 0;
-    while let Ok(line) = log_receiver.recv_timeout(Duration::from_secs(10)) {
-        if line.contains("event=stopped") {
-            injections = field(&line, "injections=")? as usize;
-            busy_nanos = Some(field(&line, "busy_microseconds=")? * 1000);
-            break;
-        }
-    }
-    daemon.wait()?;
-    let busy_nanos = busy_nanos.context("the daemon did not report its statistics")?;
+    let (injections, busy_nanos) = daemon.stop()?;
     if injections != terminals * per_terminal {
         bail!(
             "{injections} injections confirmed, expected {}",
@@ -338,6 +193,248 @@ fn measure(
         cpu_nanos: (cpu * 1e9) as u64,
         wire_bytes,
     })
+}
+
+/// Creates the vault in `data_dir` with a KEK and a TTK and imports a key file of `keys`
+/// master keys; in certificate mode installs the KDH identity too. Returns the TTK the
+/// terminals share and the settings' `[pki]` section (empty in tr31 mode).
+fn prepare_vault(
+    work: &Path,
+    data_dir: &Path,
+    keys: usize,
+    ttk_algorithm: KeyAlgorithm,
+    certificate: Option<&CertificateBench>,
+) -> anyhow::Result<(SecretKey, String)> {
+    let mut vault = Vault::create(data_dir, &DEVICE.parse().map_err(anyhow::Error::msg)?)?;
+    let kek = SecretKey::generate(KeyAlgorithm::Aes256)?;
+    let ttk = SecretKey::generate(ttk_algorithm)?;
+    vault.install_secret(SecretName::Kek, &kek, 2)?;
+    vault.install_secret(SecretName::Ttk, &ttk, 2)?;
+    let options = GenerateOptions {
+        batch_id: "BENCH-1".parse().map_err(anyhow::Error::msg)?,
+        issuer: "BENCH".parse().map_err(anyhow::Error::msg)?,
+        algorithm: KeyAlgorithm::Tdes2Key,
+        record_count: keys as u32,
+        first_index: KeyIndex::new(1).context("index")?,
+        device_id: DEVICE.parse().map_err(anyhow::Error::msg)?,
+        created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+    };
+    let file = work.join("batch.keys");
+    std::fs::write(&file, FileLines::generated(&kek, &options)?.sealed(&kek))?;
+    vault.import_key_file(&file, &mut |_| {})?;
+    let pki_section = match certificate {
+        Some(certificate) => install_kdh_identity(&mut vault, certificate, work)?,
+        None => String::new(),
+    };
+    Ok((ttk, pki_section))
+}
+
+/// The KDH identity as a custodian installs it: request, signed by the KDH CA. Writes the
+/// CAs into `work` and returns the settings' `[pki]` section naming them.
+fn install_kdh_identity(
+    vault: &mut Vault,
+    certificate: &CertificateBench,
+    work: &Path,
+) -> anyhow::Result<String> {
+    let request = vault.create_kdh_request(
+        &keymother_pki::builder::name(&format!("CN={DEVICE},OU=KDH"))?,
+        2048,
+        None,
+    )?;
+    let signed = certificate.pki.sign_kdh_request(&request)?;
+    let verified = certificate.pki.anchors()?.verify(
+        Role::KeyDistributionHost,
+        &signed,
+        std::time::SystemTime::now(),
+        None,
+    )?;
+    vault.install_kdh_certificate(&verified, None)?;
+    let files = certificate.pki.write_anchors(work)?;
+    Ok(format!(
+        "[pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n",
+        files.device_ca, files.kdh_ca, files.operator_ca
+    ))
+}
+
+/// Opens one pseudo-terminal pair per terminal and writes the daemon's settings file with a
+/// port on each; returns the file's path and the terminals' ends.
+fn write_settings(
+    work: &Path,
+    data_dir: &Path,
+    terminals: usize,
+    pki_section: &str,
+) -> anyhow::Result<(PathBuf, Vec<PtyLine>)> {
+    let mut text = format!(
+        // The benchmark measures dispensing, not operator login.
+        "data_dir = {:?}\n[control]\nsocket = {:?}\n[operator]\nrequire = false\n",
+        data_dir.display().to_string(),
+        work.join("control.sock").display().to_string()
+    );
+    let mut lines = Vec::new();
+    for number in 0..terminals {
+        let link = work.join(format!("tty{number}"));
+        lines.push(PtyLine::open_pair(&link)?);
+        text.push_str(&format!(
+            "[[port]]\nname = \"bench-{number}\"\npath = {:?}\n",
+            link.display().to_string()
+        ));
+    }
+    text.push_str(pki_section);
+    let settings = work.join("keymotherd.toml");
+    std::fs::write(&settings, text)?;
+    Ok((settings, lines))
+}
+
+/// The real daemon, as its own process, so its CPU time is its own; its log lines are read
+/// on a thread of their own.
+struct DaemonProcess {
+    child: Child,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl DaemonProcess {
+    /// Starts the daemon and waits until it has opened its `ports` ports.
+    fn start(daemon_path: &Path, settings: &Path, ports: usize) -> anyhow::Result<Self> {
+        let mut child = Command::new(daemon_path)
+            .arg("--config")
+            .arg(settings)
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", daemon_path.display()))?;
+        let log = BufReader::new(child.stderr.take().context("daemon stderr")?);
+        let (log_lines, log_receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in log.lines().map_while(Result::ok) {
+                if log_lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut opened = 0;
+        while opened < ports {
+            let line = log_receiver
+                .recv_timeout(Duration::from_secs(10))
+                .context("the daemon did not open its ports")?;
+            if line.contains("event=port-opened") {
+                opened += 1;
+            }
+        }
+        Ok(Self {
+            child,
+            log: log_receiver,
+        })
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the daemon with SIGTERM and returns the injections it confirmed and the time it
+    /// was busy handling input, in nanoseconds, from the statistics it logs as it stops.
+    fn stop(mut self) -> anyhow::Result<(usize, u64)> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let mut busy_nanos = None;
+        let mut injections = 0;
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(10)) {
+            if line.contains("event=stopped") {
+                injections = field(&line, "injections=")? as usize;
+                busy_nanos = Some(field(&line, "busy_microseconds=")? * 1000);
+                break;
+            }
+        }
+        self.child.wait()?;
+        let busy_nanos = busy_nanos.context("the daemon did not report its statistics")?;
+        Ok((injections, busy_nanos))
+    }
+}
+
+/// Runs `per_terminal` injections one after another on each port, the ports side by side;
+/// returns the bytes sent and received on all the lines.
+fn run_terminals(
+    lines: Vec<PtyLine>,
+    per_terminal: usize,
+    ttk: &SecretKey,
+    certificate: Option<&CertificateBench>,
+) -> anyhow::Result<u64> {
+    let mode = if certificate.is_some() {
+        Mode::Certificate
+    } else {
+        Mode::Tr31
+    };
+    let threads: Vec<_> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(port, line)| {
+            let stores = terminal_stores(port, per_terminal, ttk, certificate);
+            std::thread::spawn(move || run_port(line, port, stores?, mode))
+        })
+        .collect();
+    let mut wire_bytes = 0;
+    for thread in threads {
+        wire_bytes += thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("terminal thread panicked"))??;
+    }
+    Ok(wire_bytes)
+}
+
+/// The key stores of one port's terminals. Certificate mode: each terminal's store with its
+/// own device certificate, made before the clock starts.
+fn terminal_stores(
+    port: usize,
+    per_terminal: usize,
+    ttk: &SecretKey,
+    certificate: Option<&CertificateBench>,
+) -> anyhow::Result<Vec<SoftwareKeyStore>> {
+    (0..per_terminal)
+        .map(|number| {
+            let store = SoftwareKeyStore::new(ttk);
+            let Some(certificate) = certificate else {
+                return Ok(store);
+            };
+            let key = PrivateKey::from_pkcs8(&certificate.device_key_der, None)?;
+            let device = certificate
+                .pki
+                .device_certificate(&format!("B{port:02}T{number:05}"), &key.public_key())?;
+            let identity = CertificateIdentity::new(
+                key,
+                &device,
+                certificate.pki.ca_certificate(Role::KeyDistributionHost),
+            )?;
+            Ok(store.with_certificate(identity))
+        })
+        .collect()
+}
+
+/// Injects one port's terminals one after another; returns the bytes on the line.
+fn run_port(
+    line: PtyLine,
+    port: usize,
+    stores: Vec<SoftwareKeyStore>,
+    mode: Mode,
+) -> anyhow::Result<u64> {
+    let mut line = CountingLine::new(line);
+    for (number, mut key_store) in stores.into_iter().enumerate() {
+        let config = TerminalConfig {
+            hardware_serial: format!("B{port:02}T{number:05}")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            model: "BENCH".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+            modes: vec![mode],
+            ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
+            response_timeout: Duration::from_secs(2),
+            max_retries: 3,
+            unconfirmed_key: None,
+            device_certificate: Vec::new(),
+        };
+        if let TerminalOutcome::Failed { reason } =
+            inject(&mut line, config, &mut key_store)?.outcome
+        {
+            bail!("injection failed: {reason}");
+        }
+    }
+    Ok(line.sent + line.received)
 }
 
 /// User plus system CPU seconds of process `pid`, from /proc.

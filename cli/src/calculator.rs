@@ -5,7 +5,7 @@ use keymother_crypto::tr31::{self, Header};
 use keymother_crypto::{KeyFamily, SecretKey, parity};
 use zeroize::Zeroizing;
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::prompt::read_secret;
 
 #[derive(Subcommand)]

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use keymother_crypto::component::{self, Combined, Component, MAX_COMPONENTS, MIN_COMPONENTS};
 use keymother_crypto::{Kcv, KeyAlgorithm};
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::prompt::read_secret;
 
 #[derive(Subcommand)]

@@ -211,8 +211,34 @@ fn inject_over_serial(
     pki: &DemoPki,
     terminals_per_port: usize,
 ) -> anyhow::Result<usize> {
-    let mut lines = Vec::new();
     let socket = work.join("control.sock");
+    let (settings, mut lines) = write_settings(work, data_dir, &socket, pki)?;
+
+    let vault = Vault::open(data_dir)?;
+    let transport_key = vault.load_secret(SecretName::Ttk)?;
+    drop(vault);
+
+    let daemon = DemoDaemon::start(settings)?;
+    refuse_before_login(&mut lines[0], &transport_key)?;
+    log_in(&socket, pki)?;
+    install_kdh_certificate(&socket, pki)?;
+    let total = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
+    drop(transport_key);
+    log_out(&socket)?;
+    daemon.save_bench(work)?;
+    daemon.stop(total)?;
+    Ok(total)
+}
+
+/// Opens one pseudo-terminal pair per port and writes the daemon's settings: the vault,
+/// the control socket, the demo's trust anchors, operator login required, and the ports.
+fn write_settings(
+    work: &Path,
+    data_dir: &Path,
+    socket: &Path,
+    pki: &DemoPki,
+) -> anyhow::Result<(Settings, Vec<PtyLine>)> {
+    let mut lines = Vec::new();
     let mut settings_text = format!(
         "data_dir = {:?}\n\n[control]\nsocket = {:?}\n\n\
          [pki]\ndevice_ca = {:?}\nkdh_ca = {:?}\noperator_ca = {:?}\n\n\
@@ -238,63 +264,144 @@ fn inject_over_serial(
         "settings {} with {PORTS} ports, operator login required; starting the daemon",
         settings_path.display()
     );
+    Ok((settings, lines))
+}
 
-    let vault = Vault::open(data_dir)?;
-    let transport_key = vault.load_secret(SecretName::Ttk)?;
-    drop(vault);
+/// The real daemon running in this process on the demo's ports, with the bench hardware
+/// simulated, and a task printing each injection as the daemon confirms it.
+struct DemoDaemon {
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    daemon: tokio::task::JoinHandle<Result<(), keymother_daemon::OpenError>>,
+    /// Counts the injections it printed.
+    printer: tokio::task::JoinHandle<usize>,
+    signals: keymother_gpio::SimulatedSignals,
+    panel: keymother_display::MemoryPanel,
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (events, mut event_stream) = tokio::sync::mpsc::unbounded_channel();
-    // The bench hardware, simulated: LEDs and buzzer recorded, screens kept in memory.
-    let signals = keymother_gpio::SimulatedSignals::new();
-    let panel = keymother_display::MemoryPanel::new();
-    let daemon = runtime.spawn(keymother_daemon::run_with(
-        settings,
-        async {
-            let _ = stopped.await;
-        },
-        Some(events),
-        Arc::new(Stats::default()),
-        keymother_daemon::BenchBackends {
-            signals: Some(Box::new(signals.clone())),
-            open_signals: None,
-            display: Some(keymother_daemon::screen::display_on(panel.clone())),
-        },
-    ));
-    let (ready, daemon_ready) = std::sync::mpsc::channel();
-    let printer = runtime.spawn(async move {
-        let mut injected = 0usize;
-        while let Some(event) = event_stream.recv().await {
-            if let DaemonEvent::Ready { .. } = event {
-                let _ = ready.send(());
-            }
-            if let DaemonEvent::Injected { port, hardware_serial, model, key_index, smn, operator } = event {
-                injected += 1;
-                let now = time::OffsetDateTime::now_utc();
-                println!(
-                    "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}  operator {}",
-                    now.hour(),
-                    now.minute(),
-                    now.second(),
-                    now.millisecond(),
-                    operator.as_deref().unwrap_or("-")
-                );
-            }
+impl DemoDaemon {
+    /// Starts the daemon and waits until it is ready.
+    fn start(settings: Settings) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (events, event_stream) = tokio::sync::mpsc::unbounded_channel();
+        // The bench hardware, simulated: LEDs and buzzer recorded, screens kept in memory.
+        let signals = keymother_gpio::SimulatedSignals::new();
+        let panel = keymother_display::MemoryPanel::new();
+        let daemon = runtime.spawn(keymother_daemon::run_with(
+            settings,
+            async {
+                let _ = stopped.await;
+            },
+            Some(events),
+            Arc::new(Stats::default()),
+            keymother_daemon::BenchBackends {
+                signals: Some(Box::new(signals.clone())),
+                open_signals: None,
+                display: Some(keymother_daemon::screen::display_on(panel.clone())),
+            },
+        ));
+        let (ready, daemon_ready) = std::sync::mpsc::channel();
+        let printer = runtime.spawn(print_injections(event_stream, ready));
+        daemon_ready
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| anyhow::anyhow!("the daemon did not start"))?;
+        Ok(Self {
+            runtime,
+            stop,
+            daemon,
+            printer,
+            signals,
+            panel,
+        })
+    }
+
+    /// What the bench showed: the screens as PNG files, the buzzer's beeps.
+    fn save_bench(&self, work: &Path) -> anyhow::Result<()> {
+        let frames = self.panel.frames();
+        let screens = work.join("screens");
+        std::fs::create_dir_all(&screens)?;
+        for (number, frame) in frames.iter().enumerate() {
+            std::fs::write(
+                screens.join(format!("{number:03}.png")),
+                frame.to_png_scaled(2),
+            )?;
         }
-        injected
-    });
-    daemon_ready
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| anyhow::anyhow!("the daemon did not start"))?;
+        let beeps = self
+            .signals
+            .signals()
+            .iter()
+            .filter(|signal| {
+                matches!(
+                    signal,
+                    keymother_gpio::Signal::Beep(keymother_gpio::Beep::Short)
+                )
+            })
+            .count();
+        println!(
+            "bench (simulated): {} screens shown, saved as PNG in {}; {beeps} short beeps so far",
+            frames.len(),
+            screens.display(),
+        );
+        Ok(())
+    }
 
-    // Before anyone logs in, a terminal is turned away and nothing is reserved.
-    let mut first_store = SoftwareKeyStore::new(&transport_key);
-    let early = demo_terminal("9EARLY01", &first_store)?;
-    match inject(&mut lines[0], early, &mut first_store)?.outcome {
+    /// Stops the daemon and checks it confirmed as many injections as the terminals made.
+    fn stop(self, total: usize) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.runtime.block_on(self.daemon)??;
+        let printed = self.runtime.block_on(self.printer)?;
+        anyhow::ensure!(
+            printed == total,
+            "{total} terminals injected but the daemon confirmed {printed}"
+        );
+        Ok(())
+    }
+}
+
+/// Signals `ready` when the daemon is, then prints each injection the daemon confirms, with
+/// the time; returns how many it printed once the daemon has stopped.
+async fn print_injections(
+    mut event_stream: tokio::sync::mpsc::UnboundedReceiver<DaemonEvent>,
+    ready: std::sync::mpsc::Sender<()>,
+) -> usize {
+    let mut injected = 0usize;
+    while let Some(event) = event_stream.recv().await {
+        if let DaemonEvent::Ready { .. } = event {
+            let _ = ready.send(());
+        }
+        if let DaemonEvent::Injected {
+            port,
+            hardware_serial,
+            model,
+            key_index,
+            smn,
+            operator,
+        } = event
+        {
+            injected += 1;
+            let now = time::OffsetDateTime::now_utc();
+            println!(
+                "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}  operator {}",
+                now.hour(),
+                now.minute(),
+                now.second(),
+                now.millisecond(),
+                operator.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    injected
+}
+
+/// Before anyone logs in, a terminal is turned away and nothing is reserved.
+fn refuse_before_login(line: &mut PtyLine, transport_key: &SecretKey) -> anyhow::Result<()> {
+    let mut key_store = SoftwareKeyStore::new(transport_key);
+    let early = demo_terminal("9EARLY01", &key_store)?;
+    match inject(line, early, &mut key_store)?.outcome {
         TerminalOutcome::Failed { reason } => {
             println!("a terminal asking before any operator logged in:\n  refused: {reason}")
         }
@@ -302,24 +409,30 @@ fn inject_over_serial(
             anyhow::bail!("a key was dispensed with no operator logged in")
         }
     }
+    Ok(())
+}
 
-    // The operator logs in as `keymother operator login` does: the daemon's challenge,
-    // signed with the operator's key, over the control socket.
+/// The operator logs in as `keymother operator login` does: the daemon's challenge,
+/// signed with the operator's key, over the control socket.
+fn log_in(socket: &Path, pki: &DemoPki) -> anyhow::Result<()> {
     let credential = Credential::load(
         &pki.operator_certificate,
         &pki.operator_key,
         Some(&pki.passphrase),
     )?;
-    let session = login(&socket, &credential.certificate, &credential.key)?;
+    let session = login(socket, &credential.certificate, &credential.key)?;
     drop(credential);
     println!("operator logged in: {}", describe(&session));
+    Ok(())
+}
 
-    // Certificate mode: the appliance makes its KDH key pair, the KDH CA signs the request,
-    // the certificate goes back in, as `keymother kdh request` and `kdh install` do.
-    let request = crate::client::call(&socket, keymother_control::KdhRequest::default())?;
+/// Certificate mode: the appliance makes its KDH key pair, the KDH CA signs the request,
+/// the certificate goes back in, as `keymother kdh request` and `kdh install` do.
+fn install_kdh_certificate(socket: &Path, pki: &DemoPki) -> anyhow::Result<()> {
+    let request = crate::client::call(socket, keymother_control::KdhRequest::default())?;
     let kdh_certificate = pki.pki.sign_kdh_request(request.request.as_bytes())?;
     let installed = crate::client::call(
-        &socket,
+        socket,
         keymother_control::KdhInstall {
             certificate: keymother_pki::testing::pem("CERTIFICATE", &kdh_certificate),
         },
@@ -328,6 +441,18 @@ fn inject_over_serial(
         "KDH certificate installed for {} (key pair made in the vault, request signed by the KDH CA); certificate mode on",
         installed.subject
     );
+    Ok(())
+}
+
+/// Runs `terminals_per_port` reference terminals one after another on each port, the ports
+/// side by side: tr31 terminals on the first half, certificate-mode terminals on the rest.
+/// Returns how many were injected.
+fn run_terminals(
+    lines: Vec<PtyLine>,
+    transport_key: &SecretKey,
+    pki: &DemoPki,
+    terminals_per_port: usize,
+) -> anyhow::Result<usize> {
     println!(
         "ports bench-1, bench-2: tr31 terminals (the key under the shared TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)"
     );
@@ -338,7 +463,7 @@ fn inject_over_serial(
     let terminals: Vec<_> = lines
         .into_iter()
         .enumerate()
-        .map(|(port, mut line)| {
+        .map(|(port, line)| {
             // Serials in the style of the source document's example, 123L013K.
             let serials: Vec<String> = (0..terminals_per_port)
                 .map(|number| format!("{}{:02}L{:03}K", port + 1, number, 13 + number))
@@ -347,86 +472,78 @@ fn inject_over_serial(
             let stores = serials
                 .iter()
                 .map(|serial| {
-                    let store = SoftwareKeyStore::new(&transport_key);
-                    if !certificate_mode {
-                        return Ok(store);
-                    }
-                    let key = PrivateKey::from_pkcs8(&device_key, None)?;
-                    let device = pki.pki.device_certificate(serial, &key.public_key())?;
-                    let identity = keymother_terminal::CertificateIdentity::new(
-                        key,
-                        &device,
-                        pki.pki.ca_certificate(Role::KeyDistributionHost),
-                    )?;
-                    Ok(store.with_certificate(identity))
+                    terminal_key_store(serial, transport_key, certificate_mode, &device_key, pki)
                 })
                 .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
-            std::thread::spawn(move || -> anyhow::Result<usize> {
-                let mut done = 0;
-                for (serial, mut key_store) in serials.into_iter().zip(stores?) {
-                    let mut config = demo_terminal(&serial, &key_store)?;
-                    if certificate_mode {
-                        config.modes = vec![Mode::Certificate];
-                        config.model = "REF-PINPAD-X509"
-                            .parse()
-                            .map_err(|error| anyhow::anyhow!("{error}"))?;
-                    }
-                    match inject(&mut line, config, &mut key_store)?.outcome {
-                        TerminalOutcome::Injected { .. } => done += 1,
-                        TerminalOutcome::Failed { reason } => {
-                            anyhow::bail!("terminal {serial} failed: {reason}");
-                        }
-                    }
-                }
-                Ok(done)
-            })
+            std::thread::spawn(move || run_port(line, serials, stores?, certificate_mode))
         })
         .collect();
-    drop(transport_key);
     let mut total = 0;
     for terminal in terminals {
         total += terminal
             .join()
             .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
     }
-    let ended = crate::client::call(&socket, keymother_control::Logout {})?;
+    Ok(total)
+}
+
+/// A demo terminal's key store: the shared TTK, and in certificate mode the terminal's own
+/// device certificate, issued for its serial by the demo's device CA.
+fn terminal_key_store(
+    serial: &str,
+    transport_key: &SecretKey,
+    certificate_mode: bool,
+    device_key: &[u8],
+    pki: &DemoPki,
+) -> anyhow::Result<SoftwareKeyStore> {
+    let store = SoftwareKeyStore::new(transport_key);
+    if !certificate_mode {
+        return Ok(store);
+    }
+    let key = PrivateKey::from_pkcs8(device_key, None)?;
+    let device = pki.pki.device_certificate(serial, &key.public_key())?;
+    let identity = keymother_terminal::CertificateIdentity::new(
+        key,
+        &device,
+        pki.pki.ca_certificate(Role::KeyDistributionHost),
+    )?;
+    Ok(store.with_certificate(identity))
+}
+
+/// Injects the terminals of one port one after another; any failure ends the port's run.
+fn run_port(
+    mut line: PtyLine,
+    serials: Vec<String>,
+    stores: Vec<SoftwareKeyStore>,
+    certificate_mode: bool,
+) -> anyhow::Result<usize> {
+    let mut done = 0;
+    for (serial, mut key_store) in serials.into_iter().zip(stores) {
+        let mut config = demo_terminal(&serial, &key_store)?;
+        if certificate_mode {
+            config.modes = vec![Mode::Certificate];
+            config.model = "REF-PINPAD-X509"
+                .parse()
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+        }
+        match inject(&mut line, config, &mut key_store)?.outcome {
+            TerminalOutcome::Injected { .. } => done += 1,
+            TerminalOutcome::Failed { reason } => {
+                anyhow::bail!("terminal {serial} failed: {reason}");
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The operator logs out over the control socket.
+fn log_out(socket: &Path) -> anyhow::Result<()> {
+    let ended = crate::client::call(socket, keymother_control::Logout {})?;
     match &ended.logged_out {
         Some(session) => println!("operator logged out: {}", describe(session)),
         None => println!("operator logged out: the session had already ended"),
     }
-    // What the bench showed: the screens as PNG files, the buzzer's beeps.
-    let frames = panel.frames();
-    let screens = work.join("screens");
-    std::fs::create_dir_all(&screens)?;
-    for (number, frame) in frames.iter().enumerate() {
-        std::fs::write(
-            screens.join(format!("{number:03}.png")),
-            frame.to_png_scaled(2),
-        )?;
-    }
-    let beeps = signals
-        .signals()
-        .iter()
-        .filter(|signal| {
-            matches!(
-                signal,
-                keymother_gpio::Signal::Beep(keymother_gpio::Beep::Short)
-            )
-        })
-        .count();
-    println!(
-        "bench (simulated): {} screens shown, saved as PNG in {}; {beeps} short beeps so far",
-        frames.len(),
-        screens.display(),
-    );
-    let _ = stop.send(());
-    runtime.block_on(daemon)??;
-    let printed = runtime.block_on(printer)?;
-    anyhow::ensure!(
-        printed == total,
-        "{total} terminals injected but the daemon confirmed {printed}"
-    );
-    Ok(total)
+    Ok(())
 }
 
 /// A reference terminal's settings.

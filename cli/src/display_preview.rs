@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use keymother_display::{gallery, render};
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 
 /// Writes `<name>.png` for every screen of the gallery into `directory` (created if
 /// missing), each pixel enlarged `scale` times, and prints each file's path.

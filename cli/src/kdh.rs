@@ -6,7 +6,7 @@ use base64ct::{Base64, Encoding};
 use clap::Subcommand;
 use keymother_control as api;
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::client::call;
 
 #[derive(Subcommand)]

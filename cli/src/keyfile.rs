@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use keymother_crypto::SecretKey;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex, generate, peek_header};
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::custodian::parse_algorithm;
 use crate::prompt::read_secret;
 

@@ -1,5 +1,6 @@
 //! The `keymother` command: the bench calculator, custodian tools, key files, the vault and the demo.
 
+mod arguments;
 mod calculator;
 mod client;
 mod clock;
@@ -19,29 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A mistake in what the user typed: reported with the argument's name, exit status 2.
-#[derive(Debug)]
-pub struct ArgumentError {
-    pub argument: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ArgumentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.argument, self.reason)
-    }
-}
-
-impl std::error::Error for ArgumentError {}
-
-/// Wraps an error as a mistake in `argument`.
-pub fn argument_error(argument: &str, reason: impl std::fmt::Display) -> anyhow::Error {
-    ArgumentError {
-        argument: argument.to_owned(),
-        reason: reason.to_string(),
-    }
-    .into()
-}
+use arguments::ArgumentError;
 
 #[derive(Parser)]
 #[command(

@@ -16,7 +16,7 @@ use keymother_pki::PrivateKey;
 use keymother_pki::login::{CHALLENGE_LENGTH, sign_login};
 use zeroize::Zeroizing;
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::client::call;
 use crate::prompt::read_secret;
 

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use keymother_vault::{ImportReport, InventorySummary, SecretName, Vault};
 
-use crate::argument_error;
+use crate::arguments::argument_error;
 use crate::custodian::{CeremonyArguments, print_combined};
 
 #[derive(Subcommand)]
