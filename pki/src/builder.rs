@@ -23,6 +23,7 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
+use crate::certificate::{parse_certificate, parse_request};
 use crate::{PkiError, Role};
 
 /// What is being issued.
@@ -154,7 +155,7 @@ pub fn leaf_certificate(
     issuer_key: &RsaPrivateKey,
     issuance: &Issuance,
 ) -> Result<Vec<u8>, PkiError> {
-    let issuer = crate::parse_certificate(issuer, "CA certificate")?;
+    let issuer = parse_certificate(issuer, "CA certificate")?;
     let (serial, validity) = issuance.parts()?;
     let profile = Profile {
         issuer: issuer.tbs_certificate().subject().clone(),
@@ -183,7 +184,7 @@ pub fn leaf_certificate_from_request(
     issuer_key: &RsaPrivateKey,
     issuance: &Issuance,
 ) -> Result<Vec<u8>, PkiError> {
-    let (subject, subject_key) = crate::parse_request(request)?;
+    let (subject, subject_key) = parse_request(request)?;
     leaf_certificate(role, &subject, &subject_key, issuer, issuer_key, issuance)
 }
 
@@ -196,7 +197,7 @@ pub fn crl(
     next_update: SystemTime,
     revoked: &[(Vec<u8>, SystemTime)],
 ) -> Result<Vec<u8>, PkiError> {
-    let issuer = crate::parse_certificate(issuer, "CA certificate")?;
+    let issuer = parse_certificate(issuer, "CA certificate")?;
     let number = CrlNumber::try_from(crl_number).map_err(build_error)?;
     let mut entries: Vec<RevokedCert> = Vec::with_capacity(revoked.len());
     for (serial, date) in revoked {

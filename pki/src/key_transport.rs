@@ -24,8 +24,9 @@ use keymother_crypto::tr31::{
 };
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 
+use crate::encoding::{put_field, serial_hex};
 use crate::keys::{PrivateKey, encrypt_oaep, verify_pss};
-use crate::{Crl, PkiError, Role, TrustAnchors, VerifiedCertificate, put_field};
+use crate::{Crl, PkiError, Role, TrustAnchors, VerifiedCertificate};
 
 /// Length of the terminal's nonce, bytes.
 pub const NONCE_LENGTH: usize = 32;
@@ -321,7 +322,7 @@ pub fn open_from_appliance(
             .map_err(KeyTransportError::Crl)?;
         if crl.lists(kdh.serial()) {
             return Err(KeyTransportError::KdhRevoked {
-                serial: crate::serial_hex(kdh.serial()),
+                serial: serial_hex(kdh.serial()),
             });
         }
     }

@@ -28,7 +28,8 @@ use x509_cert::name::Name;
 use x509_cert::request::{CertReq, RequestBuilder};
 use zeroize::Zeroizing;
 
-use crate::{MAX_GENERATED_RSA_BITS, MIN_RSA_BITS, PkiError, RSA_ENCRYPTION, VerifiedCertificate};
+use crate::certificate::{RSA_ENCRYPTION, parse_certificate, rsa_key};
+use crate::{MAX_GENERATED_RSA_BITS, MIN_RSA_BITS, PkiError, VerifiedCertificate};
 
 /// The salt length of every RSASSA-PSS signature keymother makes or accepts (SHA-256's
 /// output length).
@@ -186,8 +187,8 @@ impl PrivateKey {
     /// verifying the certificate; false when it does not parse or holds no RSA key. For a
     /// verified certificate, use [`PrivateKey::matches`].
     pub fn matches_certificate(&self, certificate: &[u8]) -> bool {
-        crate::parse_certificate(certificate, "certificate")
-            .and_then(|c| crate::rsa_key(&c, "certificate"))
+        parse_certificate(certificate, "certificate")
+            .and_then(|c| rsa_key(&c, "certificate"))
             .is_ok_and(|key| &key == self.key.as_public_key())
     }
 

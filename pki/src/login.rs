@@ -11,8 +11,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::certificate::{parse_certificate, rsa_key};
+use crate::encoding::{put_field, serial_hex, to_der};
 use crate::keys::{PrivateKey, verify_pss};
-use crate::{Crl, PkiError, Role, TrustAnchors, put_field};
+use crate::{Crl, PkiError, Role, TrustAnchors};
 
 /// Length of a login challenge, bytes.
 pub const CHALLENGE_LENGTH: usize = 32;
@@ -80,9 +82,9 @@ pub fn sign_login(
     challenge: &[u8; CHALLENGE_LENGTH],
     signed_at: SystemTime,
 ) -> Result<LoginResponse, PkiError> {
-    let der = crate::to_der(certificate, "CERTIFICATE", "operator certificate")?;
-    let parsed = crate::parse_certificate(&der, "operator certificate")?;
-    let public_key = crate::rsa_key(&parsed, "operator certificate")?;
+    let der = to_der(certificate, "CERTIFICATE", "operator certificate")?;
+    let parsed = parse_certificate(&der, "operator certificate")?;
+    let public_key = rsa_key(&parsed, "operator certificate")?;
     if public_key != key.public_key() {
         return Err(PkiError::KeyMismatch {
             what: "operator certificate",
@@ -200,7 +202,7 @@ pub fn verify_login(
     Ok(VerifiedOperator {
         name,
         subject,
-        serial: crate::serial_hex(certificate.serial()),
+        serial: serial_hex(certificate.serial()),
         not_after: certificate.not_after(),
     })
 }

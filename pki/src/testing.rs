@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use rsa::RsaPublicKey;
 
 use crate::builder::{self, Issuance};
+use crate::certificate::parse_certificate;
 use crate::keys::PrivateKey;
 use crate::{PkiError, Role, TrustAnchors};
 
@@ -202,7 +203,7 @@ pub fn pem(label: &str, der: &[u8]) -> String {
 
 /// The serial number of a certificate (DER or PEM), as bytes, for [`TestPki::crl`].
 pub fn serial_of(certificate: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let certificate = crate::parse_certificate(certificate, "certificate")?;
+    let certificate = parse_certificate(certificate, "certificate")?;
     Ok(certificate
         .tbs_certificate()
         .serial_number()

@@ -1,0 +1,113 @@
+//! Certificate revocation lists: [`Crl`] parsed from DER or PEM, and checked against its role's CA ([`TrustAnchors::check_crl`]).
+
+use std::time::SystemTime;
+
+use der::Decode;
+use x509_cert::crl::CertificateList;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Time;
+
+use crate::encoding::{first_element, parse_error, to_der};
+use crate::extensions::{KNOWN_CRL_EXTENSIONS, check_critical};
+use crate::signature::verify_signature;
+use crate::validity::x509_now;
+use crate::{PkiError, Role, TrustAnchors};
+
+/// A parsed X.509 CRL (v1 or v2). Its signature and dates are checked by [`TrustAnchors::verify`]
+/// (or [`TrustAnchors::check_crl`]) against the role's CA.
+#[derive(Clone, Debug)]
+pub struct Crl {
+    list: CertificateList,
+    tbs: Vec<u8>,
+}
+
+impl Crl {
+    /// Parses a CRL in DER or PEM (`-----BEGIN X509 CRL-----`).
+    pub fn parse(bytes: &[u8]) -> Result<Crl, PkiError> {
+        let der = to_der(bytes, "X509 CRL", "CRL")?;
+        let list = CertificateList::from_der(&der).map_err(|e| parse_error("CRL", e))?;
+        let tbs = first_element(&der)
+            .ok_or_else(|| parse_error("CRL", "no TBSCertList"))?
+            .to_vec();
+        Ok(Crl { list, tbs })
+    }
+
+    /// The issuer's name.
+    pub fn issuer(&self) -> &Name {
+        &self.list.tbs_cert_list.issuer
+    }
+
+    /// Whether `serial` is listed (without any check of the CRL itself).
+    pub fn lists(&self, serial: &SerialNumber) -> bool {
+        self.revocation_date(serial).is_some()
+    }
+
+    /// When `serial` was revoked, if it is listed.
+    pub(crate) fn revocation_date(&self, serial: &SerialNumber) -> Option<Time> {
+        self.list
+            .tbs_cert_list
+            .revoked_certificates
+            .as_ref()?
+            .iter()
+            .find(|r| r.serial_number.as_bytes() == serial.as_bytes())
+            .map(|r| r.revocation_date)
+    }
+}
+
+impl TrustAnchors {
+    /// Checks a CRL for `role`: issued and signed by the role's CA (which must have cRLSign),
+    /// thisUpdate not in the future, nextUpdate present and not passed.
+    pub fn check_crl(&self, role: Role, crl: &Crl, now: SystemTime) -> Result<(), PkiError> {
+        let now_dt = x509_now(now)?;
+        let anchor = self.required_anchor(role)?;
+        let tbs = &crl.list.tbs_cert_list;
+        if &tbs.issuer != anchor.certificate.tbs_certificate().subject() {
+            return Err(PkiError::CrlWrongIssuer {
+                role,
+                issuer: tbs.issuer.to_string(),
+            });
+        }
+        if !anchor.crl_sign {
+            return Err(PkiError::BadAnchor {
+                role,
+                detail: "its keyUsage lacks cRLSign, so it cannot sign a CRL".into(),
+            });
+        }
+        verify_signature(
+            &anchor.public_key,
+            &crl.list.signature_algorithm,
+            &tbs.signature,
+            &crl.tbs,
+            &crl.list.signature,
+            "CRL",
+            role,
+        )?;
+        check_critical(
+            tbs.crl_extensions.iter().flatten(),
+            &KNOWN_CRL_EXTENSIONS,
+            "CRL",
+        )?;
+        for entry in tbs.revoked_certificates.iter().flatten() {
+            check_critical(
+                entry.crl_entry_extensions.iter().flatten(),
+                &KNOWN_CRL_EXTENSIONS,
+                "CRL entry",
+            )?;
+        }
+        if tbs.this_update.to_system_time() > now {
+            return Err(PkiError::CrlNotYetValid {
+                this_update: tbs.this_update.to_string(),
+                now: now_dt.to_string(),
+            });
+        }
+        let next = tbs.next_update.ok_or(PkiError::CrlNoNextUpdate)?;
+        if next.to_system_time() < now {
+            return Err(PkiError::CrlOutOfDate {
+                next_update: next.to_string(),
+                now: now_dt.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,439 @@
+//! Audit events: what each security event records, as the `event`, `actor` and `details` columns of its row.
+
+use std::fmt::Write as _;
+
+use keymother_crypto::{Kcv, KeyAlgorithm};
+
+use crate::SecretName;
+
+/// Longest value kept in `details` or `actor`, in bytes before escaping; longer ones are cut
+/// and end in `...` (a reason typed at length, a file name).
+const MAX_VALUE: usize = 1024;
+
+/// A security event, recorded in the chain. Never carries key material: names, indexes,
+/// check values, batch ids, SMNs and reasons only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// Custodians loaded the KEK or the TTK from components.
+    Ceremony {
+        secret: SecretName,
+        algorithm: KeyAlgorithm,
+        kcv: Kcv,
+        components: u32,
+    },
+    /// A key file was imported whole.
+    Import {
+        batch: String,
+        records: u32,
+        file_sha256: String,
+    },
+    /// A key file was refused; nothing was stored.
+    ImportRefused { file: String, reason: String },
+    /// An import was cancelled by its client (disconnected or interrupted); nothing was stored.
+    ImportCancelled { file: String, reason: String },
+    /// A terminal confirmed its key; its SMN row was written.
+    Injection {
+        key_index: u32,
+        hardware_serial: String,
+        smn: String,
+        port: String,
+        operator: Option<String>,
+    },
+    /// An SMN export file was written and its rows marked exported.
+    Export {
+        file: String,
+        rows: u64,
+        only_new: bool,
+        file_sha256: String,
+        operator: Option<String>,
+    },
+    /// An operator voided a key that was reserved or sent but never confirmed.
+    Void {
+        key_index: u32,
+        reason: String,
+        operator: String,
+    },
+    /// An operator proved possession of an operator certificate; a session opened.
+    Login {
+        /// The certificate's common name: what injection and control rows name.
+        operator: String,
+        /// The certificate's subject and serial (hex), telling apart operators of one name.
+        subject: String,
+        serial: String,
+        /// When the session ends at the latest (RFC 3339).
+        until: String,
+    },
+    /// An operator's session ended: logged out, expired, replaced by a new login, tamper or
+    /// zeroize.
+    Logout { operator: String, reason: String },
+    /// A login was refused; no session opened. `peer` is the local user who asked.
+    LoginRefused { peer: String, reason: String },
+    /// The tamper input fired.
+    Tamper { input: String },
+    /// The tamper input is not watched any more, or could not be watched from the start: its
+    /// GPIO failed or could not be opened.
+    TamperInputLost { input: String, reason: String },
+    /// The tamper input is watched again after it was lost.
+    TamperInputRestored { input: String },
+    /// The device's secrets and storage key are being destroyed.
+    Zeroize {
+        reason: String,
+        operator: Option<String>,
+    },
+    /// A new KDH key pair was made and its certificate request written.
+    KdhRequest {
+        subject: String,
+        bits: u32,
+        request_sha256: String,
+        /// What the new key pair replaced.
+        replaced: String,
+        operator: Option<String>,
+    },
+    /// The KDH CA's certificate for the appliance's key pair was installed.
+    KdhCertificate {
+        subject: String,
+        serial: String,
+        issuer: String,
+        not_after: String,
+        certificate_sha256: String,
+        operator: Option<String>,
+    },
+    /// The appliance's clock was set under dual control: from `old` to `new` (RFC 3339), on
+    /// the word of two people (`witnesses`: names, roles and local users).
+    ClockSet {
+        old: String,
+        new: String,
+        witnesses: String,
+    },
+    /// keymotherd started as a build the audit trail has not seen before: installed, or
+    /// updated (`keymother-update`). `binary_sha256` is the executable's digest.
+    Software {
+        version: String,
+        binary_sha256: String,
+    },
+    /// A setting changed, or the vault itself was created or upgraded.
+    ConfigChange {
+        what: String,
+        operator: Option<String>,
+    },
+}
+
+impl AuditEvent {
+    /// The `event` column of a zeroize row.
+    pub(crate) const ZEROIZE_NAME: &'static str = "zeroize";
+
+    /// The event's name in the `event` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuditEvent::Ceremony { .. } => "ceremony",
+            AuditEvent::Import { .. } => "import",
+            AuditEvent::ImportRefused { .. } => "import-refused",
+            AuditEvent::ImportCancelled { .. } => "import-cancelled",
+            AuditEvent::Injection { .. } => "injection",
+            AuditEvent::Export { .. } => "export",
+            AuditEvent::Void { .. } => "void",
+            AuditEvent::Login { .. } => "login",
+            AuditEvent::Logout { .. } => "logout",
+            AuditEvent::LoginRefused { .. } => "login-refused",
+            AuditEvent::Tamper { .. } => "tamper",
+            AuditEvent::TamperInputLost { .. } => "tamper-input-lost",
+            AuditEvent::TamperInputRestored { .. } => "tamper-input-restored",
+            AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
+            AuditEvent::ClockSet { .. } => "clock-set",
+            AuditEvent::Software { .. } => "software",
+            AuditEvent::ConfigChange { .. } => "config-change",
+            AuditEvent::KdhRequest { .. } => "kdh-request",
+            AuditEvent::KdhCertificate { .. } => "kdh-certificate",
+        }
+    }
+
+    /// Who acted: the operator's name, `custodians` for ceremonies and imports, or `system`.
+    pub fn actor(&self) -> String {
+        let operator_or_system =
+            |operator: &Option<String>| operator.as_deref().unwrap_or("system").to_owned();
+        match self {
+            AuditEvent::Ceremony { .. }
+            | AuditEvent::Import { .. }
+            | AuditEvent::ImportRefused { .. }
+            | AuditEvent::ImportCancelled { .. } => "custodians".to_owned(),
+            AuditEvent::Injection { operator, .. }
+            | AuditEvent::Export { operator, .. }
+            | AuditEvent::Zeroize { operator, .. }
+            | AuditEvent::ConfigChange { operator, .. }
+            | AuditEvent::KdhRequest { operator, .. }
+            | AuditEvent::KdhCertificate { operator, .. } => operator_or_system(operator),
+            AuditEvent::Tamper { .. }
+            | AuditEvent::TamperInputLost { .. }
+            | AuditEvent::TamperInputRestored { .. } => "system".to_owned(),
+            AuditEvent::Void { operator, .. }
+            | AuditEvent::Login { operator, .. }
+            | AuditEvent::Logout { operator, .. } => operator.clone(),
+            AuditEvent::LoginRefused { peer, .. } => peer.clone(),
+            AuditEvent::ClockSet { .. } => "custodians".to_owned(),
+            AuditEvent::Software { .. } => "system".to_owned(),
+        }
+    }
+
+    /// The event's fields in their fixed order, unescaped: what goes into `details`, and what
+    /// the daemon puts into the journal as structured fields.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = match self {
+            AuditEvent::Ceremony { .. }
+            | AuditEvent::Import { .. }
+            | AuditEvent::ImportRefused { .. }
+            | AuditEvent::ImportCancelled { .. } => self.key_loading_fields(),
+            AuditEvent::Injection { .. } | AuditEvent::Export { .. } | AuditEvent::Void { .. } => {
+                self.key_use_fields()
+            }
+            AuditEvent::Login { .. }
+            | AuditEvent::Logout { .. }
+            | AuditEvent::LoginRefused { .. } => self.session_fields(),
+            AuditEvent::Tamper { .. }
+            | AuditEvent::TamperInputRestored { .. }
+            | AuditEvent::TamperInputLost { .. }
+            | AuditEvent::Zeroize { .. }
+            | AuditEvent::ClockSet { .. }
+            | AuditEvent::Software { .. }
+            | AuditEvent::ConfigChange { .. } => self.device_fields(),
+            AuditEvent::KdhRequest { .. } | AuditEvent::KdhCertificate { .. } => self.kdh_fields(),
+        };
+        // The operator is the actor; it is repeated in details so a row reads on its own.
+        if let Some(operator) = self.operator_in_details() {
+            fields.push(("operator", operator.clone()));
+        }
+        fields
+    }
+
+    /// The fields of the key ceremony and key file imports; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn key_loading_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::Ceremony {
+                secret,
+                algorithm,
+                kcv,
+                components,
+            } => vec![
+                ("secret", secret.to_string()),
+                ("algorithm", algorithm.name().to_owned()),
+                ("kcv", kcv.to_string()),
+                ("components", components.to_string()),
+            ],
+            AuditEvent::Import {
+                batch,
+                records,
+                file_sha256,
+            } => vec![
+                ("batch", batch.clone()),
+                ("records", records.to_string()),
+                ("file_sha256", file_sha256.clone()),
+            ],
+            AuditEvent::ImportRefused { file, reason }
+            | AuditEvent::ImportCancelled { file, reason } => {
+                vec![("file", file.clone()), ("reason", reason.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fields of keys injected, exported or voided; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn key_use_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::Injection {
+                key_index,
+                hardware_serial,
+                smn,
+                port,
+                operator: _,
+            } => vec![
+                ("key_index", format!("{key_index:08}")),
+                ("hardware_serial", hardware_serial.clone()),
+                ("smn", smn.clone()),
+                ("port", port.clone()),
+            ],
+            AuditEvent::Export {
+                file,
+                rows,
+                only_new,
+                file_sha256,
+                operator: _,
+            } => vec![
+                ("file", file.clone()),
+                ("rows", rows.to_string()),
+                ("only_new", if *only_new { "yes" } else { "no" }.to_owned()),
+                ("file_sha256", file_sha256.clone()),
+            ],
+            AuditEvent::Void {
+                key_index,
+                reason,
+                operator: _,
+            } => vec![
+                ("key_index", format!("{key_index:08}")),
+                ("reason", reason.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fields of operator sessions; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn session_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::Login {
+                operator: _,
+                subject,
+                serial,
+                until,
+            } => vec![
+                ("subject", subject.clone()),
+                ("serial", serial.clone()),
+                ("until", until.clone()),
+            ],
+            AuditEvent::Logout {
+                operator: _,
+                reason,
+            } => vec![("reason", reason.clone())],
+            AuditEvent::LoginRefused { peer, reason } => {
+                vec![("reason", reason.clone()), ("peer", peer.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fields of device events (tamper, zeroize, clock, software, settings); empty for any
+    /// other event ([`AuditEvent::fields`] calls it for these only).
+    fn device_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::Tamper { input } | AuditEvent::TamperInputRestored { input } => {
+                vec![("input", input.clone())]
+            }
+            AuditEvent::TamperInputLost { input, reason } => {
+                vec![("input", input.clone()), ("reason", reason.clone())]
+            }
+            AuditEvent::Zeroize {
+                reason,
+                operator: _,
+            } => vec![("reason", reason.clone())],
+            AuditEvent::ClockSet {
+                old,
+                new,
+                witnesses,
+            } => vec![
+                ("old", old.clone()),
+                ("new", new.clone()),
+                ("witnesses", witnesses.clone()),
+            ],
+            AuditEvent::Software {
+                version,
+                binary_sha256,
+            } => vec![
+                ("version", version.clone()),
+                ("binary_sha256", binary_sha256.clone()),
+            ],
+            AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fields of the appliance's KDH key pair and certificate; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn kdh_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::KdhRequest {
+                subject,
+                bits,
+                request_sha256,
+                replaced,
+                operator: _,
+            } => vec![
+                ("subject", subject.clone()),
+                ("bits", bits.to_string()),
+                ("request_sha256", request_sha256.clone()),
+                ("replaced", replaced.clone()),
+            ],
+            AuditEvent::KdhCertificate {
+                subject,
+                serial,
+                issuer,
+                not_after,
+                certificate_sha256,
+                operator: _,
+            } => vec![
+                ("subject", subject.clone()),
+                ("serial", serial.clone()),
+                ("issuer", issuer.clone()),
+                ("not_after", not_after.clone()),
+                ("certificate_sha256", certificate_sha256.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The operator named in `details` besides the actor, if the event names one.
+    fn operator_in_details(&self) -> Option<&String> {
+        match self {
+            AuditEvent::Injection {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::Export {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::Zeroize {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::KdhRequest {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::KdhCertificate {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ConfigChange {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::Void { operator, .. }
+            | AuditEvent::Login { operator, .. }
+            | AuditEvent::Logout { operator, .. } => Some(operator),
+            _ => None,
+        }
+    }
+
+    /// The canonical `details` text: `key=value` pairs joined by `"; "`, values escaped.
+    pub fn details(&self) -> String {
+        self.fields()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={}", escape(&value)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Escapes a value for `details` or `actor`: `%`, `;`, `=`, `,`, `"` and every byte outside
+/// printable ASCII become `%XX`, so a value can neither end its pair early nor break a CSV
+/// field. Values are cut at [`MAX_VALUE`] bytes.
+pub(super) fn escape(value: &str) -> String {
+    let mut cut = value.len().min(MAX_VALUE);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut escaped = String::with_capacity(cut + 3);
+    for byte in value[..cut].bytes() {
+        let plain =
+            (0x20..=0x7E).contains(&byte) && !matches!(byte, b'%' | b';' | b'=' | b',' | b'"');
+        if plain {
+            escaped.push(char::from(byte));
+        } else {
+            let _ = write!(escaped, "%{byte:02X}");
+        }
+    }
+    if cut < value.len() {
+        escaped.push_str("...");
+    }
+    escaped
+}
