@@ -1,7 +1,7 @@
 //! The field-level reader and writer every message and mode-data codec is built on, with the checks both share.
 
 use crate::identity::{IdentityError, MAX_KEY_INDEX};
-use crate::mode::Mode;
+use crate::modes;
 
 use super::{DecodeError, EncodeError, Field, FieldProblem, MessageType};
 
@@ -182,10 +182,11 @@ impl<'a> Reader<'a> {
             .map_err(|error| self.error(field, FieldProblem::Identity(error)))
     }
 
-    /// The rest of the payload as a mode's fields; tr31 (mode 1) has none, so for it the rest
-    /// stays and [`finish`](Self::finish) reports it as trailing bytes.
+    /// The rest of the payload as a mode's fields; a mode without any (tr31, mode 1; see
+    /// [`modes::carries_mode_data`]) leaves the rest, and [`finish`](Self::finish) reports it as
+    /// trailing bytes.
     pub(crate) fn mode_data(&mut self, mode_id: u8) -> Vec<u8> {
-        if mode_id == Mode::Tr31.id() {
+        if !modes::carries_mode_data(mode_id) {
             Vec::new()
         } else {
             std::mem::take(&mut self.bytes).to_vec()
@@ -302,9 +303,10 @@ impl Writer {
         self.counted(field, kcv, 3, 5, KCV_LENGTHS)
     }
 
-    /// A mode's trailing fields; tr31 (mode 1) has none.
+    /// A mode's trailing fields; a mode without any (tr31, mode 1; see
+    /// [`modes::carries_mode_data`]) refuses them.
     pub(crate) fn mode_data(&mut self, mode_id: u8, mode_data: &[u8]) -> Result<(), EncodeError> {
-        if mode_id == Mode::Tr31.id() && !mode_data.is_empty() {
+        if !modes::carries_mode_data(mode_id) && !mode_data.is_empty() {
             return Err(self.error(
                 Field::ModeData,
                 FieldProblem::TrailingBytes {
