@@ -3,20 +3,23 @@
 //! No I/O, no clocks, no crypto: time comes in as `now` (a [`Duration`](std::time::Duration)
 //! since any fixed epoch), and key blocks are made and opened by the callers. Layers:
 //! [`frame`] (STX, length, CRC-32, resynchronisation), [`message`] (typed messages with a
-//! canonical byte form), [`certificate`] (certificate mode's fields, as opaque bytes),
-//! [`identity`] (hardware serial, model, SMN), and the two sessions:
+//! canonical byte form), `modes` (each mode's rules, for both sessions; [`certificate`] is
+//! certificate mode's, with its fields as opaque bytes), [`identity`] (hardware serial, model,
+//! SMN), and the two sessions:
 //! [`ApplianceSession`] (one per serial port, used by the daemon) and [`TerminalSession`] (the
 //! reference terminal).
 
 pub mod appliance;
-pub mod certificate;
 pub mod codes;
 pub mod frame;
 pub mod identity;
 pub mod message;
 pub mod mode;
+mod modes;
 pub mod terminal;
 pub mod timing;
+
+pub use modes::certificate;
 
 pub use appliance::{
     ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal, EndReason,

@@ -42,10 +42,10 @@ impl Mode {
         }
     }
 
-    /// Whether the sessions of this crate can run this mode (tr31 and certificate); the others
-    /// are never chosen, whatever the configuration says.
+    /// Whether the sessions of this crate can run this mode (tr31 and certificate: the modes
+    /// with rules in `modes/`); the others are never chosen, whatever the configuration says.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Mode::Tr31 | Mode::Certificate)
+        crate::modes::rules(self).is_some()
     }
 }
 

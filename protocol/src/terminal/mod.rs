@@ -7,22 +7,26 @@
 //! so is certificate mode's cryptography: checking the appliance's KDH certificate and making a
 //! nonce ([`TerminalAction::VerifyAppliance`], answered with
 //! [`TerminalSession::handle_appliance_verified`]), and checking the signed delivery.
+//!
+//! Here: the public types, the session's state and what it sends; `responses` handles the
+//! appliance's frames. What a mode changes is asked of its rules in `modes/`.
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::certificate::{
-    CertificateDelivery, CertificateRequest, CertificateWelcome, NONCE_LENGTH,
-};
+use crate::certificate::{CertificateDelivery, NONCE_LENGTH};
 use crate::codes::{AbortReason, ErrorCode};
-use crate::frame::{DecodeEvent, Frame, FrameDecoder, FrameRejection};
+use crate::frame::{FrameDecoder, FrameRejection};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::message::{
-    Abort, CAPABILITY_TR31_VERSION_B, CAPABILITY_TR31_VERSION_D, Confirm, Direction, Hello,
-    KeyRequest, Message, MessageType, PROTOCOL_VERSION, sanitize_detail,
+    Abort, CAPABILITY_TR31_VERSION_B, CAPABILITY_TR31_VERSION_D, Confirm, Hello, KeyRequest,
+    Message, MessageType, PROTOCOL_VERSION, sanitize_detail,
 };
 use crate::mode::Mode;
+use crate::modes::{self, ModeRules, TerminalAbort};
 use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
+
+mod responses;
 
 /// Who the terminal is and what it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +180,7 @@ enum Stage {
 pub struct TerminalSession {
     config: TerminalConfig,
     /// The mode WELCOME chose.
-    mode: Option<Mode>,
+    mode: Option<&'static dyn ModeRules>,
     /// Certificate mode, resuming: the nonce made after verifying the appliance, reused if
     /// the appliance has no record of the held key and a new one must be requested.
     resume_nonce: Option<[u8; NONCE_LENGTH]>,
@@ -224,7 +228,7 @@ impl TerminalSession {
                 .config
                 .modes
                 .iter()
-                .filter(|&&mode| self.can_run(mode))
+                .filter(|&&mode| self.runnable(mode).is_some())
                 .map(|mode| mode.id())
                 .collect(),
             model: self.config.model.clone(),
@@ -261,30 +265,41 @@ impl TerminalSession {
         actions
     }
 
-    /// Whether this terminal can run `mode`: implemented, and for certificate mode a device
-    /// certificate.
-    fn can_run(&self, mode: Mode) -> bool {
-        mode.is_implemented()
-            && (mode != Mode::Certificate || !self.config.device_certificate.is_empty())
+    /// The rules of `mode` if this terminal can run it: implemented, and ready by the mode's
+    /// own terms (certificate mode: a device certificate).
+    fn runnable(&self, mode: Mode) -> Option<&'static dyn ModeRules> {
+        modes::rules(mode).filter(|rules| rules.terminal_can_run(&self.config))
     }
 
-    /// Sends KEY_REQUEST in the negotiated mode (certificate mode: with the nonce).
-    fn request_key(
+    /// Confirms the key held from an earlier session (see [`TerminalConfig::unconfirmed_key`]),
+    /// or sends KEY_REQUEST; `nonce` as for [`request_key`](Self::request_key).
+    fn confirm_held_key_or_request(
         &mut self,
-        mode: Mode,
+        mode: &'static dyn ModeRules,
         nonce: Option<[u8; NONCE_LENGTH]>,
         now: Duration,
-        actions: &mut Vec<TerminalAction>,
+        actions: &mut Actions,
     ) {
-        let mode_data = match nonce {
-            Some(nonce) => CertificateRequest {
-                nonce,
-                device_certificate: self.config.device_certificate.clone(),
-            }
-            .encode(),
-            None => Ok(Vec::new()),
-        };
-        let mode_data = match mode_data {
+        if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
+            self.resuming = true;
+            self.stage = Stage::Installing { key_index };
+            self.resume_nonce = nonce;
+            actions.extend(self.handle_key_installed(Ok(kcv), now));
+        } else {
+            self.request_key(mode, nonce, now, actions);
+        }
+    }
+
+    /// Sends KEY_REQUEST in the negotiated mode (certificate mode: with the nonce made when the
+    /// appliance was verified).
+    fn request_key(
+        &mut self,
+        mode: &'static dyn ModeRules,
+        nonce: Option<[u8; NONCE_LENGTH]>,
+        now: Duration,
+        actions: &mut Actions,
+    ) {
+        let mode_data = match mode.request_data(&self.config, nonce) {
             Ok(mode_data) => mode_data,
             Err(error) => {
                 return self.finish(
@@ -297,7 +312,7 @@ impl TerminalSession {
         };
         self.stage = Stage::AwaitingDelivery;
         let request = Message::KeyRequest(KeyRequest {
-            mode_id: mode.id(),
+            mode_id: mode.mode().id(),
             mode_data,
         });
         self.send_request(&request, now, actions);
@@ -316,14 +331,10 @@ impl TerminalSession {
         }
         match outcome {
             Ok(nonce) => {
-                if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
-                    // The appliance is authentic: confirm the key from the earlier session.
-                    self.resuming = true;
-                    self.stage = Stage::Installing { key_index };
-                    self.resume_nonce = Some(nonce);
-                    actions.extend(self.handle_key_installed(Ok(kcv), now));
-                } else {
-                    self.request_key(Mode::Certificate, Some(nonce), now, &mut actions);
+                // The appliance is authentic: confirm the key from an earlier session, or ask
+                // for one. (WELCOME chose the mode before asking for the verification.)
+                if let Some(mode) = self.mode {
+                    self.confirm_held_key_or_request(mode, Some(nonce), now, &mut actions);
                 }
             }
             Err(why) => self.abort(
@@ -416,266 +427,6 @@ impl TerminalSession {
         self.outcome.as_ref()
     }
 
-    fn handle_event(&mut self, event: DecodeEvent, now: Duration, actions: &mut Actions) {
-        if matches!(self.stage, Stage::Finished | Stage::NotStarted) {
-            return;
-        }
-        match event {
-            DecodeEvent::Frame(frame) => {
-                self.nak_armed = true;
-                self.handle_frame(frame, now, actions);
-            }
-            DecodeEvent::Rejected(rejection) => {
-                actions.push(report(TerminalEvent::FrameRejected(rejection)));
-                if rejection.is_bad_crc() && self.nak_armed && self.outstanding.is_some() {
-                    self.nak_armed = false;
-                    if let Ok(bytes) = Message::Nak.encode_frame(0) {
-                        actions.push(TerminalAction::Send(bytes));
-                        actions.push(report(TerminalEvent::NakSent));
-                    }
-                }
-            }
-            DecodeEvent::FrameTooLarge { seq, length, .. } => {
-                actions.push(report(TerminalEvent::FrameTooLarge { seq, length }));
-            }
-        }
-    }
-
-    fn handle_frame(&mut self, frame: Frame, now: Duration, actions: &mut Actions) {
-        let kind = MessageType::from_id(frame.message_type);
-        if kind.map(MessageType::direction) == Some(Direction::Both) {
-            if self.outstanding.is_some() {
-                self.retransmit(RetransmitCause::Nak, now, actions);
-            }
-            return;
-        }
-        let Some(request) = self
-            .outstanding
-            .as_ref()
-            .filter(|outstanding| outstanding.seq == frame.seq)
-            .map(|outstanding| outstanding.request)
-        else {
-            return ignored(&frame, actions);
-        };
-        let expected = match request {
-            MessageType::Hello => MessageType::Welcome,
-            MessageType::KeyRequest => MessageType::KeyDelivery,
-            MessageType::Confirm => MessageType::Confirmed,
-            _ => MessageType::Ack,
-        };
-        if kind != Some(expected) && kind != Some(MessageType::Error) {
-            return ignored(&frame, actions);
-        }
-        let message = match Message::from_frame(&frame) {
-            Ok(message) => message,
-            Err(error) => {
-                self.outstanding = None;
-                if let Stage::Aborting { failure } =
-                    std::mem::replace(&mut self.stage, Stage::Finished)
-                {
-                    return self.finish(TerminalOutcome::Failed { reason: failure }, actions);
-                }
-                return self.abort(
-                    AbortReason::UNEXPECTED_RESPONSE,
-                    &error.to_string(),
-                    format!("malformed response to {request}: {error}"),
-                    now,
-                    actions,
-                );
-            }
-        };
-        if let Message::Error(error) = &message {
-            actions.push(report(TerminalEvent::ErrorReceived {
-                code: error.code,
-                detail: error.detail.clone(),
-            }));
-            if error.code.is_transient() {
-                // BUSY: the response timer goes on and retransmits the request.
-                return;
-            }
-        }
-        self.outstanding = None;
-        match message {
-            Message::Error(error)
-                if self.resuming
-                    && error.code == ErrorCode::KEY_NOT_DELIVERED
-                    && matches!(self.stage, Stage::AwaitingConfirmed { .. }) =>
-            {
-                // The appliance has no record of giving us the key we hold: ask for one.
-                self.resuming = false;
-                if let Some(mode) = self.mode {
-                    let nonce = self.resume_nonce.take();
-                    self.request_key(mode, nonce, now, actions);
-                }
-            }
-            Message::Error(error) => {
-                let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
-                    Stage::Aborting { failure } => failure,
-                    _ => format!(
-                        "the appliance answered {request} with ERROR {}: {}",
-                        error.code, error.detail
-                    ),
-                };
-                self.finish(TerminalOutcome::Failed { reason: failure }, actions);
-            }
-            Message::Welcome(welcome) => {
-                let mode = Mode::from_id(welcome.mode_id);
-                if welcome.protocol_version != PROTOCOL_VERSION {
-                    let detail = format!(
-                        "WELCOME names protocol version {}; HELLO asked for {PROTOCOL_VERSION}",
-                        welcome.protocol_version
-                    );
-                    return self.abort(
-                        AbortReason::UNEXPECTED_RESPONSE,
-                        &detail,
-                        detail.clone(),
-                        now,
-                        actions,
-                    );
-                }
-                let Some(mode) =
-                    mode.filter(|&mode| self.can_run(mode) && self.config.modes.contains(&mode))
-                else {
-                    let detail = format!(
-                        "WELCOME chose mode id {}, which this terminal cannot run",
-                        welcome.mode_id
-                    );
-                    return self.abort(
-                        AbortReason::UNEXPECTED_RESPONSE,
-                        &detail,
-                        detail.clone(),
-                        now,
-                        actions,
-                    );
-                };
-                actions.push(report(TerminalEvent::Welcomed {
-                    device_id: welcome.device_id.clone(),
-                    mode,
-                }));
-                if mode == Mode::Certificate {
-                    // The transport key plays no part: the appliance proves itself with its
-                    // KDH certificate instead.
-                    self.mode = Some(mode);
-                    return match CertificateWelcome::decode(&welcome.mode_data) {
-                        Ok(certificate) => {
-                            self.stage = Stage::VerifyingAppliance;
-                            actions.push(TerminalAction::VerifyAppliance {
-                                device_id: welcome.device_id,
-                                kdh_certificate: certificate.kdh_certificate,
-                            });
-                        }
-                        Err(error) => self.abort(
-                            AbortReason::UNEXPECTED_RESPONSE,
-                            &error.to_string(),
-                            format!("malformed certificate-mode WELCOME: {error}"),
-                            now,
-                            actions,
-                        ),
-                    };
-                }
-                if welcome.ttk_kcv != self.config.ttk_kcv {
-                    let detail = format!(
-                        "appliance TTK KCV {}, terminal TTK KCV {}",
-                        hex(&welcome.ttk_kcv),
-                        hex(&self.config.ttk_kcv)
-                    );
-                    return self.abort(
-                        AbortReason::TTK_KCV_MISMATCH,
-                        &detail,
-                        format!("transport key check value differs: {detail}"),
-                        now,
-                        actions,
-                    );
-                }
-                self.mode = Some(mode);
-                if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
-                    self.resuming = true;
-                    self.stage = Stage::Installing { key_index };
-                    actions.extend(self.handle_key_installed(Ok(kcv), now));
-                    return;
-                }
-                self.request_key(mode, None, now, actions);
-            }
-            Message::KeyDelivery(delivery) => {
-                let certificate = match self.mode {
-                    Some(Mode::Certificate) => {
-                        match CertificateDelivery::decode(&delivery.mode_data) {
-                            Ok(certificate) => Some(certificate),
-                            Err(error) => {
-                                return self.abort(
-                                    AbortReason::UNEXPECTED_RESPONSE,
-                                    &error.to_string(),
-                                    format!("malformed certificate-mode KEY_DELIVERY: {error}"),
-                                    now,
-                                    actions,
-                                );
-                            }
-                        }
-                    }
-                    _ if !delivery.mode_data.is_empty() => {
-                        let detail = format!(
-                            "a tr31 KEY_DELIVERY carries {} byte(s) after the KCV",
-                            delivery.mode_data.len()
-                        );
-                        return self.abort(
-                            AbortReason::UNEXPECTED_RESPONSE,
-                            &detail,
-                            format!("malformed KEY_DELIVERY: {detail}"),
-                            now,
-                            actions,
-                        );
-                    }
-                    _ => None,
-                };
-                self.stage = Stage::Installing {
-                    key_index: delivery.key_index,
-                };
-                actions.push(report(TerminalEvent::KeyDelivered {
-                    key_index: delivery.key_index,
-                }));
-                actions.push(TerminalAction::InstallKey {
-                    key_index: delivery.key_index,
-                    key_block: delivery.key_block,
-                    kcv: delivery.kcv,
-                    certificate,
-                });
-            }
-            Message::Confirmed(confirmed) => {
-                let Stage::AwaitingConfirmed {
-                    key_index,
-                    smn,
-                    kcv,
-                } = std::mem::replace(&mut self.stage, Stage::Finished)
-                else {
-                    return;
-                };
-                let outcome = if confirmed.key_index == key_index && confirmed.smn == smn {
-                    TerminalOutcome::Injected {
-                        key_index,
-                        smn,
-                        kcv,
-                    }
-                } else {
-                    TerminalOutcome::Failed {
-                        reason: format!(
-                            "CONFIRMED names key {:08} and SMN {}; this terminal confirmed key {key_index:08} with SMN {smn}",
-                            confirmed.key_index, confirmed.smn
-                        ),
-                    }
-                };
-                self.finish(outcome, actions);
-            }
-            Message::Ack => {
-                let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
-                    Stage::Aborting { failure } => failure,
-                    _ => "the session was aborted".to_owned(),
-                };
-                self.finish(TerminalOutcome::Failed { reason: failure }, actions);
-            }
-            _ => {}
-        }
-    }
-
     fn send_request(&mut self, message: &Message, now: Duration, actions: &mut Actions) {
         let seq = self.next_seq;
         match message.encode_frame(seq) {
@@ -750,13 +501,11 @@ impl TerminalSession {
         self.outcome = Some(outcome.clone());
         actions.push(TerminalAction::Finished(outcome));
     }
-}
 
-fn ignored(frame: &Frame, actions: &mut Actions) {
-    actions.push(report(TerminalEvent::FrameIgnored {
-        seq: frame.seq,
-        message_type: frame.message_type,
-    }));
+    /// Sends ABORT for a mode's reason (see [`abort`](Self::abort)).
+    fn abort_for(&mut self, abort: TerminalAbort, now: Duration, actions: &mut Actions) {
+        self.abort(abort.reason, &abort.detail, abort.failure, now, actions);
+    }
 }
 
 fn report(event: TerminalEvent) -> TerminalAction {
@@ -764,7 +513,7 @@ fn report(event: TerminalEvent) -> TerminalAction {
 }
 
 /// Upper-case hex of a check value.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02X}")).collect()
 }
 

@@ -1,13 +1,26 @@
-//! Certificate mode's fields (mode 2): what WELCOME, KEY_REQUEST and KEY_DELIVERY carry as mode data, as opaque bytes; the checks are the adapters'.
+//! Certificate mode (mode 2): its fields in WELCOME, KEY_REQUEST and KEY_DELIVERY as opaque bytes, and its rules for both sessions; the cryptographic checks are the adapters'.
 //!
 //! The protocol crate does no cryptography: it frames certificates, the nonce, the encrypted
 //! ephemeral key, the signature and the CRL, and rejects lengths outside the limits below. What
 //! the bytes mean (X.509, RSA-OAEP, RSA-PSS, TR-31) is checked by the appliance's dispensing
-//! adapter and by the terminal, with `keymother-pki`.
+//! adapter and by the terminal, with `keymother-pki`. The sessions' part is in `Certificate`:
+//! the appliance serves the mode only with a KDH certificate and limits key requests per port;
+//! the terminal offers it only with a device certificate, and has its caller verify the KDH
+//! certificate before asking for a key.
 //!
 //! Every variable field is a two-byte big-endian length followed by that many bytes.
 
-use crate::message::{DecodeError, EncodeError, Field, LengthWidth, MessageType, Reader, Writer};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, TerminalAbort};
+use crate::appliance::ApplianceConfig;
+use crate::codes::{AbortReason, ErrorCode};
+use crate::message::{
+    DecodeError, EncodeError, Field, LengthWidth, MessageType, Reader, Welcome, Writer,
+};
+use crate::mode::Mode;
+use crate::terminal::{TerminalAction, TerminalConfig};
 
 /// Length of the terminal's nonce.
 pub const NONCE_LENGTH: usize = 32;
@@ -205,6 +218,143 @@ impl Reader<'_> {
         let mut nonce = [0; NONCE_LENGTH];
         nonce.copy_from_slice(bytes);
         Ok(nonce)
+    }
+}
+
+/// Certificate mode's rules for both sessions.
+pub(crate) struct Certificate;
+
+impl ModeRules for Certificate {
+    fn mode(&self) -> Mode {
+        Mode::Certificate
+    }
+
+    fn carries_mode_data(&self) -> bool {
+        true
+    }
+
+    /// Only with a KDH certificate to send in WELCOME.
+    fn appliance_can_serve(&self, config: &ApplianceConfig) -> bool {
+        !config.kdh_certificate.is_empty()
+    }
+
+    fn welcome_data(&self, config: &ApplianceConfig) -> Result<Vec<u8>, EncodeError> {
+        CertificateWelcome {
+            kdh_certificate: config.kdh_certificate.clone(),
+        }
+        .encode()
+    }
+
+    /// Decodes the nonce and device certificate (the adapter verifies the certificate), then
+    /// counts the request against the port's limit: each one costs a KDH signature.
+    fn accept_request(
+        &self,
+        config: &ApplianceConfig,
+        mode_data: &[u8],
+        now: Duration,
+        port: &mut PortState,
+    ) -> Result<ModeRequest, RequestRefusal> {
+        let request = CertificateRequest::decode(mode_data).map_err(|error| RequestRefusal {
+            code: ErrorCode::MALFORMED_MESSAGE,
+            detail: error.to_string(),
+        })?;
+        let limit = config.certificate_requests_per_minute;
+        if !port.certificate.admit(now, limit) {
+            return Err(RequestRefusal {
+                code: ErrorCode::RATE_LIMITED,
+                detail: format!(
+                    "more than {limit} certificate-mode key requests on this port in 60 s"
+                ),
+            });
+        }
+        Ok(ModeRequest::Certificate(request))
+    }
+
+    /// Only with a device certificate to send in KEY_REQUEST.
+    fn terminal_can_run(&self, config: &TerminalConfig) -> bool {
+        !config.device_certificate.is_empty()
+    }
+
+    /// The transport key plays no part: the appliance proves itself with its KDH certificate
+    /// instead, which the caller verifies before the terminal asks for a key.
+    fn check_welcome(
+        &self,
+        _config: &TerminalConfig,
+        welcome: &Welcome,
+    ) -> Result<AfterWelcome, TerminalAbort> {
+        let certificate =
+            CertificateWelcome::decode(&welcome.mode_data).map_err(|error| TerminalAbort {
+                reason: AbortReason::UNEXPECTED_RESPONSE,
+                detail: error.to_string(),
+                failure: format!("malformed certificate-mode WELCOME: {error}"),
+            })?;
+        Ok(AfterWelcome::VerifyAppliance(
+            TerminalAction::VerifyAppliance {
+                device_id: welcome.device_id.clone(),
+                kdh_certificate: certificate.kdh_certificate,
+            },
+        ))
+    }
+
+    /// The nonce and the device certificate. The nonce is made when the appliance is verified,
+    /// before any KEY_REQUEST; without one the request carries nothing.
+    fn request_data(
+        &self,
+        config: &TerminalConfig,
+        nonce: Option<[u8; NONCE_LENGTH]>,
+    ) -> Result<Vec<u8>, EncodeError> {
+        match nonce {
+            Some(nonce) => CertificateRequest {
+                nonce,
+                device_certificate: config.device_certificate.clone(),
+            }
+            .encode(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn open_delivery(
+        &self,
+        mode_data: &[u8],
+    ) -> Result<Option<CertificateDelivery>, TerminalAbort> {
+        CertificateDelivery::decode(mode_data)
+            .map(Some)
+            .map_err(|error| TerminalAbort {
+                reason: AbortReason::UNEXPECTED_RESPONSE,
+                detail: error.to_string(),
+                failure: format!("malformed certificate-mode KEY_DELIVERY: {error}"),
+            })
+    }
+}
+
+/// The window [`ApplianceConfig::certificate_requests_per_minute`] counts over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// When a port's recent certificate-mode key requests were accepted, for the rate limit.
+#[derive(Default)]
+pub(crate) struct RequestRate {
+    accepted: VecDeque<Duration>,
+}
+
+impl RequestRate {
+    /// Counts a key request at `now` against `limit` per [`RATE_WINDOW`] (0: no limit); false
+    /// when over it, and then the request is not counted.
+    fn admit(&mut self, now: Duration, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        while self
+            .accepted
+            .front()
+            .is_some_and(|&at| now.saturating_sub(at) >= RATE_WINDOW)
+        {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() >= limit as usize {
+            return false;
+        }
+        self.accepted.push_back(now);
+        true
     }
 }
 

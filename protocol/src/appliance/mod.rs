@@ -1,0 +1,297 @@
+//! The appliance's side of one serial line, sans-IO: frames in, responses and adapter requests out.
+//!
+//! One [`ApplianceSession`] serves one port for as long as the daemon runs; a terminal session
+//! on it starts with HELLO and ends with the next HELLO, an ABORT, or the idle timeout. The
+//! session never touches the vault: it asks the adapter to reserve and to confirm
+//! ([`ApplianceAction::Reserve`], [`ApplianceAction::Confirm`]) and sends KEY_DELIVERY only
+//! after the adapter has answered, so a reservation is durable before any key byte leaves.
+//!
+//! Here: the public types and the session's state. Beside it: `events` (what is reported),
+//! `requests` (the terminal's frames), `outcomes` (the adapter's answers) and `exchange` (the
+//! response cache). What a mode changes is asked of its rules in `modes/`.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::codes::ErrorCode;
+use crate::frame::{DecodeEvent, FrameDecoder, MAX_BODY_LENGTH};
+use crate::identity::{HardwareSerial, Smn, TerminalModel};
+use crate::message::Message;
+use crate::mode::Mode;
+use crate::modes::{ModeRules, PortState};
+use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
+
+mod events;
+mod exchange;
+mod outcomes;
+mod requests;
+
+pub use crate::modes::ModeRequest;
+pub use events::{EndReason, SessionEvent};
+
+use exchange::Exchange;
+
+/// What the appliance offers on a port. Changes through [`ApplianceSession::reconfigure`] apply
+/// from the next HELLO on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceConfig {
+    /// The appliance's device id, sent in WELCOME (1 to 32 printable ASCII characters).
+    pub device_id: String,
+    /// The transport key's check value (3 bytes TDES, 5 bytes AES); empty when no transport key
+    /// is loaded, which makes every HELLO get NOT_READY.
+    pub ttk_kcv: Vec<u8>,
+    /// The modes this appliance serves; only implemented modes are ever chosen.
+    pub modes: Vec<Mode>,
+    /// A terminal session with no valid frame for this long is ended.
+    pub idle_timeout: Duration,
+    /// The appliance's KDH certificate (DER), sent in WELCOME in certificate mode; empty when
+    /// the appliance has none, which keeps certificate mode from being chosen.
+    pub kdh_certificate: Vec<u8>,
+    /// Certificate-mode key requests accepted per port in any 60 seconds (each costs a
+    /// signature with the KDH key); more get RATE_LIMITED. 0 means no limit.
+    pub certificate_requests_per_minute: u32,
+}
+
+/// Who the terminal says it is, from its HELLO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalIdentity {
+    pub hardware_serial: HardwareSerial,
+    pub model: TerminalModel,
+    pub protocol_version: u8,
+}
+
+impl fmt::Display for TerminalIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.hardware_serial, self.model)
+    }
+}
+
+/// Why the adapter could not reserve a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispenseRefusal {
+    /// No unused key is left (answered with NO_KEYS_AVAILABLE).
+    NoKeysAvailable,
+    /// The vault is locked or has no transport key (NOT_READY).
+    NotReady,
+    /// Operator login is required and no operator is logged in (NOT_READY, saying so).
+    NoOperator,
+    /// The appliance requires its tamper input to be watched and it is not (NOT_READY,
+    /// saying so).
+    TamperInputUnwatched,
+    /// Certificate mode: the device certificate was refused (CERTIFICATE_REFUSED); the text
+    /// says why and goes to the terminal.
+    CertificateRefused(String),
+    /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
+    /// never hold key material.
+    Internal(String),
+}
+
+/// Why the adapter did not confirm a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmRefusal {
+    /// The terminal's KCV is not the key's (KCV_MISMATCH, or KCV_MISMATCH_QUARANTINED when the
+    /// vault quarantined the key).
+    KcvMismatch { quarantined: bool },
+    /// The vault has no record of this key sent to this terminal (KEY_NOT_DELIVERED).
+    NotDelivered,
+    /// Anything else (INTERNAL_ERROR); never key material in the text.
+    Internal(String),
+}
+
+/// What the adapter must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplianceAction {
+    /// Write these bytes to the port.
+    Send(Vec<u8>),
+    /// Durably reserve this terminal's key (or find the one already reserved for it), then call
+    /// [`ApplianceSession::handle_reservation`].
+    Reserve {
+        terminal: TerminalIdentity,
+        request: ModeRequest,
+    },
+    /// Follows the `Send` carrying KEY_DELIVERY (first sending or repeat): record the key as sent
+    /// once the bytes are written.
+    MarkSent { key_index: u32 },
+    /// Check the KCV against the vault and commit the SMN and the key as used, then call
+    /// [`ApplianceSession::handle_confirmation`].
+    Confirm {
+        terminal: TerminalIdentity,
+        key_index: u32,
+        kcv: Vec<u8>,
+        smn: Smn,
+    },
+    /// For the log and the display.
+    Report(SessionEvent),
+}
+
+struct Session {
+    terminal: TerminalIdentity,
+    /// The mode WELCOME chose.
+    mode: &'static dyn ModeRules,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Welcomed,
+    Reserving,
+    Delivered {
+        key_index: u32,
+    },
+    /// `resumed`: the key was delivered in an earlier session (see `handle_confirm`).
+    Confirming {
+        key_index: u32,
+        resumed: bool,
+    },
+    Confirmed,
+}
+
+impl Session {
+    /// The key sent in this session and not (yet) confirmed.
+    fn unconfirmed_key(&self) -> Option<u32> {
+        match self.stage {
+            Stage::Delivered { key_index } | Stage::Confirming { key_index, .. } => Some(key_index),
+            _ => None,
+        }
+    }
+}
+
+/// The appliance's protocol state for one serial port.
+pub struct ApplianceSession {
+    config: ApplianceConfig,
+    decoder: FrameDecoder,
+    /// A NAK may be sent (at most one between two valid frames received).
+    nak_armed: bool,
+    last: Option<Exchange>,
+    session: Option<Session>,
+    last_activity: Duration,
+    /// What the modes keep for this port (certificate mode's rate limit).
+    mode_state: PortState,
+}
+
+type Actions = Vec<ApplianceAction>;
+
+impl ApplianceSession {
+    pub fn new(config: ApplianceConfig) -> Self {
+        ApplianceSession {
+            config,
+            decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
+            nak_armed: true,
+            last: None,
+            session: None,
+            last_activity: Duration::ZERO,
+            mode_state: PortState::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ApplianceConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (say, once a transport key has been loaded); device id,
+    /// transport key check value and modes apply from the next HELLO, the idle timeout at once.
+    /// With no session open, the remembered last request is forgotten too, so a terminal that
+    /// restarts with the same HELLO (same SEQ) is answered afresh instead of from the cache.
+    pub fn reconfigure(&mut self, config: ApplianceConfig) {
+        self.config = config;
+        if self.session.is_none() && !self.is_waiting_for_adapter() {
+            self.last = None;
+        }
+    }
+
+    /// Whether a reservation or confirmation is outstanding at the adapter.
+    pub fn is_waiting_for_adapter(&self) -> bool {
+        matches!(
+            self.session.as_ref().map(|session| session.stage),
+            Some(Stage::Reserving | Stage::Confirming { .. })
+        )
+    }
+
+    /// The terminal of the current session, if one is open.
+    pub fn terminal(&self) -> Option<&TerminalIdentity> {
+        self.session.as_ref().map(|session| &session.terminal)
+    }
+
+    /// When [`handle_tick`](Self::handle_tick) next has something to do, if ever.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let idle = (self.last.is_some() && !self.is_waiting_for_adapter())
+            .then(|| self.last_activity.saturating_add(self.config.idle_timeout));
+        match (idle, self.decoder.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Bytes read from the port at `now`.
+    pub fn handle_bytes(&mut self, bytes: &[u8], now: Duration) -> Vec<ApplianceAction> {
+        let mut actions = Vec::new();
+        self.expire_idle(now, &mut actions);
+        for event in self.decoder.push(bytes, now) {
+            self.handle_event(event, now, &mut actions);
+        }
+        actions
+    }
+
+    /// Applies the inter-byte and idle timeouts at `now`.
+    pub fn handle_tick(&mut self, now: Duration) -> Vec<ApplianceAction> {
+        let mut actions = Vec::new();
+        for event in self.decoder.tick(now) {
+            self.handle_event(event, now, &mut actions);
+        }
+        self.expire_idle(now, &mut actions);
+        actions
+    }
+
+    fn set_stage(&mut self, stage: Stage) {
+        if let Some(session) = self.session.as_mut() {
+            session.stage = stage;
+        }
+    }
+
+    fn expire_idle(&mut self, now: Duration, actions: &mut Actions) {
+        if self.last.is_none() || self.is_waiting_for_adapter() {
+            return;
+        }
+        if now < self.last_activity.saturating_add(self.config.idle_timeout) {
+            return;
+        }
+        if let Some(session) = self.session.take() {
+            actions.push(report(SessionEvent::SessionEnded {
+                unconfirmed_key: session.unconfirmed_key(),
+                terminal: session.terminal,
+                reason: EndReason::Idle,
+            }));
+        }
+        self.last = None;
+        self.nak_armed = true;
+    }
+
+    fn handle_event(&mut self, event: DecodeEvent, now: Duration, actions: &mut Actions) {
+        match event {
+            DecodeEvent::Frame(frame) => {
+                self.nak_armed = true;
+                self.handle_frame(frame, now, actions);
+            }
+            DecodeEvent::Rejected(rejection) => {
+                actions.push(report(SessionEvent::FrameRejected(rejection)));
+                if rejection.is_bad_crc() && self.nak_armed {
+                    self.nak_armed = false;
+                    self.send_unrecorded(0, &Message::Nak, actions);
+                    actions.push(report(SessionEvent::NakSent));
+                }
+            }
+            DecodeEvent::FrameTooLarge { seq, length, .. } => self.reply_unrecorded(
+                seq,
+                ErrorCode::FRAME_TOO_LARGE,
+                &format!(
+                    "the frame body is {length} bytes; at most {MAX_BODY_LENGTH} are accepted"
+                ),
+                actions,
+            ),
+        }
+    }
+}
+
+fn report(event: SessionEvent) -> ApplianceAction {
+    ApplianceAction::Report(event)
+}

@@ -1,0 +1,159 @@
+//! The adapter's answers to a reservation and a confirmation: KEY_DELIVERY or CONFIRMED, or the ERROR a refusal maps to.
+
+use std::time::Duration;
+
+use crate::codes::ErrorCode;
+use crate::message::{Confirmed, Delivery, Message};
+
+use super::{
+    ApplianceAction, ApplianceSession, ConfirmRefusal, DispenseRefusal, SessionEvent, Stage, report,
+};
+
+impl ApplianceSession {
+    /// The adapter's answer to [`ApplianceAction::Reserve`].
+    pub fn handle_reservation(
+        &mut self,
+        outcome: Result<Delivery, DispenseRefusal>,
+        now: Duration,
+    ) -> Vec<ApplianceAction> {
+        let mut actions = Vec::new();
+        let Some(terminal) = self
+            .session
+            .as_ref()
+            .filter(|session| matches!(session.stage, Stage::Reserving))
+            .map(|session| session.terminal.clone())
+        else {
+            actions.push(report(SessionEvent::UnexpectedOutcome {
+                what: "reservation",
+            }));
+            return actions;
+        };
+        self.last_activity = now;
+        self.set_stage(Stage::Welcomed);
+        match outcome {
+            Ok(delivery) => {
+                let key_index = delivery.key_index;
+                match Message::KeyDelivery(delivery).encode_frame(self.current_seq()) {
+                    Ok(bytes) => {
+                        self.set_stage(Stage::Delivered { key_index });
+                        self.record_response(bytes.clone(), Some(key_index));
+                        actions.push(ApplianceAction::Send(bytes));
+                        actions.push(ApplianceAction::MarkSent { key_index });
+                        actions.push(report(SessionEvent::Delivered {
+                            terminal,
+                            key_index,
+                        }));
+                    }
+                    Err(error) => self.respond_error(
+                        ErrorCode::INTERNAL_ERROR,
+                        &format!("key {key_index:08} cannot be sent: {error}"),
+                        &mut actions,
+                    ),
+                }
+            }
+            Err(DispenseRefusal::NoKeysAvailable) => self.respond_error(
+                ErrorCode::NO_KEYS_AVAILABLE,
+                "no unused master key is left on this appliance",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::NotReady) => self.respond_error(
+                ErrorCode::NOT_READY,
+                "the appliance is locked or has no transport key",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::NoOperator) => self.respond_error(
+                ErrorCode::NOT_READY,
+                "no operator is logged in on the appliance",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::TamperInputUnwatched) => self.respond_error(
+                ErrorCode::NOT_READY,
+                "the appliance's tamper input is not watched",
+                &mut actions,
+            ),
+            Err(DispenseRefusal::CertificateRefused(detail)) => {
+                self.respond_error(ErrorCode::CERTIFICATE_REFUSED, &detail, &mut actions)
+            }
+            Err(DispenseRefusal::Internal(detail)) => {
+                self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, &mut actions)
+            }
+        }
+        actions
+    }
+
+    /// The adapter's answer to [`ApplianceAction::Confirm`].
+    pub fn handle_confirmation(
+        &mut self,
+        outcome: Result<Confirmed, ConfirmRefusal>,
+        now: Duration,
+    ) -> Vec<ApplianceAction> {
+        let mut actions = Vec::new();
+        let Some((terminal, key_index, resumed)) =
+            self.session
+                .as_ref()
+                .and_then(|session| match session.stage {
+                    Stage::Confirming { key_index, resumed } => {
+                        Some((session.terminal.clone(), key_index, resumed))
+                    }
+                    _ => None,
+                })
+        else {
+            actions.push(report(SessionEvent::UnexpectedOutcome {
+                what: "confirmation",
+            }));
+            return actions;
+        };
+        self.last_activity = now;
+        // A refused resumed confirmation leaves the session as it was: welcomed, no key.
+        self.set_stage(if resumed {
+            Stage::Welcomed
+        } else {
+            Stage::Delivered { key_index }
+        });
+        match outcome {
+            Ok(confirmed) => {
+                let message = Message::Confirmed(confirmed.clone());
+                match message.encode_frame(self.current_seq()) {
+                    Ok(bytes) => {
+                        self.set_stage(Stage::Confirmed);
+                        self.record_response(bytes.clone(), None);
+                        actions.push(ApplianceAction::Send(bytes));
+                        actions.push(report(SessionEvent::Confirmed {
+                            terminal,
+                            key_index: confirmed.key_index,
+                            smn: confirmed.smn,
+                        }));
+                    }
+                    Err(error) => self.respond_error(
+                        ErrorCode::INTERNAL_ERROR,
+                        &format!("CONFIRMED cannot be sent: {error}"),
+                        &mut actions,
+                    ),
+                }
+            }
+            Err(ConfirmRefusal::KcvMismatch { quarantined }) => {
+                let (code, detail) = if quarantined {
+                    (
+                        ErrorCode::KCV_MISMATCH_QUARANTINED,
+                        format!("the KCV is not key {key_index:08}'s; the key is quarantined"),
+                    )
+                } else {
+                    (
+                        ErrorCode::KCV_MISMATCH,
+                        format!("the KCV is not key {key_index:08}'s"),
+                    )
+                };
+                self.respond_error(code, &detail, &mut actions);
+            }
+            Err(ConfirmRefusal::NotDelivered) => self.respond_error(
+                ErrorCode::KEY_NOT_DELIVERED,
+                &format!("the vault has no record of key {key_index:08} sent to this terminal"),
+                &mut actions,
+            ),
+            Err(ConfirmRefusal::Internal(detail)) => {
+                self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, &mut actions)
+            }
+        }
+        actions
+    }
+}

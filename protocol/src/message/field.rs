@@ -1,0 +1,160 @@
+//! A message's fields by name, what can be wrong with one, and the decode and encode errors that name them.
+
+use std::fmt;
+
+use crate::frame::FrameError;
+use crate::identity::IdentityError;
+
+use super::{MessageType, PROTOCOL_VERSION};
+
+/// A field of a message, for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    ProtocolVersion,
+    ModeCount,
+    ModeIds,
+    ModelLength,
+    Model,
+    SerialLength,
+    HardwareSerial,
+    Capabilities,
+    Mode,
+    ModeData,
+    KeyIndex,
+    KcvLength,
+    Kcv,
+    SmnLength,
+    Smn,
+    Reason,
+    DetailLength,
+    Detail,
+    DeviceIdLength,
+    DeviceId,
+    TtkKcvLength,
+    TtkKcv,
+    KeyBlockLength,
+    KeyBlock,
+    Code,
+    Payload,
+    KdhCertificateLength,
+    KdhCertificate,
+    Nonce,
+    DeviceCertificateLength,
+    DeviceCertificate,
+    EncryptedKeyLength,
+    EncryptedKey,
+    SignatureLength,
+    Signature,
+    CrlLength,
+    Crl,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::ProtocolVersion => "protocol version",
+            Field::ModeCount => "mode count",
+            Field::ModeIds => "mode ids",
+            Field::ModelLength => "terminal model length",
+            Field::Model => "terminal model",
+            Field::SerialLength => "hardware serial length",
+            Field::HardwareSerial => "hardware serial",
+            Field::Capabilities => "capability flags",
+            Field::Mode => "mode",
+            Field::ModeData => "mode data",
+            Field::KeyIndex => "key index",
+            Field::KcvLength => "KCV length",
+            Field::Kcv => "KCV",
+            Field::SmnLength => "SMN length",
+            Field::Smn => "SMN",
+            Field::Reason => "reason",
+            Field::DetailLength => "detail length",
+            Field::Detail => "detail",
+            Field::DeviceIdLength => "device id length",
+            Field::DeviceId => "device id",
+            Field::TtkKcvLength => "TTK KCV length",
+            Field::TtkKcv => "TTK KCV",
+            Field::KeyBlockLength => "key block length",
+            Field::KeyBlock => "key block",
+            Field::Code => "error code",
+            Field::Payload => "payload",
+            Field::KdhCertificateLength => "KDH certificate length",
+            Field::KdhCertificate => "KDH certificate",
+            Field::Nonce => "nonce",
+            Field::DeviceCertificateLength => "device certificate length",
+            Field::DeviceCertificate => "device certificate",
+            Field::EncryptedKeyLength => "encrypted key length",
+            Field::EncryptedKey => "encrypted key",
+            Field::SignatureLength => "signature length",
+            Field::Signature => "signature",
+            Field::CrlLength => "CRL length",
+            Field::Crl => "CRL",
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("the payload ends inside it")]
+    Truncated,
+    #[error("length {found} is not allowed ({allowed})")]
+    Length { found: usize, allowed: &'static str },
+    #[error("byte {position} is 0x{byte:02X}; allowed: {allowed}")]
+    Character {
+        position: usize,
+        byte: u8,
+        allowed: &'static str,
+    },
+    #[error("{value} is out of range (at most {max})")]
+    OutOfRange { value: u64, max: u64 },
+    #[error("{0}")]
+    Identity(IdentityError),
+    #[error("{count} byte(s) follow the last field")]
+    TrailingBytes { count: usize },
+}
+
+/// Why a frame's payload is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown message type 0x{0:02X}")]
+    UnknownType(u8),
+    #[error("HELLO protocol version {0} is not supported (version {PROTOCOL_VERSION} is)")]
+    UnsupportedVersion(u8),
+    #[error("{message} {field}: {problem}")]
+    Field {
+        message: MessageType,
+        field: Field,
+        problem: FieldProblem,
+    },
+}
+
+impl DecodeError {
+    /// The field at fault, if the error is about one.
+    pub fn field(&self) -> Option<Field> {
+        match self {
+            DecodeError::Field { field, .. } => Some(*field),
+            DecodeError::UnsupportedVersion(_) => Some(Field::ProtocolVersion),
+            DecodeError::UnknownType(_) => None,
+        }
+    }
+}
+
+/// Why a message cannot be encoded (a field outside what the protocol allows).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{message} {field}: {problem}")]
+    Field {
+        message: MessageType,
+        field: Field,
+        problem: FieldProblem,
+    },
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
