@@ -1,10 +1,11 @@
 //! The software key store: holds the TTK, the certificate-mode identity and the installed master key, as a PIN pad's secure memory would.
 
-use keymother_crypto::tr31::{KeyBlockProtectionKey, KeyUsage};
+use keymother_crypto::tr31::KeyBlockProtectionKey;
 use keymother_crypto::{Kcv, SecretKey};
 use keymother_protocol::{CertificateDelivery, InstallRefusal};
 
 use crate::certificate::CertificateIdentity;
+use crate::modes::{self, Delivered};
 
 /// A terminal's keys. Zeroized on drop; no Debug.
 pub struct SoftwareKeyStore {
@@ -40,6 +41,30 @@ impl SoftwareKeyStore {
         self.certificate.as_mut()
     }
 
+    /// The certificate-mode identity, for the modes that read it.
+    pub(crate) fn identity(&self) -> Option<&CertificateIdentity> {
+        self.certificate.as_ref()
+    }
+
+    /// The TTK, for tr31 mode.
+    pub(crate) fn transport_key(&self) -> &KeyBlockProtectionKey {
+        &self.transport_key
+    }
+
+    /// Opens a delivery of whichever mode (see [`crate::modes`]), stores the master key and
+    /// returns its check value.
+    pub fn install_delivery(
+        &mut self,
+        hardware_serial: &str,
+        delivered: &Delivered<'_>,
+    ) -> Result<Vec<u8>, InstallRefusal> {
+        let key = modes::open(self, hardware_serial, delivered)?;
+        let kcv = key.kcv().as_bytes().to_vec();
+        self.master_key = Some((delivered.key_index, key));
+        self.confirmed = false;
+        Ok(kcv)
+    }
+
     /// Opens a certificate-mode delivery (PROTOCOL.md 9.1) and stores the master key; returns
     /// its check value.
     pub fn install_sealed(
@@ -50,23 +75,13 @@ impl SoftwareKeyStore {
         announced_kcv: &[u8],
         delivery: &CertificateDelivery,
     ) -> Result<Vec<u8>, InstallRefusal> {
-        let Some(identity) = self.certificate.as_ref() else {
-            return Err(InstallRefusal::NotAuthentic(
-                "this terminal has no certificate-mode identity".to_owned(),
-            ));
-        };
-        let key = identity.open(
-            hardware_serial,
+        let delivered = Delivered {
             key_index,
             key_block,
             announced_kcv,
-            delivery,
-            std::time::SystemTime::now(),
-        )?;
-        let kcv = key.kcv().as_bytes().to_vec();
-        self.master_key = Some((key_index, key));
-        self.confirmed = false;
-        Ok(kcv)
+            certificate: Some(delivery),
+        };
+        self.install_delivery(hardware_serial, &delivered)
     }
 
     /// The TTK's check value, compared with the one the appliance announces.
@@ -74,31 +89,22 @@ impl SoftwareKeyStore {
         self.transport_key_kcv
     }
 
-    /// Unwraps a delivered master key under the TTK, checks it is a key-encryption key with
-    /// the announced check value, stores it, and returns its check value.
+    /// Unwraps a delivered master key under the TTK (tr31 mode), checks it is a
+    /// key-encryption key with the announced check value, stores it, and returns its check
+    /// value.
     pub fn install(
         &mut self,
         key_index: u32,
         key_block: &str,
         announced_kcv: &[u8],
     ) -> Result<Vec<u8>, InstallRefusal> {
-        let unwrapped = self
-            .transport_key
-            .unwrap(key_block)
-            .map_err(|error| InstallRefusal::DoesNotUnwrap(error.to_string()))?;
-        if unwrapped.header.key_usage != KeyUsage::KeyEncryption {
-            return Err(InstallRefusal::DoesNotUnwrap(format!(
-                "key usage is {}, not K0",
-                unwrapped.header.key_usage
-            )));
-        }
-        let kcv = unwrapped.key.kcv().as_bytes().to_vec();
-        if kcv != announced_kcv {
-            return Err(InstallRefusal::KcvMismatch);
-        }
-        self.master_key = Some((key_index, unwrapped.key));
-        self.confirmed = false;
-        Ok(kcv)
+        let delivered = Delivered {
+            key_index,
+            key_block,
+            announced_kcv,
+            certificate: None,
+        };
+        self.install_delivery("", &delivered)
     }
 
     /// Records that the appliance confirmed the installed key.

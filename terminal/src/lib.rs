@@ -7,9 +7,11 @@
 pub mod certificate;
 pub mod key_store;
 pub mod line;
+pub mod modes;
 pub mod run;
 
 pub use certificate::{CertificateIdentity, IdentityError};
 pub use key_store::SoftwareKeyStore;
 pub use line::{CountingLine, Damage, Line, NoisyLine, PtyLine, SerialLine};
+pub use modes::Delivered;
 pub use run::{Injection, inject};

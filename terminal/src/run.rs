@@ -2,12 +2,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
 
 use crate::key_store::SoftwareKeyStore;
 use crate::line::Line;
+use crate::modes::{self, Delivered};
 
 /// Longest single wait on the line, so timeouts are checked often enough.
 const POLL: Duration = Duration::from_millis(20);
@@ -48,35 +49,24 @@ pub fn inject<L: Line>(
                     key_index,
                     key_block,
                     kcv,
-                    certificate: None,
+                    certificate,
                 } => {
-                    let installed = key_store.install(key_index, &key_block, &kcv);
-                    pending.extend(session.handle_key_installed(installed, started.elapsed()));
-                }
-                TerminalAction::InstallKey {
-                    key_index,
-                    key_block,
-                    kcv,
-                    certificate: Some(delivery),
-                } => {
-                    let installed = key_store.install_sealed(
-                        &hardware_serial,
+                    let delivered = Delivered {
                         key_index,
-                        &key_block,
-                        &kcv,
-                        &delivery,
-                    );
+                        key_block: &key_block,
+                        announced_kcv: &kcv,
+                        certificate: certificate.as_ref(),
+                    };
+                    let installed = key_store.install_delivery(&hardware_serial, &delivered);
                     pending.extend(session.handle_key_installed(installed, started.elapsed()));
                 }
                 TerminalAction::VerifyAppliance {
                     kdh_certificate, ..
                 } => {
-                    let verdict = match key_store.certificate() {
-                        Some(identity) => {
-                            identity.verify_appliance(&kdh_certificate, SystemTime::now())
-                        }
-                        None => Err("this terminal has no KDH CA to check against".to_owned()),
-                    };
+                    let verdict = modes::certificate::verify_appliance(
+                        key_store.certificate(),
+                        &kdh_certificate,
+                    );
                     pending.extend(session.handle_appliance_verified(verdict, started.elapsed()));
                 }
                 TerminalAction::Report(_) => {}
