@@ -27,7 +27,7 @@ use keymother_gpio::{
 
 use keymother_vault::AuditEvent;
 
-use crate::config::{BenchSettings, DisplayKind, GpioBackend};
+use crate::config::{BenchSettings, GpioBackend};
 use crate::dispenser::TamperWatch;
 use crate::events::{DaemonEvent, Reason};
 use crate::state::Shared;
@@ -277,21 +277,6 @@ pub(crate) fn tamper_input_name(settings: &BenchSettings) -> String {
     settings.pins.tamper.to_string()
 }
 
-/// The display `[bench] display` names.
-fn open_display(settings: &BenchSettings) -> Option<Box<dyn DisplaySink>> {
-    match settings.display {
-        DisplayKind::None => None,
-        // A panel that cannot be opened leaves a display without one: one warning, and the
-        // appliance works on.
-        DisplayKind::Ssd1306 => Some(Box::new(crate::screen::PanelDisplay::new(
-            keymother_display::BenchDisplay::open_ssd1306(&settings.i2c_bus, settings.i2c_address),
-        ))),
-        DisplayKind::Memory => Some(crate::screen::display_on(
-            keymother_display::MemoryPanel::new(),
-        )),
-    }
-}
-
 /// Starts the bench thread when there is anything to drive; it is subscribed to every event
 /// from now on.
 pub(crate) fn start(
@@ -306,7 +291,7 @@ pub(crate) fn start(
             backends.open_signals.or_else(|| open_signals(settings)),
         ),
     };
-    let display = backends.display.or_else(|| open_display(settings));
+    let display = backends.display;
     if signals.is_none() && opener.is_none() && display.is_none() {
         return None;
     }

@@ -146,6 +146,10 @@ pub async fn run_with(
         settings.bench.require_tamper_input,
     );
     // Subscribed before anything is emitted, so the bench sees every event.
+    let mut backends = backends;
+    if backends.display.is_none() {
+        backends.display = crate::screen::open_display(&settings.bench);
+    }
     let bench = crate::bench::start(&settings.bench, backends, Arc::clone(&shared));
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(watch_state(Arc::clone(&shared)));

@@ -2,6 +2,7 @@
 
 use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
 
+use crate::config::{BenchSettings, DisplayKind};
 use crate::events::{InjectionStep, Reason};
 use crate::view::{BenchView, DisplayError, DisplaySink};
 
@@ -108,6 +109,19 @@ impl DisplaySink for PanelDisplay {
 /// [`keymother_display::MemoryPanel`] handle).
 pub fn display_on(panel: impl Panel + 'static) -> Box<dyn DisplaySink> {
     Box::new(PanelDisplay::new(BenchDisplay::new(panel)))
+}
+
+/// The display `[bench] display` names (the runtime opens it; tests and the demo bring their own).
+pub(crate) fn open_display(settings: &BenchSettings) -> Option<Box<dyn DisplaySink>> {
+    match settings.display {
+        DisplayKind::None => None,
+        // A panel that cannot be opened leaves a display without one: one warning, and the
+        // appliance works on.
+        DisplayKind::Ssd1306 => Some(Box::new(PanelDisplay::new(
+            keymother_display::BenchDisplay::open_ssd1306(&settings.i2c_bus, settings.i2c_address),
+        ))),
+        DisplayKind::Memory => Some(display_on(keymother_display::MemoryPanel::new())),
+    }
 }
 
 #[cfg(test)]

@@ -88,11 +88,7 @@ fn no_module_of_the_daemon_imports_one_that_imports_it_back() {
     let adapters = ["serial", "control", "bench", "screen"];
     for adapter in adapters {
         for other in adapters {
-            let allowed = adapter == "bench" && other == "screen";
-            assert!(
-                allowed || !graph[adapter].contains(other),
-                "{adapter} imports {other}"
-            );
+            assert!(!graph[adapter].contains(other), "{adapter} imports {other}");
         }
     }
 }
