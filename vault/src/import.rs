@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keymother_keyfiles::{
-    Halt, KeyFileError, KeyFileReader, Problem, Record, RecordOpener, SealKey, Stopped,
-    open_records_in_order,
+    Halt, KeyFileError, KeyFileHeader, KeyFileReader, Problem, Record, RecordOpener, SealKey,
+    Stopped, open_records_in_order,
 };
 use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -57,7 +57,8 @@ pub enum ImportError {
 /// Why storing records stopped before the end: the database, or a cancellation.
 enum StoreHalt {
     Database(rusqlite::Error),
-    Cancelled,
+    /// Cancelled after this many records were stored (and will be rolled back).
+    Cancelled(u32),
 }
 
 impl From<rusqlite::Error> for ImportError {
@@ -253,82 +254,30 @@ impl Vault {
             ),
         )?;
         let total = header.record_count;
-        let mut first_index = u32::MAX;
-        let mut last_index = 0;
-        let mut stored = 0u32;
-        {
-            let mut insert = transaction.prepare(
-                "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut find = transaction
-                .prepare("SELECT batch_id, source_line FROM key_inventory WHERE key_index = ?1")?;
-            progress(ImportProgress {
-                records_done: 0,
-                records_total: total,
-            });
-            let mut store = |record: Record| -> Result<(), Halt<StoreHalt>> {
-                let index = record.index.value();
-                let inserted = insert.execute((
-                    i64::from(index),
-                    header.batch_id.as_str(),
-                    record.line as i64,
-                    &record.key_block,
-                    record.kcv.to_string(),
-                ));
-                match inserted {
-                    Ok(_) => {}
-                    Err(rusqlite::Error::SqliteFailure(failure, _))
-                        if failure.code == ErrorCode::ConstraintViolation =>
-                    {
-                        let (batch, first_line): (String, i64) = find
-                            .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))
-                            .map_err(|error| Halt::Other(StoreHalt::Database(error)))?;
-                        let problem = if batch == header.batch_id.as_str() {
-                            Problem::DuplicateInFile {
-                                index: record.index.to_string(),
-                                first_line: first_line as u64,
-                            }
-                        } else {
-                            Problem::AlreadyInInventory {
-                                index: record.index.to_string(),
-                                batch,
-                            }
-                        };
-                        return Err(Halt::Problem {
-                            line: record.line,
-                            problem,
-                        });
-                    }
-                    Err(error) => return Err(Halt::Other(StoreHalt::Database(error))),
-                }
-                first_index = first_index.min(index);
-                last_index = last_index.max(index);
-                stored += 1;
-                if stored.is_multiple_of(PROGRESS_EVERY) {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Err(Halt::Other(StoreHalt::Cancelled));
-                    }
-                    progress(ImportProgress {
-                        records_done: stored,
-                        records_total: total,
-                    });
-                }
-                Ok(())
-            };
-            match open_records_in_order(&mut reader, &opener, &mut store) {
-                Ok(()) => {}
-                Err(Stopped::File(error)) => return Err(error.into()),
-                Err(Stopped::Other(StoreHalt::Database(error))) => return Err(error.into()),
-                Err(Stopped::Other(StoreHalt::Cancelled)) => {
-                    return Err(ImportError::Cancelled {
-                        file: name,
-                        records_done: stored,
-                        records_total: total,
-                    });
-                }
+        let range = match store_records(
+            &transaction,
+            &mut reader,
+            &opener,
+            &header,
+            progress,
+            cancel,
+        ) {
+            Ok(range) => range,
+            Err(Stopped::File(error)) => return Err(error.into()),
+            Err(Stopped::Other(StoreHalt::Database(error))) => return Err(error.into()),
+            Err(Stopped::Other(StoreHalt::Cancelled(stored))) => {
+                return Err(ImportError::Cancelled {
+                    file: name,
+                    records_done: stored,
+                    records_total: total,
+                });
             }
-        }
+        };
+        let StoredRange {
+            first_index,
+            last_index,
+            stored,
+        } = range;
         // The reader returned None: record count, seal and end of file all verified. A
         // cancellation that came after the last progress step still wins: nothing is kept.
         if cancel.load(Ordering::Relaxed) {
@@ -367,4 +316,96 @@ impl Vault {
             file_sha256,
         })
     }
+}
+
+/// What the records of a file filled: the lowest and highest index, and how many.
+struct StoredRange {
+    first_index: u32,
+    last_index: u32,
+    stored: u32,
+}
+
+/// Opens every record in file order and inserts it into `key_inventory` within
+/// `transaction`, reporting progress and honouring `cancel` every [`PROGRESS_EVERY`] records.
+fn store_records<R: std::io::BufRead>(
+    transaction: &rusqlite::Transaction<'_>,
+    reader: &mut KeyFileReader<R>,
+    opener: &RecordOpener,
+    header: &KeyFileHeader,
+    progress: &mut dyn FnMut(ImportProgress),
+    cancel: &AtomicBool,
+) -> Result<StoredRange, Stopped<StoreHalt>> {
+    let total = header.record_count;
+    let mut first_index = u32::MAX;
+    let mut last_index = 0;
+    let mut stored = 0u32;
+    let database = |error| Stopped::Other(StoreHalt::Database(error));
+    let mut insert = transaction
+        .prepare(
+            "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(database)?;
+    let mut find = transaction
+        .prepare("SELECT batch_id, source_line FROM key_inventory WHERE key_index = ?1")
+        .map_err(database)?;
+    progress(ImportProgress {
+        records_done: 0,
+        records_total: total,
+    });
+    let mut store = |record: Record| -> Result<(), Halt<StoreHalt>> {
+        let index = record.index.value();
+        let inserted = insert.execute((
+            i64::from(index),
+            header.batch_id.as_str(),
+            record.line as i64,
+            &record.key_block,
+            record.kcv.to_string(),
+        ));
+        match inserted {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == ErrorCode::ConstraintViolation =>
+            {
+                let (batch, first_line): (String, i64) = find
+                    .query_row([i64::from(index)], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(|error| Halt::Other(StoreHalt::Database(error)))?;
+                let problem = if batch == header.batch_id.as_str() {
+                    Problem::DuplicateInFile {
+                        index: record.index.to_string(),
+                        first_line: first_line as u64,
+                    }
+                } else {
+                    Problem::AlreadyInInventory {
+                        index: record.index.to_string(),
+                        batch,
+                    }
+                };
+                return Err(Halt::Problem {
+                    line: record.line,
+                    problem,
+                });
+            }
+            Err(error) => return Err(Halt::Other(StoreHalt::Database(error))),
+        }
+        first_index = first_index.min(index);
+        last_index = last_index.max(index);
+        stored += 1;
+        if stored.is_multiple_of(PROGRESS_EVERY) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Halt::Other(StoreHalt::Cancelled(stored)));
+            }
+            progress(ImportProgress {
+                records_done: stored,
+                records_total: total,
+            });
+        }
+        Ok(())
+    };
+    open_records_in_order(reader, opener, &mut store)?;
+    Ok(StoredRange {
+        first_index,
+        last_index,
+        stored,
+    })
 }
