@@ -222,23 +222,37 @@ impl Validator<'_> {
         let span = modes.span();
         let mut parsed = Vec::new();
         for (index, mode) in modes.into_inner().into_iter().enumerate() {
-            match mode.get_ref().as_str() {
-                "tr31" => parsed.push(Mode::Tr31),
-                "certificate" if has_pki => parsed.push(Mode::Certificate),
-                "certificate" => {
+            let field = format!("modes[{index}]");
+            let offered = mode
+                .get_ref()
+                .parse::<Mode>()
+                .ok()
+                .filter(|parsed| parsed.is_implemented() && parsed.name() == mode.get_ref());
+            match offered {
+                Some(Mode::Certificate) if !has_pki => {
                     return Err(self.port_error(
                         at,
                         mode.span(),
-                        &format!("modes[{index}]"),
+                        &field,
                         "certificate mode needs the [pki] trust anchors".to_owned(),
                     ));
                 }
-                other => {
+                Some(offered) => parsed.push(offered),
+                None => {
+                    let names: Vec<&str> = Mode::ALL
+                        .into_iter()
+                        .filter(|mode| mode.is_implemented())
+                        .map(Mode::name)
+                        .collect();
                     return Err(self.port_error(
                         at,
                         mode.span(),
-                        &format!("modes[{index}]"),
-                        format!("{other:?} is not a mode this build offers (tr31, certificate)"),
+                        &field,
+                        format!(
+                            "{:?} is not a mode this build offers ({})",
+                            mode.get_ref(),
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
