@@ -366,11 +366,11 @@ mod tests {
     fn an_answer_far_longer_than_a_request_line_is_read_whole() {
         let (client, mut daemon) = UnixStream::pair().unwrap();
         let row = api::SmnRow {
-            smn: "123L013K00000278".to_owned(),
-            hardware_serial: "123L013K".to_owned(),
-            key_index: 278,
-            kcv: "0A1B2C".to_owned(),
-            batch_id: "B-0001".to_owned(),
+            smn: "123L013K00000278".parse().unwrap(),
+            hardware_serial: "123L013K".parse().unwrap(),
+            key_index: keymother_domain::KeyIndex::new(278).unwrap(),
+            kcv: "0A1B2C".parse().unwrap(),
+            batch_id: "B-0001".parse().unwrap(),
             port: "bench-1".to_owned(),
             terminal_model: "REF-PINPAD".to_owned(),
             injected_at: "2026-12-06T09:30:00Z".to_owned(),

@@ -308,9 +308,11 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DaemonCommand::Void { key_index, reason } => {
+            let key_index = keymother_domain::KeyIndex::try_from(key_index)
+                .map_err(|error| crate::arguments::argument_error("KEY_INDEX", error))?;
             let result = call(socket, api::Void { key_index, reason })?;
             println!(
-                "key {key_index:08} ({}, was {}) is void",
+                "key {key_index} ({}, was {}) is void",
                 result.hardware_serial, result.previous_state
             );
             Ok(())

@@ -1,5 +1,6 @@
 //! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
 
+use keymother_domain::KeyIndex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -171,7 +172,7 @@ call!(AuditExport => AuditExportReport, Transfer::Download);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Void {
-    pub key_index: u32,
+    pub key_index: KeyIndex,
     /// Why (recorded in the audit trail).
     pub reason: String,
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use keymother_domain::{BatchId, HardwareSerial, Kcv, KeyIndex, Smn};
 use serde::{Deserialize, Serialize};
 
 /// Whether keys flow, as `status` says it.
@@ -177,11 +178,11 @@ pub struct InventoryReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmnRow {
-    pub smn: String,
-    pub hardware_serial: String,
-    pub key_index: u32,
-    pub kcv: String,
-    pub batch_id: String,
+    pub smn: Smn,
+    pub hardware_serial: HardwareSerial,
+    pub key_index: KeyIndex,
+    pub kcv: Kcv,
+    pub batch_id: BatchId,
     pub port: String,
     pub terminal_model: String,
     pub injected_at: String,
@@ -242,8 +243,8 @@ pub struct AuditExportReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VoidReport {
-    pub key_index: u32,
-    pub hardware_serial: String,
+    pub key_index: KeyIndex,
+    pub hardware_serial: HardwareSerial,
     /// `reserved` or `sent`.
     pub previous_state: String,
 }

@@ -168,7 +168,7 @@ fn one_of_each() -> Vec<Request> {
         }
         .into(),
         api::Void {
-            key_index: 1,
+            key_index: keymother_domain::KeyIndex::new(1).unwrap(),
             reason: "r".to_owned(),
         }
         .into(),

@@ -1,160 +1,11 @@
 //! Secret keys and their algorithms: key material that zeroizes on drop and can never be printed.
 
-use std::fmt;
-use std::str::FromStr;
-
 use zeroize::Zeroizing;
 
 use crate::kcv::Kcv;
 use crate::parity;
 
-/// The cipher family a key belongs to; decides block size, check-value method and parity rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyFamily {
-    /// Triple DES (ANSI X9.52), 64-bit blocks.
-    Tdes,
-    /// AES (FIPS 197), 128-bit blocks.
-    Aes,
-}
-
-impl KeyFamily {
-    /// Cipher block size in bytes.
-    pub fn block_size(self) -> usize {
-        match self {
-            KeyFamily::Tdes => 8,
-            KeyFamily::Aes => 16,
-        }
-    }
-
-    /// Every algorithm of this family, shortest key first.
-    pub fn algorithms(self) -> &'static [KeyAlgorithm] {
-        match self {
-            KeyFamily::Tdes => &[KeyAlgorithm::Tdes2Key, KeyAlgorithm::Tdes3Key],
-            KeyFamily::Aes => &[
-                KeyAlgorithm::Aes128,
-                KeyAlgorithm::Aes192,
-                KeyAlgorithm::Aes256,
-            ],
-        }
-    }
-
-    /// The algorithm of this family whose keys are `length` bytes long.
-    pub fn algorithm_for_length(self, length: usize) -> Result<KeyAlgorithm, KeyError> {
-        self.algorithms()
-            .iter()
-            .copied()
-            .find(|algorithm| algorithm.key_length() == length)
-            .ok_or(KeyError::LengthNotInFamily {
-                family: self,
-                found: length,
-            })
-    }
-}
-
-impl fmt::Display for KeyFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyFamily::Tdes => "TDES",
-            KeyFamily::Aes => "AES",
-        })
-    }
-}
-
-impl FromStr for KeyFamily {
-    type Err = KeyError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.to_ascii_lowercase().as_str() {
-            "tdes" | "3des" | "des3" => Ok(KeyFamily::Tdes),
-            "aes" => Ok(KeyFamily::Aes),
-            _ => Err(KeyError::UnknownFamily(text.to_owned())),
-        }
-    }
-}
-
-/// A key algorithm with its exact key length, as named in key files and on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyAlgorithm {
-    /// Two-key (double-length, 112-bit) triple DES.
-    Tdes2Key,
-    /// Three-key (triple-length, 168-bit) triple DES.
-    Tdes3Key,
-    /// AES with a 128-bit key.
-    Aes128,
-    /// AES with a 192-bit key.
-    Aes192,
-    /// AES with a 256-bit key.
-    Aes256,
-}
-
-impl KeyAlgorithm {
-    /// Every supported algorithm.
-    pub const ALL: [KeyAlgorithm; 5] = [
-        KeyAlgorithm::Tdes2Key,
-        KeyAlgorithm::Tdes3Key,
-        KeyAlgorithm::Aes128,
-        KeyAlgorithm::Aes192,
-        KeyAlgorithm::Aes256,
-    ];
-
-    /// Key length in bytes (DES parity bits included).
-    pub fn key_length(self) -> usize {
-        match self {
-            KeyAlgorithm::Tdes2Key | KeyAlgorithm::Aes128 => 16,
-            KeyAlgorithm::Tdes3Key | KeyAlgorithm::Aes192 => 24,
-            KeyAlgorithm::Aes256 => 32,
-        }
-    }
-
-    /// The cipher family.
-    pub fn family(self) -> KeyFamily {
-        match self {
-            KeyAlgorithm::Tdes2Key | KeyAlgorithm::Tdes3Key => KeyFamily::Tdes,
-            KeyAlgorithm::Aes128 | KeyAlgorithm::Aes192 | KeyAlgorithm::Aes256 => KeyFamily::Aes,
-        }
-    }
-
-    /// Effective strength in bits (NIST SP 800-57 part 1), used to refuse wrapping a key
-    /// under a weaker one.
-    pub fn strength_bits(self) -> u32 {
-        match self {
-            KeyAlgorithm::Tdes2Key => 80,
-            KeyAlgorithm::Tdes3Key => 112,
-            KeyAlgorithm::Aes128 => 128,
-            KeyAlgorithm::Aes192 => 192,
-            KeyAlgorithm::Aes256 => 256,
-        }
-    }
-
-    /// The canonical name used in files and output.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyAlgorithm::Tdes2Key => "TDES-2KEY",
-            KeyAlgorithm::Tdes3Key => "TDES-3KEY",
-            KeyAlgorithm::Aes128 => "AES-128",
-            KeyAlgorithm::Aes192 => "AES-192",
-            KeyAlgorithm::Aes256 => "AES-256",
-        }
-    }
-}
-
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for KeyAlgorithm {
-    type Err = KeyError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let wanted = text.to_ascii_uppercase().replace('_', "-");
-        KeyAlgorithm::ALL
-            .into_iter()
-            .find(|algorithm| algorithm.name() == wanted)
-            .ok_or_else(|| KeyError::UnknownAlgorithm(text.to_owned()))
-    }
-}
+pub use keymother_domain::{AlgorithmError, KeyAlgorithm, KeyFamily};
 
 /// Why a key could not be made from what was given. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,21 +16,13 @@ pub enum KeyError {
         expected: usize,
         found: usize,
     },
-    #[error(
-        "a {family} key cannot be {found} bytes long (allowed: {})",
-        family.algorithms().iter().map(|a| format!("{} bytes for {a}", a.key_length())).collect::<Vec<_>>().join(", ")
-    )]
-    LengthNotInFamily { family: KeyFamily, found: usize },
     #[error("not hexadecimal: character {position} is not 0-9 or A-F")]
     NotHex { position: usize },
     #[error("odd number of hex digits ({0}); every byte takes two")]
     OddHexLength(usize),
-    #[error(
-        "unknown key algorithm {0:?} (expected one of TDES-2KEY, TDES-3KEY, AES-128, AES-192, AES-256)"
-    )]
-    UnknownAlgorithm(String),
-    #[error("unknown cipher family {0:?} (expected tdes or aes)")]
-    UnknownFamily(String),
+    /// An unknown algorithm or family name, or a length no algorithm of the family has.
+    #[error(transparent)]
+    Algorithm(#[from] AlgorithmError),
     #[error(transparent)]
     Parity(#[from] parity::ParityError),
     #[error("the operating system's random number generator failed: {0}")]
@@ -279,7 +122,7 @@ impl SecretKey {
 
     /// The key check value (X9.24-1-2017: 3 bytes for TDES, 5-byte AES-CMAC for AES).
     pub fn kcv(&self) -> Kcv {
-        Kcv::of(self)
+        crate::kcv::check_value(self)
     }
 
     /// What may be shown of the key: algorithm and check value, never the bytes.
@@ -307,7 +150,7 @@ impl SecretKey {
 mod tests {
     use super::*;
 
-    static_assertions::assert_not_impl_any!(SecretKey: fmt::Debug, fmt::Display, Clone, Copy);
+    static_assertions::assert_not_impl_any!(SecretKey: std::fmt::Debug, std::fmt::Display, Clone, Copy);
 
     #[test]
     fn algorithm_names_round_trip() {

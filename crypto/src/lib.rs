@@ -12,4 +12,4 @@ pub mod parity;
 pub mod tr31;
 
 pub use kcv::Kcv;
-pub use key::{KeyAlgorithm, KeyError, KeyFamily, SecretKey};
+pub use key::{AlgorithmError, KeyAlgorithm, KeyError, KeyFamily, SecretKey};

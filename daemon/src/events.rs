@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use keymother_protocol::{ErrorCode, SessionEvent};
+use keymother_protocol::{CertificateProblem, ErrorCode, FailureCause, SessionEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Why keys do not flow, or [`Reason::Ready`]: what the display, `status` and the journal
@@ -236,10 +236,10 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
                 key_index: *key_index,
             },
         ),
-        SessionEvent::ErrorSent { code, detail, .. } if *code != ErrorCode::BUSY => {
+        SessionEvent::ErrorSent { code, cause, .. } if *code != ErrorCode::BUSY => {
             Some(DaemonEvent::InjectionFailed {
                 port: port.to_owned(),
-                reason: failure_reason(*code, detail),
+                reason: failure_reason(*code, *cause),
             })
         }
         SessionEvent::Aborted { reason, .. } => Some(DaemonEvent::InjectionFailed {
@@ -256,37 +256,28 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
     }
 }
 
-/// A short, technician-actionable reason for an ERROR sent to a terminal.
-pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
-    let reason = match code {
-        ErrorCode::NOT_READY if detail.contains("operator") => "no operator logged in",
-        ErrorCode::NOT_READY if detail.contains("tamper input") => "tamper input not watched",
-        ErrorCode::NOT_READY => "appliance locked",
-        ErrorCode::NO_KEYS_AVAILABLE => "no keys left",
-        ErrorCode::KCV_MISMATCH => "KCV mismatch",
-        ErrorCode::KCV_MISMATCH_QUARANTINED => "KCV mismatch: key quarantined",
-        ErrorCode::SMN_MISMATCH => "SMN mismatch",
-        ErrorCode::KEY_NOT_DELIVERED => "key not delivered to this terminal",
-        ErrorCode::RATE_LIMITED => "too many requests: wait a minute",
-        ErrorCode::UNSUPPORTED_VERSION => "protocol version not supported",
-        ErrorCode::NO_COMMON_MODE => "no common injection mode",
-        ErrorCode::INTERNAL_ERROR => "internal error: see the journal",
-        ErrorCode::CERTIFICATE_REFUSED => {
-            let why = [
-                ("not yet valid", "not yet valid"),
-                ("expired", "expired"),
-                ("revoked", "revoked"),
-                ("not for hardware serial", "other terminal"),
-                ("not set up", "mode not set up"),
-                ("clock not set", "clock not set"),
-                ("signature", "bad signature"),
-            ]
-            .into_iter()
-            .find(|(needle, _)| detail.contains(needle))
-            .map_or("see the journal", |(_, why)| why);
-            return format!("certificate refused: {why}");
+/// The bench's words for an ERROR sent to a terminal: short, and saying what to do. Chosen
+/// from the code and the typed cause, never from the ERROR's detail, so rewording a message
+/// cannot change what the technician sees.
+pub fn failure_reason(code: ErrorCode, cause: FailureCause) -> String {
+    let reason = match (code, cause) {
+        (_, FailureCause::NoOperator) => "no operator logged in",
+        (_, FailureCause::TamperInputUnwatched) => "tamper input not watched",
+        (_, FailureCause::Certificate(problem)) => {
+            return format!("certificate refused: {}", certificate_words(problem));
         }
-        other => {
+        (ErrorCode::NOT_READY, FailureCause::Code) => "appliance locked",
+        (ErrorCode::NO_KEYS_AVAILABLE, _) => "no keys left",
+        (ErrorCode::KCV_MISMATCH, _) => "KCV mismatch",
+        (ErrorCode::KCV_MISMATCH_QUARANTINED, _) => "KCV mismatch: key quarantined",
+        (ErrorCode::SMN_MISMATCH, _) => "SMN mismatch",
+        (ErrorCode::KEY_NOT_DELIVERED, _) => "key not delivered to this terminal",
+        (ErrorCode::RATE_LIMITED, _) => "too many requests: wait a minute",
+        (ErrorCode::UNSUPPORTED_VERSION, _) => "protocol version not supported",
+        (ErrorCode::NO_COMMON_MODE, _) => "no common injection mode",
+        (ErrorCode::INTERNAL_ERROR, _) => "internal error: see the journal",
+        (ErrorCode::CERTIFICATE_REFUSED, FailureCause::Code) => "certificate refused",
+        (other, _) => {
             return match other.name() {
                 Some(name) => format!("protocol error: {name}"),
                 None => format!("error 0x{:04X}", other.0),
@@ -294,6 +285,20 @@ pub fn failure_reason(code: ErrorCode, detail: &str) -> String {
         }
     };
     reason.to_owned()
+}
+
+/// The short words for a refused device certificate.
+fn certificate_words(problem: CertificateProblem) -> &'static str {
+    match problem {
+        CertificateProblem::NotYetValid => "not yet valid",
+        CertificateProblem::Expired => "expired",
+        CertificateProblem::Revoked => "revoked",
+        CertificateProblem::OtherTerminal => "other terminal",
+        CertificateProblem::NotSetUp => "mode not set up",
+        CertificateProblem::ClockNotSet => "clock not set",
+        CertificateProblem::BadSignature => "bad signature",
+        CertificateProblem::Other => "see the journal",
+    }
 }
 
 #[cfg(test)]
@@ -305,43 +310,40 @@ mod tests {
         let cases = [
             (
                 ErrorCode::NOT_READY,
-                "no operator is logged in on the appliance",
+                FailureCause::NoOperator,
                 "no operator logged in",
             ),
+            (ErrorCode::NOT_READY, FailureCause::Code, "appliance locked"),
             (
                 ErrorCode::NOT_READY,
-                "no transport key is loaded on this appliance",
-                "appliance locked",
+                FailureCause::TamperInputUnwatched,
+                "tamper input not watched",
             ),
             (
                 ErrorCode::CERTIFICATE_REFUSED,
-                "the device certificate has expired: notAfter was 2020-01-01, now is 2025-01-01",
+                FailureCause::Certificate(CertificateProblem::Expired),
                 "certificate refused: expired",
             ),
             (
                 ErrorCode::CERTIFICATE_REFUSED,
-                "the device certificate with serial 01 was revoked on 2024-01-01",
+                FailureCause::Certificate(CertificateProblem::Revoked),
                 "certificate refused: revoked",
             ),
             (
                 ErrorCode::CERTIFICATE_REFUSED,
-                "clock not set: no real-time clock set the time at boot; two people set it with keymother clock set",
+                FailureCause::Certificate(CertificateProblem::ClockNotSet),
                 "certificate refused: clock not set",
             ),
-            (
-                ErrorCode::KCV_MISMATCH,
-                "the KCV is not key 00000001's",
-                "KCV mismatch",
-            ),
+            (ErrorCode::KCV_MISMATCH, FailureCause::Code, "KCV mismatch"),
             (
                 ErrorCode::SEQUENCE_OUT_OF_ORDER,
-                "SEQ 9 is out of order",
+                FailureCause::Code,
                 "protocol error: SEQUENCE_OUT_OF_ORDER",
             ),
-            (ErrorCode(0x4242), "", "error 0x4242"),
+            (ErrorCode(0x4242), FailureCause::Code, "error 0x4242"),
         ];
-        for (code, detail, expected) in cases {
-            assert_eq!(failure_reason(code, detail), expected);
+        for (code, cause, expected) in cases {
+            assert_eq!(failure_reason(code, cause), expected);
         }
     }
 }

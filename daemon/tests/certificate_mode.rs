@@ -233,7 +233,7 @@ fn several_terminals_at_once_get_their_keys_in_certificate_mode() {
         event,
         DaemonEvent::Session { detail, .. } if detail.contains("in mode certificate")
     )));
-    let mut indexes: Vec<u32> = rows.iter().map(|row| row.key_index).collect();
+    let mut indexes: Vec<u32> = rows.iter().map(|row| row.key_index.value()).collect();
     indexes.dedup();
     assert_eq!(indexes.len(), 8, "no key twice");
 }

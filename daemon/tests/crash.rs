@@ -185,7 +185,12 @@ fn killing_the_daemon_at_random_loses_nothing_and_duplicates_nothing() {
         .smn_rows()
         .unwrap()
         .into_iter()
-        .map(|row| (row.key_index, (row.hardware_serial, row.smn)))
+        .map(|row| {
+            (
+                row.key_index.value(),
+                (row.hardware_serial.to_string(), row.smn.to_string()),
+            )
+        })
         .collect();
     for terminal in confirmed {
         let (index, smn) = terminal.confirmed.clone().unwrap();

@@ -51,13 +51,20 @@ fn inject_with<L: Line>(
 
 fn assert_smn_rows_match(appliance: &Appliance, injected: &[(String, u32, String, String)]) {
     let rows = appliance.vault().smn_rows().unwrap();
-    let by_index: HashMap<u32, _> = rows.iter().map(|row| (row.key_index, row)).collect();
+    let by_index: HashMap<u32, _> = rows
+        .iter()
+        .map(|row| (row.key_index.value(), row))
+        .collect();
     for (serial, index, smn, kcv) in injected {
         let row = by_index
             .get(index)
             .unwrap_or_else(|| panic!("no SMN row for key {index}"));
         assert_eq!(
-            (&row.hardware_serial, &row.smn, &row.kcv),
+            (
+                &row.hardware_serial.to_string(),
+                &row.smn.to_string(),
+                &row.kcv.to_string()
+            ),
             (serial, smn, kcv)
         );
         assert_eq!(smn, &format!("{serial}{index:08}"));

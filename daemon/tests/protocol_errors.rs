@@ -197,7 +197,7 @@ fn unknown_and_out_of_order_messages_are_refused() {
         &Message::Confirm(Confirm {
             key_index: 3,
             kcv: vec![1, 2, 3],
-            smn: Smn::new(&serial, 3).unwrap(),
+            smn: Smn::new(&serial, keymother_protocol::KeyIndex::new(3).unwrap()),
         }),
     );
     raw.expect_error(ErrorCode::KEY_NOT_DELIVERED);
@@ -215,7 +215,7 @@ fn a_wrong_kcv_is_refused_then_quarantines_and_nobody_else_gets_the_key() {
     let mut raw = RawTerminal::new(lines.pop().unwrap());
     let (index, kcv) = raw.hello_and_request("WRONGKCV", &appliance);
     let serial = "WRONGKCV".parse().unwrap();
-    let smn = Smn::new(&serial, index).unwrap();
+    let smn = Smn::new(&serial, keymother_protocol::KeyIndex::new(index).unwrap());
     let mut wrong = kcv.clone();
     wrong[0] ^= 0xFF;
     let confirm = |kcv: Vec<u8>| {
@@ -262,7 +262,7 @@ fn a_replayed_request_is_refused_and_a_retransmission_changes_nothing() {
     let confirm = Message::Confirm(Confirm {
         key_index: index,
         kcv,
-        smn: Smn::new(&serial, index).unwrap(),
+        smn: Smn::new(&serial, keymother_protocol::KeyIndex::new(index).unwrap()),
     });
     raw.send(12, &confirm);
     assert!(matches!(raw.receive(), (12, Message::Confirmed(_))));

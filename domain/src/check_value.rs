@@ -21,16 +21,16 @@ impl Kcv {
         }
     }
 
-    /// The check value of a `family` key whose full check computation gave `computed` (at
-    /// least as long as the family's check value; the rest is dropped).
-    pub fn truncated(family: KeyFamily, computed: &[u8]) -> Result<Kcv, KcvError> {
+    /// The check value of a `family` key whose check computation began with `leading` (the
+    /// first eight bytes of a cipher block; the check value is the first 3 or 5 of them).
+    pub fn from_leading_bytes(family: KeyFamily, leading: [u8; 8]) -> Kcv {
         let length = Kcv::length_for(family);
-        let prefix = computed.get(..length).ok_or(KcvError::WrongLength {
-            family,
-            expected: length * 2,
-            found: computed.len() * 2,
-        })?;
-        Kcv::from_bytes(family, prefix)
+        let mut bytes = [0u8; 5];
+        bytes[..length].copy_from_slice(&leading[..length]);
+        Kcv {
+            bytes,
+            length: length as u8,
+        }
     }
 
     /// A check value of `family` from exactly its bytes.
@@ -100,7 +100,7 @@ impl Kcv {
 
 impl fmt::Display for Kcv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode_upper(self.as_bytes()))
+        f.pad(&hex::encode_upper(self.as_bytes()))
     }
 }
 
@@ -116,6 +116,36 @@ impl std::str::FromStr for Kcv {
     /// Upper- or lower-case hex of either family (6 or 10 digits).
     fn from_str(text: &str) -> Result<Kcv, KcvError> {
         Kcv::from_hex_any(text)
+    }
+}
+
+/// A check value equals its upper-case hex (as it is shown and stored).
+impl PartialEq<str> for Kcv {
+    fn eq(&self, other: &str) -> bool {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        other.len() == self.as_bytes().len() * 2
+            && self
+                .as_bytes()
+                .iter()
+                .flat_map(|byte| {
+                    [
+                        DIGITS[usize::from(byte >> 4)],
+                        DIGITS[usize::from(byte & 15)],
+                    ]
+                })
+                .eq(other.bytes())
+    }
+}
+
+impl PartialEq<&str> for Kcv {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl PartialEq<String> for Kcv {
+    fn eq(&self, other: &String) -> bool {
+        *self == *other.as_str()
     }
 }
 
@@ -143,12 +173,17 @@ mod tests {
         let kcv = Kcv::from_hex_any("08D7B4").unwrap();
         assert_eq!(kcv.family(), KeyFamily::Tdes);
         assert_eq!(kcv.to_string(), "08D7B4");
+        assert!(kcv == "08D7B4" && kcv != "08d7b4" && kcv != "08D7B");
         assert_eq!(Kcv::from_bytes_any(kcv.as_bytes()), Ok(kcv));
         let aes = Kcv::from_hex(KeyFamily::Aes, "c1b9d3f8a2").unwrap();
         assert_eq!(aes.to_string(), "C1B9D3F8A2");
         assert_eq!(
-            Kcv::truncated(KeyFamily::Aes, &[0xC1, 0xB9, 0xD3, 0xF8, 0xA2, 9, 9]),
-            Ok(aes)
+            Kcv::from_leading_bytes(KeyFamily::Aes, [0xC1, 0xB9, 0xD3, 0xF8, 0xA2, 9, 9, 9]),
+            aes
+        );
+        assert_eq!(
+            Kcv::from_leading_bytes(KeyFamily::Tdes, [8, 0xD7, 0xB4, 1, 2, 3, 4, 5]),
+            kcv
         );
     }
 

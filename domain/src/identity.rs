@@ -109,7 +109,7 @@ impl FromStr for HardwareSerial {
 
 impl fmt::Display for HardwareSerial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -140,7 +140,7 @@ impl FromStr for TerminalModel {
 
 impl fmt::Display for TerminalModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -209,7 +209,7 @@ impl FromStr for Smn {
 
 impl fmt::Display for Smn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

@@ -92,6 +92,13 @@ impl fmt::Display for KeyIndex {
     }
 }
 
+/// A key index compares with its number, so a test or a caller holding a `u32` reads naturally.
+impl PartialEq<u32> for KeyIndex {
+    fn eq(&self, other: &u32) -> bool {
+        self.0 == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,3 +31,25 @@ pub use identity::{
 };
 pub use index::{KeyIndex, KeyIndexError, MAX_KEY_INDEX};
 pub use names::{BatchId, DeviceId, MAX_BATCH_ID_LENGTH, MAX_DEVICE_ID_LENGTH, NameError};
+
+/// Text values compare with text, so a caller holding a `&str` reads naturally.
+macro_rules! compares_with_text {
+    ($($name:ty),*) => {$(
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+    )*};
+}
+compares_with_text!(HardwareSerial, TerminalModel, Smn, BatchId, DeviceId);

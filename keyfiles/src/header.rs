@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use keymother_crypto::{Kcv, KeyAlgorithm};
+pub use keymother_domain::{BatchId, DeviceId, KeyIndex};
 use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
@@ -44,23 +45,6 @@ fn check_charset(
 }
 
 /// Identifies one key file; an appliance imports each batch once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BatchId(String);
-
-impl FromStr for BatchId {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        check_charset(
-            text,
-            32,
-            |c| c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'),
-            "A-Z 0-9 . _ -",
-        )?;
-        Ok(BatchId(text.to_owned()))
-    }
-}
-
-/// Who produced the file (free text, printable ASCII).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer(String);
 
@@ -76,22 +60,6 @@ impl FromStr for Issuer {
 }
 
 /// The appliance a key file is bound to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DeviceId(String);
-
-impl FromStr for DeviceId {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        check_charset(
-            text,
-            32,
-            |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-',
-            "A-Z 0-9 -",
-        )?;
-        Ok(DeviceId(text.to_owned()))
-    }
-}
-
 macro_rules! text_newtype_common {
     ($($name:ident),*) => {$(
         impl $name {
@@ -107,43 +75,9 @@ macro_rules! text_newtype_common {
         }
     )*};
 }
-text_newtype_common!(BatchId, Issuer, DeviceId);
+text_newtype_common!(Issuer);
 
 /// A key index: 0 to 99,999,999, written as exactly 8 digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyIndex(u32);
-
-impl KeyIndex {
-    /// The largest index 8 digits can hold.
-    pub const MAX: u32 = 99_999_999;
-
-    /// An index from a number, if it fits in 8 digits.
-    pub fn new(value: u32) -> Option<KeyIndex> {
-        (value <= KeyIndex::MAX).then_some(KeyIndex(value))
-    }
-
-    /// The index as a number.
-    pub fn value(self) -> u32 {
-        self.0
-    }
-}
-
-impl FromStr for KeyIndex {
-    type Err = ();
-    fn from_str(text: &str) -> Result<Self, ()> {
-        if text.len() != 8 || !text.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        text.parse().map(KeyIndex).map_err(|_| ())
-    }
-}
-
-impl fmt::Display for KeyIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08}", self.0)
-    }
-}
-
 const CREATED_FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 
@@ -226,7 +160,7 @@ impl HeaderFields {
     /// Parses the value of field number `field` (index into [`FIELD_NAMES`]).
     pub(crate) fn set(&mut self, field: usize, value: &str) -> Result<(), String> {
         match field {
-            0 => self.batch_id = Some(value.parse()?),
+            0 => self.batch_id = Some(value.parse().map_err(|error| format!("{error}"))?),
             1 => self.issuer = Some(value.parse()?),
             2 => {
                 self.algorithm = Some(value.parse().map_err(|_| {
@@ -235,7 +169,7 @@ impl HeaderFields {
                 })?);
             }
             3 => self.record_count = Some(parse_record_count(value)?),
-            4 => self.device_id = Some(value.parse()?),
+            4 => self.device_id = Some(value.parse().map_err(|error| format!("{error}"))?),
             5 => {
                 let not_a_kcv =
                     || "not 6 (TDES KEK) or 10 (AES KEK) upper-case hex digits".to_owned();
@@ -281,7 +215,7 @@ mod tests {
     #[test]
     fn identifiers_reject_bad_characters_with_position() {
         assert_eq!(
-            "B-2026/1".parse::<BatchId>().unwrap_err(),
+            "B-2026/1".parse::<BatchId>().unwrap_err().to_string(),
             "character 7 is not allowed; allowed are A-Z 0-9 . _ -"
         );
         assert!("km-0001".parse::<DeviceId>().is_err());

@@ -379,7 +379,7 @@ fn parse_record(
             fields: text.split(' ').count(),
         });
     };
-    let index: KeyIndex = index.parse().map_err(|()| Problem::BadIndex)?;
+    let index: KeyIndex = index.parse().map_err(|_| Problem::BadIndex)?;
     if kcv.bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Problem::BadKcv { family });
     }

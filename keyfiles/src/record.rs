@@ -41,10 +41,7 @@ impl RecordOpener {
                 master_keys: header.algorithm,
             });
         }
-        let expected_version = match kek.algorithm().family() {
-            KeyFamily::Tdes => Version::B,
-            KeyFamily::Aes => Version::D,
-        };
+        let expected_version = Version::for_protection_key(kek.algorithm().family());
         Ok(RecordOpener {
             kek: KeyBlockProtectionKey::new(kek),
             expected_version,

@@ -100,10 +100,7 @@ impl<W: Write> KeyFileWriter<W> {
             return Err(WriteError::BadCount(header.record_count));
         }
         header.kek_kcv = kek.kcv();
-        let version = match kek.algorithm().family() {
-            KeyFamily::Tdes => Version::B,
-            KeyFamily::Aes => Version::D,
-        };
+        let version = Version::for_protection_key(kek.algorithm().family());
         let algorithm = match header.algorithm.family() {
             KeyFamily::Tdes => Algorithm::Tdes,
             KeyFamily::Aes => Algorithm::Aes,

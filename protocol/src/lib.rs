@@ -23,15 +23,18 @@ pub use modes::certificate;
 
 pub use appliance::{
     ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal, EndReason,
-    ModeRequest, SessionEvent, TerminalIdentity,
+    FailureCause, ModeRequest, SessionEvent, TerminalIdentity,
 };
-pub use certificate::{CertificateDelivery, CertificateRequest, CertificateWelcome, NONCE_LENGTH};
+pub use certificate::{
+    CertificateDelivery, CertificateProblem, CertificateRefusal, CertificateRequest,
+    CertificateWelcome, NONCE_LENGTH,
+};
 pub use codes::{AbortReason, ErrorCode};
 pub use frame::{
     DecodeEvent, Frame, FrameDecoder, FrameError, FrameRejection, MAX_BODY_LENGTH,
     MAX_FRAME_LENGTH, STX, crc32,
 };
-pub use identity::{HardwareSerial, IdentityError, MAX_KEY_INDEX, Smn, TerminalModel};
+pub use identity::{HardwareSerial, IdentityError, KeyIndex, MAX_KEY_INDEX, Smn, TerminalModel};
 pub use message::{
     Abort, Confirm, Confirmed, DecodeError, Delivery, EncodeError, ErrorMessage, Field,
     FieldProblem, Hello, KeyRequest, Message, MessageType, PROTOCOL_VERSION, Welcome,

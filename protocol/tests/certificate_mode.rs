@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use keymother_protocol::{
     AbortReason, ApplianceAction, ApplianceConfig, ApplianceSession, CertificateDelivery,
-    CertificateRequest, Confirmed, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RETRIES,
-    DEFAULT_RESPONSE_TIMEOUT, Delivery, DispenseRefusal, ErrorCode, InstallRefusal, KeyRequest,
-    Message, Mode, ModeRequest, NONCE_LENGTH, SessionEvent, TerminalAction, TerminalConfig,
-    TerminalOutcome, TerminalSession,
+    CertificateProblem, CertificateRefusal, CertificateRequest, Confirmed, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_RETRIES, DEFAULT_RESPONSE_TIMEOUT, Delivery, DispenseRefusal, ErrorCode,
+    InstallRefusal, KeyRequest, Message, Mode, ModeRequest, NONCE_LENGTH, SessionEvent,
+    TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
 };
 
 const KDH_CERTIFICATE: &[u8] = b"0\x82 stand-in for the KDH certificate";
@@ -286,9 +286,10 @@ fn a_refused_device_certificate_is_answered_with_certificate_refused() {
     let mut terminal = TerminalSession::new(terminal_config());
     let decisions = Decisions {
         reservation: Box::new(|_| {
-            Err(DispenseRefusal::CertificateRefused(
-                "the terminal device certificate with serial 1003 was revoked".to_owned(),
-            ))
+            Err(DispenseRefusal::CertificateRefused(CertificateRefusal {
+                problem: CertificateProblem::Revoked,
+                detail: "the terminal device certificate with serial 1003 was revoked".to_owned(),
+            }))
         }),
         ..Decisions::default()
     };

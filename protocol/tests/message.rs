@@ -20,8 +20,9 @@ fn model_strategy() -> impl Strategy<Value = TerminalModel> {
 }
 
 fn smn_strategy() -> impl Strategy<Value = Smn> {
-    (serial_strategy(), 0u32..=99_999_999)
-        .prop_map(|(serial, index)| Smn::new(&serial, index).unwrap())
+    (serial_strategy(), 0u32..=99_999_999).prop_map(|(serial, index)| {
+        Smn::new(&serial, keymother_protocol::KeyIndex::new(index).unwrap())
+    })
 }
 
 fn kcv_strategy() -> impl Strategy<Value = Vec<u8>> {

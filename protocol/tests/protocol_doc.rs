@@ -595,7 +595,10 @@ fn protocol_md_matches_the_code() {
 
 #[test]
 fn example_smn_is_the_briefs() {
-    let smn = Smn::new(&"123L013K".parse().unwrap(), EXAMPLE_KEY_INDEX).unwrap();
+    let smn = Smn::new(
+        &"123L013K".parse().unwrap(),
+        keymother_protocol::KeyIndex::new(EXAMPLE_KEY_INDEX).unwrap(),
+    );
     assert_eq!(smn.as_str(), "123L013K00000278");
 }
 

@@ -5,6 +5,7 @@
 //! most one pending key, and SMN rows are never rewritten (triggers and unique indexes of
 //! migration 2).
 
+use keymother_domain::{BatchId, HardwareSerial, Kcv, KeyIndex, Smn, TerminalModel};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::audit::{self, AuditEvent};
@@ -13,12 +14,12 @@ use crate::{KeyState, Vault, VaultError, live_key, now_text};
 /// A key reserved for a terminal, still wrapped under the KEK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    pub key_index: u32,
+    pub key_index: KeyIndex,
     /// The master key as imported: a TR-31 block under the KEK.
     pub key_block: String,
-    /// The master key's check value (hex), which the terminal must report back.
-    pub kcv: String,
-    pub batch_id: String,
+    /// The master key's check value, which the terminal must report back.
+    pub kcv: Kcv,
+    pub batch_id: BatchId,
     /// True when this terminal already had this key reserved or sent (it asked again).
     pub resumed: bool,
     /// The operator whose session the key was first reserved under (kept when the terminal
@@ -29,22 +30,22 @@ pub struct Reservation {
 /// What a terminal reports after installing its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfirmationReport<'a> {
-    pub key_index: u32,
-    pub hardware_serial: &'a str,
-    /// The check value the terminal computed, upper-case hex.
-    pub kcv: &'a str,
-    /// Hardware serial + key index zero-padded to 8 digits, as the terminal built it.
-    pub smn: &'a str,
+    pub key_index: KeyIndex,
+    pub hardware_serial: &'a HardwareSerial,
+    /// The check value the terminal computed.
+    pub kcv: Kcv,
+    /// The SMN as the terminal built it; it must be [`Smn::new`] of serial and index.
+    pub smn: &'a Smn,
     pub port: &'a str,
-    pub terminal_model: &'a str,
+    pub terminal_model: &'a TerminalModel,
 }
 
 /// A confirmed injection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfirmedInjection {
-    pub key_index: u32,
-    pub smn: String,
-    pub batch_id: String,
+    pub key_index: KeyIndex,
+    pub smn: Smn,
+    pub batch_id: BatchId,
     /// True when the confirmation had already been recorded (a retransmission).
     pub already_confirmed: bool,
     /// The operator the SMN row and the audit row name.
@@ -54,11 +55,11 @@ pub struct ConfirmedInjection {
 /// One row of the SMN registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmnRow {
-    pub smn: String,
-    pub hardware_serial: String,
-    pub key_index: u32,
-    pub kcv: String,
-    pub batch_id: String,
+    pub smn: Smn,
+    pub hardware_serial: HardwareSerial,
+    pub key_index: KeyIndex,
+    pub kcv: Kcv,
+    pub batch_id: BatchId,
     pub port: String,
     pub terminal_model: String,
     pub injected_at: String,
@@ -71,21 +72,21 @@ pub struct SmnRow {
 pub enum DispenseError {
     #[error("no keys are available; import a key file")]
     NoKeysAvailable,
-    #[error("key {key_index:08} was not delivered to terminal {hardware_serial}")]
+    #[error("key {key_index} was not delivered to terminal {hardware_serial}")]
     NotDeliveredTo {
-        key_index: u32,
-        hardware_serial: String,
+        key_index: KeyIndex,
+        hardware_serial: HardwareSerial,
     },
     #[error(
-        "the SMN {smn} is not the terminal's hardware serial followed by key index {key_index:08}"
+        "the SMN {smn} is not the terminal's hardware serial followed by key index {key_index}"
     )]
-    SmnMismatch { key_index: u32, smn: String },
-    #[error("check value {reported} for key {key_index:08} does not match {expected} (failure {failures}{})",
+    SmnMismatch { key_index: KeyIndex, smn: Smn },
+    #[error("check value {reported} for key {key_index} does not match {expected} (failure {failures}{})",
         if *quarantined { "; the key is quarantined" } else { "" })]
     KcvMismatch {
-        key_index: u32,
-        reported: String,
-        expected: String,
+        key_index: KeyIndex,
+        reported: Kcv,
+        expected: Kcv,
         failures: u32,
         quarantined: bool,
     },
@@ -101,10 +102,10 @@ impl From<rusqlite::Error> for DispenseError {
 
 /// A key's inventory row as a confirmation reads it.
 struct KeyRow {
-    bound_to: Option<String>,
+    bound_to: Option<HardwareSerial>,
     state: String,
-    kcv: String,
-    batch_id: String,
+    kcv: Kcv,
+    batch_id: BatchId,
     failures: i64,
     /// The operator the key was reserved under.
     reserved_by: Option<String>,
@@ -117,7 +118,7 @@ impl Vault {
     /// [`Vault::reserve_key_by`].
     pub fn reserve_key(
         &mut self,
-        hardware_serial: &str,
+        hardware_serial: &HardwareSerial,
         port: &str,
     ) -> Result<Reservation, DispenseError> {
         self.reserve_key_by(hardware_serial, port, None)
@@ -128,7 +129,7 @@ impl Vault {
     /// pending for the terminal keeps the operator it was reserved under.
     pub fn reserve_key_by(
         &mut self,
-        hardware_serial: &str,
+        hardware_serial: &HardwareSerial,
         port: &str,
         operator: Option<&str>,
     ) -> Result<Reservation, DispenseError> {
@@ -144,7 +145,7 @@ impl Vault {
                 [hardware_serial],
                 |row| {
                     Ok((
-                        row.get::<_, i64>(0)?,
+                        row.get::<_, KeyIndex>(0)?,
                         row.get(1)?,
                         row.get(2)?,
                         row.get(3)?,
@@ -163,10 +164,17 @@ impl Vault {
                         "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
                           WHERE state = 'available' ORDER BY key_index LIMIT 1",
                         [],
-                        |row| Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                        |row| {
+                            Ok((
+                                row.get::<_, KeyIndex>(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                            ))
+                        },
                     )
                     .optional()?;
-                let (index, block, kcv, batch): (i64, String, String, String) =
+                let (index, block, kcv, batch): (KeyIndex, String, Kcv, BatchId) =
                     next.ok_or(DispenseError::NoKeysAvailable)?;
                 let changed = transaction.execute(
                     "UPDATE key_inventory
@@ -177,7 +185,7 @@ impl Vault {
                 )?;
                 if changed != 1 {
                     return Err(VaultError::Corrupt(format!(
-                        "key {index:08} changed under a reservation"
+                        "key {index} changed under a reservation"
                     ))
                     .into());
                 }
@@ -186,7 +194,7 @@ impl Vault {
         };
         transaction.commit()?;
         Ok(Reservation {
-            key_index: key_index as u32,
+            key_index,
             key_block,
             kcv,
             batch_id,
@@ -202,8 +210,8 @@ impl Vault {
     /// safe. It becomes durable with the next synchronous commit, the confirmation.
     pub fn mark_sent(
         &mut self,
-        key_index: u32,
-        hardware_serial: &str,
+        key_index: KeyIndex,
+        hardware_serial: &HardwareSerial,
     ) -> Result<(), DispenseError> {
         self.connection
             .pragma_update(None, "synchronous", "NORMAL")?;
@@ -217,7 +225,7 @@ impl Vault {
         if changed != 1 {
             return Err(DispenseError::NotDeliveredTo {
                 key_index,
-                hardware_serial: hardware_serial.to_owned(),
+                hardware_serial: hardware_serial.clone(),
             });
         }
         Ok(())
@@ -248,11 +256,10 @@ impl Vault {
         quarantine_after: u32,
         operator: Option<&str>,
     ) -> Result<ConfirmedInjection, DispenseError> {
-        let expected_smn = format!("{}{:08}", report.hardware_serial, report.key_index);
-        if report.smn != expected_smn {
+        if *report.smn != Smn::new(report.hardware_serial, report.key_index) {
             return Err(DispenseError::SmnMismatch {
                 key_index: report.key_index,
-                smn: report.smn.to_owned(),
+                smn: report.smn.clone(),
             });
         }
         let storage_key = live_key(&self.storage_key, &self.data_dir)?;
@@ -278,7 +285,7 @@ impl Vault {
             .optional()?;
         let not_delivered = || DispenseError::NotDeliveredTo {
             key_index: report.key_index,
-            hardware_serial: report.hardware_serial.to_owned(),
+            hardware_serial: report.hardware_serial.clone(),
         };
         let Some(KeyRow {
             bound_to: Some(bound_to),
@@ -291,11 +298,11 @@ impl Vault {
         else {
             return Err(not_delivered());
         };
-        if bound_to != report.hardware_serial {
+        if bound_to != *report.hardware_serial {
             return Err(not_delivered());
         }
         if state == KeyState::Used.as_str() {
-            let recorded: Option<(String, Option<String>)> = transaction
+            let recorded: Option<(Smn, Option<String>)> = transaction
                 .query_row(
                     "SELECT smn, operator FROM smn_registry WHERE key_index = ?1",
                     [report.key_index],
@@ -303,7 +310,7 @@ impl Vault {
                 )
                 .optional()?;
             return match recorded {
-                Some((smn, recorded_operator)) if smn == report.smn && kcv == report.kcv => {
+                Some((smn, recorded_operator)) if smn == *report.smn && kcv == report.kcv => {
                     Ok(ConfirmedInjection {
                         key_index: report.key_index,
                         smn,
@@ -331,7 +338,7 @@ impl Vault {
             transaction.commit()?;
             return Err(DispenseError::KcvMismatch {
                 key_index: report.key_index,
-                reported: report.kcv.to_owned(),
+                reported: report.kcv,
                 expected: kcv,
                 failures,
                 quarantined,
@@ -363,9 +370,9 @@ impl Vault {
             &transaction,
             storage_key.audit_head(),
             &AuditEvent::Injection {
-                key_index: report.key_index,
-                hardware_serial: report.hardware_serial.to_owned(),
-                smn: report.smn.to_owned(),
+                key_index: report.key_index.value(),
+                hardware_serial: report.hardware_serial.to_string(),
+                smn: report.smn.to_string(),
                 port: report.port.to_owned(),
                 operator: operator.clone(),
             },
@@ -373,7 +380,7 @@ impl Vault {
         transaction.commit()?;
         Ok(ConfirmedInjection {
             key_index: report.key_index,
-            smn: report.smn.to_owned(),
+            smn: report.smn.clone(),
             batch_id,
             already_confirmed: false,
             operator,
@@ -392,7 +399,7 @@ impl Vault {
                 Ok(SmnRow {
                     smn: row.get(0)?,
                     hardware_serial: row.get(1)?,
-                    key_index: row.get::<_, i64>(2)? as u32,
+                    key_index: row.get(2)?,
                     kcv: row.get(3)?,
                     batch_id: row.get(4)?,
                     port: row.get(5)?,

@@ -1,5 +1,6 @@
 //! Operator actions: voiding a key that was sent but never confirmed, and zeroizing the device.
 
+use keymother_domain::{HardwareSerial, KeyIndex};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::audit::{self, AuditEvent};
@@ -8,9 +9,9 @@ use crate::{KeyState, Vault, VaultError, live_key, storage_key};
 /// A key that was voided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoidedKey {
-    pub key_index: u32,
+    pub key_index: KeyIndex,
     /// The terminal the key had been reserved for; it may now be given another key.
-    pub hardware_serial: String,
+    pub hardware_serial: HardwareSerial,
     pub previous_state: KeyState,
     /// The Void row's sequence number in the audit chain.
     pub audit_sequence: u64,
@@ -57,10 +58,12 @@ impl Vault {
     /// state is refused.
     pub fn void_key(
         &mut self,
-        key_index: u32,
+        key_index: KeyIndex,
         reason: &str,
         operator: &str,
     ) -> Result<VoidedKey, VoidError> {
+        let typed_index = key_index;
+        let key_index = key_index.value();
         if reason.trim().is_empty() {
             return Err(VoidError::NoReason(key_index));
         }
@@ -71,7 +74,7 @@ impl Vault {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(String, Option<String>)> = transaction
+        let row: Option<(String, Option<HardwareSerial>)> = transaction
             .query_row(
                 "SELECT state, hardware_serial FROM key_inventory WHERE key_index = ?1",
                 [key_index],
@@ -107,7 +110,7 @@ impl Vault {
         )?;
         transaction.commit()?;
         Ok(VoidedKey {
-            key_index,
+            key_index: typed_index,
             hardware_serial,
             previous_state: state,
             audit_sequence: row.sequence,

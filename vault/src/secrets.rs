@@ -199,7 +199,7 @@ impl Vault {
                 name.key_usage()
             )));
         }
-        if unwrapped.key.kcv().to_string() != recorded_kcv {
+        if unwrapped.key.kcv() != recorded_kcv {
             return Err(unsealable(
                 "its check value differs from the recorded one".to_owned(),
             ));

@@ -5,8 +5,9 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use hmac::Mac;
-use keymother_crypto::{Kcv, SecretKey};
-use keymother_keyfiles::{BatchId, CreatedAt, DeviceId, KeyIndex};
+use keymother_crypto::SecretKey;
+use keymother_domain::{BatchId, HardwareSerial, Kcv, KeyIndex, MAX_HARDWARE_SERIAL_LENGTH, Smn};
+use keymother_keyfiles::{CreatedAt, DeviceId};
 use rusqlite::{TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
@@ -27,20 +28,17 @@ const MAX_LINE: usize = 1024;
 /// Line number of the column line; rows start after it.
 const COLUMNS_LINE: u64 = 7;
 
-/// Longest hardware serial (as in the serial protocol).
-const MAX_HARDWARE_SERIAL: usize = 24;
-
 const SEAL_PREFIX: &str = "# seal: ";
 
 /// One row of an export file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedSmn {
-    pub smn: String,
-    pub hardware_serial: String,
-    pub key_index: u32,
-    /// The master key's check value, upper-case hex.
-    pub kcv: String,
-    pub batch: String,
+    pub smn: Smn,
+    pub hardware_serial: HardwareSerial,
+    pub key_index: KeyIndex,
+    /// The master key's check value.
+    pub kcv: Kcv,
+    pub batch: BatchId,
     /// `YYYY-MM-DDTHH:MM:SSZ`.
     pub injected_at: String,
 }
@@ -68,51 +66,71 @@ pub struct VerifiedExport {
     pub rows: Vec<ExportedSmn>,
 }
 
-fn check_row(row: &ExportedSmn) -> Result<(), String> {
-    let serial = &row.hardware_serial;
-    if serial.is_empty()
-        || serial.len() > MAX_HARDWARE_SERIAL
-        || !serial
-            .bytes()
-            .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
-    {
-        return Err(format!(
-            "hardware serial {serial:?} is not 1 to {MAX_HARDWARE_SERIAL} characters A-Z 0-9"
-        ));
+/// A row's fields as text (the key index as a number), checked and typed; the error names
+/// the field that is wrong.
+struct RowText<'a> {
+    smn: &'a str,
+    hardware_serial: &'a str,
+    key_index: KeyIndex,
+    kcv: &'a str,
+    batch: &'a str,
+    injected_at: &'a str,
+}
+
+impl RowText<'_> {
+    fn typed(&self) -> Result<ExportedSmn, String> {
+        let serial_text = self.hardware_serial;
+        let hardware_serial: HardwareSerial = serial_text.parse().map_err(|_| {
+            format!(
+                "hardware serial {serial_text:?} is not 1 to {MAX_HARDWARE_SERIAL_LENGTH} characters A-Z 0-9"
+            )
+        })?;
+        let expected = Smn::new(&hardware_serial, self.key_index);
+        if expected != self.smn {
+            return Err(format!(
+                "SMN {:?} is not the hardware serial followed by the key index ({expected})",
+                self.smn
+            ));
+        }
+        let kcv = Kcv::from_hex_any(self.kcv)
+            .ok()
+            .filter(|_| !self.kcv.bytes().any(|byte| byte.is_ascii_lowercase()))
+            .ok_or_else(|| {
+                format!(
+                    "check value {:?} is not 6 or 10 upper-case hex digits",
+                    self.kcv
+                )
+            })?;
+        let batch = self
+            .batch
+            .parse::<BatchId>()
+            .map_err(|reason| format!("batch {:?}: {reason}", self.batch))?;
+        self.injected_at
+            .parse::<CreatedAt>()
+            .map_err(|reason| format!("injected_at {:?}: {reason}", self.injected_at))?;
+        Ok(ExportedSmn {
+            smn: expected,
+            hardware_serial,
+            key_index: self.key_index,
+            kcv,
+            batch,
+            injected_at: self.injected_at.to_owned(),
+        })
     }
-    if KeyIndex::new(row.key_index).is_none() {
-        return Err(format!(
-            "key index {} has more than 8 digits",
-            row.key_index
-        ));
-    }
-    let expected = format!("{serial}{:08}", row.key_index);
-    if row.smn != expected {
-        return Err(format!(
-            "SMN {:?} is not the hardware serial followed by the key index ({expected})",
-            row.smn
-        ));
-    }
-    let kcv_ok = Kcv::from_hex_any(&row.kcv).is_ok()
-        && !row.kcv.bytes().any(|byte| byte.is_ascii_lowercase());
-    if !kcv_ok {
-        return Err(format!(
-            "check value {:?} is not 6 or 10 upper-case hex digits",
-            row.kcv
-        ));
-    }
-    row.batch
-        .parse::<BatchId>()
-        .map_err(|reason| format!("batch {:?}: {reason}", row.batch))?;
-    row.injected_at
-        .parse::<CreatedAt>()
-        .map_err(|reason| format!("injected_at {:?}: {reason}", row.injected_at))?;
-    Ok(())
+}
+
+/// A text column of a registry row; anything else reads as empty text, which the row's
+/// checks then refuse by name.
+fn column_text<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> &'r str {
+    row.get_ref(column)
+        .ok()
+        .and_then(|value| value.as_str().ok())
+        .unwrap_or("")
 }
 
 fn row_line(row: &ExportedSmn) -> String {
     format!(
-        "{},{},{:08},{},{},{}",
+        "{},{},{},{},{},{}",
         row.smn, row.hardware_serial, row.key_index, row.kcv, row.batch, row.injected_at
     )
 }
@@ -222,21 +240,25 @@ impl Vault {
         );
         lines.sealed(&header)?;
         let mut rows = 0i64;
-        for row in statement.query_map(params![bound, only_new], |row| {
-            Ok(ExportedSmn {
-                smn: row.get(0)?,
-                hardware_serial: row.get(1)?,
-                key_index: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                kcv: row.get(3)?,
-                batch: row.get(4)?,
-                injected_at: row.get(5)?,
-            })
-        })? {
-            let row = row?;
-            check_row(&row).map_err(|problem| ExportError::UnfitRow {
-                smn: row.smn.clone(),
-                problem,
-            })?;
+        let mut query = statement.query(params![bound, only_new])?;
+        while let Some(row) = query.next()? {
+            let smn: String = row.get(0)?;
+            let index: i64 = row.get(2)?;
+            let fields = |key_index| RowText {
+                smn: &smn,
+                hardware_serial: column_text(row, 1),
+                key_index,
+                kcv: column_text(row, 3),
+                batch: column_text(row, 4),
+                injected_at: column_text(row, 5),
+            };
+            let row = KeyIndex::try_from(index)
+                .map_err(|_| format!("key index {index} has more than 8 digits"))
+                .and_then(|key_index| fields(key_index).typed())
+                .map_err(|problem| ExportError::UnfitRow {
+                    smn: smn.clone(),
+                    problem,
+                })?;
             lines.sealed(&row_line(&row))?;
             rows += 1;
         }
@@ -409,7 +431,7 @@ impl Parsed {
                     )));
                 }
                 let row = parse_row(text).map_err(plain)?;
-                if let Some(first) = self.first_seen.insert(row.smn.clone(), number) {
+                if let Some(first) = self.first_seen.insert(row.smn.to_string(), number) {
                     return Err(plain(format!(
                         "SMN {} appears twice (first on line {first})",
                         row.smn
@@ -430,19 +452,18 @@ fn parse_row(text: &str) -> Result<ExportedSmn, String> {
             fields.len()
         ));
     };
-    let index: KeyIndex = key_index
+    let key_index: KeyIndex = key_index
         .parse()
-        .map_err(|()| format!("key index {key_index:?} is not 8 digits"))?;
-    let row = ExportedSmn {
-        smn: (*smn).to_owned(),
-        hardware_serial: (*hardware_serial).to_owned(),
-        key_index: index.value(),
-        kcv: (*kcv).to_owned(),
-        batch: (*batch).to_owned(),
-        injected_at: (*injected_at).to_owned(),
-    };
-    check_row(&row)?;
-    Ok(row)
+        .map_err(|_| format!("key index {key_index:?} is not 8 digits"))?;
+    RowText {
+        smn,
+        hardware_serial,
+        key_index,
+        kcv,
+        batch,
+        injected_at,
+    }
+    .typed()
 }
 
 fn is_seal_hex(text: &str) -> bool {

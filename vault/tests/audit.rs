@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod typed;
+#[allow(unused_imports)]
+use typed::*;
 
 use std::fs;
 
@@ -158,16 +161,19 @@ fn an_idempotent_confirmation_or_a_refused_one_adds_no_row() {
     assert!(again.already_confirmed);
     assert_eq!(bench.audit_count(), after_first);
     // A reservation alone is not an injection, nor is a wrong check value.
-    let other = bench.vault.reserve_key("123L013L", "bench-2").unwrap();
+    let other = bench
+        .vault
+        .reserve_key(&as_serial("123L013L"), "bench-2")
+        .unwrap();
     let smn = format!("123L013L{:08}", other.key_index);
     let wrong = bench.vault.confirm_key(
         &keymother_vault::ConfirmationReport {
-            key_index: other.key_index,
-            hardware_serial: "123L013L",
-            kcv: "000000",
-            smn: &smn,
+            key_index: as_index(other.key_index),
+            hardware_serial: leak(as_serial("123L013L")),
+            kcv: as_kcv("000000"),
+            smn: leak(as_smn(&smn)),
             port: "bench-2",
-            terminal_model: "REF-TERMINAL",
+            terminal_model: leak(as_model("REF-TERMINAL")),
         },
         3,
     );
@@ -514,12 +520,12 @@ fn nothing_is_recorded_on_a_tampered_chain_and_the_action_is_refused() {
     let smn = format!("123L013N{:08}", reservation.key_index);
     let refused = bench.vault.confirm_key(
         &keymother_vault::ConfirmationReport {
-            key_index: reservation.key_index,
-            hardware_serial: "123L013N",
-            kcv: &reservation.kcv,
-            smn: &smn,
+            key_index: as_index(reservation.key_index),
+            hardware_serial: leak(as_serial("123L013N")),
+            kcv: reservation.kcv,
+            smn: leak(as_smn(&smn)),
             port: "bench-1",
-            terminal_model: "REF-TERMINAL",
+            terminal_model: leak(as_model("REF-TERMINAL")),
         },
         3,
     );
@@ -535,7 +541,7 @@ fn nothing_is_recorded_on_a_tampered_chain_and_the_action_is_refused() {
     assert_eq!(
         bench
             .vault
-            .reserve_key("123L013N", "bench-1")
+            .reserve_key(&as_serial("123L013N"), "bench-1")
             .unwrap()
             .key_index,
         reservation.key_index

@@ -1,6 +1,9 @@
 //! Dispensing: one key per terminal, the same key again until it is confirmed, never a key to two terminals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod typed;
+use typed::*;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -34,14 +37,19 @@ fn vault_with_keys(directory: &Path, count: u32) -> Vault {
     vault
 }
 
-fn report<'a>(index: u32, serial: &'a str, kcv: &'a str, smn: &'a str) -> ConfirmationReport<'a> {
+fn report(
+    key_index: u32,
+    hardware_serial: &str,
+    check_value: impl std::fmt::Display,
+    terminal_smn: &str,
+) -> ConfirmationReport<'static> {
     ConfirmationReport {
-        key_index: index,
-        hardware_serial: serial,
-        kcv,
-        smn,
+        key_index: as_index(key_index),
+        hardware_serial: leak(as_serial(hardware_serial)),
+        kcv: as_kcv(check_value),
+        smn: leak(as_smn(terminal_smn)),
         port: "bench-1",
-        terminal_model: "REF-TERMINAL",
+        terminal_model: leak(as_model("REF-TERMINAL")),
     }
 }
 
@@ -49,21 +57,32 @@ fn report<'a>(index: u32, serial: &'a str, kcv: &'a str, smn: &'a str) -> Confir
 fn a_terminal_gets_the_same_key_until_it_confirms() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 5);
-    let first = vault.reserve_key("123L013K", "bench-1").unwrap();
-    assert_eq!((first.key_index, first.resumed), (101, false));
-    let again = vault.reserve_key("123L013K", "bench-1").unwrap();
-    assert_eq!((again.key_index, again.resumed), (101, true));
-    vault.mark_sent(101, "123L013K").unwrap();
+    let first = vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap();
+    assert_eq!((first.key_index.value(), first.resumed), (101, false));
+    let again = vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap();
+    assert_eq!((again.key_index.value(), again.resumed), (101, true));
+    vault
+        .mark_sent(as_index(101), &as_serial("123L013K"))
+        .unwrap();
     assert_eq!(
-        vault.reserve_key("123L013K", "bench-2").unwrap().key_index,
+        vault
+            .reserve_key(&as_serial("123L013K"), "bench-2")
+            .unwrap()
+            .key_index,
         101
     );
-    let other = vault.reserve_key("999X0001", "bench-1").unwrap();
+    let other = vault
+        .reserve_key(&as_serial("999X0001"), "bench-1")
+        .unwrap();
     assert_eq!(other.key_index, 102);
 
     let smn = "123L013K00000101";
     let confirmed = vault
-        .confirm_key(&report(101, "123L013K", &first.kcv, smn), 3)
+        .confirm_key(&report(101, "123L013K", first.kcv, smn), 3)
         .unwrap();
     assert_eq!(
         (confirmed.smn.as_str(), confirmed.already_confirmed),
@@ -72,13 +91,16 @@ fn a_terminal_gets_the_same_key_until_it_confirms() {
     // A retransmitted confirmation changes nothing.
     assert!(
         vault
-            .confirm_key(&report(101, "123L013K", &first.kcv, smn), 3)
+            .confirm_key(&report(101, "123L013K", first.kcv, smn), 3)
             .unwrap()
             .already_confirmed
     );
     // Asking again after confirming is a new injection: a new key.
     assert_eq!(
-        vault.reserve_key("123L013K", "bench-1").unwrap().key_index,
+        vault
+            .reserve_key(&as_serial("123L013K"), "bench-1")
+            .unwrap()
+            .key_index,
         103
     );
 
@@ -87,7 +109,7 @@ fn a_terminal_gets_the_same_key_until_it_confirms() {
     assert_eq!(
         (
             rows[0].smn.as_str(),
-            rows[0].key_index,
+            rows[0].key_index.value(),
             rows[0].port.as_str()
         ),
         (smn, 101, "bench-1")
@@ -99,9 +121,14 @@ fn a_terminal_gets_the_same_key_until_it_confirms() {
 fn the_smn_is_the_hardware_serial_and_the_padded_index() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 1);
-    let reservation = vault.reserve_key("123L013K", "bench-1").unwrap();
+    let reservation = vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap();
     let error = vault
-        .confirm_key(&report(101, "123L013K", &reservation.kcv, "123L013K101"), 3)
+        .confirm_key(
+            &report(101, "123L013K", reservation.kcv, "123L013K00000102"),
+            3,
+        )
         .err()
         .unwrap();
     assert!(
@@ -115,10 +142,12 @@ fn the_smn_is_the_hardware_serial_and_the_padded_index() {
 fn nobody_else_can_confirm_or_take_a_reserved_key() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 2);
-    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    let reservation = vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
     let error = vault
         .confirm_key(
-            &report(101, "BBBB0002", &reservation.kcv, "BBBB000200000101"),
+            &report(101, "BBBB0002", reservation.kcv, "BBBB000200000101"),
             3,
         )
         .err()
@@ -127,12 +156,22 @@ fn nobody_else_can_confirm_or_take_a_reserved_key() {
         error.to_string(),
         "key 00000101 was not delivered to terminal BBBB0002"
     );
-    assert!(vault.mark_sent(101, "BBBB0002").is_err());
+    assert!(
+        vault
+            .mark_sent(as_index(101), &as_serial("BBBB0002"))
+            .is_err()
+    );
     assert_eq!(
-        vault.reserve_key("BBBB0002", "bench-2").unwrap().key_index,
+        vault
+            .reserve_key(&as_serial("BBBB0002"), "bench-2")
+            .unwrap()
+            .key_index,
         102
     );
-    let error = vault.reserve_key("CCCC0003", "bench-3").err().unwrap();
+    let error = vault
+        .reserve_key(&as_serial("CCCC0003"), "bench-3")
+        .err()
+        .unwrap();
     assert_eq!(
         error.to_string(),
         "no keys are available; import a key file"
@@ -143,7 +182,9 @@ fn nobody_else_can_confirm_or_take_a_reserved_key() {
 fn wrong_check_values_quarantine_the_key() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 3);
-    vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
     let smn = "AAAA000100000101";
     for failure in 1..=3u32 {
         match vault.confirm_key(&report(101, "AAAA0001", "000000", smn), 3) {
@@ -163,7 +204,10 @@ fn wrong_check_values_quarantine_the_key() {
     assert_eq!(vault.inventory().unwrap().count(KeyState::Quarantined), 1);
     // The quarantined key is never offered again, not even to its own terminal.
     assert_eq!(
-        vault.reserve_key("AAAA0001", "bench-1").unwrap().key_index,
+        vault
+            .reserve_key(&as_serial("AAAA0001"), "bench-1")
+            .unwrap()
+            .key_index,
         102
     );
     assert!(vault.smn_rows().unwrap().is_empty());
@@ -173,14 +217,18 @@ fn wrong_check_values_quarantine_the_key() {
 fn the_schema_refuses_rebinding_reusing_and_rewriting() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 2);
-    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    let reservation = vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
     vault
         .confirm_key(
-            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            &report(101, "AAAA0001", reservation.kcv, "AAAA000100000101"),
             3,
         )
         .unwrap();
-    vault.reserve_key("BBBB0002", "bench-1").unwrap();
+    vault
+        .reserve_key(&as_serial("BBBB0002"), "bench-1")
+        .unwrap();
     drop(vault);
     let connection =
         rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
@@ -226,28 +274,31 @@ fn concurrent_ports_never_share_a_key() {
                 for terminal in 0..40 {
                     let serial = format!("P{port}T{terminal:04}");
                     let reservation = vault
-                        .reserve_key(&serial, &format!("bench-{port}"))
+                        .reserve_key(&as_serial(&serial), &format!("bench-{port}"))
                         .unwrap();
                     // Ask twice, as a terminal retrying would.
                     assert_eq!(
-                        vault.reserve_key(&serial, "bench-x").unwrap().key_index,
+                        vault
+                            .reserve_key(&as_serial(&serial), "bench-x")
+                            .unwrap()
+                            .key_index,
                         reservation.key_index
                     );
                     let smn = format!("{serial}{:08}", reservation.key_index);
                     vault
                         .confirm_key(
                             &ConfirmationReport {
-                                key_index: reservation.key_index,
-                                hardware_serial: &serial,
-                                kcv: &reservation.kcv,
-                                smn: &smn,
+                                key_index: as_index(reservation.key_index),
+                                hardware_serial: leak(as_serial(&serial)),
+                                kcv: reservation.kcv,
+                                smn: leak(as_smn(&smn)),
                                 port: "bench",
-                                terminal_model: "M",
+                                terminal_model: leak(as_model("M")),
                             },
                             3,
                         )
                         .unwrap();
-                    mine.push((reservation.key_index, serial));
+                    mine.push((reservation.key_index.value(), serial));
                 }
                 mine
             })
@@ -271,7 +322,9 @@ fn the_available_count_follows_dispensing() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 5);
     assert_eq!(vault.available_keys().unwrap(), 5);
-    vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
     assert_eq!(vault.available_keys().unwrap(), 4);
     assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 4);
 }
@@ -281,44 +334,48 @@ fn an_injection_names_the_operator_its_key_was_reserved_under() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 3);
     let first = vault
-        .reserve_key_by("AAAA0001", "bench-1", Some("Ann Operator"))
+        .reserve_key_by(&as_serial("AAAA0001"), "bench-1", Some("Ann Operator"))
         .unwrap();
     assert_eq!(first.operator.as_deref(), Some("Ann Operator"));
     // Asking again under another operator's session: same key, same operator.
     let again = vault
-        .reserve_key_by("AAAA0001", "bench-1", Some("Bob Operator"))
+        .reserve_key_by(&as_serial("AAAA0001"), "bench-1", Some("Bob Operator"))
         .unwrap();
     assert_eq!((again.key_index, again.resumed), (first.key_index, true));
     assert_eq!(again.operator.as_deref(), Some("Ann Operator"));
     // Confirmed while Bob is logged in: the key left under Ann's session, so Ann is named.
     let confirmed = vault
         .confirm_key_by(
-            &report(101, "AAAA0001", &first.kcv, "AAAA000100000101"),
+            &report(101, "AAAA0001", first.kcv, "AAAA000100000101"),
             3,
             Some("Bob Operator"),
         )
         .unwrap();
     assert_eq!(confirmed.operator.as_deref(), Some("Ann Operator"));
     // A key reserved with nobody logged in names the operator given at confirmation, if any.
-    let second = vault.reserve_key("BBBB0002", "bench-1").unwrap();
+    let second = vault
+        .reserve_key(&as_serial("BBBB0002"), "bench-1")
+        .unwrap();
     assert_eq!(second.operator, None);
     vault
         .confirm_key_by(
-            &report(102, "BBBB0002", &second.kcv, "BBBB000200000102"),
+            &report(102, "BBBB0002", second.kcv, "BBBB000200000102"),
             3,
             Some("Bob Operator"),
         )
         .unwrap();
-    let third = vault.reserve_key("CCCC0003", "bench-1").unwrap();
+    let third = vault
+        .reserve_key(&as_serial("CCCC0003"), "bench-1")
+        .unwrap();
     let retransmitted = vault
-        .confirm_key(&report(103, "CCCC0003", &third.kcv, "CCCC000300000103"), 3)
+        .confirm_key(&report(103, "CCCC0003", third.kcv, "CCCC000300000103"), 3)
         .unwrap();
     assert_eq!(retransmitted.operator, None);
     let operators: Vec<(String, Option<String>)> = vault
         .smn_rows()
         .unwrap()
         .into_iter()
-        .map(|row| (row.smn, row.operator))
+        .map(|row| (row.smn.to_string(), row.operator))
         .collect();
     assert_eq!(
         operators,
@@ -348,7 +405,7 @@ fn an_injection_names_the_operator_its_key_was_reserved_under() {
     // A retransmitted confirmation reports the operator recorded the first time.
     let repeated = vault
         .confirm_key_by(
-            &report(101, "AAAA0001", &first.kcv, "AAAA000100000101"),
+            &report(101, "AAAA0001", first.kcv, "AAAA000100000101"),
             3,
             Some("Carol Operator"),
         )
@@ -363,16 +420,16 @@ fn the_schema_keeps_the_operator_of_a_reservation_and_of_an_smn_row() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 2);
     let reservation = vault
-        .reserve_key_by("AAAA0001", "bench-1", Some("Ann Operator"))
+        .reserve_key_by(&as_serial("AAAA0001"), "bench-1", Some("Ann Operator"))
         .unwrap();
     vault
         .confirm_key(
-            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            &report(101, "AAAA0001", reservation.kcv, "AAAA000100000101"),
             3,
         )
         .unwrap();
     vault
-        .reserve_key_by("BBBB0002", "bench-1", Some("Ann Operator"))
+        .reserve_key_by(&as_serial("BBBB0002"), "bench-1", Some("Ann Operator"))
         .unwrap();
     drop(vault);
     let connection =
@@ -400,10 +457,12 @@ fn the_schema_keeps_the_operator_of_a_reservation_and_of_an_smn_row() {
 fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
     let directory = tempfile::tempdir().unwrap();
     let mut vault = vault_with_keys(directory.path(), 2);
-    let reservation = vault.reserve_key("AAAA0001", "bench-1").unwrap();
+    let reservation = vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
     vault
         .confirm_key(
-            &report(101, "AAAA0001", &reservation.kcv, "AAAA000100000101"),
+            &report(101, "AAAA0001", reservation.kcv, "AAAA000100000101"),
             3,
         )
         .unwrap();
@@ -422,7 +481,7 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
     let mut vault = Vault::open(&directory.path().join("data")).unwrap();
     assert_eq!(vault.smn_rows().unwrap()[0].operator, None);
     let next = vault
-        .reserve_key_by("BBBB0002", "bench-1", Some("Ann Operator"))
+        .reserve_key_by(&as_serial("BBBB0002"), "bench-1", Some("Ann Operator"))
         .unwrap();
     assert_eq!(next.operator.as_deref(), Some("Ann Operator"));
     vault.verify_audit().unwrap();

@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+#[allow(unused)]
+mod typed;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

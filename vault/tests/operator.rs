@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod typed;
+#[allow(unused_imports)]
+use typed::*;
 
 use std::fs;
 
@@ -11,13 +14,13 @@ use keymother_vault::{
 };
 use support::{Bench, FIRST_INDEX};
 
-fn state_of(bench: &Bench, key_index: u32) -> KeyState {
+fn state_of(bench: &Bench, key_index: keymother_domain::KeyIndex) -> KeyState {
     bench
         .vault
         .key_assignments()
         .unwrap()
         .into_iter()
-        .find(|(index, _, _)| *index == key_index)
+        .find(|(index, _, _)| key_index == *index)
         .map(|(_, _, state)| state)
         .unwrap()
 }
@@ -28,7 +31,11 @@ fn a_sent_key_is_voided_with_its_reason_and_the_terminal_gets_another() {
     let sent = bench.send("123L013K");
     let voided = bench
         .vault
-        .void_key(sent.key_index, "cable pulled; terminal RMA'd", "Ann Lee")
+        .void_key(
+            as_index(sent.key_index),
+            "cable pulled; terminal RMA'd",
+            "Ann Lee",
+        )
         .unwrap();
     assert_eq!(voided.hardware_serial, "123L013K");
     assert_eq!(voided.previous_state, KeyState::Sent);
@@ -47,14 +54,17 @@ fn a_sent_key_is_voided_with_its_reason_and_the_terminal_gets_another() {
         )
     );
     // The terminal asks again: a new key, never the voided one, for it or anyone else.
-    let next = bench.vault.reserve_key("123L013K", "bench-1").unwrap();
+    let next = bench
+        .vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap();
     assert_ne!(next.key_index, sent.key_index);
     assert!(!next.resumed);
     for serial in ["T1", "T2", "T3"] {
         assert_ne!(
             bench
                 .vault
-                .reserve_key(serial, "bench-2")
+                .reserve_key(&as_serial(serial), "bench-2")
                 .unwrap()
                 .key_index,
             sent.key_index
@@ -64,12 +74,12 @@ fn a_sent_key_is_voided_with_its_reason_and_the_terminal_gets_another() {
     let smn = format!("123L013K{:08}", sent.key_index);
     let late = bench.vault.confirm_key(
         &keymother_vault::ConfirmationReport {
-            key_index: sent.key_index,
-            hardware_serial: "123L013K",
-            kcv: &sent.kcv,
-            smn: &smn,
+            key_index: as_index(sent.key_index),
+            hardware_serial: leak(as_serial("123L013K")),
+            kcv: sent.kcv,
+            smn: leak(as_smn(&smn)),
             port: "bench-1",
-            terminal_model: "REF-TERMINAL",
+            terminal_model: leak(as_model("REF-TERMINAL")),
         },
         3,
     );
@@ -80,10 +90,17 @@ fn a_sent_key_is_voided_with_its_reason_and_the_terminal_gets_another() {
 #[test]
 fn a_reserved_key_can_be_voided_too() {
     let mut bench = Bench::new(2);
-    let reserved = bench.vault.reserve_key("123L013K", "bench-1").unwrap();
+    let reserved = bench
+        .vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap();
     let voided = bench
         .vault
-        .void_key(reserved.key_index, "terminal died before delivery", "ann")
+        .void_key(
+            as_index(reserved.key_index),
+            "terminal died before delivery",
+            "ann",
+        )
         .unwrap();
     assert_eq!(voided.previous_state, KeyState::Reserved);
     assert_eq!(state_of(&bench, reserved.key_index), KeyState::Void);
@@ -107,15 +124,22 @@ fn only_a_pending_key_can_be_voided_and_a_refusal_changes_nothing() {
         (7, "key 00000007 is not in the inventory"),
     ];
     for (index, message) in refusals {
-        let error = bench.vault.void_key(index, "because", "ann").unwrap_err();
+        let error = bench
+            .vault
+            .void_key(as_index(index), "because", "ann")
+            .unwrap_err();
         assert_eq!(error.to_string(), message);
     }
     assert!(matches!(
-        bench.vault.void_key(pending.key_index, "  ", "ann"),
+        bench
+            .vault
+            .void_key(as_index(pending.key_index), "  ", "ann"),
         Err(VoidError::NoReason(102))
     ));
     assert!(matches!(
-        bench.vault.void_key(pending.key_index, "reason", ""),
+        bench
+            .vault
+            .void_key(as_index(pending.key_index), "reason", ""),
         Err(VoidError::NoOperator(102))
     ));
     assert_eq!(bench.audit_count(), rows);
@@ -123,10 +147,12 @@ fn only_a_pending_key_can_be_voided_and_a_refusal_changes_nothing() {
     // Voided once, it cannot be voided again.
     bench
         .vault
-        .void_key(pending.key_index, "reason", "ann")
+        .void_key(as_index(pending.key_index), "reason", "ann")
         .unwrap();
     assert!(matches!(
-        bench.vault.void_key(pending.key_index, "reason", "ann"),
+        bench
+            .vault
+            .void_key(as_index(pending.key_index), "reason", "ann"),
         Err(VoidError::NotPending {
             state: KeyState::Void,
             ..
@@ -151,7 +177,7 @@ fn zeroize_destroys_the_secrets_and_keeps_a_verifiable_audit_trail() {
         Err(VaultError::Zeroized(_))
     ));
     assert!(matches!(
-        bench.vault.reserve_key("T9", "bench-1"),
+        bench.vault.reserve_key(&as_serial("T9"), "bench-1"),
         Err(DispenseError::Vault(VaultError::Zeroized(_)))
     ));
     assert!(

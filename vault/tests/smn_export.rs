@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod typed;
+#[allow(unused_imports)]
+use typed::*;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod typed;
+#[allow(unused_imports)]
+use typed::*;
 
 use keymother_vault::{HeadMacStatus, KeyState, SecretName, VaultError};
 use support::Bench;
@@ -78,7 +81,10 @@ fn a_tamper_deletes_the_secrets_in_one_audited_transaction_and_keeps_the_rest() 
         .install_secret(SecretName::Ttk, &bench.ttk, 2)
         .unwrap();
     assert_eq!(bench.vault.tamper_outstanding().unwrap(), None);
-    let resumed = bench.vault.reserve_key("456L013K", "bench-1").unwrap();
+    let resumed = bench
+        .vault
+        .reserve_key(&as_serial("456L013K"), "bench-1")
+        .unwrap();
     assert_eq!(
         resumed.key_index, pending.key_index,
         "the same terminal, the same key"

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use crate::kcv::Kcv;
 use crate::key::{KeyFamily, SecretKey};
 
 use super::fields::{Algorithm, Exportability, KeyUsage, ModeOfUse};
@@ -523,7 +522,7 @@ impl CheckValue {
         };
         CheckValue {
             algorithm,
-            value: Kcv::of(key).as_bytes().to_vec(),
+            value: crate::kcv::check_value(key).as_bytes().to_vec(),
         }
     }
 

@@ -255,7 +255,7 @@ pub(crate) async fn ceremony(
     let algorithm: keymother_crypto::KeyAlgorithm = request
         .algorithm
         .parse()
-        .map_err(|error: keymother_crypto::KeyError| error.to_string())?;
+        .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
     let expected = request
         .expect_kcv
         .as_deref()
@@ -389,9 +389,9 @@ pub(crate) async fn void(context: &Context, request: api::Void) -> Result<api::V
             .with_vault(|vault| vault.void_key(key_index, &reason, &operator))
             .map_err(|error| error.to_string())?;
         log::warn!(
-            event = "void", key_index = key_index, hw_serial = voided.hardware_serial.as_str(),
+            event = "void", key_index = key_index.value(), hw_serial = voided.hardware_serial.as_str(),
             operator = operator.as_str();
-            "key {key_index:08} of {} voided: {reason}", voided.hardware_serial
+            "key {key_index} of {} voided: {reason}", voided.hardware_serial
         );
         Ok(api::VoidReport {
             key_index: voided.key_index,

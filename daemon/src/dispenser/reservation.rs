@@ -1,5 +1,7 @@
 //! The dispensing steps: reserve the terminal's key and deliver it in the mode it asked for, record it sent, then check and record the terminal's confirmation.
 
+use keymother_crypto::Kcv;
+use keymother_domain::KeyIndex;
 use keymother_protocol::{
     ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, ModeRequest, Smn, TerminalIdentity,
 };
@@ -30,10 +32,10 @@ impl Dispenser {
             return Err(DispenseRefusal::NotReady);
         };
         self.check_tamper()?;
-        let serial = terminal.hardware_serial.to_string();
+        let serial = &terminal.hardware_serial;
         let reservation = self.with_operator(|vault, operator| {
             vault
-                .reserve_key_by(&serial, port, operator)
+                .reserve_key_by(serial, port, operator)
                 .map_err(|error| match error {
                     DispenseError::NoKeysAvailable => DispenseRefusal::NoKeysAvailable,
                     other => DispenseRefusal::Internal(other.to_string()),
@@ -48,13 +50,13 @@ impl Dispenser {
             .unwrap(&reservation.key_block)
             .map_err(|error| internal("does not open under the KEK", &error))?;
         let master_key = unwrapped.key;
-        if master_key.kcv().to_string() != reservation.kcv {
+        if master_key.kcv() != reservation.kcv {
             return Err(internal("stored check value differs", &reservation.kcv));
         }
         mode.deliver(&ClearKey {
             master_key: &master_key,
             key_index: reservation.key_index,
-            hardware_serial: &serial,
+            hardware_serial: serial.as_str(),
             keys,
         })
     }
@@ -98,8 +100,11 @@ impl Dispenser {
         terminal: &TerminalIdentity,
         key_index: u32,
     ) -> Result<(), DispenseError> {
-        self.vault()
-            .mark_sent(key_index, &terminal.hardware_serial.to_string())
+        let key_index = protocol_index(key_index).map_err(|_| DispenseError::NotDeliveredTo {
+            key_index: KeyIndex::ZERO,
+            hardware_serial: terminal.hardware_serial.clone(),
+        })?;
+        self.vault().mark_sent(key_index, &terminal.hardware_serial)
     }
 
     /// Checks and records the terminal's confirmation, with the operator it names: the one
@@ -117,20 +122,19 @@ impl Dispenser {
             let mut sessions = self.sessions();
             self.current_operator(&mut sessions, keymother_vault::clock::now())
         };
-        let serial = terminal.hardware_serial.to_string();
-        let kcv = kcv
-            .iter()
-            .map(|byte| format!("{byte:02X}"))
-            .collect::<String>();
-        let smn_text = smn.to_string();
-        let model = terminal.model.to_string();
+        let (Ok(index), Ok(kcv)) = (protocol_index(key_index), Kcv::from_bytes_any(kcv)) else {
+            // The protocol's codec checked both; a value out of their ranges never arrives.
+            return Err(ConfirmRefusal::Internal(
+                "the confirmation's key index or check value is out of range".to_owned(),
+            ));
+        };
         let report = ConfirmationReport {
-            key_index,
-            hardware_serial: &serial,
-            kcv: &kcv,
-            smn: &smn_text,
+            key_index: index,
+            hardware_serial: &terminal.hardware_serial,
+            kcv,
+            smn,
             port,
-            terminal_model: &model,
+            terminal_model: &terminal.model,
         };
         let confirmed =
             self.vault()
@@ -153,4 +157,9 @@ impl Dispenser {
             Err(other) => Err(ConfirmRefusal::Internal(other.to_string())),
         }
     }
+}
+
+/// The key index of a protocol message (a number its codec has checked) as the domain's type.
+fn protocol_index(key_index: u32) -> Result<KeyIndex, keymother_domain::KeyIndexError> {
+    KeyIndex::try_from(key_index)
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use keymother_crypto::tr31::{KeyBlockProtectionKey, Version};
-use keymother_crypto::{Kcv, KeyFamily, SecretKey};
+use keymother_crypto::{Kcv, SecretKey};
 use keymother_pki::{PrivateKey, Role, VerifiedCertificate};
 use keymother_vault::{InstalledSecret, SecretName, Vault, VaultError};
 
@@ -39,10 +39,7 @@ impl LoadedKeys {
             }
             (Err(error), _) | (_, Err(error)) => return Err(error),
         };
-        let ttk_version = match ttk.algorithm().family() {
-            KeyFamily::Tdes => Version::B,
-            KeyFamily::Aes => Version::D,
-        };
+        let ttk_version = Version::for_protection_key(ttk.algorithm().family());
         Ok(Some(LoadedKeys {
             kek: KeyBlockProtectionKey::new(&kek),
             ttk: KeyBlockProtectionKey::new(&ttk),

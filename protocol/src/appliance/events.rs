@@ -6,8 +6,22 @@ use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::FrameRejection;
 use crate::identity::Smn;
 use crate::mode::Mode;
+use crate::modes::certificate::CertificateProblem;
 
 use super::TerminalIdentity;
+
+/// Why the appliance sent an ERROR, beyond its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The code says it all (protocol errors, a KCV mismatch, no keys left, locked, ...).
+    Code,
+    /// NOT_READY: operator login is required and no operator is logged in.
+    NoOperator,
+    /// NOT_READY: the appliance requires its tamper input to be watched and it is not.
+    TamperInputUnwatched,
+    /// CERTIFICATE_REFUSED, and why.
+    Certificate(CertificateProblem),
+}
 
 /// Why a terminal session ended without ABORT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +76,8 @@ pub enum SessionEvent {
         seq: u8,
         code: ErrorCode,
         detail: String,
+        /// Why, as a type: the adapters choose their words from it, not from `detail`.
+        cause: FailureCause,
     },
     FrameRejected(FrameRejection),
     NakSent,
@@ -147,7 +163,9 @@ impl fmt::Display for SessionEvent {
                 }
                 Ok(())
             }
-            SessionEvent::ErrorSent { seq, code, detail } => {
+            SessionEvent::ErrorSent {
+                seq, code, detail, ..
+            } => {
                 write!(f, "ERROR {code} sent for SEQ {seq}: {detail}")
             }
             SessionEvent::FrameRejected(rejection) => write!(f, "frame rejected: {rejection}"),

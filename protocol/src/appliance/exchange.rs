@@ -4,6 +4,7 @@ use crate::codes::ErrorCode;
 use crate::frame::Frame;
 use crate::message::{ErrorMessage, Message, sanitize_detail};
 
+use super::events::FailureCause;
 use super::{Actions, ApplianceAction, ApplianceSession, SessionEvent, report};
 
 /// The last request taken in sequence, and its response once there is one.
@@ -84,6 +85,17 @@ impl ApplianceSession {
 
     /// Answers the current request with ERROR, kept for retransmissions.
     pub(super) fn respond_error(&mut self, code: ErrorCode, detail: &str, actions: &mut Actions) {
+        self.respond_error_because(code, FailureCause::Code, detail, actions);
+    }
+
+    /// [`Self::respond_error`] for an error whose cause the code alone does not tell.
+    pub(super) fn respond_error_because(
+        &mut self,
+        code: ErrorCode,
+        cause: FailureCause,
+        detail: &str,
+        actions: &mut Actions,
+    ) {
         let seq = self.current_seq();
         let detail = sanitize_detail(detail);
         let error = Message::Error(ErrorMessage {
@@ -93,7 +105,12 @@ impl ApplianceSession {
         if let Some(bytes) = self.send_unrecorded(seq, &error, actions) {
             self.record_response(bytes, None);
         }
-        actions.push(report(SessionEvent::ErrorSent { seq, code, detail }));
+        actions.push(report(SessionEvent::ErrorSent {
+            seq,
+            code,
+            detail,
+            cause,
+        }));
     }
 
     /// Answers a frame that is not taken in sequence with ERROR; nothing is recorded, so the
@@ -111,7 +128,12 @@ impl ApplianceSession {
             detail: detail.clone(),
         });
         self.send_unrecorded(seq, &error, actions);
-        actions.push(report(SessionEvent::ErrorSent { seq, code, detail }));
+        actions.push(report(SessionEvent::ErrorSent {
+            seq,
+            code,
+            detail,
+            cause: FailureCause::Code,
+        }));
     }
 
     pub(super) fn send_unrecorded(

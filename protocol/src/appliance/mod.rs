@@ -18,6 +18,7 @@ use crate::frame::{DecodeEvent, FrameDecoder, MAX_BODY_LENGTH};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::message::Message;
 use crate::mode::Mode;
+use crate::modes::certificate::CertificateRefusal;
 use crate::modes::{ModeRules, PortState};
 use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
 
@@ -27,7 +28,7 @@ mod outcomes;
 mod requests;
 
 pub use crate::modes::ModeRequest;
-pub use events::{EndReason, SessionEvent};
+pub use events::{EndReason, FailureCause, SessionEvent};
 
 use exchange::Exchange;
 
@@ -80,7 +81,7 @@ pub enum DispenseRefusal {
     TamperInputUnwatched,
     /// Certificate mode: the device certificate was refused (CERTIFICATE_REFUSED); the text
     /// says why and goes to the terminal.
-    CertificateRefused(String),
+    CertificateRefused(CertificateRefusal),
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::codes::ErrorCode;
 use crate::message::{Confirmed, Delivery, Message};
 
+use super::events::FailureCause;
 use super::{
     ApplianceAction, ApplianceSession, ConfirmRefusal, DispenseRefusal, SessionEvent, Stage, report,
 };
@@ -61,19 +62,24 @@ impl ApplianceSession {
                 "the appliance is locked or has no transport key",
                 &mut actions,
             ),
-            Err(DispenseRefusal::NoOperator) => self.respond_error(
+            Err(DispenseRefusal::NoOperator) => self.respond_error_because(
                 ErrorCode::NOT_READY,
+                FailureCause::NoOperator,
                 "no operator is logged in on the appliance",
                 &mut actions,
             ),
-            Err(DispenseRefusal::TamperInputUnwatched) => self.respond_error(
+            Err(DispenseRefusal::TamperInputUnwatched) => self.respond_error_because(
                 ErrorCode::NOT_READY,
+                FailureCause::TamperInputUnwatched,
                 "the appliance's tamper input is not watched",
                 &mut actions,
             ),
-            Err(DispenseRefusal::CertificateRefused(detail)) => {
-                self.respond_error(ErrorCode::CERTIFICATE_REFUSED, &detail, &mut actions)
-            }
+            Err(DispenseRefusal::CertificateRefused(refusal)) => self.respond_error_because(
+                ErrorCode::CERTIFICATE_REFUSED,
+                FailureCause::Certificate(refusal.problem),
+                &refusal.detail,
+                &mut actions,
+            ),
             Err(DispenseRefusal::Internal(detail)) => {
                 self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, &mut actions)
             }

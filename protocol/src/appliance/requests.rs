@@ -363,7 +363,8 @@ impl ApplianceSession {
             );
             return self.respond_error(ErrorCode::KEY_NOT_DELIVERED, &detail, actions);
         }
-        let expected = Smn::new(&terminal.hardware_serial, delivered);
+        let expected = crate::identity::KeyIndex::try_from(delivered)
+            .map(|index| Smn::new(&terminal.hardware_serial, index));
         if expected.as_ref() != Ok(&confirm.smn) {
             let detail = format!(
                 "SMN {} is not hardware serial {} followed by {delivered:08}",

@@ -22,6 +22,33 @@ use crate::message::{
 use crate::mode::Mode;
 use crate::terminal::{TerminalAction, TerminalConfig};
 
+/// Why the appliance refused a device certificate, as a type: what the bench shows is chosen
+/// from it, never from the words of the ERROR's detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// The appliance has no KDH identity or no device CA: the mode is not set up.
+    NotSetUp,
+    /// `[clock] require_trusted` and nothing vouches for the clock.
+    ClockNotSet,
+    NotYetValid,
+    Expired,
+    Revoked,
+    /// A valid certificate, but for another hardware serial.
+    OtherTerminal,
+    /// A signature (the certificate's, or its CA's) does not verify.
+    BadSignature,
+    /// Anything else (wrong CA, wrong key usage, unreadable, ...); the detail says what.
+    Other,
+}
+
+/// A refused device certificate: the problem as a type, and the detail the terminal is sent
+/// (never key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRefusal {
+    pub problem: CertificateProblem,
+    pub detail: String,
+}
+
 /// Length of the terminal's nonce.
 pub const NONCE_LENGTH: usize = 32;
 /// Longest certificate accepted (an RSA-4096 certificate with a few extensions fits).

@@ -359,7 +359,9 @@ impl TerminalSession {
             return actions;
         };
         match outcome {
-            Ok(kcv) => match Smn::new(&self.config.hardware_serial, key_index) {
+            Ok(kcv) => match crate::identity::KeyIndex::try_from(key_index)
+                .map(|index| Smn::new(&self.config.hardware_serial, index))
+            {
                 Ok(smn) => {
                     let confirm = Message::Confirm(Confirm {
                         key_index,

@@ -766,7 +766,10 @@ pub fn confirm_for(hardware_serial: &str, key_index: u32, kcv: Vec<u8>) -> Messa
     Message::Confirm(keymother_protocol::Confirm {
         key_index,
         kcv,
-        smn: Smn::new(&serial(hardware_serial), key_index).expect("small index"),
+        smn: Smn::new(
+            &serial(hardware_serial),
+            keymother_protocol::KeyIndex::new(key_index).expect("small index"),
+        ),
     })
 }
 

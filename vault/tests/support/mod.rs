@@ -11,6 +11,8 @@ use keymother_vault::{
 };
 use tempfile::TempDir;
 
+use crate::typed::*;
+
 pub const DEVICE: &str = "KM-TEST-0001";
 pub const FIRST_INDEX: u32 = 101;
 
@@ -72,8 +74,13 @@ impl Bench {
 
     /// Reserves and sends a key to `serial`.
     pub fn send(&mut self, serial: &str) -> Reservation {
-        let reservation = self.vault.reserve_key(serial, "bench-1").unwrap();
-        self.vault.mark_sent(reservation.key_index, serial).unwrap();
+        let reservation = self
+            .vault
+            .reserve_key(&as_serial(serial), "bench-1")
+            .unwrap();
+        self.vault
+            .mark_sent(as_index(reservation.key_index), &as_serial(serial))
+            .unwrap();
         reservation
     }
 
@@ -93,12 +100,12 @@ impl Bench {
         self.vault
             .confirm_key_by(
                 &ConfirmationReport {
-                    key_index: reservation.key_index,
-                    hardware_serial: serial,
-                    kcv: &reservation.kcv,
-                    smn: &smn,
+                    key_index: as_index(reservation.key_index),
+                    hardware_serial: leak(as_serial(serial)),
+                    kcv: reservation.kcv,
+                    smn: leak(as_smn(&smn)),
                     port: "bench-1",
-                    terminal_model: "REF-TERMINAL",
+                    terminal_model: leak(as_model("REF-TERMINAL")),
                 },
                 3,
                 operator,

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use keymother_pki::key_transport::{DeliveryContext, seal_for_terminal};
-use keymother_pki::{Role, VerifiedCertificate};
+use keymother_pki::{PkiError, Role, VerifiedCertificate};
 use keymother_protocol::{
-    CertificateDelivery, CertificateRequest, Delivery, DispenseRefusal, TerminalIdentity,
+    CertificateDelivery, CertificateProblem, CertificateRefusal, CertificateRequest, Delivery,
+    DispenseRefusal, TerminalIdentity,
 };
 
 use super::{ClearKey, Mode};
@@ -30,14 +31,15 @@ pub(super) fn prepare(
     request: &CertificateRequest,
 ) -> Result<Box<dyn Mode>, DispenseRefusal> {
     let (Some(trust), Some(kdh)) = (dispenser.trust(), dispenser.kdh()) else {
-        return Err(DispenseRefusal::CertificateRefused(
+        return Err(refused(
+            CertificateProblem::NotSetUp,
             "certificate mode is not set up on this appliance".to_owned(),
         ));
     };
     dispenser
         .clock()
         .check()
-        .map_err(DispenseRefusal::CertificateRefused)?;
+        .map_err(|why| refused(CertificateProblem::ClockNotSet, why))?;
     let verified = trust
         .anchors
         .verify(
@@ -46,13 +48,16 @@ pub(super) fn prepare(
             keymother_vault::clock::now(),
             trust.device_crl.as_ref(),
         )
-        .map_err(|error| DispenseRefusal::CertificateRefused(error.to_string()))?;
+        .map_err(|error| refused(problem_of(&error), error.to_string()))?;
     let serial = terminal.hardware_serial.as_str();
     if !verified.subject_names(serial) {
-        return Err(DispenseRefusal::CertificateRefused(format!(
-            "the device certificate is for {}, not for hardware serial {serial}",
-            verified.subject()
-        )));
+        return Err(refused(
+            CertificateProblem::OtherTerminal,
+            format!(
+                "the device certificate is for {}, not for hardware serial {serial}",
+                verified.subject()
+            ),
+        ));
     }
     Ok(Box::new(Certificate {
         device: verified,
@@ -62,12 +67,32 @@ pub(super) fn prepare(
     }))
 }
 
+/// A CERTIFICATE_REFUSED refusal: the problem as a type (for the bench), the detail as text
+/// (for the terminal and the journal).
+fn refused(problem: CertificateProblem, detail: String) -> DispenseRefusal {
+    DispenseRefusal::CertificateRefused(CertificateRefusal { problem, detail })
+}
+
+/// The problem a verification error names, as the bench shows it.
+fn problem_of(error: &PkiError) -> CertificateProblem {
+    match error {
+        // A CRL not yet valid reads "not yet valid" on the bench too, as it always has.
+        PkiError::NotYetValid { .. } | PkiError::CrlNotYetValid { .. } => {
+            CertificateProblem::NotYetValid
+        }
+        PkiError::Expired { .. } => CertificateProblem::Expired,
+        PkiError::Revoked { .. } => CertificateProblem::Revoked,
+        PkiError::BadSignature { .. } => CertificateProblem::BadSignature,
+        _ => CertificateProblem::Other,
+    }
+}
+
 impl Mode for Certificate {
     fn deliver(&self, key: &ClearKey<'_>) -> Result<Delivery, DispenseRefusal> {
         let context = DeliveryContext {
             hardware_serial: key.hardware_serial,
             nonce: &self.nonce,
-            key_index: key.key_index,
+            key_index: key.key_index.value(),
         };
         let sealed = seal_for_terminal(
             &self.kdh.key,
@@ -86,7 +111,7 @@ impl Mode for Certificate {
         .encode()
         .map_err(|error| key.refusal("cannot be framed", &error))?;
         Ok(Delivery {
-            key_index: key.key_index,
+            key_index: key.key_index.value(),
             key_block: sealed.key_block,
             kcv: sealed.kcv,
             mode_data,

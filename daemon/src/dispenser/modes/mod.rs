@@ -11,6 +11,7 @@ mod tr31;
 use std::fmt::Display;
 
 use keymother_crypto::SecretKey;
+use keymother_domain::KeyIndex;
 use keymother_protocol::{Delivery, DispenseRefusal, ModeRequest, TerminalIdentity};
 
 use super::Dispenser;
@@ -39,7 +40,7 @@ pub(super) fn prepare(
 /// delivery, with what it was reserved for.
 pub(super) struct ClearKey<'a> {
     pub(super) master_key: &'a SecretKey,
-    pub(super) key_index: u32,
+    pub(super) key_index: KeyIndex,
     pub(super) hardware_serial: &'a str,
     /// The KEK and the TTK, loaded (and read-locked) for the whole reservation.
     pub(super) keys: &'a LoadedKeys,
@@ -53,6 +54,6 @@ impl ClearKey<'_> {
 }
 
 /// An internal refusal naming the key it is about: `key 00000042: {what}: {error}`.
-pub(super) fn key_refusal(key_index: u32, what: &str, error: &dyn Display) -> DispenseRefusal {
-    DispenseRefusal::Internal(format!("key {key_index:08}: {what}: {error}"))
+pub(super) fn key_refusal(key_index: KeyIndex, what: &str, error: &dyn Display) -> DispenseRefusal {
+    DispenseRefusal::Internal(format!("key {key_index}: {what}: {error}"))
 }

@@ -35,7 +35,7 @@ impl Mode for Tr31 {
             .wrap(&header, master_key)
             .map_err(|error| key.refusal("cannot be wrapped under the TTK", &error))?;
         Ok(Delivery {
-            key_index: key.key_index,
+            key_index: key.key_index.value(),
             key_block,
             kcv: master_key.kcv().as_bytes().to_vec(),
             mode_data: Vec::new(),
