@@ -67,6 +67,15 @@ impl BlockCipher {
         })
     }
 
+    /// Decrypts one block in place. `block` must be exactly one block long.
+    pub(crate) fn decrypt_block(&self, block: &mut [u8]) {
+        with_cipher!(self, cipher => {
+            if let Some(array) = Array::slice_as_mut_array(block) {
+                cipher.decrypt_block(array);
+            }
+        })
+    }
+
     /// CBC-encrypts whole blocks in place; any partial trailing block is left alone, so
     /// callers pass block-aligned data (TR-31 lengths always are).
     pub(crate) fn cbc_encrypt(&self, iv: &[u8], data: &mut [u8]) {
@@ -96,6 +105,14 @@ impl BlockCipher {
     pub(crate) fn cmac(&self, parts: &[&[u8]]) -> Vec<u8> {
         with_cipher!(self, cipher => cmac_with(cipher.clone(), parts))
     }
+}
+
+/// Single DES (FIPS 46-3) on one block with an 8-byte key: only the TDES DUKPT
+/// non-reversible key generation process (ANSI X9.24-1-2009 A.2) uses it, on half keys.
+/// The key schedule zeroizes on drop (the `zeroize` feature of `cipher`).
+pub(crate) fn des_encrypt_block(key: &[u8; 8], block: &mut [u8; 8]) {
+    let cipher = des::Des::new(key.into());
+    cipher.encrypt_block(block.into());
 }
 
 fn cbc_encrypt_with<C>(cipher: &C, iv: &[u8], data: &mut [u8])

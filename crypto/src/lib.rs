@@ -5,6 +5,7 @@
 
 pub mod block_cipher;
 pub mod component;
+pub mod dukpt;
 pub mod kcv;
 pub mod kdf;
 pub mod key;
