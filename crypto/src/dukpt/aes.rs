@@ -213,17 +213,24 @@ pub fn derive_transaction_key(
     ksn: &AesKsn,
 ) -> Result<SecretKey, DukptError> {
     require_derivation_key("the AES DUKPT initial key", initial_key)?;
-    let counter = ksn.counter();
-    check_counter(counter, MAX_ONE_BITS, STANDARD)?;
+    check_counter(ksn.counter(), MAX_ONE_BITS, STANDARD)?;
+    intermediate_key(initial_key, &ksn.key_id(), ksn.counter())
+}
+
+/// The intermediate derivation key of any counter, with no check of its one-bits.
+fn intermediate_key(
+    initial_key: &SecretKey,
+    key_id: &InitialKeyId,
+    counter: u32,
+) -> Result<SecretKey, DukptError> {
     let key_type = initial_key.algorithm();
-    let key_id = ksn.key_id();
     let mut key = initial_key.duplicate();
     let mut working_counter = 0u32;
     for bit in (0..32).rev() {
         let mask = 1u32 << bit;
         if counter & mask != 0 {
             working_counter |= mask;
-            let ksn_data = counter_ksn_data(&key_id, working_counter);
+            let ksn_data = counter_ksn_data(key_id, working_counter);
             key = derive_key(
                 &key,
                 key_type,
@@ -263,9 +270,14 @@ pub fn working_key_from_bdk(
     derive_working_key(&transaction_key, ksn, usage, key_type)
 }
 
-/// The update key of an initial key: the key encryption key (usage 0002) of `key_type` with
-/// the derivation ID and counter 0, under which a new initial key is sent to the device
-/// (X9.24-3-2017 6.6, "Update Initial Key"). Refuses a key type stronger than the initial key.
+/// The counter the update key is derived for: every bit set (X9.24-3-2017 6.5.2), a counter
+/// no transaction ever has.
+const UPDATE_KEY_COUNTER: u32 = u32::MAX;
+
+/// The update key of an initial key, under which a new initial key is sent to the device
+/// (X9.24-3-2017 6.5.3, "Update Initial Key"): the intermediate key of counter FFFFFFFF, and
+/// from it the key encryption key (usage 0002) of `key_type` for that counter. Any key type
+/// no stronger than the initial key (the supplement's vectors include TDES update keys).
 pub fn derive_update_key(
     initial_key: &SecretKey,
     key_id: &InitialKeyId,
@@ -273,12 +285,13 @@ pub fn derive_update_key(
 ) -> Result<SecretKey, DukptError> {
     require_derivation_key("the AES DUKPT initial key", initial_key)?;
     require_not_stronger(key_type, initial_key.algorithm())?;
+    let intermediate = intermediate_key(initial_key, key_id, UPDATE_KEY_COUNTER)?;
     let data = derivation_data(
         AesKeyUsage::KeyEncryptionKey.indicator(),
         key_type,
-        counter_ksn_data(key_id, 0),
+        counter_ksn_data(key_id, UPDATE_KEY_COUNTER),
     );
-    derive_key(initial_key, key_type, data)
+    derive_key(&intermediate, key_type, data)
 }
 
 #[cfg(test)]
