@@ -279,7 +279,11 @@ pub fn format0_clear_block(pin: &Pin, pan: &Pan) -> Zeroizing<[u8; 8]> {
 }
 
 /// Makes a format 0 PIN block: the clear block TDES-encrypted under `pin_key`.
-pub fn format0_encrypt(pin_key: &SecretKey, pin: &Pin, pan: &Pan) -> Result<[u8; 8], PinBlockError> {
+pub fn format0_encrypt(
+    pin_key: &SecretKey,
+    pin: &Pin,
+    pan: &Pan,
+) -> Result<[u8; 8], PinBlockError> {
     check_key(PinBlockFormat::Iso0, pin_key)?;
     let clear = format0_clear_block(pin, pan);
     let mut block = *clear;
@@ -288,7 +292,11 @@ pub fn format0_encrypt(pin_key: &SecretKey, pin: &Pin, pan: &Pan) -> Result<[u8;
 }
 
 /// Reads the PIN from a format 0 PIN block, checking its format and fill.
-pub fn format0_decrypt(pin_key: &SecretKey, block: &[u8; 8], pan: &Pan) -> Result<Pin, PinBlockError> {
+pub fn format0_decrypt(
+    pin_key: &SecretKey,
+    block: &[u8; 8],
+    pan: &Pan,
+) -> Result<Pin, PinBlockError> {
     check_key(PinBlockFormat::Iso0, pin_key)?;
     let mut clear = Zeroizing::new(*block);
     BlockCipher::new(pin_key).decrypt_block(clear.as_mut_slice());
@@ -297,7 +305,11 @@ pub fn format0_decrypt(pin_key: &SecretKey, block: &[u8; 8], pan: &Pan) -> Resul
 }
 
 /// Makes a format 4 PIN block with random fill in the PIN field's right half.
-pub fn format4_encrypt(pin_key: &SecretKey, pin: &Pin, pan: &Pan) -> Result<[u8; 16], PinBlockError> {
+pub fn format4_encrypt(
+    pin_key: &SecretKey,
+    pin: &Pin,
+    pan: &Pan,
+) -> Result<[u8; 16], PinBlockError> {
     let mut random = Zeroizing::new([0u8; 8]);
     fill_random(random.as_mut_slice())?;
     format4_encrypt_with_fill(pin_key, pin, pan, &random)
@@ -324,7 +336,11 @@ pub fn format4_encrypt_with_fill(
 }
 
 /// Reads the PIN from a format 4 PIN block, checking its format and fill.
-pub fn format4_decrypt(pin_key: &SecretKey, block: &[u8; 16], pan: &Pan) -> Result<Pin, PinBlockError> {
+pub fn format4_decrypt(
+    pin_key: &SecretKey,
+    block: &[u8; 16],
+    pan: &Pan,
+) -> Result<Pin, PinBlockError> {
     check_key(PinBlockFormat::Iso4, pin_key)?;
     let cipher = BlockCipher::new(pin_key);
     let mut clear = Zeroizing::new(*block);
@@ -336,7 +352,11 @@ pub fn format4_decrypt(pin_key: &SecretKey, block: &[u8; 16], pan: &Pan) -> Resu
 
 /// Reads the PIN from a PIN block in the format of the key's family (format 0 for TDES,
 /// format 4 for AES), after checking the block's length.
-pub fn decrypt(pin_key: &SecretKey, block: &[u8], pan: &Pan) -> Result<(Pin, PinBlockFormat), PinBlockError> {
+pub fn decrypt(
+    pin_key: &SecretKey,
+    block: &[u8],
+    pan: &Pan,
+) -> Result<(Pin, PinBlockFormat), PinBlockError> {
     let format = PinBlockFormat::for_key_family(pin_key.algorithm().family());
     let wrong_length = PinBlockError::WrongLength {
         format,

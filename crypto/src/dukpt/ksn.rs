@@ -96,7 +96,11 @@ impl TdesKsn {
     pub fn from_parts(key_set_id: u64, device_id: u32, counter: u32) -> Result<Self, KsnError> {
         check_width("the key set ID", key_set_id, Self::KEY_SET_ID_BITS)?;
         check_width("the device ID", device_id.into(), Self::DEVICE_ID_BITS)?;
-        check_width("the transaction counter", counter.into(), Self::COUNTER_BITS)?;
+        check_width(
+            "the transaction counter",
+            counter.into(),
+            Self::COUNTER_BITS,
+        )?;
         let value = u128::from(key_set_id) << 40
             | u128::from(device_id) << Self::COUNTER_BITS
             | u128::from(counter);
@@ -139,7 +143,11 @@ impl TdesKsn {
 
     /// The same device's KSN at `counter`.
     pub fn with_counter(&self, counter: u32) -> Result<TdesKsn, KsnError> {
-        check_width("the transaction counter", counter.into(), Self::COUNTER_BITS)?;
+        check_width(
+            "the transaction counter",
+            counter.into(),
+            Self::COUNTER_BITS,
+        )?;
         Ok(self.with_counter_unchecked(counter))
     }
 
@@ -387,11 +395,17 @@ mod tests {
     #[test]
     fn errors_name_what_is_wrong() {
         assert_eq!(
-            "FFFF9876543210E0000".parse::<Ksn>().unwrap_err().to_string(),
+            "FFFF9876543210E0000"
+                .parse::<Ksn>()
+                .unwrap_err()
+                .to_string(),
             "a KSN is 20 (TDES) or 24 (AES) hex digits, got 19"
         );
         assert_eq!(
-            "FFFF9876543210E0000G".parse::<Ksn>().unwrap_err().to_string(),
+            "FFFF9876543210E0000G"
+                .parse::<Ksn>()
+                .unwrap_err()
+                .to_string(),
             "not hexadecimal: character 20 is not 0-9 or A-F"
         );
         assert_eq!(

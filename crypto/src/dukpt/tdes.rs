@@ -115,7 +115,10 @@ pub fn derive_initial_key(bdk: &SecretKey, ksn: &TdesKsn) -> Result<SecretKey, D
         ipek[half * 8..half * 8 + 8].copy_from_slice(&block);
         xor_in_place(register.as_mut_slice(), &KEY_REGISTER_VARIANT);
     }
-    Ok(SecretKey::from_bytes(KeyAlgorithm::Tdes2Key, ipek.as_slice())?)
+    Ok(SecretKey::from_bytes(
+        KeyAlgorithm::Tdes2Key,
+        ipek.as_slice(),
+    )?)
 }
 
 /// One half of the non-reversible key generation process (X9.24-1-2009 A.2): the KSN
@@ -168,7 +171,10 @@ pub fn derive_transaction_key(
             key = non_reversible_key(&key, &register.to_be_bytes());
         }
     }
-    Ok(SecretKey::from_bytes(KeyAlgorithm::Tdes2Key, key.as_slice())?)
+    Ok(SecretKey::from_bytes(
+        KeyAlgorithm::Tdes2Key,
+        key.as_slice(),
+    )?)
 }
 
 /// The transaction key for `ksn` straight from the BDK, as a host derives it.
@@ -196,7 +202,10 @@ pub fn derive_working_key(
             half.copy_from_slice(block.as_slice());
         }
     }
-    Ok(SecretKey::from_bytes(KeyAlgorithm::Tdes2Key, key.as_slice())?)
+    Ok(SecretKey::from_bytes(
+        KeyAlgorithm::Tdes2Key,
+        key.as_slice(),
+    )?)
 }
 
 #[cfg(test)]
