@@ -663,3 +663,292 @@ fn run_ok_with(daemon: &Daemon, arguments: &[&str], stdin: &str) -> String {
     );
     stdout(&output)
 }
+
+// DUKPT calculator, on the published vectors of crypto/tests/vectors/dukpt_*.txt
+// (ANSI X9.24-1-2009 A.4 and the ANSI X9.24-3-2017 supplement).
+
+const DUKPT_TDES_BDK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const DUKPT_AES128_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1";
+const DUKPT_AES256_BDK: &str = "FEDCBA9876543210F1F1F1F1F1F1F1F1FEDCBA9876543210F1F1F1F1F1F1F1F1";
+
+/// The value on the line of `text` labelled `label` (labels are padded to 20 characters).
+fn dukpt_field<'a>(text: &'a str, label: &str) -> &'a str {
+    let label = format!("{label:<20} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&label))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"))
+        .trim()
+}
+
+#[test]
+fn dukpt_initial_key_of_a_tdes_ksn_and_an_aes_key_id() {
+    let text = run_ok(
+        &[
+            "dukpt",
+            "initial-key",
+            "--bdk",
+            DUKPT_TDES_BDK,
+            "--ksn",
+            "FFFF9876543210E00008",
+        ],
+        "",
+    );
+    assert_eq!(dukpt_field(&text, "initial KSN"), "FFFF9876543210E00000");
+    assert_eq!(
+        dukpt_field(&text, "initial key"),
+        "6AC292FAA1315B4D858AB3A3D7D5933A"
+    );
+    assert_eq!(dukpt_field(&text, "key algorithm"), "TDES-2KEY");
+    let kcv = run_ok(
+        &["kcv", "--alg", "tdes", "6AC292FAA1315B4D858AB3A3D7D5933A"],
+        "",
+    );
+    assert_eq!(dukpt_field(&text, "kcv"), kcv.trim());
+
+    // The BDK typed without echo; the initial key of the BDK's type unless asked otherwise.
+    let text = run_ok(
+        &[
+            "dukpt",
+            "initial-key",
+            "--bdk",
+            "-",
+            "--key-id",
+            "1234567890123456",
+        ],
+        &format!("{DUKPT_AES256_BDK}\n"),
+    );
+    assert_eq!(
+        dukpt_field(&text, "initial key"),
+        "CE9CE0C101D1138F97FB6CAD4DF045A7083D4EAE2D35A31789D01CCF0949550F"
+    );
+    assert_eq!(dukpt_field(&text, "BDK ID"), "12345678");
+    assert_eq!(dukpt_field(&text, "derivation ID"), "90123456");
+    let text = run_ok(
+        &[
+            "dukpt",
+            "initial-key",
+            "--bdk",
+            DUKPT_AES128_BDK,
+            "--key-id",
+            "1234567890123456",
+            "--key-type",
+            "aes128",
+        ],
+        "",
+    );
+    assert_eq!(
+        dukpt_field(&text, "initial key"),
+        "1273671EA26AC29AFA4D1084127652A1"
+    );
+    assert_eq!(dukpt_field(&text, "key algorithm"), "AES-128");
+}
+
+#[test]
+fn dukpt_working_keys_of_high_counters() {
+    // X9.24-1-2009 A.4.3: the first rollover row and the last.
+    for (ksn, transaction_key) in [
+        ("FFFF9876543210EFF800", "F9CDFEBF4F5B1D9EB3EC12454527E176"),
+        ("FFFF9876543210F00000", "AA4D58DB653EC74A48C75F2F047DD2B5"),
+    ] {
+        let text = run_ok(
+            &[
+                "dukpt",
+                "working-keys",
+                "--bdk",
+                DUKPT_TDES_BDK,
+                "--ksn",
+                ksn,
+            ],
+            "",
+        );
+        assert!(
+            dukpt_field(&text, "transaction key").starts_with(transaction_key),
+            "{text}"
+        );
+        for label in [
+            "PIN encryption",
+            "MAC request",
+            "MAC response",
+            "data request",
+            "data response",
+        ] {
+            assert!(dukpt_field(&text, label).contains("  KCV "), "{text}");
+        }
+    }
+    // X9.24-3-2017 supplement, AES-128 BDK: the last counter, and counter 1's working keys.
+    let text = run_ok(
+        &[
+            "dukpt",
+            "working-keys",
+            "--bdk",
+            DUKPT_AES128_BDK,
+            "--ksn",
+            "1234567890123456FFFF0000",
+        ],
+        "",
+    );
+    assert!(
+        dukpt_field(&text, "transaction key").starts_with("F6BA59389BD14A9855BE9727E7C52E3C"),
+        "{text}"
+    );
+    let text = run_ok(
+        &[
+            "dukpt",
+            "working-keys",
+            "--bdk",
+            DUKPT_AES128_BDK,
+            "--ksn",
+            "123456789012345600000001",
+        ],
+        "",
+    );
+    for (label, key) in [
+        ("PIN encryption", "AF8CB133A78F8DC2D1359F18527593FB"),
+        ("MAC generation", "A2DC23DE6FDE0824A2BC321E08E4B8B7"),
+        ("data encrypt", "A35C412EFD41FDB98B69797C02DCD08F"),
+    ] {
+        assert!(dukpt_field(&text, label).starts_with(key), "{text}");
+    }
+    // AES-256 BDK, AES-256 working keys.
+    let text = run_ok(
+        &[
+            "dukpt",
+            "working-keys",
+            "--bdk",
+            DUKPT_AES256_BDK,
+            "--ksn",
+            "123456789012345600000001",
+            "--key-type",
+            "aes256",
+        ],
+        "",
+    );
+    assert!(
+        dukpt_field(&text, "PIN encryption")
+            .starts_with("8C1AB7BEE973829E30242E0BBBDD4946D540C98FC1B5BDCF94790001A23FD502"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dukpt_pin_decrypts_the_published_test_pin_blocks() {
+    let text = run_ok(
+        &[
+            "dukpt",
+            "pin",
+            "--bdk",
+            DUKPT_TDES_BDK,
+            "--ksn",
+            "FFFF9876543210F00000",
+            "--pin-block",
+            "73EC88AD0AC5830E",
+            "--pan",
+            "4012345678909",
+        ],
+        "",
+    );
+    assert_eq!(dukpt_field(&text, "PIN block format"), "ISO 9564 format 0");
+    assert_eq!(dukpt_field(&text, "PIN"), "1234");
+    let text = run_ok(
+        &[
+            "dukpt",
+            "pin",
+            "--bdk",
+            DUKPT_AES128_BDK,
+            "--ksn",
+            "123456789012345600000008",
+            "--pin-block",
+            "8308BB857C17F390369F761F8EB358FA",
+            "--pan",
+            "4111111111111111",
+        ],
+        "",
+    );
+    assert_eq!(dukpt_field(&text, "PIN block format"), "ISO 9564 format 4");
+    assert_eq!(dukpt_field(&text, "PIN"), "1234");
+}
+
+#[test]
+fn dukpt_errors_name_the_argument() {
+    let tdes = |extra: &[&str]| {
+        let mut arguments = vec!["dukpt", "working-keys", "--bdk", DUKPT_TDES_BDK];
+        arguments.extend_from_slice(extra);
+        keymother(&arguments, "")
+    };
+    assert_usage_error(
+        &tdes(&["--ksn", "FFFF9876543210E007FF"]),
+        "keymother: --ksn: transaction counter 0x7FF has 11 one-bits; ANSI X9.24-1-2009 allows at most 10",
+    );
+    assert_usage_error(
+        &tdes(&["--ksn", "FFFF9876543210E0001"]),
+        "--ksn: a KSN is 20 (TDES) or 24 (AES) hex digits, got 19",
+    );
+    assert_usage_error(
+        &tdes(&["--ksn", "FFFF9876543210E00001", "--key-type", "aes128"]),
+        "--key-type: applies to AES DUKPT only",
+    );
+    assert_usage_error(
+        &keymother(
+            &[
+                "dukpt",
+                "initial-key",
+                "--bdk",
+                DUKPT_AES128_BDK,
+                "--key-id",
+                "1234567890123456",
+                "--key-type",
+                "aes256",
+            ],
+            "",
+        ),
+        "--key-type: AES-256 cannot be derived from AES-128",
+    );
+    assert_usage_error(
+        &keymother(
+            &[
+                "dukpt",
+                "working-keys",
+                "--bdk",
+                DUKPT_AES128_BDK,
+                "--ksn",
+                "12345678901234560001FFFF",
+            ],
+            "",
+        ),
+        "--ksn: transaction counter 0x1FFFF has 17 one-bits; ANSI X9.24-3-2017 allows at most 16",
+    );
+    let bad_bdk = keymother(
+        &[
+            "dukpt",
+            "initial-key",
+            "--bdk",
+            "0123456789ABCDEFFEDCBA98765432XY",
+            "--ksn",
+            "FFFF9876543210E00000",
+        ],
+        "",
+    );
+    assert_usage_error(&bad_bdk, "--bdk: not hexadecimal: character 31");
+    assert!(!stderr(&bad_bdk).contains("0123456789ABCDEF"));
+    // The right block under another PAN: the fill does not check out, no PIN is shown.
+    let wrong_pan = keymother(
+        &[
+            "dukpt",
+            "pin",
+            "--bdk",
+            DUKPT_TDES_BDK,
+            "--ksn",
+            "FFFF9876543210E00001",
+            "--pin-block",
+            "1B9C1845EB993A7A",
+            "--pan",
+            "4111111111111111",
+        ],
+        "",
+    );
+    assert_usage_error(
+        &wrong_pan,
+        "--pin-block: the decrypted block is not ISO 9564 format 0",
+    );
+    assert!(stdout(&wrong_pan).is_empty());
+}

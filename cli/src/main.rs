@@ -8,6 +8,7 @@ mod control;
 mod custodian;
 mod demo;
 mod display_preview;
+mod dukpt;
 mod hardening;
 mod kdh;
 mod keyfile;
@@ -49,6 +50,9 @@ enum Command {
     /// ANSI X9.143 (TR-31) key blocks.
     #[command(subcommand)]
     Tr31(calculator::Tr31Command),
+    /// DUKPT (ANSI X9.24-1 TDES, X9.24-3 AES): initial keys, working keys, test PIN blocks.
+    #[command(subcommand)]
+    Dukpt(dukpt::DukptCommand),
     /// Custodian key components (split knowledge).
     #[command(subcommand)]
     Component(custodian::ComponentCommand),
@@ -95,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Kcv { family, key } => calculator::kcv(&family, &key),
         Command::Tr31(command) => calculator::tr31(command),
+        Command::Dukpt(command) => dukpt::run(command),
         Command::Component(command) => custodian::run(command),
         Command::Keyfile(command) => keyfile::run(command),
         Command::Daemon(command) => control::run(&cli.socket, command),
