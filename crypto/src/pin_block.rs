@@ -228,7 +228,8 @@ fn read_pin_field(format: PinBlockFormat, field: &[u8]) -> Result<Pin, PinBlockE
     if fill.iter().any(|digit| *digit != format.fill()) {
         return Err(fault(PinFieldFault::Fill));
     }
-    let digits = Zeroizing::new(pin.iter().map(|digit| char::from(b'0' + digit)).collect());
+    let mut digits = Zeroizing::new(String::with_capacity(Pin::MAX_DIGITS));
+    digits.extend(pin.iter().map(|digit| char::from(b'0' + digit)));
     Ok(Pin(digits))
 }
 

@@ -108,11 +108,11 @@ pub fn derive_initial_key(bdk: &SecretKey, ksn: &TdesKsn) -> Result<SecretKey, D
     let initial = ksn.initial().bytes();
     let mut register = key_register(bdk);
     let mut ipek = Zeroizing::new([0u8; 16]);
-    for half in 0..2 {
-        let mut block = [0u8; 8];
+    for half in ipek.chunks_exact_mut(8) {
+        let mut block = Zeroizing::new([0u8; 8]);
         block.copy_from_slice(&initial[..8]);
         tdes_encrypt(&register, &mut block)?;
-        ipek[half * 8..half * 8 + 8].copy_from_slice(&block);
+        half.copy_from_slice(block.as_slice());
         xor_in_place(register.as_mut_slice(), &KEY_REGISTER_VARIANT);
     }
     Ok(SecretKey::from_bytes(
@@ -124,25 +124,27 @@ pub fn derive_initial_key(bdk: &SecretKey, ksn: &TdesKsn) -> Result<SecretKey, D
 /// One half of the non-reversible key generation process (X9.24-1-2009 A.2): the KSN
 /// register's rightmost 64 bits XOR the key's right half, DES-encrypted under the key's left
 /// half, XOR the key's right half again.
-fn non_reversible_half(key: &[u8; 16], ksn_register: &[u8; 8]) -> [u8; 8] {
+fn non_reversible_half(key: &[u8; 16], ksn_register: &[u8; 8], out: &mut [u8; 8]) {
     let mut left = Zeroizing::new([0u8; 8]);
     left.copy_from_slice(&key[..8]);
-    let mut block = *ksn_register;
-    xor_in_place(&mut block, &key[8..]);
-    des_encrypt_block(&left, &mut block);
-    xor_in_place(&mut block, &key[8..]);
-    block
+    *out = *ksn_register;
+    xor_in_place(out, &key[8..]);
+    des_encrypt_block(&left, out);
+    xor_in_place(out, &key[8..]);
 }
 
 /// The non-reversible key generation process: the next key from `key` and the KSN register's
 /// rightmost 64 bits. The right half comes from the key, the left half from the key XOR
 /// C0C0C0C000000000C0C0C0C000000000.
 fn non_reversible_key(key: &[u8; 16], ksn_register: &[u8; 8]) -> Zeroizing<[u8; 16]> {
-    let mut next = Zeroizing::new([0u8; 16]);
-    next[8..].copy_from_slice(&non_reversible_half(key, ksn_register));
+    let mut halves = Zeroizing::new([[0u8; 8]; 2]);
+    non_reversible_half(key, ksn_register, &mut halves[1]);
     let mut variant = Zeroizing::new(*key);
     xor_in_place(variant.as_mut_slice(), &KEY_REGISTER_VARIANT);
-    next[..8].copy_from_slice(&non_reversible_half(&variant, ksn_register));
+    non_reversible_half(&variant, ksn_register, &mut halves[0]);
+    let mut next = Zeroizing::new([0u8; 16]);
+    next[..8].copy_from_slice(&halves[0]);
+    next[8..].copy_from_slice(&halves[1]);
     next
 }
 
