@@ -10,9 +10,11 @@
 //! and shifts between them as the standards lay out.
 
 pub mod aes;
+mod initial_key;
 mod ksn;
 pub mod tdes;
 
+pub use initial_key::InitialKeyIdentity;
 pub use ksn::{AesKsn, InitialKeyId, Ksn, KsnError, TdesKsn};
 
 use crate::key::{KeyAlgorithm, KeyError};
