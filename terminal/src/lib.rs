@@ -5,6 +5,7 @@
 //! standing in for a PIN pad's secure memory.
 
 pub mod certificate;
+pub mod dukpt_keys;
 pub mod key_store;
 pub mod line;
 pub mod modes;
