@@ -149,7 +149,11 @@ const MIGRATIONS: &[&str] = &[
              AND last_device <= CASE kind WHEN 'tdes' THEN 524287 ELSE 4294967295 END),
          key_block TEXT NOT NULL,
          source TEXT NOT NULL CHECK (source IN ('ceremony', 'file')),
-         loaded_at TEXT NOT NULL
+         loaded_at TEXT NOT NULL,
+         -- Where the search for a free device id starts: every id from first_device up to
+         -- here is allocated. A hint that keeps allocation fast; the primary key of
+         -- dukpt_allocation, not this, is what keeps an id from being given twice.
+         allocated_below INTEGER NOT NULL
      ) STRICT;
      CREATE TRIGGER bdk_never_deleted BEFORE DELETE ON bdk
          BEGIN SELECT RAISE(ABORT, 'a BDK row is never deleted; its allocations name it'); END;

@@ -1,21 +1,32 @@
 //! Allocating device ids: the lowest free id of a BDK's range is reserved for one terminal, durably, before any byte leaves; the same terminal asking again gets the same id.
 
-use keymother_domain::{BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
+use keymother_domain::{BdkName, DukptDeviceId, HardwareSerial, KeyFamily};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::bdk::{BdkRow, live_bdk};
 use super::{DerivedKeyFacts, DukptError, DukptReservation, ReserveDukptError, stored_device};
 use crate::{Vault, live_key, now_text};
 
-/// The lowest device id of `range` that no allocation of `bdk` holds, if any.
+/// Where the search for a free device id of `bdk` starts: every id of its range below it is
+/// allocated.
+fn search_start(bdk: &BdkRow) -> i64 {
+    bdk.allocated_below
+        .max(i64::from(bdk.range.first().value()))
+}
+
+/// The lowest device id of `bdk`'s range that no allocation holds, if any.
 ///
 /// Allocations are never deleted and always take the lowest free id, so the walk along the
-/// primary key stops at the end of the allocated run (or at a gap a changed range left).
+/// primary key from [`search_start`] stops after a step or two (or at the end of a run a
+/// changed range left).
 pub(super) fn lowest_free(
     connection: &Connection,
-    bdk: &BdkName,
-    range: DeviceRange,
+    bdk: &BdkRow,
 ) -> Result<Option<DukptDeviceId>, DukptError> {
+    let (start, last) = (search_start(bdk), i64::from(bdk.range.last().value()));
+    if start > last {
+        return Ok(None);
+    }
     let free: Option<i64> = connection
         .prepare_cached(
             "SELECT CASE
@@ -30,24 +41,24 @@ pub(super) fn lowest_free(
                         ORDER BY taken.device_id LIMIT 1)
              END",
         )?
-        .query_row(params![bdk, range.first(), range.last()], |row| row.get(0))?;
-    free.map(|number| stored_device(range.family(), bdk, number))
+        .query_row(params![bdk.name, start, last], |row| row.get(0))?;
+    free.map(|number| stored_device(bdk.kind, &bdk.name, number))
         .transpose()
 }
 
-/// How many device ids of `range` are allocated under `bdk`.
-pub(super) fn allocated_in(
-    connection: &Connection,
-    bdk: &BdkName,
-    range: DeviceRange,
-) -> Result<u64, DukptError> {
-    let count: i64 = connection
+/// How many device ids of `bdk`'s range were never allocated.
+pub(super) fn remaining(connection: &Connection, bdk: &BdkRow) -> Result<u64, DukptError> {
+    let (start, last) = (search_start(bdk), i64::from(bdk.range.last().value()));
+    if start > last {
+        return Ok(0);
+    }
+    let taken: i64 = connection
         .prepare_cached(
             "SELECT count(*) FROM dukpt_allocation
               WHERE bdk_name = ?1 AND device_id BETWEEN ?2 AND ?3",
         )?
-        .query_row(params![bdk, range.first(), range.last()], |row| row.get(0))?;
-    Ok(count as u64)
+        .query_row(params![bdk.name, start, last], |row| row.get(0))?;
+    Ok((last - start + 1 - taken) as u64)
 }
 
 /// Refuses derived-key facts that do not belong to `device_id` of `bdk`: a key type the BDK
@@ -165,11 +176,10 @@ impl Vault {
         if let Some(pending) = pending_reservation(&transaction, &row, serial)? {
             return Ok(pending);
         }
-        let device_id =
-            lowest_free(&transaction, bdk, row.range)?.ok_or(DukptError::RangeExhausted {
-                bdk: bdk.clone(),
-                range: row.range,
-            })?;
+        let device_id = lowest_free(&transaction, &row)?.ok_or(DukptError::RangeExhausted {
+            bdk: bdk.clone(),
+            range: row.range,
+        })?;
         let facts = derive(device_id).map_err(|source| ReserveDukptError::Derive {
             bdk: bdk.clone(),
             device_id,
@@ -192,6 +202,11 @@ impl Vault {
                 operator,
                 now_text()
             ],
+        )?;
+        // Every id of the range up to this one is now allocated.
+        transaction.execute(
+            "UPDATE bdk SET allocated_below = ?2 WHERE name = ?1",
+            params![bdk, i64::from(device_id) + 1],
         )?;
         transaction.commit()?;
         Ok(DukptReservation {

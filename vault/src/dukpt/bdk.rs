@@ -8,7 +8,7 @@ use keymother_crypto::tr31::{
 use keymother_domain::{BdkId, BdkName, DeviceRange, Kcv, KeyAlgorithm, KeyFamily};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::allocate::{allocated_in, lowest_free};
+use super::allocate::{lowest_free, remaining};
 use super::{BdkSource, BdkStatus, DukptError, NewBdk, corrupt, kind_from_stored, kind_name};
 use crate::audit::{self, AuditEvent};
 use crate::{Vault, now_text};
@@ -25,10 +25,12 @@ pub(super) struct BdkRow {
     pub(super) key_block: String,
     pub(super) source: BdkSource,
     pub(super) loaded_at: String,
+    /// Every device id of the range below this one is allocated (see migration 6).
+    pub(super) allocated_below: i64,
 }
 
 const SELECT_BDK: &str = "SELECT name, kind, algorithm, bdk_id, kcv, first_device, last_device,
-                                 key_block, source, loaded_at
+                                 key_block, source, loaded_at, allocated_below
                             FROM bdk";
 
 /// Reads one row of `bdk` (columns as [`SELECT_BDK`]) and checks every value.
@@ -64,6 +66,7 @@ fn bdk_from_sql(row: &rusqlite::Row<'_>) -> Result<BdkRow, DukptError> {
         key_block: row.get(7)?,
         source,
         loaded_at: row.get(9)?,
+        allocated_below: row.get(10)?,
     })
 }
 
@@ -88,8 +91,8 @@ pub(super) fn live_bdk(connection: &Connection, name: &BdkName) -> Result<BdkRow
 
 /// The status of a BDK: its record and what is left of its range.
 fn status_of(connection: &Connection, row: BdkRow) -> Result<BdkStatus, DukptError> {
-    let next_device = lowest_free(connection, &row.name, row.range)?;
-    let remaining = row.range.len() - allocated_in(connection, &row.name, row.range)?;
+    let next_device = lowest_free(connection, &row)?;
+    let remaining = remaining(connection, &row)?;
     Ok(BdkStatus {
         destroyed: row.key_block.is_empty(),
         name: row.name,
@@ -238,10 +241,13 @@ impl Vault {
             })?;
         transaction.execute(
             "INSERT INTO bdk (name, kind, algorithm, bdk_id, kcv, first_device, last_device,
-                              key_block, source, loaded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                              key_block, source, loaded_at, allocated_below)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?6)
              ON CONFLICT (name) DO UPDATE SET
                  algorithm = excluded.algorithm, bdk_id = excluded.bdk_id, kcv = excluded.kcv,
+                 allocated_below = CASE WHEN excluded.first_device = bdk.first_device
+                                        THEN bdk.allocated_below
+                                        ELSE excluded.first_device END,
                  first_device = excluded.first_device, last_device = excluded.last_device,
                  key_block = excluded.key_block, source = excluded.source,
                  loaded_at = excluded.loaded_at",

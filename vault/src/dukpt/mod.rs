@@ -204,7 +204,7 @@ pub enum DukptError {
         name: BdkName,
         algorithm: KeyAlgorithm,
     },
-    #[error("BDK {name} is a {key} key but its {what} is for {found} DUKPT")]
+    #[error("BDK {name}'s key is {key} but its {what} is for {found} DUKPT")]
     KindMismatch {
         name: BdkName,
         key: KeyFamily,
@@ -224,7 +224,7 @@ pub enum DukptError {
     )]
     BdkIdInUse { bdk_id: BdkId, by: BdkName },
     #[error(
-        "BDK {name} has {pending} device ids reserved or sent but not confirmed; confirm or void them before loading another key under its name"
+        "BDK {name} has device ids reserved or sent but not confirmed ({pending}); confirm or void them before loading another key under its name"
     )]
     PendingAllocations { name: BdkName, pending: u64 },
     #[error(
@@ -232,7 +232,7 @@ pub enum DukptError {
     )]
     RangeExhausted { bdk: BdkName, range: DeviceRange },
     #[error(
-        "a {key_type} key cannot be derived from BDK {bdk} ({bdk_algorithm}): {}",
+        "BDK {bdk} ({bdk_algorithm}) cannot derive {key_type} keys: {}",
         if bdk_algorithm.family() == KeyFamily::Tdes { "TDES DUKPT derives TDES-2KEY keys only" } else { "a derived key is never stronger than its BDK" }
     )]
     DerivedKeyTooStrong {
