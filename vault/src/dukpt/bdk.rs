@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::allocate::{lowest_free, remaining};
 use super::{BdkSource, BdkStatus, DukptError, NewBdk, corrupt, kind_from_stored, kind_name};
 use crate::audit::{self, AuditEvent};
-use crate::{Vault, now_text};
+use crate::{Vault, VaultError, now_text};
 
 /// A BDK's row, read and checked.
 pub(super) struct BdkRow {
@@ -235,9 +235,8 @@ impl Vault {
         let block = storage_key
             .protection()
             .wrap(&sealing_header(&record.name, record.bdk_id, kind), key)
-            .map_err(|error| DukptError::Unsealable {
-                name: record.name.clone(),
-                reason: format!("sealing failed: {error}"),
+            .map_err(|error| {
+                VaultError::Refused(format!("sealing the BDK {}: {error}", record.name))
             })?;
         transaction.execute(
             "INSERT INTO bdk (name, kind, algorithm, bdk_id, kcv, first_device, last_device,

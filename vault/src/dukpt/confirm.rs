@@ -142,6 +142,57 @@ fn count_failure(
     })
 }
 
+/// Marks the allocation used and writes its registry row and its `dukpt-injection` audit
+/// row, inside the caller's transaction.
+fn record_injection(
+    transaction: &Transaction<'_>,
+    storage_key: &StorageKey,
+    report: &DukptConfirmation<'_>,
+    bdk_id: BdkId,
+    allocation: &AllocationRow,
+    operator: Option<&str>,
+) -> Result<(), DukptError> {
+    transaction.execute(
+        "UPDATE dukpt_allocation SET state = 'used' WHERE bdk_name = ?1 AND device_id = ?2",
+        params![report.bdk, report.device_id],
+    )?;
+    transaction.execute(
+        "INSERT INTO dukpt_registry
+             (hardware_serial, bdk_name, bdk_id, device_id, initial_ksn, key_type, kcv, port,
+              terminal_model, operator, injected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            report.hardware_serial,
+            report.bdk,
+            bdk_id,
+            report.device_id,
+            allocation.initial_ksn,
+            allocation.key_type,
+            allocation.kcv,
+            report.port,
+            report.terminal_model,
+            operator,
+            now_text()
+        ],
+    )?;
+    audit::append(
+        transaction,
+        storage_key.audit_head(),
+        &AuditEvent::DukptInjection {
+            bdk: report.bdk.clone(),
+            bdk_id,
+            device_id: report.device_id,
+            initial_ksn: allocation.initial_ksn.clone(),
+            key_type: allocation.key_type,
+            kcv: allocation.kcv,
+            hardware_serial: report.hardware_serial.clone(),
+            port: report.port.to_owned(),
+            operator: operator.map(str::to_owned),
+        },
+    )?;
+    Ok(())
+}
+
 impl Vault {
     /// Checks a terminal's confirmation against the initial key its device id was given and,
     /// when the check value matches, marks the allocation used and writes its registry row
@@ -195,43 +246,13 @@ impl Vault {
             .reserved_by
             .clone()
             .or_else(|| operator.map(str::to_owned));
-        transaction.execute(
-            "UPDATE dukpt_allocation SET state = 'used' WHERE bdk_name = ?1 AND device_id = ?2",
-            params![report.bdk, report.device_id],
-        )?;
-        transaction.execute(
-            "INSERT INTO dukpt_registry
-                 (hardware_serial, bdk_name, bdk_id, device_id, initial_ksn, key_type, kcv, port,
-                  terminal_model, operator, injected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                report.hardware_serial,
-                report.bdk,
-                bdk.bdk_id,
-                report.device_id,
-                allocation.initial_ksn,
-                allocation.key_type,
-                allocation.kcv,
-                report.port,
-                report.terminal_model,
-                operator,
-                now_text()
-            ],
-        )?;
-        audit::append(
+        record_injection(
             &transaction,
-            storage_key.audit_head(),
-            &AuditEvent::DukptInjection {
-                bdk: report.bdk.clone(),
-                bdk_id: bdk.bdk_id,
-                device_id: report.device_id,
-                initial_ksn: allocation.initial_ksn.clone(),
-                key_type: allocation.key_type,
-                kcv: allocation.kcv,
-                hardware_serial: report.hardware_serial.clone(),
-                port: report.port.to_owned(),
-                operator: operator.clone(),
-            },
+            storage_key,
+            report,
+            bdk.bdk_id,
+            &allocation,
+            operator.as_deref(),
         )?;
         transaction.commit()?;
         Ok(ConfirmedDukpt {
