@@ -7,12 +7,19 @@
 //! - [`Kcv`]: a key check value (3 bytes for TDES, 5 for AES).
 //! - [`KeyAlgorithm`], [`KeyFamily`], [`Tr31Version`]: what a key is, and the key block
 //!   version that protects keys under a key of each family.
+//! - [`BdkName`], [`BdkId`], [`DukptDeviceId`], [`DeviceRange`]: DUKPT's base derivation keys
+//!   (the name a device profile uses, the identifier the KSN carries) and the device ids a BDK
+//!   assigns to this appliance.
 //!
 //! With the feature `sqlite` each value converts to and from SQLite (`rusqlite`); with `serde`,
 //! each (de)serializes, and deserializing checks the same rules as parsing.
 
 mod algorithm;
+mod bdk_id;
+mod bdk_name;
 mod check_value;
+mod device_range;
+mod dukpt_device;
 mod hex_text;
 mod identity;
 mod index;
@@ -23,7 +30,11 @@ mod serde_impls;
 mod sqlite;
 
 pub use algorithm::{AlgorithmError, KeyAlgorithm, KeyFamily, Tr31Version};
+pub use bdk_id::{AES_BDK_ID_LENGTH, BdkId, BdkIdError, TDES_BDK_ID_LENGTH};
+pub use bdk_name::{BdkName, MAX_BDK_NAME_LENGTH};
 pub use check_value::{Kcv, KcvError};
+pub use device_range::{DeviceRange, DeviceRangeError};
+pub use dukpt_device::{DukptDeviceId, DukptDeviceIdError, MAX_AES_DEVICE_ID, MAX_TDES_DEVICE_ID};
 pub use hex_text::HexError;
 pub use identity::{
     HardwareSerial, IdentityError, MAX_HARDWARE_SERIAL_LENGTH, MAX_SMN_LENGTH,
@@ -52,4 +63,11 @@ macro_rules! compares_with_text {
         }
     )*};
 }
-compares_with_text!(HardwareSerial, TerminalModel, Smn, BatchId, DeviceId);
+compares_with_text!(
+    HardwareSerial,
+    TerminalModel,
+    Smn,
+    BatchId,
+    DeviceId,
+    BdkName
+);

@@ -6,7 +6,10 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::{BatchId, DeviceId, HardwareSerial, Kcv, KeyAlgorithm, KeyIndex, Smn, TerminalModel};
+use crate::{
+    BatchId, BdkId, BdkName, DeviceId, DeviceRange, DukptDeviceId, HardwareSerial, Kcv,
+    KeyAlgorithm, KeyIndex, Smn, TerminalModel,
+};
 
 impl Serialize for KeyIndex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -61,7 +64,11 @@ text_serde!(
     BatchId => "a batch id",
     DeviceId => "a device id",
     Kcv => "a check value (6 or 10 hex digits)",
-    KeyAlgorithm => "a key algorithm"
+    KeyAlgorithm => "a key algorithm",
+    BdkName => "a BDK name (1-16 characters A-Z 0-9 - _)",
+    BdkId => "a BDK identifier (10 hex digits TDES, 8 AES)",
+    DukptDeviceId => "a DUKPT device id (5 hex digits TDES, 8 AES)",
+    DeviceRange => "a DUKPT device range (first-last in hex)"
 );
 
 #[cfg(test)]
@@ -78,5 +85,20 @@ mod tests {
         assert_eq!(serde_json::to_string(&smn).unwrap(), "\"123L013K00000278\"");
         assert!(serde_json::from_str::<HardwareSerial>("\"abc\"").is_err());
         assert!(serde_json::from_str::<Kcv>("\"08D7\"").is_err());
+    }
+
+    #[test]
+    fn dukpt_values_travel_as_their_text() {
+        let range: DeviceRange = serde_json::from_str("\"00100-001FF\"").unwrap();
+        assert_eq!(serde_json::to_string(&range).unwrap(), "\"00100-001FF\"");
+        let id: BdkId = serde_json::from_str("\"ffff987654\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"FFFF987654\"");
+        let device: DukptDeviceId = serde_json::from_str("\"19087\"").unwrap();
+        assert_eq!(device.value(), 0x19087);
+        let name: BdkName = serde_json::from_str("\"PIN\"").unwrap();
+        assert_eq!(name, "PIN");
+        assert!(serde_json::from_str::<BdkName>("\"pin\"").is_err());
+        assert!(serde_json::from_str::<DukptDeviceId>("\"80000\"").is_err());
+        assert!(serde_json::from_str::<DeviceRange>("\"00200-00100\"").is_err());
     }
 }

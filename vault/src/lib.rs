@@ -8,6 +8,7 @@
 mod audit;
 pub mod clock;
 mod dispense;
+mod dukpt;
 mod error;
 mod export_file;
 mod import;
@@ -31,6 +32,10 @@ pub use audit::{
     AuditFailure, AuditReport, AuditRow, GENESIS_HASH, HeadMacStatus, verify_audit_export,
 };
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
+pub use dukpt::{
+    BdkSource, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptAllocation, DukptConfirmation,
+    DukptError, DukptReservation, DukptRow, NewBdk, ReserveDukptError, VoidedDukpt,
+};
 pub use error::VaultError;
 pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{ImportError, ImportProgress, ImportReport};

@@ -49,6 +49,9 @@ pub struct ZeroizeReport {
     pub secrets_deleted: u64,
     /// Master-key blocks blanked in the inventory.
     pub key_blocks_erased: u64,
+    /// DUKPT BDK blocks erased (sealed under the storage key, like the KEK and TTK); the BDK
+    /// rows stay, so the audit and the allocations still name them.
+    pub bdks_erased: u64,
 }
 
 impl Vault {
@@ -118,7 +121,8 @@ impl Vault {
     }
 
     /// Destroys the device's secrets: records a Zeroize row (its head MAC is the last one the
-    /// storage key makes) and deletes the sealed KEK and TTK in one transaction, forgets the
+    /// storage key makes) and deletes the sealed KEK and TTK and every BDK's key block in one
+    /// transaction, forgets the
     /// storage key, overwrites and removes its file, blanks every master-key block, and
     /// truncates the write-ahead log that still held old page copies.
     ///
@@ -145,6 +149,7 @@ impl Vault {
         )?;
         let secrets_deleted = transaction.execute("DELETE FROM sealed_secret", [])? as u64
             + transaction.execute("DELETE FROM kdh_identity", [])? as u64;
+        let bdks_erased = erase_bdks(&transaction)?;
         transaction.commit()?;
         // Dropping the key zeroizes it in memory; then the file goes. Both before the slower
         // blanking of the inventory, so a tamper response destroys what matters first.
@@ -162,6 +167,13 @@ impl Vault {
             audit_sequence: row.sequence,
             secrets_deleted,
             key_blocks_erased,
+            bdks_erased,
         })
     }
+}
+
+/// Erases every DUKPT BDK's key block inside the caller's transaction, keeping the rows (their
+/// allocations name them); returns how many were erased.
+pub(crate) fn erase_bdks(connection: &rusqlite::Connection) -> Result<u64, VaultError> {
+    Ok(connection.execute("UPDATE bdk SET key_block = '' WHERE key_block <> ''", [])? as u64)
 }

@@ -131,6 +131,110 @@ const MIGRATIONS: &[&str] = &[
          BEFORE UPDATE OF operator ON key_inventory
          WHEN OLD.operator IS NOT NULL AND NEW.operator IS NOT OLD.operator
          BEGIN SELECT RAISE(ABORT, 'the operator of a reservation is never changed'); END;",
+    // 6: DUKPT. Base derivation keys sealed under the storage key (usage B0), each with the
+    // range of device ids it assigns to this appliance; an allocation binds one device id of
+    // one BDK to one terminal for good, with the initial key's facts; the registry records
+    // each confirmed injection and is never rewritten. A BDK row stays (its key block is
+    // blanked by a tamper or a zeroize) so that no device id of it is ever allocated twice.
+    "CREATE TABLE bdk (
+         name TEXT PRIMARY KEY
+             CHECK (length(name) BETWEEN 1 AND 16 AND name NOT GLOB '*[^A-Z0-9_-]*'),
+         kind TEXT NOT NULL CHECK (kind IN ('tdes', 'aes')),
+         algorithm TEXT NOT NULL,
+         bdk_id TEXT NOT NULL UNIQUE
+             CHECK (length(bdk_id) = CASE kind WHEN 'tdes' THEN 10 ELSE 8 END),
+         kcv TEXT NOT NULL,
+         first_device INTEGER NOT NULL CHECK (first_device >= 0),
+         last_device INTEGER NOT NULL CHECK (last_device >= first_device
+             AND last_device <= CASE kind WHEN 'tdes' THEN 524287 ELSE 4294967295 END),
+         key_block TEXT NOT NULL,
+         source TEXT NOT NULL CHECK (source IN ('ceremony', 'file')),
+         loaded_at TEXT NOT NULL,
+         -- Where the search for a free device id starts: every id from first_device up to
+         -- here is allocated. A hint that keeps allocation fast; the primary key of
+         -- dukpt_allocation, not this, is what keeps an id from being given twice.
+         allocated_below INTEGER NOT NULL
+     ) STRICT;
+     CREATE TRIGGER bdk_never_deleted BEFORE DELETE ON bdk
+         BEGIN SELECT RAISE(ABORT, 'a BDK row is never deleted; its allocations name it'); END;
+     CREATE TRIGGER bdk_kind_is_permanent BEFORE UPDATE OF kind ON bdk
+         WHEN NEW.kind IS NOT OLD.kind
+         BEGIN SELECT RAISE(ABORT, 'a BDK name keeps its kind'); END;
+     CREATE TABLE dukpt_allocation (
+         bdk_name TEXT NOT NULL REFERENCES bdk (name),
+         device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+         hardware_serial TEXT NOT NULL,
+         state TEXT NOT NULL DEFAULT 'reserved'
+             CHECK (state IN ('reserved', 'sent', 'used', 'void', 'quarantined')),
+         initial_ksn TEXT NOT NULL UNIQUE,
+         key_type TEXT NOT NULL,
+         kcv TEXT NOT NULL,
+         port TEXT NOT NULL,
+         operator TEXT,
+         reserved_at TEXT NOT NULL,
+         failed_confirmations INTEGER NOT NULL DEFAULT 0 CHECK (failed_confirmations >= 0),
+         PRIMARY KEY (bdk_name, device_id)
+     ) STRICT;
+     CREATE UNIQUE INDEX dukpt_allocation_one_pending_per_terminal
+         ON dukpt_allocation (bdk_name, hardware_serial) WHERE state IN ('reserved', 'sent');
+     CREATE TRIGGER dukpt_allocation_within_range BEFORE INSERT ON dukpt_allocation
+         WHEN NOT EXISTS (SELECT 1 FROM bdk WHERE name = NEW.bdk_name
+                            AND NEW.device_id BETWEEN first_device AND last_device)
+         BEGIN SELECT RAISE(ABORT, 'a device id outside its BDK''s range is never allocated'); END;
+     CREATE TRIGGER dukpt_allocation_starts_reserved BEFORE INSERT ON dukpt_allocation
+         WHEN NEW.state IS NOT 'reserved' OR NEW.failed_confirmations IS NOT 0
+         BEGIN SELECT RAISE(ABORT, 'an allocation starts reserved'); END;
+     CREATE TRIGGER dukpt_allocation_device_is_permanent
+         BEFORE UPDATE OF bdk_name, device_id ON dukpt_allocation
+         WHEN NEW.bdk_name IS NOT OLD.bdk_name OR NEW.device_id IS NOT OLD.device_id
+         BEGIN SELECT RAISE(ABORT, 'an allocation''s BDK and device id never change'); END;
+     CREATE TRIGGER dukpt_allocation_terminal_is_permanent
+         BEFORE UPDATE OF hardware_serial ON dukpt_allocation
+         WHEN NEW.hardware_serial IS NOT OLD.hardware_serial
+         BEGIN SELECT RAISE(ABORT, 'a device id bound to a terminal is never bound to another'); END;
+     CREATE TRIGGER dukpt_allocation_initial_key_is_permanent
+         BEFORE UPDATE OF initial_ksn, key_type, kcv, port, operator, reserved_at ON dukpt_allocation
+         WHEN NEW.initial_ksn IS NOT OLD.initial_ksn OR NEW.key_type IS NOT OLD.key_type
+           OR NEW.kcv IS NOT OLD.kcv OR NEW.port IS NOT OLD.port
+           OR NEW.operator IS NOT OLD.operator OR NEW.reserved_at IS NOT OLD.reserved_at
+         BEGIN SELECT RAISE(ABORT, 'an allocation''s initial key and reservation never change'); END;
+     CREATE TRIGGER dukpt_allocation_state_never_goes_back
+         BEFORE UPDATE OF state ON dukpt_allocation
+         WHEN NEW.state IS NOT OLD.state
+          AND (OLD.state IN ('used', 'void', 'quarantined') OR NEW.state = 'reserved')
+         BEGIN SELECT RAISE(ABORT, 'an allocation''s state never goes back'); END;
+     CREATE TRIGGER dukpt_allocation_failures_are_kept
+         BEFORE UPDATE OF failed_confirmations ON dukpt_allocation
+         WHEN NEW.failed_confirmations < OLD.failed_confirmations
+         BEGIN SELECT RAISE(ABORT, 'failed confirmations are never forgotten'); END;
+     CREATE TRIGGER dukpt_allocation_never_deleted BEFORE DELETE ON dukpt_allocation
+         BEGIN SELECT RAISE(ABORT, 'allocations are never deleted'); END;
+     CREATE TABLE dukpt_registry (
+         hardware_serial TEXT NOT NULL,
+         bdk_name TEXT NOT NULL,
+         bdk_id TEXT NOT NULL,
+         device_id INTEGER NOT NULL,
+         initial_ksn TEXT NOT NULL UNIQUE,
+         key_type TEXT NOT NULL,
+         kcv TEXT NOT NULL,
+         port TEXT NOT NULL,
+         terminal_model TEXT NOT NULL,
+         operator TEXT,
+         injected_at TEXT NOT NULL,
+         UNIQUE (bdk_name, device_id),
+         FOREIGN KEY (bdk_name, device_id) REFERENCES dukpt_allocation (bdk_name, device_id)
+     ) STRICT;
+     CREATE TRIGGER dukpt_registry_records_a_confirmed_allocation BEFORE INSERT ON dukpt_registry
+         WHEN NOT EXISTS (SELECT 1 FROM dukpt_allocation
+                           WHERE bdk_name = NEW.bdk_name AND device_id = NEW.device_id
+                             AND hardware_serial = NEW.hardware_serial AND state = 'used'
+                             AND initial_ksn = NEW.initial_ksn AND key_type = NEW.key_type
+                             AND kcv = NEW.kcv)
+         BEGIN SELECT RAISE(ABORT, 'a DUKPT registry row records a confirmed allocation of its terminal'); END;
+     CREATE TRIGGER dukpt_registry_never_rewritten BEFORE UPDATE ON dukpt_registry
+         BEGIN SELECT RAISE(ABORT, 'DUKPT registry rows are never rewritten'); END;
+     CREATE TRIGGER dukpt_registry_never_deleted BEFORE DELETE ON dukpt_registry
+         BEGIN SELECT RAISE(ABORT, 'DUKPT registry rows are never deleted'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

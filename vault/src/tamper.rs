@@ -1,4 +1,4 @@
-//! The tamper response at rest: one transaction records the tamper row and deletes the sealed KEK, TTK and KDH identity, so the appliance stays locked until custodians load the keys again.
+//! The tamper response at rest: one transaction records the tamper row and deletes the sealed KEK, TTK, KDH identity and BDK key blocks, so the appliance stays locked until custodians load the keys again.
 //!
 //! What stays: the storage key (the audit chain's head is still MACed and verified), the
 //! inventory (master keys are blocks under the KEK, which the front end still holds, so the
@@ -19,6 +19,8 @@ pub struct TamperReport {
     pub secrets_deleted: u64,
     /// Whether a KDH identity (key pair, certificate) was deleted.
     pub kdh_deleted: bool,
+    /// DUKPT BDK key blocks erased (the BDK rows stay; custodians load the keys again).
+    pub bdks_erased: u64,
 }
 
 /// A tamper the custodians have not yet answered with both key ceremonies.
@@ -50,7 +52,7 @@ impl TamperOutstanding {
 
 impl Vault {
     /// The tamper input fired: records a `tamper` row naming `input` and deletes the sealed
-    /// KEK and TTK and the KDH identity, in one transaction; then truncates the write-ahead
+    /// KEK and TTK, the KDH identity and every DUKPT BDK's key block, in one transaction; then truncates the write-ahead
     /// log, which still held copies of the deleted pages (`secure_delete` zeroes them in the
     /// database itself). Should the audit chain refuse the row (a head that fails), the
     /// secrets are deleted all the same and the chain's error is returned.
@@ -72,13 +74,15 @@ impl Vault {
                 // same, unrecorded, and the error says so.
                 drop(transaction);
                 self.connection.execute_batch(
-                    "BEGIN IMMEDIATE; DELETE FROM sealed_secret; DELETE FROM kdh_identity; COMMIT;",
+                    "BEGIN IMMEDIATE; DELETE FROM sealed_secret; DELETE FROM kdh_identity;
+                     UPDATE bdk SET key_block = '' WHERE key_block <> ''; COMMIT;",
                 )?;
                 return Err(refused);
             }
         };
         let secrets_deleted = transaction.execute("DELETE FROM sealed_secret", [])? as u64;
         let kdh_deleted = transaction.execute("DELETE FROM kdh_identity", [])? > 0;
+        let bdks_erased = crate::operator::erase_bdks(&transaction)?;
         transaction.commit()?;
         // The deletion is committed; a checkpoint that cannot run now (a reader) leaves the
         // old pages to the next one, which is no reason to report the tamper as failed.
@@ -89,6 +93,7 @@ impl Vault {
             audit_sequence: row.sequence,
             secrets_deleted,
             kdh_deleted,
+            bdks_erased,
         })
     }
 

@@ -3,15 +3,16 @@
 use std::fmt::Write as _;
 
 use keymother_crypto::{Kcv, KeyAlgorithm};
+use keymother_domain::{BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
 
-use crate::SecretName;
+use crate::{BdkSource, SecretName};
 
 /// Longest value kept in `details` or `actor`, in bytes before escaping; longer ones are cut
 /// and end in `...` (a reason typed at length, a file name).
 const MAX_VALUE: usize = 1024;
 
 /// A security event, recorded in the chain. Never carries key material: names, indexes,
-/// check values, batch ids, SMNs and reasons only.
+/// check values, batch ids, SMNs, BDK identifiers, device ids, initial KSNs and reasons only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
     /// Custodians loaded the KEK or the TTK from components.
@@ -116,6 +117,49 @@ pub enum AuditEvent {
         what: String,
         operator: Option<String>,
     },
+    /// A DUKPT base derivation key was sealed into the vault under its name, with the range
+    /// of device ids it assigns to this appliance. `operator` is whoever loaded it, if named
+    /// (custodians otherwise).
+    BdkLoaded {
+        bdk: BdkName,
+        kind: KeyFamily,
+        algorithm: KeyAlgorithm,
+        bdk_id: BdkId,
+        kcv: Kcv,
+        range: DeviceRange,
+        source: BdkSource,
+        /// Whether it replaced a BDK of the same name (or one a tamper or zeroize destroyed).
+        replaced: bool,
+        operator: Option<String>,
+    },
+    /// A terminal confirmed its DUKPT initial key; its registry row was written.
+    DukptInjection {
+        bdk: BdkName,
+        bdk_id: BdkId,
+        device_id: DukptDeviceId,
+        /// The initial KSN (TDES) or initial key ID (AES), as the key block carries it.
+        initial_ksn: String,
+        key_type: KeyAlgorithm,
+        /// The initial key's check value, which the terminal reported.
+        kcv: Kcv,
+        hardware_serial: HardwareSerial,
+        port: String,
+        operator: Option<String>,
+    },
+    /// An operator voided a DUKPT allocation that was reserved or sent but never confirmed.
+    DukptVoid {
+        bdk: BdkName,
+        device_id: DukptDeviceId,
+        reason: String,
+        operator: String,
+    },
+    /// A terminal reported a wrong check value once too often: its device id is quarantined.
+    DukptQuarantine {
+        bdk: BdkName,
+        device_id: DukptDeviceId,
+        hardware_serial: HardwareSerial,
+        failures: u32,
+    },
 }
 
 impl AuditEvent {
@@ -144,6 +188,10 @@ impl AuditEvent {
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
             AuditEvent::KdhCertificate { .. } => "kdh-certificate",
+            AuditEvent::BdkLoaded { .. } => "bdk-loaded",
+            AuditEvent::DukptInjection { .. } => "dukpt-injection",
+            AuditEvent::DukptVoid { .. } => "dukpt-void",
+            AuditEvent::DukptQuarantine { .. } => "dukpt-quarantine",
         }
     }
 
@@ -156,7 +204,11 @@ impl AuditEvent {
             | AuditEvent::Import { .. }
             | AuditEvent::ImportRefused { .. }
             | AuditEvent::ImportCancelled { .. } => "custodians".to_owned(),
-            AuditEvent::Injection { operator, .. }
+            AuditEvent::BdkLoaded { operator, .. } => {
+                operator.as_deref().unwrap_or("custodians").to_owned()
+            }
+            AuditEvent::DukptInjection { operator, .. }
+            | AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
             | AuditEvent::ConfigChange { operator, .. }
@@ -164,8 +216,10 @@ impl AuditEvent {
             | AuditEvent::KdhCertificate { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. }
             | AuditEvent::TamperInputLost { .. }
-            | AuditEvent::TamperInputRestored { .. } => "system".to_owned(),
-            AuditEvent::Void { operator, .. }
+            | AuditEvent::TamperInputRestored { .. }
+            | AuditEvent::DukptQuarantine { .. } => "system".to_owned(),
+            AuditEvent::DukptVoid { operator, .. }
+            | AuditEvent::Void { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
@@ -196,6 +250,10 @@ impl AuditEvent {
             | AuditEvent::Software { .. }
             | AuditEvent::ConfigChange { .. } => self.device_fields(),
             AuditEvent::KdhRequest { .. } | AuditEvent::KdhCertificate { .. } => self.kdh_fields(),
+            AuditEvent::BdkLoaded { .. }
+            | AuditEvent::DukptInjection { .. }
+            | AuditEvent::DukptVoid { .. }
+            | AuditEvent::DukptQuarantine { .. } => self.dukpt_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -370,6 +428,75 @@ impl AuditEvent {
         }
     }
 
+    /// The fields of DUKPT events: BDKs loaded, initial keys injected, allocations voided or
+    /// quarantined; empty for any other event ([`AuditEvent::fields`] calls it for these only).
+    fn dukpt_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::BdkLoaded {
+                bdk,
+                kind,
+                algorithm,
+                bdk_id,
+                kcv,
+                range,
+                source,
+                replaced,
+                operator: _,
+            } => vec![
+                ("bdk", bdk.to_string()),
+                ("kind", kind.to_string()),
+                ("algorithm", algorithm.name().to_owned()),
+                ("bdk_id", bdk_id.to_string()),
+                ("kcv", kcv.to_string()),
+                ("range", range.to_string()),
+                ("source", source.to_string()),
+                ("replaced", if *replaced { "yes" } else { "no" }.to_owned()),
+            ],
+            AuditEvent::DukptInjection {
+                bdk,
+                bdk_id,
+                device_id,
+                initial_ksn,
+                key_type,
+                kcv,
+                hardware_serial,
+                port,
+                operator: _,
+            } => vec![
+                ("bdk", bdk.to_string()),
+                ("bdk_id", bdk_id.to_string()),
+                ("device_id", device_id.to_string()),
+                ("initial_ksn", initial_ksn.clone()),
+                ("key_type", key_type.name().to_owned()),
+                ("kcv", kcv.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("port", port.clone()),
+            ],
+            AuditEvent::DukptVoid {
+                bdk,
+                device_id,
+                reason,
+                operator: _,
+            } => vec![
+                ("bdk", bdk.to_string()),
+                ("device_id", device_id.to_string()),
+                ("reason", reason.clone()),
+            ],
+            AuditEvent::DukptQuarantine {
+                bdk,
+                device_id,
+                hardware_serial,
+                failures,
+            } => vec![
+                ("bdk", bdk.to_string()),
+                ("device_id", device_id.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("failures", failures.to_string()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operator named in `details` besides the actor, if the event names one.
     fn operator_in_details(&self) -> Option<&String> {
         match self {
@@ -397,6 +524,15 @@ impl AuditEvent {
                 operator: Some(operator),
                 ..
             }
+            | AuditEvent::BdkLoaded {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::DukptInjection {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => Some(operator),
