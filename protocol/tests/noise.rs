@@ -73,6 +73,7 @@ fn run_port(seed: u64, noise: Noise, tally: &mut Tally) {
                         println!("seed {seed} {name}: {reason}");
                     }
                 }
+                other => panic!("seed {seed}: a tr31 terminal ended {other:?}"),
             }
             // Unplugged: what is still on the line arrives or is lost, the session idles out.
             bench.settle(keymother_protocol::DEFAULT_IDLE_TIMEOUT + ms(100));

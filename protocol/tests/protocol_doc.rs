@@ -17,6 +17,9 @@ use keymother_protocol::{
     TerminalConfig, TerminalOutcome, TerminalSession,
 };
 
+#[path = "protocol_doc/profile.rs"]
+mod profile;
+
 const REGENERATE: &str = "KEYMOTHER_REGENERATE_PROTOCOL_DOC";
 
 /// The example key block: a real TR-31 version D header (K0, AES, mode of use D, exportable
@@ -43,6 +46,7 @@ fn terminal_config(ttk_kcv: &[u8]) -> TerminalConfig {
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: Vec::new(),
     }
 }
@@ -55,6 +59,7 @@ fn appliance() -> ApplianceSession {
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         kdh_certificate: Vec::new(),
         certificate_requests_per_minute: 0,
+        profiles: Vec::new(),
     })
 }
 
@@ -152,6 +157,7 @@ fn examples() -> Vec<Example> {
         actions.last(),
         Some(TerminalAction::Finished(TerminalOutcome::Injected { .. }))
     ));
+    let tr31_key_frames = [key_delivery.clone(), confirm.clone(), confirmed.clone()];
 
     // A damaged frame and its NAK: the KEY_REQUEST arrives with one payload bit flipped.
     let mut appliance = self::appliance();
@@ -250,6 +256,29 @@ fn examples() -> Vec<Example> {
         "KEY_DELIVERY in certificate mode: the key under KE, KE under the terminal's key, the signature",
         &key_delivery,
     );
+
+    // Profile mode (mode 3): the master key, then an AES DUKPT and a TDES DUKPT slot.
+    let profile_frames = profile::examples(
+        terminal_config(&EXAMPLE_TTK_KCV),
+        self::appliance().config().clone(),
+        Delivery {
+            key_index: EXAMPLE_KEY_INDEX,
+            key_block: EXAMPLE_KEY_BLOCK.to_owned(),
+            kcv: EXAMPLE_MK_KCV.to_vec(),
+            mode_data: Vec::new(),
+        },
+        Confirmed {
+            key_index: EXAMPLE_KEY_INDEX,
+            smn: Smn::new(
+                &"123L013K".parse().unwrap(),
+                keymother_protocol::KeyIndex::new(EXAMPLE_KEY_INDEX).unwrap(),
+            ),
+        },
+        &tr31_key_frames,
+    );
+    for (title, bytes) in &profile_frames {
+        push(title, bytes);
+    }
 
     let received_crc = u32::from_be_bytes([damaged[6], damaged[7], damaged[8], damaged[9]]);
     let computed_crc = keymother_protocol::crc32(&damaged[1..6]);
@@ -393,6 +422,9 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             if welcome.mode_id == Mode::Certificate.id() {
                 c.long("KDH certificate", "X.509, DER (shortened for the example)");
             }
+            if welcome.mode_id == Mode::Profile.id() {
+                profile::annotate_welcome(&mut c, welcome);
+            }
         }
         Message::KeyRequest(request) => {
             let mode =
@@ -448,6 +480,10 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             c.take("detail length", 1, n.to_string());
             c.take("detail", n, text(abort.detail.as_bytes()));
         }
+        Message::DukptRequest(_)
+        | Message::DukptDelivery(_)
+        | Message::DukptConfirm(_)
+        | Message::DukptConfirmed(_) => profile::annotate_dukpt(&mut c, &message),
         Message::Ack | Message::Nak => {}
     }
     c.take(
@@ -495,6 +531,8 @@ fn render_message_types() -> String {
             MessageType::KeyRequest => ("terminal", "KEY_DELIVERY or ERROR"),
             MessageType::Confirm => ("terminal", "CONFIRMED or ERROR"),
             MessageType::Abort => ("terminal", "ACK or ERROR"),
+            MessageType::DukptRequest => ("terminal", "DUKPT_DELIVERY or ERROR"),
+            MessageType::DukptConfirm => ("terminal", "DUKPT_CONFIRMED or ERROR"),
             MessageType::Nak => ("either side", "the last frame, sent again"),
             _ => ("appliance", "(a response)"),
         };

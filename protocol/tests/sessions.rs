@@ -44,7 +44,7 @@ fn corrupt_first(kind: MessageType, position: usize) -> Filter {
 fn injected(outcome: &TerminalOutcome) -> (u32, Smn) {
     match outcome {
         TerminalOutcome::Injected { key_index, smn, .. } => (*key_index, smn.clone()),
-        TerminalOutcome::Failed { reason } => panic!("expected Injected, got Failed: {reason}"),
+        other => panic!("expected Injected, got {other:?}"),
     }
 }
 
