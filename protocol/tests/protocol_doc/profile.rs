@@ -199,7 +199,8 @@ pub(super) fn annotate_dukpt(c: &mut Cursor<'_>, message: &Message) {
         } else {
             "initial key ID (AES DUKPT)"
         };
-        c.take("KSN", ksn.len(), what.to_owned());
+        let digits: String = ksn.iter().map(|byte| format!("{byte:02X}")).collect();
+        c.take("KSN", ksn.len(), format!("`{digits}`, the {what}"));
     }
     if let Some(key_block) = key_block {
         c.take("key block length", 2, key_block.len().to_string());
