@@ -319,7 +319,7 @@ fn write_unconfirmed(
         write!(f, "; key {key_index:08} sent but not confirmed")?;
     }
     if let Some(dukpt) = dukpt {
-        write!(f, "; {dukpt} sent but not confirmed")?;
+        write!(f, "; {dukpt}, sent but not confirmed")?;
     }
     Ok(())
 }

@@ -53,12 +53,15 @@ pub struct TerminalConfig {
     /// A key this terminal installed in an earlier session without seeing CONFIRMED (power
     /// cut, cable pulled, appliance restarted): its index and check value. The session then
     /// confirms it right after WELCOME instead of asking for a key, so the terminal ends up
-    /// with the key the appliance recorded, and never with a second one.
+    /// with the key the appliance recorded, and never with a second one. In profile mode also
+    /// the master key of a profile session that ended before its last key was confirmed, even
+    /// if the master key itself was: confirming it again is answered from the record.
     pub unconfirmed_key: Option<(u32, Vec<u8>)>,
-    /// Profile mode: DUKPT initial keys this terminal installed in an earlier session without
-    /// seeing DUKPT_CONFIRMED, by slot label. When a slot with that label has its turn, the
-    /// session confirms the held key (DUKPT_CONFIRM) instead of asking for one; if the
-    /// appliance has no record of it (KEY_NOT_DELIVERED), it asks.
+    /// Profile mode: DUKPT initial keys this terminal installed in an earlier profile session
+    /// that did not end with every key confirmed, by slot label (whether or not it saw their
+    /// DUKPT_CONFIRMED). When a slot with that label has its turn, the session confirms the held
+    /// key (DUKPT_CONFIRM) instead of asking for one; if the appliance has no record of it
+    /// (KEY_NOT_DELIVERED), it asks.
     pub unconfirmed_dukpt: Vec<HeldDukptKey>,
 }
 

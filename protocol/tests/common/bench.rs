@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use keymother_protocol::{
     ApplianceAction, ApplianceConfig, ApplianceSession, DukptSlot, ErrorCode, HeldDukptKey,
-    InstallRefusal, KeyAlgorithm, SessionEvent, Smn, TerminalAction, TerminalEvent,
+    InstallRefusal, KeyAlgorithm, SessionEvent, Smn, TerminalAction, TerminalConfig, TerminalEvent,
     TerminalIdentity, TerminalOutcome, TerminalSession,
 };
 
@@ -71,8 +71,10 @@ pub struct Bench {
     pub installs: Vec<u32>,
     /// Every InstallDukptKey the current terminal asked for: label and KSN.
     pub dukpt_installs: Vec<(String, Vec<u8>)>,
-    /// The terminals' key store: DUKPT keys installed and not seen confirmed, by label (what a
-    /// restarted terminal passes as `unconfirmed_dukpt`).
+    /// The terminal's key store: the master key installed (index and KCV) and the DUKPT keys
+    /// installed (by label), held until the session ends injected (a profile: every key
+    /// confirmed); what a restarted terminal confirms instead of asking again.
+    pub held_master: Option<(u32, Vec<u8>)>,
     pub held_dukpt: BTreeMap<String, HeldDukptKey>,
     /// Frames the appliance sent, decoded (for assertions).
     pub appliance_sent: Vec<Vec<u8>>,
@@ -102,6 +104,7 @@ impl Bench {
             terminal_events: Vec::new(),
             installs: Vec::new(),
             dukpt_installs: Vec::new(),
+            held_master: None,
             held_dukpt: BTreeMap::new(),
             appliance_sent: Vec::new(),
             terminal_sent: Vec::new(),
@@ -190,13 +193,12 @@ impl Bench {
                     kcv,
                     ..
                 } => self.install_dukpt(label, key_type, ksn, &key_block, &kcv),
-                TerminalAction::Report(event) => {
-                    if let TerminalEvent::DukptKeyConfirmed { label, .. } = &event {
-                        self.held_dukpt.remove(label);
+                TerminalAction::Report(event) => self.terminal_events.push(event),
+                TerminalAction::Finished(outcome) => {
+                    if !matches!(outcome, TerminalOutcome::Failed { .. }) {
+                        self.forget_held();
                     }
-                    self.terminal_events.push(event);
                 }
-                TerminalAction::Finished(_) => {}
                 TerminalAction::VerifyAppliance { .. } => {
                     panic!("the bench's terminals do not run certificate mode")
                 }
@@ -220,8 +222,27 @@ impl Bench {
                 )),
             },
         };
+        if let Ok(kcv) = &result {
+            self.held_master = Some((key_index, kcv.clone()));
+        }
         self.pending_installs
             .push_back((self.now + ms(10), Install::Master, result));
+    }
+
+    /// The terminal's key store is emptied (the keys are injected, or another terminal
+    /// follows).
+    pub fn forget_held(&mut self) {
+        self.held_master = None;
+        self.held_dukpt.clear();
+    }
+
+    /// `config` with the keys the terminal's store holds, as a restarted terminal sends them.
+    pub fn with_held(&self, config: TerminalConfig) -> TerminalConfig {
+        TerminalConfig {
+            unconfirmed_key: self.held_master.clone(),
+            unconfirmed_dukpt: self.held_dukpt.values().cloned().collect(),
+            ..config
+        }
     }
 
     /// The fake key store installs a DUKPT initial key (after 10 ms) and holds it until it is

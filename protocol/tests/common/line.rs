@@ -3,7 +3,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::ms;
+use keymother_protocol::MessageType;
+
+use super::{frames_in, ms};
 
 /// Byte noise applied to a line: each byte is dropped, flipped or preceded by a random byte
 /// with the given probability (per million).
@@ -131,4 +133,34 @@ impl Line {
         }
         due
     }
+}
+
+/// The message type of the one frame in a write.
+pub fn message_type_of(bytes: &[u8]) -> MessageType {
+    MessageType::from_id(frames_in(bytes)[0].message_type).expect("known type")
+}
+
+/// A filter that drops the first write of `kind`.
+pub fn drop_first(kind: MessageType) -> Filter {
+    let mut dropped = false;
+    Box::new(move |bytes: &[u8]| {
+        if !dropped && message_type_of(bytes) == kind {
+            dropped = true;
+            return vec![];
+        }
+        vec![bytes.to_vec()]
+    })
+}
+
+/// A filter that flips one byte of the first write of `kind`.
+pub fn corrupt_first(kind: MessageType, position: usize) -> Filter {
+    let mut done = false;
+    Box::new(move |bytes: &[u8]| {
+        let mut bytes = bytes.to_vec();
+        if !done && message_type_of(&bytes) == kind {
+            done = true;
+            bytes[position] ^= 0x40;
+        }
+        vec![bytes]
+    })
 }

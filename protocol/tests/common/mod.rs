@@ -171,6 +171,14 @@ pub fn dukpt_confirm(slot: u8, ksn: &[u8], kcv: Vec<u8>) -> Message {
     })
 }
 
+/// KEY_REQUEST naming `mode_id`, with no mode data.
+pub fn key_request_in(mode_id: u8) -> Message {
+    Message::KeyRequest(keymother_protocol::KeyRequest {
+        mode_id,
+        mode_data: Vec::new(),
+    })
+}
+
 pub fn key_request() -> Message {
     Message::KeyRequest(keymother_protocol::KeyRequest {
         mode_id: 1,

@@ -1,12 +1,15 @@
 //! The profile-mode worked example of docs/PROTOCOL.md: a session with a master key, an AES DUKPT slot and a TDES DUKPT slot, run through the real sessions, and the field-by-field reading of its frames.
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, DukptDelivery, DukptKind, DukptSlot,
-    KeyAlgorithm, Message, Mode, Profile, TerminalAction, TerminalConfig, TerminalOutcome,
-    TerminalSession, Welcome, profile::key_type_from_id,
+    ApplianceAction, ApplianceConfig, ApplianceSession, Confirmed, Delivery, DukptDelivery,
+    DukptKind, DukptSlot, KeyAlgorithm, KeyIndex, Message, Mode, Profile, Smn, TerminalAction,
+    TerminalConfig, TerminalOutcome, TerminalSession, Welcome, profile::key_type_from_id,
 };
 
-use super::{Cursor, at, sent_by_appliance, sent_by_terminal, text};
+use super::{
+    Cursor, EXAMPLE_KEY_BLOCK, EXAMPLE_KEY_INDEX, EXAMPLE_MK_KCV, EXAMPLE_TTK_KCV, appliance, at,
+    sent_by_appliance, sent_by_terminal, terminal_config, text,
+};
 
 /// The initial key ID of the AES DUKPT example: BDK ID `12345678`, derivation ID `90123456`
 /// (the ANSI X9.24-3-2017 test vectors').
@@ -63,23 +66,30 @@ fn delivery(slot: u8) -> DukptDelivery {
 
 /// Runs the profile session; `tr31` are the tr31 example's KEY_DELIVERY, CONFIRM and CONFIRMED,
 /// which the profile's master key repeats byte for byte (so they are not shown again).
-pub(super) fn examples(
-    terminal_config: TerminalConfig,
-    appliance_config: ApplianceConfig,
-    delivery_of_master: keymother_protocol::Delivery,
-    confirmed_master: keymother_protocol::Confirmed,
-    tr31: &[Vec<u8>; 3],
-) -> Vec<(String, Vec<u8>)> {
+pub(super) fn examples(tr31: &[Vec<u8>; 3]) -> Vec<(String, Vec<u8>)> {
+    let delivery_of_master = Delivery {
+        key_index: EXAMPLE_KEY_INDEX,
+        key_block: EXAMPLE_KEY_BLOCK.to_owned(),
+        kcv: EXAMPLE_MK_KCV.to_vec(),
+        mode_data: Vec::new(),
+    };
+    let confirmed_master = Confirmed {
+        key_index: EXAMPLE_KEY_INDEX,
+        smn: Smn::new(
+            &"123L013K".parse().unwrap(),
+            KeyIndex::new(EXAMPLE_KEY_INDEX).unwrap(),
+        ),
+    };
     let mut frames = Vec::new();
     let mut push = |title: &str, bytes: &[u8]| frames.push((title.to_owned(), bytes.to_vec()));
     let mut terminal = TerminalSession::new(TerminalConfig {
         modes: vec![Mode::Profile, Mode::Tr31],
-        ..terminal_config
+        ..terminal_config(&EXAMPLE_TTK_KCV)
     });
     let mut appliance = ApplianceSession::new(ApplianceConfig {
         modes: vec![Mode::Profile, Mode::Tr31],
         profiles: vec![example_profile()],
-        ..appliance_config
+        ..appliance().config().clone()
     });
     let hello = sent_by_terminal(&terminal.start(at(0)));
     push("HELLO offering profile mode, then tr31", &hello);
@@ -91,9 +101,8 @@ pub(super) fn examples(
     let key_delivery =
         sent_by_appliance(&appliance.handle_reservation(Ok(delivery_of_master), at(40)));
     terminal.handle_bytes(&key_delivery, at(50));
-    let confirm = sent_by_terminal(
-        &terminal.handle_key_installed(Ok(super::EXAMPLE_MK_KCV.to_vec()), at(60)),
-    );
+    let confirm =
+        sent_by_terminal(&terminal.handle_key_installed(Ok(EXAMPLE_MK_KCV.to_vec()), at(60)));
     appliance.handle_bytes(&confirm, at(70));
     let confirmed = sent_by_appliance(&appliance.handle_confirmation(Ok(confirmed_master), at(80)));
     assert_eq!([key_delivery, confirm, confirmed.clone()], *tr31);
