@@ -426,6 +426,7 @@ fn run_port(
             response_timeout: Duration::from_secs(2),
             max_retries: 3,
             unconfirmed_key: None,
+            unconfirmed_dukpt: Vec::new(),
             device_certificate: Vec::new(),
         };
         if let TerminalOutcome::Failed { reason } =

@@ -405,7 +405,7 @@ fn refuse_before_login(line: &mut PtyLine, transport_key: &SecretKey) -> anyhow:
         TerminalOutcome::Failed { reason } => {
             println!("a terminal asking before any operator logged in:\n  refused: {reason}")
         }
-        TerminalOutcome::Injected { .. } => {
+        TerminalOutcome::Injected { .. } | TerminalOutcome::ProfileInjected { .. } => {
             anyhow::bail!("a key was dispensed with no operator logged in")
         }
     }
@@ -527,7 +527,7 @@ fn run_port(
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
         }
         match inject(&mut line, config, &mut key_store)?.outcome {
-            TerminalOutcome::Injected { .. } => done += 1,
+            TerminalOutcome::Injected { .. } | TerminalOutcome::ProfileInjected { .. } => done += 1,
             TerminalOutcome::Failed { reason } => {
                 anyhow::bail!("terminal {serial} failed: {reason}");
             }
@@ -558,6 +558,7 @@ fn demo_terminal(serial: &str, key_store: &SoftwareKeyStore) -> anyhow::Result<T
         response_timeout: Duration::from_millis(500),
         max_retries: 5,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: Vec::new(),
     })
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, DispenseRefusal, ModeRequest, Smn,
-    TerminalIdentity,
+    ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal,
+    ModeRequest, Smn, TerminalIdentity,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
@@ -84,6 +84,9 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
         idle_timeout: shared.idle_timeout,
         kdh_certificate: dispenser.kdh_certificate(),
         certificate_requests_per_minute: shared.certificate_requests_per_minute,
+        // Profile mode (issue 15) is not configured yet: no profile is offered, so mode 3 is
+        // never chosen.
+        profiles: Vec::new(),
     }
 }
 
@@ -195,6 +198,20 @@ impl PortWorker<'_> {
                     kcv,
                     smn,
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
+                // Unreachable until profiles are configured (none is offered): refused.
+                ApplianceAction::ReserveDukpt { .. } => self.session.handle_dukpt_reservation(
+                    Err(DispenseRefusal::Internal(
+                        "this appliance does not deliver DUKPT keys yet".to_owned(),
+                    )),
+                    self.started.elapsed(),
+                ),
+                ApplianceAction::MarkDukptSent { .. } => Vec::new(),
+                ApplianceAction::ConfirmDukpt { .. } => self.session.handle_dukpt_confirmation(
+                    Err(ConfirmRefusal::Internal(
+                        "this appliance does not deliver DUKPT keys yet".to_owned(),
+                    )),
+                    self.started.elapsed(),
+                ),
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
                     let structured = crate::events::structured_event(&self.port.name, &event);

@@ -249,11 +249,13 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
                 response_timeout: Duration::from_millis(500),
                 max_retries: 5,
                 unconfirmed_key: None,
+                unconfirmed_dukpt: Vec::new(),
                 device_certificate: Vec::new(),
             };
             match inject(line, config, &mut store).unwrap().outcome {
                 TerminalOutcome::Injected { smn, .. } => injected.push(smn.to_string()),
                 TerminalOutcome::Failed { reason } => panic!("{serial}: {reason}"),
+                other => panic!("{serial}: tr31 only here: {other:?}"),
             }
         }
     }

@@ -59,6 +59,7 @@ fn inject_one<L: Line>(
     {
         TerminalOutcome::Injected { key_index, .. } => Ok(key_index),
         TerminalOutcome::Failed { reason } => Err(reason),
+        other => panic!("tr31 only here: {other:?}"),
     }
 }
 

@@ -46,6 +46,7 @@ fn inject_with<L: Line>(
             Ok((key_index, smn.to_string(), kcv_hex(&kcv)))
         }
         TerminalOutcome::Failed { reason } => Err(reason),
+        other => panic!("tr31 only here: {other:?}"),
     }
 }
 

@@ -81,6 +81,7 @@ impl Bench {
         match injection.outcome {
             TerminalOutcome::Injected { smn, .. } => Ok(smn.to_string()),
             TerminalOutcome::Failed { reason } => Err(reason),
+            other => panic!("tr31 only here: {other:?}"),
         }
     }
 

@@ -120,6 +120,7 @@ fn other_port_still_injects(line: &mut PtyLine, appliance: &Appliance, serial: &
         keymother_protocol::TerminalOutcome::Failed { reason } => {
             panic!("the other port failed: {reason}")
         }
+        other => panic!("tr31 only here: {other:?}"),
     }
 }
 

@@ -1,8 +1,8 @@
-//! Fuzzes the message decoder: any TYPE byte and payload decodes or gives a typed error, and a decoded message re-encodes to the same bytes; certificate mode's fields too.
+//! Fuzzes the message decoder: any TYPE byte and payload decodes or gives a typed error, and a decoded message re-encodes to the same bytes; certificate mode's fields and profile mode's profile too.
 #![no_main]
 
 use keymother_protocol::{
-    CertificateDelivery, CertificateRequest, CertificateWelcome, Frame, Message, Mode,
+    CertificateDelivery, CertificateRequest, CertificateWelcome, Frame, Message, Mode, Profile,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 .expect("a decoded message fits a frame");
             assert_eq!(frame, Frame::new(0x5A, message_type, payload.to_vec()));
             certificate_mode_data(&message);
+            profile_mode_data(&message);
         }
         Err(error) => {
             // Every error can be shown (the appliance sends it as an ERROR detail).
@@ -47,5 +48,16 @@ fn certificate_mode_data(message: &Message) {
             }
         }
         _ => {}
+    }
+}
+
+/// Profile mode's WELCOME fields (the profile) decode canonically or give a typed error.
+fn profile_mode_data(message: &Message) {
+    if let Message::Welcome(welcome) = message {
+        if welcome.mode_id == Mode::Profile.id() {
+            if let Ok(profile) = Profile::decode(&welcome.mode_data) {
+                assert_eq!(profile.encode().expect("re-encodes"), welcome.mode_data);
+            }
+        }
     }
 }

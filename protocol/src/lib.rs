@@ -4,8 +4,9 @@
 //! since any fixed epoch), and key blocks are made and opened by the callers. Layers:
 //! [`frame`] (STX, length, CRC-32, resynchronisation), [`message`] (typed messages with a
 //! canonical byte form), `modes` (each mode's rules, for both sessions; [`certificate`] is
-//! certificate mode's, with its fields as opaque bytes), [`identity`] (hardware serial, model,
-//! SMN), and the two sessions:
+//! certificate mode's, with its fields as opaque bytes; [`profile`] is profile mode's device
+//! profiles and their DUKPT slots), [`identity`] (hardware serial, model, SMN), and the two
+//! sessions:
 //! [`ApplianceSession`] (one per serial port, used by the daemon) and [`TerminalSession`] (the
 //! reference terminal).
 
@@ -19,11 +20,11 @@ mod modes;
 pub mod terminal;
 pub mod timing;
 
-pub use modes::certificate;
+pub use modes::{certificate, profile};
 
 pub use appliance::{
     ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal, EndReason,
-    FailureCause, ModeRequest, SessionEvent, TerminalIdentity,
+    FailureCause, ModeRequest, SessionEvent, TerminalIdentity, UnconfirmedDukpt,
 };
 pub use certificate::{
     CertificateDelivery, CertificateProblem, CertificateRefusal, CertificateRequest,
@@ -36,12 +37,14 @@ pub use frame::{
 };
 pub use identity::{HardwareSerial, IdentityError, KeyIndex, MAX_KEY_INDEX, Smn, TerminalModel};
 pub use message::{
-    Abort, Confirm, Confirmed, DecodeError, Delivery, EncodeError, ErrorMessage, Field,
-    FieldProblem, Hello, KeyRequest, Message, MessageType, PROTOCOL_VERSION, Welcome,
+    Abort, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed, DukptDelivery,
+    DukptRequest, EncodeError, ErrorMessage, Field, FieldProblem, Hello, KeyRequest, Message,
+    MessageType, PROTOCOL_VERSION, Welcome,
 };
 pub use mode::{Mode, UnknownMode};
+pub use profile::{DukptKind, DukptSlot, KeyAlgorithm, Profile};
 pub use terminal::{
-    InstallRefusal, RetransmitCause, TerminalAction, TerminalConfig, TerminalEvent,
+    HeldDukptKey, InstallRefusal, RetransmitCause, TerminalAction, TerminalConfig, TerminalEvent,
     TerminalOutcome, TerminalSession,
 };
 pub use timing::{

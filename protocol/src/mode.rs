@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// How a master key travels to the terminal.
+/// How keys travel to the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mode {
     /// Id 1: the master key as an ANSI X9.143 (TR-31) key block under the terminal transport key.
@@ -11,20 +11,22 @@ pub enum Mode {
     /// Id 2: mutual X.509 certificates, a terminal nonce, the master key under an ephemeral key
     /// that travels under the terminal's RSA key (OAEP), all signed by the appliance's KDH key.
     Certificate,
-    /// Id 3 (reserved, later): a DUKPT initial key derived for the terminal.
-    DukptInitialKey,
+    /// Id 3: a device profile: the master key (as in tr31, when the profile has one), then one
+    /// DUKPT initial key per slot of the profile, each as a TR-31 key block under the terminal
+    /// transport key.
+    Profile,
 }
 
 impl Mode {
     /// Every mode with an id, in id order.
-    pub const ALL: [Mode; 3] = [Mode::Tr31, Mode::Certificate, Mode::DukptInitialKey];
+    pub const ALL: [Mode; 3] = [Mode::Tr31, Mode::Certificate, Mode::Profile];
 
     /// The id carried in HELLO, WELCOME and KEY_REQUEST.
     pub fn id(self) -> u8 {
         match self {
             Mode::Tr31 => 1,
             Mode::Certificate => 2,
-            Mode::DukptInitialKey => 3,
+            Mode::Profile => 3,
         }
     }
 
@@ -38,12 +40,12 @@ impl Mode {
         match self {
             Mode::Tr31 => "tr31",
             Mode::Certificate => "certificate",
-            Mode::DukptInitialKey => "dukpt-initial-key",
+            Mode::Profile => "profile",
         }
     }
 
-    /// Whether the sessions of this crate can run this mode (tr31 and certificate: the modes
-    /// with rules in `modes/`); the others are never chosen, whatever the configuration says.
+    /// Whether the sessions of this crate can run this mode (the modes with rules in `modes/`);
+    /// the others are never chosen, whatever the configuration says.
     pub fn is_implemented(self) -> bool {
         crate::modes::rules(self).is_some()
     }
@@ -57,7 +59,7 @@ impl fmt::Display for Mode {
 
 /// A mode name that is not known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown mode {0:?} (expected tr31, certificate or dukpt-initial-key)")]
+#[error("unknown mode {0:?} (expected tr31, certificate or profile)")]
 pub struct UnknownMode(pub String);
 
 impl FromStr for Mode {

@@ -25,6 +25,7 @@ fn appliance_config() -> ApplianceConfig {
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         kdh_certificate: KDH_CERTIFICATE.to_vec(),
         certificate_requests_per_minute: 0,
+        profiles: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ fn terminal_config() -> TerminalConfig {
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: DEVICE_CERTIFICATE.to_vec(),
     }
 }
@@ -74,7 +76,7 @@ impl Default for Decisions {
             appliance_verdict: Ok(NONCE),
             reservation: Box::new(|request| match request {
                 ModeRequest::Certificate(request) => Ok(sealed(request.nonce)),
-                ModeRequest::Tr31 => panic!("tr31 reservation in a certificate-mode test"),
+                other => panic!("{other:?} reservation in a certificate-mode test"),
             }),
             install: Box::new(|certificate| {
                 let certificate = certificate.as_ref().expect("certificate-mode delivery");
@@ -132,6 +134,9 @@ fn run(
                     terminal_actions.extend(terminal.handle_key_installed(outcome, now));
                 }
                 TerminalAction::Report(_) => {}
+                TerminalAction::InstallDukptKey { .. } => {
+                    panic!("no DUKPT key in certificate mode")
+                }
                 TerminalAction::Finished(outcome) => {
                     run.outcome = Some(outcome);
                     return run;
@@ -156,6 +161,11 @@ fn run(
                         );
                     }
                     ApplianceAction::Report(event) => run.appliance_events.push(event),
+                    other @ (ApplianceAction::ReserveDukpt { .. }
+                    | ApplianceAction::MarkDukptSent { .. }
+                    | ApplianceAction::ConfirmDukpt { .. }) => {
+                        panic!("{other:?} in certificate mode")
+                    }
                 }
             }
         }

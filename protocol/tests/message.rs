@@ -5,9 +5,10 @@ use keymother_protocol::message::{
     CAPABILITY_TR31_VERSION_B, MAX_DETAIL_LENGTH, MAX_KEY_BLOCK_LENGTH, MIN_KEY_BLOCK_LENGTH,
 };
 use keymother_protocol::{
-    Abort, AbortReason, Confirm, Confirmed, DecodeError, Delivery, EncodeError, ErrorCode,
-    ErrorMessage, Field, FieldProblem, HardwareSerial, Hello, IdentityError, KeyRequest, Message,
-    MessageType, Smn, TerminalModel, Welcome,
+    Abort, AbortReason, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed,
+    DukptDelivery, DukptRequest, EncodeError, ErrorCode, ErrorMessage, Field, FieldProblem,
+    HardwareSerial, Hello, IdentityError, KeyRequest, Message, MessageType, Smn, TerminalModel,
+    Welcome,
 };
 use proptest::prelude::*;
 
@@ -128,6 +129,35 @@ fn message_strategy() -> impl Strategy<Value = Message> {
             })
         }),
         Just(Message::Nak),
+        dukpt_message_strategy(),
+    ]
+}
+
+fn ksn_strategy() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 8),
+        prop::collection::vec(any::<u8>(), 10)
+    ]
+}
+
+/// Profile mode's four messages.
+fn dukpt_message_strategy() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        any::<u8>().prop_map(|slot| Message::DukptRequest(DukptRequest { slot })),
+        (any::<u8>(), ksn_strategy(), "[ -~]{16,300}", kcv_strategy()).prop_map(
+            |(slot, ksn, key_block, kcv)| {
+                Message::DukptDelivery(DukptDelivery {
+                    slot,
+                    ksn,
+                    key_block,
+                    kcv,
+                })
+            }
+        ),
+        (any::<u8>(), ksn_strategy(), kcv_strategy())
+            .prop_map(|(slot, ksn, kcv)| Message::DukptConfirm(DukptConfirm { slot, ksn, kcv })),
+        (any::<u8>(), ksn_strategy())
+            .prop_map(|(slot, ksn)| Message::DukptConfirmed(DukptConfirmed { slot, ksn })),
     ]
 }
 

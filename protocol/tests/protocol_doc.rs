@@ -17,6 +17,9 @@ use keymother_protocol::{
     TerminalConfig, TerminalOutcome, TerminalSession,
 };
 
+#[path = "protocol_doc/profile.rs"]
+mod profile;
+
 const REGENERATE: &str = "KEYMOTHER_REGENERATE_PROTOCOL_DOC";
 
 /// The example key block: a real TR-31 version D header (K0, AES, mode of use D, exportable
@@ -43,6 +46,7 @@ fn terminal_config(ttk_kcv: &[u8]) -> TerminalConfig {
         response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: Vec::new(),
     }
 }
@@ -55,6 +59,7 @@ fn appliance() -> ApplianceSession {
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         kdh_certificate: Vec::new(),
         certificate_requests_per_minute: 0,
+        profiles: Vec::new(),
     })
 }
 
@@ -152,11 +157,38 @@ fn examples() -> Vec<Example> {
         actions.last(),
         Some(TerminalAction::Finished(TerminalOutcome::Injected { .. }))
     ));
+    let tr31_key_frames = [key_delivery.clone(), confirm.clone(), confirmed.clone()];
 
+    let (frames, damaged) = nak_and_error_examples(&hello, &key_request);
+    for (title, bytes) in frames {
+        push(&title, &bytes);
+    }
+
+    for (title, bytes) in abort_examples() {
+        push(&title, &bytes);
+    }
+    for (title, bytes) in certificate_examples() {
+        push(&title, &bytes);
+    }
+
+    // Profile mode (mode 3): the master key, then an AES DUKPT and a TDES DUKPT slot.
+    let profile_frames = profile::examples(&tr31_key_frames);
+    for (title, bytes) in &profile_frames {
+        push(title, bytes);
+    }
+
+    note_damage(&mut examples, &damaged);
+    examples
+}
+
+/// A damaged KEY_REQUEST and its NAK, then an ERROR; and the damaged frame.
+fn nak_and_error_examples(hello: &[u8], key_request: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let mut frames = Vec::new();
+    let mut push = |title: &str, bytes: &[u8]| frames.push((title.to_owned(), bytes.to_vec()));
     // A damaged frame and its NAK: the KEY_REQUEST arrives with one payload bit flipped.
     let mut appliance = self::appliance();
-    appliance.handle_bytes(&hello, at(0));
-    let mut damaged = key_request.clone();
+    appliance.handle_bytes(hello, at(0));
+    let mut damaged = key_request.to_vec();
     damaged[5] ^= 0x01;
     let nak = sent_by_appliance(&appliance.handle_bytes(&damaged, at(10)));
     push(
@@ -169,7 +201,7 @@ fn examples() -> Vec<Example> {
     );
 
     // An ERROR: the vault has no key left.
-    let actions = appliance.handle_bytes(&key_request, at(20));
+    let actions = appliance.handle_bytes(key_request, at(20));
     assert!(matches!(
         actions.last(),
         Some(ApplianceAction::Reserve { .. })
@@ -181,7 +213,13 @@ fn examples() -> Vec<Example> {
         "ERROR, appliance to terminal (answering KEY_REQUEST: no keys available)",
         &error,
     );
+    (frames, damaged)
+}
 
+/// ABORT and ACK, as the frames of a session whose terminal holds another TTK.
+fn abort_examples() -> Vec<(String, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut push = |title: &str, bytes: &[u8]| frames.push((title.to_owned(), bytes.to_vec()));
     // ABORT and ACK: the terminal holds another transport key than the appliance.
     let mut terminal = TerminalSession::new(terminal_config(&[0x08, 0xD7, 0xB4]));
     let mut appliance = self::appliance();
@@ -194,7 +232,13 @@ fn examples() -> Vec<Example> {
     );
     let ack = sent_by_appliance(&appliance.handle_bytes(&abort, at(30)));
     push("ACK, appliance to terminal (answering ABORT)", &ack);
+    frames
+}
 
+/// The first half of a certificate-mode session.
+fn certificate_examples() -> Vec<(String, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut push = |title: &str, bytes: &[u8]| frames.push((title.to_owned(), bytes.to_vec()));
     // Certificate mode (mode 2). The certificates, the encrypted key and the signature are
     // shortened stand-ins so the frames stay readable; real ones are hundreds of bytes.
     let mut config = terminal_config(&EXAMPLE_TTK_KCV);
@@ -250,11 +294,15 @@ fn examples() -> Vec<Example> {
         "KEY_DELIVERY in certificate mode: the key under KE, KE under the terminal's key, the signature",
         &key_delivery,
     );
+    frames
+}
 
+/// Marks the damaged KEY_REQUEST's example with what happened to it on the line.
+fn note_damage(examples: &mut [Example], damaged: &[u8]) {
     let received_crc = u32::from_be_bytes([damaged[6], damaged[7], damaged[8], damaged[9]]);
     let computed_crc = keymother_protocol::crc32(&damaged[1..6]);
-    for example in &mut examples {
-        if example.bytes == damaged {
+    for example in examples.iter_mut() {
+        if example.bytes == *damaged {
             example.damage = Some(format!(
                 "Example 3 with bit 0 of byte 5 (the mode) flipped on the line: the CRC received \
                  is `{received_crc:08X}`, but the CRC of the bytes received is `{computed_crc:08X}`, \
@@ -263,7 +311,6 @@ fn examples() -> Vec<Example> {
             ));
         }
     }
-    examples
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -351,49 +398,8 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
     c.take("SEQ", 1, bytes[3].to_string());
     c.take("TYPE", 1, kind.name().to_owned());
     match &message {
-        Message::Hello(hello) => {
-            c.take("protocol version", 1, hello.protocol_version.to_string());
-            c.take("mode count", 1, hello.mode_ids.len().to_string());
-            let modes: Vec<String> = hello
-                .mode_ids
-                .iter()
-                .map(|id| match Mode::from_id(*id) {
-                    Some(mode) => format!("{id} ({mode})"),
-                    None => id.to_string(),
-                })
-                .collect();
-            c.take("mode ids", hello.mode_ids.len(), modes.join(", "));
-            let n = c.length();
-            c.take("model length", 1, n.to_string());
-            c.take("terminal model", n, text(hello.model.as_str().as_bytes()));
-            let n = c.length();
-            c.take("hardware serial length", 1, n.to_string());
-            c.take(
-                "hardware serial",
-                n,
-                text(hello.hardware_serial.as_str().as_bytes()),
-            );
-            c.take(
-                "capability flags",
-                2,
-                format!("0x{:04X}", hello.capabilities),
-            );
-        }
-        Message::Welcome(welcome) => {
-            c.take("protocol version", 1, welcome.protocol_version.to_string());
-            let mode =
-                Mode::from_id(welcome.mode_id).map_or(String::new(), |mode| format!(" ({mode})"));
-            c.take("chosen mode", 1, format!("{}{mode}", welcome.mode_id));
-            let n = c.length();
-            c.take("device id length", 1, n.to_string());
-            c.take("device id", n, text(welcome.device_id.as_bytes()));
-            let n = c.length();
-            c.take("TTK KCV length", 1, n.to_string());
-            c.take("TTK KCV", n, String::new());
-            if welcome.mode_id == Mode::Certificate.id() {
-                c.long("KDH certificate", "X.509, DER (shortened for the example)");
-            }
-        }
+        Message::Hello(hello) => annotate_hello(&mut c, hello),
+        Message::Welcome(welcome) => annotate_welcome(&mut c, welcome),
         Message::KeyRequest(request) => {
             let mode =
                 Mode::from_id(request.mode_id).map_or(String::new(), |mode| format!(" ({mode})"));
@@ -448,6 +454,10 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             c.take("detail length", 1, n.to_string());
             c.take("detail", n, text(abort.detail.as_bytes()));
         }
+        Message::DukptRequest(_)
+        | Message::DukptDelivery(_)
+        | Message::DukptConfirm(_)
+        | Message::DukptConfirmed(_) => profile::annotate_dukpt(&mut c, &message),
         Message::Ack | Message::Nak => {}
     }
     c.take(
@@ -461,6 +471,53 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
         "the annotation of {kind} does not cover the frame"
     );
     c.rows
+}
+
+fn annotate_hello(c: &mut Cursor<'_>, hello: &keymother_protocol::Hello) {
+    c.take("protocol version", 1, hello.protocol_version.to_string());
+    c.take("mode count", 1, hello.mode_ids.len().to_string());
+    let modes: Vec<String> = hello
+        .mode_ids
+        .iter()
+        .map(|id| match Mode::from_id(*id) {
+            Some(mode) => format!("{id} ({mode})"),
+            None => id.to_string(),
+        })
+        .collect();
+    c.take("mode ids", hello.mode_ids.len(), modes.join(", "));
+    let n = c.length();
+    c.take("model length", 1, n.to_string());
+    c.take("terminal model", n, text(hello.model.as_str().as_bytes()));
+    let n = c.length();
+    c.take("hardware serial length", 1, n.to_string());
+    c.take(
+        "hardware serial",
+        n,
+        text(hello.hardware_serial.as_str().as_bytes()),
+    );
+    c.take(
+        "capability flags",
+        2,
+        format!("0x{:04X}", hello.capabilities),
+    );
+}
+
+fn annotate_welcome(c: &mut Cursor<'_>, welcome: &keymother_protocol::Welcome) {
+    c.take("protocol version", 1, welcome.protocol_version.to_string());
+    let mode = Mode::from_id(welcome.mode_id).map_or(String::new(), |mode| format!(" ({mode})"));
+    c.take("chosen mode", 1, format!("{}{mode}", welcome.mode_id));
+    let n = c.length();
+    c.take("device id length", 1, n.to_string());
+    c.take("device id", n, text(welcome.device_id.as_bytes()));
+    let n = c.length();
+    c.take("TTK KCV length", 1, n.to_string());
+    c.take("TTK KCV", n, String::new());
+    if welcome.mode_id == Mode::Certificate.id() {
+        c.long("KDH certificate", "X.509, DER (shortened for the example)");
+    }
+    if welcome.mode_id == Mode::Profile.id() {
+        profile::annotate_welcome(c, welcome);
+    }
 }
 
 fn render_examples() -> String {
@@ -495,6 +552,8 @@ fn render_message_types() -> String {
             MessageType::KeyRequest => ("terminal", "KEY_DELIVERY or ERROR"),
             MessageType::Confirm => ("terminal", "CONFIRMED or ERROR"),
             MessageType::Abort => ("terminal", "ACK or ERROR"),
+            MessageType::DukptRequest => ("terminal", "DUKPT_DELIVERY or ERROR"),
+            MessageType::DukptConfirm => ("terminal", "DUKPT_CONFIRMED or ERROR"),
             MessageType::Nak => ("either side", "the last frame, sent again"),
             _ => ("appliance", "(a response)"),
         };

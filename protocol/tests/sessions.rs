@@ -12,39 +12,10 @@ use keymother_protocol::{
     TerminalEvent, TerminalOutcome, TerminalSession, crc32,
 };
 
-fn message_type_of(bytes: &[u8]) -> MessageType {
-    MessageType::from_id(frames_in(bytes)[0].message_type).expect("known type")
-}
-
-/// A filter that drops the first write of `kind`.
-fn drop_first(kind: MessageType) -> Filter {
-    let mut dropped = false;
-    Box::new(move |bytes: &[u8]| {
-        if !dropped && message_type_of(bytes) == kind {
-            dropped = true;
-            return vec![];
-        }
-        vec![bytes.to_vec()]
-    })
-}
-
-/// A filter that flips one byte of the first write of `kind`.
-fn corrupt_first(kind: MessageType, position: usize) -> Filter {
-    let mut done = false;
-    Box::new(move |bytes: &[u8]| {
-        let mut bytes = bytes.to_vec();
-        if !done && message_type_of(&bytes) == kind {
-            done = true;
-            bytes[position] ^= 0x40;
-        }
-        vec![bytes]
-    })
-}
-
 fn injected(outcome: &TerminalOutcome) -> (u32, Smn) {
     match outcome {
         TerminalOutcome::Injected { key_index, smn, .. } => (*key_index, smn.clone()),
-        TerminalOutcome::Failed { reason } => panic!("expected Injected, got Failed: {reason}"),
+        other => panic!("expected Injected, got {other:?}"),
     }
 }
 

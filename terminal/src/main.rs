@@ -76,6 +76,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         response_timeout: Duration::from_millis(arguments.timeout_ms),
         max_retries: 5,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: Vec::new(),
     };
     let transport_key = read_transport_key(algorithm)?;
@@ -121,6 +122,11 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
                 "injected key {key_index:08}, SMN {smn}, KCV {kcv}, in {:.0?}",
                 injection.elapsed
             );
+            Ok(true)
+        }
+        // Not offered yet (the modes above are tr31 and certificate).
+        profile @ TerminalOutcome::ProfileInjected { .. } => {
+            println!("{profile}, in {:.0?}", injection.elapsed);
             Ok(true)
         }
         TerminalOutcome::Failed { reason } => {

@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
+use keymother_protocol::{
+    InstallRefusal, TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
+};
 
 use crate::key_store::SoftwareKeyStore;
 use crate::line::Line;
@@ -68,6 +70,13 @@ pub fn inject<L: Line>(
                         &kdh_certificate,
                     );
                     pending.extend(session.handle_appliance_verified(verdict, started.elapsed()));
+                }
+                TerminalAction::InstallDukptKey { .. } => {
+                    // Not offered yet: this terminal keeps no DUKPT keys, so it refuses any.
+                    let refused = Err(InstallRefusal::DoesNotUnwrap(
+                        "this terminal keeps no DUKPT keys".to_owned(),
+                    ));
+                    pending.extend(session.handle_dukpt_installed(refused, started.elapsed()));
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {

@@ -26,10 +26,12 @@ fn a_real_appliance_injects_a_key() {
         response_timeout: Duration::from_secs(2),
         max_retries: 3,
         unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
         device_certificate: Vec::new(),
     };
     match inject(&mut line, config, &mut store).unwrap().outcome {
         TerminalOutcome::Injected { smn, .. } => assert!(smn.to_string().starts_with(&serial)),
         TerminalOutcome::Failed { reason } => panic!("injection failed: {reason}"),
+        other => panic!("tr31 only here: {other:?}"),
     }
 }

@@ -77,6 +77,7 @@ impl Appliance {
             response_timeout: Duration::from_millis(300),
             max_retries: 6,
             unconfirmed_key: None,
+            unconfirmed_dukpt: Vec::new(),
             device_certificate: Vec::new(),
         }
     }
@@ -293,7 +294,9 @@ pub fn vanish_after_delivery(
                     panic!("finished before delivery: {outcome:?}")
                 }
                 TerminalAction::Report(_) => {}
-                TerminalAction::VerifyAppliance { .. } => panic!("tr31 only here"),
+                TerminalAction::VerifyAppliance { .. } | TerminalAction::InstallDukptKey { .. } => {
+                    panic!("tr31 only here")
+                }
             }
         }
         assert!(started.elapsed() < Duration::from_secs(10), "no delivery");

@@ -7,6 +7,7 @@ use crate::frame::FrameRejection;
 use crate::identity::Smn;
 use crate::mode::Mode;
 use crate::modes::certificate::CertificateProblem;
+use crate::terminal::hex;
 
 use super::TerminalIdentity;
 
@@ -19,6 +20,8 @@ pub enum FailureCause {
     NoOperator,
     /// NOT_READY: the appliance requires its tamper input to be watched and it is not.
     TamperInputUnwatched,
+    /// NOT_READY: the BDK a DUKPT slot is derived from is not loaded.
+    BdkNotLoaded,
     /// CERTIFICATE_REFUSED, and why.
     Certificate(CertificateProblem),
 }
@@ -30,6 +33,27 @@ pub enum EndReason {
     Idle,
     /// A new HELLO arrived (the terminal restarted, or another terminal was plugged in).
     NewHello,
+}
+
+/// Profile mode: a DUKPT initial key sent in a session and not confirmed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedDukpt {
+    pub slot: u8,
+    pub label: String,
+    /// The initial KSN (TDES DUKPT) or initial key ID (AES DUKPT).
+    pub ksn: Vec<u8>,
+}
+
+impl fmt::Display for UnconfirmedDukpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DUKPT key of slot {} ({}), KSN {}",
+            self.slot,
+            self.label,
+            hex(&self.ksn)
+        )
+    }
 }
 
 /// Something that happened on the port, for logs and the display. Never holds key material
@@ -61,16 +85,50 @@ pub enum SessionEvent {
         key_index: u32,
         smn: Smn,
     },
+    /// Profile mode: a DUKPT_REQUEST for `slot`, whose BDK is `label`.
+    DukptRequested {
+        terminal: TerminalIdentity,
+        slot: u8,
+        label: String,
+    },
+    DukptDelivered {
+        terminal: TerminalIdentity,
+        slot: u8,
+        label: String,
+        ksn: Vec<u8>,
+    },
+    DukptConfirmRequested {
+        terminal: TerminalIdentity,
+        slot: u8,
+        label: String,
+        ksn: Vec<u8>,
+    },
+    DukptConfirmed {
+        terminal: TerminalIdentity,
+        slot: u8,
+        label: String,
+        ksn: Vec<u8>,
+    },
+    /// Profile mode: the last key of the profile is confirmed in this session (each of the
+    /// others confirmed in it too, resumed confirmations included).
+    ProfileCompleted {
+        terminal: TerminalIdentity,
+        profile: String,
+    },
     Aborted {
         terminal: TerminalIdentity,
         reason: AbortReason,
         detail: String,
+        /// The master key sent and not confirmed, if any.
         unconfirmed_key: Option<u32>,
+        /// Profile mode: the DUKPT key sent and not confirmed, if any.
+        unconfirmed_dukpt: Option<UnconfirmedDukpt>,
     },
     SessionEnded {
         terminal: TerminalIdentity,
         reason: EndReason,
         unconfirmed_key: Option<u32>,
+        unconfirmed_dukpt: Option<UnconfirmedDukpt>,
     },
     ErrorSent {
         seq: u8,
@@ -133,35 +191,36 @@ impl fmt::Display for SessionEvent {
                 key_index,
                 smn,
             } => write!(f, "key {key_index:08} confirmed by {terminal}, SMN {smn}"),
+            SessionEvent::DukptRequested { .. }
+            | SessionEvent::DukptDelivered { .. }
+            | SessionEvent::DukptConfirmRequested { .. }
+            | SessionEvent::DukptConfirmed { .. }
+            | SessionEvent::ProfileCompleted { .. } => self.fmt_profile_event(f),
             SessionEvent::Aborted {
                 terminal,
                 reason,
                 detail,
                 unconfirmed_key,
+                unconfirmed_dukpt,
             } => {
                 write!(f, "{terminal} aborted: {reason}")?;
                 if !detail.is_empty() {
                     write!(f, " ({detail})")?;
                 }
-                if let Some(key_index) = unconfirmed_key {
-                    write!(f, "; key {key_index:08} sent but not confirmed")?;
-                }
-                Ok(())
+                write_unconfirmed(f, *unconfirmed_key, unconfirmed_dukpt.as_ref())
             }
             SessionEvent::SessionEnded {
                 terminal,
                 reason,
                 unconfirmed_key,
+                unconfirmed_dukpt,
             } => {
                 let why = match reason {
                     EndReason::Idle => "idle",
                     EndReason::NewHello => "new HELLO",
                 };
                 write!(f, "session with {terminal} ended ({why})")?;
-                if let Some(key_index) = unconfirmed_key {
-                    write!(f, "; key {key_index:08} sent but not confirmed")?;
-                }
-                Ok(())
+                write_unconfirmed(f, *unconfirmed_key, unconfirmed_dukpt.as_ref())
             }
             SessionEvent::ErrorSent {
                 seq, code, detail, ..
@@ -198,4 +257,69 @@ impl fmt::Display for SessionEvent {
             }
         }
     }
+}
+
+impl SessionEvent {
+    /// The text of profile mode's events (the others are written by `fmt`).
+    fn fmt_profile_event(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionEvent::DukptRequested {
+                terminal,
+                slot,
+                label,
+            } => write!(
+                f,
+                "{terminal} requests the DUKPT key of slot {slot} ({label})"
+            ),
+            SessionEvent::DukptDelivered {
+                terminal,
+                slot,
+                label,
+                ksn,
+            } => write!(
+                f,
+                "DUKPT key of slot {slot} ({label}), KSN {}, delivered to {terminal}",
+                hex(ksn)
+            ),
+            SessionEvent::DukptConfirmRequested {
+                terminal,
+                slot,
+                label,
+                ksn,
+            } => write!(
+                f,
+                "{terminal} confirms the DUKPT key of slot {slot} ({label}), KSN {}",
+                hex(ksn)
+            ),
+            SessionEvent::DukptConfirmed {
+                terminal,
+                slot,
+                label,
+                ksn,
+            } => write!(
+                f,
+                "DUKPT key of slot {slot} ({label}), KSN {}, confirmed by {terminal}",
+                hex(ksn)
+            ),
+            SessionEvent::ProfileCompleted { terminal, profile } => {
+                write!(f, "profile {profile} injected into {terminal}")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The end of an Aborted or SessionEnded text: the key sent and not confirmed, if any.
+fn write_unconfirmed(
+    f: &mut fmt::Formatter<'_>,
+    key_index: Option<u32>,
+    dukpt: Option<&UnconfirmedDukpt>,
+) -> fmt::Result {
+    if let Some(key_index) = key_index {
+        write!(f, "; key {key_index:08} sent but not confirmed")?;
+    }
+    if let Some(dukpt) = dukpt {
+        write!(f, "; {dukpt}, sent but not confirmed")?;
+    }
+    Ok(())
 }

@@ -17,8 +17,31 @@ pub(super) struct Exchange {
 
 pub(super) struct CachedResponse {
     pub(super) bytes: Vec<u8>,
-    /// The key index when the response is KEY_DELIVERY (a repeat is followed by MarkSent too).
-    pub(super) delivered_key: Option<u32>,
+    /// The key the response delivers, when it is KEY_DELIVERY or DUKPT_DELIVERY (a repeat is
+    /// followed by MarkSent or MarkDukptSent too).
+    pub(super) delivered: Option<SentKey>,
+}
+
+/// A key a cached response carries.
+#[derive(Clone)]
+pub(super) enum SentKey {
+    Master { key_index: u32 },
+    Dukpt { slot: u8, ksn: Vec<u8> },
+}
+
+impl SentKey {
+    /// The action that records the key as sent, after each sending.
+    pub(super) fn mark_sent(&self) -> ApplianceAction {
+        match self {
+            SentKey::Master { key_index } => ApplianceAction::MarkSent {
+                key_index: *key_index,
+            },
+            SentKey::Dukpt { slot, ksn } => ApplianceAction::MarkDukptSent {
+                slot: *slot,
+                ksn: ksn.clone(),
+            },
+        }
+    }
 }
 
 impl Exchange {
@@ -48,8 +71,8 @@ impl ApplianceSession {
         }));
         if let Some(cached) = cached {
             actions.push(ApplianceAction::Send(cached.bytes.clone()));
-            if let Some(key_index) = cached.delivered_key {
-                actions.push(ApplianceAction::MarkSent { key_index });
+            if let Some(delivered) = &cached.delivered {
+                actions.push(delivered.mark_sent());
             }
         }
     }
@@ -58,12 +81,9 @@ impl ApplianceSession {
         self.last.as_ref().map_or(0, |last| last.seq)
     }
 
-    pub(super) fn record_response(&mut self, bytes: Vec<u8>, delivered_key: Option<u32>) {
+    pub(super) fn record_response(&mut self, bytes: Vec<u8>, delivered: Option<SentKey>) {
         if let Some(last) = self.last.as_mut() {
-            last.response = Some(CachedResponse {
-                bytes,
-                delivered_key,
-            });
+            last.response = Some(CachedResponse { bytes, delivered });
         }
     }
 

@@ -3,12 +3,15 @@
 //! One [`ApplianceSession`] serves one port for as long as the daemon runs; a terminal session
 //! on it starts with HELLO and ends with the next HELLO, an ABORT, or the idle timeout. The
 //! session never touches the vault: it asks the adapter to reserve and to confirm
-//! ([`ApplianceAction::Reserve`], [`ApplianceAction::Confirm`]) and sends KEY_DELIVERY only
-//! after the adapter has answered, so a reservation is durable before any key byte leaves.
+//! ([`ApplianceAction::Reserve`], [`ApplianceAction::Confirm`], and in profile mode
+//! [`ApplianceAction::ReserveDukpt`], [`ApplianceAction::ConfirmDukpt`]) and sends KEY_DELIVERY
+//! or DUKPT_DELIVERY only after the adapter has answered, so a reservation is durable before
+//! any key byte leaves.
 //!
 //! Here: the public types and the session's state. Beside it: `events` (what is reported),
-//! `requests` (the terminal's frames), `outcomes` (the adapter's answers) and `exchange` (the
-//! response cache). What a mode changes is asked of its rules in `modes/`.
+//! `requests` (the terminal's frames), `outcomes` (the adapter's answers), `dukpt_requests` and
+//! `dukpt_outcomes` (profile mode's DUKPT keys) and `exchange` (the response cache). What a
+//! mode changes is asked of its rules in `modes/`.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,16 +22,19 @@ use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::message::Message;
 use crate::mode::Mode;
 use crate::modes::certificate::CertificateRefusal;
+use crate::modes::profile::{DukptSlot, Profile};
 use crate::modes::{ModeRules, PortState};
 use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
 
+mod dukpt_outcomes;
+mod dukpt_requests;
 mod events;
 mod exchange;
 mod outcomes;
 mod requests;
 
 pub use crate::modes::ModeRequest;
-pub use events::{EndReason, FailureCause, SessionEvent};
+pub use events::{EndReason, FailureCause, SessionEvent, UnconfirmedDukpt};
 
 use exchange::Exchange;
 
@@ -51,6 +57,10 @@ pub struct ApplianceConfig {
     /// Certificate-mode key requests accepted per port in any 60 seconds (each costs a
     /// signature with the KDH key); more get RATE_LIMITED. 0 means no limit.
     pub certificate_requests_per_minute: u32,
+    /// The device profiles this port offers, in order: a terminal gets the first whose models
+    /// include its HELLO's model (or that names no models), and profile mode (mode 3) is
+    /// offered only when one does.
+    pub profiles: Vec<Profile>,
 }
 
 /// Who the terminal says it is, from its HELLO.
@@ -76,6 +86,9 @@ pub enum DispenseRefusal {
     NotReady,
     /// Operator login is required and no operator is logged in (NOT_READY, saying so).
     NoOperator,
+    /// Profile mode: the BDK a DUKPT slot is derived from is not loaded (NOT_READY, saying
+    /// so).
+    BdkNotLoaded,
     /// The appliance requires its tamper input to be watched and it is not (NOT_READY,
     /// saying so).
     TamperInputUnwatched,
@@ -93,7 +106,8 @@ pub enum ConfirmRefusal {
     /// The terminal's KCV is not the key's (KCV_MISMATCH, or KCV_MISMATCH_QUARANTINED when the
     /// vault quarantined the key).
     KcvMismatch { quarantined: bool },
-    /// The vault has no record of this key sent to this terminal (KEY_NOT_DELIVERED).
+    /// The vault has no record of this key (or, in profile mode, this KSN) sent to this
+    /// terminal (KEY_NOT_DELIVERED).
     NotDelivered,
     /// Anything else (INTERNAL_ERROR); never key material in the text.
     Internal(String),
@@ -123,16 +137,40 @@ pub enum ApplianceAction {
     },
     /// For the log and the display.
     Report(SessionEvent),
+    /// Profile mode: durably reserve the next device ID of the slot's BDK for this terminal
+    /// (or find the one already reserved for it), derive and wrap the initial key, then call
+    /// [`ApplianceSession::handle_dukpt_reservation`].
+    ReserveDukpt {
+        terminal: TerminalIdentity,
+        slot: u8,
+        dukpt: DukptSlot,
+    },
+    /// Follows the `Send` carrying DUKPT_DELIVERY (first sending or repeat): record the
+    /// initial key as sent once the bytes are written.
+    MarkDukptSent { slot: u8, ksn: Vec<u8> },
+    /// Profile mode: check the KCV of the initial key with this KSN, given to this terminal,
+    /// and record the injection, then call [`ApplianceSession::handle_dukpt_confirmation`].
+    ConfirmDukpt {
+        terminal: TerminalIdentity,
+        slot: u8,
+        dukpt: DukptSlot,
+        ksn: Vec<u8>,
+        kcv: Vec<u8>,
+    },
 }
 
 struct Session {
     terminal: TerminalIdentity,
     /// The mode WELCOME chose.
     mode: &'static dyn ModeRules,
+    /// Profile mode: the profile WELCOME offered.
+    profile: Option<Profile>,
     stage: Stage,
 }
 
-#[derive(Clone, Copy)]
+/// Where the session is with its current key: the master key, or in profile mode the slot
+/// whose turn it is.
+#[derive(Clone)]
 enum Stage {
     Welcomed,
     Reserving,
@@ -144,15 +182,68 @@ enum Stage {
         key_index: u32,
         resumed: bool,
     },
+    /// Every key of the session is confirmed: the master key, or every key of the profile.
     Confirmed,
+    /// Profile mode: the master key (if the profile has one) is confirmed and `slot` is the
+    /// first slot not confirmed in this session.
+    Dukpt {
+        slot: u8,
+        step: DukptStep,
+    },
+}
+
+/// Where a slot's DUKPT key is in this session.
+#[derive(Clone)]
+enum DukptStep {
+    /// Its turn has come; nothing of it has happened in this session yet.
+    Due,
+    Reserving,
+    Delivered {
+        ksn: Vec<u8>,
+    },
+    /// `resumed`: the key was delivered in an earlier session.
+    Confirming {
+        ksn: Vec<u8>,
+        resumed: bool,
+    },
 }
 
 impl Session {
-    /// The key sent in this session and not (yet) confirmed.
+    /// The master key sent in this session and not (yet) confirmed.
     fn unconfirmed_key(&self) -> Option<u32> {
         match self.stage {
             Stage::Delivered { key_index } | Stage::Confirming { key_index, .. } => Some(key_index),
             _ => None,
+        }
+    }
+
+    /// The DUKPT key sent in this session (or being confirmed) and not confirmed.
+    fn unconfirmed_dukpt(&self) -> Option<UnconfirmedDukpt> {
+        let Stage::Dukpt {
+            slot,
+            step: DukptStep::Delivered { ksn } | DukptStep::Confirming { ksn, .. },
+        } = &self.stage
+        else {
+            return None;
+        };
+        let label = self.profile.as_ref()?.slot(*slot)?.label.clone();
+        Some(UnconfirmedDukpt {
+            slot: *slot,
+            label,
+            ksn: ksn.clone(),
+        })
+    }
+
+    /// The stage a profile session starts in, or moves to once slot `slot - 1` (or the
+    /// master key, for `slot` 0) is confirmed: that slot's turn, or every key confirmed.
+    fn stage_at_slot(profile: &Profile, slot: u8) -> Stage {
+        if usize::from(slot) < profile.slots.len() {
+            Stage::Dukpt {
+                slot,
+                step: DukptStep::Due,
+            }
+        } else {
+            Stage::Confirmed
         }
     }
 }
@@ -203,8 +294,15 @@ impl ApplianceSession {
     /// Whether a reservation or confirmation is outstanding at the adapter.
     pub fn is_waiting_for_adapter(&self) -> bool {
         matches!(
-            self.session.as_ref().map(|session| session.stage),
-            Some(Stage::Reserving | Stage::Confirming { .. })
+            self.session.as_ref().map(|session| &session.stage),
+            Some(
+                Stage::Reserving
+                    | Stage::Confirming { .. }
+                    | Stage::Dukpt {
+                        step: DukptStep::Reserving | DukptStep::Confirming { .. },
+                        ..
+                    }
+            )
         )
     }
 
@@ -259,6 +357,7 @@ impl ApplianceSession {
         if let Some(session) = self.session.take() {
             actions.push(report(SessionEvent::SessionEnded {
                 unconfirmed_key: session.unconfirmed_key(),
+                unconfirmed_dukpt: session.unconfirmed_dukpt(),
                 terminal: session.terminal,
                 reason: EndReason::Idle,
             }));

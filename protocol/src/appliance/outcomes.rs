@@ -1,4 +1,4 @@
-//! The adapter's answers to a reservation and a confirmation: KEY_DELIVERY or CONFIRMED, or the ERROR a refusal maps to.
+//! The adapter's answers to a master-key reservation and confirmation: KEY_DELIVERY or CONFIRMED, or the ERROR a refusal maps to.
 
 use std::time::Duration;
 
@@ -6,8 +6,10 @@ use crate::codes::ErrorCode;
 use crate::message::{Confirmed, Delivery, Message};
 
 use super::events::FailureCause;
+use super::exchange::SentKey;
 use super::{
-    ApplianceAction, ApplianceSession, ConfirmRefusal, DispenseRefusal, SessionEvent, Stage, report,
+    Actions, ApplianceAction, ApplianceSession, ConfirmRefusal, DispenseRefusal, SessionEvent,
+    Stage, report,
 };
 
 impl ApplianceSession {
@@ -37,7 +39,7 @@ impl ApplianceSession {
                 match Message::KeyDelivery(delivery).encode_frame(self.current_seq()) {
                     Ok(bytes) => {
                         self.set_stage(Stage::Delivered { key_index });
-                        self.record_response(bytes.clone(), Some(key_index));
+                        self.record_response(bytes.clone(), Some(SentKey::Master { key_index }));
                         actions.push(ApplianceAction::Send(bytes));
                         actions.push(ApplianceAction::MarkSent { key_index });
                         actions.push(report(SessionEvent::Delivered {
@@ -52,37 +54,7 @@ impl ApplianceSession {
                     ),
                 }
             }
-            Err(DispenseRefusal::NoKeysAvailable) => self.respond_error(
-                ErrorCode::NO_KEYS_AVAILABLE,
-                "no unused master key is left on this appliance",
-                &mut actions,
-            ),
-            Err(DispenseRefusal::NotReady) => self.respond_error(
-                ErrorCode::NOT_READY,
-                "the appliance is locked or has no transport key",
-                &mut actions,
-            ),
-            Err(DispenseRefusal::NoOperator) => self.respond_error_because(
-                ErrorCode::NOT_READY,
-                FailureCause::NoOperator,
-                "no operator is logged in on the appliance",
-                &mut actions,
-            ),
-            Err(DispenseRefusal::TamperInputUnwatched) => self.respond_error_because(
-                ErrorCode::NOT_READY,
-                FailureCause::TamperInputUnwatched,
-                "the appliance's tamper input is not watched",
-                &mut actions,
-            ),
-            Err(DispenseRefusal::CertificateRefused(refusal)) => self.respond_error_because(
-                ErrorCode::CERTIFICATE_REFUSED,
-                FailureCause::Certificate(refusal.problem),
-                &refusal.detail,
-                &mut actions,
-            ),
-            Err(DispenseRefusal::Internal(detail)) => {
-                self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, &mut actions)
-            }
+            Err(refusal) => self.refuse_reservation(refusal, None, &mut actions),
         }
         actions
     }
@@ -121,7 +93,6 @@ impl ApplianceSession {
                 let message = Message::Confirmed(confirmed.clone());
                 match message.encode_frame(self.current_seq()) {
                     Ok(bytes) => {
-                        self.set_stage(Stage::Confirmed);
                         self.record_response(bytes.clone(), None);
                         actions.push(ApplianceAction::Send(bytes));
                         actions.push(report(SessionEvent::Confirmed {
@@ -129,6 +100,8 @@ impl ApplianceSession {
                             key_index: confirmed.key_index,
                             smn: confirmed.smn,
                         }));
+                        // Profile mode goes on with the first slot.
+                        self.advance_to_slot(0, &mut actions);
                     }
                     Err(error) => self.respond_error(
                         ErrorCode::INTERNAL_ERROR,
@@ -161,5 +134,66 @@ impl ApplianceSession {
             }
         }
         actions
+    }
+
+    /// The ERROR answering a reservation the adapter refused; `dukpt` names the slot and its
+    /// label when the reservation was for a DUKPT key.
+    pub(super) fn refuse_reservation(
+        &mut self,
+        refusal: DispenseRefusal,
+        dukpt: Option<(u8, &str)>,
+        actions: &mut Actions,
+    ) {
+        match refusal {
+            DispenseRefusal::NoKeysAvailable => {
+                let detail = match dukpt {
+                    Some((_, label)) => {
+                        format!("no device ID of BDK {label} is left in this appliance's range")
+                    }
+                    None => "no unused master key is left on this appliance".to_owned(),
+                };
+                self.respond_error(ErrorCode::NO_KEYS_AVAILABLE, &detail, actions);
+            }
+            DispenseRefusal::NotReady => self.respond_error(
+                ErrorCode::NOT_READY,
+                "the appliance is locked or has no transport key",
+                actions,
+            ),
+            DispenseRefusal::BdkNotLoaded => {
+                let detail = match dukpt {
+                    Some((slot, label)) => {
+                        format!("BDK {label} (slot {slot}) is not loaded on the appliance")
+                    }
+                    None => "a BDK this session needs is not loaded on the appliance".to_owned(),
+                };
+                self.respond_error_because(
+                    ErrorCode::NOT_READY,
+                    FailureCause::BdkNotLoaded,
+                    &detail,
+                    actions,
+                );
+            }
+            DispenseRefusal::NoOperator => self.respond_error_because(
+                ErrorCode::NOT_READY,
+                FailureCause::NoOperator,
+                "no operator is logged in on the appliance",
+                actions,
+            ),
+            DispenseRefusal::TamperInputUnwatched => self.respond_error_because(
+                ErrorCode::NOT_READY,
+                FailureCause::TamperInputUnwatched,
+                "the appliance's tamper input is not watched",
+                actions,
+            ),
+            DispenseRefusal::CertificateRefused(refusal) => self.respond_error_because(
+                ErrorCode::CERTIFICATE_REFUSED,
+                FailureCause::Certificate(refusal.problem),
+                &refusal.detail,
+                actions,
+            ),
+            DispenseRefusal::Internal(detail) => {
+                self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, actions)
+            }
+        }
     }
 }

@@ -63,6 +63,8 @@ impl ApplianceSession {
             Ok(Message::KeyRequest(request)) => self.handle_key_request(request, now, actions),
             Ok(Message::Confirm(confirm)) => self.handle_confirm(confirm, actions),
             Ok(Message::Abort(abort)) => self.handle_abort(abort, actions),
+            Ok(Message::DukptRequest(request)) => self.handle_dukpt_request(request, actions),
+            Ok(Message::DukptConfirm(confirm)) => self.handle_dukpt_confirm(confirm, actions),
             Ok(other) => self.respond_error(
                 ErrorCode::INTERNAL_ERROR,
                 &format!("{} cannot be handled here", other.message_type()),
@@ -83,8 +85,8 @@ impl ApplianceSession {
         match &last.response {
             Some(cached) => {
                 actions.push(ApplianceAction::Send(cached.bytes.clone()));
-                if let Some(key_index) = cached.delivered_key {
-                    actions.push(ApplianceAction::MarkSent { key_index });
+                if let Some(delivered) = &cached.delivered {
+                    actions.push(delivered.mark_sent());
                 }
                 actions.push(report(SessionEvent::ResponseRepeated { seq: frame.seq }));
             }
@@ -144,6 +146,7 @@ impl ApplianceSession {
         if let Some(session) = self.session.take() {
             actions.push(report(SessionEvent::SessionEnded {
                 unconfirmed_key: session.unconfirmed_key(),
+                unconfirmed_dukpt: session.unconfirmed_dukpt(),
                 terminal: session.terminal,
                 reason: EndReason::NewHello,
             }));
@@ -172,10 +175,10 @@ impl ApplianceSession {
         let chosen = hello
             .known_modes()
             .into_iter()
-            .find_map(|mode| self.served(mode));
+            .find_map(|mode| self.served(mode, &terminal));
         match chosen {
             Some(mode) => self.welcome(frame.seq, terminal, mode, actions),
-            None => self.refuse_modes(&hello, actions),
+            None => self.refuse_modes(&hello, &terminal, actions),
         }
     }
 
@@ -209,11 +212,11 @@ impl ApplianceSession {
     }
 
     /// NO_COMMON_MODE: none of the modes HELLO offers is served here.
-    fn refuse_modes(&mut self, hello: &Hello, actions: &mut Actions) {
+    fn refuse_modes(&mut self, hello: &Hello, terminal: &TerminalIdentity, actions: &mut Actions) {
         let offered: Vec<String> = hello.mode_ids.iter().map(u8::to_string).collect();
         let served: Vec<&str> = Mode::ALL
             .into_iter()
-            .filter(|&mode| self.served(mode).is_some())
+            .filter(|&mode| self.served(mode, terminal).is_some())
             .map(Mode::name)
             .collect();
         self.respond_error(
@@ -239,7 +242,7 @@ impl ApplianceSession {
         mode: &'static dyn ModeRules,
         actions: &mut Actions,
     ) {
-        let welcome = mode.welcome_data(&self.config).map(|mode_data| {
+        let welcome = mode.welcome_data(&self.config, &terminal).map(|mode_data| {
             Message::Welcome(Welcome {
                 protocol_version: PROTOCOL_VERSION,
                 mode_id: mode.mode().id(),
@@ -250,10 +253,17 @@ impl ApplianceSession {
         });
         match welcome.and_then(|welcome| welcome.encode_frame(seq)) {
             Ok(bytes) => {
+                let profile = mode.session_profile(&self.config, &terminal);
+                // A profile without a master key starts with its first slot.
+                let stage = match &profile {
+                    Some(profile) if !profile.master_key => Session::stage_at_slot(profile, 0),
+                    _ => Stage::Welcomed,
+                };
                 self.session = Some(Session {
                     terminal: terminal.clone(),
                     mode,
-                    stage: Stage::Welcomed,
+                    profile,
+                    stage,
                 });
                 self.record_response(bytes.clone(), None);
                 actions.push(ApplianceAction::Send(bytes));
@@ -270,11 +280,12 @@ impl ApplianceSession {
         }
     }
 
-    /// The rules of `mode` if this appliance runs it now: implemented, configured, and ready
-    /// by the mode's own terms (certificate mode: a KDH certificate installed).
-    fn served(&self, mode: Mode) -> Option<&'static dyn ModeRules> {
+    /// The rules of `mode` if this appliance runs it now for `terminal`: implemented,
+    /// configured, and ready by the mode's own terms (certificate mode: a KDH certificate
+    /// installed; profile mode: a profile for the terminal's model).
+    fn served(&self, mode: Mode, terminal: &TerminalIdentity) -> Option<&'static dyn ModeRules> {
         modes::rules(mode).filter(|rules| {
-            self.config.modes.contains(&mode) && rules.appliance_can_serve(&self.config)
+            self.config.modes.contains(&mode) && rules.appliance_can_serve(&self.config, terminal)
         })
     }
 
@@ -284,7 +295,7 @@ impl ApplianceSession {
         };
         let (rules, terminal) = (session.mode, session.terminal.clone());
         let mode = rules.mode();
-        match session.stage {
+        match &session.stage {
             Stage::Welcomed if request.mode_id != mode.id() => {
                 let detail = format!(
                     "WELCOME chose mode {} ({mode}); KEY_REQUEST names mode {}",
@@ -316,7 +327,7 @@ impl ApplianceSession {
                 let detail = format!("key {key_index:08} was already delivered in this session");
                 self.respond_error(ErrorCode::OUT_OF_ORDER_MESSAGE, &detail, actions);
             }
-            Stage::Confirmed => self.respond_error(
+            Stage::Confirmed if session.profile.is_none() => self.respond_error(
                 ErrorCode::OUT_OF_ORDER_MESSAGE,
                 "this session's key is confirmed; start a new session with HELLO",
                 actions,
@@ -326,6 +337,10 @@ impl ApplianceSession {
                 "the previous request is still being processed",
                 actions,
             ),
+            Stage::Confirmed | Stage::Dukpt { .. } => {
+                let detail = self.master_out_of_turn(MessageType::KeyRequest);
+                self.respond_error(ErrorCode::OUT_OF_ORDER_MESSAGE, &detail, actions);
+            }
         }
     }
 
@@ -334,19 +349,23 @@ impl ApplianceSession {
             return;
         };
         let terminal = session.terminal.clone();
-        let (delivered, resumed) = match session.stage {
-            Stage::Delivered { key_index } => (key_index, false),
+        let (delivered, resumed) = match &session.stage {
+            Stage::Delivered { key_index } => (*key_index, false),
             // A terminal that installed its key in an earlier session and never saw
             // CONFIRMED (power cut, cable pulled, appliance restarted) confirms it in a new
             // one. Only the vault knows which key that terminal was given: the adapter
             // decides, and answers KEY_NOT_DELIVERED for any other key.
             Stage::Welcomed => (confirm.key_index, true),
-            Stage::Confirmed => {
+            Stage::Confirmed if session.profile.is_none() => {
                 return self.respond_error(
                     ErrorCode::OUT_OF_ORDER_MESSAGE,
                     "this session's key is already confirmed; start a new session with HELLO",
                     actions,
                 );
+            }
+            Stage::Confirmed | Stage::Dukpt { .. } => {
+                let detail = self.master_out_of_turn(MessageType::Confirm);
+                return self.respond_error(ErrorCode::OUT_OF_ORDER_MESSAGE, &detail, actions);
             }
             Stage::Reserving | Stage::Confirming { .. } => {
                 return self.respond_error(
@@ -393,6 +412,7 @@ impl ApplianceSession {
         if let Some(session) = self.session.take() {
             actions.push(report(SessionEvent::Aborted {
                 unconfirmed_key: session.unconfirmed_key(),
+                unconfirmed_dukpt: session.unconfirmed_dukpt(),
                 terminal: session.terminal,
                 reason: abort.reason,
                 detail: abort.detail,

@@ -3,7 +3,7 @@
 use crate::identity::{IdentityError, MAX_KEY_INDEX};
 use crate::modes;
 
-use super::{DecodeError, EncodeError, Field, FieldProblem, MessageType};
+use super::{DecodeError, EncodeError, Field, FieldProblem, MIN_KEY_BLOCK_LENGTH, MessageType};
 
 const PRINTABLE: &str = "printable ASCII 0x20-0x7E";
 pub(crate) const KCV_LENGTHS: &str = "3 (TDES) or 5 (AES)";
@@ -158,6 +158,28 @@ impl<'a> Reader<'a> {
         Ok(bytes.iter().map(|&byte| char::from(byte)).collect())
     }
 
+    /// A two-byte length in `MIN_KEY_BLOCK_LENGTH..=max` and that many printable characters.
+    pub(crate) fn key_block(
+        &mut self,
+        max: usize,
+        allowed: &'static str,
+    ) -> Result<String, DecodeError> {
+        let length = usize::from(self.u16(Field::KeyBlockLength)?);
+        if !(MIN_KEY_BLOCK_LENGTH..=max).contains(&length) {
+            return Err(self.error(
+                Field::KeyBlockLength,
+                FieldProblem::Length {
+                    found: length,
+                    allowed,
+                },
+            ));
+        }
+        let block = self.take(length, Field::KeyBlock)?;
+        check_text(block, MIN_KEY_BLOCK_LENGTH, max, allowed)
+            .map_err(|problem| self.error(Field::KeyBlock, problem))?;
+        Ok(block.iter().map(|&byte| char::from(byte)).collect())
+    }
+
     pub(crate) fn kcv(
         &mut self,
         length_field: Field,
@@ -296,6 +318,27 @@ impl Writer {
         check_text(text.as_bytes(), min, max, allowed)
             .map_err(|problem| self.error(field, problem))?;
         self.counted(field, text.as_bytes(), min, max, allowed)
+    }
+
+    /// A two-byte length (checked against `MIN_KEY_BLOCK_LENGTH..=max`) and the block's
+    /// printable characters.
+    pub(crate) fn key_block(
+        &mut self,
+        key_block: &str,
+        max: usize,
+        allowed: &'static str,
+    ) -> Result<(), EncodeError> {
+        let block = key_block.as_bytes();
+        check_text(block, MIN_KEY_BLOCK_LENGTH, max, allowed)
+            .map_err(|problem| self.error(Field::KeyBlock, problem))?;
+        self.prefixed(
+            LengthWidth::Two,
+            Field::KeyBlock,
+            block,
+            MIN_KEY_BLOCK_LENGTH,
+            max,
+            allowed,
+        )
     }
 
     pub(crate) fn kcv(&mut self, field: Field, kcv: &[u8]) -> Result<(), EncodeError> {

@@ -47,6 +47,17 @@ pub enum Field {
     Signature,
     CrlLength,
     Crl,
+    Slot,
+    KsnLength,
+    Ksn,
+    ProfileNameLength,
+    ProfileName,
+    MasterKey,
+    SlotCount,
+    DukptKind,
+    KeyType,
+    LabelLength,
+    Label,
 }
 
 impl Field {
@@ -89,6 +100,17 @@ impl Field {
             Field::Signature => "signature",
             Field::CrlLength => "CRL length",
             Field::Crl => "CRL",
+            Field::Slot => "slot",
+            Field::KsnLength => "KSN length",
+            Field::Ksn => "KSN",
+            Field::ProfileNameLength => "profile name length",
+            Field::ProfileName => "profile name",
+            Field::MasterKey => "master key",
+            Field::SlotCount => "slot count",
+            Field::DukptKind => "DUKPT kind",
+            Field::KeyType => "key type",
+            Field::LabelLength => "label length",
+            Field::Label => "label",
         }
     }
 }
@@ -118,6 +140,15 @@ pub enum FieldProblem {
     Identity(IdentityError),
     #[error("{count} byte(s) follow the last field")]
     TrailingBytes { count: usize },
+    /// A one-byte code or flag with a value the protocol does not define here.
+    #[error("{value} is not allowed ({allowed})")]
+    Value { value: u64, allowed: &'static str },
+    /// A slot number the session's profile does not have.
+    #[error("slot {slot} is not one of the profile's {count} slot(s)")]
+    NoSuchSlot { slot: u8, count: usize },
+    /// A value that must be unique in its list (a profile's slot labels) came again.
+    #[error("{value:?} appears twice")]
+    Repeated { value: String },
 }
 
 /// Why a frame's payload is not a valid message.

@@ -12,10 +12,15 @@ use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::mode::Mode;
 
 mod codec;
+mod dukpt;
 mod field;
 mod payload;
 
 pub(crate) use codec::{LengthWidth, Reader, Writer};
+pub use dukpt::{
+    AES_INITIAL_KEY_ID_LENGTH, DukptConfirm, DukptConfirmed, DukptDelivery, DukptRequest,
+    MAX_DUKPT_KEY_BLOCK_LENGTH, TDES_KSN_LENGTH,
+};
 pub use field::{DecodeError, EncodeError, Field, FieldProblem};
 
 /// The only protocol version this crate speaks.
@@ -35,19 +40,24 @@ pub const CAPABILITY_TR31_VERSION_B: u16 = 0x0001;
 /// HELLO capability: the terminal unwraps TR-31 version D key blocks (AES transport key).
 pub const CAPABILITY_TR31_VERSION_D: u16 = 0x0002;
 
-/// Message type ids (the TYPE byte). Requests are 0x11-0x14, their responses the same with bit 7
-/// set (0x91-0x94), ERROR 0x9F, NAK 0x15 (ASCII NAK); none is 0x02, so a TYPE byte is never
-/// mistaken for STX when a receiver rescans a damaged frame.
+/// Message type ids (the TYPE byte). Requests are 0x11-0x14 and 0x16-0x17 (profile mode's
+/// DUKPT requests), their responses the same with bit 7 set (0x91-0x94, 0x96-0x97), ERROR 0x9F,
+/// NAK 0x15 (ASCII NAK); none is 0x02, so a TYPE byte is never mistaken for STX when a receiver
+/// rescans a damaged frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MessageType {
     Hello,
     KeyRequest,
     Confirm,
     Abort,
+    DukptRequest,
+    DukptConfirm,
     Welcome,
     KeyDelivery,
     Confirmed,
     Ack,
+    DukptDelivery,
+    DukptConfirmed,
     Error,
     Nak,
 }
@@ -64,15 +74,19 @@ pub enum Direction {
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 10] = [
+    pub const ALL: [MessageType; 14] = [
         MessageType::Hello,
         MessageType::KeyRequest,
         MessageType::Confirm,
         MessageType::Abort,
+        MessageType::DukptRequest,
+        MessageType::DukptConfirm,
         MessageType::Welcome,
         MessageType::KeyDelivery,
         MessageType::Confirmed,
         MessageType::Ack,
+        MessageType::DukptDelivery,
+        MessageType::DukptConfirmed,
         MessageType::Error,
         MessageType::Nak,
     ];
@@ -85,10 +99,14 @@ impl MessageType {
             MessageType::Confirm => 0x13,
             MessageType::Abort => 0x14,
             MessageType::Nak => 0x15,
+            MessageType::DukptRequest => 0x16,
+            MessageType::DukptConfirm => 0x17,
             MessageType::Welcome => 0x91,
             MessageType::KeyDelivery => 0x92,
             MessageType::Confirmed => 0x93,
             MessageType::Ack => 0x94,
+            MessageType::DukptDelivery => 0x96,
+            MessageType::DukptConfirmed => 0x97,
             MessageType::Error => 0x9F,
         }
     }
@@ -106,10 +124,14 @@ impl MessageType {
             MessageType::KeyRequest => "KEY_REQUEST",
             MessageType::Confirm => "CONFIRM",
             MessageType::Abort => "ABORT",
+            MessageType::DukptRequest => "DUKPT_REQUEST",
+            MessageType::DukptConfirm => "DUKPT_CONFIRM",
             MessageType::Welcome => "WELCOME",
             MessageType::KeyDelivery => "KEY_DELIVERY",
             MessageType::Confirmed => "CONFIRMED",
             MessageType::Ack => "ACK",
+            MessageType::DukptDelivery => "DUKPT_DELIVERY",
+            MessageType::DukptConfirmed => "DUKPT_CONFIRMED",
             MessageType::Error => "ERROR",
             MessageType::Nak => "NAK",
         }
@@ -120,11 +142,15 @@ impl MessageType {
             MessageType::Hello
             | MessageType::KeyRequest
             | MessageType::Confirm
-            | MessageType::Abort => Direction::ToAppliance,
+            | MessageType::Abort
+            | MessageType::DukptRequest
+            | MessageType::DukptConfirm => Direction::ToAppliance,
             MessageType::Welcome
             | MessageType::KeyDelivery
             | MessageType::Confirmed
             | MessageType::Ack
+            | MessageType::DukptDelivery
+            | MessageType::DukptConfirmed
             | MessageType::Error => Direction::ToTerminal,
             MessageType::Nak => Direction::Both,
         }
@@ -164,7 +190,8 @@ impl Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRequest {
     pub mode_id: u8,
-    /// Fields a later mode defines; always empty for tr31 (mode 1).
+    /// Fields a mode defines (certificate mode's nonce and device certificate); always empty
+    /// for tr31 (mode 1) and profile (mode 3).
     pub mode_data: Vec<u8>,
 }
 
@@ -195,7 +222,8 @@ pub struct Welcome {
     /// wrong transport key before any key is sent.
     pub ttk_kcv: Vec<u8>,
     /// Fields the chosen mode defines (for certificate mode a
-    /// [`CertificateWelcome`](crate::certificate::CertificateWelcome)); always empty for tr31.
+    /// [`CertificateWelcome`](crate::certificate::CertificateWelcome), for profile mode the
+    /// [`Profile`](crate::profile::Profile)); always empty for tr31.
     pub mode_data: Vec<u8>,
 }
 
@@ -239,6 +267,10 @@ pub enum Message {
     Ack,
     Error(ErrorMessage),
     Nak,
+    DukptRequest(DukptRequest),
+    DukptDelivery(DukptDelivery),
+    DukptConfirm(DukptConfirm),
+    DukptConfirmed(DukptConfirmed),
 }
 
 impl Message {
@@ -254,6 +286,10 @@ impl Message {
             Message::Ack => MessageType::Ack,
             Message::Error(_) => MessageType::Error,
             Message::Nak => MessageType::Nak,
+            Message::DukptRequest(_) => MessageType::DukptRequest,
+            Message::DukptDelivery(_) => MessageType::DukptDelivery,
+            Message::DukptConfirm(_) => MessageType::DukptConfirm,
+            Message::DukptConfirmed(_) => MessageType::DukptConfirmed,
         }
     }
 

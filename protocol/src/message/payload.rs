@@ -3,11 +3,12 @@
 use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::MAX_PAYLOAD_LENGTH;
 
-use super::codec::{Reader, Writer, check_text};
+use super::codec::{Reader, Writer};
 use super::{
-    Abort, Confirm, Confirmed, DecodeError, Delivery, EncodeError, ErrorMessage, Field,
-    FieldProblem, Hello, KeyRequest, MAX_DETAIL_LENGTH, MAX_DEVICE_ID_LENGTH, MAX_KEY_BLOCK_LENGTH,
-    MAX_MODE_IDS, MIN_KEY_BLOCK_LENGTH, Message, MessageType, PROTOCOL_VERSION, Welcome,
+    Abort, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed, DukptDelivery,
+    DukptRequest, EncodeError, ErrorMessage, Field, FieldProblem, Hello, KeyRequest,
+    MAX_DETAIL_LENGTH, MAX_DEVICE_ID_LENGTH, MAX_KEY_BLOCK_LENGTH, MAX_MODE_IDS, Message,
+    MessageType, PROTOCOL_VERSION, Welcome,
 };
 
 const MODE_COUNT: &str = "1 to 32 mode ids";
@@ -32,6 +33,10 @@ impl Message {
             Message::KeyDelivery(delivery) => delivery.write(&mut writer)?,
             Message::Confirmed(confirmed) => confirmed.write(&mut writer)?,
             Message::Error(error) => error.write(&mut writer)?,
+            Message::DukptRequest(request) => request.write(&mut writer)?,
+            Message::DukptDelivery(delivery) => delivery.write(&mut writer)?,
+            Message::DukptConfirm(confirm) => confirm.write(&mut writer)?,
+            Message::DukptConfirmed(confirmed) => confirmed.write(&mut writer)?,
             Message::Ack | Message::Nak => {}
         }
         if writer.bytes.len() > MAX_PAYLOAD_LENGTH {
@@ -75,6 +80,12 @@ impl Message {
             MessageType::Error => Message::Error(ErrorMessage::read(&mut reader)?),
             MessageType::Ack => Message::Ack,
             MessageType::Nak => Message::Nak,
+            MessageType::DukptRequest => Message::DukptRequest(DukptRequest::read(&mut reader)?),
+            MessageType::DukptDelivery => Message::DukptDelivery(DukptDelivery::read(&mut reader)?),
+            MessageType::DukptConfirm => Message::DukptConfirm(DukptConfirm::read(&mut reader)?),
+            MessageType::DukptConfirmed => {
+                Message::DukptConfirmed(DukptConfirmed::read(&mut reader)?)
+            }
         };
         reader.finish()?;
         Ok(message)
@@ -228,28 +239,7 @@ impl Welcome {
 impl Delivery {
     fn write(&self, writer: &mut Writer) -> Result<(), EncodeError> {
         writer.key_index(self.key_index)?;
-        let block = self.key_block.as_bytes();
-        let length = u16::try_from(block.len())
-            .ok()
-            .filter(|_| (MIN_KEY_BLOCK_LENGTH..=MAX_KEY_BLOCK_LENGTH).contains(&block.len()))
-            .ok_or_else(|| {
-                writer.error(
-                    Field::KeyBlock,
-                    FieldProblem::Length {
-                        found: block.len(),
-                        allowed: KEY_BLOCK_LENGTH,
-                    },
-                )
-            })?;
-        check_text(
-            block,
-            MIN_KEY_BLOCK_LENGTH,
-            MAX_KEY_BLOCK_LENGTH,
-            KEY_BLOCK_LENGTH,
-        )
-        .map_err(|problem| writer.error(Field::KeyBlock, problem))?;
-        writer.u16(length);
-        writer.bytes.extend_from_slice(block);
+        writer.key_block(&self.key_block, MAX_KEY_BLOCK_LENGTH, KEY_BLOCK_LENGTH)?;
         writer.kcv(Field::Kcv, &self.kcv)?;
         writer.bytes.extend_from_slice(&self.mode_data);
         Ok(())
@@ -257,25 +247,7 @@ impl Delivery {
 
     fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let key_index = reader.key_index()?;
-        let length = usize::from(reader.u16(Field::KeyBlockLength)?);
-        if !(MIN_KEY_BLOCK_LENGTH..=MAX_KEY_BLOCK_LENGTH).contains(&length) {
-            return Err(reader.error(
-                Field::KeyBlockLength,
-                FieldProblem::Length {
-                    found: length,
-                    allowed: KEY_BLOCK_LENGTH,
-                },
-            ));
-        }
-        let block = reader.take(length, Field::KeyBlock)?;
-        check_text(
-            block,
-            MIN_KEY_BLOCK_LENGTH,
-            MAX_KEY_BLOCK_LENGTH,
-            KEY_BLOCK_LENGTH,
-        )
-        .map_err(|problem| reader.error(Field::KeyBlock, problem))?;
-        let key_block = block.iter().map(|&byte| char::from(byte)).collect();
+        let key_block = reader.key_block(MAX_KEY_BLOCK_LENGTH, KEY_BLOCK_LENGTH)?;
         let kcv = reader.kcv(Field::KcvLength, Field::Kcv)?;
         // The mode is the session's, not in the message: the terminal checks that tr31
         // deliveries carry none.

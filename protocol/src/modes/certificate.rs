@@ -13,8 +13,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::profile::Profile;
 use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, TerminalAbort};
-use crate::appliance::ApplianceConfig;
+use crate::appliance::{ApplianceConfig, TerminalIdentity};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::message::{
     DecodeError, EncodeError, Field, LengthWidth, MessageType, Reader, Welcome, Writer,
@@ -261,15 +262,27 @@ impl ModeRules for Certificate {
     }
 
     /// Only with a KDH certificate to send in WELCOME.
-    fn appliance_can_serve(&self, config: &ApplianceConfig) -> bool {
+    fn appliance_can_serve(&self, config: &ApplianceConfig, _terminal: &TerminalIdentity) -> bool {
         !config.kdh_certificate.is_empty()
     }
 
-    fn welcome_data(&self, config: &ApplianceConfig) -> Result<Vec<u8>, EncodeError> {
+    fn welcome_data(
+        &self,
+        config: &ApplianceConfig,
+        _terminal: &TerminalIdentity,
+    ) -> Result<Vec<u8>, EncodeError> {
         CertificateWelcome {
             kdh_certificate: config.kdh_certificate.clone(),
         }
         .encode()
+    }
+
+    fn session_profile(
+        &self,
+        _config: &ApplianceConfig,
+        _terminal: &TerminalIdentity,
+    ) -> Option<Profile> {
+        None
     }
 
     /// Decodes the nonce and device certificate (the adapter verifies the certificate), then

@@ -3,8 +3,9 @@
 //! The appliance and terminal sessions run the same steps in every mode (HELLO, WELCOME,
 //! KEY_REQUEST, KEY_DELIVERY, CONFIRM); what a mode changes is asked of its [`ModeRules`]: may
 //! it be chosen, what WELCOME, KEY_REQUEST and KEY_DELIVERY carry as mode data, what the
-//! terminal checks on WELCOME, what a key request becomes for the adapter. The sessions never
-//! name a mode.
+//! terminal checks on WELCOME, what a key request becomes for the adapter, and whether the
+//! session delivers a device profile (profile mode: DUKPT keys after the master key). The
+//! sessions never name a mode.
 //!
 //! A trait rather than one `match` per step: a mode's rules for both sides sit together in its
 //! file, [`rules`] is the only `match` on [`Mode`], and the compiler lists every rule a new mode
@@ -16,16 +17,18 @@
 
 use std::time::Duration;
 
-use crate::appliance::ApplianceConfig;
+use crate::appliance::{ApplianceConfig, TerminalIdentity};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::message::{EncodeError, Welcome};
 use crate::mode::Mode;
 use crate::terminal::{TerminalAction, TerminalConfig};
 
 pub mod certificate;
+pub mod profile;
 mod tr31;
 
 use certificate::{CertificateDelivery, CertificateRequest, NONCE_LENGTH};
+use profile::Profile;
 
 /// The rules of an implemented mode, for both sessions.
 pub(crate) trait ModeRules: Sync {
@@ -38,12 +41,25 @@ pub(crate) trait ModeRules: Sync {
 
     // The appliance's side.
 
-    /// Whether the appliance can run this mode with `config`, beyond listing it (certificate
-    /// mode: a KDH certificate is installed).
-    fn appliance_can_serve(&self, config: &ApplianceConfig) -> bool;
+    /// Whether the appliance can run this mode with `config` for `terminal`, beyond listing it
+    /// (certificate mode: a KDH certificate is installed; profile mode: a profile is offered to
+    /// the terminal's model).
+    fn appliance_can_serve(&self, config: &ApplianceConfig, terminal: &TerminalIdentity) -> bool;
 
-    /// WELCOME's mode data.
-    fn welcome_data(&self, config: &ApplianceConfig) -> Result<Vec<u8>, EncodeError>;
+    /// WELCOME's mode data for `terminal`.
+    fn welcome_data(
+        &self,
+        config: &ApplianceConfig,
+        terminal: &TerminalIdentity,
+    ) -> Result<Vec<u8>, EncodeError>;
+
+    /// The device profile a session with `terminal` delivers (profile mode); `None` in the
+    /// modes that deliver one master key.
+    fn session_profile(
+        &self,
+        config: &ApplianceConfig,
+        terminal: &TerminalIdentity,
+    ) -> Option<Profile>;
 
     /// KEY_REQUEST's mode data, received at `now`, as the request the adapter reserves for; or
     /// the ERROR that refuses it.
@@ -89,7 +105,7 @@ pub(crate) fn rules(mode: Mode) -> Option<&'static dyn ModeRules> {
     match mode {
         Mode::Tr31 => Some(&tr31::Tr31),
         Mode::Certificate => Some(&certificate::Certificate),
-        Mode::DukptInitialKey => None,
+        Mode::Profile => Some(&profile::ProfileMode),
     }
 }
 
@@ -110,6 +126,9 @@ pub enum ModeRequest {
     /// Certificate mode: the adapter verifies the device certificate before reserving, and
     /// answers with the key under an ephemeral key for this nonce.
     Certificate(CertificateRequest),
+    /// Profile mode: the profile's master key, delivered as in tr31 mode (a TR-31 key block
+    /// under the transport key); the DUKPT keys that follow have their own actions.
+    Profile,
 }
 
 /// What the modes keep per serial port on the appliance, for as long as the daemon runs.
@@ -139,6 +158,9 @@ pub(crate) enum AfterWelcome {
     /// Have the caller verify the appliance first (this action); the session goes on with
     /// [`TerminalSession::handle_appliance_verified`](crate::TerminalSession::handle_appliance_verified).
     VerifyAppliance(TerminalAction),
+    /// Run this profile: its master key (if any) as [`RequestKey`](Self::RequestKey) does,
+    /// then its DUKPT slots in order.
+    RunProfile(Profile),
 }
 
 #[cfg(test)]
@@ -152,14 +174,14 @@ mod tests {
                 assert_eq!(rules.mode(), mode);
             }
         }
-        assert_eq!(rules(Mode::DukptInitialKey).map(|rules| rules.mode()), None);
+        assert!(Mode::ALL.into_iter().all(Mode::is_implemented));
     }
 
     #[test]
     fn only_tr31_has_no_mode_data_and_unknown_ids_keep_theirs() {
         assert!(!carries_mode_data(Mode::Tr31.id()));
         assert!(carries_mode_data(Mode::Certificate.id()));
-        assert!(carries_mode_data(Mode::DukptInitialKey.id()));
+        assert!(carries_mode_data(Mode::Profile.id()));
         assert!(carries_mode_data(0xEE));
     }
 }

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use super::certificate::{CertificateDelivery, NONCE_LENGTH};
+use super::profile::Profile;
 use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, TerminalAbort};
-use crate::appliance::ApplianceConfig;
+use crate::appliance::{ApplianceConfig, TerminalIdentity};
 use crate::codes::AbortReason;
 use crate::message::{EncodeError, Welcome};
 use crate::mode::Mode;
@@ -22,12 +23,24 @@ impl ModeRules for Tr31 {
         false
     }
 
-    fn appliance_can_serve(&self, _config: &ApplianceConfig) -> bool {
+    fn appliance_can_serve(&self, _config: &ApplianceConfig, _terminal: &TerminalIdentity) -> bool {
         true
     }
 
-    fn welcome_data(&self, _config: &ApplianceConfig) -> Result<Vec<u8>, EncodeError> {
+    fn welcome_data(
+        &self,
+        _config: &ApplianceConfig,
+        _terminal: &TerminalIdentity,
+    ) -> Result<Vec<u8>, EncodeError> {
         Ok(Vec::new())
+    }
+
+    fn session_profile(
+        &self,
+        _config: &ApplianceConfig,
+        _terminal: &TerminalIdentity,
+    ) -> Option<Profile> {
+        None
     }
 
     /// Nothing to check: KEY_REQUEST's decoder has already refused any mode data.
@@ -51,18 +64,7 @@ impl ModeRules for Tr31 {
         config: &TerminalConfig,
         welcome: &Welcome,
     ) -> Result<AfterWelcome, TerminalAbort> {
-        if welcome.ttk_kcv != config.ttk_kcv {
-            let detail = format!(
-                "appliance TTK KCV {}, terminal TTK KCV {}",
-                hex(&welcome.ttk_kcv),
-                hex(&config.ttk_kcv)
-            );
-            return Err(TerminalAbort {
-                reason: AbortReason::TTK_KCV_MISMATCH,
-                failure: format!("transport key check value differs: {detail}"),
-                detail,
-            });
-        }
+        check_transport_key(config, welcome)?;
         Ok(AfterWelcome::RequestKey)
     }
 
@@ -79,17 +81,47 @@ impl ModeRules for Tr31 {
         &self,
         mode_data: &[u8],
     ) -> Result<Option<CertificateDelivery>, TerminalAbort> {
-        if mode_data.is_empty() {
-            return Ok(None);
-        }
-        let detail = format!(
-            "a tr31 KEY_DELIVERY carries {} byte(s) after the KCV",
-            mode_data.len()
-        );
-        Err(TerminalAbort {
-            reason: AbortReason::UNEXPECTED_RESPONSE,
-            failure: format!("malformed KEY_DELIVERY: {detail}"),
-            detail,
-        })
+        refuse_delivery_mode_data(Mode::Tr31, mode_data)
     }
+}
+
+/// WELCOME's transport key check value must be the terminal's (tr31 and profile mode), or no
+/// key block will unwrap: the terminal aborts before asking for anything.
+pub(super) fn check_transport_key(
+    config: &TerminalConfig,
+    welcome: &Welcome,
+) -> Result<(), TerminalAbort> {
+    if welcome.ttk_kcv == config.ttk_kcv {
+        return Ok(());
+    }
+    let detail = format!(
+        "appliance TTK KCV {}, terminal TTK KCV {}",
+        hex(&welcome.ttk_kcv),
+        hex(&config.ttk_kcv)
+    );
+    Err(TerminalAbort {
+        reason: AbortReason::TTK_KCV_MISMATCH,
+        failure: format!("transport key check value differs: {detail}"),
+        detail,
+    })
+}
+
+/// A KEY_DELIVERY of a mode without delivery fields (tr31, profile) carries nothing after the
+/// KCV.
+pub(super) fn refuse_delivery_mode_data(
+    mode: Mode,
+    mode_data: &[u8],
+) -> Result<Option<CertificateDelivery>, TerminalAbort> {
+    if mode_data.is_empty() {
+        return Ok(None);
+    }
+    let detail = format!(
+        "a {mode} KEY_DELIVERY carries {} byte(s) after the KCV",
+        mode_data.len()
+    );
+    Err(TerminalAbort {
+        reason: AbortReason::UNEXPECTED_RESPONSE,
+        failure: format!("malformed KEY_DELIVERY: {detail}"),
+        detail,
+    })
 }

@@ -6,10 +6,13 @@
 //! ([`TerminalAction::InstallKey`], answered with [`TerminalSession::handle_key_installed`]), and
 //! so is certificate mode's cryptography: checking the appliance's KDH certificate and making a
 //! nonce ([`TerminalAction::VerifyAppliance`], answered with
-//! [`TerminalSession::handle_appliance_verified`]), and checking the signed delivery.
+//! [`TerminalSession::handle_appliance_verified`]), and checking the signed delivery. In profile
+//! mode the caller installs each DUKPT initial key too ([`TerminalAction::InstallDukptKey`],
+//! answered with [`TerminalSession::handle_dukpt_installed`]).
 //!
 //! Here: the public types, the session's state and what it sends; `responses` handles the
-//! appliance's frames. What a mode changes is asked of its rules in `modes/`.
+//! appliance's frames, `profile` runs a profile's DUKPT slots. What a mode changes is asked of
+//! its rules in `modes/`.
 
 use std::fmt;
 use std::time::Duration;
@@ -23,9 +26,12 @@ use crate::message::{
     Message, MessageType, PROTOCOL_VERSION, sanitize_detail,
 };
 use crate::mode::Mode;
+use crate::modes::profile::{DukptKind, Profile};
 use crate::modes::{self, ModeRules, TerminalAbort};
 use crate::timing::DEFAULT_INTER_BYTE_TIMEOUT;
+use keymother_domain::KeyAlgorithm;
 
+mod profile;
 mod responses;
 
 /// Who the terminal is and what it expects.
@@ -47,8 +53,27 @@ pub struct TerminalConfig {
     /// A key this terminal installed in an earlier session without seeing CONFIRMED (power
     /// cut, cable pulled, appliance restarted): its index and check value. The session then
     /// confirms it right after WELCOME instead of asking for a key, so the terminal ends up
-    /// with the key the appliance recorded, and never with a second one.
+    /// with the key the appliance recorded, and never with a second one. In profile mode also
+    /// the master key of a profile session that ended before its last key was confirmed, even
+    /// if the master key itself was: confirming it again is answered from the record.
     pub unconfirmed_key: Option<(u32, Vec<u8>)>,
+    /// Profile mode: DUKPT initial keys this terminal installed in an earlier profile session
+    /// that did not end with every key confirmed, by slot label (whether or not it saw their
+    /// DUKPT_CONFIRMED). When a slot with that label has its turn, the session confirms the held
+    /// key (DUKPT_CONFIRM) instead of asking for one; if the appliance has no record of it
+    /// (KEY_NOT_DELIVERED), it asks.
+    pub unconfirmed_dukpt: Vec<HeldDukptKey>,
+}
+
+/// Profile mode: a DUKPT initial key installed and not seen confirmed, kept under its slot's
+/// label (see [`TerminalConfig::unconfirmed_dukpt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldDukptKey {
+    pub label: String,
+    /// The initial KSN (TDES DUKPT) or initial key ID (AES DUKPT) it was delivered with.
+    pub ksn: Vec<u8>,
+    /// Its check value, as the terminal computed it when installing it.
+    pub kcv: Vec<u8>,
 }
 
 /// Why the terminal could not install a delivered key.
@@ -72,7 +97,18 @@ pub enum TerminalOutcome {
         smn: Smn,
         kcv: Vec<u8>,
     },
-    /// The session ended without a confirmed key.
+    /// Profile mode: every key of the profile is installed and the appliance has recorded
+    /// each.
+    ProfileInjected {
+        /// The profile's name.
+        profile: String,
+        /// The master key's index and SMN, when the profile has a master key.
+        master: Option<(u32, Smn)>,
+        /// Each DUKPT slot's label and initial KSN (or initial key ID), in slot order.
+        dukpt: Vec<(String, Vec<u8>)>,
+    },
+    /// The session ended without a confirmed key (in profile mode: without every key of the
+    /// profile confirmed; the keys confirmed on the way are in the [`TerminalEvent`]s).
     Failed { reason: String },
 }
 
@@ -112,6 +148,24 @@ pub enum TerminalEvent {
     KeyDelivered {
         key_index: u32,
     },
+    /// Profile mode: the master key is confirmed; the slots follow.
+    MasterKeyConfirmed {
+        key_index: u32,
+        smn: Smn,
+    },
+    /// Profile mode: a slot's initial key arrived (it is installed next).
+    DukptKeyDelivered {
+        slot: u8,
+        label: String,
+        ksn: Vec<u8>,
+    },
+    /// Profile mode: the appliance recorded a slot's initial key (the caller may forget it as
+    /// held).
+    DukptKeyConfirmed {
+        slot: u8,
+        label: String,
+        ksn: Vec<u8>,
+    },
     ErrorReceived {
         code: ErrorCode,
         detail: String,
@@ -147,6 +201,26 @@ pub enum TerminalAction {
     Report(TerminalEvent),
     /// The session is over.
     Finished(TerminalOutcome),
+    /// Profile mode: unwrap the key block under the transport key, check its header (usage
+    /// B1, mode of use X, exportability N, the algorithm of `key_type`) and its KS (TDES) or IK
+    /// (AES) block against `ksn`, install the initial key under `label` with its KSN and a
+    /// transaction counter of zero, then call [`TerminalSession::handle_dukpt_installed`].
+    InstallDukptKey {
+        slot: u8,
+        label: String,
+        kind: DukptKind,
+        key_type: KeyAlgorithm,
+        ksn: Vec<u8>,
+        key_block: String,
+        kcv: Vec<u8>,
+    },
+}
+
+/// Profile mode: the profile being run and its keys confirmed so far.
+struct ProfileRun {
+    profile: Profile,
+    master: Option<(u32, Smn)>,
+    dukpt: Vec<(String, Vec<u8>)>,
 }
 
 struct Outstanding {
@@ -170,6 +244,19 @@ enum Stage {
         smn: Smn,
         kcv: Vec<u8>,
     },
+    AwaitingDukptDelivery {
+        slot: u8,
+    },
+    InstallingDukpt {
+        slot: u8,
+        ksn: Vec<u8>,
+    },
+    /// `resumed`: the key was installed in an earlier session (a held key).
+    AwaitingDukptConfirmed {
+        slot: u8,
+        ksn: Vec<u8>,
+        resumed: bool,
+    },
     Aborting {
         failure: String,
     },
@@ -186,6 +273,8 @@ pub struct TerminalSession {
     resume_nonce: Option<[u8; NONCE_LENGTH]>,
     /// Confirming a key from an earlier session (see [`TerminalConfig::unconfirmed_key`]).
     resuming: bool,
+    /// Profile mode: the profile WELCOME offered, and its keys confirmed so far.
+    profile: Option<ProfileRun>,
     decoder: FrameDecoder,
     nak_armed: bool,
     next_seq: u8,
@@ -203,6 +292,7 @@ impl TerminalSession {
             mode: None,
             resume_nonce: None,
             resuming: false,
+            profile: None,
             decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
             nak_armed: true,
             next_seq: 0,
@@ -221,6 +311,7 @@ impl TerminalSession {
         let mut actions = Vec::new();
         self.outcome = None;
         self.outstanding = None;
+        self.profile = None;
         self.stage = Stage::AwaitingWelcome;
         let hello = Message::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -383,24 +474,8 @@ impl TerminalSession {
                     &mut actions,
                 ),
             },
-            Err(InstallRefusal::DoesNotUnwrap(why)) => self.abort(
-                AbortReason::KEY_BLOCK_DOES_NOT_UNWRAP,
-                &why,
-                format!("key block of key {key_index:08} did not unwrap: {why}"),
-                now,
-                &mut actions,
-            ),
-            Err(InstallRefusal::KcvMismatch) => self.abort(
-                AbortReason::KCV_MISMATCH,
-                "",
-                format!("key {key_index:08} does not have the delivered check value"),
-                now,
-                &mut actions,
-            ),
-            Err(InstallRefusal::NotAuthentic(why)) => self.abort(
-                AbortReason::DELIVERY_NOT_AUTHENTIC,
-                &why,
-                format!("the delivery of key {key_index:08} is not authentic: {why}"),
+            Err(refusal) => self.abort_for(
+                install_abort(refusal, &format!("key {key_index:08}")),
                 now,
                 &mut actions,
             ),
@@ -514,6 +589,28 @@ fn report(event: TerminalEvent) -> TerminalAction {
     TerminalAction::Report(event)
 }
 
+/// The ABORT for a key the caller could not install; `what` names the key ("key 00000278",
+/// "the DUKPT key of slot 0 (PIN)").
+fn install_abort(refusal: InstallRefusal, what: &str) -> TerminalAbort {
+    match refusal {
+        InstallRefusal::DoesNotUnwrap(why) => TerminalAbort {
+            reason: AbortReason::KEY_BLOCK_DOES_NOT_UNWRAP,
+            failure: format!("key block of {what} did not unwrap: {why}"),
+            detail: why,
+        },
+        InstallRefusal::KcvMismatch => TerminalAbort {
+            reason: AbortReason::KCV_MISMATCH,
+            detail: String::new(),
+            failure: format!("{what} does not have the delivered check value"),
+        },
+        InstallRefusal::NotAuthentic(why) => TerminalAbort {
+            reason: AbortReason::DELIVERY_NOT_AUTHENTIC,
+            failure: format!("the delivery of {what} is not authentic: {why}"),
+            detail: why,
+        },
+    }
+}
+
 /// Upper-case hex of a check value.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02X}")).collect()
@@ -531,6 +628,23 @@ impl fmt::Display for TerminalOutcome {
                 "key {key_index:08} injected, SMN {smn}, KCV {}",
                 hex(kcv)
             ),
+            TerminalOutcome::ProfileInjected {
+                profile,
+                master,
+                dukpt,
+            } => {
+                write!(f, "profile {profile} injected")?;
+                let mut keys: Vec<String> = master
+                    .iter()
+                    .map(|(key_index, smn)| format!("key {key_index:08}, SMN {smn}"))
+                    .collect();
+                keys.extend(
+                    dukpt
+                        .iter()
+                        .map(|(label, ksn)| format!("{label} KSN {}", hex(ksn))),
+                );
+                write!(f, ": {}", keys.join("; "))
+            }
             TerminalOutcome::Failed { reason } => write!(f, "failed: {reason}"),
         }
     }

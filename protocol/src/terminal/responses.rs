@@ -69,6 +69,8 @@ impl TerminalSession {
             MessageType::Hello => MessageType::Welcome,
             MessageType::KeyRequest => MessageType::KeyDelivery,
             MessageType::Confirm => MessageType::Confirmed,
+            MessageType::DukptRequest => MessageType::DukptDelivery,
+            MessageType::DukptConfirm => MessageType::DukptConfirmed,
             _ => MessageType::Ack,
         };
         if kind != Some(expected) && kind != Some(MessageType::Error) {
@@ -107,15 +109,21 @@ impl TerminalSession {
             Message::Error(error) => self.handle_error(error, request, now, actions),
             Message::Welcome(welcome) => self.handle_welcome(welcome, now, actions),
             Message::KeyDelivery(delivery) => self.handle_key_delivery(delivery, now, actions),
-            Message::Confirmed(confirmed) => self.handle_confirmed(confirmed, actions),
+            Message::Confirmed(confirmed) => self.handle_confirmed(confirmed, now, actions),
+            Message::DukptDelivery(delivery) => {
+                self.handle_dukpt_delivery(delivery, now, actions);
+            }
+            Message::DukptConfirmed(confirmed) => {
+                self.handle_dukpt_confirmed(confirmed, now, actions);
+            }
             Message::Ack => self.handle_ack(actions),
             _ => {}
         }
     }
 
     /// ERROR (not BUSY) answering `request`: the session fails, unless the appliance has no
-    /// record of the key this terminal is confirming from an earlier session; then it asks for
-    /// a key.
+    /// record of the key (or, in profile mode, the DUKPT key) this terminal is confirming from
+    /// an earlier session; then it asks for one.
     fn handle_error(
         &mut self,
         error: ErrorMessage,
@@ -134,6 +142,18 @@ impl TerminalSession {
                 self.request_key(mode, nonce, now, actions);
             }
             return;
+        }
+        if let Stage::AwaitingDukptConfirmed {
+            slot,
+            resumed: true,
+            ..
+        } = self.stage
+        {
+            if error.code == ErrorCode::KEY_NOT_DELIVERED {
+                // The appliance has no record of giving us the initial key we hold for this
+                // slot: ask for one.
+                return self.request_dukpt(slot, now, actions);
+            }
         }
         let failure = match std::mem::replace(&mut self.stage, Stage::Finished) {
             Stage::Aborting { failure } => failure,
@@ -190,6 +210,9 @@ impl TerminalSession {
                 self.stage = Stage::VerifyingAppliance;
                 actions.push(verify);
             }
+            Ok(AfterWelcome::RunProfile(profile)) => {
+                self.start_profile(profile, mode, now, actions);
+            }
             Err(abort) => self.abort_for(abort, now, actions),
         }
     }
@@ -218,8 +241,9 @@ impl TerminalSession {
         });
     }
 
-    /// CONFIRMED: the session succeeds if it names the key and SMN this terminal confirmed.
-    fn handle_confirmed(&mut self, confirmed: Confirmed, actions: &mut Actions) {
+    /// CONFIRMED: the session succeeds (in profile mode: goes on with the slots) if it names
+    /// the key and SMN this terminal confirmed.
+    fn handle_confirmed(&mut self, confirmed: Confirmed, now: Duration, actions: &mut Actions) {
         let Stage::AwaitingConfirmed {
             key_index,
             smn,
@@ -228,7 +252,11 @@ impl TerminalSession {
         else {
             return;
         };
-        let outcome = if confirmed.key_index == key_index && confirmed.smn == smn {
+        let matches = confirmed.key_index == key_index && confirmed.smn == smn;
+        if matches && self.profile.is_some() {
+            return self.profile_master_confirmed(key_index, smn, now, actions);
+        }
+        let outcome = if matches {
             TerminalOutcome::Injected {
                 key_index,
                 smn,

@@ -31,7 +31,8 @@ pub(super) fn prepare(
     request: &ModeRequest,
 ) -> Result<Box<dyn Mode>, DispenseRefusal> {
     match request {
-        ModeRequest::Tr31 => tr31::prepare(),
+        // Profile mode's master key travels as in tr31 mode.
+        ModeRequest::Tr31 | ModeRequest::Profile => tr31::prepare(),
         ModeRequest::Certificate(request) => certificate::prepare(dispenser, terminal, request),
     }
 }
