@@ -53,6 +53,9 @@ pub enum DaemonCommand {
     /// The appliance's KDH identity for certificate mode.
     #[command(subcommand)]
     Kdh(crate::kdh::KdhCommand),
+    /// DUKPT base derivation keys: load one in a custodian ceremony, or show them.
+    #[command(subcommand)]
+    Bdk(crate::bdk::BdkCommand),
     /// Voids a key that was sent but never confirmed, so it can never be used; audited.
     Void {
         /// The key index.
@@ -242,6 +245,7 @@ fn rows(count: u64, noun: &str) -> String {
 pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Kdh(command) => crate::kdh::run(socket, command),
+        DaemonCommand::Bdk(command) => crate::bdk::run(socket, command),
         DaemonCommand::Status { json } => {
             let status = call(socket, api::Status {})?;
             if json {

@@ -1,6 +1,6 @@
 //! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
 
-use keymother_domain::KeyIndex;
+use keymother_domain::{BdkId, BdkName, DeviceRange, KeyIndex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,8 @@ pub enum Request {
     Login(Login),
     Logout(Logout),
     ClockSet(ClockSet),
+    BdkCeremony(BdkCeremony),
+    BdkStatus(BdkStatus),
 }
 
 impl Request {
@@ -72,6 +74,8 @@ impl Request {
             Request::Login(_) => "login",
             Request::Logout(_) => "logout",
             Request::ClockSet(_) => "clock-set",
+            Request::BdkCeremony(_) => "bdk-ceremony",
+            Request::BdkStatus(_) => "bdk-status",
         }
     }
 }
@@ -262,3 +266,34 @@ pub struct ClockSet {
     pub backwards: bool,
 }
 call!(ClockSet => ClockSetReport);
+
+/// A BDK ceremony: the custodians' components of a DUKPT base derivation key, combined by the
+/// daemon, with its identifier and the range of device IDs assigned to this appliance.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdkCeremony {
+    /// The name device profiles use for it (`PIN`, `DATA`).
+    pub name: BdkName,
+    /// `TDES-2KEY` (ANSI X9.24-1 DUKPT) or `AES-128`, `AES-192`, `AES-256` (X9.24-3).
+    pub algorithm: String,
+    /// TDES: the 40-bit key set identifier (10 hex digits); AES: the 32-bit BDK ID (8).
+    pub bdk_id: BdkId,
+    /// The device IDs this appliance may give out, `first-last` in hex (TDES: 5 digits each,
+    /// at most 7FFFF; AES: 8 digits each).
+    pub devices: DeviceRange,
+    /// Each custodian's component in hex, in order.
+    pub components: Vec<ComponentHex>,
+    /// The combined key's check value the custodians expect; refused if it differs.
+    #[serde(default)]
+    pub expect_kcv: Option<String>,
+    /// Replace a BDK already loaded under this name.
+    #[serde(default)]
+    pub replace: bool,
+}
+call!(BdkCeremony => BdkCeremonyReport);
+
+/// The BDKs loaded, with how many device IDs each has left.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdkStatus {}
+call!(BdkStatus => Vec<BdkReport>);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use keymother_domain::{BatchId, HardwareSerial, Kcv, KeyIndex, Smn};
+use keymother_domain::{
+    BatchId, BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, Kcv, KeyIndex, Smn,
+};
 use serde::{Deserialize, Serialize};
 
 /// Whether keys flow, as `status` says it.
@@ -335,4 +337,39 @@ pub struct ClockSetReport {
     pub new: Option<String>,
     /// When waiting: how long the first reading waits for the second.
     pub expires_in_seconds: Option<u64>,
+}
+
+/// One BDK, for `bdk-status` and `bdk-ceremony`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdkReport {
+    pub name: BdkName,
+    /// `TDES` (ANSI X9.24-1 DUKPT) or `AES` (X9.24-3).
+    pub kind: String,
+    pub algorithm: String,
+    pub bdk_id: BdkId,
+    /// The BDK's check value.
+    pub kcv: Kcv,
+    /// This appliance's device IDs, `first-last` in hex.
+    pub devices: DeviceRange,
+    /// The next device ID a new terminal gets; `null` when the range is used up.
+    pub next_device: Option<DukptDeviceId>,
+    /// Device IDs left.
+    pub remaining: u64,
+    /// `ceremony` or `file`.
+    pub source: String,
+    pub loaded_at: String,
+    /// Destroyed by a tamper or a zeroize: load it again before its profiles run.
+    pub destroyed: bool,
+}
+
+/// `bdk-ceremony`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdkCeremonyReport {
+    /// Each component's check value, in order.
+    pub component_kcvs: Vec<String>,
+    /// Whether DES parity was adjusted when combining.
+    pub parity_adjusted: bool,
+    pub bdk: BdkReport,
 }

@@ -135,6 +135,8 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::Login(_) => typed::<api::Login>(answer),
         Request::Logout(_) => typed::<api::Logout>(answer),
         Request::ClockSet(_) => typed::<api::ClockSet>(answer),
+        Request::BdkCeremony(_) => typed::<api::BdkCeremony>(answer),
+        Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
     }
 }
 
@@ -199,6 +201,17 @@ fn one_of_each() -> Vec<Request> {
             backwards: false,
         }
         .into(),
+        api::BdkCeremony {
+            name: "PIN".parse().unwrap(),
+            algorithm: "AES-128".to_owned(),
+            bdk_id: "12345678".parse().unwrap(),
+            devices: "90123456-9012FFFF".parse().unwrap(),
+            components: vec![api::ComponentHex::new("00".repeat(16))],
+            expect_kcv: None,
+            replace: false,
+        }
+        .into(),
+        api::BdkStatus {}.into(),
     ]
 }
 

@@ -186,7 +186,17 @@ impl BenchState {
                 beep = Some(Beep::Long);
             }
             DaemonEvent::BenchWarning { warning } => view.bench_warning = Some(warning.clone()),
-            DaemonEvent::PortOpened { .. } | DaemonEvent::Session { .. } => {}
+            // A profile's last key: the terminal is done (its master key, if any, showed as
+            // an injection already).
+            DaemonEvent::ProfileInjected { port, .. } => {
+                view.active.remove(port);
+                view.last_error = None;
+                self.error_until = None;
+                beep = Some(Beep::Short);
+            }
+            DaemonEvent::PortOpened { .. }
+            | DaemonEvent::Session { .. }
+            | DaemonEvent::DukptInjected { .. } => {}
         }
         self.outputs(beep, now)
     }

@@ -126,6 +126,21 @@ pub enum DaemonEvent {
         /// The operator the injection is recorded under, if any.
         operator: Option<String>,
     },
+    /// A confirmed DUKPT initial key: its registry row is committed.
+    DukptInjected {
+        port: String,
+        hardware_serial: String,
+        /// The BDK's name (the profile slot's label).
+        bdk: String,
+        /// The initial KSN (TDES) or initial key ID (AES), hex.
+        ksn: String,
+    },
+    /// Every key of a device profile is confirmed for this terminal.
+    ProfileInjected {
+        port: String,
+        hardware_serial: String,
+        profile: String,
+    },
     /// Anything else the session reported (frames rejected, errors sent, ...).
     Session {
         port: String,
@@ -249,6 +264,13 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
                 reason.meaning().unwrap_or("unknown reason")
             ),
         }),
+        SessionEvent::ProfileCompleted { terminal, profile } => {
+            Some(DaemonEvent::ProfileInjected {
+                port: port.to_owned(),
+                hardware_serial: terminal.hardware_serial.to_string(),
+                profile: profile.clone(),
+            })
+        }
         SessionEvent::SessionEnded { .. } => Some(DaemonEvent::PortIdle {
             port: port.to_owned(),
         }),

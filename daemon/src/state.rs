@@ -16,6 +16,8 @@ pub struct Stats {
     pub busy_nanos: AtomicU64,
     /// Confirmed injections.
     pub injections: AtomicU64,
+    /// Confirmed DUKPT initial keys.
+    pub dukpt_injections: AtomicU64,
 }
 
 /// What every port task shares.

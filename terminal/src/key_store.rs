@@ -1,10 +1,12 @@
 //! The software key store: holds the TTK, the certificate-mode identity and the installed master key, as a PIN pad's secure memory would.
 
+use keymother_crypto::dukpt::InitialKeyIdentity;
 use keymother_crypto::tr31::KeyBlockProtectionKey;
 use keymother_crypto::{Kcv, SecretKey};
-use keymother_protocol::{CertificateDelivery, InstallRefusal};
+use keymother_protocol::{CertificateDelivery, HeldDukptKey, InstallRefusal};
 
 use crate::certificate::CertificateIdentity;
+use crate::dukpt_keys::DukptKey;
 use crate::modes::{self, Delivered};
 
 /// A terminal's keys. Zeroized on drop; no Debug.
@@ -16,6 +18,8 @@ pub struct SoftwareKeyStore {
     confirmed: bool,
     /// The device key pair and certificate for certificate mode, if the terminal has them.
     certificate: Option<CertificateIdentity>,
+    /// DUKPT initial keys (profile mode), one per slot label.
+    dukpt: Vec<DukptKey>,
 }
 
 impl SoftwareKeyStore {
@@ -27,6 +31,7 @@ impl SoftwareKeyStore {
             master_key: None,
             confirmed: false,
             certificate: None,
+            dukpt: Vec::new(),
         }
     }
 
@@ -126,5 +131,65 @@ impl SoftwareKeyStore {
         self.master_key
             .as_ref()
             .map(|(index, key)| (*index, key.kcv()))
+    }
+
+    /// Installs a delivered DUKPT initial key under `label`, replacing the one held there:
+    /// the block must be usage B1 naming `ksn` (its KS or IK block) with the announced check
+    /// value. Returns the key's check value.
+    pub fn install_dukpt(
+        &mut self,
+        label: &str,
+        ksn: &[u8],
+        key_block: &str,
+        announced_kcv: &[u8],
+    ) -> Result<Vec<u8>, InstallRefusal> {
+        let identity = InitialKeyIdentity::from_bytes(ksn)
+            .map_err(|error| InstallRefusal::DoesNotUnwrap(error.to_string()))?;
+        let key = DukptKey::open(
+            &self.transport_key,
+            label,
+            identity,
+            key_block,
+            announced_kcv,
+        )?;
+        let kcv = key.kcv().as_bytes().to_vec();
+        self.dukpt.retain(|held| held.label() != label);
+        self.dukpt.push(key);
+        Ok(kcv)
+    }
+
+    /// Records that the appliance confirmed every key of the profile: the master key (if
+    /// any) and every DUKPT key held.
+    pub fn mark_profile_confirmed(&mut self) {
+        if self.master_key.is_some() {
+            self.confirmed = true;
+        }
+        for key in &mut self.dukpt {
+            key.mark_confirmed();
+        }
+    }
+
+    /// The DUKPT keys installed and not yet confirmed: the next session confirms them rather
+    /// than asking for new ones (PROTOCOL.md 9.2).
+    pub fn unconfirmed_dukpt(&self) -> Vec<HeldDukptKey> {
+        self.dukpt
+            .iter()
+            .filter(|key| !key.is_confirmed())
+            .map(|key| HeldDukptKey {
+                label: key.label().to_owned(),
+                ksn: key.identity().to_bytes(),
+                kcv: key.kcv().as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    /// The DUKPT key held under `label`.
+    pub fn dukpt_key(&self, label: &str) -> Option<&DukptKey> {
+        self.dukpt.iter().find(|key| key.label() == label)
+    }
+
+    /// Every DUKPT key held.
+    pub fn dukpt_keys(&self) -> &[DukptKey] {
+        &self.dukpt
     }
 }

@@ -4,9 +4,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use keymother_protocol::{
-    InstallRefusal, TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
-};
+use keymother_protocol::{TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession};
 
 use crate::key_store::SoftwareKeyStore;
 use crate::line::Line;
@@ -32,6 +30,9 @@ pub fn inject<L: Line>(
 ) -> io::Result<Injection> {
     if config.unconfirmed_key.is_none() {
         config.unconfirmed_key = key_store.unconfirmed();
+    }
+    if config.unconfirmed_dukpt.is_empty() {
+        config.unconfirmed_dukpt = key_store.unconfirmed_dukpt();
     }
     if config.device_certificate.is_empty() {
         if let Some(identity) = key_store.certificate() {
@@ -71,17 +72,24 @@ pub fn inject<L: Line>(
                     );
                     pending.extend(session.handle_appliance_verified(verdict, started.elapsed()));
                 }
-                TerminalAction::InstallDukptKey { .. } => {
-                    // Not offered yet: this terminal keeps no DUKPT keys, so it refuses any.
-                    let refused = Err(InstallRefusal::DoesNotUnwrap(
-                        "this terminal keeps no DUKPT keys".to_owned(),
-                    ));
-                    pending.extend(session.handle_dukpt_installed(refused, started.elapsed()));
+                TerminalAction::InstallDukptKey {
+                    label,
+                    ksn,
+                    key_block,
+                    kcv,
+                    ..
+                } => {
+                    let installed = key_store.install_dukpt(&label, &ksn, &key_block, &kcv);
+                    pending.extend(session.handle_dukpt_installed(installed, started.elapsed()));
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {
-                    if matches!(outcome, TerminalOutcome::Injected { .. }) {
-                        key_store.mark_confirmed();
+                    match outcome {
+                        TerminalOutcome::Injected { .. } => key_store.mark_confirmed(),
+                        TerminalOutcome::ProfileInjected { .. } => {
+                            key_store.mark_profile_confirmed();
+                        }
+                        _ => {}
                     }
                     return Ok(Injection {
                         outcome,

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::raw::{
     RawBench, RawClock, RawControl, RawDispensing, RawFile, RawLine, RawLogging, RawOperator,
-    RawPki, RawPort,
+    RawPki, RawPort, RawProfile,
 };
 
 /// A value with the index of the file it came from and its span there.
@@ -18,7 +18,7 @@ pub(super) struct Sourced<T> {
 }
 
 /// All the files' values: a later file's value replaces an earlier one's, key by key, except
-/// `[[port]]`, which a later file replaces as a whole.
+/// `[[port]]` and `[[profile]]`, which a later file replaces as a whole.
 #[derive(Default)]
 pub(super) struct Merged {
     pub(super) data_dir: Option<Sourced<PathBuf>>,
@@ -30,6 +30,7 @@ pub(super) struct Merged {
     pub(super) bench: MergedBench,
     pub(super) clock: MergedClock,
     pub(super) ports: Option<Sourced<Vec<RawPort>>>,
+    pub(super) profiles: Option<Sourced<Vec<RawProfile>>>,
 }
 
 /// The `[dispensing]` values as merged.
@@ -137,6 +138,7 @@ impl Merged {
             self.clock.apply(clock, file);
         }
         overlay(&mut self.ports, raw.ports, file);
+        overlay(&mut self.profiles, raw.profiles, file);
     }
 }
 

@@ -67,6 +67,8 @@ pub struct PortSettings {
     pub stop_bits: StopBits,
     /// Injection modes offered on this port, in order of preference.
     pub modes: Vec<Mode>,
+    /// The device profiles this port offers (mode 3), in order.
+    pub profiles: Vec<keymother_protocol::profile::Profile>,
 }
 
 /// A path from the settings with where it was written, so that a problem found when the file
@@ -265,6 +267,8 @@ impl Default for BenchSettings {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub ports: Vec<PortSettings>,
+    /// The device profiles the ports may offer (`[[profile]]`).
+    pub profiles: Vec<keymother_protocol::profile::Profile>,
     /// Failed confirmations (wrong KCV) after which a key is quarantined.
     pub quarantine_after: u32,
     /// A terminal session with no request for this long is forgotten (its key stays bound).

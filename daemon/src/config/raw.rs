@@ -25,6 +25,8 @@ pub(super) struct RawFile {
     pub(super) clock: Option<RawClock>,
     #[serde(rename = "port")]
     pub(super) ports: Option<Spanned<Vec<RawPort>>>,
+    #[serde(rename = "profile")]
+    pub(super) profiles: Option<Spanned<Vec<RawProfile>>>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +138,25 @@ pub(super) struct RawPort {
     pub(super) parity: Option<Spanned<String>>,
     pub(super) stop_bits: Option<Spanned<u8>>,
     pub(super) modes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) profiles: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A device profile is replaced as a whole (with the whole `[[profile]]` list), never merged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub(super) name: Spanned<String>,
+    pub(super) models: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) master_key: Option<Spanned<bool>>,
+    pub(super) dukpt: Option<Spanned<Vec<RawDukptSlot>>>,
+}
+
+/// One DUKPT slot of a device profile.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDukptSlot {
+    pub(super) bdk: Spanned<String>,
+    pub(super) key_type: Spanned<String>,
 }
 
 /// One settings file's name (as errors show it) and text.

@@ -24,7 +24,7 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    fn dispenser(&self) -> Arc<Dispenser> {
+    pub(crate) fn dispenser(&self) -> Arc<Dispenser> {
         Arc::clone(&self.shared.dispenser)
     }
 

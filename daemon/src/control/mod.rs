@@ -7,6 +7,7 @@
 //! connection is bounded: its line length, its idle time, and how many are open at once.
 
 mod connection;
+mod dukpt;
 mod handlers;
 mod limiter;
 mod transfer;
@@ -268,6 +269,8 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         Request::Login(r) => reply::<api::Login>(h::login(context, r).await),
         Request::Logout(r) => reply::<api::Logout>(h::logout(context, r).await),
         Request::ClockSet(r) => reply::<api::ClockSet>(h::clock_set(context, r).await),
+        Request::BdkCeremony(r) => reply::<api::BdkCeremony>(dukpt::bdk_ceremony(context, r).await),
+        Request::BdkStatus(r) => reply::<api::BdkStatus>(dukpt::bdk_status(context, r).await),
     }
 }
 

@@ -15,6 +15,7 @@
 //! watch), `sessions.rs` (operator sessions), `reservation.rs` (reserve, mark sent, confirm)
 //! and `modes/` (one file per key mode: how a reserved master key leaves the appliance).
 
+mod dukpt;
 mod lock_order;
 mod modes;
 mod reservation;

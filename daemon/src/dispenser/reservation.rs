@@ -63,7 +63,7 @@ impl Dispenser {
 
     /// Refuses while a tamper is outstanding, or while the tamper input must be watched and
     /// is not.
-    fn check_tamper(&self) -> Result<(), DispenseRefusal> {
+    pub(super) fn check_tamper(&self) -> Result<(), DispenseRefusal> {
         // A tamper sets its lock before it drops the keys: with both checked, a tamper that
         // has begun refuses here whichever step it is at.
         if self.tampered().is_some() {
@@ -78,7 +78,7 @@ impl Dispenser {
     /// Runs `work` on the vault for the operator logged in now (if any), refused when an
     /// operator is required and none is logged in. The sessions are held from that check
     /// until `work` has returned, the vault under them (the lock order, [`super::Rank`]).
-    fn with_operator<T>(
+    pub(super) fn with_operator<T>(
         &self,
         work: impl FnOnce(&mut Vault, Option<&str>) -> Result<T, DispenseRefusal>,
     ) -> Result<T, DispenseRefusal> {

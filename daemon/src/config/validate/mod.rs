@@ -6,6 +6,7 @@ mod daemon;
 mod operator;
 mod pki;
 mod ports;
+mod profiles;
 
 use super::merged::{Merged, Sourced};
 use super::raw::Source;
@@ -47,13 +48,15 @@ impl Validator<'_> {
         let (control_group, control_group_at) = self.control_group(merged.control.group)?;
         let (log_target, log_level) = self.logging(merged.logging)?;
         let pki = self.pki(merged.pki)?;
-        let (ports, port_paths_at) = self.ports(merged.ports, pki.is_some())?;
+        let profiles = self.profiles(merged.profiles)?;
+        let (ports, port_paths_at) = self.ports(merged.ports, pki.is_some(), &profiles)?;
         let bench = self.bench(merged.bench)?;
         let clock = self.clock(merged.clock)?;
         let operator = self.operator(merged.operator)?;
         let settings = Settings {
             data_dir,
             ports,
+            profiles,
             quarantine_after: dispensing.quarantine_after,
             idle_timeout: dispensing.idle_timeout,
             certificate_requests_per_minute: dispensing.certificate_requests_per_minute,

@@ -11,6 +11,7 @@ use super::{Location, Validator};
 use crate::config::merged::Sourced;
 use crate::config::raw::RawPort;
 use crate::config::{BAUD_RATES, ConfigError, Parity, PortSettings, StopBits};
+use keymother_protocol::profile::Profile;
 
 /// Which `[[port]]` is being checked: the file that set the list and the port's number in it.
 #[derive(Clone, Copy)]
@@ -34,6 +35,7 @@ impl Validator<'_> {
         &self,
         raw: Option<Sourced<Vec<RawPort>>>,
         has_pki: bool,
+        profiles: &[Profile],
     ) -> Result<(Vec<PortSettings>, Vec<Location>), ConfigError> {
         let Some(raw) = raw else {
             return Err(self.error_in(0, 0, "port", "at least one [[port]] is needed".to_owned()));
@@ -47,7 +49,7 @@ impl Validator<'_> {
         let mut paths_at = Vec::with_capacity(raw.value.len());
         for (number, port) in raw.value.into_iter().enumerate() {
             paths_at.push((file, port.path.span().start));
-            ports.push(self.port(PortAt { file, number }, port, has_pki, &mut taken)?);
+            ports.push(self.port(PortAt { file, number }, port, has_pki, profiles, &mut taken)?);
         }
         Ok((ports, paths_at))
     }
@@ -58,13 +60,15 @@ impl Validator<'_> {
         at: PortAt,
         port: RawPort,
         has_pki: bool,
+        profiles: &[Profile],
         taken: &mut Taken,
     ) -> Result<PortSettings, ConfigError> {
         let name = self.port_name(at, &port.name, &mut taken.names)?;
         self.port_path(at, &port.path, &mut taken.paths)?;
         let (baud, parity, stop_bits) =
             self.port_line(at, port.baud, port.parity, port.stop_bits)?;
-        let modes = self.port_modes(at, port.modes, has_pki)?;
+        let offered = self.port_profiles(at, port.profiles, profiles)?;
+        let modes = self.port_modes(at, port.modes, has_pki, !offered.is_empty())?;
         Ok(PortSettings {
             name,
             path: port.path.into_inner(),
@@ -72,7 +76,45 @@ impl Validator<'_> {
             parity,
             stop_bits,
             modes,
+            profiles: offered,
         })
+    }
+
+    /// `profiles`: names of `[[profile]]`s, each once.
+    fn port_profiles(
+        &self,
+        at: PortAt,
+        names: Option<Spanned<Vec<Spanned<String>>>>,
+        profiles: &[Profile],
+    ) -> Result<Vec<Profile>, ConfigError> {
+        let mut offered: Vec<Profile> = Vec::new();
+        for (index, name) in names
+            .map(Spanned::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let field = format!("profiles[{index}]");
+            let value = name.get_ref();
+            let Some(profile) = profiles.iter().find(|profile| &profile.name == value) else {
+                return Err(self.port_error(
+                    at,
+                    name.span(),
+                    &field,
+                    format!("{value:?} is not a [[profile]]"),
+                ));
+            };
+            if offered.iter().any(|taken| &taken.name == value) {
+                return Err(self.port_error(
+                    at,
+                    name.span(),
+                    &field,
+                    format!("{value:?} is listed twice"),
+                ));
+            }
+            offered.push(profile.clone());
+        }
+        Ok(offered)
     }
 
     /// An error about `port[N].field`, pointing at `span` in the file that set the ports.
@@ -213,10 +255,20 @@ impl Validator<'_> {
         at: PortAt,
         modes: Option<Spanned<Vec<Spanned<String>>>>,
         has_pki: bool,
+        has_profiles: bool,
     ) -> Result<Vec<Mode>, ConfigError> {
         let modes = match modes {
-            None if has_pki => return Ok(vec![Mode::Tr31, Mode::Certificate]),
-            None => return Ok(vec![Mode::Tr31]),
+            None => {
+                let defaults = [
+                    (Mode::Profile, has_profiles),
+                    (Mode::Tr31, true),
+                    (Mode::Certificate, has_pki),
+                ];
+                return Ok(defaults
+                    .into_iter()
+                    .filter_map(|(mode, offered)| offered.then_some(mode))
+                    .collect());
+            }
             Some(modes) => modes,
         };
         let span = modes.span();
@@ -235,6 +287,14 @@ impl Validator<'_> {
                         mode.span(),
                         &field,
                         "certificate mode needs the [pki] trust anchors".to_owned(),
+                    ));
+                }
+                Some(Mode::Profile) if !has_profiles => {
+                    return Err(self.port_error(
+                        at,
+                        mode.span(),
+                        &field,
+                        "profile mode needs the port's profiles (profiles = [...])".to_owned(),
                     ));
                 }
                 Some(offered) => parsed.push(offered),
@@ -256,6 +316,14 @@ impl Validator<'_> {
                     ));
                 }
             }
+        }
+        if has_profiles && !parsed.contains(&Mode::Profile) {
+            return Err(self.port_error(
+                at,
+                span.clone(),
+                "modes",
+                "the port lists profiles but not the profile mode".to_owned(),
+            ));
         }
         if parsed.is_empty() {
             return Err(self.port_error(

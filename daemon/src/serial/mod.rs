@@ -1,5 +1,7 @@
 //! The serial adapter: one task per port feeding an `ApplianceSession`, carrying out its actions in order, reopening a vanished port with backoff.
 
+mod dukpt;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -7,8 +9,8 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, ConfirmRefusal, DispenseRefusal,
-    ModeRequest, Smn, TerminalIdentity,
+    ApplianceAction, ApplianceConfig, ApplianceSession, DispenseRefusal, ModeRequest, Smn,
+    TerminalIdentity,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
@@ -86,7 +88,7 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
         certificate_requests_per_minute: shared.certificate_requests_per_minute,
         // Profile mode (issue 15) is not configured yet: no profile is offered, so mode 3 is
         // never chosen.
-        profiles: Vec::new(),
+        profiles: port.profiles.clone(),
     }
 }
 
@@ -101,6 +103,7 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
         shared,
         started: Instant::now(),
         reserved_for: None,
+        dukpt_reserved: None,
     };
     let mut buffer = vec![0u8; 1024];
     let mut ticker = tokio::time::interval(TICK);
@@ -149,6 +152,8 @@ struct PortWorker<'a> {
     shared: &'a Shared,
     started: Instant,
     reserved_for: Option<TerminalIdentity>,
+    /// The terminal and slot an initial key was last reserved for (profile mode).
+    dukpt_reserved: Option<(TerminalIdentity, keymother_protocol::profile::DukptSlot)>,
 }
 
 impl PortWorker<'_> {
@@ -163,6 +168,7 @@ impl PortWorker<'_> {
         *seen = epoch;
         self.session = ApplianceSession::new(session_config(self.port, self.shared));
         self.reserved_for = None;
+        self.dukpt_reserved = None;
         log::warn!(event = "tamper", port = self.port.name.as_str(); "port {}: session dropped by the tamper response", self.port.name);
         self.shared.emit(DaemonEvent::PortIdle {
             port: self.port.name.clone(),
@@ -198,20 +204,22 @@ impl PortWorker<'_> {
                     kcv,
                     smn,
                 } => self.confirm(terminal, key_index, kcv, smn).await?,
-                // Unreachable until profiles are configured (none is offered): refused.
-                ApplianceAction::ReserveDukpt { .. } => self.session.handle_dukpt_reservation(
-                    Err(DispenseRefusal::Internal(
-                        "this appliance does not deliver DUKPT keys yet".to_owned(),
-                    )),
-                    self.started.elapsed(),
-                ),
-                ApplianceAction::MarkDukptSent { .. } => Vec::new(),
-                ApplianceAction::ConfirmDukpt { .. } => self.session.handle_dukpt_confirmation(
-                    Err(ConfirmRefusal::Internal(
-                        "this appliance does not deliver DUKPT keys yet".to_owned(),
-                    )),
-                    self.started.elapsed(),
-                ),
+                ApplianceAction::ReserveDukpt {
+                    terminal,
+                    slot,
+                    dukpt,
+                } => self.reserve_dukpt(terminal, slot, dukpt).await?,
+                ApplianceAction::MarkDukptSent { ksn, .. } => {
+                    self.mark_dukpt_sent(ksn).await?;
+                    Vec::new()
+                }
+                ApplianceAction::ConfirmDukpt {
+                    terminal,
+                    dukpt,
+                    ksn,
+                    kcv,
+                    ..
+                } => self.confirm_dukpt(terminal, dukpt, ksn, kcv).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
                     let structured = crate::events::structured_event(&self.port.name, &event);

@@ -1,0 +1,127 @@
+//! `keymother bdk`: DUKPT base derivation keys on the appliance — a custodian ceremony that loads one from components with its identifier and this appliance's device-ID range, and their status.
+
+use std::path::Path;
+
+use clap::Subcommand;
+use keymother_control as api;
+use keymother_domain::{BdkId, BdkName, DeviceRange};
+
+use crate::arguments::argument_error;
+use crate::client::call;
+use crate::custodian::{parse_algorithm, parse_count, parse_expected_kcv, read_components};
+
+#[derive(Subcommand)]
+pub enum BdkCommand {
+    /// Loads a BDK from its custodians' components (typed, never echoed), with its identifier
+    /// and the device IDs this appliance may give out. Audited.
+    Ceremony {
+        /// The name device profiles use for it, e.g. PIN or DATA (A-Z 0-9 - _, 1 to 16).
+        #[arg(long)]
+        name: String,
+        /// TDES-2KEY (ANSI X9.24-1 DUKPT) or AES-128, AES-192, AES-256 (X9.24-3).
+        #[arg(long = "alg")]
+        algorithm: String,
+        /// TDES: the 40-bit key set identifier (10 hex digits); AES: the 32-bit BDK ID (8).
+        #[arg(long)]
+        bdk_id: String,
+        /// This appliance's device IDs, FIRST-LAST in hex (TDES: 5 digits, at most 7FFFF;
+        /// AES: 8 digits). Two appliances of one site must never share one.
+        #[arg(long)]
+        devices: String,
+        /// Number of components (2 to 9).
+        #[arg(long)]
+        components: usize,
+        /// The check value the combined BDK must have.
+        #[arg(long)]
+        expect_kcv: Option<String>,
+        /// Replace the BDK loaded under this name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// The BDKs loaded: identifier, check value, device range, next device ID, IDs left.
+    Status,
+}
+
+pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
+    match command {
+        BdkCommand::Status => {
+            let bdks = call(socket, api::BdkStatus {})?;
+            if bdks.is_empty() {
+                println!("no BDK loaded");
+            }
+            for bdk in bdks {
+                print_bdk(&bdk);
+            }
+            Ok(())
+        }
+        BdkCommand::Ceremony {
+            name,
+            algorithm,
+            bdk_id,
+            devices,
+            components,
+            expect_kcv,
+            replace,
+        } => {
+            let request = api::BdkCeremony {
+                name: name
+                    .parse::<BdkName>()
+                    .map_err(|error| argument_error("--name", error))?,
+                bdk_id: bdk_id
+                    .parse::<BdkId>()
+                    .map_err(|error| argument_error("--bdk-id", error))?,
+                devices: devices
+                    .parse::<DeviceRange>()
+                    .map_err(|error| argument_error("--devices", error))?,
+                algorithm: parse_algorithm(&algorithm)?.name().to_owned(),
+                components: Vec::new(),
+                expect_kcv,
+                replace,
+            };
+            ceremony(socket, request, components)
+        }
+    }
+}
+
+fn ceremony(socket: &Path, mut request: api::BdkCeremony, count: usize) -> anyhow::Result<()> {
+    let algorithm = parse_algorithm(&request.algorithm)?;
+    let count = parse_count(count)
+        .map_err(|_| argument_error("--components", format!("must be 2 to 9, got {count}")))?;
+    parse_expected_kcv(request.expect_kcv.as_deref(), algorithm)?;
+    let typed = read_components(algorithm, count)?;
+    request.components = typed
+        .iter()
+        .map(|component| api::ComponentHex::new(component.expose_secret_hex().to_string()))
+        .collect();
+    drop(typed);
+    let result = call(socket, request)?;
+    for (number, kcv) in result.component_kcvs.iter().enumerate() {
+        println!("component {} KCV   {kcv}", number + 1);
+    }
+    println!("combined KCV      {}", result.bdk.kcv);
+    println!("BDK loaded from {count} components:");
+    print_bdk(&result.bdk);
+    Ok(())
+}
+
+fn print_bdk(bdk: &api::BdkReport) {
+    let next = bdk.next_device.map_or_else(
+        || "none (range used up)".to_owned(),
+        |device| device.to_string(),
+    );
+    println!(
+        "{}  {} DUKPT, {}, BDK ID {}, KCV {}, devices {}, next {next}, {} left{}",
+        bdk.name,
+        bdk.kind,
+        bdk.algorithm,
+        bdk.bdk_id,
+        bdk.kcv,
+        bdk.devices,
+        bdk.remaining,
+        if bdk.destroyed {
+            ", DESTROYED (load it again)"
+        } else {
+            ""
+        }
+    );
+}

@@ -1,0 +1,101 @@
+//! The BDK commands: `bdk-ceremony` (custodians load a DUKPT base derivation key from components, with its identifier and this appliance's device-ID range) and `bdk-status`.
+
+use keymother_control as api;
+use keymother_crypto::component::{self, Component};
+use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily};
+use keymother_vault::{BdkSource, BdkStatus, NewBdk};
+
+use super::handlers::{Context, blocking};
+
+/// What `bdk-status` and `bdk-ceremony` say about a BDK.
+fn report(status: BdkStatus) -> api::BdkReport {
+    api::BdkReport {
+        kind: match status.kind {
+            KeyFamily::Tdes => "TDES",
+            KeyFamily::Aes => "AES",
+        }
+        .to_owned(),
+        algorithm: status.algorithm.name().to_owned(),
+        name: status.name,
+        bdk_id: status.bdk_id,
+        kcv: status.kcv,
+        devices: status.range,
+        next_device: status.next_device,
+        remaining: status.remaining,
+        source: status.source.as_str().to_owned(),
+        loaded_at: status.loaded_at,
+        destroyed: status.destroyed,
+    }
+}
+
+pub(crate) async fn bdk_ceremony(
+    context: &Context,
+    request: api::BdkCeremony,
+) -> Result<api::BdkCeremonyReport, String> {
+    let algorithm: KeyAlgorithm = request
+        .algorithm
+        .parse()
+        .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
+    let expected = request
+        .expect_kcv
+        .as_deref()
+        .map(|text| {
+            Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}"))
+        })
+        .transpose()?;
+    let components = request
+        .components
+        .iter()
+        .enumerate()
+        .map(|(index, text)| Component::from_hex(algorithm, index + 1, text.expose_secret()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| error.to_string())?;
+    let record = NewBdk {
+        name: request.name.clone(),
+        bdk_id: request.bdk_id,
+        range: request.devices,
+        source: BdkSource::Ceremony,
+        replace: request.replace,
+    };
+    drop(request);
+    let count = components.len();
+    let dispenser = context.dispenser();
+    blocking(move || {
+        let combined =
+            component::combine(&components, expected).map_err(|error| error.to_string())?;
+        let installed = dispenser
+            .install_bdk(&record, &combined.key, None)
+            .map_err(|error| error.to_string())?;
+        log::info!(
+            event = "bdk-ceremony", bdk = installed.name.as_str(),
+            algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
+            components = count;
+            "BDK {} loaded from {count} components, KCV {}, devices {}",
+            installed.name, installed.kcv, installed.range
+        );
+        Ok(api::BdkCeremonyReport {
+            component_kcvs: combined
+                .component_kcvs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            parity_adjusted: combined.parity_adjusted,
+            bdk: report(installed),
+        })
+    })
+    .await?
+}
+
+pub(crate) async fn bdk_status(
+    context: &Context,
+    _: api::BdkStatus,
+) -> Result<Vec<api::BdkReport>, String> {
+    let dispenser = context.dispenser();
+    blocking(move || {
+        dispenser
+            .bdks()
+            .map(|bdks| bdks.into_iter().map(report).collect())
+            .map_err(|error| error.to_string())
+    })
+    .await?
+}
