@@ -1,14 +1,17 @@
 //! `keymother bdk`: DUKPT base derivation keys on the appliance — a custodian ceremony that loads one from components with its identifier and this appliance's device-ID range, and their status.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use keymother_control as api;
+use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_domain::{BdkId, BdkName, DeviceRange};
+use keymother_keyfiles::{BdkFileHeader, CreatedAt, write_bdk_file};
 
 use crate::arguments::argument_error;
-use crate::client::call;
+use crate::client::{call, open_regular, upload};
 use crate::custodian::{parse_algorithm, parse_count, parse_expected_kcv, read_components};
+use crate::prompt::read_secret;
 
 #[derive(Subcommand)]
 pub enum BdkCommand {
@@ -38,8 +41,42 @@ pub enum BdkCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Imports a BDK from the front end's sealed BDK file (a TR-31 B0 block under the KEK, for
+    /// this appliance). Audited.
+    Import {
+        /// The BDK file, on this machine.
+        file: PathBuf,
+        /// Replace the BDK loaded under the file's name.
+        #[arg(long)]
+        replace: bool,
+    },
     /// The BDKs loaded: identifier, check value, device range, next device ID, IDs left.
     Status,
+    /// Writes a sealed BDK file (the front end's side, for tests and the bench): the KEK and
+    /// the BDK are typed without echo (or piped on stdin, KEK first).
+    WriteFile {
+        /// The KEK's algorithm.
+        #[arg(long)]
+        kek_alg: String,
+        /// The BDK's algorithm: TDES-2KEY or AES-128, AES-192, AES-256.
+        #[arg(long = "alg")]
+        algorithm: String,
+        /// The BDK's name (A-Z 0-9 - _, 1 to 16).
+        #[arg(long)]
+        name: String,
+        /// TDES: the 40-bit key set identifier (10 hex digits); AES: the 32-bit BDK ID (8).
+        #[arg(long)]
+        bdk_id: String,
+        /// The device IDs the appliance may give out, FIRST-LAST in hex.
+        #[arg(long)]
+        devices: String,
+        /// The appliance the file is for.
+        #[arg(long)]
+        device_id: String,
+        /// Where to write the file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
@@ -53,6 +90,34 @@ pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
                 print_bdk(&bdk);
             }
             Ok(())
+        }
+        BdkCommand::Import { file, replace } => import(socket, &file, replace),
+        BdkCommand::WriteFile {
+            kek_alg,
+            algorithm,
+            name,
+            bdk_id,
+            devices,
+            device_id,
+            out,
+        } => {
+            let header = BdkFileHeader {
+                name: name
+                    .parse()
+                    .map_err(|error| argument_error("--name", error))?,
+                algorithm: parse_algorithm(&algorithm)?,
+                bdk_id: bdk_id
+                    .parse()
+                    .map_err(|error| argument_error("--bdk-id", error))?,
+                devices: devices
+                    .parse()
+                    .map_err(|error| argument_error("--devices", error))?,
+                device_id: device_id
+                    .parse()
+                    .map_err(|error| argument_error("--device-id", error))?,
+                created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+            };
+            write_file(&kek_alg, &header, &out)
         }
         BdkCommand::Ceremony {
             name,
@@ -81,6 +146,45 @@ pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
             ceremony(socket, request, components)
         }
     }
+}
+
+fn import(socket: &Path, file: &Path, replace: bool) -> anyhow::Result<()> {
+    let name = file.display().to_string();
+    let (mut opened, size) = open_regular(file)?;
+    let request = api::BdkImport {
+        file_name: name.clone(),
+        size,
+        replace,
+    };
+    let bdk = upload(socket, request, &mut opened, &name, size, None)?;
+    println!("BDK imported from {name}:");
+    print_bdk(&bdk);
+    Ok(())
+}
+
+fn write_file(kek_alg: &str, header: &BdkFileHeader, out: &Path) -> anyhow::Result<()> {
+    let kek_algorithm: KeyAlgorithm = kek_alg
+        .parse()
+        .map_err(|error| argument_error("--kek-alg", error))?;
+    let kek_hex = read_secret(&format!("KEK ({kek_algorithm}, hex, not shown): "))?;
+    let kek = SecretKey::from_hex(kek_algorithm, &kek_hex)
+        .map_err(|error| argument_error("KEK", error))?;
+    let bdk_hex = read_secret(&format!("BDK ({}, hex, not shown): ", header.algorithm))?;
+    let bdk = SecretKey::from_hex(header.algorithm, &bdk_hex)
+        .map_err(|error| argument_error("BDK", error))?;
+    let text = write_bdk_file(&kek, header, &bdk).map_err(|error| argument_error("BDK", error))?;
+    std::fs::write(out, text)
+        .map_err(|error| argument_error("--out", format!("{}: {error}", out.display())))?;
+    println!(
+        "wrote {}: BDK {} ({}, KCV {}), devices {}, for {}",
+        out.display(),
+        header.name,
+        header.algorithm,
+        bdk.kcv(),
+        header.devices,
+        header.device_id
+    );
+    Ok(())
 }
 
 fn ceremony(socket: &Path, mut request: api::BdkCeremony, count: usize) -> anyhow::Result<()> {

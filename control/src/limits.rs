@@ -19,6 +19,9 @@ pub const DATA_CHUNK: usize = 32 * 1024;
 /// The largest key file the daemon takes (a million records are about 130 MB).
 pub const MAX_KEY_FILE: u64 = 256 * 1024 * 1024;
 
+/// The largest BDK file the daemon takes (one is under 1 KiB).
+pub const MAX_BDK_FILE: u64 = 16 * 1024;
+
 /// The longest file name a client may give for a key file or an export (it only names the
 /// file in errors and the audit trail; the daemon never opens it).
 pub const MAX_FILE_NAME: usize = 255;

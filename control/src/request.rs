@@ -51,6 +51,7 @@ pub enum Request {
     ClockSet(ClockSet),
     BdkCeremony(BdkCeremony),
     BdkStatus(BdkStatus),
+    BdkImport(BdkImport),
 }
 
 impl Request {
@@ -76,6 +77,7 @@ impl Request {
             Request::ClockSet(_) => "clock-set",
             Request::BdkCeremony(_) => "bdk-ceremony",
             Request::BdkStatus(_) => "bdk-status",
+            Request::BdkImport(_) => "bdk-import",
         }
     }
 }
@@ -297,3 +299,19 @@ call!(BdkCeremony => BdkCeremonyReport);
 #[serde(deny_unknown_fields)]
 pub struct BdkStatus {}
 call!(BdkStatus => Vec<BdkReport>);
+
+/// A BDK file from the front end (keyfiles/FORMAT.md, "BDK files"), whose bytes follow the
+/// request as `data` lines: `size` bytes in all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdkImport {
+    /// The file's name as the custodian gave it: it names the file in errors and is never
+    /// opened.
+    pub file_name: String,
+    /// The file's length in bytes, at most [`crate::MAX_BDK_FILE`].
+    pub size: u64,
+    /// Replace a BDK already loaded under the file's name.
+    #[serde(default)]
+    pub replace: bool,
+}
+call!(BdkImport => BdkReport, Transfer::Upload);

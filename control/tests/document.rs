@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keymother_control::{
-    self as api, Answer, CONTROL_VERSION, Call, ClientLine, DATA_CHUNK, IDLE_TIMEOUT,
+    self as api, Answer, CONTROL_VERSION, Call, ClientLine, DATA_CHUNK, IDLE_TIMEOUT, MAX_BDK_FILE,
     MAX_CONNECTIONS, MAX_FILE_NAME, MAX_KEY_FILE, MAX_LINE, Request, RequestError, StreamLine,
     parse_request,
 };
@@ -137,6 +137,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::ClockSet(_) => typed::<api::ClockSet>(answer),
         Request::BdkCeremony(_) => typed::<api::BdkCeremony>(answer),
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
+        Request::BdkImport(_) => typed::<api::BdkImport>(answer),
     }
 }
 
@@ -212,6 +213,12 @@ fn one_of_each() -> Vec<Request> {
         }
         .into(),
         api::BdkStatus {}.into(),
+        api::BdkImport {
+            file_name: "b".to_owned(),
+            size: 0,
+            replace: false,
+        }
+        .into(),
     ]
 }
 
@@ -538,6 +545,7 @@ fn the_limits_are_stated_with_their_values() {
         ("IDLE_TIMEOUT", IDLE_TIMEOUT.as_secs().to_string()),
         ("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         ("MAX_KEY_FILE", MAX_KEY_FILE.to_string()),
+        ("MAX_BDK_FILE", MAX_BDK_FILE.to_string()),
         ("DATA_CHUNK", DATA_CHUNK.to_string()),
         ("MAX_FILE_NAME", MAX_FILE_NAME.to_string()),
     ];

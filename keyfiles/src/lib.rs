@@ -3,6 +3,7 @@
 //! Reading is streaming and line-numbered so a million-record file is checked in constant
 //! memory and every problem names its line.
 
+mod bdk_file;
 mod error;
 mod header;
 mod parallel;
@@ -14,6 +15,9 @@ mod writer;
 /// Sealed-but-faulty files for importer tests; harmless: it needs the KEK, like the real writer.
 pub mod testing;
 
+pub use bdk_file::{
+    BDK_MAGIC, BdkFileError, BdkFileHeader, OpenedBdk, open_bdk_file, write_bdk_file,
+};
 pub use error::{KeyFileError, Problem};
 pub use header::{BatchId, CreatedAt, DeviceId, Issuer, KeyFileHeader, KeyIndex, MAGIC};
 pub use parallel::{Halt, Stopped, open_records_in_order};

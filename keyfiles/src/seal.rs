@@ -18,7 +18,12 @@ pub struct SealKey {
 impl SealKey {
     /// Derives the seal key from the KEK.
     pub fn derive(kek: &SecretKey) -> SealKey {
-        let fixed = labelled_fixed_input(SEAL_LABEL, b"", SEAL_KEY_LENGTH);
+        SealKey::derive_labelled(kek, SEAL_LABEL)
+    }
+
+    /// Derives the seal key of another kind of file, told apart by its `label`.
+    pub(crate) fn derive_labelled(kek: &SecretKey, label: &[u8]) -> SealKey {
+        let fixed = labelled_fixed_input(label, b"", SEAL_KEY_LENGTH);
         SealKey {
             key: counter_mode_cmac(kek, &fixed, SEAL_KEY_LENGTH),
         }

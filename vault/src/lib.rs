@@ -33,8 +33,9 @@ pub use audit::{
 };
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use dukpt::{
-    BdkSource, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptAllocation, DukptConfirmation,
-    DukptError, DukptReservation, DukptRow, NewBdk, ReserveDukptError, VoidedDukpt,
+    BdkImportError, BdkSource, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptAllocation,
+    DukptConfirmation, DukptError, DukptReservation, DukptRow, NewBdk, ReserveDukptError,
+    VoidedDukpt,
 };
 pub use error::VaultError;
 pub use export_file::{ExportError, ExportFileError, WriteStage};

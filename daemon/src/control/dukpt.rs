@@ -1,11 +1,13 @@
-//! The BDK commands: `bdk-ceremony` (custodians load a DUKPT base derivation key from components, with its identifier and this appliance's device-ID range) and `bdk-status`.
+//! The BDK commands: `bdk-ceremony` (custodians load a DUKPT base derivation key from components, with its identifier and this appliance's device-ID range), `bdk-import` (the front end's sealed BDK file) and `bdk-status`.
 
 use keymother_control as api;
 use keymother_crypto::component::{self, Component};
 use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily};
 use keymother_vault::{BdkSource, BdkStatus, NewBdk};
 
+use super::connection::Connection;
 use super::handlers::{Context, blocking};
+use super::transfer::{ReceiveError, file_label, receive_file};
 
 /// What `bdk-status` and `bdk-ceremony` say about a BDK.
 fn report(status: BdkStatus) -> api::BdkReport {
@@ -96,6 +98,43 @@ pub(crate) async fn bdk_status(
             .bdks()
             .map(|bdks| bdks.into_iter().map(report).collect())
             .map_err(|error| error.to_string())
+    })
+    .await?
+}
+
+pub(crate) async fn bdk_import(
+    context: &Context,
+    connection: &mut Connection,
+    request: api::BdkImport,
+) -> Result<api::BdkReport, String> {
+    let file = file_label(&request.file_name)?;
+    if request.size > api::MAX_BDK_FILE {
+        return Err(format!(
+            "{file}: the file is {} bytes; keymotherd takes BDK files of at most {} bytes",
+            request.size,
+            api::MAX_BDK_FILE
+        ));
+    }
+    let bytes = match receive_file(connection, &file, request.size).await {
+        Ok(bytes) => bytes,
+        Err(ReceiveError::Refused(words)) => return Err(words),
+        Err(ReceiveError::Gone(error, _)) => {
+            return Err(format!("{file}: the BDK import was cancelled: {error}"));
+        }
+    };
+    let dispenser = context.dispenser();
+    let replace = request.replace;
+    blocking(move || {
+        let installed = dispenser
+            .import_bdk_file(&bytes, &file, replace, None)
+            .map_err(|error| error.to_string())?;
+        log::info!(
+            event = "bdk-import", bdk = installed.name.as_str(), file = file.as_str(),
+            kcv = installed.kcv.to_string().as_str();
+            "BDK {} imported from {file}, KCV {}, devices {}",
+            installed.name, installed.kcv, installed.range
+        );
+        Ok(report(installed))
     })
     .await?
 }

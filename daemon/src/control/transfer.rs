@@ -19,7 +19,7 @@ static SMN_EXPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A client's file name, fit to name the file in errors, the log and the audit trail: at
 /// most [`api::MAX_FILE_NAME`] bytes, control characters replaced. It is never opened.
-fn file_label(name: &str) -> Result<String, String> {
+pub(super) fn file_label(name: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("file_name: must name the file".to_owned());
     }
@@ -70,7 +70,7 @@ fn without_file<'a>(file: &str, words: &'a str) -> &'a str {
 }
 
 /// Receives the `size` bytes of the key file named `file`.
-async fn receive_file(
+pub(super) async fn receive_file(
     connection: &mut Connection,
     file: &str,
     size: u64,
@@ -127,7 +127,7 @@ fn too_large(file: &str, size: u64) -> String {
 }
 
 /// Why a file did not arrive.
-enum ReceiveError {
+pub(super) enum ReceiveError {
     /// The client went away or stalled after this many bytes.
     Gone(ConnectionError, u64),
     /// The client sent something else than the file: these words.

@@ -9,8 +9,8 @@ use keymother_domain::{BdkId, BdkName, DukptDeviceId, HardwareSerial};
 use keymother_protocol::profile::DukptSlot;
 use keymother_protocol::{ConfirmRefusal, DispenseRefusal, DukptDelivery, TerminalIdentity};
 use keymother_vault::{
-    BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptConfirmation, DukptError, NewBdk,
-    ReserveDukptError, Vault,
+    BdkImportError, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptConfirmation, DukptError,
+    NewBdk, ReserveDukptError, Vault,
 };
 
 use super::Dispenser;
@@ -25,6 +25,23 @@ impl Dispenser {
         actor: Option<&str>,
     ) -> Result<BdkStatus, DukptError> {
         let installed = self.vault().install_bdk(record, key, actor)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        Ok(installed)
+    }
+
+    /// Imports the BDK of a sealed BDK file from the front end (audited as `bdk-loaded` with
+    /// source `file`) and lets the ports offer the profiles that use it.
+    pub fn import_bdk_file(
+        &self,
+        bytes: &[u8],
+        file_name: &str,
+        replace: bool,
+        actor: Option<&str>,
+    ) -> Result<BdkStatus, BdkImportError> {
+        let installed = self
+            .vault()
+            .import_bdk_file(bytes, file_name, replace, actor)?;
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.touch();
         Ok(installed)

@@ -11,7 +11,10 @@
 
 mod allocate;
 mod bdk;
+mod bdk_file;
 mod confirm;
+
+pub use bdk_file::BdkImportError;
 
 use std::fmt;
 
