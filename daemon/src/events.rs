@@ -285,6 +285,7 @@ pub fn failure_reason(code: ErrorCode, cause: FailureCause) -> String {
     let reason = match (code, cause) {
         (_, FailureCause::NoOperator) => "no operator logged in",
         (_, FailureCause::TamperInputUnwatched) => "tamper input not watched",
+        (_, FailureCause::BdkNotLoaded) => "BDK not loaded: hold its ceremony",
         (_, FailureCause::Certificate(problem)) => {
             return format!("certificate refused: {}", certificate_words(problem));
         }
@@ -336,6 +337,11 @@ mod tests {
                 "no operator logged in",
             ),
             (ErrorCode::NOT_READY, FailureCause::Code, "appliance locked"),
+            (
+                ErrorCode::NOT_READY,
+                FailureCause::BdkNotLoaded,
+                "BDK not loaded: hold its ceremony",
+            ),
             (
                 ErrorCode::NOT_READY,
                 FailureCause::TamperInputUnwatched,
