@@ -137,6 +137,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::ClockSet(_) => typed::<api::ClockSet>(answer),
         Request::BdkCeremony(_) => typed::<api::BdkCeremony>(answer),
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
+        Request::ExportDukpt(_) => typed::<api::ExportDukpt>(answer),
     }
 }
 
@@ -212,6 +213,11 @@ fn one_of_each() -> Vec<Request> {
         }
         .into(),
         api::BdkStatus {}.into(),
+        api::ExportDukpt {
+            file_name: "d".to_owned(),
+            only_new: false,
+        }
+        .into(),
     ]
 }
 
@@ -361,7 +367,9 @@ fn check_file(at: &str, request: &Request, transfer: &Transfer, result: &Value) 
             );
             &transfer.uploaded
         }
-        Request::ExportSmn(_) | Request::AuditExport(_) if transfer.end.is_some() => {
+        Request::ExportSmn(_) | Request::AuditExport(_) | Request::ExportDukpt(_)
+            if transfer.end.is_some() =>
+        {
             &transfer.downloaded
         }
         _ => return,

@@ -529,3 +529,59 @@ fn a_registry_row_unfit_for_the_file_is_refused_by_its_initial_key() {
     assert!(!file.exists());
     assert_eq!(bench.vault.unexported_dukpt_count().unwrap(), 1);
 }
+
+/// The text of `name` in docs/.
+fn document(name: &str) -> String {
+    let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+#[test]
+fn the_documented_example_verifies_under_the_documented_kek() {
+    let text = document("SMN-EXPORT.md");
+    let section = &text[text.find("## The DUKPT export").unwrap()..];
+    let section = &section[..section.find("\n## ").unwrap()];
+    let start = section.find("```\n# KEYMOTHER-DUKPT-EXPORT/1").unwrap() + 4;
+    let file = &section[start..start + section[start..].find("```").unwrap()];
+    let kek =
+        SecretKey::from_hex(KeyAlgorithm::Aes128, "D6C30C243863188EDA27AF95A49F137F").unwrap();
+    assert!(section.contains(&format!("(check value `{}`)", kek.kcv())));
+    let verified = verify_dukpt_export(file.as_bytes(), "example", &kek).unwrap();
+    assert_eq!(verified.rows.len(), 2);
+
+    // The figures the document gives: length, digest, seal key.
+    let digest = hex::encode(Sha256::digest(file.as_bytes()));
+    assert!(section.contains(&format!("The file is {} bytes", file.len())));
+    assert!(section.contains(&format!("`{digest}`")), "{digest}");
+    let seal_key = counter_mode_cmac(
+        &kek,
+        &labelled_fixed_input(b"KEYMOTHER-DUKPT-EXPORT-SEAL/1", b"", 32),
+        32,
+    );
+    assert!(section.contains(&format!("`{}`", hex::encode_upper(&*seal_key))));
+    // The same file as docs/CONTROL.md's export-dukpt example carries.
+    let control = document("CONTROL.md");
+    assert!(control.contains(&format!(
+        "{{\"end\": {{\"bytes\": {}, \"sha256\": \"{digest}\"}}}}",
+        file.len()
+    )));
+
+    // The check values are those of the initial keys of the published test BDKs.
+    let data =
+        SecretKey::from_hex(KeyAlgorithm::Tdes2Key, "0123456789ABCDEFFEDCBA9876543210").unwrap();
+    let pin =
+        SecretKey::from_hex(KeyAlgorithm::Aes128, "FEDCBA9876543210F1F1F1F1F1F1F1F1").unwrap();
+    for (row, bdk) in verified.rows.iter().zip([&data, &pin]) {
+        let identity = keymother_crypto::dukpt::InitialKeyIdentity::from_bytes(
+            &hex::decode(&row.initial_ksn).unwrap(),
+        )
+        .unwrap();
+        let key = identity.derive(bdk, row.key_type).unwrap();
+        assert_eq!(key.kcv(), row.kcv, "{}", row.initial_ksn);
+    }
+    assert_eq!(
+        verified.rows[0].terminal_model.as_str(),
+        "PX-9 Pro",
+        "the escaped model"
+    );
+}

@@ -271,6 +271,9 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         Request::ClockSet(r) => reply::<api::ClockSet>(h::clock_set(context, r).await),
         Request::BdkCeremony(r) => reply::<api::BdkCeremony>(dukpt::bdk_ceremony(context, r).await),
         Request::BdkStatus(r) => reply::<api::BdkStatus>(dukpt::bdk_status(context, r).await),
+        Request::ExportDukpt(r) => {
+            reply::<api::ExportDukpt>(transfer::export_dukpt(context, connection, r).await)
+        }
     }
 }
 
