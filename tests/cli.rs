@@ -952,3 +952,157 @@ fn dukpt_errors_name_the_argument() {
     );
     assert!(stdout(&wrong_pan).is_empty());
 }
+
+// The DUKPT export (issue 15): `export-dukpt` through keymotherd, and the front end's
+// `keyfile verify-dukpt-export`.
+
+/// The KEK of docs/CONTROL.md's ceremony example (AES-128, KCV 885D65BD9E), its components,
+/// and the DUKPT export of docs/SMN-EXPORT.md sealed under it.
+const DOC_KEK: &str = "D6C30C243863188EDA27AF95A49F137F";
+const DOC_KEK_COMPONENTS: [&str; 2] = [
+    "1E5180F383A5DCF31AE239E5999F8E6B",
+    "C8928CD7BBC6C47DC0C596703D009D14",
+];
+
+fn documented_dukpt_export() -> String {
+    let path = format!("{}/../docs/SMN-EXPORT.md", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("```\n# KEYMOTHER-DUKPT-EXPORT/1").unwrap() + 4;
+    text[start..start + text[start..].find("```").unwrap()].to_owned()
+}
+
+#[test]
+fn verify_dukpt_export_lists_the_rows_of_a_sealed_file_and_refuses_another_kek() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("dukpt.csv");
+    std::fs::write(&file, documented_dukpt_export()).unwrap();
+    let file = file.to_str().unwrap();
+    let arguments = [
+        "keyfile",
+        "verify-dukpt-export",
+        "--kek-alg",
+        "AES-128",
+        file,
+    ];
+    let text = run_ok(&arguments, &format!("{DOC_KEK}\n"));
+    assert_eq!(
+        text,
+        format!(
+            "{file}: seal verifies, 2 DUKPT rows (device KM-DEMO-0001, exported 2026-12-06T16:06:12Z)\n\
+             FFFF9876543210E00000  BDK DATA (FFFF987654)  device 19087  TDES-2KEY  KCV AF8C07  serial 123L013M  port bench-2  model PX-9 Pro  operator Alice Martin  2026-12-06T10:32:17Z\n\
+             1234567890123456  BDK PIN (12345678)  device 90123456  AES-128  KCV 05EF4531EC  serial 123L013M  port bench-2  model PX-9 Pro  operator Alice Martin  2026-12-06T10:32:18Z\n"
+        )
+    );
+    let output = keymother(&arguments, "00112233445566778899AABBCCDDEEFF\n");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!(
+            "{file}: line 3: the file was sealed under the KEK with check value 885D65BD9E, not the given KEK ("
+        )),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn an_operator_exports_the_dukpt_registry_where_the_front_end_can_verify_it() {
+    let daemon = Daemon::start();
+    let out = daemon.directory.path().join("dukpt.csv");
+    let out_text = out.to_str().unwrap();
+    // Operator login is required: refused before anything is written.
+    let output = daemon.keymother(&["export-dukpt", "--out", out_text], "");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no operator is logged in"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+
+    run_ok_with(
+        &daemon,
+        &[
+            "ceremony",
+            "--secret",
+            "kek",
+            "--alg",
+            "AES-128",
+            "--components",
+            "2",
+            "--expect-kcv",
+            "885D65BD9E",
+        ],
+        &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+    );
+    let passphrase = daemon.file("passphrase", "test-only-passphrase\n");
+    run_ok_with(
+        &daemon,
+        &[
+            "operator",
+            "login",
+            "--certificate",
+            &fixture("operator.der"),
+            "--key",
+            &fixture("test-only-operator-encrypted.key"),
+            "--passphrase-file",
+            &passphrase,
+        ],
+        "",
+    );
+    let text = run_ok_with(&daemon, &["export-dukpt", "--out", out_text], "");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&out).unwrap()))
+    };
+    assert_eq!(
+        text,
+        format!("exported 0 DUKPT rows to {out_text} (SHA-256 {digest})\n")
+    );
+    let text = run_ok(
+        &[
+            "keyfile",
+            "verify-dukpt-export",
+            "--kek-alg",
+            "AES-128",
+            out_text,
+        ],
+        &format!("{DOC_KEK}\n"),
+    );
+    assert!(
+        text.starts_with(&format!(
+            "{out_text}: seal verifies, 0 DUKPT rows (device KM-CLI-0002, exported "
+        )),
+        "{text}"
+    );
+
+    // Never over an existing file without --force, never into the vault's directory.
+    let output = daemon.keymother(&["export-dukpt", "--out", out_text], "");
+    assert!(
+        stderr(&output).contains(&format!(
+            "{out_text} exists; give another file, or --force to replace it"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let inside = daemon.directory.path().join("data/dukpt.csv");
+    let inside = inside.to_str().unwrap();
+    let output = daemon.keymother(&["export-dukpt", "--force", "--out", inside], "");
+    assert!(
+        stderr(&output).contains(&format!(
+            "{inside}: that directory holds a keymother vault; exports never go there"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let text = run_ok_with(
+        &daemon,
+        &["export-dukpt", "--only-new", "--force", "--out", out_text],
+        "",
+    );
+    assert!(
+        text.starts_with("exported 0 DUKPT rows not exported before to "),
+        "{text}"
+    );
+    run_ok_with(&daemon, &["audit", "verify"], "");
+}

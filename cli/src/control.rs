@@ -47,6 +47,19 @@ pub enum DaemonCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Writes the sealed DUKPT file for the front end: one row per confirmed DUKPT injection
+    /// (e.g. onto a USB stick); its rows are marked exported once the file is written.
+    ExportDukpt {
+        /// Where to write it; an existing file is not replaced without --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only rows not exported before.
+        #[arg(long)]
+        only_new: bool,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// The hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -285,6 +298,25 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             println!(
                 "exported {}{} to {} (SHA-256 {})",
                 rows(result.rows, "SMN"),
+                if only_new { " not exported before" } else { "" },
+                out.display(),
+                result.file_sha256
+            );
+            Ok(())
+        }
+        DaemonCommand::ExportDukpt {
+            out,
+            only_new,
+            force,
+        } => {
+            let request = api::ExportDukpt {
+                file_name: out.display().to_string(),
+                only_new,
+            };
+            let result = download(socket, request, &out, force)?;
+            println!(
+                "exported {}{} to {} (SHA-256 {})",
+                rows(result.rows, "DUKPT"),
                 if only_new { " not exported before" } else { "" },
                 out.display(),
                 result.file_sha256

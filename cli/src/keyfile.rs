@@ -1,4 +1,4 @@
-//! Key files on the command line: the front end's writer (generate) and a header viewer (inspect).
+//! Key files on the command line: the front end's writer (generate), a header viewer (inspect), and the front end's checks of the SMN and DUKPT exports (verify-smn-export, verify-dukpt-export).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -53,6 +53,14 @@ pub enum KeyfileCommand {
         #[arg(long)]
         kek_alg: String,
         /// The SMN export file.
+        file: PathBuf,
+    },
+    /// The front end's side of a DUKPT export: checks its seal under the KEK and lists it.
+    VerifyDukptExport {
+        /// The KEK's algorithm; the KEK itself is typed without echo (or piped on stdin).
+        #[arg(long)]
+        kek_alg: String,
+        /// The DUKPT export file.
         file: PathBuf,
     },
 }
@@ -129,6 +137,19 @@ pub fn write_key_file(
     Ok(())
 }
 
+/// An export file opened for reading, with its name, and the KEK typed without echo.
+fn export_and_kek(kek_alg: &str, file: &Path) -> anyhow::Result<(String, File, SecretKey)> {
+    let kek_algorithm: keymother_crypto::KeyAlgorithm = kek_alg
+        .parse()
+        .map_err(|e| argument_error("--kek-alg", e))?;
+    let name = file.display().to_string();
+    let source = File::open(file).map_err(|error| argument_error(&name, error))?;
+    let kek_hex = read_secret(&format!("KEK ({kek_algorithm}, hex, not shown): "))?;
+    let kek = SecretKey::from_hex(kek_algorithm, &kek_hex)
+        .map_err(|error| argument_error("KEK", error))?;
+    Ok((name, source, kek))
+}
+
 pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
     match command {
         KeyfileCommand::Generate {
@@ -158,20 +179,41 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             write_key_file(&out, &options, &kek, true)
         }
         KeyfileCommand::VerifySmnExport { kek_alg, file } => {
-            let kek_algorithm: keymother_crypto::KeyAlgorithm = kek_alg
-                .parse()
-                .map_err(|e| argument_error("--kek-alg", e))?;
-            let name = file.display().to_string();
-            let source = File::open(&file).map_err(|error| argument_error(&name, error))?;
-            let kek_hex = read_secret(&format!("KEK ({kek_algorithm}, hex, not shown): "))?;
-            let kek = SecretKey::from_hex(kek_algorithm, &kek_hex)
-                .map_err(|error| argument_error("KEK", error))?;
+            let (name, source, kek) = export_and_kek(&kek_alg, &file)?;
             let verified = keymother_vault::verify_smn_export(BufReader::new(source), &name, &kek)?;
             println!("{name}: seal verifies, {} SMN rows", verified.rows.len());
             for row in &verified.rows {
                 println!(
                     "{}  serial {}  key {:08}  KCV {}",
                     row.smn, row.hardware_serial, row.key_index, row.kcv
+                );
+            }
+            Ok(())
+        }
+        KeyfileCommand::VerifyDukptExport { kek_alg, file } => {
+            let (name, source, kek) = export_and_kek(&kek_alg, &file)?;
+            let verified =
+                keymother_vault::verify_dukpt_export(BufReader::new(source), &name, &kek)?;
+            println!(
+                "{name}: seal verifies, {} DUKPT rows (device {}, exported {})",
+                verified.rows.len(),
+                verified.device_id,
+                verified.exported_at
+            );
+            for row in &verified.rows {
+                println!(
+                    "{}  BDK {} ({})  device {}  {}  KCV {}  serial {}  port {}  model {}  operator {}  {}",
+                    row.initial_ksn,
+                    row.bdk,
+                    row.bdk_id,
+                    row.device_id,
+                    row.key_type,
+                    row.kcv,
+                    row.hardware_serial,
+                    row.port,
+                    row.terminal_model,
+                    row.operator.as_deref().unwrap_or("-"),
+                    row.injected_at
                 );
             }
             Ok(())

@@ -15,7 +15,7 @@ pub enum Transfer {
     /// The client sends the file after the request, as `data` lines (`import`).
     Upload,
     /// The daemon sends the file before its answer, as `data` lines and an `end` line, and
-    /// waits for the client's `received` line (`export-smn`, `audit-export`).
+    /// waits for the client's `received` line (`export-smn`, `audit-export`, `export-dukpt`).
     Download,
 }
 
@@ -52,6 +52,7 @@ pub enum Request {
     BdkCeremony(BdkCeremony),
     BdkStatus(BdkStatus),
     BdkImport(BdkImport),
+    ExportDukpt(ExportDukpt),
 }
 
 impl Request {
@@ -78,6 +79,7 @@ impl Request {
             Request::BdkCeremony(_) => "bdk-ceremony",
             Request::BdkStatus(_) => "bdk-status",
             Request::BdkImport(_) => "bdk-import",
+            Request::ExportDukpt(_) => "export-dukpt",
         }
     }
 }
@@ -315,3 +317,16 @@ pub struct BdkImport {
     pub replace: bool,
 }
 call!(BdkImport => BdkReport, Transfer::Upload);
+/// The sealed DUKPT file for the front end (the registry of confirmed DUKPT injections),
+/// streamed back to the client; its rows are marked exported once the client says it has the
+/// file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportDukpt {
+    /// Where the client writes it, for the audit row; the daemon never opens it.
+    pub file_name: String,
+    /// Only rows never exported before.
+    #[serde(default)]
+    pub only_new: bool,
+}
+call!(ExportDukpt => DukptExportReport, Transfer::Download);

@@ -202,6 +202,16 @@ pub struct SmnExportReport {
     pub file_sha256: String,
 }
 
+/// `export-dukpt`, once the client has the file and its rows are marked exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DukptExportReport {
+    pub rows: u64,
+    pub only_new: bool,
+    pub exported_at: String,
+    pub file_sha256: String,
+}
+
 /// Whether the audit chain's head was checked under the storage key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HeadMac {

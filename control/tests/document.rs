@@ -138,6 +138,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::BdkCeremony(_) => typed::<api::BdkCeremony>(answer),
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
         Request::BdkImport(_) => typed::<api::BdkImport>(answer),
+        Request::ExportDukpt(_) => typed::<api::ExportDukpt>(answer),
     }
 }
 
@@ -217,6 +218,11 @@ fn one_of_each() -> Vec<Request> {
             file_name: "b".to_owned(),
             size: 0,
             replace: false,
+        }
+        .into(),
+        api::ExportDukpt {
+            file_name: "d".to_owned(),
+            only_new: false,
         }
         .into(),
     ]
@@ -368,7 +374,9 @@ fn check_file(at: &str, request: &Request, transfer: &Transfer, result: &Value) 
             );
             &transfer.uploaded
         }
-        Request::ExportSmn(_) | Request::AuditExport(_) if transfer.end.is_some() => {
+        Request::ExportSmn(_) | Request::AuditExport(_) | Request::ExportDukpt(_)
+            if transfer.end.is_some() =>
+        {
             &transfer.downloaded
         }
         _ => return,

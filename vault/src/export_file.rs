@@ -7,6 +7,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hmac::Mac;
+use sha2::{Digest, Sha256};
+
 use crate::VaultError;
 
 /// Which step of writing an export failed.
@@ -49,6 +52,12 @@ pub enum ExportError {
     NotAFile(PathBuf),
     #[error("the SMN row {smn} cannot go into an export file: {problem}")]
     UnfitRow { smn: String, problem: String },
+    /// A DUKPT registry row, named by its initial KSN (TDES) or initial key ID (AES).
+    #[error("the DUKPT registry row of {initial_ksn} cannot go into an export file: {problem}")]
+    UnfitDukptRow {
+        initial_ksn: String,
+        problem: String,
+    },
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -66,6 +75,35 @@ impl ExportError {
 impl From<rusqlite::Error> for ExportError {
     fn from(error: rusqlite::Error) -> Self {
         ExportError::Vault(VaultError::Database(error))
+    }
+}
+
+/// Writes the lines of a sealed export while feeding its seal (an HMAC over every line but
+/// the seal line) and the whole file's digest.
+pub(crate) struct SealedLines<'a> {
+    pub(crate) out: &'a mut dyn Write,
+    pub(crate) seal: hmac::Hmac<Sha256>,
+    pub(crate) digest: Sha256,
+    /// Names the destination in write errors.
+    pub(crate) path: &'a Path,
+}
+
+impl SealedLines<'_> {
+    /// A line the seal covers.
+    pub(crate) fn sealed(&mut self, line: &str) -> Result<(), ExportError> {
+        self.seal.update(line.as_bytes());
+        self.seal.update(b"\n");
+        self.plain(line)
+    }
+
+    /// A line outside the seal (the seal line itself).
+    pub(crate) fn plain(&mut self, line: &str) -> Result<(), ExportError> {
+        self.digest.update(line.as_bytes());
+        self.digest.update(b"\n");
+        self.out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|source| ExportError::writing(self.path, source))
     }
 }
 

@@ -33,9 +33,10 @@ pub use audit::{
 };
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use dukpt::{
-    BdkImportError, BdkSource, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptAllocation,
-    DukptConfirmation, DukptError, DukptReservation, DukptRow, NewBdk, ReserveDukptError,
-    VoidedDukpt,
+    BdkImportError, BdkSource, BdkStatus, ConfirmedDukpt, DUKPT_EXPORT_COLUMNS, DUKPT_EXPORT_MAGIC,
+    DerivedKeyFacts, DukptAllocation, DukptConfirmation, DukptError, DukptExportDraft,
+    DukptReservation, DukptRow, ExportedDukpt, NewBdk, ReserveDukptError, VerifiedDukptExport,
+    VoidedDukpt, verify_dukpt_export,
 };
 pub use error::VaultError;
 pub use export_file::{ExportError, ExportFileError, WriteStage};

@@ -1,4 +1,4 @@
-//! MAC keys derived with SP 800-108 (CMAC PRF) and HMAC-SHA-256 under them: the audit head's MAC and the SMN export's seal.
+//! MAC keys derived with SP 800-108 (CMAC PRF) and HMAC-SHA-256 under them: the audit head's MAC and the SMN and DUKPT exports' seals.
 
 use hmac::{Hmac, KeyInit, Mac};
 use keymother_crypto::SecretKey;
@@ -10,6 +10,9 @@ use zeroize::Zeroizing;
 pub(crate) const AUDIT_HEAD_LABEL: &[u8] = b"KEYMOTHER-AUDIT-HEAD/1";
 /// Label of the SMN export's seal key, derived from the KEK (docs/SMN-EXPORT.md).
 pub(crate) const SMN_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-SMN-EXPORT-SEAL/1";
+/// Label of the DUKPT export's seal key, derived from the KEK (docs/SMN-EXPORT.md): its own,
+/// so an SMN export's seal can never pass for a DUKPT export's or the other way round.
+pub(crate) const DUKPT_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-DUKPT-EXPORT-SEAL/1";
 
 const MAC_KEY_LENGTH: usize = 32;
 

@@ -235,6 +235,19 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'DUKPT registry rows are never rewritten'); END;
      CREATE TRIGGER dukpt_registry_never_deleted BEFORE DELETE ON dukpt_registry
          BEGIN SELECT RAISE(ABORT, 'DUKPT registry rows are never deleted'); END;",
+    // 7: the record of DUKPT exports (dukpt/export.rs): which registry rows, by their initial
+    // KSN or key ID, went into which file, so that an only-new export leaves them out. Never
+    // rewritten, like the record of SMN exports.
+    "CREATE TABLE dukpt_export (
+         initial_ksn TEXT NOT NULL REFERENCES dukpt_registry (initial_ksn),
+         exported_at TEXT NOT NULL,
+         file TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX dukpt_export_by_initial_ksn ON dukpt_export (initial_ksn);
+     CREATE TRIGGER dukpt_export_never_rewritten BEFORE UPDATE ON dukpt_export
+         BEGIN SELECT RAISE(ABORT, 'DUKPT export records are never rewritten'); END;
+     CREATE TRIGGER dukpt_export_never_deleted BEFORE DELETE ON dukpt_export
+         BEGIN SELECT RAISE(ABORT, 'DUKPT export records are never deleted'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

@@ -12,7 +12,7 @@ use rusqlite::{TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditEvent};
-use crate::export_file::{ExportError, ExportFileError, LineReader, write_atomically};
+use crate::export_file::{ExportError, ExportFileError, LineReader, SealedLines, write_atomically};
 use crate::mac::{MacKey, SMN_EXPORT_SEAL_LABEL, verify_hex};
 use crate::{SecretName, Vault, VaultError, now_text};
 
@@ -133,31 +133,6 @@ fn row_line(row: &ExportedSmn) -> String {
         "{},{},{},{},{},{}",
         row.smn, row.hardware_serial, row.key_index, row.kcv, row.batch, row.injected_at
     )
-}
-
-/// Writes lines while feeding the seal and the file digest.
-struct SealedLines<'a> {
-    out: &'a mut dyn Write,
-    seal: hmac::Hmac<Sha256>,
-    digest: Sha256,
-    path: &'a Path,
-}
-
-impl SealedLines<'_> {
-    fn sealed(&mut self, line: &str) -> Result<(), ExportError> {
-        self.seal.update(line.as_bytes());
-        self.seal.update(b"\n");
-        self.plain(line)
-    }
-
-    fn plain(&mut self, line: &str) -> Result<(), ExportError> {
-        self.digest.update(line.as_bytes());
-        self.digest.update(b"\n");
-        self.out
-            .write_all(line.as_bytes())
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|source| ExportError::writing(self.path, source))
-    }
 }
 
 /// Rows up to `bound` (rowid), all or those never exported. SMN rows are never deleted

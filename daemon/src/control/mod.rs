@@ -274,6 +274,9 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         Request::BdkImport(r) => {
             reply::<api::BdkImport>(dukpt::bdk_import(context, connection, r).await)
         }
+        Request::ExportDukpt(r) => {
+            reply::<api::ExportDukpt>(transfer::export_dukpt(context, connection, r).await)
+        }
     }
 }
 

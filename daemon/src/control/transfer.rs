@@ -1,4 +1,4 @@
-//! The commands that move a file over the socket: `import` receives the key file's bytes, `export-smn` and `audit-export` send theirs; a client that goes away cancels them.
+//! The commands that move a file over the socket: `import` receives the key file's bytes, `export-smn`, `export-dukpt` and `audit-export` send theirs; a client that goes away cancels them.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -16,6 +16,9 @@ use super::handlers::{Context, blocking};
 /// SMN exports one at a time: each marks the rows it wrote, and two at once could both
 /// write the same "only new" rows.
 static SMN_EXPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// DUKPT exports one at a time, for the same reason.
+static DUKPT_EXPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A client's file name, fit to name the file in errors, the log and the audit trail: at
 /// most [`api::MAX_FILE_NAME`] bytes, control characters replaced. It is never opened.
@@ -306,6 +309,51 @@ pub(crate) async fn export_smn(
         "{} SMN rows exported to {file}", report.rows
     );
     Ok(api::SmnExportReport {
+        rows: report.rows,
+        only_new: report.only_new,
+        exported_at: report.exported_at,
+        file_sha256: report.file_sha256,
+    })
+}
+
+/// `export-dukpt`: the sealed file of the DUKPT registry goes to the client; its rows are
+/// marked exported, and the export audited (`dukpt-export`), only once the client says it has
+/// written it.
+pub(crate) async fn export_dukpt(
+    context: &Context,
+    connection: &mut Connection,
+    request: api::ExportDukpt,
+) -> Result<api::DukptExportReport, String> {
+    let file = file_label(&request.file_name)?;
+    let operator = context.acting_operator(true).await?;
+    let _one_at_a_time = DUKPT_EXPORT.lock().await;
+    let dispenser = Arc::clone(&context.shared.dispenser);
+    let (label, only_new) = (file.clone(), request.only_new);
+    let (bytes, draft) = blocking(move || {
+        dispenser.with_vault(|vault| {
+            let mut bytes = Vec::new();
+            let draft = vault.write_dukpt_export(&mut bytes, only_new, Path::new(&label))?;
+            Ok::<_, keymother_vault::ExportError>((bytes, draft))
+        })
+    })
+    .await?
+    .map_err(|error| error.to_string())?;
+    if let Err(words) = send_file(connection, &file, &bytes).await {
+        log::warn!(event = "dukpt-export-cancelled", file = file.as_str(); "{words}; no row was marked exported");
+        return Err(format!("{words}; no row was marked exported"));
+    }
+    let dispenser = Arc::clone(&context.shared.dispenser);
+    let (label, recorded_by) = (file.clone(), operator.clone());
+    let report = blocking(move || {
+        dispenser.with_vault(|vault| vault.commit_dukpt_export(&draft, &label, Some(&recorded_by)))
+    })
+    .await?
+    .map_err(|error| error.to_string())?;
+    log::info!(
+        event = "dukpt-export", rows = report.rows, operator = operator.as_str();
+        "{} DUKPT rows exported to {file}", report.rows
+    );
+    Ok(api::DukptExportReport {
         rows: report.rows,
         only_new: report.only_new,
         exported_at: report.exported_at,

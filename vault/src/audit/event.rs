@@ -160,6 +160,14 @@ pub enum AuditEvent {
         hardware_serial: HardwareSerial,
         failures: u32,
     },
+    /// A DUKPT export file was delivered and its rows marked exported.
+    DukptExport {
+        file: String,
+        rows: u64,
+        only_new: bool,
+        file_sha256: String,
+        operator: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -192,6 +200,7 @@ impl AuditEvent {
             AuditEvent::DukptInjection { .. } => "dukpt-injection",
             AuditEvent::DukptVoid { .. } => "dukpt-void",
             AuditEvent::DukptQuarantine { .. } => "dukpt-quarantine",
+            AuditEvent::DukptExport { .. } => "dukpt-export",
         }
     }
 
@@ -208,6 +217,7 @@ impl AuditEvent {
                 operator.as_deref().unwrap_or("custodians").to_owned()
             }
             AuditEvent::DukptInjection { operator, .. }
+            | AuditEvent::DukptExport { operator, .. }
             | AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
@@ -253,7 +263,8 @@ impl AuditEvent {
             AuditEvent::BdkLoaded { .. }
             | AuditEvent::DukptInjection { .. }
             | AuditEvent::DukptVoid { .. }
-            | AuditEvent::DukptQuarantine { .. } => self.dukpt_fields(),
+            | AuditEvent::DukptQuarantine { .. }
+            | AuditEvent::DukptExport { .. } => self.dukpt_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -429,7 +440,7 @@ impl AuditEvent {
     }
 
     /// The fields of DUKPT events: BDKs loaded, initial keys injected, allocations voided or
-    /// quarantined; empty for any other event ([`AuditEvent::fields`] calls it for these only).
+    /// quarantined, the registry exported; empty for any other event ([`AuditEvent::fields`] calls it for these only).
     fn dukpt_fields(&self) -> Vec<(&'static str, String)> {
         match self {
             AuditEvent::BdkLoaded {
@@ -493,6 +504,18 @@ impl AuditEvent {
                 ("hardware_serial", hardware_serial.to_string()),
                 ("failures", failures.to_string()),
             ],
+            AuditEvent::DukptExport {
+                file,
+                rows,
+                only_new,
+                file_sha256,
+                operator: _,
+            } => vec![
+                ("file", file.clone()),
+                ("rows", rows.to_string()),
+                ("only_new", if *only_new { "yes" } else { "no" }.to_owned()),
+                ("file_sha256", file_sha256.clone()),
+            ],
             _ => Vec::new(),
         }
     }
@@ -529,6 +552,10 @@ impl AuditEvent {
                 ..
             }
             | AuditEvent::DukptInjection {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::DukptExport {
                 operator: Some(operator),
                 ..
             }

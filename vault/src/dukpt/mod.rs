@@ -7,12 +7,19 @@
 //! backs the rules up (migration 6): a device id outside its BDK's range is never allocated,
 //! an allocation's terminal and initial key never change, its state never goes back, a
 //! terminal has at most one pending allocation per BDK, allocations are never deleted, and
-//! registry rows record a confirmed allocation and are never rewritten or deleted.
+//! registry rows record a confirmed allocation and are never rewritten or deleted. The
+//! registry goes to the front end as a sealed file (export.rs, export_verify.rs; migration 7
+//! records which rows went into which file).
 
 mod allocate;
 mod bdk;
 mod bdk_file;
 mod confirm;
+mod export;
+mod export_verify;
+
+pub use export::{DUKPT_EXPORT_COLUMNS, DUKPT_EXPORT_MAGIC, DukptExportDraft, ExportedDukpt};
+pub use export_verify::{VerifiedDukptExport, verify_dukpt_export};
 
 pub use bdk_file::BdkImportError;
 
