@@ -3,6 +3,7 @@
 
 pub mod operators;
 pub mod process;
+pub mod profiles;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
