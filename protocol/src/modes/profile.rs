@@ -41,6 +41,7 @@ const SLOT_COUNTS: &str = "0 to 8 slots, and at least 1 without a master key";
 const DUKPT_KINDS: &str = "1 (TDES DUKPT) or 2 (AES DUKPT)";
 const KEY_TYPES: &str = "1 to 5";
 const TDES_DUKPT_KEY_TYPE: &str = "a TDES DUKPT key is TDES-2KEY (1)";
+const AES_DUKPT_KEY_TYPE: &str = "an AES DUKPT initial key is AES-128 (3), AES-192 (4) or AES-256 (5)";
 
 /// Which DUKPT a slot's initial key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,11 +85,12 @@ impl DukptKind {
     }
 
     /// Whether an initial key of this kind may be of `key_type`: a TDES IPEK is TDES-2KEY; an
-    /// AES DUKPT initial key is any type X9.24-3 allows (AES-128/192/256, TDES-2KEY/3KEY).
+    /// AES DUKPT initial key is AES (X9.24-3 derives every intermediate key from it with AES;
+    /// TDES keys are only its working keys).
     pub fn allows(self, key_type: KeyAlgorithm) -> bool {
         match self {
             DukptKind::Tdes => key_type == KeyAlgorithm::Tdes2Key,
-            DukptKind::Aes => true,
+            DukptKind::Aes => key_type.family() == keymother_domain::KeyFamily::Aes,
         }
     }
 }
@@ -297,7 +299,10 @@ fn check_key_type(kind: DukptKind, key_type: KeyAlgorithm) -> Result<(), FieldPr
     }
     Err(FieldProblem::Value {
         value: u64::from(key_type_id(key_type)),
-        allowed: TDES_DUKPT_KEY_TYPE,
+        allowed: match kind {
+            DukptKind::Tdes => TDES_DUKPT_KEY_TYPE,
+            DukptKind::Aes => AES_DUKPT_KEY_TYPE,
+        },
     })
 }
 

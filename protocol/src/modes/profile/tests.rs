@@ -90,6 +90,10 @@ fn malformed_profiles_are_refused_naming_the_field() {
     let mut tdes_aes = good.clone();
     tdes_aes[19] = 3;
     assert_eq!(field_of(&tdes_aes).0, Field::KeyType);
+    // An AES DUKPT slot of TDES-2KEY: AES DUKPT initial keys are AES.
+    let mut aes_tdes = good.clone();
+    aes_tdes[13] = 1;
+    assert_eq!(field_of(&aes_tdes).0, Field::KeyType);
     let mut lower_case = good.clone();
     lower_case[15] = b'p';
     assert!(matches!(
@@ -102,6 +106,7 @@ fn malformed_profiles_are_refused_naming_the_field() {
     let mut twice = profile();
     twice.slots[1].label = "PIN".to_owned();
     twice.slots[1].kind = DukptKind::Aes;
+    twice.slots[1].key_type = KeyAlgorithm::Aes128;
     let error = twice.encode().unwrap_err();
     assert!(
         error.to_string().contains("\"PIN\" appears twice"),
