@@ -128,6 +128,43 @@ fn the_example_settings_with_pki_uncommented_name_the_ca_files() {
 }
 
 #[test]
+fn the_example_settings_with_the_profile_uncommented_offer_it_on_the_first_port() {
+    let text = read("etc/keymother/keymotherd.toml");
+    let profile_lines = [
+        "[[profile]]",
+        "name = \"PINPAD\"",
+        "models =",
+        "master_key =",
+        "dukpt = [",
+        "  { bdk",
+        "]",
+        "profiles =",
+    ];
+    let mut first_modes = true;
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if profile_lines.iter().any(|start| rest.starts_with(start)) => {
+                rest.to_owned()
+            }
+            _ if line == "modes = [\"tr31\"]" && first_modes => {
+                first_modes = false;
+                "modes = [\"profile\", \"tr31\"]".to_owned()
+            }
+            _ => line.to_owned(),
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let settings = Settings::from_toml(&uncommented, "keymotherd.toml").unwrap();
+    assert_eq!(settings.profiles.len(), 1);
+    let profile = &settings.profiles[0];
+    assert_eq!(profile.name, "PINPAD");
+    assert!(profile.master_key);
+    assert_eq!(profile.slots.len(), 2);
+    assert_eq!(settings.ports[0].profiles, vec![profile.clone()]);
+}
+
+#[test]
 fn the_example_settings_show_every_key() {
     let text = read("etc/keymother/keymotherd.toml");
     for key in [
