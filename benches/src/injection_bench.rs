@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use keymother_crypto::dukpt::InitialKeyIdentity;
+use keymother_crypto::tr31::{KeyBlockProtectionKey, Version};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
@@ -93,6 +95,9 @@ fn main() -> anyhow::Result<()> {
         rsa_share_basis(certificate)?;
     }
     let profile = arguments.mode == Mode::Profile;
+    if profile {
+        dukpt_share_basis(ttk_algorithm)?;
+    }
     println!("mode: {}", arguments.mode);
     if profile {
         println!(
@@ -180,6 +185,52 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
         verify.as_secs_f64() * 1e3,
         seal.as_secs_f64() * 1e3,
         (verify + seal).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// What the daemon does with DUKPT cryptography per initial key, timed in this process: the
+/// BDK unsealed (a TR-31 unwrap under an AES-256 key, as the vault's storage key is, and its
+/// check value), the initial key derived and its check value computed twice (for the
+/// reservation, then to check what it recorded), and the wrap under the TTK (usage B1 with
+/// the KS or IK block). Printed so the share of the daemon's CPU time per key follows.
+fn dukpt_share_basis(ttk_algorithm: KeyAlgorithm) -> anyhow::Result<()> {
+    const ROUNDS: u32 = 2000;
+    let storage_key = KeyBlockProtectionKey::new(&SecretKey::generate(KeyAlgorithm::Aes256)?);
+    let ttk = KeyBlockProtectionKey::new(&SecretKey::generate(ttk_algorithm)?);
+    let ttk_version = Version::for_protection_key(ttk_algorithm.family());
+    let mut parts = Vec::new();
+    for (name, algorithm, bdk_id, _) in PROFILE_BDKS {
+        let identity = InitialKeyIdentity::for_device(
+            algorithm.family(),
+            u64::from_str_radix(bdk_id, 16)?,
+            1,
+        )?;
+        // Sealed under a header of the same shape as the vault's (version D, one optional block).
+        let sealed = storage_key.wrap(
+            &identity.key_block_header(Version::D, algorithm),
+            &SecretKey::generate(algorithm)?,
+        )?;
+        let started = Instant::now();
+        for _ in 0..ROUNDS {
+            let bdk = storage_key.unwrap(&sealed)?.key;
+            std::hint::black_box(bdk.kcv());
+            let mut key = identity.derive(&bdk, algorithm)?;
+            std::hint::black_box(key.kcv());
+            key = identity.derive(&bdk, algorithm)?;
+            std::hint::black_box(key.kcv());
+            std::hint::black_box(
+                ttk.wrap(&identity.key_block_header(ttk_version, algorithm), &key)?,
+            );
+        }
+        parts.push(format!(
+            "{name} ({algorithm}) {:.1} µs",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        ));
+    }
+    println!(
+        "DUKPT cryptography per initial key (timed apart, {ROUNDS} rounds: BDK unsealed, initial key derived twice with its check value, wrapped under the TTK): {}",
+        parts.join(", ")
     );
     Ok(())
 }
