@@ -96,6 +96,11 @@ fn main() -> anyhow::Result<()> {
     }
     let profile = arguments.mode == Mode::Profile;
     if profile {
+        if ttk_algorithm.family() != keymother_crypto::KeyFamily::Aes {
+            bail!(
+                "profile mode's AES-128 initial key needs an AES TTK: TR-31 never wraps a key under a weaker one ({ttk_algorithm})"
+            );
+        }
         dukpt_share_basis(ttk_algorithm)?;
     }
     println!("mode: {}", arguments.mode);
@@ -469,6 +474,17 @@ impl DaemonProcess {
         self.child.wait()?;
         let busy_nanos = busy_nanos.context("the daemon did not report its statistics")?;
         Ok((injections, busy_nanos))
+    }
+}
+
+impl Drop for DaemonProcess {
+    /// A run that fails midway does not leave the daemon running (it would hold the
+    /// benchmark's output open); after [`DaemonProcess::stop`] this finds it gone.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
