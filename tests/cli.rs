@@ -1105,4 +1105,58 @@ fn an_operator_exports_the_dukpt_registry_where_the_front_end_can_verify_it() {
         "{text}"
     );
     run_ok_with(&daemon, &["audit", "verify"], "");
+
+#[test]
+fn the_demo_injects_a_profile_with_a_master_key_and_two_dukpt_keys_on_one_port() {
+    let output = keymother(&["demo", "--keys", "300", "--terminals-per-port", "2"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for words in [
+        "BDK PIN loaded over the control socket (bdk-ceremony): AES DUKPT, AES-128, BDK ID 12345678, KCV FF0BD7C455, devices 90123456-9012383D (1000 left)",
+        "BDK DATA loaded over the control socket (bdk-ceremony): TDES DUKPT, TDES-2KEY, BDK ID FFFF987654, KCV 08D7B4, devices 19087-1946E (1000 left)",
+        "8 terminals injected over 4 ports, 8 SMN rows ready for the front end, 8 keys used, 292 keys left",
+        "2 profiles PINPAD-DUKPT injected on bench-2 (the master key and 2 DUKPT initial keys each): 4 DUKPT initial keys in the registry, no initial KSN twice; device IDs left: DATA 998 of 1000 (next 19089), PIN 998 of 1000 (next 90123458)",
+        "the first device IDs gave the published initial keys",
+    ] {
+        assert!(text.contains(words), "demo output lacks {words:?}:\n{text}");
+    }
+    // One line per profile terminal: its master key's SMN and both initial keys.
+    let profile_lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("REF-PINPAD-DUKPT serial"))
+        .collect();
+    assert_eq!(profile_lines.len(), 2, "{text}");
+    for line in &profile_lines {
+        assert!(line.contains("bench-2"), "{line}");
+        assert!(line.contains("  SMN 20"), "{line}");
+        assert!(
+            line.contains("  PIN initial key ID 12345678901234"),
+            "{line}"
+        );
+        assert!(line.contains("  DATA initial KSN FFFF987654"), "{line}");
+        assert!(line.ends_with("  operator Demo Operator"), "{line}");
+    }
+    // The first terminal gets the first device IDs: the published vectors' initial keys.
+    assert!(
+        profile_lines
+            .iter()
+            .any(|line| line.contains("serial 200L013K  key 0000000")
+                && line.contains(
+                    "PIN initial key ID 1234567890123456  DATA initial KSN FFFF9876543210E00000"
+                )),
+        "{text}"
+    );
+    // The other ports stay as they were: tr31 on bench-1, certificate mode on bench-3 and 4.
+    let x509_lines = text
+        .lines()
+        .filter(|line| line.contains("REF-PINPAD-X509") && line.contains("SMN "))
+        .count();
+    assert_eq!(x509_lines, 4, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|line| line.contains("bench-1  REF-PINPAD-1 "))
+            .count(),
+        2,
+        "{text}"
+    );
 }

@@ -1,4 +1,4 @@
-//! Injection benchmark: 1, 8 and 16 reference terminals on pseudo-terminals against the real daemon code, in tr31 or certificate mode; rate, daemon time, wire bytes and (certificate mode) the RSA share per injection.
+//! Injection benchmark: 1, 8 and 16 reference terminals on pseudo-terminals against the real daemon code, in tr31, certificate or profile mode; rate, daemon time, wire bytes, (certificate mode) the RSA share per injection and (profile mode) the daemon's time per key.
 //!
 //! Run with `scripts/bench-injection` (which builds keymotherd and this binary in release
 //! mode); the figures go to docs/BENCHMARKS.md. The daemon runs as its own process.
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use keymother_crypto::dukpt::InitialKeyIdentity;
+use keymother_crypto::tr31::{KeyBlockProtectionKey, Version};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
@@ -18,7 +20,7 @@ use keymother_pki::testing::TestPki;
 use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{CertificateIdentity, CountingLine, PtyLine, SoftwareKeyStore, inject};
-use keymother_vault::{SecretName, Vault};
+use keymother_vault::{BdkSource, NewBdk, SecretName, Vault};
 
 const DEVICE: &str = "KM-BENCH-0001";
 /// Bits on the wire per byte with 8N1 framing: start, 8 data, stop.
@@ -39,10 +41,23 @@ struct Arguments {
     /// The keymotherd binary (default: next to this one; scripts/bench-injection builds it).
     #[arg(long)]
     daemon: Option<PathBuf>,
-    /// tr31, or certificate (RSA-2048 device and KDH keys, a device certificate per terminal).
+    /// tr31, certificate (RSA-2048 device and KDH keys, a device certificate per terminal),
+    /// or profile (a three-key profile: the master key, an AES-128 and a TDES-2KEY DUKPT
+    /// initial key; an injection is a whole profile session).
     #[arg(long, default_value = "tr31")]
     mode: Mode,
 }
+
+/// Profile mode's profile: the master key, then one DUKPT initial key from each BDK, loaded
+/// with these algorithms under these names (random keys: derivation cost does not depend on
+/// the key).
+const PROFILE_BDKS: [(&str, KeyAlgorithm, &str, &str); 2] = [
+    ("PIN", KeyAlgorithm::Aes128, "12345678", "00000000"),
+    ("DATA", KeyAlgorithm::Tdes2Key, "FFFF987654", "00000"),
+];
+
+/// The keys a profile session delivers: the master key and one per BDK.
+const PROFILE_KEYS: usize = 1 + PROFILE_BDKS.len();
 
 /// Certificate mode's parts: the CAs, one device key for every bench terminal (key
 /// generation is not what is measured), the KDH CA certificate terminals trust.
@@ -70,27 +85,49 @@ fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("keymotherd"),
     };
     let certificate = match arguments.mode {
-        Mode::Tr31 => None,
+        Mode::Tr31 | Mode::Profile => None,
         Mode::Certificate => Some(CertificateBench {
             pki: TestPki::generate("injection benchmark")?,
             device_key_der: PrivateKey::generate(2048)?.to_pkcs8_der()?,
         }),
-        other => bail!("the benchmark runs tr31 or certificate mode, not {other}"),
     };
     if let Some(certificate) = &certificate {
         rsa_share_basis(certificate)?;
     }
+    let profile = arguments.mode == Mode::Profile;
+    if profile {
+        if ttk_algorithm.family() != keymother_crypto::KeyFamily::Aes {
+            bail!(
+                "profile mode's AES-128 initial key needs an AES TTK: TR-31 never wraps a key under a weaker one ({ttk_algorithm})"
+            );
+        }
+        dukpt_share_basis(ttk_algorithm)?;
+    }
     println!("mode: {}", arguments.mode);
+    if profile {
+        println!(
+            "an injection is one profile session: {PROFILE_KEYS} keys (the master key, AES-128 and TDES-2KEY DUKPT initial keys)"
+        );
+    }
     println!(
-        "terminals | injections | injections/s | daemon CPU per injection | daemon busy time per injection | bytes on the wire per injection | wire time at 115200 baud | CPU / wire time | busy / wire time"
+        "terminals | injections | injections/s | daemon CPU per injection | daemon busy time per injection | bytes on the wire per injection | wire time at 115200 baud | CPU / wire time | busy / wire time{}",
+        if profile {
+            " | daemon CPU per key | daemon busy time per key"
+        } else {
+            ""
+        }
     );
-    println!("---|---|---|---|---|---|---|---|---");
+    println!(
+        "---|---|---|---|---|---|---|---|---{}",
+        if profile { "|---|---" } else { "" }
+    );
     for &terminals in &arguments.terminals {
         let measurement = measure(
             &daemon,
             terminals,
             arguments.injections,
             ttk_algorithm,
+            arguments.mode,
             certificate.as_ref(),
         )?;
         let per_injection = measurement.injections as f64;
@@ -98,8 +135,14 @@ fn main() -> anyhow::Result<()> {
         let busy_ms = measurement.busy_nanos as f64 / per_injection / 1e6;
         let bytes = measurement.wire_bytes as f64 / per_injection;
         let wire_ms = bytes * BITS_PER_BYTE / BAUD * 1e3;
+        let per_key = if profile {
+            let keys = PROFILE_KEYS as f64;
+            format!(" | {:.3} ms | {:.3} ms", cpu_ms / keys, busy_ms / keys)
+        } else {
+            String::new()
+        };
         println!(
-            "{} | {} | {:.0} | {cpu_ms:.3} ms | {busy_ms:.3} ms | {bytes:.0} | {wire_ms:.1} ms | {:.1} % | {:.1} %",
+            "{} | {} | {:.0} | {cpu_ms:.3} ms | {busy_ms:.3} ms | {bytes:.0} | {wire_ms:.1} ms | {:.1} % | {:.1} %{per_key}",
             measurement.terminals,
             measurement.injections,
             per_injection / measurement.seconds,
@@ -151,39 +194,92 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the daemon does with DUKPT cryptography per initial key, timed in this process: the
+/// BDK unsealed (a TR-31 unwrap under an AES-256 key, as the vault's storage key is, and its
+/// check value), the initial key derived and its check value computed twice (for the
+/// reservation, then to check what it recorded), and the wrap under the TTK (usage B1 with
+/// the KS or IK block). Printed so the share of the daemon's CPU time per key follows.
+fn dukpt_share_basis(ttk_algorithm: KeyAlgorithm) -> anyhow::Result<()> {
+    const ROUNDS: u32 = 2000;
+    let storage_key = KeyBlockProtectionKey::new(&SecretKey::generate(KeyAlgorithm::Aes256)?);
+    let ttk = KeyBlockProtectionKey::new(&SecretKey::generate(ttk_algorithm)?);
+    let ttk_version = Version::for_protection_key(ttk_algorithm.family());
+    let mut parts = Vec::new();
+    for (name, algorithm, bdk_id, _) in PROFILE_BDKS {
+        let identity = InitialKeyIdentity::for_device(
+            algorithm.family(),
+            u64::from_str_radix(bdk_id, 16)?,
+            1,
+        )?;
+        // Sealed under a header of the same shape as the vault's (version D, one optional block).
+        let sealed = storage_key.wrap(
+            &identity.key_block_header(Version::D, algorithm),
+            &SecretKey::generate(algorithm)?,
+        )?;
+        let started = Instant::now();
+        for _ in 0..ROUNDS {
+            let bdk = storage_key.unwrap(&sealed)?.key;
+            std::hint::black_box(bdk.kcv());
+            let mut key = identity.derive(&bdk, algorithm)?;
+            std::hint::black_box(key.kcv());
+            key = identity.derive(&bdk, algorithm)?;
+            std::hint::black_box(key.kcv());
+            std::hint::black_box(
+                ttk.wrap(&identity.key_block_header(ttk_version, algorithm), &key)?,
+            );
+        }
+        parts.push(format!(
+            "{name} ({algorithm}) {:.1} µs",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        ));
+    }
+    println!(
+        "DUKPT cryptography per initial key (timed apart, {ROUNDS} rounds: BDK unsealed, initial key derived twice with its check value, wrapped under the TTK): {}",
+        parts.join(", ")
+    );
+    Ok(())
+}
+
 /// One row of the table: a fresh vault and `terminals` ports, the daemon started as its own
 /// process, `per_terminal` injections on each port side by side, the daemon's CPU time and
-/// its own statistics once it stops.
+/// its own statistics once it stops. In profile mode an injection is a profile session: the
+/// daemon counts its master key, and the vault must hold a DUKPT row for each initial key.
 fn measure(
     daemon_path: &Path,
     terminals: usize,
     per_terminal: usize,
     ttk_algorithm: KeyAlgorithm,
+    mode: Mode,
     certificate: Option<&CertificateBench>,
 ) -> anyhow::Result<Measurement> {
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("data");
-    let (ttk, pki_section) = prepare_vault(
-        work.path(),
-        &data_dir,
-        terminals * per_terminal,
-        ttk_algorithm,
-        certificate,
-    )?;
-    let (settings, lines) = write_settings(work.path(), &data_dir, terminals, &pki_section)?;
+    let sessions = terminals * per_terminal;
+    let (ttk, mut extra_settings) =
+        prepare_vault(work.path(), &data_dir, sessions, ttk_algorithm, certificate)?;
+    let profile = mode == Mode::Profile;
+    if profile {
+        extra_settings.push_str(&load_bdks(&data_dir, sessions)?);
+    }
+    let (settings, lines) =
+        write_settings(work.path(), &data_dir, terminals, &extra_settings, profile)?;
     let daemon = DaemonProcess::start(daemon_path, &settings, terminals)?;
     let cpu_before = cpu_seconds(daemon.id())?;
 
     let started = Instant::now();
-    let wire_bytes = run_terminals(lines, per_terminal, &ttk, certificate)?;
+    let wire_bytes = run_terminals(lines, per_terminal, &ttk, mode, certificate)?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(daemon.id())? - cpu_before;
     let (injections, busy_nanos) = daemon.stop()?;
-    if injections != terminals * per_terminal {
-        bail!(
-            "{injections} injections confirmed, expected {}",
-            terminals * per_terminal
-        );
+    if injections != sessions {
+        bail!("{injections} injections confirmed, expected {sessions}");
+    }
+    if profile {
+        let rows = Vault::open(&data_dir)?.dukpt_rows()?.len();
+        let expected = sessions * PROFILE_BDKS.len();
+        if rows != expected {
+            bail!("{rows} DUKPT initial keys confirmed, expected {expected}");
+        }
     }
     Ok(Measurement {
         terminals,
@@ -197,7 +293,7 @@ fn measure(
 
 /// Creates the vault in `data_dir` with a KEK and a TTK and imports a key file of `keys`
 /// master keys; in certificate mode installs the KDH identity too. Returns the TTK the
-/// terminals share and the settings' `[pki]` section (empty in tr31 mode).
+/// terminals share and the settings' `[pki]` section (empty in tr31 and profile mode).
 fn prepare_vault(
     work: &Path,
     data_dir: &Path,
@@ -256,13 +352,42 @@ fn install_kdh_identity(
     ))
 }
 
+/// Random BDKs for profile mode, installed as custodians would, each with a range of
+/// `sessions` device IDs; returns the settings' `[[profile]]` BENCH.
+fn load_bdks(data_dir: &Path, sessions: usize) -> anyhow::Result<String> {
+    let mut vault = Vault::open(data_dir)?;
+    let last = u32::try_from(sessions)? - 1;
+    let mut slots = Vec::new();
+    for (name, algorithm, bdk_id, first) in PROFILE_BDKS {
+        let width = first.len();
+        let record = NewBdk {
+            name: name.parse()?,
+            bdk_id: bdk_id.parse()?,
+            range: format!("{first}-{last:0width$X}").parse()?,
+            source: BdkSource::Ceremony,
+            replace: false,
+        };
+        vault.install_bdk(&record, &SecretKey::generate(algorithm)?, None)?;
+        slots.push(format!(
+            "{{ bdk = {name:?}, key_type = {:?} }}",
+            algorithm.name()
+        ));
+    }
+    Ok(format!(
+        "[[profile]]\nname = \"BENCH\"\ndukpt = [{}]\n",
+        slots.join(", ")
+    ))
+}
+
 /// Opens one pseudo-terminal pair per terminal and writes the daemon's settings file with a
-/// port on each; returns the file's path and the terminals' ends.
+/// port on each (offering the profile BENCH in profile mode); returns the file's path and the
+/// terminals' ends.
 fn write_settings(
     work: &Path,
     data_dir: &Path,
     terminals: usize,
-    pki_section: &str,
+    extra_settings: &str,
+    profile: bool,
 ) -> anyhow::Result<(PathBuf, Vec<PtyLine>)> {
     let mut text = format!(
         // The benchmark measures dispensing, not operator login.
@@ -278,8 +403,11 @@ fn write_settings(
             "[[port]]\nname = \"bench-{number}\"\npath = {:?}\n",
             link.display().to_string()
         ));
+        if profile {
+            text.push_str("profiles = [\"BENCH\"]\n");
+        }
     }
-    text.push_str(pki_section);
+    text.push_str(extra_settings);
     let settings = work.join("keymotherd.toml");
     std::fs::write(&settings, text)?;
     Ok((settings, lines))
@@ -349,19 +477,26 @@ impl DaemonProcess {
     }
 }
 
+impl Drop for DaemonProcess {
+    /// A run that fails midway does not leave the daemon running (it would hold the
+    /// benchmark's output open); after [`DaemonProcess::stop`] this finds it gone.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs `per_terminal` injections one after another on each port, the ports side by side;
 /// returns the bytes sent and received on all the lines.
 fn run_terminals(
     lines: Vec<PtyLine>,
     per_terminal: usize,
     ttk: &SecretKey,
+    mode: Mode,
     certificate: Option<&CertificateBench>,
 ) -> anyhow::Result<u64> {
-    let mode = if certificate.is_some() {
-        Mode::Certificate
-    } else {
-        Mode::Tr31
-    };
     let threads: Vec<_> = lines
         .into_iter()
         .enumerate()
@@ -429,10 +564,12 @@ fn run_port(
             unconfirmed_dukpt: Vec::new(),
             device_certificate: Vec::new(),
         };
-        if let TerminalOutcome::Failed { reason } =
-            inject(&mut line, config, &mut key_store)?.outcome
-        {
-            bail!("injection failed: {reason}");
+        match inject(&mut line, config, &mut key_store)?.outcome {
+            TerminalOutcome::Failed { reason } => bail!("injection failed: {reason}"),
+            TerminalOutcome::ProfileInjected { dukpt, .. } if dukpt.len() != PROFILE_BDKS.len() => {
+                bail!("a profile session ended with {} DUKPT keys", dukpt.len())
+            }
+            TerminalOutcome::Injected { .. } | TerminalOutcome::ProfileInjected { .. } => {}
         }
     }
     Ok(line.sent + line.received)

@@ -1,4 +1,7 @@
-//! The demo: key ceremony, the front end's key file, a verified import and the refusals that protect the inventory, an operator login, and injection over serial.
+//! The demo: key ceremony, the front end's key file, a verified import and the refusals that protect the inventory, an operator login, and injection over serial (tr31, certificate and profile mode).
+
+mod events;
+mod profile;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use keymother_crypto::component::{self, Component};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_daemon::{DaemonEvent, Settings, Stats};
+use keymother_daemon::{Settings, Stats};
 use keymother_keyfiles::DeviceId;
 use keymother_pki::testing::{AnchorFiles, TestPki};
 use keymother_pki::{PrivateKey, Role};
@@ -113,7 +116,8 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "7. injection: the daemon on pseudo-terminal ports, reference terminals on the other ends",
     );
     drop(vault);
-    let injected = inject_over_serial(&work, &data_dir, &pki, terminals_per_port)?;
+    let printed = inject_over_serial(&work, &data_dir, &pki, terminals_per_port)?;
+    let injected = printed.injections;
 
     step("summary");
     let vault = Vault::open(&data_dir)?;
@@ -137,6 +141,12 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         inventory.count(keymother_vault::KeyState::Available),
         started.elapsed()
     );
+    profile::summary(
+        &vault,
+        printed.profiles,
+        &port_name(profile::PROFILE_PORT),
+        DEMO_OPERATOR,
+    )?;
     println!(
         "every injection is recorded under operator {DEMO_OPERATOR} (SMN rows and audit trail)"
     );
@@ -203,6 +213,34 @@ fn demo_pki(work: &Path) -> anyhow::Result<DemoPki> {
 /// Ports the demo opens.
 const PORTS: usize = 4;
 
+/// The name of port `number` (1-based).
+fn port_name(number: usize) -> String {
+    format!("bench-{number}")
+}
+
+/// How a port's terminals ask for their keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortMode {
+    Tr31,
+    /// The profile [`profile::PROFILE`]: the master key and two DUKPT initial keys.
+    Profile,
+    Certificate,
+}
+
+impl PortMode {
+    /// Port `number` (1-based): the profile port, tr31 on the rest of the first half,
+    /// certificate mode on the second half.
+    fn of(number: usize) -> PortMode {
+        if number == profile::PROFILE_PORT {
+            PortMode::Profile
+        } else if number > PORTS / 2 {
+            PortMode::Certificate
+        } else {
+            PortMode::Tr31
+        }
+    }
+}
+
 /// Opens pseudo-terminal pairs, starts the real daemon on their slave ends, runs reference
 /// terminals on the master ends, and prints each injection as the daemon confirms it.
 fn inject_over_serial(
@@ -210,7 +248,7 @@ fn inject_over_serial(
     data_dir: &Path,
     pki: &DemoPki,
     terminals_per_port: usize,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<events::Printed> {
     let socket = work.join("control.sock");
     let (settings, mut lines) = write_settings(work, data_dir, &socket, pki)?;
 
@@ -222,16 +260,17 @@ fn inject_over_serial(
     refuse_before_login(&mut lines[0], &transport_key)?;
     log_in(&socket, pki)?;
     install_kdh_certificate(&socket, pki)?;
-    let total = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
+    profile::load_bdks(&socket, terminals_per_port)?;
+    let (total, profiles) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
     drop(transport_key);
     log_out(&socket)?;
     daemon.save_bench(work)?;
-    daemon.stop(total)?;
-    Ok(total)
+    daemon.stop(total, profiles)
 }
 
 /// Opens one pseudo-terminal pair per port and writes the daemon's settings: the vault,
-/// the control socket, the demo's trust anchors, operator login required, and the ports.
+/// the control socket, the demo's trust anchors, operator login required, the device
+/// profile, and the ports (one of them offering the profile).
 fn write_settings(
     work: &Path,
     data_dir: &Path,
@@ -249,20 +288,26 @@ fn write_settings(
         pki.anchors.kdh_ca.display().to_string(),
         pki.anchors.operator_ca.display().to_string(),
     );
+    settings_text.push_str(&profile::settings_section());
     for number in 1..=PORTS {
         let link = work.join(format!("ttyBENCH{number}"));
         lines.push(PtyLine::open_pair(&link)?);
         settings_text.push_str(&format!(
-            "\n[[port]]\nname = \"bench-{number}\"\npath = {:?}\nbaud = 115200\n",
+            "\n[[port]]\nname = \"{}\"\npath = {:?}\nbaud = 115200\n",
+            port_name(number),
             link.display().to_string()
         ));
+        if PortMode::of(number) == PortMode::Profile {
+            settings_text.push_str(&format!("profiles = [{:?}]\n", profile::PROFILE));
+        }
     }
     let settings_path = work.join("keymotherd.toml");
     std::fs::write(&settings_path, &settings_text)?;
     let settings = Settings::load(&settings_path)?;
     println!(
-        "settings {} with {PORTS} ports, operator login required; starting the daemon",
-        settings_path.display()
+        "settings {} with {PORTS} ports and the device profile {}, operator login required; starting the daemon",
+        settings_path.display(),
+        profile::PROFILE
     );
     Ok((settings, lines))
 }
@@ -273,8 +318,8 @@ struct DemoDaemon {
     runtime: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     daemon: tokio::task::JoinHandle<Result<(), keymother_daemon::OpenError>>,
-    /// Counts the injections it printed.
-    printer: tokio::task::JoinHandle<usize>,
+    /// Counts the injections and the profiles it printed.
+    printer: tokio::task::JoinHandle<events::Printed>,
     signals: keymother_gpio::SimulatedSignals,
     panel: keymother_display::MemoryPanel,
 }
@@ -305,7 +350,11 @@ impl DemoDaemon {
             },
         ));
         let (ready, daemon_ready) = std::sync::mpsc::channel();
-        let printer = runtime.spawn(print_injections(event_stream, ready));
+        let profile_ports = (1..=PORTS)
+            .filter(|&number| PortMode::of(number) == PortMode::Profile)
+            .map(port_name)
+            .collect();
+        let printer = runtime.spawn(events::print_injections(event_stream, ready, profile_ports));
         daemon_ready
             .recv_timeout(Duration::from_secs(10))
             .map_err(|_| anyhow::anyhow!("the daemon did not start"))?;
@@ -349,52 +398,24 @@ impl DemoDaemon {
         Ok(())
     }
 
-    /// Stops the daemon and checks it confirmed as many injections as the terminals made.
-    fn stop(self, total: usize) -> anyhow::Result<()> {
+    /// Stops the daemon and checks it confirmed as many injections and profiles as the
+    /// terminals made; returns what it printed.
+    fn stop(self, total: usize, profiles: usize) -> anyhow::Result<events::Printed> {
         let _ = self.stop.send(());
         self.runtime.block_on(self.daemon)??;
         let printed = self.runtime.block_on(self.printer)?;
         anyhow::ensure!(
-            printed == total,
-            "{total} terminals injected but the daemon confirmed {printed}"
+            printed.injections == total,
+            "{total} terminals injected but the daemon confirmed {}",
+            printed.injections
         );
-        Ok(())
+        anyhow::ensure!(
+            printed.profiles == profiles,
+            "{profiles} terminals received their profile but the daemon confirmed {}",
+            printed.profiles
+        );
+        Ok(printed)
     }
-}
-
-/// Signals `ready` when the daemon is, then prints each injection the daemon confirms, with
-/// the time; returns how many it printed once the daemon has stopped.
-async fn print_injections(
-    mut event_stream: tokio::sync::mpsc::UnboundedReceiver<DaemonEvent>,
-    ready: std::sync::mpsc::Sender<()>,
-) -> usize {
-    let mut injected = 0usize;
-    while let Some(event) = event_stream.recv().await {
-        if let DaemonEvent::Ready { .. } = event {
-            let _ = ready.send(());
-        }
-        if let DaemonEvent::Injected {
-            port,
-            hardware_serial,
-            model,
-            key_index,
-            smn,
-            operator,
-        } = event
-        {
-            injected += 1;
-            let now = time::OffsetDateTime::now_utc();
-            println!(
-                "{:02}:{:02}:{:02}.{:03}  {port:<8} {model:<14} serial {hardware_serial:<9} key {key_index:08}  SMN {smn}  operator {}",
-                now.hour(),
-                now.minute(),
-                now.second(),
-                now.millisecond(),
-                operator.as_deref().unwrap_or("-")
-            );
-        }
-    }
-    injected
 }
 
 /// Before anyone logs in, a terminal is turned away and nothing is reserved.
@@ -445,16 +466,20 @@ fn install_kdh_certificate(socket: &Path, pki: &DemoPki) -> anyhow::Result<()> {
 }
 
 /// Runs `terminals_per_port` reference terminals one after another on each port, the ports
-/// side by side: tr31 terminals on the first half, certificate-mode terminals on the rest.
-/// Returns how many were injected.
+/// side by side: tr31 terminals and the profile terminals on the first half, certificate-mode
+/// terminals on the rest. Returns how many were injected, and how many of them received the
+/// whole profile.
 fn run_terminals(
     lines: Vec<PtyLine>,
     transport_key: &SecretKey,
     pki: &DemoPki,
     terminals_per_port: usize,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, usize)> {
     println!(
-        "ports bench-1, bench-2: tr31 terminals (the key under the shared TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)"
+        "port bench-1: tr31 terminals (the key under the shared TTK); bench-{}: {} terminals in profile mode (profile {}: the master key, a PIN key from BDK PIN and a data key from BDK DATA, each under the TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)",
+        profile::PROFILE_PORT,
+        profile::PROFILE_MODEL,
+        profile::PROFILE
     );
     // One device key for every demo terminal (each has its own certificate): key generation
     // is not what the demo shows.
@@ -468,23 +493,26 @@ fn run_terminals(
             let serials: Vec<String> = (0..terminals_per_port)
                 .map(|number| format!("{}{:02}L{:03}K", port + 1, number, 13 + number))
                 .collect();
-            let certificate_mode = port >= PORTS / 2;
+            let mode = PortMode::of(port + 1);
             let stores = serials
                 .iter()
                 .map(|serial| {
+                    let certificate_mode = mode == PortMode::Certificate;
                     terminal_key_store(serial, transport_key, certificate_mode, &device_key, pki)
                 })
                 .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
-            std::thread::spawn(move || run_port(line, serials, stores?, certificate_mode))
+            std::thread::spawn(move || run_port(line, serials, stores?, mode))
         })
         .collect();
-    let mut total = 0;
+    let (mut total, mut profiles) = (0, 0);
     for terminal in terminals {
-        total += terminal
+        let (done, with_profile) = terminal
             .join()
             .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
+        total += done;
+        profiles += with_profile;
     }
-    Ok(total)
+    Ok((total, profiles))
 }
 
 /// A demo terminal's key store: the shared TTK, and in certificate mode the terminal's own
@@ -511,29 +539,50 @@ fn terminal_key_store(
 }
 
 /// Injects the terminals of one port one after another; any failure ends the port's run.
+/// Returns how many were injected and how many of them received a whole profile (each
+/// DUKPT key confirmed and kept by the terminal).
 fn run_port(
     mut line: PtyLine,
     serials: Vec<String>,
     stores: Vec<SoftwareKeyStore>,
-    certificate_mode: bool,
-) -> anyhow::Result<usize> {
-    let mut done = 0;
+    mode: PortMode,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut done, mut profiles) = (0, 0);
     for (serial, mut key_store) in serials.into_iter().zip(stores) {
         let mut config = demo_terminal(&serial, &key_store)?;
-        if certificate_mode {
-            config.modes = vec![Mode::Certificate];
-            config.model = "REF-PINPAD-X509"
-                .parse()
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let model = match mode {
+            PortMode::Tr31 => None,
+            PortMode::Certificate => {
+                config.modes = vec![Mode::Certificate];
+                Some("REF-PINPAD-X509")
+            }
+            PortMode::Profile => {
+                config.modes = vec![Mode::Profile, Mode::Tr31];
+                Some(profile::PROFILE_MODEL)
+            }
+        };
+        if let Some(model) = model {
+            config.model = model.parse().map_err(|error| anyhow::anyhow!("{error}"))?;
         }
         match inject(&mut line, config, &mut key_store)?.outcome {
-            TerminalOutcome::Injected { .. } | TerminalOutcome::ProfileInjected { .. } => done += 1,
+            TerminalOutcome::Injected { .. } if mode != PortMode::Profile => done += 1,
+            TerminalOutcome::ProfileInjected { dukpt, .. } if mode == PortMode::Profile => {
+                let kept = key_store.dukpt_keys();
+                anyhow::ensure!(
+                    kept.len() == dukpt.len() && kept.iter().all(|key| key.is_confirmed()),
+                    "terminal {serial} does not hold its {} DUKPT keys",
+                    dukpt.len()
+                );
+                done += 1;
+                profiles += 1;
+            }
             TerminalOutcome::Failed { reason } => {
                 anyhow::bail!("terminal {serial} failed: {reason}");
             }
+            other => anyhow::bail!("terminal {serial} ended in another mode: {other:?}"),
         }
     }
-    Ok(done)
+    Ok((done, profiles))
 }
 
 /// The operator logs out over the control socket.
