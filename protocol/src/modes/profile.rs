@@ -41,7 +41,8 @@ const SLOT_COUNTS: &str = "0 to 8 slots, and at least 1 without a master key";
 const DUKPT_KINDS: &str = "1 (TDES DUKPT) or 2 (AES DUKPT)";
 const KEY_TYPES: &str = "1 to 5";
 const TDES_DUKPT_KEY_TYPE: &str = "a TDES DUKPT key is TDES-2KEY (1)";
-const AES_DUKPT_KEY_TYPE: &str = "an AES DUKPT initial key is AES-128 (3), AES-192 (4) or AES-256 (5)";
+const AES_DUKPT_KEY_TYPE: &str =
+    "an AES DUKPT initial key is AES-128 (3), AES-192 (4) or AES-256 (5)";
 
 /// Which DUKPT a slot's initial key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
