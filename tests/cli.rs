@@ -1105,6 +1105,7 @@ fn an_operator_exports_the_dukpt_registry_where_the_front_end_can_verify_it() {
         "{text}"
     );
     run_ok_with(&daemon, &["audit", "verify"], "");
+}
 
 #[test]
 fn the_demo_injects_a_profile_with_a_master_key_and_two_dukpt_keys_on_one_port() {
