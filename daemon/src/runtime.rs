@@ -176,7 +176,7 @@ pub async fn run_with(
         bench.stop().await;
     }
     log::info!(
-        "event=stopped injections={} busy_microseconds={}",
+        "event=stopped injections={} busy_microseconds={} dukpt_injections={}",
         shared
             .stats
             .injections
@@ -185,7 +185,11 @@ pub async fn run_with(
             .stats
             .busy_nanos
             .load(std::sync::atomic::Ordering::Relaxed)
-            / 1000
+            / 1000,
+        shared
+            .stats
+            .dukpt_injections
+            .load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
 }

@@ -7,7 +7,8 @@ use keymother_protocol::TerminalOutcome;
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{BdkStatus, KeyState};
 use support::profiles::{
-    DATA, PIN, ProfileTerminal, TestBdk, check_profiles, load_bdk, profile_ports, profile_terminal,
+    DATA, PIN, ProfileTerminal, TestBdk, check_profiles, load_bdk, load_bdks, profile_ports,
+    profile_terminal,
 };
 use support::{Appliance, InProcessDaemon};
 
@@ -169,4 +170,32 @@ fn a_slot_of_the_other_dukpt_kind_than_its_bdk_is_refused_and_nothing_is_reserve
             "{slots}: {reason}"
         );
     }
+}
+
+#[test]
+fn an_aes_slot_under_a_tdes_ttk_is_refused_before_anything_is_reserved() {
+    let appliance = Appliance::provisioned(10);
+    load_bdks(&appliance, 10);
+    let tdes_ttk = keymother_crypto::SecretKey::from_hex(
+        keymother_crypto::KeyAlgorithm::Tdes2Key,
+        "7F2F8F37CEE9524A52CDB0077C5B5B10",
+    )
+    .unwrap();
+    appliance
+        .vault()
+        .install_secret(keymother_vault::SecretName::Ttk, &tdes_ttk, 2)
+        .unwrap();
+    let slots = r#"[{ bdk = "PIN", key_type = "AES-128" }]"#;
+    let (mut lines, settings) = profile_ports(&appliance, 1, slots);
+    let _daemon = InProcessDaemon::start(settings);
+    let mut store = SoftwareKeyStore::new(&tdes_ttk);
+    let mut config = profile_terminal(&appliance, "TDESTTK1");
+    config.ttk_kcv = store.transport_key_kcv().as_bytes().to_vec();
+    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+    let reason = refusal(outcome);
+    assert!(
+        reason.contains("slot PIN: AES-128 initial keys cannot travel under the TDES-2KEY TTK"),
+        "{reason}"
+    );
+    assert!(appliance.vault().dukpt_allocations().unwrap().is_empty());
 }

@@ -116,6 +116,18 @@ impl Dispenser {
             return Err(DispenseRefusal::NotReady);
         };
         self.check_tamper()?;
+        // A key travels only under a TTK at least as strong: refused before anything is
+        // reserved (an AES initial key under a TDES TTK is a configuration the site fixes).
+        let ttk = keys.ttk.algorithm();
+        if dukpt.key_type.strength_bits() > ttk.strength_bits() {
+            return Err(internal(
+                &format!("slot {}", dukpt.label),
+                format!(
+                    "{} initial keys cannot travel under the {ttk} TTK; load an AES TTK at least as strong",
+                    dukpt.key_type
+                ),
+            ));
+        }
         let reserved = self.with_operator(|vault, operator| {
             reserve_initial_key(
                 vault,
