@@ -46,6 +46,43 @@ struct Arguments {
     /// Certificate mode: the KDH CA certificate the appliance's KDH certificate must chain to.
     #[arg(long, requires = "device_key")]
     kdh_ca: Option<PathBuf>,
+    /// Offer profile mode first (a device profile: the master key and DUKPT initial keys).
+    #[arg(long)]
+    profile: bool,
+    /// After a profile, print a test PIN block of this PIN from each DUKPT key (ISO format 0
+    /// under a TDES PIN key, format 4 under an AES one), for a host to check with
+    /// `keymother dukpt pin`. A test tool: use test PINs only.
+    #[arg(long, requires_all = ["test_pan", "test_counter"])]
+    test_pin: Option<String>,
+    /// The PAN of the test PIN block (12 to 19 digits).
+    #[arg(long, requires = "test_pin")]
+    test_pan: Option<String>,
+    /// The transaction counter of the test PIN block (the KSN's counter, 1 or more).
+    #[arg(long, requires = "test_pin")]
+    test_counter: Option<u32>,
+}
+
+/// Prints a test PIN block from each DUKPT key the store holds.
+fn print_test_pin_blocks(
+    key_store: &SoftwareKeyStore,
+    pin: &str,
+    pan: &str,
+    counter: u32,
+) -> anyhow::Result<()> {
+    let pin = keymother_crypto::pin_block::Pin::new(pin).context("--test-pin")?;
+    let pan = keymother_crypto::pin_block::Pan::new(pan).context("--test-pan")?;
+    for key in key_store.dukpt_keys() {
+        let (ksn, block) = key
+            .test_pin_block(counter, &pin, &pan)
+            .with_context(|| format!("DUKPT key {}", key.label()))?;
+        let block: String = block.iter().map(|byte| format!("{byte:02X}")).collect();
+        println!(
+            "DUKPT key {} (initial {}): KSN {ksn}, test PIN block {block}",
+            key.label(),
+            key.identity()
+        );
+    }
+    Ok(())
 }
 
 fn read_transport_key(algorithm: KeyAlgorithm) -> anyhow::Result<SecretKey> {
@@ -103,6 +140,9 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         key_store = key_store.with_certificate(identity);
         modes.insert(0, Mode::Certificate);
     }
+    if arguments.profile {
+        modes.insert(0, Mode::Profile);
+    }
     let config = TerminalConfig {
         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),
         modes,
@@ -124,9 +164,15 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
-        // Not offered yet (the modes above are tr31 and certificate).
         profile @ TerminalOutcome::ProfileInjected { .. } => {
             println!("{profile}, in {:.0?}", injection.elapsed);
+            if let (Some(pin), Some(pan), Some(counter)) = (
+                &arguments.test_pin,
+                &arguments.test_pan,
+                arguments.test_counter,
+            ) {
+                print_test_pin_blocks(&key_store, pin, pan, counter)?;
+            }
             Ok(true)
         }
         TerminalOutcome::Failed { reason } => {
