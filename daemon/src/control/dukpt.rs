@@ -1,12 +1,12 @@
 //! The BDK commands: `bdk-ceremony` (custodians load a DUKPT base derivation key from components, with its identifier and this appliance's device-ID range), `bdk-import` (the front end's sealed BDK file) and `bdk-status`.
 
 use keymother_control as api;
-use keymother_crypto::component::{self, Component};
-use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily};
+use keymother_crypto::KeyFamily;
+use keymother_crypto::component;
 use keymother_vault::{BdkSource, BdkStatus, NewBdk};
 
 use super::connection::Connection;
-use super::handlers::{Context, blocking};
+use super::handlers::{Context, blocking, ceremony_input};
 use super::transfer::{ReceiveError, file_label, receive_file};
 
 /// What `bdk-status` and `bdk-ceremony` say about a BDK.
@@ -34,24 +34,11 @@ pub(crate) async fn bdk_ceremony(
     context: &Context,
     request: api::BdkCeremony,
 ) -> Result<api::BdkCeremonyReport, String> {
-    let algorithm: KeyAlgorithm = request
-        .algorithm
-        .parse()
-        .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
-    let expected = request
-        .expect_kcv
-        .as_deref()
-        .map(|text| {
-            Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}"))
-        })
-        .transpose()?;
-    let components = request
-        .components
-        .iter()
-        .enumerate()
-        .map(|(index, text)| Component::from_hex(algorithm, index + 1, text.expose_secret()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| error.to_string())?;
+    let (expected, components) = ceremony_input(
+        &request.algorithm,
+        request.expect_kcv.as_deref(),
+        &request.components,
+    )?;
     let record = NewBdk {
         name: request.name.clone(),
         bdk_id: request.bdk_id,

@@ -247,29 +247,40 @@ pub(crate) async fn clock_set(
     })
 }
 
-pub(crate) async fn ceremony(
-    context: &Context,
-    request: api::Ceremony,
-) -> Result<api::CeremonyReport, String> {
-    let name: SecretName = request.secret.parse()?;
-    let algorithm: keymother_crypto::KeyAlgorithm = request
-        .algorithm
+/// What custodians sent for a ceremony, checked: the algorithm, the expected check value (of
+/// the algorithm's family) and each component (its number in errors, never its digits).
+pub(super) fn ceremony_input(
+    algorithm: &str,
+    expect_kcv: Option<&str>,
+    components: &[api::ComponentHex],
+) -> Result<(Option<Kcv>, Vec<Component>), String> {
+    let algorithm: keymother_crypto::KeyAlgorithm = algorithm
         .parse()
         .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
-    let expected = request
-        .expect_kcv
-        .as_deref()
+    let expected = expect_kcv
         .map(|text| {
             Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}"))
         })
         .transpose()?;
-    let parsed = request
-        .components
+    let parsed = components
         .iter()
         .enumerate()
         .map(|(index, text)| Component::from_hex(algorithm, index + 1, text.expose_secret()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| error.to_string())?;
+    Ok((expected, parsed))
+}
+
+pub(crate) async fn ceremony(
+    context: &Context,
+    request: api::Ceremony,
+) -> Result<api::CeremonyReport, String> {
+    let name: SecretName = request.secret.parse()?;
+    let (expected, parsed) = ceremony_input(
+        &request.algorithm,
+        request.expect_kcv.as_deref(),
+        &request.components,
+    )?;
     drop(request);
     let count = parsed.len();
     let dispenser = context.dispenser();
