@@ -1,10 +1,9 @@
 //! DUKPT on the dispenser: loading a BDK (a custodian ceremony), what the profiles need to know of the BDKs loaded, and, per DUKPT slot, reserving, sending and confirming an initial key.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use keymother_crypto::dukpt::InitialKeyIdentity;
-use keymother_crypto::{Kcv, KeyFamily, SecretKey};
+use keymother_crypto::{Kcv, SecretKey};
 use keymother_domain::{BdkId, BdkName, DukptDeviceId, HardwareSerial};
 use keymother_protocol::profile::DukptSlot;
 use keymother_protocol::{ConfirmRefusal, DispenseRefusal, DukptDelivery, TerminalIdentity};
@@ -50,22 +49,6 @@ impl Dispenser {
     /// Every BDK on record, with its range and what is left of it.
     pub fn bdks(&self) -> Result<Vec<BdkStatus>, DukptError> {
         self.vault().bdks()
-    }
-
-    /// The BDKs that can derive keys now (loaded and not destroyed), with their family: what
-    /// a profile's slots are told in WELCOME.
-    pub fn live_bdks(&self) -> BTreeMap<BdkName, KeyFamily> {
-        match self.bdks() {
-            Ok(bdks) => bdks
-                .into_iter()
-                .filter(|bdk| !bdk.destroyed)
-                .map(|bdk| (bdk.name, bdk.kind))
-                .collect(),
-            Err(error) => {
-                log::warn!(event = "bdks-unreadable"; "no profile with DUKPT keys is offered: {error}");
-                BTreeMap::new()
-            }
-        }
     }
 }
 
@@ -232,16 +215,21 @@ fn reserve_initial_key(
         DukptError::UnknownBdk(_) | DukptError::BdkDestroyed(_) => DispenseRefusal::BdkNotLoaded,
         other => internal("the BDK cannot be used", other),
     })?;
+    // A new device ID's key is derived once, inside the reservation, and kept for the wrap;
+    // a resumed reservation's key is derived from the record.
+    let mut fresh: Option<ReservedInitialKey> = None;
     let mut derive = |device: DukptDeviceId| -> Result<DerivedKeyFacts, String> {
         let identity = identity_of(&status, device).map_err(|error| error.to_string())?;
         let key = identity
             .derive(&bdk_key, dukpt.key_type)
             .map_err(|error| error.to_string())?;
-        Ok(DerivedKeyFacts {
+        let facts = DerivedKeyFacts {
             initial_ksn: identity.to_string(),
             key_type: dukpt.key_type,
             kcv: key.kcv(),
-        })
+        };
+        fresh = Some(ReservedInitialKey { identity, key });
+        Ok(facts)
     };
     let reservation = vault
         .reserve_dukpt(bdk, serial, port, operator, &mut derive)
@@ -251,11 +239,17 @@ fn reserve_initial_key(
             }
             other => internal("no initial key was reserved", other),
         })?;
-    let identity = identity_of(&status, reservation.device_id)
-        .map_err(|error| internal("the reserved device ID", error))?;
-    let key = identity
-        .derive(&bdk_key, reservation.key_type)
-        .map_err(|error| internal("the reserved initial key", error))?;
+    let ReservedInitialKey { identity, key } = match fresh {
+        Some(derived) if !reservation.resumed => derived,
+        _ => {
+            let identity = identity_of(&status, reservation.device_id)
+                .map_err(|error| internal("the reserved device ID", error))?;
+            let key = identity
+                .derive(&bdk_key, reservation.key_type)
+                .map_err(|error| internal("the reserved initial key", error))?;
+            ReservedInitialKey { identity, key }
+        }
+    };
     if key.kcv() != reservation.kcv || identity.to_string() != reservation.initial_ksn {
         return Err(internal(
             "the reserved initial key",
