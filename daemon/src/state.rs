@@ -55,10 +55,12 @@ impl Shared {
     /// hear of it. The memory half is done when this returns; the vault half runs on its own
     /// thread, so a busy vault holds up neither the bench nor anything else.
     pub(crate) fn tamper(self: &Arc<Self>, input: &str) {
-        let locked = self.dispenser.lock_down(input);
-        // The LEDs, the buzzer and the display hear of it before the vault is written.
-        self.emit(DaemonEvent::Tamper {
-            input: input.to_owned(),
+        // The LEDs, the buzzer and the display hear of it before the vault is written, and
+        // before any port reports its session dropped.
+        let locked = self.dispenser.lock_down(input, || {
+            self.emit(DaemonEvent::Tamper {
+                input: input.to_owned(),
+            })
         });
         let shared = Arc::clone(self);
         let recorded_input = input.to_owned();

@@ -110,19 +110,24 @@ impl Dispenser {
     /// The tamper response, both halves: [`Dispenser::lock_down`] then
     /// [`Dispenser::record_lock_down`].
     pub fn tamper(&self, input: &str) -> TamperOutcome {
-        let locked = self.lock_down(input);
+        let locked = self.lock_down(input, || {});
         self.record_lock_down(locked)
     }
 
     /// The first half of the tamper response, all in memory and at once: every secret goes
     /// (KEK, TTK, KDH key) and the appliance locks, so no reservation starts and every port
     /// drops its session; the operator session ends. Nothing waits for the vault.
-    pub fn lock_down(&self, input: &str) -> LockedDown {
+    ///
+    /// `announce` runs once the lock is set (no reservation starts from then on) and before
+    /// the ports see the change, so observers hear of the tamper before any port reports
+    /// its session dropped.
+    pub fn lock_down(&self, input: &str, announce: impl FnOnce()) -> LockedDown {
         *self.tamper_lock() = Some(TamperLock {
             input: input.to_owned(),
             missing: SecretName::ALL.to_vec(),
             recorded: false,
         });
+        announce();
         self.tamper_epoch.fetch_add(1, Ordering::AcqRel);
         // Taking the write locks waits for a reservation in progress (milliseconds); a
         // delivery it produced is withheld by its port, which sees the epoch change.
