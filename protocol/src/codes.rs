@@ -41,8 +41,10 @@ impl ErrorCode {
     pub const FRAME_TOO_LARGE: ErrorCode = ErrorCode(0x000F);
     /// The previous request is still being processed (stop-and-wait was not kept); transient.
     pub const BUSY: ErrorCode = ErrorCode(0x0010);
-    /// Certificate mode: the terminal's device certificate was refused (issuer, validity, key
-    /// usage, role, revocation, or it names another hardware serial); nothing was reserved.
+    /// Certificate mode: the terminal's KRD credential token or random number token does not
+    /// parse or is not the kind expected, or its device certificate was refused (issuer,
+    /// validity, key usage, role, revocation, or it names another hardware serial); nothing was
+    /// reserved.
     pub const CERTIFICATE_REFUSED: ErrorCode = ErrorCode(0x0011);
     /// Certificate mode: this port has had too many key requests lately (a limit on the KDH
     /// key's signatures); nothing was reserved, try again later.
@@ -143,7 +145,7 @@ impl ErrorCode {
                 "the previous request is still being processed; retransmit after the response timeout"
             }
             ErrorCode::CERTIFICATE_REFUSED => {
-                "the terminal's device certificate was refused; nothing was reserved"
+                "the terminal's credential token, device certificate or random number token was refused; nothing was reserved"
             }
             ErrorCode::RATE_LIMITED => {
                 "too many certificate-mode key requests on this port lately; try again later"
@@ -185,8 +187,9 @@ impl AbortReason {
     pub const CANCELLED: AbortReason = AbortReason(0x05);
     /// Certificate mode: the appliance's KDH certificate was refused.
     pub const CERTIFICATE_REFUSED: AbortReason = AbortReason(0x06);
-    /// Certificate mode: the delivery is not authentic (another nonce, a bad signature, a
-    /// revoked KDH, or an encrypted key that does not decrypt).
+    /// Certificate mode: the key token is not authentic (not the KDH's signature, another
+    /// nonce or a stale signing time, a revoked KDH, another recipient, or a header other than
+    /// the key block field's).
     pub const DELIVERY_NOT_AUTHENTIC: AbortReason = AbortReason(0x07);
 
     /// Every reason this version defines.
@@ -225,7 +228,7 @@ impl AbortReason {
             AbortReason::UNEXPECTED_RESPONSE => "a response was malformed or not acceptable",
             AbortReason::CANCELLED => "cancelled at the terminal",
             AbortReason::CERTIFICATE_REFUSED => "the appliance's KDH certificate was refused",
-            AbortReason::DELIVERY_NOT_AUTHENTIC => "the certificate-mode delivery is not authentic",
+            AbortReason::DELIVERY_NOT_AUTHENTIC => "the certificate-mode key token is not authentic",
             _ => return None,
         })
     }

@@ -4,7 +4,7 @@
 //! since any fixed epoch), and key blocks are made and opened by the callers. Layers:
 //! [`frame`] (STX, length, CRC-32, resynchronisation), [`message`] (typed messages with a
 //! canonical byte form), `modes` (each mode's rules, for both sessions; [`certificate`] is
-//! certificate mode's, with its fields as opaque bytes; [`profile`] is profile mode's device
+//! certificate mode's, with its TR-34 tokens as opaque bytes; [`profile`] is profile mode's device
 //! profiles and their DUKPT slots), [`identity`] (hardware serial, model, SMN), and the two
 //! sessions:
 //! [`ApplianceSession`] (one per serial port, used by the daemon) and [`TerminalSession`] (the
@@ -27,8 +27,9 @@ pub use appliance::{
     FailureCause, ModeRequest, SessionEvent, TerminalIdentity, UnconfirmedDukpt,
 };
 pub use certificate::{
-    CertificateDelivery, CertificateProblem, CertificateRefusal, CertificateRequest,
-    CertificateWelcome, NONCE_LENGTH,
+    CertificateDelivery, CertificateFreshness, CertificatePass, CertificateProblem,
+    CertificateRefusal, CertificateRequest, CertificateWelcome, MAX_RANDOM_NUMBER_TOKEN_LENGTH,
+    MAX_TOKEN_LENGTH,
 };
 pub use codes::{AbortReason, ErrorCode};
 pub use frame::{

@@ -8,8 +8,10 @@ use std::str::FromStr;
 pub enum Mode {
     /// Id 1: the master key as an ANSI X9.143 (TR-31) key block under the terminal transport key.
     Tr31,
-    /// Id 2: mutual X.509 certificates, a terminal nonce, the master key under an ephemeral key
-    /// that travels under the terminal's RSA key (OAEP), all signed by the appliance's KDH key.
+    /// Id 2: ASC X9 TR-34-2019 key transport: the appliance's and the terminal's credential
+    /// tokens (X.509 certificates), then a key token (the master key under a content key that
+    /// travels under the terminal's RSA key, signed by the appliance's KDH key), one-pass or
+    /// two-pass.
     Certificate,
     /// Id 3: a device profile: the master key (as in tr31, when the profile has one), then one
     /// DUKPT initial key per slot of the profile, each as a TR-31 key block under the terminal

@@ -1,20 +1,23 @@
-//! Certificate mode (mode 2) through both real sessions, back to back, with the adapters' cryptography replaced by recorded decisions.
+//! Certificate mode (mode 2, TR-34 tokens) through both real sessions, back to back, with the adapters' cryptography replaced by recorded decisions and the tokens by stand-ins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use keymother_protocol::{
     AbortReason, ApplianceAction, ApplianceConfig, ApplianceSession, CertificateDelivery,
-    CertificateProblem, CertificateRefusal, CertificateRequest, Confirmed, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_RETRIES, DEFAULT_RESPONSE_TIMEOUT, Delivery, DispenseRefusal, ErrorCode,
-    InstallRefusal, KeyRequest, Message, Mode, ModeRequest, NONCE_LENGTH, SessionEvent,
-    TerminalAction, TerminalConfig, TerminalOutcome, TerminalSession,
+    CertificateFreshness, CertificatePass, CertificateProblem, CertificateRefusal,
+    CertificateRequest, ConfirmRefusal, Confirmed, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_RETRIES,
+    DEFAULT_RESPONSE_TIMEOUT, Delivery, DispenseRefusal, ErrorCode, InstallRefusal, KeyRequest,
+    Message, Mode, ModeRequest, SessionEvent, TerminalAction, TerminalConfig, TerminalOutcome,
+    TerminalSession,
 };
 
-const KDH_CERTIFICATE: &[u8] = b"0\x82 stand-in for the KDH certificate";
-const DEVICE_CERTIFICATE: &[u8] = b"0\x82 stand-in for the device certificate";
-const NONCE: [u8; NONCE_LENGTH] = [0x5A; NONCE_LENGTH];
-const KEY_BLOCK: &str = "D0144K0AD00N00000123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF";
+// Stand-ins: the protocol does not parse the tokens, the adapters do.
+const KDH_CREDENTIAL_TOKEN: &[u8] = b"0\x82 stand-in for the KDH credential token (CT_KDH)";
+const KRD_CREDENTIAL_TOKEN: &[u8] = b"0\x82 stand-in for the KRD credential token (CT_KRD)";
+const RANDOM_NUMBER_TOKEN: &[u8] = b"0\x24 stand-in for the random number token (RT_KRD)";
+/// The TR-34 key block header of key 278 with an AES master key (docs/PROTOCOL.md 9.1).
+const KEY_BLOCK_HEADER: &str = "D0028K0AD00N0100010C00000278";
 const KCV: [u8; 5] = [1, 2, 3, 4, 5];
 
 fn appliance_config() -> ApplianceConfig {
@@ -23,7 +26,7 @@ fn appliance_config() -> ApplianceConfig {
         ttk_kcv: vec![0xAA; 5],
         modes: vec![Mode::Certificate, Mode::Tr31],
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        kdh_certificate: KDH_CERTIFICATE.to_vec(),
+        kdh_credential_token: KDH_CREDENTIAL_TOKEN.to_vec(),
         certificate_requests_per_minute: 0,
         profiles: Vec::new(),
     }
@@ -40,54 +43,74 @@ fn terminal_config() -> TerminalConfig {
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: DEVICE_CERTIFICATE.to_vec(),
+        krd_credential_token: KRD_CREDENTIAL_TOKEN.to_vec(),
     }
 }
 
-fn sealed(nonce: [u8; NONCE_LENGTH]) -> Delivery {
+fn two_pass() -> CertificateFreshness {
+    CertificateFreshness::TwoPass {
+        random_number_token: RANDOM_NUMBER_TOKEN.to_vec(),
+    }
+}
+
+/// A stand-in key token "bound" to what the request asked for: the pass byte, then the random
+/// number token (two-pass).
+fn key_token_for(pass: CertificatePass, random_number_token: &[u8]) -> Vec<u8> {
+    let mut token = vec![pass.id()];
+    token.extend_from_slice(random_number_token);
+    token
+}
+
+fn sealed(key_token: Vec<u8>) -> Delivery {
     Delivery {
         key_index: 278,
-        key_block: KEY_BLOCK.to_owned(),
+        key_block: KEY_BLOCK_HEADER.to_owned(),
         kcv: KCV.to_vec(),
-        mode_data: CertificateDelivery {
-            nonce,
-            encrypted_key: vec![0xE0; 256],
-            signature: vec![0x51; 256],
-            crl: Vec::new(),
-        }
-        .encode()
-        .unwrap(),
+        mode_data: CertificateDelivery { key_token }.encode().unwrap(),
     }
 }
 
 type Reservation = Box<dyn FnMut(&ModeRequest) -> Result<Delivery, DispenseRefusal>>;
-type Install = Box<dyn FnMut(&Option<CertificateDelivery>) -> Result<Vec<u8>, InstallRefusal>>;
+type Install =
+    Box<dyn FnMut(&str, &Option<CertificateDelivery>) -> Result<Vec<u8>, InstallRefusal>>;
+type Confirmation = Box<dyn FnMut(u32) -> Result<(), ConfirmRefusal>>;
 
 /// What the fake adapters decide.
 struct Decisions {
-    appliance_verdict: Result<[u8; NONCE_LENGTH], String>,
+    appliance_verdict: Result<CertificateFreshness, String>,
     reservation: Reservation,
     install: Install,
+    confirmation: Confirmation,
 }
 
 impl Default for Decisions {
     fn default() -> Self {
         Decisions {
-            appliance_verdict: Ok(NONCE),
+            appliance_verdict: Ok(two_pass()),
             reservation: Box::new(|request| match request {
-                ModeRequest::Certificate(request) => Ok(sealed(request.nonce)),
+                ModeRequest::Certificate(request) => Ok(sealed(key_token_for(
+                    request.pass,
+                    &request.random_number_token,
+                ))),
                 other => panic!("{other:?} reservation in a certificate-mode test"),
             }),
-            install: Box::new(|certificate| {
+            install: Box::new(|header, certificate| {
                 let certificate = certificate.as_ref().expect("certificate-mode delivery");
-                if certificate.nonce == NONCE {
+                if header != KEY_BLOCK_HEADER {
+                    return Err(InstallRefusal::NotAuthentic(
+                        "the key block header is not the signed one".to_owned(),
+                    ));
+                }
+                let expected = key_token_for(CertificatePass::TwoPass, RANDOM_NUMBER_TOKEN);
+                if certificate.key_token == expected {
                     Ok(KCV.to_vec())
                 } else {
                     Err(InstallRefusal::NotAuthentic(
-                        "the delivery answers another nonce".to_owned(),
+                        "the key token answers another nonce".to_owned(),
                     ))
                 }
             }),
+            confirmation: Box::new(|_| Ok(())),
         }
     }
 }
@@ -99,7 +122,7 @@ struct Run {
     reservations: Vec<ModeRequest>,
     confirmations: usize,
     verified: Vec<Vec<u8>>,
-    installs: Vec<Option<CertificateDelivery>>,
+    installs: Vec<(String, Option<CertificateDelivery>)>,
     outcome: Option<TerminalOutcome>,
 }
 
@@ -120,17 +143,22 @@ fn run(
             match action {
                 TerminalAction::Send(bytes) => to_appliance.push(bytes),
                 TerminalAction::VerifyAppliance {
-                    kdh_certificate, ..
+                    kdh_credential_token,
+                    ..
                 } => {
-                    run.verified.push(kdh_certificate);
+                    run.verified.push(kdh_credential_token);
                     terminal_actions.extend(
                         terminal
                             .handle_appliance_verified(decisions.appliance_verdict.clone(), now),
                     );
                 }
-                TerminalAction::InstallKey { certificate, .. } => {
-                    let outcome = (decisions.install)(&certificate);
-                    run.installs.push(certificate);
+                TerminalAction::InstallKey {
+                    key_block,
+                    certificate,
+                    ..
+                } => {
+                    let outcome = (decisions.install)(&key_block, &certificate);
+                    run.installs.push((key_block, certificate));
                     terminal_actions.extend(terminal.handle_key_installed(outcome, now));
                 }
                 TerminalAction::Report(_) => {}
@@ -156,9 +184,9 @@ fn run(
                     ApplianceAction::MarkSent { .. } => {}
                     ApplianceAction::Confirm { key_index, smn, .. } => {
                         run.confirmations += 1;
-                        queue.extend(
-                            appliance.handle_confirmation(Ok(Confirmed { key_index, smn }), now),
-                        );
+                        let outcome = (decisions.confirmation)(key_index)
+                            .map(|()| Confirmed { key_index, smn });
+                        queue.extend(appliance.handle_confirmation(outcome, now));
                     }
                     ApplianceAction::Report(event) => run.appliance_events.push(event),
                     other @ (ApplianceAction::ReserveDukpt { .. }
@@ -204,7 +232,7 @@ fn error_sent(run: &Run) -> (ErrorCode, String) {
 }
 
 #[test]
-fn a_certificate_mode_session_carries_both_certificates_the_nonce_and_the_sealed_key() {
+fn a_two_pass_session_carries_the_credential_tokens_the_random_number_token_and_the_key_token() {
     let mut appliance = ApplianceSession::new(appliance_config());
     let mut terminal = TerminalSession::new(terminal_config());
     let run = run(&mut appliance, &mut terminal, Decisions::default());
@@ -216,17 +244,21 @@ fn a_certificate_mode_session_carries_both_certificates_the_nonce_and_the_sealed
         "{:?}",
         run.outcome
     );
-    assert_eq!(run.verified, vec![KDH_CERTIFICATE.to_vec()]);
+    assert_eq!(run.verified, vec![KDH_CREDENTIAL_TOKEN.to_vec()]);
     assert_eq!(
         run.reservations,
         vec![ModeRequest::Certificate(CertificateRequest {
-            nonce: NONCE,
-            device_certificate: DEVICE_CERTIFICATE.to_vec(),
+            pass: CertificatePass::TwoPass,
+            random_number_token: RANDOM_NUMBER_TOKEN.to_vec(),
+            krd_credential_token: KRD_CREDENTIAL_TOKEN.to_vec(),
         })]
     );
-    let install = run.installs[0].as_ref().unwrap();
-    assert_eq!(install.nonce, NONCE);
-    assert_eq!(install.signature, vec![0x51; 256]);
+    let (header, install) = &run.installs[0];
+    assert_eq!(header, KEY_BLOCK_HEADER);
+    assert_eq!(
+        install.as_ref().unwrap().key_token,
+        key_token_for(CertificatePass::TwoPass, RANDOM_NUMBER_TOKEN)
+    );
     assert_eq!(run.confirmations, 1);
     assert!(run.appliance_events.iter().any(|event| matches!(
         event,
@@ -238,10 +270,39 @@ fn a_certificate_mode_session_carries_both_certificates_the_nonce_and_the_sealed
 }
 
 #[test]
-fn certificate_mode_is_chosen_only_when_both_sides_have_a_certificate() {
-    // An appliance without a KDH certificate falls back to tr31 ...
+fn a_one_pass_session_sends_no_random_number_token() {
+    let mut appliance = ApplianceSession::new(appliance_config());
+    let mut terminal = TerminalSession::new(terminal_config());
+    let decisions = Decisions {
+        appliance_verdict: Ok(CertificateFreshness::OnePass),
+        install: Box::new(|_, certificate| {
+            let token = &certificate.as_ref().unwrap().key_token;
+            assert_eq!(token, &key_token_for(CertificatePass::OnePass, &[]));
+            Ok(KCV.to_vec())
+        }),
+        ..Decisions::default()
+    };
+    let run = run(&mut appliance, &mut terminal, decisions);
+    assert!(
+        matches!(run.outcome, Some(TerminalOutcome::Injected { .. })),
+        "{:?}",
+        run.outcome
+    );
+    assert_eq!(
+        run.reservations,
+        vec![ModeRequest::Certificate(CertificateRequest {
+            pass: CertificatePass::OnePass,
+            random_number_token: Vec::new(),
+            krd_credential_token: KRD_CREDENTIAL_TOKEN.to_vec(),
+        })]
+    );
+}
+
+#[test]
+fn certificate_mode_is_chosen_only_when_both_sides_have_a_credential_token() {
+    // An appliance without a KDH credential token falls back to tr31 ...
     let mut config = appliance_config();
-    config.kdh_certificate.clear();
+    config.kdh_credential_token.clear();
     let mut appliance = ApplianceSession::new(config.clone());
     let mut terminal = TerminalSession::new(terminal_config());
     let hello = sends(terminal.start(Duration::ZERO));
@@ -266,10 +327,10 @@ fn certificate_mode_is_chosen_only_when_both_sides_have_a_certificate() {
         "{}",
         error.detail
     );
-    // A terminal without a device certificate does not offer certificate mode at all.
-    let mut without_certificate = terminal_config();
-    without_certificate.device_certificate.clear();
-    let hello = sends(TerminalSession::new(without_certificate).start(Duration::ZERO));
+    // A terminal without a KRD credential token does not offer certificate mode at all.
+    let mut without_token = terminal_config();
+    without_token.krd_credential_token.clear();
+    let hello = sends(TerminalSession::new(without_token).start(Duration::ZERO));
     let Message::Hello(hello) = decode(&hello) else {
         panic!("expected HELLO");
     };
@@ -277,7 +338,7 @@ fn certificate_mode_is_chosen_only_when_both_sides_have_a_certificate() {
 }
 
 #[test]
-fn a_refused_kdh_certificate_aborts_before_any_key_is_requested() {
+fn a_refused_kdh_credential_token_aborts_before_any_key_is_requested() {
     let mut appliance = ApplianceSession::new(appliance_config());
     let mut terminal = TerminalSession::new(terminal_config());
     let decisions = Decisions {
@@ -291,37 +352,53 @@ fn a_refused_kdh_certificate_aborts_before_any_key_is_requested() {
 }
 
 #[test]
-fn a_refused_device_certificate_is_answered_with_certificate_refused() {
-    let mut appliance = ApplianceSession::new(appliance_config());
-    let mut terminal = TerminalSession::new(terminal_config());
-    let decisions = Decisions {
-        reservation: Box::new(|_| {
-            Err(DispenseRefusal::CertificateRefused(CertificateRefusal {
-                problem: CertificateProblem::Revoked,
-                detail: "the terminal device certificate with serial 1003 was revoked".to_owned(),
-            }))
-        }),
-        ..Decisions::default()
-    };
-    let run = run(&mut appliance, &mut terminal, decisions);
-    let (code, detail) = error_sent(&run);
-    assert_eq!(code, ErrorCode::CERTIFICATE_REFUSED);
-    assert!(detail.contains("revoked"), "{detail}");
-    assert!(
-        failure(&run).contains("CERTIFICATE_REFUSED"),
-        "{}",
-        failure(&run)
-    );
-    assert!(run.installs.is_empty());
+fn refused_tokens_or_device_certificates_are_answered_with_certificate_refused() {
+    for (problem, detail) in [
+        (
+            CertificateProblem::Revoked,
+            "the terminal device certificate with serial 1003 was revoked",
+        ),
+        (
+            CertificateProblem::BadToken,
+            "the KRD credential token is not a degenerate SignedData",
+        ),
+    ] {
+        let mut appliance = ApplianceSession::new(appliance_config());
+        let mut terminal = TerminalSession::new(terminal_config());
+        let decisions = Decisions {
+            reservation: Box::new(move |_| {
+                Err(DispenseRefusal::CertificateRefused(CertificateRefusal {
+                    problem,
+                    detail: detail.to_owned(),
+                }))
+            }),
+            ..Decisions::default()
+        };
+        let run = run(&mut appliance, &mut terminal, decisions);
+        let (code, sent) = error_sent(&run);
+        assert_eq!(code, ErrorCode::CERTIFICATE_REFUSED);
+        assert_eq!(sent, detail);
+        assert!(
+            failure(&run).contains("CERTIFICATE_REFUSED"),
+            "{}",
+            failure(&run)
+        );
+        assert!(run.installs.is_empty());
+    }
 }
 
 #[test]
-fn a_delivery_that_is_not_authentic_is_aborted_and_never_confirmed() {
+fn a_key_token_that_is_not_authentic_is_aborted_and_never_confirmed() {
     let mut appliance = ApplianceSession::new(appliance_config());
     let mut terminal = TerminalSession::new(terminal_config());
-    // The appliance answers another nonce (a replayed delivery).
+    // The appliance answers another nonce (a replayed key token).
     let decisions = Decisions {
-        reservation: Box::new(|_| Ok(sealed([0x11; NONCE_LENGTH]))),
+        reservation: Box::new(|_| {
+            Ok(sealed(key_token_for(
+                CertificatePass::TwoPass,
+                b"an older random number token",
+            )))
+        }),
         ..Decisions::default()
     };
     let run = run(&mut appliance, &mut terminal, decisions);
@@ -338,15 +415,15 @@ fn a_delivery_that_is_not_authentic_is_aborted_and_never_confirmed() {
     )));
 }
 
-#[test]
-fn malformed_certificate_mode_data_is_refused_naming_the_field() {
+/// Sends a certificate-mode KEY_REQUEST with these mode data bytes after a HELLO, and returns
+/// the appliance's ERROR.
+fn refusal_of(mode_data: Vec<u8>) -> keymother_protocol::ErrorMessage {
     let mut appliance = ApplianceSession::new(appliance_config());
     let hello = sends(TerminalSession::new(terminal_config()).start(Duration::ZERO));
     appliance_sends(appliance.handle_bytes(&hello, Duration::ZERO));
-    // A nonce cut short.
     let request = Message::KeyRequest(KeyRequest {
         mode_id: Mode::Certificate.id(),
-        mode_data: vec![0; 20],
+        mode_data,
     })
     .encode_frame(1)
     .unwrap();
@@ -354,8 +431,38 @@ fn malformed_certificate_mode_data_is_refused_naming_the_field() {
     let Message::Error(error) = decode(&answer) else {
         panic!("expected ERROR");
     };
+    error
+}
+
+#[test]
+fn malformed_certificate_mode_data_is_refused_naming_the_field_and_offset() {
+    // A pass byte that is neither one-pass nor two-pass.
+    let error = refusal_of(vec![3, 0, 0, 0, 1, 0x30]);
     assert_eq!(error.code, ErrorCode::MALFORMED_MESSAGE);
-    assert!(error.detail.contains("nonce"), "{}", error.detail);
+    assert!(
+        error.detail.contains("pass at mode-data offset 0"),
+        "{}",
+        error.detail
+    );
+    // One-pass with a random number token.
+    let error = refusal_of(vec![1, 0, 2, 0xAB, 0xCD, 0, 1, 0x30]);
+    assert_eq!(error.code, ErrorCode::MALFORMED_MESSAGE);
+    assert!(
+        error
+            .detail
+            .contains("random number token length at mode-data offset 1"),
+        "{}",
+        error.detail
+    );
+    // A KRD credential token cut short.
+    let error = refusal_of(vec![1, 0, 0, 0, 9, 0x30]);
+    assert!(
+        error
+            .detail
+            .contains("KRD credential token at mode-data offset 5"),
+        "{}",
+        error.detail
+    );
 }
 
 #[test]
@@ -368,13 +475,35 @@ fn a_tr31_delivery_with_trailing_bytes_is_refused_by_the_terminal() {
     let mut appliance = ApplianceSession::new(appliance_config);
     let mut terminal = TerminalSession::new(config);
     let decisions = Decisions {
-        reservation: Box::new(|_| Ok(sealed(NONCE))),
-        install: Box::new(|_| panic!("nothing may be installed")),
+        reservation: Box::new(|_| Ok(sealed(b"key token".to_vec()))),
+        install: Box::new(|_, _| panic!("nothing may be installed")),
         ..Decisions::default()
     };
     let run = run(&mut appliance, &mut terminal, decisions);
     assert_eq!(aborted_with(&run), AbortReason::UNEXPECTED_RESPONSE);
     assert!(failure(&run).contains("after the KCV"), "{}", failure(&run));
+}
+
+#[test]
+fn a_malformed_certificate_mode_delivery_is_aborted_by_the_terminal() {
+    let mut appliance = ApplianceSession::new(appliance_config());
+    let mut terminal = TerminalSession::new(terminal_config());
+    let decisions = Decisions {
+        reservation: Box::new(|_| {
+            let mut delivery = sealed(b"key token".to_vec());
+            delivery.mode_data.push(0);
+            Ok(delivery)
+        }),
+        install: Box::new(|_, _| panic!("nothing may be installed")),
+        ..Decisions::default()
+    };
+    let run = run(&mut appliance, &mut terminal, decisions);
+    assert_eq!(aborted_with(&run), AbortReason::UNEXPECTED_RESPONSE);
+    assert!(
+        failure(&run).contains("mode data at mode-data offset 11"),
+        "{}",
+        failure(&run)
+    );
 }
 
 #[test]
@@ -393,8 +522,9 @@ fn certificate_mode_key_requests_are_rate_limited_per_port() {
         let request = Message::KeyRequest(KeyRequest {
             mode_id: Mode::Certificate.id(),
             mode_data: CertificateRequest {
-                nonce: NONCE,
-                device_certificate: DEVICE_CERTIFICATE.to_vec(),
+                pass: CertificatePass::TwoPass,
+                random_number_token: RANDOM_NUMBER_TOKEN.to_vec(),
+                krd_credential_token: KRD_CREDENTIAL_TOKEN.to_vec(),
             }
             .encode()
             .unwrap(),
@@ -441,6 +571,41 @@ fn a_terminal_resuming_in_certificate_mode_verifies_the_appliance_then_confirms(
     assert_eq!(run.verified.len(), 1, "the appliance is checked first");
     assert!(run.reservations.is_empty(), "no new key asked for");
     assert_eq!(run.confirmations, 1);
+}
+
+#[test]
+fn a_resumed_key_the_appliance_never_sent_is_asked_for_with_the_freshness_chosen_earlier() {
+    let mut appliance = ApplianceSession::new(appliance_config());
+    let mut config = terminal_config();
+    config.unconfirmed_key = Some((4711, KCV.to_vec()));
+    let mut terminal = TerminalSession::new(config);
+    let decisions = Decisions {
+        // No record of key 4711; the key delivered afterwards is confirmed.
+        confirmation: Box::new(|key_index| match key_index {
+            4711 => Err(ConfirmRefusal::NotDelivered),
+            _ => Ok(()),
+        }),
+        ..Decisions::default()
+    };
+    let run = run(&mut appliance, &mut terminal, decisions);
+    assert!(
+        matches!(
+            run.outcome,
+            Some(TerminalOutcome::Injected { key_index: 278, .. })
+        ),
+        "{:?}",
+        run.outcome
+    );
+    assert_eq!(run.verified.len(), 1, "the appliance is verified once");
+    assert_eq!(
+        run.reservations,
+        vec![ModeRequest::Certificate(CertificateRequest {
+            pass: CertificatePass::TwoPass,
+            random_number_token: RANDOM_NUMBER_TOKEN.to_vec(),
+            krd_credential_token: KRD_CREDENTIAL_TOKEN.to_vec(),
+        })]
+    );
+    assert_eq!(run.confirmations, 2);
 }
 
 fn sends(actions: Vec<TerminalAction>) -> Vec<u8> {

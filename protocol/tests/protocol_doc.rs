@@ -47,7 +47,7 @@ fn terminal_config(ttk_kcv: &[u8]) -> TerminalConfig {
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: Vec::new(),
+        krd_credential_token: Vec::new(),
     }
 }
 
@@ -57,7 +57,7 @@ fn appliance() -> ApplianceSession {
         ttk_kcv: EXAMPLE_TTK_KCV.to_vec(),
         modes: vec![Mode::Tr31],
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        kdh_certificate: Vec::new(),
+        kdh_credential_token: Vec::new(),
         certificate_requests_per_minute: 0,
         profiles: Vec::new(),
     })
@@ -235,19 +235,23 @@ fn abort_examples() -> Vec<(String, Vec<u8>)> {
     frames
 }
 
-/// The first half of a certificate-mode session.
+/// The TR-34 key block header of the certificate-mode example: key 278, an AES master key
+/// (docs/PROTOCOL.md 9.1).
+const EXAMPLE_TR34_HEADER: &str = "D0028K0AD00N0100010C00000278";
+
+/// A two-pass certificate-mode session up to KEY_DELIVERY.
 fn certificate_examples() -> Vec<(String, Vec<u8>)> {
     let mut frames = Vec::new();
     let mut push = |title: &str, bytes: &[u8]| frames.push((title.to_owned(), bytes.to_vec()));
-    // Certificate mode (mode 2). The certificates, the encrypted key and the signature are
-    // shortened stand-ins so the frames stay readable; real ones are hundreds of bytes.
+    // Certificate mode (mode 2). The tokens are short stand-ins so the frames stay readable;
+    // real ones are DER CMS of hundreds to thousands of bytes.
     let mut config = terminal_config(&EXAMPLE_TTK_KCV);
     config.modes = vec![Mode::Certificate, Mode::Tr31];
-    config.device_certificate = b"device cert".to_vec();
+    config.krd_credential_token = b"CT_KRD".to_vec();
     let mut terminal = TerminalSession::new(config);
     let mut appliance = ApplianceSession::new(ApplianceConfig {
         modes: vec![Mode::Certificate, Mode::Tr31],
-        kdh_certificate: b"KDH cert".to_vec(),
+        kdh_credential_token: b"CT_KDH".to_vec(),
         ..self::appliance().config().clone()
     });
     let hello = sent_by_terminal(&terminal.start(at(0)));
@@ -257,7 +261,7 @@ fn certificate_examples() -> Vec<(String, Vec<u8>)> {
     );
     let welcome = sent_by_appliance(&appliance.handle_bytes(&hello, at(10)));
     push(
-        "WELCOME choosing certificate mode, with the KDH certificate",
+        "WELCOME choosing certificate mode, with the KDH credential token",
         &welcome,
     );
     let actions = terminal.handle_bytes(&welcome, at(20));
@@ -265,10 +269,12 @@ fn certificate_examples() -> Vec<(String, Vec<u8>)> {
         actions.last(),
         Some(TerminalAction::VerifyAppliance { .. })
     ));
-    let nonce: [u8; 32] = std::array::from_fn(|i| 0xA0 ^ (i as u8));
-    let key_request = sent_by_terminal(&terminal.handle_appliance_verified(Ok(nonce), at(30)));
+    let freshness = keymother_protocol::CertificateFreshness::TwoPass {
+        random_number_token: b"RT_KRD".to_vec(),
+    };
+    let key_request = sent_by_terminal(&terminal.handle_appliance_verified(Ok(freshness), at(30)));
     push(
-        "KEY_REQUEST in certificate mode, with the nonce and the device certificate",
+        "KEY_REQUEST in certificate mode, two-pass, with the random number token and the KRD credential token",
         &key_request,
     );
     let actions = appliance.handle_bytes(&key_request, at(40));
@@ -278,20 +284,17 @@ fn certificate_examples() -> Vec<(String, Vec<u8>)> {
     ));
     let delivery = Delivery {
         key_index: EXAMPLE_KEY_INDEX,
-        key_block: EXAMPLE_KEY_BLOCK.to_owned(),
+        key_block: EXAMPLE_TR34_HEADER.to_owned(),
         kcv: EXAMPLE_MK_KCV.to_vec(),
         mode_data: keymother_protocol::CertificateDelivery {
-            nonce,
-            encrypted_key: b"OAEP(KE)".to_vec(),
-            signature: b"PSS signature".to_vec(),
-            crl: Vec::new(),
+            key_token: b"KT_KDH".to_vec(),
         }
         .encode()
         .unwrap(),
     };
     let key_delivery = sent_by_appliance(&appliance.handle_reservation(Ok(delivery), at(50)));
     push(
-        "KEY_DELIVERY in certificate mode: the key under KE, KE under the terminal's key, the signature",
+        "KEY_DELIVERY in certificate mode: the key block header and the key token",
         &key_delivery,
     );
     frames
@@ -405,10 +408,20 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
                 Mode::from_id(request.mode_id).map_or(String::new(), |mode| format!(" ({mode})"));
             c.take("mode", 1, format!("{}{mode}", request.mode_id));
             if request.mode_id == Mode::Certificate.id() {
-                c.take("nonce", 32, "fresh random bytes".to_owned());
+                let pass = c.bytes[c.at];
+                let name = match pass {
+                    1 => " (one-pass)",
+                    2 => " (two-pass)",
+                    _ => "",
+                };
+                c.take("pass", 1, format!("{pass}{name}"));
                 c.long(
-                    "device certificate",
-                    "X.509, DER (shortened for the example)",
+                    "random number token",
+                    "RT_KRD, DER (a stand-in for the example)",
+                );
+                c.long(
+                    "KRD credential token",
+                    "CT_KRD, DER (a stand-in for the example)",
                 );
             }
         }
@@ -416,15 +429,17 @@ fn annotate(bytes: &[u8]) -> Vec<(String, Vec<u8>, String)> {
             c.take("key index", 4, delivery.key_index.to_string());
             let n = usize::from(u16::from_be_bytes([bytes[c.at], bytes[c.at + 1]]));
             c.take("key block length", 2, n.to_string());
-            c.take("key block", n, text(delivery.key_block.as_bytes()));
+            let what = if delivery.mode_data.is_empty() {
+                "key block"
+            } else {
+                "key block header"
+            };
+            c.take(what, n, text(delivery.key_block.as_bytes()));
             let n = c.length();
             c.take("KCV length", 1, n.to_string());
             c.take("KCV", n, String::new());
             if !delivery.mode_data.is_empty() {
-                c.take("nonce", 32, "the terminal's, echoed".to_owned());
-                c.long("encrypted key", "KE, RSAES-OAEP-SHA-256 (shortened)");
-                c.long("signature", "KDH RSASSA-PSS-SHA-256 (shortened)");
-                c.long("CRL", "none attached");
+                c.long("key token", "KT_KDH, DER (a stand-in for the example)");
             }
         }
         Message::Confirm(confirm) => {
@@ -513,7 +528,10 @@ fn annotate_welcome(c: &mut Cursor<'_>, welcome: &keymother_protocol::Welcome) {
     c.take("TTK KCV length", 1, n.to_string());
     c.take("TTK KCV", n, String::new());
     if welcome.mode_id == Mode::Certificate.id() {
-        c.long("KDH certificate", "X.509, DER (shortened for the example)");
+        c.long(
+            "KDH credential token",
+            "CT_KDH, DER (a stand-in for the example)",
+        );
     }
     if welcome.mode_id == Mode::Profile.id() {
         profile::annotate_welcome(c, welcome);

@@ -51,9 +51,10 @@ pub struct ApplianceConfig {
     pub modes: Vec<Mode>,
     /// A terminal session with no valid frame for this long is ended.
     pub idle_timeout: Duration,
-    /// The appliance's KDH certificate (DER), sent in WELCOME in certificate mode; empty when
-    /// the appliance has none, which keeps certificate mode from being chosen.
-    pub kdh_certificate: Vec<u8>,
+    /// The appliance's KDH credential token (TR-34 CT_KDH, DER: its KDH certificate and the KDH
+    /// CA's CRL), sent in WELCOME in certificate mode; empty when the appliance has none, which
+    /// keeps certificate mode from being chosen.
+    pub kdh_credential_token: Vec<u8>,
     /// Certificate-mode key requests accepted per port in any 60 seconds (each costs a
     /// signature with the KDH key); more get RATE_LIMITED. 0 means no limit.
     pub certificate_requests_per_minute: u32,
@@ -92,8 +93,8 @@ pub enum DispenseRefusal {
     /// The appliance requires its tamper input to be watched and it is not (NOT_READY,
     /// saying so).
     TamperInputUnwatched,
-    /// Certificate mode: the device certificate was refused (CERTIFICATE_REFUSED); the text
-    /// says why and goes to the terminal.
+    /// Certificate mode: the KRD credential token, its device certificate or the random number
+    /// token was refused (CERTIFICATE_REFUSED); the text says why and goes to the terminal.
     CertificateRefused(CertificateRefusal),
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.

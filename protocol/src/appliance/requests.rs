@@ -281,7 +281,7 @@ impl ApplianceSession {
     }
 
     /// The rules of `mode` if this appliance runs it now for `terminal`: implemented,
-    /// configured, and ready by the mode's own terms (certificate mode: a KDH certificate
+    /// configured, and ready by the mode's own terms (certificate mode: a KDH credential token
     /// installed; profile mode: a profile for the terminal's model).
     fn served(&self, mode: Mode, terminal: &TerminalIdentity) -> Option<&'static dyn ModeRules> {
         modes::rules(mode).filter(|rules| {

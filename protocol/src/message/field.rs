@@ -36,17 +36,15 @@ pub enum Field {
     KeyBlock,
     Code,
     Payload,
-    KdhCertificateLength,
-    KdhCertificate,
-    Nonce,
-    DeviceCertificateLength,
-    DeviceCertificate,
-    EncryptedKeyLength,
-    EncryptedKey,
-    SignatureLength,
-    Signature,
-    CrlLength,
-    Crl,
+    KdhCredentialTokenLength,
+    KdhCredentialToken,
+    Pass,
+    RandomNumberTokenLength,
+    RandomNumberToken,
+    KrdCredentialTokenLength,
+    KrdCredentialToken,
+    KeyTokenLength,
+    KeyToken,
     Slot,
     KsnLength,
     Ksn,
@@ -89,17 +87,15 @@ impl Field {
             Field::KeyBlock => "key block",
             Field::Code => "error code",
             Field::Payload => "payload",
-            Field::KdhCertificateLength => "KDH certificate length",
-            Field::KdhCertificate => "KDH certificate",
-            Field::Nonce => "nonce",
-            Field::DeviceCertificateLength => "device certificate length",
-            Field::DeviceCertificate => "device certificate",
-            Field::EncryptedKeyLength => "encrypted key length",
-            Field::EncryptedKey => "encrypted key",
-            Field::SignatureLength => "signature length",
-            Field::Signature => "signature",
-            Field::CrlLength => "CRL length",
-            Field::Crl => "CRL",
+            Field::KdhCredentialTokenLength => "KDH credential token length",
+            Field::KdhCredentialToken => "KDH credential token",
+            Field::Pass => "pass",
+            Field::RandomNumberTokenLength => "random number token length",
+            Field::RandomNumberToken => "random number token",
+            Field::KrdCredentialTokenLength => "KRD credential token length",
+            Field::KrdCredentialToken => "KRD credential token",
+            Field::KeyTokenLength => "key token length",
+            Field::KeyToken => "key token",
             Field::Slot => "slot",
             Field::KsnLength => "KSN length",
             Field::Ksn => "KSN",
@@ -164,15 +160,45 @@ pub enum DecodeError {
         field: Field,
         problem: FieldProblem,
     },
+    /// A field of a mode's data decoded on its own (certificate mode's), with where it starts:
+    /// `offset` counts bytes from the start of the mode data, as docs/PROTOCOL.md's mode-data
+    /// tables do.
+    #[error("{message} {field} at mode-data offset {offset}: {problem}")]
+    ModeField {
+        message: MessageType,
+        field: Field,
+        offset: usize,
+        problem: FieldProblem,
+    },
 }
 
 impl DecodeError {
     /// The field at fault, if the error is about one.
     pub fn field(&self) -> Option<Field> {
         match self {
-            DecodeError::Field { field, .. } => Some(*field),
+            DecodeError::Field { field, .. } | DecodeError::ModeField { field, .. } => {
+                Some(*field)
+            }
             DecodeError::UnsupportedVersion(_) => Some(Field::ProtocolVersion),
             DecodeError::UnknownType(_) => None,
+        }
+    }
+
+    /// Where the field at fault starts in the mode data, for errors about a mode's field.
+    pub fn mode_data_offset(&self) -> Option<usize> {
+        match self {
+            DecodeError::ModeField { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
+    /// What is wrong with the field at fault, if the error is about one.
+    pub fn problem(&self) -> Option<&FieldProblem> {
+        match self {
+            DecodeError::Field { problem, .. } | DecodeError::ModeField { problem, .. } => {
+                Some(problem)
+            }
+            DecodeError::UnsupportedVersion(_) | DecodeError::UnknownType(_) => None,
         }
     }
 }

@@ -190,7 +190,7 @@ impl Hello {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRequest {
     pub mode_id: u8,
-    /// Fields a mode defines (certificate mode's nonce and device certificate); always empty
+    /// Fields a mode defines (certificate mode's pass and tokens); always empty
     /// for tr31 (mode 1) and profile (mode 3).
     pub mode_data: Vec<u8>,
 }
@@ -228,7 +228,9 @@ pub struct Welcome {
 }
 
 /// KEY_DELIVERY (the adapter's answer to a reservation, and the message carrying it): the key
-/// index, the master key as a TR-31 key block under the transport key, and the master key's KCV.
+/// index, the master key as a TR-31 key block under the transport key (certificate mode: the
+/// TR-34 key block header, the key being in the mode data's key token), and the master key's
+/// KCV.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub key_index: u32,

@@ -1,16 +1,21 @@
-//! Certificate mode (mode 2): its fields in WELCOME, KEY_REQUEST and KEY_DELIVERY as opaque bytes, and its rules for both sessions; the cryptographic checks are the adapters'.
+//! Certificate mode (mode 2): ASC X9 TR-34-2019 tokens carried as opaque bytes in WELCOME, KEY_REQUEST and KEY_DELIVERY, and the mode's rules for both sessions; the tokens' cryptography is the adapters'.
 //!
-//! The protocol crate does no cryptography: it frames certificates, the nonce, the encrypted
-//! ephemeral key, the signature and the CRL, and rejects lengths outside the limits below. What
-//! the bytes mean (X.509, RSA-OAEP, RSA-PSS, TR-31) is checked by the appliance's dispensing
-//! adapter and by the terminal, with `keymother-pki`. The sessions' part is in `Certificate`:
-//! the appliance serves the mode only with a KDH certificate and limits key requests per port;
-//! the terminal offers it only with a device certificate, and has its caller verify the KDH
-//! certificate before asking for a key.
+//! The protocol crate does no cryptography and does not parse the tokens: it frames the KDH
+//! credential token (WELCOME), the pass byte, the random number token and the KRD credential
+//! token (KEY_REQUEST) and the key token (KEY_DELIVERY), checks the pass byte and rejects lengths
+//! outside the limits below. What the tokens hold (CMS SignedData and EnvelopedData, X.509, the
+//! TR-34 key block) is built and checked with `keymother_pki::tr34` by the appliance's
+//! dispensing adapter and by the terminal. The sessions' part is in `Certificate`: the appliance
+//! serves the mode only with a KDH credential token and limits key requests per port; the
+//! terminal offers it only with a KRD credential token, and has its caller check the KDH
+//! credential token (and make the random number token, two-pass) before asking for a key.
 //!
-//! Every variable field is a two-byte big-endian length followed by that many bytes.
+//! Every token is a two-byte big-endian length followed by that many bytes (docs/PROTOCOL.md
+//! section 9.1).
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::profile::Profile;
@@ -18,13 +23,13 @@ use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, Ter
 use crate::appliance::{ApplianceConfig, TerminalIdentity};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::message::{
-    DecodeError, EncodeError, Field, LengthWidth, MessageType, Reader, Welcome, Writer,
+    DecodeError, EncodeError, Field, FieldProblem, LengthWidth, MessageType, Welcome, Writer,
 };
 use crate::mode::Mode;
 use crate::terminal::{TerminalAction, TerminalConfig};
 
-/// Why the appliance refused a device certificate, as a type: what the bench shows is chosen
-/// from it, never from the words of the ERROR's detail.
+/// Why the appliance refused a KEY_REQUEST's tokens or device certificate, as a type: what the
+/// bench shows is chosen from it, never from the words of the ERROR's detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateProblem {
     /// The appliance has no KDH identity or no device CA: the mode is not set up.
@@ -38,127 +43,211 @@ pub enum CertificateProblem {
     OtherTerminal,
     /// A signature (the certificate's, or its CA's) does not verify.
     BadSignature,
-    /// Anything else (wrong CA, wrong key usage, unreadable, ...); the detail says what.
+    /// A KRD credential token or random number token that does not parse, or is not the kind
+    /// of token expected (a key token where a credential token belongs, a nonce of the wrong
+    /// length, ...); the detail says which and what.
+    BadToken,
+    /// Anything else (wrong CA, wrong key usage, ...); the detail says what.
     Other,
 }
 
-/// A refused device certificate: the problem as a type, and the detail the terminal is sent
-/// (never key material).
+/// A refused KEY_REQUEST: the problem as a type, and the detail the terminal is sent (never key
+/// material).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRefusal {
     pub problem: CertificateProblem,
     pub detail: String,
 }
 
-/// Length of the terminal's nonce.
-pub const NONCE_LENGTH: usize = 32;
-/// Longest certificate accepted (an RSA-4096 certificate with a few extensions fits).
-pub const MAX_CERTIFICATE_LENGTH: usize = 3072;
-/// Longest encrypted key or signature (RSA-4096).
-pub const MAX_RSA_BLOCK_LENGTH: usize = 512;
-/// Longest CRL the appliance may attach.
-pub const MAX_CRL_LENGTH: usize = 2048;
+/// Longest token of any kind: KDH credential token, KRD credential token, key token.
+///
+/// 3584 bytes, so that every message fits the 4094-byte payload with its longest token: WELCOME
+/// takes at most 1 + 1 + 1 + 32 + 1 + 5 + 2 + 3584 = 3627 bytes, KEY_REQUEST at most 1 + 1 + 2
+/// + 64 + 2 + 3584 = 3654, and KEY_DELIVERY 4 + 2 + *b* + 1 + 5 + 2 + 3584 = 3598 + *b*,
+/// which leaves up to 496 characters for the key block header (ours is 28). 3584 bytes holds a
+/// credential token with an RSA-4096 certificate and a CRL of a few dozen entries, and a key
+/// token for RSA-4096 KDH and KRD keys with such a CRL.
+pub const MAX_TOKEN_LENGTH: usize = 3584;
+/// Longest random number token (an id-randomNonce attribute with a 32-byte nonce, the longest
+/// docs/PROTOCOL.md allows, takes 50 bytes).
+pub const MAX_RANDOM_NUMBER_TOKEN_LENGTH: usize = 64;
 
-const CERTIFICATE_LENGTH: &str = "1 to 3072 bytes";
-const RSA_BLOCK_LENGTH: &str = "1 to 512 bytes";
-const CRL_LENGTH: &str = "0 to 2048 bytes";
+const TOKEN_LENGTH: &str = "1 to 3584 bytes";
+const ONE_PASS_RANDOM_NUMBER_TOKEN_LENGTH: &str = "0 bytes: a one-pass request has no token";
+const TWO_PASS_RANDOM_NUMBER_TOKEN_LENGTH: &str = "1 to 64 bytes in a two-pass request";
+const PASSES: &str = "1 (one-pass) or 2 (two-pass)";
 
-/// WELCOME's mode data: the appliance's key distribution host (KDH) certificate, DER.
+/// Which TR-34 key transport the terminal asks for (KEY_REQUEST's pass byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificatePass {
+    /// 1: no random number token; the key token's signed attributes carry a signing time.
+    OnePass,
+    /// 2: the terminal sends a random number token; the key token's signed attributes carry
+    /// its nonce.
+    TwoPass,
+}
+
+impl CertificatePass {
+    /// The pass byte: 1 or 2.
+    pub fn id(self) -> u8 {
+        match self {
+            CertificatePass::OnePass => 1,
+            CertificatePass::TwoPass => 2,
+        }
+    }
+
+    pub fn from_id(id: u8) -> Option<CertificatePass> {
+        match id {
+            1 => Some(CertificatePass::OnePass),
+            2 => Some(CertificatePass::TwoPass),
+            _ => None,
+        }
+    }
+
+    /// The random number token's allowed lengths in this pass, and their description.
+    fn random_number_token_lengths(self) -> (RangeInclusive<usize>, &'static str) {
+        match self {
+            CertificatePass::OnePass => (0..=0, ONE_PASS_RANDOM_NUMBER_TOKEN_LENGTH),
+            CertificatePass::TwoPass => (
+                1..=MAX_RANDOM_NUMBER_TOKEN_LENGTH,
+                TWO_PASS_RANDOM_NUMBER_TOKEN_LENGTH,
+            ),
+        }
+    }
+}
+
+impl fmt::Display for CertificatePass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CertificatePass::OnePass => "one-pass",
+            CertificatePass::TwoPass => "two-pass",
+        })
+    }
+}
+
+/// How the terminal's key token will be fresh: the caller's answer to
+/// [`TerminalAction::VerifyAppliance`], given to
+/// [`TerminalSession::handle_appliance_verified`](crate::TerminalSession::handle_appliance_verified).
+/// The caller makes the nonce and the token, and keeps the nonce to check the key token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateFreshness {
+    /// One-pass: the key token carries a signing time the terminal checks against its clock.
+    OnePass,
+    /// Two-pass: the key token must carry this token's nonce.
+    TwoPass {
+        /// The random number token (RT_KRD, DER), 1 to [`MAX_RANDOM_NUMBER_TOKEN_LENGTH`] bytes.
+        random_number_token: Vec<u8>,
+    },
+}
+
+impl CertificateFreshness {
+    pub fn pass(&self) -> CertificatePass {
+        match self {
+            CertificateFreshness::OnePass => CertificatePass::OnePass,
+            CertificateFreshness::TwoPass { .. } => CertificatePass::TwoPass,
+        }
+    }
+}
+
+/// WELCOME's mode data: the appliance's KDH credential token (TR-34 CT_KDH, DER).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateWelcome {
-    pub kdh_certificate: Vec<u8>,
+    pub kdh_credential_token: Vec<u8>,
 }
 
-/// KEY_REQUEST's mode data: a fresh nonce and the terminal's device certificate, DER.
+/// KEY_REQUEST's mode data: the pass, the random number token (two-pass only) and the
+/// terminal's KRD credential token (TR-34 CT_KRD, DER).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRequest {
-    pub nonce: [u8; NONCE_LENGTH],
-    pub device_certificate: Vec<u8>,
+    pub pass: CertificatePass,
+    /// TR-34 RT_KRD (DER): empty exactly when one-pass.
+    pub random_number_token: Vec<u8>,
+    pub krd_credential_token: Vec<u8>,
 }
 
-/// KEY_DELIVERY's mode data. The delivery's key block is the master key under the ephemeral
-/// key KE, and its KCV is the master key's.
+/// KEY_DELIVERY's mode data: the key token (TR-34 KT_KDH, DER, one-pass or two-pass as asked).
+/// The delivery's key block field carries the TR-34 key block header signed inside the token,
+/// and its KCV field the master key's check value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateDelivery {
-    /// The nonce this delivery answers (the terminal's, echoed).
-    pub nonce: [u8; NONCE_LENGTH],
-    /// KE under the terminal's RSA public key (RSAES-OAEP, SHA-256).
-    pub encrypted_key: Vec<u8>,
-    /// The KDH's signature over the delivery (see `keymother_pki::key_transport`).
-    pub signature: Vec<u8>,
-    /// The KDH CA's CRL, DER, or empty when the appliance attaches none.
-    pub crl: Vec<u8>,
+    pub key_token: Vec<u8>,
 }
 
 impl CertificateWelcome {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::Welcome);
-        writer.prefixed(
-            LengthWidth::Two,
-            Field::KdhCertificate,
-            &self.kdh_certificate,
-            1,
-            MAX_CERTIFICATE_LENGTH,
-            CERTIFICATE_LENGTH,
+        write_token(
+            &mut writer,
+            Field::KdhCredentialToken,
+            &self.kdh_credential_token,
         )?;
         Ok(writer.bytes)
     }
 
     pub fn decode(mode_data: &[u8]) -> Result<Self, DecodeError> {
-        let mut reader = Reader {
-            message: MessageType::Welcome,
-            bytes: mode_data,
-        };
-        let kdh_certificate = reader
-            .prefixed(
-                LengthWidth::Two,
-                Field::KdhCertificateLength,
-                Field::KdhCertificate,
-                1,
-                MAX_CERTIFICATE_LENGTH,
-                CERTIFICATE_LENGTH,
-            )?
+        let mut reader = FieldReader::new(MessageType::Welcome, mode_data);
+        let kdh_credential_token = reader
+            .token(Field::KdhCredentialTokenLength, Field::KdhCredentialToken)?
             .to_vec();
         reader.finish()?;
-        Ok(CertificateWelcome { kdh_certificate })
+        Ok(CertificateWelcome {
+            kdh_credential_token,
+        })
     }
 }
 
 impl CertificateRequest {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::KeyRequest);
-        writer.bytes.extend_from_slice(&self.nonce);
+        writer.u8(self.pass.id());
+        let (lengths, allowed) = self.pass.random_number_token_lengths();
         writer.prefixed(
             LengthWidth::Two,
-            Field::DeviceCertificate,
-            &self.device_certificate,
-            1,
-            MAX_CERTIFICATE_LENGTH,
-            CERTIFICATE_LENGTH,
+            Field::RandomNumberToken,
+            &self.random_number_token,
+            *lengths.start(),
+            *lengths.end(),
+            allowed,
+        )?;
+        write_token(
+            &mut writer,
+            Field::KrdCredentialToken,
+            &self.krd_credential_token,
         )?;
         Ok(writer.bytes)
     }
 
     pub fn decode(mode_data: &[u8]) -> Result<Self, DecodeError> {
-        let mut reader = Reader {
-            message: MessageType::KeyRequest,
-            bytes: mode_data,
-        };
-        let nonce = reader.nonce()?;
-        let device_certificate = reader
+        let mut reader = FieldReader::new(MessageType::KeyRequest, mode_data);
+        let pass_at = reader.offset;
+        let pass_id = reader.u8(Field::Pass)?;
+        let pass = CertificatePass::from_id(pass_id).ok_or_else(|| {
+            reader.error(
+                Field::Pass,
+                pass_at,
+                FieldProblem::Value {
+                    value: u64::from(pass_id),
+                    allowed: PASSES,
+                },
+            )
+        })?;
+        let (lengths, allowed) = pass.random_number_token_lengths();
+        let random_number_token = reader
             .prefixed(
-                LengthWidth::Two,
-                Field::DeviceCertificateLength,
-                Field::DeviceCertificate,
-                1,
-                MAX_CERTIFICATE_LENGTH,
-                CERTIFICATE_LENGTH,
+                Field::RandomNumberTokenLength,
+                Field::RandomNumberToken,
+                lengths,
+                allowed,
             )?
+            .to_vec();
+        let krd_credential_token = reader
+            .token(Field::KrdCredentialTokenLength, Field::KrdCredentialToken)?
             .to_vec();
         reader.finish()?;
         Ok(CertificateRequest {
-            nonce,
-            device_certificate,
+            pass,
+            random_number_token,
+            krd_credential_token,
         })
     }
 }
@@ -166,86 +255,112 @@ impl CertificateRequest {
 impl CertificateDelivery {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut writer = Writer::new(MessageType::KeyDelivery);
-        writer.bytes.extend_from_slice(&self.nonce);
-        writer.prefixed(
-            LengthWidth::Two,
-            Field::EncryptedKey,
-            &self.encrypted_key,
-            1,
-            MAX_RSA_BLOCK_LENGTH,
-            RSA_BLOCK_LENGTH,
-        )?;
-        writer.prefixed(
-            LengthWidth::Two,
-            Field::Signature,
-            &self.signature,
-            1,
-            MAX_RSA_BLOCK_LENGTH,
-            RSA_BLOCK_LENGTH,
-        )?;
-        writer.prefixed(
-            LengthWidth::Two,
-            Field::Crl,
-            &self.crl,
-            0,
-            MAX_CRL_LENGTH,
-            CRL_LENGTH,
-        )?;
+        write_token(&mut writer, Field::KeyToken, &self.key_token)?;
         Ok(writer.bytes)
     }
 
     pub fn decode(mode_data: &[u8]) -> Result<Self, DecodeError> {
-        let mut reader = Reader {
-            message: MessageType::KeyDelivery,
-            bytes: mode_data,
-        };
-        let nonce = reader.nonce()?;
-        let encrypted_key = reader
-            .prefixed(
-                LengthWidth::Two,
-                Field::EncryptedKeyLength,
-                Field::EncryptedKey,
-                1,
-                MAX_RSA_BLOCK_LENGTH,
-                RSA_BLOCK_LENGTH,
-            )?
-            .to_vec();
-        let signature = reader
-            .prefixed(
-                LengthWidth::Two,
-                Field::SignatureLength,
-                Field::Signature,
-                1,
-                MAX_RSA_BLOCK_LENGTH,
-                RSA_BLOCK_LENGTH,
-            )?
-            .to_vec();
-        let crl = reader
-            .prefixed(
-                LengthWidth::Two,
-                Field::CrlLength,
-                Field::Crl,
-                0,
-                MAX_CRL_LENGTH,
-                CRL_LENGTH,
-            )?
+        let mut reader = FieldReader::new(MessageType::KeyDelivery, mode_data);
+        let key_token = reader
+            .token(Field::KeyTokenLength, Field::KeyToken)?
             .to_vec();
         reader.finish()?;
-        Ok(CertificateDelivery {
-            nonce,
-            encrypted_key,
-            signature,
-            crl,
-        })
+        Ok(CertificateDelivery { key_token })
     }
 }
 
-impl Reader<'_> {
-    fn nonce(&mut self) -> Result<[u8; NONCE_LENGTH], DecodeError> {
-        let bytes = self.take(NONCE_LENGTH, Field::Nonce)?;
-        let mut nonce = [0; NONCE_LENGTH];
-        nonce.copy_from_slice(bytes);
-        Ok(nonce)
+/// A two-byte length in 1 to [`MAX_TOKEN_LENGTH`] and the token.
+fn write_token(writer: &mut Writer, field: Field, token: &[u8]) -> Result<(), EncodeError> {
+    writer.prefixed(
+        LengthWidth::Two,
+        field,
+        token,
+        1,
+        MAX_TOKEN_LENGTH,
+        TOKEN_LENGTH,
+    )
+}
+
+/// Reads certificate mode's fields, naming the field and the mode-data offset where it starts
+/// in every error.
+struct FieldReader<'a> {
+    message: MessageType,
+    bytes: &'a [u8],
+    /// Bytes of the mode data read so far.
+    offset: usize,
+}
+
+impl<'a> FieldReader<'a> {
+    fn new(message: MessageType, bytes: &'a [u8]) -> Self {
+        FieldReader {
+            message,
+            bytes,
+            offset: 0,
+        }
+    }
+
+    fn error(&self, field: Field, offset: usize, problem: FieldProblem) -> DecodeError {
+        DecodeError::ModeField {
+            message: self.message,
+            field,
+            offset,
+            problem,
+        }
+    }
+
+    /// `count` bytes of `field`, which starts here.
+    fn take(&mut self, count: usize, field: Field) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() < count {
+            return Err(self.error(field, self.offset, FieldProblem::Truncated));
+        }
+        let (taken, rest) = self.bytes.split_at(count);
+        self.bytes = rest;
+        self.offset += count;
+        Ok(taken)
+    }
+
+    fn u8(&mut self, field: Field) -> Result<u8, DecodeError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    /// A two-byte big-endian length in `lengths`, then that many bytes.
+    fn prefixed(
+        &mut self,
+        length_field: Field,
+        field: Field,
+        lengths: RangeInclusive<usize>,
+        allowed: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
+        let length_at = self.offset;
+        let bytes = self.take(2, length_field)?;
+        let length = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+        if !lengths.contains(&length) {
+            return Err(self.error(
+                length_field,
+                length_at,
+                FieldProblem::Length {
+                    found: length,
+                    allowed,
+                },
+            ));
+        }
+        self.take(length, field)
+    }
+
+    /// A token: a two-byte length in 1 to [`MAX_TOKEN_LENGTH`], then the token.
+    fn token(&mut self, length_field: Field, field: Field) -> Result<&'a [u8], DecodeError> {
+        self.prefixed(length_field, field, 1..=MAX_TOKEN_LENGTH, TOKEN_LENGTH)
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.bytes.len() {
+            0 => Ok(()),
+            count => Err(self.error(
+                Field::ModeData,
+                self.offset,
+                FieldProblem::TrailingBytes { count },
+            )),
+        }
     }
 }
 
@@ -261,9 +376,9 @@ impl ModeRules for Certificate {
         true
     }
 
-    /// Only with a KDH certificate to send in WELCOME.
+    /// Only with a KDH credential token to send in WELCOME.
     fn appliance_can_serve(&self, config: &ApplianceConfig, _terminal: &TerminalIdentity) -> bool {
-        !config.kdh_certificate.is_empty()
+        !config.kdh_credential_token.is_empty()
     }
 
     fn welcome_data(
@@ -272,7 +387,7 @@ impl ModeRules for Certificate {
         _terminal: &TerminalIdentity,
     ) -> Result<Vec<u8>, EncodeError> {
         CertificateWelcome {
-            kdh_certificate: config.kdh_certificate.clone(),
+            kdh_credential_token: config.kdh_credential_token.clone(),
         }
         .encode()
     }
@@ -285,8 +400,8 @@ impl ModeRules for Certificate {
         None
     }
 
-    /// Decodes the nonce and device certificate (the adapter verifies the certificate), then
-    /// counts the request against the port's limit: each one costs a KDH signature.
+    /// Decodes the pass and the tokens (the adapter parses and checks them), then counts the
+    /// request against the port's limit: each one costs a KDH signature.
     fn accept_request(
         &self,
         config: &ApplianceConfig,
@@ -310,13 +425,13 @@ impl ModeRules for Certificate {
         Ok(ModeRequest::Certificate(request))
     }
 
-    /// Only with a device certificate to send in KEY_REQUEST.
+    /// Only with a KRD credential token to send in KEY_REQUEST.
     fn terminal_can_run(&self, config: &TerminalConfig) -> bool {
-        !config.device_certificate.is_empty()
+        !config.krd_credential_token.is_empty()
     }
 
-    /// The transport key plays no part: the appliance proves itself with its KDH certificate
-    /// instead, which the caller verifies before the terminal asks for a key.
+    /// The transport key plays no part: the appliance proves itself with its KDH credential
+    /// token instead, which the caller checks before the terminal asks for a key.
     fn check_welcome(
         &self,
         _config: &TerminalConfig,
@@ -331,26 +446,34 @@ impl ModeRules for Certificate {
         Ok(AfterWelcome::VerifyAppliance(
             TerminalAction::VerifyAppliance {
                 device_id: welcome.device_id.clone(),
-                kdh_certificate: certificate.kdh_certificate,
+                kdh_credential_token: certificate.kdh_credential_token,
             },
         ))
     }
 
-    /// The nonce and the device certificate. The nonce is made when the appliance is verified,
-    /// before any KEY_REQUEST; without one the request carries nothing.
+    /// The pass, the random number token and the KRD credential token. The freshness is chosen
+    /// when the appliance is verified, before any KEY_REQUEST; without it the request carries
+    /// nothing.
     fn request_data(
         &self,
         config: &TerminalConfig,
-        nonce: Option<[u8; NONCE_LENGTH]>,
+        freshness: Option<&CertificateFreshness>,
     ) -> Result<Vec<u8>, EncodeError> {
-        match nonce {
-            Some(nonce) => CertificateRequest {
-                nonce,
-                device_certificate: config.device_certificate.clone(),
-            }
-            .encode(),
-            None => Ok(Vec::new()),
+        let Some(freshness) = freshness else {
+            return Ok(Vec::new());
+        };
+        let random_number_token = match freshness {
+            CertificateFreshness::OnePass => Vec::new(),
+            CertificateFreshness::TwoPass {
+                random_number_token,
+            } => random_number_token.clone(),
+        };
+        CertificateRequest {
+            pass: freshness.pass(),
+            random_number_token,
+            krd_credential_token: config.krd_credential_token.clone(),
         }
+        .encode()
     }
 
     fn open_delivery(
@@ -399,90 +522,4 @@ impl RequestRate {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::FieldProblem;
-
-    fn delivery() -> CertificateDelivery {
-        CertificateDelivery {
-            nonce: [7; NONCE_LENGTH],
-            encrypted_key: vec![1; 256],
-            signature: vec![2; 256],
-            crl: vec![3; 40],
-        }
-    }
-
-    #[test]
-    fn each_kind_round_trips() {
-        let welcome = CertificateWelcome {
-            kdh_certificate: vec![0x30; 900],
-        };
-        assert_eq!(
-            CertificateWelcome::decode(&welcome.encode().unwrap()).unwrap(),
-            welcome
-        );
-        let request = CertificateRequest {
-            nonce: [9; NONCE_LENGTH],
-            device_certificate: vec![0x30; 1200],
-        };
-        assert_eq!(
-            CertificateRequest::decode(&request.encode().unwrap()).unwrap(),
-            request
-        );
-        let mut delivery = delivery();
-        assert_eq!(
-            CertificateDelivery::decode(&delivery.encode().unwrap()).unwrap(),
-            delivery
-        );
-        delivery.crl.clear();
-        assert_eq!(
-            CertificateDelivery::decode(&delivery.encode().unwrap()).unwrap(),
-            delivery
-        );
-    }
-
-    #[test]
-    fn every_truncation_and_extension_is_refused_with_the_field_named() {
-        let bytes = delivery().encode().unwrap();
-        for cut in 0..bytes.len() {
-            let error = CertificateDelivery::decode(&bytes[..cut]).unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    DecodeError::Field {
-                        problem: FieldProblem::Truncated,
-                        ..
-                    }
-                ),
-                "cut at {cut}: {error}"
-            );
-        }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        let error = CertificateDelivery::decode(&longer).unwrap_err();
-        assert_eq!(error.field(), Some(Field::Payload), "{error}");
-    }
-
-    #[test]
-    fn lengths_outside_the_limits_are_refused_both_ways() {
-        let empty_certificate = CertificateRequest {
-            nonce: [0; NONCE_LENGTH],
-            device_certificate: Vec::new(),
-        };
-        let error = empty_certificate.encode().unwrap_err();
-        assert!(error.to_string().contains("device certificate"), "{error}");
-        let mut bytes = [0u8; NONCE_LENGTH].to_vec();
-        bytes.extend_from_slice(&0u16.to_be_bytes());
-        let error = CertificateRequest::decode(&bytes).unwrap_err();
-        assert_eq!(error.field(), Some(Field::DeviceCertificateLength));
-        assert!(error.to_string().contains("1 to 3072 bytes"), "{error}");
-
-        let mut oversized = delivery();
-        oversized.signature = vec![0; MAX_RSA_BLOCK_LENGTH + 1];
-        let error = oversized.encode().unwrap_err();
-        assert!(error.to_string().contains("signature"), "{error}");
-        let mut big_crl = delivery();
-        big_crl.crl = vec![0; MAX_CRL_LENGTH + 1];
-        assert!(big_crl.encode().is_err());
-    }
-}
+mod tests;

@@ -27,7 +27,7 @@ pub mod certificate;
 pub mod profile;
 mod tr31;
 
-use certificate::{CertificateDelivery, CertificateRequest, NONCE_LENGTH};
+use certificate::{CertificateDelivery, CertificateFreshness, CertificateRequest};
 use profile::Profile;
 
 /// The rules of an implemented mode, for both sessions.
@@ -42,7 +42,7 @@ pub(crate) trait ModeRules: Sync {
     // The appliance's side.
 
     /// Whether the appliance can run this mode with `config` for `terminal`, beyond listing it
-    /// (certificate mode: a KDH certificate is installed; profile mode: a profile is offered to
+    /// (certificate mode: a KDH credential token is installed; profile mode: a profile is offered to
     /// the terminal's model).
     fn appliance_can_serve(&self, config: &ApplianceConfig, terminal: &TerminalIdentity) -> bool;
 
@@ -73,8 +73,8 @@ pub(crate) trait ModeRules: Sync {
 
     // The terminal's side.
 
-    /// Whether the terminal can run this mode with `config` (certificate mode: it has a device
-    /// certificate).
+    /// Whether the terminal can run this mode with `config` (certificate mode: it has a KRD
+    /// credential token).
     fn terminal_can_run(&self, config: &TerminalConfig) -> bool;
 
     /// What the terminal does on a WELCOME choosing this mode: go on to the key, have the
@@ -85,12 +85,12 @@ pub(crate) trait ModeRules: Sync {
         welcome: &Welcome,
     ) -> Result<AfterWelcome, TerminalAbort>;
 
-    /// KEY_REQUEST's mode data. `nonce` is the one the caller made when it verified the
+    /// KEY_REQUEST's mode data. `freshness` is what the caller chose when it verified the
     /// appliance ([`AfterWelcome::VerifyAppliance`]); `None` in modes without that step.
     fn request_data(
         &self,
         config: &TerminalConfig,
-        nonce: Option<[u8; NONCE_LENGTH]>,
+        freshness: Option<&CertificateFreshness>,
     ) -> Result<Vec<u8>, EncodeError>;
 
     /// KEY_DELIVERY's mode data, as [`TerminalAction::InstallKey`]'s `certificate`; or why the
@@ -123,8 +123,9 @@ pub(crate) fn carries_mode_data(mode_id: u8) -> bool {
 pub enum ModeRequest {
     /// The master key as a TR-31 key block under the transport key.
     Tr31,
-    /// Certificate mode: the adapter verifies the device certificate before reserving, and
-    /// answers with the key under an ephemeral key for this nonce.
+    /// Certificate mode: the adapter checks the KRD credential token (the device certificate)
+    /// and the random number token before reserving, and answers with a TR-34 key token for
+    /// them (two-pass: bound to the token's nonce; one-pass: with a signing time).
     Certificate(CertificateRequest),
     /// Profile mode: the profile's master key, delivered as in tr31 mode (a TR-31 key block
     /// under the transport key); the DUKPT keys that follow have their own actions.

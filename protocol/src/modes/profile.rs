@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use keymother_domain::KeyAlgorithm;
 
-use super::certificate::{CertificateDelivery, NONCE_LENGTH};
+use super::certificate::{CertificateDelivery, CertificateFreshness};
 use super::tr31::{check_transport_key, refuse_delivery_mode_data};
 use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, TerminalAbort};
 use crate::appliance::{ApplianceConfig, TerminalIdentity};
@@ -425,7 +425,7 @@ impl ModeRules for ProfileMode {
     fn request_data(
         &self,
         _config: &TerminalConfig,
-        _nonce: Option<[u8; NONCE_LENGTH]>,
+        _freshness: Option<&CertificateFreshness>,
     ) -> Result<Vec<u8>, EncodeError> {
         Ok(Vec::new())
     }

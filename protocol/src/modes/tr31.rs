@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::certificate::{CertificateDelivery, NONCE_LENGTH};
+use super::certificate::{CertificateDelivery, CertificateFreshness};
 use super::profile::Profile;
 use super::{AfterWelcome, ModeRequest, ModeRules, PortState, RequestRefusal, TerminalAbort};
 use crate::appliance::{ApplianceConfig, TerminalIdentity};
@@ -71,7 +71,7 @@ impl ModeRules for Tr31 {
     fn request_data(
         &self,
         _config: &TerminalConfig,
-        _nonce: Option<[u8; NONCE_LENGTH]>,
+        _freshness: Option<&CertificateFreshness>,
     ) -> Result<Vec<u8>, EncodeError> {
         Ok(Vec::new())
     }

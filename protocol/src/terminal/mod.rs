@@ -4,9 +4,9 @@
 //! frame when no valid response arrives within the response timeout (or at once on NAK), and
 //! gives up cleanly after `max_retries` retransmissions. Key installation is left to the caller
 //! ([`TerminalAction::InstallKey`], answered with [`TerminalSession::handle_key_installed`]), and
-//! so is certificate mode's cryptography: checking the appliance's KDH certificate and making a
-//! nonce ([`TerminalAction::VerifyAppliance`], answered with
-//! [`TerminalSession::handle_appliance_verified`]), and checking the signed delivery. In profile
+//! so is certificate mode's cryptography: checking the appliance's KDH credential token and
+//! making the random number token ([`TerminalAction::VerifyAppliance`], answered with
+//! [`TerminalSession::handle_appliance_verified`]), and opening the TR-34 key token. In profile
 //! mode the caller installs each DUKPT initial key too ([`TerminalAction::InstallDukptKey`],
 //! answered with [`TerminalSession::handle_dukpt_installed`]).
 //!
@@ -17,7 +17,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::certificate::{CertificateDelivery, NONCE_LENGTH};
+use crate::certificate::{CertificateDelivery, CertificateFreshness};
 use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::{FrameDecoder, FrameRejection};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
@@ -44,9 +44,9 @@ pub struct TerminalConfig {
     /// The check value of the transport key installed in the terminal; in tr31 mode WELCOME
     /// must carry the same.
     pub ttk_kcv: Vec<u8>,
-    /// The terminal's device certificate (DER) for certificate mode; empty when it has none, and
-    /// then certificate mode is not offered.
-    pub device_certificate: Vec<u8>,
+    /// The terminal's KRD credential token (TR-34 CT_KRD, DER: its device certificate) for
+    /// certificate mode; empty when it has none, and then certificate mode is not offered.
+    pub krd_credential_token: Vec<u8>,
     pub response_timeout: Duration,
     /// Retransmissions of one request before giving up.
     pub max_retries: u32,
@@ -83,8 +83,9 @@ pub enum InstallRefusal {
     DoesNotUnwrap(String),
     /// The unwrapped key's check value is not the delivered KCV.
     KcvMismatch,
-    /// Certificate mode: the delivery is not authentic (another nonce, a bad signature, a
-    /// revoked KDH, an encrypted key that does not decrypt); the text says which.
+    /// Certificate mode: the key token is not authentic (not signed by the KDH of WELCOME, a
+    /// bad signature, another nonce or a stale signing time, a revoked KDH, another recipient,
+    /// a header other than the key block field's); the text says which.
     NotAuthentic(String),
 }
 
@@ -181,16 +182,18 @@ pub enum TerminalEvent {
 pub enum TerminalAction {
     /// Write these bytes to the port.
     Send(Vec<u8>),
-    /// Certificate mode: verify the appliance's KDH certificate against the KDH CA, and if it
-    /// holds make a fresh random nonce (kept for checking the delivery); then call
-    /// [`TerminalSession::handle_appliance_verified`].
+    /// Certificate mode: check the KDH certificate in the appliance's KDH credential token
+    /// (TR-34 CT_KDH) against the KDH CA and the token's CRL, and if it holds choose one-pass
+    /// or two-pass (two-pass: make a fresh random nonce, kept for checking the key token, and
+    /// its random number token); then call [`TerminalSession::handle_appliance_verified`].
     VerifyAppliance {
         device_id: String,
-        kdh_certificate: Vec<u8>,
+        kdh_credential_token: Vec<u8>,
     },
-    /// Unwrap the key block (tr31: under the transport key; certificate mode: check the
-    /// delivery's nonce and signature, decrypt the ephemeral key, unwrap under it), install the
-    /// key, then call [`TerminalSession::handle_key_installed`].
+    /// Unwrap the key block (tr31: under the transport key; certificate mode: `key_block` is
+    /// the TR-34 key block header, and the key is in the key token: check its KDH signature,
+    /// nonce or signing time and recipient, unwrap it, compare its signed header with
+    /// `key_block`), install the key, then call [`TerminalSession::handle_key_installed`].
     InstallKey {
         key_index: u32,
         key_block: String,
@@ -268,9 +271,9 @@ pub struct TerminalSession {
     config: TerminalConfig,
     /// The mode WELCOME chose.
     mode: Option<&'static dyn ModeRules>,
-    /// Certificate mode, resuming: the nonce made after verifying the appliance, reused if
-    /// the appliance has no record of the held key and a new one must be requested.
-    resume_nonce: Option<[u8; NONCE_LENGTH]>,
+    /// Certificate mode, resuming: the freshness chosen after verifying the appliance, reused
+    /// if the appliance has no record of the held key and a new one must be requested.
+    resume_freshness: Option<CertificateFreshness>,
     /// Confirming a key from an earlier session (see [`TerminalConfig::unconfirmed_key`]).
     resuming: bool,
     /// Profile mode: the profile WELCOME offered, and its keys confirmed so far.
@@ -290,7 +293,7 @@ impl TerminalSession {
         TerminalSession {
             config,
             mode: None,
-            resume_nonce: None,
+            resume_freshness: None,
             resuming: false,
             profile: None,
             decoder: FrameDecoder::new(DEFAULT_INTER_BYTE_TIMEOUT),
@@ -357,40 +360,40 @@ impl TerminalSession {
     }
 
     /// The rules of `mode` if this terminal can run it: implemented, and ready by the mode's
-    /// own terms (certificate mode: a device certificate).
+    /// own terms (certificate mode: a KRD credential token).
     fn runnable(&self, mode: Mode) -> Option<&'static dyn ModeRules> {
         modes::rules(mode).filter(|rules| rules.terminal_can_run(&self.config))
     }
 
     /// Confirms the key held from an earlier session (see [`TerminalConfig::unconfirmed_key`]),
-    /// or sends KEY_REQUEST; `nonce` as for [`request_key`](Self::request_key).
+    /// or sends KEY_REQUEST; `freshness` as for [`request_key`](Self::request_key).
     fn confirm_held_key_or_request(
         &mut self,
         mode: &'static dyn ModeRules,
-        nonce: Option<[u8; NONCE_LENGTH]>,
+        freshness: Option<CertificateFreshness>,
         now: Duration,
         actions: &mut Actions,
     ) {
         if let Some((key_index, kcv)) = self.config.unconfirmed_key.clone() {
             self.resuming = true;
             self.stage = Stage::Installing { key_index };
-            self.resume_nonce = nonce;
+            self.resume_freshness = freshness;
             actions.extend(self.handle_key_installed(Ok(kcv), now));
         } else {
-            self.request_key(mode, nonce, now, actions);
+            self.request_key(mode, freshness.as_ref(), now, actions);
         }
     }
 
-    /// Sends KEY_REQUEST in the negotiated mode (certificate mode: with the nonce made when the
-    /// appliance was verified).
+    /// Sends KEY_REQUEST in the negotiated mode (certificate mode: with the pass and random
+    /// number token chosen when the appliance was verified).
     fn request_key(
         &mut self,
         mode: &'static dyn ModeRules,
-        nonce: Option<[u8; NONCE_LENGTH]>,
+        freshness: Option<&CertificateFreshness>,
         now: Duration,
         actions: &mut Actions,
     ) {
-        let mode_data = match mode.request_data(&self.config, nonce) {
+        let mode_data = match mode.request_data(&self.config, freshness) {
             Ok(mode_data) => mode_data,
             Err(error) => {
                 return self.finish(
@@ -409,11 +412,12 @@ impl TerminalSession {
         self.send_request(&request, now, actions);
     }
 
-    /// The caller's answer to [`TerminalAction::VerifyAppliance`]: `Ok` with a fresh nonce when
-    /// the KDH certificate holds, `Err` with the reason when it does not (the session aborts).
+    /// The caller's answer to [`TerminalAction::VerifyAppliance`]: `Ok` with the freshness it
+    /// chose (two-pass: with its fresh random number token) when the KDH credential token
+    /// holds, `Err` with the reason when it does not (the session aborts).
     pub fn handle_appliance_verified(
         &mut self,
-        outcome: Result<[u8; NONCE_LENGTH], String>,
+        outcome: Result<CertificateFreshness, String>,
         now: Duration,
     ) -> Vec<TerminalAction> {
         let mut actions = Vec::new();
@@ -421,11 +425,11 @@ impl TerminalSession {
             return actions;
         }
         match outcome {
-            Ok(nonce) => {
+            Ok(freshness) => {
                 // The appliance is authentic: confirm the key from an earlier session, or ask
                 // for one. (WELCOME chose the mode before asking for the verification.)
                 if let Some(mode) = self.mode {
-                    self.confirm_held_key_or_request(mode, Some(nonce), now, &mut actions);
+                    self.confirm_held_key_or_request(mode, Some(freshness), now, &mut actions);
                 }
             }
             Err(why) => self.abort(

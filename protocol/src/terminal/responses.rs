@@ -138,8 +138,8 @@ impl TerminalSession {
             // The appliance has no record of giving us the key we hold: ask for one.
             self.resuming = false;
             if let Some(mode) = self.mode {
-                let nonce = self.resume_nonce.take();
-                self.request_key(mode, nonce, now, actions);
+                let freshness = self.resume_freshness.take();
+                self.request_key(mode, freshness.as_ref(), now, actions);
             }
             return;
         }

@@ -41,7 +41,7 @@ pub fn appliance_config() -> ApplianceConfig {
         ttk_kcv: TTK_KCV.to_vec(),
         modes: vec![Mode::Tr31],
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        kdh_certificate: Vec::new(),
+        kdh_credential_token: Vec::new(),
         certificate_requests_per_minute: 0,
         profiles: Vec::new(),
     }
@@ -61,7 +61,7 @@ pub fn terminal_config(hardware_serial: &str) -> TerminalConfig {
         max_retries: DEFAULT_MAX_RETRIES,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: Vec::new(),
+        krd_credential_token: Vec::new(),
     }
 }
 
