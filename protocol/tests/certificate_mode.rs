@@ -439,10 +439,10 @@ fn malformed_certificate_mode_data_is_refused_naming_the_field_and_offset() {
     // A pass byte that is neither one-pass nor two-pass.
     let error = refusal_of(vec![3, 0, 0, 0, 1, 0x30]);
     assert_eq!(error.code, ErrorCode::MALFORMED_MESSAGE);
-    assert!(
-        error.detail.contains("pass at mode-data offset 0"),
-        "{}",
-        error.detail
+    // The example docs/PROTOCOL.md 9.1.1 gives.
+    assert_eq!(
+        error.detail,
+        "KEY_REQUEST pass at mode-data offset 0: 3 is not allowed (1 (one-pass) or 2 (two-pass))"
     );
     // One-pass with a random number token.
     let error = refusal_of(vec![1, 0, 2, 0xAB, 0xCD, 0, 1, 0x30]);

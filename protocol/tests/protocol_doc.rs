@@ -690,3 +690,28 @@ fn hand_written_message_headings_carry_the_right_type_ids() {
         );
     }
 }
+
+/// The certificate-mode example's key block header is the TR-31 header section 9.1.3
+/// describes: K0, AES, mode of use D, key version 00, exportability N, one proprietary block
+/// "01" holding the key index in eight digits, and length digits counting the header alone.
+#[test]
+fn the_tr34_key_block_header_example_is_the_documented_tr31_header() {
+    use keymother_crypto::tr31::{Algorithm, Exportability, Header, KeyUsage, ModeOfUse};
+    let header: Header = EXAMPLE_TR34_HEADER.parse().unwrap();
+    assert_eq!(header.key_usage, KeyUsage::KeyEncryption);
+    assert_eq!(header.algorithm, Algorithm::Aes);
+    assert_eq!(header.mode_of_use, ModeOfUse::DecryptOnly);
+    assert_eq!(header.exportability, Exportability::NonExportable);
+    assert_eq!(header.key_version.to_string(), "00");
+    assert_eq!(header.optional_blocks.len(), 1);
+    let block = header.optional_block("01").unwrap();
+    assert_eq!(block.data_text(), format!("{EXAMPLE_KEY_INDEX:08}"));
+    // `Header`'s text writes 0000 for the length; the protocol's header counts itself.
+    let text = header.to_string();
+    assert_eq!(text.len(), EXAMPLE_TR34_HEADER.len());
+    assert_eq!(&EXAMPLE_TR34_HEADER[1..5], format!("{:04}", text.len()));
+    assert_eq!(
+        format!("{}{}{}", &text[..1], &EXAMPLE_TR34_HEADER[1..5], &text[5..]),
+        EXAMPLE_TR34_HEADER
+    );
+}
