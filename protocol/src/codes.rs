@@ -228,7 +228,9 @@ impl AbortReason {
             AbortReason::UNEXPECTED_RESPONSE => "a response was malformed or not acceptable",
             AbortReason::CANCELLED => "cancelled at the terminal",
             AbortReason::CERTIFICATE_REFUSED => "the appliance's KDH certificate was refused",
-            AbortReason::DELIVERY_NOT_AUTHENTIC => "the certificate-mode key token is not authentic",
+            AbortReason::DELIVERY_NOT_AUTHENTIC => {
+                "the certificate-mode key token is not authentic"
+            }
             _ => return None,
         })
     }

@@ -176,9 +176,7 @@ impl DecodeError {
     /// The field at fault, if the error is about one.
     pub fn field(&self) -> Option<Field> {
         match self {
-            DecodeError::Field { field, .. } | DecodeError::ModeField { field, .. } => {
-                Some(*field)
-            }
+            DecodeError::Field { field, .. } | DecodeError::ModeField { field, .. } => Some(*field),
             DecodeError::UnsupportedVersion(_) => Some(Field::ProtocolVersion),
             DecodeError::UnknownType(_) => None,
         }

@@ -61,12 +61,12 @@ pub struct CertificateRefusal {
 
 /// Longest token of any kind: KDH credential token, KRD credential token, key token.
 ///
-/// 3584 bytes, so that every message fits the 4094-byte payload with its longest token: WELCOME
-/// takes at most 1 + 1 + 1 + 32 + 1 + 5 + 2 + 3584 = 3627 bytes, KEY_REQUEST at most 1 + 1 + 2
-/// + 64 + 2 + 3584 = 3654, and KEY_DELIVERY 4 + 2 + *b* + 1 + 5 + 2 + 3584 = 3598 + *b*,
-/// which leaves up to 496 characters for the key block header (ours is 28). 3584 bytes holds a
-/// credential token with an RSA-4096 certificate and a CRL of a few dozen entries, and a key
-/// token for RSA-4096 KDH and KRD keys with such a CRL.
+/// 3584 bytes, so that every message fits the 4094-byte payload with its longest token:
+/// WELCOME takes at most 1 + 1 + 1 + 32 + 1 + 5 + 2 + 3584 = 3627 bytes, KEY_REQUEST at most
+/// 1 + 1 + 2 + 64 + 2 + 3584 = 3654, and KEY_DELIVERY 4 + 2 + *b* + 1 + 5 + 2 + 3584 =
+/// 3598 + *b*, which leaves up to 496 characters for the key block header (ours is 28). 3584
+/// bytes hold a credential token with an RSA-4096 certificate and a CRL of a few dozen
+/// entries, and a key token for RSA-4096 KDH and KRD keys with such a CRL.
 pub const MAX_TOKEN_LENGTH: usize = 3584;
 /// Longest random number token (an id-randomNonce attribute with a 32-byte nonce, the longest
 /// docs/PROTOCOL.md allows, takes 50 bytes).

@@ -89,8 +89,9 @@ fn a_pass_byte_other_than_1_or_2_is_refused_at_offset_0() {
 #[test]
 fn the_random_number_token_must_be_empty_exactly_when_one_pass() {
     // One-pass with a token.
-    let (field, offset, problem) =
-        located(CertificateRequest::decode(&request_bytes(1, &[0x30; 5], b"CT")));
+    let (field, offset, problem) = located(CertificateRequest::decode(&request_bytes(
+        1, &[0x30; 5], b"CT",
+    )));
     assert_eq!((field, offset), (Field::RandomNumberTokenLength, 1));
     assert!(matches!(problem, FieldProblem::Length { found: 5, .. }));
     // Two-pass without one.
@@ -100,8 +101,9 @@ fn the_random_number_token_must_be_empty_exactly_when_one_pass() {
     assert!(matches!(problem, FieldProblem::Length { found: 0, .. }));
     // Two-pass with one over the limit; at the limit it is accepted.
     let too_long = vec![0x30; MAX_RANDOM_NUMBER_TOKEN_LENGTH + 1];
-    let (field, offset, problem) =
-        located(CertificateRequest::decode(&request_bytes(2, &too_long, b"CT")));
+    let (field, offset, problem) = located(CertificateRequest::decode(&request_bytes(
+        2, &too_long, b"CT",
+    )));
     assert_eq!((field, offset), (Field::RandomNumberTokenLength, 1));
     assert!(matches!(problem, FieldProblem::Length { found: 65, .. }));
     let longest = vec![0x30; MAX_RANDOM_NUMBER_TOKEN_LENGTH];
@@ -122,9 +124,15 @@ fn token_lengths_outside_1_to_the_maximum_are_refused_where_the_length_starts() 
     let longest = vec![0x30; MAX_TOKEN_LENGTH];
     let too_long = vec![0x30; MAX_TOKEN_LENGTH + 1];
     for (token, found) in [(&[][..], 0), (&too_long[..], MAX_TOKEN_LENGTH + 1)] {
-        let (field, offset, problem) =
-            located(CertificateRequest::decode(&request_bytes(2, &[0x30; 26], token)));
-        assert_eq!((field, offset), (Field::KrdCredentialTokenLength, 1 + 2 + 26));
+        let (field, offset, problem) = located(CertificateRequest::decode(&request_bytes(
+            2,
+            &[0x30; 26],
+            token,
+        )));
+        assert_eq!(
+            (field, offset),
+            (Field::KrdCredentialTokenLength, 1 + 2 + 26)
+        );
         assert_eq!(
             problem,
             FieldProblem::Length {
@@ -139,9 +147,11 @@ fn token_lengths_outside_1_to_the_maximum_are_refused_where_the_length_starts() 
     }
     assert!(CertificateWelcome::decode(&prefixed(&longest)).is_ok());
     assert!(CertificateDelivery::decode(&prefixed(&longest)).is_ok());
-    let error = CertificateDelivery { key_token: too_long }
-        .encode()
-        .unwrap_err();
+    let error = CertificateDelivery {
+        key_token: too_long,
+    }
+    .encode()
+    .unwrap_err();
     assert!(error.to_string().contains("1 to 3584 bytes"), "{error}");
     assert!(
         CertificateWelcome {
