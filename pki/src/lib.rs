@@ -26,8 +26,8 @@
 //!
 //! Beside verification: [`keys`] (RSA private keys: generation, PKCS#8 clear and encrypted,
 //! certificate requests), [`login`] (operator login by challenge and signature),
-//! [`key_transport`] (certificate-mode delivery of a master key to a terminal) and [`builder`]
-//! (certificates and CRLs made by keymother).
+//! [`key_transport`] (certificate-mode delivery of a master key to a terminal), [`tr34`] (ASC X9
+//! TR 34-2019 tokens) and [`builder`] (certificates and CRLs made by keymother).
 
 mod anchors;
 mod certificate;
@@ -43,6 +43,7 @@ pub mod builder;
 pub mod key_transport;
 pub mod keys;
 pub mod login;
+pub mod tr34;
 #[doc(hidden)]
 pub mod testing;
 
