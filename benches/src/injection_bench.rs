@@ -15,8 +15,8 @@ use keymother_crypto::tr31::{KeyBlockProtectionKey, Version};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
-use keymother_pki::key_transport::{DeliveryContext, seal_for_terminal};
 use keymother_pki::testing::TestPki;
+use keymother_pki::tr34::{Freshness, KeyTokenInput, build_key_token};
 use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{CertificateIdentity, CountingLine, PtyLine, SoftwareKeyStore, inject};
@@ -165,8 +165,17 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
         .device_certificate("RSA0SHARE", &device_key.public_key())?;
     let anchors = bench.pki.anchors()?;
     let kdh_key = PrivateKey::generate(2048)?;
-    let master_key = SecretKey::generate(KeyAlgorithm::Tdes2Key)?;
     let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let kdh = bench.pki.issue(
+        Role::KeyDistributionHost,
+        Role::KeyDistributionHost,
+        "KDH RSA share",
+        &kdh_key.public_key(),
+        now - day,
+        now + day,
+    )?;
+    let master_key = SecretKey::generate(KeyAlgorithm::Tdes2Key)?;
     let started = Instant::now();
     let mut verified = None;
     for _ in 0..ROUNDS {
@@ -174,19 +183,23 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
     }
     let verify = started.elapsed() / ROUNDS;
     let verified = verified.context("no rounds")?;
-    let nonce = [7u8; 32];
+    let kdh = anchors.verify(Role::KeyDistributionHost, &kdh, now, None)?;
+    let nonce = [7u8; 16];
     let started = Instant::now();
     for index in 0..ROUNDS {
-        let context = DeliveryContext {
-            hardware_serial: "RSA0SHARE",
-            nonce: &nonce,
-            key_index: index,
+        let input = KeyTokenInput {
+            kdh_key: &kdh_key,
+            kdh: &kdh,
+            krd: &verified,
+            freshness: Freshness::TwoPass { nonce: &nonce },
+            key_index: KeyIndex::new(index).context("key index")?,
+            crl: &[],
         };
-        seal_for_terminal(&kdh_key, &verified, &context, &master_key, &[])?;
+        build_key_token(&input, &master_key)?;
     }
     let seal = started.elapsed() / ROUNDS;
     println!(
-        "RSA work per certificate-mode injection (timed apart, {ROUNDS} rounds): device certificate check {:.3} ms, seal (OAEP encrypt + blinded PSS sign + TR-31 wrap) {:.3} ms, together {:.3} ms",
+        "RSA work per certificate-mode injection (timed apart, {ROUNDS} rounds): device certificate check {:.3} ms, TR-34 key token (OAEP encrypt + PKCS#1 v1.5 sign + AES-CBC) {:.3} ms, together {:.3} ms",
         verify.as_secs_f64() * 1e3,
         seal.as_secs_f64() * 1e3,
         (verify + seal).as_secs_f64() * 1e3
@@ -560,7 +573,7 @@ fn run_port(
             max_retries: 3,
             unconfirmed_key: None,
             unconfirmed_dukpt: Vec::new(),
-            device_certificate: Vec::new(),
+            krd_credential_token: Vec::new(),
         };
         match inject(&mut line, config, &mut key_store)?.outcome {
             TerminalOutcome::Failed { reason } => bail!("injection failed: {reason}"),

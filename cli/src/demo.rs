@@ -608,7 +608,7 @@ fn demo_terminal(serial: &str, key_store: &SoftwareKeyStore) -> anyhow::Result<T
         max_retries: 5,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: Vec::new(),
+        krd_credential_token: Vec::new(),
     })
 }
 

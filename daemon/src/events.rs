@@ -320,6 +320,7 @@ fn certificate_words(problem: CertificateProblem) -> &'static str {
         CertificateProblem::NotSetUp => "mode not set up",
         CertificateProblem::ClockNotSet => "clock not set",
         CertificateProblem::BadSignature => "bad signature",
+        CertificateProblem::BadToken => "bad TR-34 token",
         CertificateProblem::Other => "see the journal",
     }
 }

@@ -250,7 +250,7 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
                 max_retries: 5,
                 unconfirmed_key: None,
                 unconfirmed_dukpt: Vec::new(),
-                device_certificate: Vec::new(),
+                krd_credential_token: Vec::new(),
             };
             match inject(line, config, &mut store).unwrap().outcome {
                 TerminalOutcome::Injected { smn, .. } => injected.push(smn.to_string()),

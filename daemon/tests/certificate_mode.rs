@@ -13,7 +13,8 @@ use keymother_daemon::{DaemonEvent, Settings};
 use keymother_pki::testing::{TestPki, pem, serial_of};
 use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{
-    CertificateDelivery, DecodeEvent, FrameDecoder, Message, Mode, TerminalConfig, TerminalOutcome,
+    CertificateDelivery, CertificatePass, DecodeEvent, FrameDecoder, Message, Mode, TerminalConfig,
+    TerminalOutcome,
 };
 use keymother_terminal::{CertificateIdentity, Line, PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::KeyState;
@@ -117,8 +118,18 @@ impl Bench {
         PrivateKey::from_pkcs8(&self.device_key_der, None).unwrap()
     }
 
-    /// A terminal that offers certificate mode only, with a good device certificate.
+    /// A terminal that offers certificate mode only, with a good device certificate, asking
+    /// for two-pass key tokens.
     fn terminal(&self, serial: &str) -> (TerminalConfig, SoftwareKeyStore) {
+        self.terminal_asking(serial, CertificatePass::TwoPass)
+    }
+
+    /// A terminal that offers certificate mode only, asking for `pass` key tokens.
+    fn terminal_asking(
+        &self,
+        serial: &str,
+        pass: CertificatePass,
+    ) -> (TerminalConfig, SoftwareKeyStore) {
         let key = self.device_key();
         let certificate = self
             .pki
@@ -129,7 +140,8 @@ impl Bench {
             &certificate,
             self.pki.ca_certificate(Role::KeyDistributionHost),
         )
-        .unwrap();
+        .unwrap()
+        .with_pass(pass);
         let mut config = self.appliance.terminal(serial);
         config.modes = vec![Mode::Certificate];
         (
@@ -179,10 +191,13 @@ fn several_terminals_at_once_get_their_keys_in_certificate_mode() {
         .into_iter()
         .enumerate()
         .map(|(port, line)| {
-            let terminals = (0..2)
-                .map(|round| {
+            // Two-pass key tokens (a nonce), then one-pass ones (a signing time).
+            let terminals = [CertificatePass::TwoPass, CertificatePass::OnePass]
+                .into_iter()
+                .enumerate()
+                .map(|(round, pass)| {
                     let serial = format!("CM{port}{round}X");
-                    let (config, store) = bench.terminal(&serial);
+                    let (config, store) = bench.terminal_asking(&serial, pass);
                     (serial, config, store)
                 })
                 .collect();
@@ -243,7 +258,7 @@ fn several_terminals_at_once_get_their_keys_in_certificate_mode() {
 fn refused_device_certificate(bench: &mut Bench, serial: &str, certificate: Vec<u8>) -> String {
     let available = bench.untouched_keys();
     let (mut config, mut store) = bench.terminal(serial);
-    config.device_certificate = certificate;
+    config.krd_credential_token = keymother_pki::tr34::krd_credential_token(&certificate).unwrap();
     let outcome = inject(&mut bench.lines[0], config, &mut store)
         .unwrap()
         .outcome;
@@ -508,25 +523,46 @@ fn tampered(bench: &mut Bench, serial: &str, tamper: impl FnMut(&mut Message)) -
 fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
     let mut bench = Bench::new(10, 1, &[]);
 
-    let reason = tampered(&mut bench, "NONCE001", |message| {
-        in_delivery(message, &mut |fields| fields.nonce[0] ^= 0x80)
-    });
-    assert!(reason.contains("another nonce"), "{reason}");
-
+    // The signature is the token's last bytes.
     let reason = tampered(&mut bench, "SIGN0001", |message| {
-        in_delivery(message, &mut |fields| fields.signature[17] ^= 0x01)
+        in_delivery(message, &mut |fields| {
+            let last = fields.key_token.len() - 17;
+            fields.key_token[last] ^= 0x01;
+        })
     });
     assert!(reason.contains("signature does not verify"), "{reason}");
 
+    // Every byte of the token is covered: a flip in the enveloped key block (the middle of
+    // the token) is caught before anything is decrypted.
     let reason = tampered(&mut bench, "KEYBLK01", |message| {
+        in_delivery(message, &mut |fields| {
+            let middle = fields.key_token.len() / 3;
+            fields.key_token[middle] ^= 0x01;
+        })
+    });
+    assert!(
+        reason.contains("not authentic") && reason.contains("messageDigest"),
+        "{reason}"
+    );
+
+    // The header KEY_DELIVERY announces must be the one the token signs.
+    let reason = tampered(&mut bench, "HEADER01", |message| {
         if let Message::KeyDelivery(delivery) = message {
-            // One character of the key block, inside the ciphertext.
-            let mut bytes = delivery.key_block.clone().into_bytes();
-            bytes[40] = if bytes[40] == b'0' { b'1' } else { b'0' };
-            delivery.key_block = String::from_utf8(bytes).unwrap();
+            delivery.key_block = delivery.key_block.replacen("K0", "P0", 1);
         }
     });
-    assert!(reason.contains("not authentic"), "{reason}");
+    assert!(
+        reason.contains("not the one the key token signs"),
+        "{reason}"
+    );
+
+    // Another key index than the token binds.
+    let reason = tampered(&mut bench, "INDEX001", |message| {
+        if let Message::KeyDelivery(delivery) = message {
+            delivery.key_index ^= 1;
+        }
+    });
+    assert!(reason.contains("key index"), "{reason}");
 
     let reason = tampered(&mut bench, "KCVCONF1", |message| {
         if let Message::Confirm(confirm) = message {
@@ -566,8 +602,42 @@ fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
             .unwrap()
             .outcome
     };
-    assert!(failure(&outcome).contains("another nonce"), "{outcome}");
+    assert!(
+        failure(&outcome).contains("random number is not the one this device sent"),
+        "{outcome}"
+    );
     assert!(fresh_store.installed().is_none());
+    assert_eq!(bench.used_keys_and_rows(), before);
+
+    // One-pass: a recorded key token replayed to the terminal that accepted it is refused by
+    // its signing time, which is not after the last one the terminal accepted.
+    let recorded = std::cell::RefCell::new(None);
+    let (config, mut store) = bench.terminal_asking("REPLAY02", CertificatePass::OnePass);
+    {
+        let mut middle = Middle::new(&mut bench.lines[0], |message| {
+            if let Message::KeyDelivery(delivery) = message {
+                *recorded.borrow_mut() = Some(delivery.clone());
+            }
+        });
+        let outcome = inject(&mut middle, config.clone(), &mut store)
+            .unwrap()
+            .outcome;
+        assert!(
+            matches!(outcome, TerminalOutcome::Injected { .. }),
+            "{outcome}"
+        );
+    }
+    let old = recorded.borrow().clone().unwrap();
+    let before = bench.used_keys_and_rows();
+    let outcome = {
+        let mut middle = Middle::new(&mut bench.lines[0], |message| {
+            if let Message::KeyDelivery(delivery) = message {
+                *delivery = old.clone();
+            }
+        });
+        inject(&mut middle, config, &mut store).unwrap().outcome
+    };
+    assert!(failure(&outcome).contains("a replay"), "{outcome}");
     assert_eq!(bench.used_keys_and_rows(), before);
 }
 
@@ -875,8 +945,11 @@ fn a_clock_nothing_vouches_for_refuses_device_certificates_with_nothing_reserved
     let rtc_class = bench.settings.clock.rtc_class.clone();
     std::fs::write(rtc_class.join("rtc0").join("hctosys"), "0\n").unwrap();
     bench.restart();
-    let (config, _) = bench.terminal("CLOCK001");
-    let reason = refused_device_certificate(&mut bench, "CLOCK001", config.device_certificate);
+    let certificate = bench
+        .pki
+        .device_certificate("CLOCK001", &bench.device_key().public_key())
+        .unwrap();
+    let reason = refused_device_certificate(&mut bench, "CLOCK001", certificate);
     assert!(reason.contains("clock not set"), "{reason}");
     // Vouched for again at the next boot: the same terminal gets its key.
     std::fs::write(rtc_class.join("rtc0").join("hctosys"), "1\n").unwrap();

@@ -26,8 +26,7 @@
 //!
 //! Beside verification: [`keys`] (RSA private keys: generation, PKCS#8 clear and encrypted,
 //! certificate requests), [`login`] (operator login by challenge and signature),
-//! [`key_transport`] (certificate-mode delivery of a master key to a terminal), [`tr34`] (ASC X9
-//! TR 34-2019 tokens) and [`builder`] (certificates and CRLs made by keymother).
+//! [`tr34`] (ASC X9 TR 34-2019 tokens: certificate-mode delivery of a master key to a terminal) and [`builder`] (certificates and CRLs made by keymother).
 
 mod anchors;
 mod certificate;
@@ -40,7 +39,6 @@ mod signature;
 mod validity;
 
 pub mod builder;
-pub mod key_transport;
 pub mod keys;
 pub mod login;
 #[doc(hidden)]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_pki::key_transport::{DeliveryContext, open_from_appliance, seal_for_terminal};
 use keymother_pki::login::{sign_login, verify_login};
+use keymother_pki::tr34::{
+    ExpectedFreshness, Freshness, KeyTokenInput, build_key_token, open_key_token,
+};
 use keymother_pki::{PrivateKey, Role};
 
 fn time<T>(label: &str, runs: u32, mut f: impl FnMut() -> T) {
@@ -71,24 +73,35 @@ fn timings() {
     let device_key = leaf_key("device");
     let device = verified(Role::TerminalDevice, "device.der");
     let kdh = verified(Role::KeyDistributionHost, "kdh.der");
-    let nonce = [1u8; 32];
-    let context = DeliveryContext {
-        hardware_serial: "123L013K",
-        nonce: &nonce,
-        key_index: 1,
-    };
+    let nonce = [1u8; 16];
     let master_key = SecretKey::generate(KeyAlgorithm::Tdes2Key).unwrap();
-    time("seal_for_terminal (OAEP encrypt + PSS sign)", 50, || {
-        seal_for_terminal(&kdh_key, &device, &context, &master_key, &[]).unwrap()
-    });
-    let sealed = seal_for_terminal(&kdh_key, &device, &context, &master_key, &[]).unwrap();
+    let input = KeyTokenInput {
+        kdh_key: &kdh_key,
+        kdh: &kdh,
+        krd: &device,
+        freshness: Freshness::TwoPass { nonce: &nonce },
+        key_index: keymother_domain::KeyIndex::new(1).unwrap(),
+        crl: &[],
+    };
     time(
-        "open_from_appliance (PSS verify + OAEP decrypt)",
+        "build_key_token (OAEP encrypt + PKCS#1 v1.5 sign)",
         50,
-        || {
-            open_from_appliance(&device_key, &kdh, &anchors, now(), &context, &sealed)
-                .unwrap()
-                .algorithm()
-        },
+        || build_key_token(&input, &master_key).unwrap(),
     );
+    let token = build_key_token(&input, &master_key).unwrap();
+    let device_certificate = fixture("device.der");
+    time("open_key_token (verify + OAEP decrypt)", 50, || {
+        open_key_token(
+            &device_key,
+            &device_certificate,
+            &kdh,
+            &anchors,
+            now(),
+            &ExpectedFreshness::TwoPass { nonce: &nonce },
+            &token.der,
+        )
+        .unwrap()
+        .key
+        .algorithm()
+    });
 }

@@ -1,12 +1,20 @@
-//! The reference terminal's certificate-mode identity: its device key pair and certificate, the KDH CA it was loaded with at manufacture, and the checks of PROTOCOL.md section 9.1.
+//! The reference terminal's certificate-mode identity, a TR-34 key receiving device (KRD): its device key pair and certificate, the KDH CA it was loaded with at manufacture, and the checks of PROTOCOL.md section 9.1.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use keymother_crypto::SecretKey;
-use keymother_pki::key_transport::{DeliveryContext, NONCE_LENGTH, SealedKey, open_from_appliance};
-use keymother_pki::{PkiError, PrivateKey, Role, TrustAnchors, VerifiedCertificate};
-use keymother_protocol::{CertificateDelivery, InstallRefusal};
+use keymother_pki::tr34::{self, ExpectedFreshness};
+use keymother_pki::{Crl, PkiError, PrivateKey, Role, TrustAnchors, VerifiedCertificate};
+use keymother_protocol::{
+    CertificateDelivery, CertificateFreshness, CertificatePass, InstallRefusal,
+};
+
+/// The length of the nonce the reference terminal puts in its random number token.
+pub const NONCE_LENGTH: usize = 16;
+
+/// How far a one-pass key token's signing time may be from the terminal's clock.
+pub const ONE_PASS_MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// Why a certificate-mode identity could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -21,15 +29,25 @@ pub enum IdentityError {
     Key(PkiError),
     #[error("the device key is not the key of the device certificate")]
     KeyMismatch,
+    #[error("the KRD credential token cannot be made: {0}")]
+    Token(String),
 }
 
 /// A terminal's certificate-mode identity. The private key zeroizes on drop; no Debug.
 pub struct CertificateIdentity {
     device_key: PrivateKey,
     device_certificate: Vec<u8>,
+    /// The TR-34 KRD credential token KEY_REQUEST carries: the device certificate.
+    krd_credential_token: Vec<u8>,
     kdh_ca: TrustAnchors,
-    /// The appliance's KDH certificate as verified in this session, and the nonce sent.
-    session: Option<(VerifiedCertificate, [u8; NONCE_LENGTH])>,
+    /// Which key token this terminal asks for.
+    pass: CertificatePass,
+    /// The appliance's KDH certificate as verified in this session, and the nonce sent
+    /// (two-pass; empty for one-pass).
+    session: Option<(VerifiedCertificate, Vec<u8>)>,
+    /// The signing time of the last one-pass key token accepted: an older or equal one is a
+    /// replay.
+    last_one_pass: Option<SystemTime>,
 }
 
 impl CertificateIdentity {
@@ -47,11 +65,16 @@ impl CertificateIdentity {
         if !device_key.matches_certificate(&device_certificate) {
             return Err(IdentityError::KeyMismatch);
         }
+        let krd_credential_token = tr34::krd_credential_token(&device_certificate)
+            .map_err(|error| IdentityError::Token(error.to_string()))?;
         Ok(CertificateIdentity {
             device_key,
             device_certificate,
+            krd_credential_token,
             kdh_ca,
+            pass: CertificatePass::TwoPass,
             session: None,
+            last_one_pass: None,
         })
     }
 
@@ -75,36 +98,85 @@ impl CertificateIdentity {
         CertificateIdentity::new(device_key, &read(certificate)?, &read(kdh_ca)?)
     }
 
-    /// The device certificate, DER, as sent in KEY_REQUEST.
+    /// Asks for one-pass key tokens (a signing time) instead of two-pass ones (a nonce).
+    pub fn with_pass(mut self, pass: CertificatePass) -> CertificateIdentity {
+        self.pass = pass;
+        self
+    }
+
+    /// The device certificate, DER.
     pub fn device_certificate(&self) -> &[u8] {
         &self.device_certificate
     }
 
-    /// Verifies the appliance's KDH certificate against the KDH CA at `now`, and makes the
-    /// nonce for this session's KEY_REQUEST.
-    pub fn verify_appliance(
-        &mut self,
-        kdh_certificate: &[u8],
-        now: SystemTime,
-    ) -> Result<[u8; NONCE_LENGTH], String> {
-        self.session = None;
-        let verified = self
-            .kdh_ca
-            .verify(Role::KeyDistributionHost, kdh_certificate, now, None)
-            .map_err(|error| error.to_string())?;
-        let mut nonce = [0u8; NONCE_LENGTH];
-        getrandom::fill(&mut nonce).map_err(|error| format!("no random nonce: {error}"))?;
-        self.session = Some((verified, nonce));
-        Ok(nonce)
+    /// The TR-34 KRD credential token, DER, as sent in KEY_REQUEST.
+    pub fn krd_credential_token(&self) -> &[u8] {
+        &self.krd_credential_token
     }
 
-    /// Checks and opens a certificate-mode delivery for `hardware_serial`: the nonce, the CRL,
-    /// the KDH signature, the encrypted ephemeral key, the key block and the KCV.
+    /// Checks the appliance's KDH credential token at `now`: its KDH certificate against the
+    /// KDH CA, with the token's CRL when it carries one (signed by the KDH CA, current, not
+    /// listing the KDH); then makes this session's freshness (two-pass: a nonce in a random
+    /// number token).
+    pub fn verify_appliance(
+        &mut self,
+        kdh_credential_token: &[u8],
+        now: SystemTime,
+    ) -> Result<CertificateFreshness, String> {
+        self.session = None;
+        let credential = tr34::parse_credential_token(kdh_credential_token)
+            .map_err(|error| format!("the KDH credential token: {error}"))?;
+        let [kdh_certificate] = credential.certificates.as_slice() else {
+            return Err(format!(
+                "the KDH credential token carries {} certificates; one, the KDH's, was expected",
+                credential.certificates.len()
+            ));
+        };
+        let crl = match credential.crls.as_slice() {
+            [] => None,
+            [crl] => Some(Crl::parse(crl).map_err(|error| format!("the KDH CA's CRL: {error}"))?),
+            more => {
+                return Err(format!(
+                    "the KDH credential token carries {} CRLs",
+                    more.len()
+                ));
+            }
+        };
+        let verified = self
+            .kdh_ca
+            .verify(
+                Role::KeyDistributionHost,
+                kdh_certificate,
+                now,
+                crl.as_ref(),
+            )
+            .map_err(|error| error.to_string())?;
+        let (nonce, freshness) = match self.pass {
+            CertificatePass::OnePass => (Vec::new(), CertificateFreshness::OnePass),
+            CertificatePass::TwoPass => {
+                let mut nonce = vec![0u8; NONCE_LENGTH];
+                getrandom::fill(&mut nonce).map_err(|error| format!("no random nonce: {error}"))?;
+                let random_number_token = tr34::random_number_token(&nonce)
+                    .map_err(|error| format!("the random number token: {error}"))?;
+                (
+                    nonce,
+                    CertificateFreshness::TwoPass {
+                        random_number_token,
+                    },
+                )
+            }
+        };
+        self.session = Some((verified, nonce));
+        Ok(freshness)
+    }
+
+    /// Opens a TR-34 key token (PROTOCOL.md 9.1.4): signer, CRL, signature, nonce or signing
+    /// time, recipient, the content key and the key block; then the header the delivery
+    /// announced, the key index it names and the KCV.
     pub fn open(
-        &self,
-        hardware_serial: &str,
+        &mut self,
         key_index: u32,
-        key_block: &str,
+        key_block_header: &str,
         kcv: &[u8],
         delivery: &CertificateDelivery,
         now: SystemTime,
@@ -114,28 +186,47 @@ impl CertificateIdentity {
                 "no KDH certificate was verified in this session".to_owned(),
             ));
         };
-        let context = DeliveryContext {
-            hardware_serial,
-            nonce,
-            key_index,
-        };
-        let sealed = SealedKey {
-            key_block: key_block.to_owned(),
-            kcv: kcv.to_vec(),
-            nonce: delivery.nonce,
-            encrypted_key: delivery.encrypted_key.clone(),
-            signature: delivery.signature.clone(),
-            crl: delivery.crl.clone(),
-        };
-        open_from_appliance(&self.device_key, kdh, &self.kdh_ca, now, &context, &sealed).map_err(
-            |error| {
-                use keymother_pki::key_transport::KeyTransportError as Refused;
-                match error {
-                    Refused::KeyBlock(why) => InstallRefusal::DoesNotUnwrap(why),
-                    Refused::KcvMismatch => InstallRefusal::KcvMismatch,
-                    other => InstallRefusal::NotAuthentic(other.to_string()),
-                }
+        let expected = match self.pass {
+            CertificatePass::TwoPass => ExpectedFreshness::TwoPass { nonce },
+            CertificatePass::OnePass => ExpectedFreshness::OnePass {
+                max_skew: ONE_PASS_MAX_SKEW,
+                after: self.last_one_pass,
             },
+        };
+        let opened = tr34::open_key_token(
+            &self.device_key,
+            &self.device_certificate,
+            kdh,
+            &self.kdh_ca,
+            now,
+            &expected,
+            &delivery.key_token,
         )
+        .map_err(|error| {
+            if error.is_authenticity() {
+                InstallRefusal::NotAuthentic(error.to_string())
+            } else {
+                InstallRefusal::DoesNotUnwrap(error.to_string())
+            }
+        })?;
+        if opened.header != key_block_header {
+            return Err(InstallRefusal::NotAuthentic(
+                "the key block header in KEY_DELIVERY is not the one the key token signs"
+                    .to_owned(),
+            ));
+        }
+        if opened.key_index.value() != key_index {
+            return Err(InstallRefusal::NotAuthentic(format!(
+                "KEY_DELIVERY names key index {key_index}, the key token key index {}",
+                opened.key_index
+            )));
+        }
+        if opened.key.kcv().as_bytes() != kcv {
+            return Err(InstallRefusal::KcvMismatch);
+        }
+        if let Some(signed) = opened.signing_time {
+            self.last_one_pass = Some(signed);
+        }
+        Ok(opened.key)
     }
 }

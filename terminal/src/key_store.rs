@@ -46,11 +46,6 @@ impl SoftwareKeyStore {
         self.certificate.as_mut()
     }
 
-    /// The certificate-mode identity, for the modes that read it.
-    pub(crate) fn identity(&self) -> Option<&CertificateIdentity> {
-        self.certificate.as_ref()
-    }
-
     /// The TTK, for tr31 mode.
     pub(crate) fn transport_key(&self) -> &KeyBlockProtectionKey {
         &self.transport_key
@@ -60,10 +55,9 @@ impl SoftwareKeyStore {
     /// returns its check value.
     pub fn install_delivery(
         &mut self,
-        hardware_serial: &str,
         delivered: &Delivered<'_>,
     ) -> Result<Vec<u8>, InstallRefusal> {
-        let key = modes::open(self, hardware_serial, delivered)?;
+        let key = modes::open(self, delivered)?;
         let kcv = key.kcv().as_bytes().to_vec();
         self.master_key = Some((delivered.key_index, key));
         self.confirmed = false;
@@ -74,7 +68,6 @@ impl SoftwareKeyStore {
     /// its check value.
     pub fn install_sealed(
         &mut self,
-        hardware_serial: &str,
         key_index: u32,
         key_block: &str,
         announced_kcv: &[u8],
@@ -86,7 +79,7 @@ impl SoftwareKeyStore {
             announced_kcv,
             certificate: Some(delivery),
         };
-        self.install_delivery(hardware_serial, &delivered)
+        self.install_delivery(&delivered)
     }
 
     /// The TTK's check value, compared with the one the appliance announces.
@@ -109,7 +102,7 @@ impl SoftwareKeyStore {
             announced_kcv,
             certificate: None,
         };
-        self.install_delivery("", &delivered)
+        self.install_delivery(&delivered)
     }
 
     /// Records that the appliance confirmed the installed key.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
+use keymother_protocol::{CertificatePass, Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{CertificateIdentity, SerialLine, SoftwareKeyStore, inject};
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ struct Arguments {
     /// Certificate mode: the KDH CA certificate the appliance's KDH certificate must chain to.
     #[arg(long, requires = "device_key")]
     kdh_ca: Option<PathBuf>,
+    /// Certificate mode: ask for one-pass TR-34 key tokens (bound to a signing time within
+    /// five minutes of this machine's clock) instead of two-pass ones (bound to a nonce).
+    #[arg(long, requires = "device_key")]
+    one_pass: bool,
     /// Offer profile mode first (a device profile: the master key and DUKPT initial keys).
     #[arg(long)]
     profile: bool,
@@ -114,7 +118,7 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         max_retries: 5,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: Vec::new(),
+        krd_credential_token: Vec::new(),
     };
     let transport_key = read_transport_key(algorithm)?;
     let mut key_store = SoftwareKeyStore::new(&transport_key);
@@ -137,7 +141,12 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
             other => other,
         }
         .context("certificate mode")?;
-        key_store = key_store.with_certificate(identity);
+        let pass = if arguments.one_pass {
+            CertificatePass::OnePass
+        } else {
+            CertificatePass::TwoPass
+        };
+        key_store = key_store.with_certificate(identity.with_pass(pass));
         modes.insert(0, Mode::Certificate);
     }
     if arguments.profile {

@@ -34,12 +34,11 @@ pub fn inject<L: Line>(
     if config.unconfirmed_dukpt.is_empty() {
         config.unconfirmed_dukpt = key_store.unconfirmed_dukpt();
     }
-    if config.device_certificate.is_empty() {
+    if config.krd_credential_token.is_empty() {
         if let Some(identity) = key_store.certificate() {
-            config.device_certificate = identity.device_certificate().to_vec();
+            config.krd_credential_token = identity.krd_credential_token().to_vec();
         }
     }
-    let hardware_serial = config.hardware_serial.to_string();
     let started = Instant::now();
     let mut session = TerminalSession::new(config);
     let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
@@ -60,15 +59,16 @@ pub fn inject<L: Line>(
                         announced_kcv: &kcv,
                         certificate: certificate.as_ref(),
                     };
-                    let installed = key_store.install_delivery(&hardware_serial, &delivered);
+                    let installed = key_store.install_delivery(&delivered);
                     pending.extend(session.handle_key_installed(installed, started.elapsed()));
                 }
                 TerminalAction::VerifyAppliance {
-                    kdh_certificate, ..
+                    kdh_credential_token,
+                    ..
                 } => {
                     let verdict = modes::certificate::verify_appliance(
                         key_store.certificate(),
-                        &kdh_certificate,
+                        &kdh_credential_token,
                     );
                     pending.extend(session.handle_appliance_verified(verdict, started.elapsed()));
                 }

@@ -27,7 +27,7 @@ fn a_real_appliance_injects_a_key() {
         max_retries: 3,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
-        device_certificate: Vec::new(),
+        krd_credential_token: Vec::new(),
     };
     match inject(&mut line, config, &mut store).unwrap().outcome {
         TerminalOutcome::Injected { smn, .. } => assert!(smn.to_string().starts_with(&serial)),

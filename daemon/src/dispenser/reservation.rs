@@ -56,7 +56,6 @@ impl Dispenser {
         mode.deliver(&ClearKey {
             master_key: &master_key,
             key_index: reservation.key_index,
-            hardware_serial: serial.as_str(),
             keys,
         })
     }

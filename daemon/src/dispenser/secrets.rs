@@ -155,4 +155,23 @@ impl Dispenser {
             _ => Vec::new(),
         }
     }
+
+    /// The TR-34 KDH credential token WELCOME carries in certificate mode (PROTOCOL.md 9.1.2):
+    /// the KDH certificate and the KDH CA's CRL when one is configured. Empty while
+    /// [`Dispenser::kdh_certificate`] is, or should the token not build (then logged), so
+    /// certificate mode is not chosen.
+    pub fn kdh_credential_token(&self) -> Vec<u8> {
+        let certificate = self.kdh_certificate();
+        if certificate.is_empty() {
+            return certificate;
+        }
+        let crl = self
+            .trust()
+            .map(|trust| trust.kdh_crl.clone())
+            .unwrap_or_default();
+        keymother_pki::tr34::kdh_credential_token(&certificate, &crl).unwrap_or_else(|error| {
+            log::error!(event = "certificate-mode"; "the KDH credential token cannot be made ({error}); certificate mode is not offered");
+            Vec::new()
+        })
+    }
 }

@@ -84,10 +84,9 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
             .unwrap_or_default(),
         modes: port.modes.clone(),
         idle_timeout: shared.idle_timeout,
-        kdh_certificate: dispenser.kdh_certificate(),
+        kdh_credential_token: dispenser.kdh_credential_token(),
         certificate_requests_per_minute: shared.certificate_requests_per_minute,
-        // Profile mode (issue 15) is not configured yet: no profile is offered, so mode 3 is
-        // never chosen.
+        // Profile mode: the profiles this port offers (none: mode 3 is never chosen).
         profiles: port.profiles.clone(),
     }
 }

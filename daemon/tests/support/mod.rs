@@ -79,7 +79,7 @@ impl Appliance {
             max_retries: 6,
             unconfirmed_key: None,
             unconfirmed_dukpt: Vec::new(),
-            device_certificate: Vec::new(),
+            krd_credential_token: Vec::new(),
         }
     }
 

@@ -21,12 +21,11 @@ pub struct Delivered<'a> {
 
 /// Opens `delivered` with what the key store holds for its mode.
 pub(crate) fn open(
-    store: &SoftwareKeyStore,
-    hardware_serial: &str,
+    store: &mut SoftwareKeyStore,
     delivered: &Delivered<'_>,
 ) -> Result<SecretKey, InstallRefusal> {
     match delivered.certificate {
         None => tr31::open(store.transport_key(), delivered),
-        Some(delivery) => certificate::open(store.identity(), hardware_serial, delivered, delivery),
+        Some(delivery) => certificate::open(store.certificate(), delivered, delivery),
     }
 }

@@ -1,12 +1,12 @@
-//! Certificate mode: the device certificate verified before anything is reserved (anchors, CRL, a set clock, the terminal's hardware serial), then the master key sealed for the terminal under the KDH key.
+//! Certificate mode: the TR-34 KRD credential token's device certificate verified before anything is reserved (anchors, CRL, a set clock, the terminal's hardware serial), then the master key sent in a TR-34 key token signed with the KDH key.
 
 use std::sync::Arc;
 
-use keymother_pki::key_transport::{DeliveryContext, seal_for_terminal};
+use keymother_pki::tr34::{self, Freshness, KeyTokenInput};
 use keymother_pki::{PkiError, Role, VerifiedCertificate};
 use keymother_protocol::{
-    CertificateDelivery, CertificateProblem, CertificateRefusal, CertificateRequest, Delivery,
-    DispenseRefusal, TerminalIdentity,
+    CertificateDelivery, CertificatePass, CertificateProblem, CertificateRefusal,
+    CertificateRequest, Delivery, DispenseRefusal, TerminalIdentity,
 };
 
 use super::{ClearKey, Mode};
@@ -15,16 +15,45 @@ use crate::dispenser::secrets::LoadedKdh;
 use crate::trust::Trust;
 
 /// Certificate mode for one request: the verified device, with the KDH identity and the trust
-/// anchors it was verified against, and the terminal's nonce.
+/// anchors it was verified against, and the terminal's nonce (two-pass; `None`: one-pass).
 struct Certificate {
     device: VerifiedCertificate,
     kdh: Arc<LoadedKdh>,
     trust: Arc<Trust>,
-    nonce: [u8; keymother_protocol::NONCE_LENGTH],
+    nonce: Option<Vec<u8>>,
 }
 
-/// Checks a terminal's device certificate: the manufacturer CA, validity, key usage, the
-/// CRL, and that it names the terminal's hardware serial. Nothing is reserved before.
+/// The device certificate a KRD credential token carries, and the nonce of a two-pass
+/// request's random number token; a token that does not parse is refused as `BadToken`.
+fn read_tokens(
+    request: &CertificateRequest,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), DispenseRefusal> {
+    let bad_token = |what: &str, error: &tr34::Tr34Error| {
+        refused(CertificateProblem::BadToken, format!("the {what}: {error}"))
+    };
+    let credential = tr34::parse_credential_token(&request.krd_credential_token)
+        .map_err(|error| bad_token("KRD credential token", &error))?;
+    let [device_certificate] = credential.certificates.as_slice() else {
+        return Err(refused(
+            CertificateProblem::BadToken,
+            format!(
+                "the KRD credential token carries {} certificates; it must carry the device certificate alone",
+                credential.certificates.len()
+            ),
+        ));
+    };
+    let nonce = match request.pass {
+        CertificatePass::OnePass => None,
+        CertificatePass::TwoPass => Some(
+            tr34::parse_random_number_token(&request.random_number_token)
+                .map_err(|error| bad_token("random number token", &error))?,
+        ),
+    };
+    Ok((device_certificate.clone(), nonce))
+}
+
+/// Checks a terminal's tokens and device certificate: the manufacturer CA, validity, key
+/// usage, the CRL, and that it names the terminal's hardware serial. Nothing is reserved before.
 pub(super) fn prepare(
     dispenser: &Dispenser,
     terminal: &TerminalIdentity,
@@ -40,11 +69,12 @@ pub(super) fn prepare(
         .clock()
         .check()
         .map_err(|why| refused(CertificateProblem::ClockNotSet, why))?;
+    let (device_certificate, nonce) = read_tokens(request)?;
     let verified = trust
         .anchors
         .verify(
             Role::TerminalDevice,
-            &request.device_certificate,
+            &device_certificate,
             keymother_vault::clock::now(),
             trust.device_crl.as_ref(),
         )
@@ -63,7 +93,7 @@ pub(super) fn prepare(
         device: verified,
         kdh,
         trust,
-        nonce: request.nonce,
+        nonce,
     }))
 }
 
@@ -89,31 +119,33 @@ fn problem_of(error: &PkiError) -> CertificateProblem {
 
 impl Mode for Certificate {
     fn deliver(&self, key: &ClearKey<'_>) -> Result<Delivery, DispenseRefusal> {
-        let context = DeliveryContext {
-            hardware_serial: key.hardware_serial,
-            nonce: &self.nonce,
-            key_index: key.key_index.value(),
+        let freshness = match &self.nonce {
+            Some(nonce) => Freshness::TwoPass { nonce },
+            None => Freshness::OnePass {
+                signing_time: keymother_vault::clock::now(),
+            },
         };
-        let sealed = seal_for_terminal(
-            &self.kdh.key,
-            &self.device,
-            &context,
+        let token = tr34::build_key_token(
+            &KeyTokenInput {
+                kdh_key: &self.kdh.key,
+                kdh: &self.kdh.verified,
+                krd: &self.device,
+                freshness,
+                key_index: key.key_index,
+                crl: &self.trust.kdh_crl,
+            },
             key.master_key,
-            &self.trust.kdh_crl,
         )
-        .map_err(|error| key.refusal("cannot be sealed for the terminal", &error))?;
+        .map_err(|error| key.refusal("cannot be sent in a TR-34 key token", &error))?;
         let mode_data = CertificateDelivery {
-            nonce: sealed.nonce,
-            encrypted_key: sealed.encrypted_key,
-            signature: sealed.signature,
-            crl: sealed.crl,
+            key_token: token.der,
         }
         .encode()
         .map_err(|error| key.refusal("cannot be framed", &error))?;
         Ok(Delivery {
             key_index: key.key_index.value(),
-            key_block: sealed.key_block,
-            kcv: sealed.kcv,
+            key_block: token.header,
+            kcv: token.kcv,
             mode_data,
         })
     }

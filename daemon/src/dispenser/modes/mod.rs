@@ -42,7 +42,6 @@ pub(super) fn prepare(
 pub(super) struct ClearKey<'a> {
     pub(super) master_key: &'a SecretKey,
     pub(super) key_index: KeyIndex,
-    pub(super) hardware_serial: &'a str,
     /// The KEK and the TTK, loaded (and read-locked) for the whole reservation.
     pub(super) keys: &'a LoadedKeys,
 }
