@@ -3,7 +3,7 @@
 use crate::{MAX_GENERATED_RSA_BITS, MIN_RSA_BITS, Role, Subject};
 
 /// Everything that can go wrong. Each message names what was checked and, for dates, the dates.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PkiError {
     /// The bytes are not a DER or PEM certificate / CRL.
     #[error("cannot parse the {what}: {detail}")]

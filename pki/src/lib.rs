@@ -43,9 +43,9 @@ pub mod builder;
 pub mod key_transport;
 pub mod keys;
 pub mod login;
-pub mod tr34;
 #[doc(hidden)]
 pub mod testing;
+pub mod tr34;
 
 pub use anchors::TrustAnchors;
 pub use certificate::{VerifiedCertificate, certificate_der};

@@ -6,7 +6,7 @@ use super::TokenKind;
 
 /// Everything that can go wrong with a TR-34 token. No variant carries key material; the
 /// messages name the field (and, for parse errors, the byte offset in the token).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Tr34Error {
     /// The bytes are not the DER structure expected at `offset`.
     #[error("malformed TR-34 token: {what} at byte offset {offset}: {detail}")]
@@ -59,7 +59,9 @@ pub enum Tr34Error {
         expected_kind: &'static str,
     },
     /// The one-pass signing time is too far from now.
-    #[error("the key token's signing time {signing_time} is more than {max_skew_seconds} s from now ({now})")]
+    #[error(
+        "the key token's signing time {signing_time} is more than {max_skew_seconds} s from now ({now})"
+    )]
     Stale {
         /// The token's time.
         signing_time: String,
@@ -69,7 +71,9 @@ pub enum Tr34Error {
         max_skew_seconds: u64,
     },
     /// The one-pass signing time is not after the last accepted one.
-    #[error("the key token's signing time {signing_time} is not after the last accepted token's ({last}): a replay")]
+    #[error(
+        "the key token's signing time {signing_time} is not after the last accepted token's ({last}): a replay"
+    )]
     Replayed {
         /// The token's time.
         signing_time: String,
@@ -116,7 +120,9 @@ pub enum Tr34Error {
         detail: String,
     },
     /// The signed key block header attribute differs from the key block's header.
-    #[error("the signed key block header ({signed}) differs from the key block's header ({enveloped})")]
+    #[error(
+        "the signed key block header ({signed}) differs from the key block's header ({enveloped})"
+    )]
     HeaderMismatch {
         /// The signed attribute's header.
         signed: String,
@@ -130,13 +136,17 @@ pub enum Tr34Error {
         named: String,
     },
     /// The KDH certificate was not verified as a KDH certificate.
-    #[error("the signer certificate was verified as a {role} certificate, not as a KDH certificate")]
+    #[error(
+        "the signer certificate was verified as a {role} certificate, not as a KDH certificate"
+    )]
     NotKdh {
         /// The role it was verified for.
         role: Role,
     },
     /// The recipient certificate was not verified as a terminal device certificate.
-    #[error("the recipient certificate was verified as a {role} certificate, not as a terminal device certificate")]
+    #[error(
+        "the recipient certificate was verified as a {role} certificate, not as a terminal device certificate"
+    )]
     NotTerminalDevice {
         /// The role it was verified for.
         role: Role,

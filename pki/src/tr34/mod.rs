@@ -50,19 +50,29 @@
 //!
 //! [`Header`]: keymother_crypto::tr31::Header
 
+mod asn1;
+mod credential;
+mod describe;
+mod envelope;
 mod error;
+mod kdh;
 mod key_block;
+mod krd;
+mod signature;
+mod signed_data;
+mod token;
 
+pub use credential::{
+    CredentialToken, NONCE_LENGTHS, kdh_credential_token, krd_credential_token,
+    parse_credential_token, parse_random_number_token, random_number_token,
+};
 pub use error::Tr34Error;
+pub use kdh::{BuiltKeyToken, Freshness, KeyTokenInput, build_key_token};
 pub use key_block::{KeyBlock, key_block_header};
+pub use krd::{ExpectedFreshness, OpenedKeyToken, open_key_token};
+pub use token::{Token, pem_to_der};
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
-
-use keymother_crypto::SecretKey;
-use keymother_domain::KeyIndex;
-
-use crate::{PrivateKey, TrustAnchors, VerifiedCertificate};
 
 /// Which token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,219 +123,4 @@ impl fmt::Display for WireForm {
             WireForm::Tr34_2012 => "X9_TR34_2012 (inner structures without their SEQUENCE)",
         })
     }
-}
-
-/// Any parsed token. Holds no secret; [`Token::describe`] explains it.
-#[derive(Debug, Clone)]
-pub struct Token {
-    kind: TokenKind,
-    form: WireForm,
-}
-
-impl Token {
-    /// Parses any TR-34 token (DER; see [`pem_to_der`] for PEM).
-    pub fn parse(der: &[u8]) -> Result<Token, Tr34Error> {
-        let _ = der;
-        Err(Tr34Error::NotYetImplemented("Token::parse"))
-    }
-    /// Which token it is.
-    pub fn kind(&self) -> TokenKind {
-        self.kind
-    }
-    /// Which wire form its inner structure has.
-    pub fn form(&self) -> WireForm {
-        self.form
-    }
-    /// (label, value) lines explaining the token.
-    pub fn describe(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-    /// Verifies the signature (and messageDigest over the content) with `signer_certificate_der`'s key.
-    pub fn verify_signature(&self, signer_certificate_der: &[u8]) -> Result<(), Tr34Error> {
-        let _ = signer_certificate_der;
-        Err(Tr34Error::NotYetImplemented("Token::verify_signature"))
-    }
-    /// The random number: of a two-pass key token, or of a random number token.
-    pub fn nonce(&self) -> Option<&[u8]> {
-        None
-    }
-    /// The signing time of a one-pass key token (or any signed token that has one).
-    pub fn signing_time(&self) -> Option<SystemTime> {
-        None
-    }
-    /// The key block header in the signed attributes of a key token.
-    pub fn key_block_header(&self) -> Option<&str> {
-        None
-    }
-    /// The certificates carried (DER).
-    pub fn certificates(&self) -> &[Vec<u8>] {
-        &[]
-    }
-    /// The CRLs carried (DER).
-    pub fn crls(&self) -> &[Vec<u8>] {
-        &[]
-    }
-    /// Key tokens only: the symmetric layer opened with a known content key.
-    pub fn decrypt_with_content_key(&self, content_key: &[u8]) -> Result<KeyBlock, Tr34Error> {
-        let _ = content_key;
-        Err(Tr34Error::NotYetImplemented(
-            "Token::decrypt_with_content_key",
-        ))
-    }
-}
-
-/// DER from a PEM text (any label), or the bytes as they are when they are not PEM.
-pub fn pem_to_der(bytes: &[u8]) -> Result<Vec<u8>, Tr34Error> {
-    Ok(bytes.to_vec())
-}
-
-/// A parsed credential token: what it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialToken {
-    /// KDH or KRD credential.
-    pub kind: TokenKind,
-    /// The certificates (DER), the leaf first as carried.
-    pub certificates: Vec<Vec<u8>>,
-    /// The CRLs (DER).
-    pub crls: Vec<Vec<u8>>,
-    /// The wire form.
-    pub form: WireForm,
-}
-
-/// The KDH credential token: the KDH certificate and, unless `kdh_crl_der` is empty, the KDH
-/// CA's CRL.
-pub fn kdh_credential_token(
-    kdh_certificate_der: &[u8],
-    kdh_crl_der: &[u8],
-) -> Result<Vec<u8>, Tr34Error> {
-    let _ = (kdh_certificate_der, kdh_crl_der);
-    Err(Tr34Error::NotYetImplemented("kdh_credential_token"))
-}
-
-/// The KRD credential token: the device certificate.
-pub fn krd_credential_token(device_certificate_der: &[u8]) -> Result<Vec<u8>, Tr34Error> {
-    let _ = device_certificate_der;
-    Err(Tr34Error::NotYetImplemented("krd_credential_token"))
-}
-
-/// The KRD's random number token for `nonce` (8..=32 bytes).
-pub fn random_number_token(nonce: &[u8]) -> Result<Vec<u8>, Tr34Error> {
-    let _ = nonce;
-    Err(Tr34Error::NotYetImplemented("random_number_token"))
-}
-
-/// The nonce of a random number token.
-pub fn parse_random_number_token(der: &[u8]) -> Result<Vec<u8>, Tr34Error> {
-    let _ = der;
-    Err(Tr34Error::NotYetImplemented("parse_random_number_token"))
-}
-
-/// The certificates and CRLs of a KDH or KRD credential token.
-pub fn parse_credential_token(der: &[u8]) -> Result<CredentialToken, Tr34Error> {
-    let _ = der;
-    Err(Tr34Error::NotYetImplemented("parse_credential_token"))
-}
-
-/// How a key token is bound to time.
-#[derive(Debug, Clone, Copy)]
-pub enum Freshness<'a> {
-    /// Two-pass: the KRD's random number.
-    TwoPass {
-        /// The nonce from the KRD's random number token.
-        nonce: &'a [u8],
-    },
-    /// One-pass: the KDH's signing time.
-    OnePass {
-        /// The time to sign.
-        signing_time: SystemTime,
-    },
-}
-
-/// What [`build_key_token`] needs.
-pub struct KeyTokenInput<'a> {
-    /// The appliance's KDH private key.
-    pub kdh_key: &'a PrivateKey,
-    /// The KDH certificate (must be verified as [`Role::KeyDistributionHost`](crate::Role)).
-    pub kdh: &'a VerifiedCertificate,
-    /// The KRD's device certificate (must be verified as [`Role::TerminalDevice`](crate::Role)).
-    pub krd: &'a VerifiedCertificate,
-    /// One-pass or two-pass.
-    pub freshness: Freshness<'a>,
-    /// The key index, bound into the signed header.
-    pub key_index: KeyIndex,
-    /// The KDH CA's CRL (DER), or empty.
-    pub crl: &'a [u8],
-}
-
-/// A built key token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuiltKeyToken {
-    /// The token, DER.
-    pub der: Vec<u8>,
-    /// The key block header text (signed and enveloped).
-    pub header: String,
-    /// The master key's check value.
-    pub kcv: Vec<u8>,
-}
-
-/// Builds a key token delivering `master_key` to the KRD.
-pub fn build_key_token(
-    input: &KeyTokenInput<'_>,
-    master_key: &SecretKey,
-) -> Result<BuiltKeyToken, Tr34Error> {
-    let _ = (input, master_key);
-    Err(Tr34Error::NotYetImplemented("build_key_token"))
-}
-
-/// What the KRD expects of a key token's freshness.
-#[derive(Debug, Clone, Copy)]
-pub enum ExpectedFreshness<'a> {
-    /// The nonce this KRD sent.
-    TwoPass {
-        /// The nonce.
-        nonce: &'a [u8],
-    },
-    /// Signing time within `max_skew` of `now`, and strictly after `after` if given (the last
-    /// one-pass token this KRD accepted: a replay is refused).
-    OnePass {
-        /// The tolerance either side of now.
-        max_skew: Duration,
-        /// The last accepted signing time.
-        after: Option<SystemTime>,
-    },
-}
-
-/// A key token opened by the KRD. The key zeroizes on drop; no Debug.
-pub struct OpenedKeyToken {
-    /// The delivered key.
-    pub key: SecretKey,
-    /// The key block header text.
-    pub header: String,
-    /// The key index from optional block "01".
-    pub key_index: KeyIndex,
-    /// The signing time (one-pass).
-    pub signing_time: Option<SystemTime>,
-}
-
-/// The KRD opens a key token: every check before any key is returned.
-#[allow(clippy::too_many_arguments)]
-pub fn open_key_token(
-    device_key: &PrivateKey,
-    device_certificate_der: &[u8],
-    kdh: &VerifiedCertificate,
-    anchors: &TrustAnchors,
-    now: SystemTime,
-    expected: &ExpectedFreshness<'_>,
-    token_der: &[u8],
-) -> Result<OpenedKeyToken, Tr34Error> {
-    let _ = (
-        device_key,
-        device_certificate_der,
-        kdh,
-        anchors,
-        now,
-        expected,
-        token_der,
-    );
-    Err(Tr34Error::NotYetImplemented("open_key_token"))
 }
