@@ -10,12 +10,11 @@ use keymother_crypto::{KeyFamily, SecretKey};
 use keymother_domain::KeyIndex;
 use keymother_pki::tr34::{
     BuiltKeyToken, Freshness, KeyTokenInput, Tr34Error, build_key_token, parse_random_number_token,
-    pem_to_der,
 };
 use keymother_pki::{Crl, PkiError, PrivateKey, Role, TrustAnchors, VerifiedCertificate};
 use zeroize::Zeroizing;
 
-use super::{print_sections, read_input, time_text};
+use super::{print_sections, read_input, time_text, token_der};
 use crate::arguments::argument_error;
 use crate::client::check_destination;
 use crate::prompt::read_secret;
@@ -133,8 +132,8 @@ fn nonce_of(arguments: &BuildArguments) -> anyhow::Result<Option<Vec<u8>>> {
     }
     if let Some(path) = &arguments.random_number_token {
         let bytes = read_input("--random-number-token", path)?;
-        let nonce = pem_to_der(&bytes)
-            .and_then(|der| parse_random_number_token(&der))
+        let nonce = token_der(&bytes)
+            .and_then(|der| parse_random_number_token(&der).map_err(|error| error.to_string()))
             .map_err(|error| {
                 argument_error(
                     "--random-number-token",

@@ -5,10 +5,10 @@ use std::time::SystemTime;
 
 use clap::Args;
 use keymother_pki::der::Decode;
-use keymother_pki::tr34::{Token, pem_to_der};
+use keymother_pki::tr34::Token;
 use keymother_pki::x509_cert::Certificate;
 
-use super::{parse_time, print_sections, read_input, time_text};
+use super::{parse_time, print_sections, read_input, time_text, token_der};
 use crate::arguments::argument_error;
 
 #[derive(Args)]
@@ -36,8 +36,8 @@ pub fn run(arguments: &InspectArguments) -> anyhow::Result<()> {
     };
     let path = &arguments.file;
     let bytes = read_input("FILE", path)?;
-    let token = pem_to_der(&bytes)
-        .and_then(|der| Token::parse(&der))
+    let token = token_der(&bytes)
+        .and_then(|der| Token::parse(&der).map_err(|error| error.to_string()))
         .map_err(|error| argument_error("FILE", format!("{}: {error}", path.display())))?;
     let certificate = match &arguments.signer_certificate {
         Some(certificate_path) => {
@@ -97,11 +97,26 @@ fn describe(token: &Token) -> Vec<Lines> {
             sections.push(Vec::new());
             current = section;
         }
+        let value = name_the_issuer(&label, value);
         if let Some(last) = sections.last_mut() {
             last.push((label, value));
         }
     }
     sections
+}
+
+/// A signer, recipient or identified party is named by its certificate's issuer and serial:
+/// "issuer " says so, lest the CA's name read as the signer's.
+fn name_the_issuer(label: &str, value: String) -> String {
+    let names_a_party = matches!(
+        label,
+        "signer" | "inner signer" | "recipient" | "identifies"
+    );
+    if names_a_party && value.contains(", serial ") && !value.starts_with("none") {
+        format!("issuer {value}")
+    } else {
+        value
+    }
 }
 
 /// Which section a line of [`Token::describe`] belongs to; `None` for a label not known

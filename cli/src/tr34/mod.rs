@@ -6,7 +6,9 @@ mod inspect;
 use std::path::Path;
 use std::time::SystemTime;
 
+use base64ct::{Base64, Encoding};
 use clap::Subcommand;
+use keymother_pki::tr34::pem_to_der;
 
 use crate::arguments::argument_error;
 
@@ -37,6 +39,30 @@ pub fn run(command: Tr34Command) -> anyhow::Result<()> {
 fn read_input(argument: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|error| argument_error(argument, format!("{}: {error}", path.display())))
+}
+
+/// A token's DER from DER or PEM text. PEM is read by the library first; a PEM text it refuses
+/// (a label with a hyphen, lines not 64 characters long, CRLF line ends) is read leniently:
+/// the Base64 between the first BEGIN line and its END line, whatever the label.
+fn token_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    match pem_to_der(bytes) {
+        Ok(der) => Ok(der),
+        Err(error) => lenient_pem(bytes).ok_or_else(|| error.to_string()),
+    }
+}
+
+fn lenient_pem(bytes: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines().map(str::trim);
+    lines.find(|line| line.starts_with("-----BEGIN ") && line.ends_with("-----"))?;
+    let mut body = String::new();
+    for line in lines {
+        if line.starts_with("-----END ") {
+            return Base64::decode_vec(&body).ok();
+        }
+        body.push_str(line);
+    }
+    None
 }
 
 /// An instant as RFC 3339 text (UTC, whole seconds).
