@@ -98,6 +98,12 @@ pub fn open_key_token(
             signer: signer.sid.describe(),
         });
     }
+    if signed.other_crls > 0 {
+        return Err(Tr34Error::Unsupported {
+            what: "revocation information",
+            detail: "a format other than an X.509 CRL".into(),
+        });
+    }
     for crl in &signed.crls {
         let crl = Crl::parse(crl).map_err(Tr34Error::Crl)?;
         anchors
