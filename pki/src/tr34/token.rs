@@ -186,6 +186,12 @@ impl Token {
         self.header.as_deref()
     }
 
+    /// The signed content (eContent) as carried: for a key token the EnvelopedData (what
+    /// `openssl cms -verify` outputs), for an unbind token the identifiers.
+    pub fn content(&self) -> Option<&[u8]> {
+        Some(&self.signed.as_ref()?.content.as_ref()?.bytes)
+    }
+
     /// The certificates carried (DER), in the order carried.
     pub fn certificates(&self) -> &[Vec<u8>] {
         self.signed.as_ref().map_or(&[], |s| &s.certificates)
