@@ -5,6 +5,7 @@ mod tr34_support;
 
 use keymother_pki::tr34::{
     Token, TokenKind, Tr34Error, WireForm, parse_credential_token, parse_random_number_token,
+    pem_to_der,
 };
 use tr34_support::{annex_b, annex_b_bytes, hex_vector};
 
@@ -285,4 +286,18 @@ fn the_recipient_is_krd_1() {
         .unwrap();
     assert!(recipient.contains(&annex_b("krd_issuer")), "{recipient}");
     assert!(recipient.contains(&annex_b("krd_serial")), "{recipient}");
+}
+
+#[test]
+fn pem_is_read_whatever_its_label_and_der_passes_through() {
+    let der = hex_vector("b_9_two_pass_token");
+    for label in ["CMS", "PKCS7", "TR34 Sample KTKDH 2 Pass"] {
+        let pem = der::pem::encode_string(label, der::pem::LineEnding::LF, &der).unwrap();
+        assert_eq!(pem_to_der(pem.as_bytes()).unwrap(), der, "{label}");
+    }
+    assert_eq!(pem_to_der(&der).unwrap(), der);
+    assert!(matches!(
+        pem_to_der(b"-----BEGIN CMS-----\nnot base64\n-----END CMS-----\n"),
+        Err(Tr34Error::Pem { .. })
+    ));
 }

@@ -130,7 +130,7 @@ impl Token {
                 } else {
                     return Err(malformed(
                         "key token signedAttrs",
-                        0,
+                        signed.signed_attributes().map_or(0, |a| a.offset),
                         "neither id-randomNonce (two-pass) nor signingTime (one-pass)",
                     ));
                 };
