@@ -157,6 +157,15 @@ fn the_one_pass_signing_time_and_the_headers_are_read() {
 #[test]
 fn the_key_tokens_signatures_and_digests_verify_with_kdh_1() {
     let kdh = kdh_1_certificate();
+    // The sample certificates expired in 2020: the check is pinned at 2019-06-01, inside KDH 1's
+    // validity (its CA is an intermediate under the sample root, which keymother's one-CA-per-role
+    // anchors do not take, so only the dates and the key are used here).
+    use keymother_pki::der::Decode;
+    let certificate = keymother_pki::x509_cert::Certificate::from_der(&kdh).unwrap();
+    let validity = certificate.tbs_certificate().validity();
+    let pinned = tr34_support::sample_time();
+    assert!(validity.not_before.to_system_time() <= pinned);
+    assert!(pinned <= validity.not_after.to_system_time());
     for (name, kind) in KEY_TOKENS {
         let token = parse(name);
         assert_eq!(token.kind(), kind);
