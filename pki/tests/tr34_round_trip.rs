@@ -19,6 +19,9 @@ use tr34_pkis::{
     NONCE, Pki, clover, clover_pki, fixtures, generated, master_key, one_pass, two_pass,
 };
 
+static_assertions::assert_not_impl_any!(keymother_pki::tr34::KeyBlock: std::fmt::Debug, Clone);
+static_assertions::assert_not_impl_any!(keymother_pki::tr34::OpenedKeyToken: std::fmt::Debug, Clone);
+
 fn round_trip(pki: &Pki) {
     for algorithm in [
         KeyAlgorithm::Tdes3Key,
