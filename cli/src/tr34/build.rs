@@ -230,8 +230,15 @@ fn read_kdh_key(arguments: &BuildArguments) -> anyhow::Result<PrivateKey> {
         })?)),
         None => None,
     };
-    PrivateKey::from_pkcs8(&bytes, passphrase.as_ref().map(|p| p.as_bytes()))
-        .map_err(|error| argument_error("--kdh-key", format!("{}: {error}", path.display())))
+    PrivateKey::from_pkcs8(&bytes, passphrase.as_ref().map(|p| p.as_bytes())).map_err(|error| {
+        let hint = match error {
+            PkiError::PassphraseRequired => {
+                " (name the variable holding it with --kdh-key-passphrase-env)"
+            }
+            _ => "",
+        };
+        argument_error("--kdh-key", format!("{}: {error}{hint}", path.display()))
+    })
 }
 
 /// The test key from --key, asked for without echo when "-".
