@@ -669,7 +669,8 @@ fn build_refuses_wrong_ca_wrong_role_bad_nonce_shared_ca_and_an_existing_out() {
             vec!["--nonce", "8 to 32 bytes; got 33"],
         ),
         (
-            vec!["--nonce", "00112233445566"],
+            // Checked before the key is asked for (standard input is empty).
+            vec!["--nonce", "00112233445566", "--key", "-"],
             2,
             vec!["--nonce", "got 7"],
         ),

@@ -9,7 +9,8 @@ use clap::Args;
 use keymother_crypto::{KeyFamily, SecretKey};
 use keymother_domain::KeyIndex;
 use keymother_pki::tr34::{
-    BuiltKeyToken, Freshness, KeyTokenInput, Tr34Error, build_key_token, parse_random_number_token,
+    BuiltKeyToken, Freshness, KeyTokenInput, NONCE_LENGTHS, Tr34Error, build_key_token,
+    parse_random_number_token,
 };
 use keymother_pki::{Crl, PkiError, PrivateKey, Role, TrustAnchors, VerifiedCertificate};
 use zeroize::Zeroizing;
@@ -123,8 +124,22 @@ pub fn run(arguments: &BuildArguments) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The two-pass nonce from --nonce or --random-number-token; `None` for --one-pass.
+/// The two-pass nonce from --nonce or --random-number-token, checked before any key is asked
+/// for; `None` for --one-pass.
 fn nonce_of(arguments: &BuildArguments) -> anyhow::Result<Option<Vec<u8>>> {
+    let nonce = read_nonce(arguments)?;
+    if let Some(nonce) = &nonce {
+        if !NONCE_LENGTHS.contains(&nonce.len()) {
+            let error = Tr34Error::NonceLength {
+                length: nonce.len(),
+            };
+            return Err(argument_error(nonce_argument(arguments), error));
+        }
+    }
+    Ok(nonce)
+}
+
+fn read_nonce(arguments: &BuildArguments) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(text) = &arguments.nonce {
         let nonce = hex::decode(text.trim())
             .map_err(|error| argument_error("--nonce", format!("not hexadecimal ({error})")))?;
