@@ -15,6 +15,7 @@ mod kdh;
 mod keyfile;
 mod operator;
 mod prompt;
+mod tr34;
 mod vault;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Command {
     /// DUKPT (ANSI X9.24-1 TDES, X9.24-3 AES): initial keys, working keys, test PIN blocks.
     #[command(subcommand)]
     Dukpt(dukpt::DukptCommand),
+    /// ASC X9 TR-34 tokens: explain one, or build a key token from a test key for a KRD.
+    #[command(subcommand)]
+    Tr34(tr34::Tr34Command),
     /// Custodian key components (split knowledge).
     #[command(subcommand)]
     Component(custodian::ComponentCommand),
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kcv { family, key } => calculator::kcv(&family, &key),
         Command::Tr31(command) => calculator::tr31(command),
         Command::Dukpt(command) => dukpt::run(command),
+        Command::Tr34(command) => tr34::run(command),
         Command::Component(command) => custodian::run(command),
         Command::Keyfile(command) => keyfile::run(command),
         Command::Daemon(command) => control::run(&cli.socket, command),

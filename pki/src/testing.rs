@@ -210,3 +210,21 @@ pub fn serial_of(certificate: &[u8]) -> Result<Vec<u8>, PkiError> {
         .as_bytes()
         .to_vec())
 }
+
+/// A [`VerifiedCertificate`](crate::VerifiedCertificate) of `role` made from `certificate`
+/// (DER or PEM) WITHOUT verifying it: only parsed, with an RSA key of at least 2048 bits.
+/// For tests with foreign test PKIs that keymother's trust anchors refuse (the clover TR-34
+/// test PKI has intermediate CAs and a KRD certificate without keyEncipherment). Never for
+/// production: nothing about the certificate is checked.
+pub fn unchecked_certificate(
+    role: Role,
+    certificate: &[u8],
+) -> Result<crate::VerifiedCertificate, PkiError> {
+    let certificate = parse_certificate(certificate, "certificate")?;
+    let public_key = crate::certificate::rsa_key(&certificate, "certificate")?;
+    Ok(crate::VerifiedCertificate {
+        role,
+        certificate,
+        public_key,
+    })
+}

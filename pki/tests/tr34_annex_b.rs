@@ -5,6 +5,7 @@ mod tr34_support;
 
 use keymother_pki::tr34::{
     Token, TokenKind, Tr34Error, WireForm, parse_credential_token, parse_random_number_token,
+    pem_to_der,
 };
 use tr34_support::{annex_b, annex_b_bytes, hex_vector};
 
@@ -156,6 +157,15 @@ fn the_one_pass_signing_time_and_the_headers_are_read() {
 #[test]
 fn the_key_tokens_signatures_and_digests_verify_with_kdh_1() {
     let kdh = kdh_1_certificate();
+    // The sample certificates expired in 2020: the check is pinned at 2019-06-01, inside KDH 1's
+    // validity (its CA is an intermediate under the sample root, which keymother's one-CA-per-role
+    // anchors do not take, so only the dates and the key are used here).
+    use keymother_pki::der::Decode;
+    let certificate = keymother_pki::x509_cert::Certificate::from_der(&kdh).unwrap();
+    let validity = certificate.tbs_certificate().validity();
+    let pinned = tr34_support::sample_time();
+    assert!(validity.not_before.to_system_time() <= pinned);
+    assert!(pinned <= validity.not_after.to_system_time());
     for (name, kind) in KEY_TOKENS {
         let token = parse(name);
         assert_eq!(token.kind(), kind);
@@ -285,4 +295,18 @@ fn the_recipient_is_krd_1() {
         .unwrap();
     assert!(recipient.contains(&annex_b("krd_issuer")), "{recipient}");
     assert!(recipient.contains(&annex_b("krd_serial")), "{recipient}");
+}
+
+#[test]
+fn pem_is_read_whatever_its_label_and_der_passes_through() {
+    let der = hex_vector("b_9_two_pass_token");
+    for label in ["CMS", "PKCS7", "TR34 Sample KTKDH 2 Pass"] {
+        let pem = der::pem::encode_string(label, der::pem::LineEnding::LF, &der).unwrap();
+        assert_eq!(pem_to_der(pem.as_bytes()).unwrap(), der, "{label}");
+    }
+    assert_eq!(pem_to_der(&der).unwrap(), der);
+    assert!(matches!(
+        pem_to_der(b"-----BEGIN CMS-----\nnot base64\n-----END CMS-----\n"),
+        Err(Tr34Error::Pem { .. })
+    ));
 }

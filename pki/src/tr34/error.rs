@@ -168,9 +168,6 @@ pub enum Tr34Error {
         /// The encoder's message.
         detail: String,
     },
-    /// Placeholder while the library is being written.
-    #[error("not implemented yet: {0}")]
-    NotYetImplemented(&'static str),
 }
 
 impl Tr34Error {

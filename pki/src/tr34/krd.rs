@@ -7,7 +7,6 @@ use keymother_crypto::SecretKey;
 use keymother_crypto::tr31::{Exportability, Header, ModeOfUse};
 use keymother_domain::KeyIndex;
 
-use super::asn1::malformed;
 use super::envelope::{Recipient, check_oaep_parameters};
 use super::key_block::{KeyBlock, key_index_of};
 use super::signature::{only_signer, verify_signer};
@@ -54,8 +53,8 @@ pub struct OpenedKeyToken {
 /// time and replay); the recipient is the device certificate
 /// ([`Tr34Error::NotForThisDevice`]); the content key unwraps (opaque
 /// [`Tr34Error::KeyDoesNotDecrypt`]); the content decrypts; the key block parses; its idKDH
-/// is the KDH; its header equals the signed one and is K0, mode D, non-exportable, with the
-/// key index in block "01".
+/// is the KDH; its header equals the signed one (if the token carries one) and is K0, mode D,
+/// non-exportable, with the key index in block "01".
 ///
 /// `kdh` must have been verified as [`Role::KeyDistributionHost`] (from the KDH credential
 /// token); `device_key` must belong to `device_certificate_der`.
@@ -96,6 +95,12 @@ pub fn open_key_token(
     if !signer.sid.names(kdh.certificate()) {
         return Err(Tr34Error::WrongSigner {
             signer: signer.sid.describe(),
+        });
+    }
+    if signed.other_crls > 0 {
+        return Err(Tr34Error::Unsupported {
+            what: "revocation information",
+            detail: "a format other than an X.509 CRL".into(),
         });
     }
     for crl in &signed.crls {
@@ -216,12 +221,13 @@ fn describe_recipients(recipients: &[Recipient]) -> String {
     }
 }
 
-/// The signed header equals the key block's; K0, mode D, non-exportable; the key index.
+/// The signed header (when the token has one) equals the key block's; K0, mode D,
+/// non-exportable; the key index. The header attribute is optional: the key block, header
+/// included, is inside the signed envelope anyway (`openssl cms -sign` cannot add it).
 fn check_header(token: &Token, key_block: &KeyBlock) -> Result<KeyIndex, Tr34Error> {
-    let signed = token
-        .key_block_header()
-        .ok_or_else(|| malformed("key token signedAttrs", 0, "no key block header attribute"))?;
-    if signed != key_block.header {
+    if let Some(signed) = token.key_block_header()
+        && signed != key_block.header
+    {
         return Err(Tr34Error::HeaderMismatch {
             signed: signed.to_string(),
             enveloped: key_block.header.clone(),

@@ -130,7 +130,7 @@ impl Token {
                 } else {
                     return Err(malformed(
                         "key token signedAttrs",
-                        0,
+                        signed.signed_attributes().map_or(0, |a| a.offset),
                         "neither id-randomNonce (two-pass) nor signingTime (one-pass)",
                     ));
                 };
@@ -184,6 +184,12 @@ impl Token {
     /// The key block header in the signed attributes of a key token.
     pub fn key_block_header(&self) -> Option<&str> {
         self.header.as_deref()
+    }
+
+    /// The signed content (eContent) as carried: for a key token the EnvelopedData (what
+    /// `openssl cms -verify` outputs), for an unbind token the identifiers.
+    pub fn content(&self) -> Option<&[u8]> {
+        Some(&self.signed.as_ref()?.content.as_ref()?.bytes)
     }
 
     /// The certificates carried (DER), in the order carried.
