@@ -48,6 +48,15 @@
 //!
 //! The appliance never decrypts anything it receives.
 //!
+//! # What the terminal accepts ([`open_key_token`])
+//!
+//! Signatures as above; any AES-CBC or des-ede3-cbc content; RSAES-OAEP with SHA-256 and
+//! MGF1-SHA-256 only. The key block header attribute is optional (`openssl cms -sign` cannot
+//! add one; the key block and its header are inside the signed envelope anyway), but when
+//! present it must equal the key block's header. CMS does not sign the crls field: a CRL that
+//! is attached is checked, but an attacker can always remove it, so a terminal that needs a
+//! current CRL must require one itself.
+//!
 //! [`Header`]: keymother_crypto::tr31::Header
 
 mod asn1;
