@@ -349,3 +349,21 @@ fn credential_and_random_number_tokens_round_trip() {
         Err(Tr34Error::WrongKind { .. })
     ));
 }
+
+/// The header docs/PROTOCOL.md 9.1.3 shows for key 278, an AES master key, is the one the
+/// appliance writes: its length digits are the header's own length.
+#[test]
+fn the_key_block_header_is_the_one_protocol_md_documents() {
+    let header = keymother_pki::tr34::key_block_header(
+        keymother_crypto::KeyFamily::Aes,
+        keymother_domain::KeyIndex::new(278).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header, "D0028K0AD00N0100010C00000278");
+    let header = keymother_pki::tr34::key_block_header(
+        keymother_crypto::KeyFamily::Tdes,
+        keymother_domain::KeyIndex::new(42).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header, "D0028K0TD00N0100010C00000042");
+}

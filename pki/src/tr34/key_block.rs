@@ -113,7 +113,10 @@ fn key_block_error(detail: String) -> Tr34Error {
 
 /// The key block header keymother writes for a master key of `family` with `key_index`:
 /// version D, usage K0, algorithm T or A, mode D, key version 00, exportability N, and the
-/// proprietary block "01" with the key index in eight digits. The length digits are "0000".
+/// proprietary block "01" with the key index in eight digits. The length digits are the
+/// header's own length in characters (`D0028...` with the one block): the key is not
+/// TR-31-wrapped, so there is no block to measure, and a TR-31 header parser reads the header
+/// as a complete, empty block.
 pub fn key_block_header(family: KeyFamily, key_index: KeyIndex) -> Result<String, Tr34Error> {
     let mut header = Header::new(
         Version::D,
@@ -126,7 +129,12 @@ pub fn key_block_header(family: KeyFamily, key_index: KeyIndex) -> Result<String
         id: KEY_INDEX_BLOCK,
         data: key_index.to_string(),
     });
-    Ok(header.to_string())
+    let text = header.to_string();
+    // Header's text is ASCII: one version character, four length digits, the rest.
+    match (text.get(..1), text.get(5..)) {
+        (Some(version), Some(rest)) => Ok(format!("{version}{:04}{rest}", text.len())),
+        _ => Err(encoding("key block header", "shorter than five characters")),
+    }
 }
 
 /// The TR-34 key block DER (2019 form) for `key` with `header`, naming the KDH `kdh`. In a

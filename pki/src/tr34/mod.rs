@@ -41,10 +41,10 @@
 //! - The key block header (TR-31 text via [`keymother_crypto::tr31::Header`]): version D, key
 //!   usage K0, algorithm T or A after the master key, mode of use D, key version 00,
 //!   exportability N, one proprietary optional block "01" holding the key index in eight ASCII
-//!   digits (so the signature binds the key index). The four length digits are "0000": the
-//!   header of a key that is not TR-31-wrapped has no block length, and [`Header`]'s text
-//!   writes zeros there. [`key_block_header`] gives the text, e.g. `D0000K0TD00N0100010C00000042`
-//!   for a TDES key of index 42.
+//!   digits (so the signature binds the key index). The four length digits are the header's
+//!   own length (the key is not TR-31-wrapped, so there is no block to measure).
+//!   [`key_block_header`] gives the text, e.g. `D0028K0TD00N0100010C00000042` for a TDES key
+//!   of index 42.
 //!
 //! The appliance never decrypts anything it receives.
 //!
