@@ -815,3 +815,22 @@ fn openssl_verifies_a_built_token_and_decrypts_its_key_block_with_the_krd_key() 
     let header = key_block_header(KeyFamily::Tdes, KeyIndex::ZERO).unwrap();
     assert!(listing.contains(&header), "{listing}");
 }
+
+/// docs/TR34.md's worked example is what `inspect` prints for the Annex B.9 sample.
+#[test]
+fn the_worked_example_in_tr34_md_is_what_inspect_prints() {
+    let directory = tempfile::tempdir().unwrap();
+    let token = sample_file(directory.path(), "b_9_two_pass_token");
+    let output = keymother(&["tr34", "inspect", token.to_str().unwrap()], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let document = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TR34.md"),
+    )
+    .unwrap();
+    let begin = "<!-- inspect-b9:begin -->\n```text\n";
+    let start = document.find(begin).expect("the example's begin marker") + begin.len();
+    let end = document[start..]
+        .find("```\n<!-- inspect-b9:end -->")
+        .expect("the example's end marker");
+    assert_eq!(document[start..start + end], stdout(&output));
+}
