@@ -823,10 +823,9 @@ fn the_worked_example_in_tr34_md_is_what_inspect_prints() {
     let token = sample_file(directory.path(), "b_9_two_pass_token");
     let output = keymother(&["tr34", "inspect", token.to_str().unwrap()], "");
     assert!(output.status.success(), "{}", stderr(&output));
-    let document = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TR34.md"),
-    )
-    .unwrap();
+    let document =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/TR34.md"))
+            .unwrap();
     let begin = "<!-- inspect-b9:begin -->\n```text\n";
     let start = document.find(begin).expect("the example's begin marker") + begin.len();
     let end = document[start..]
