@@ -13,7 +13,7 @@ use keymother_daemon::{Settings, Stats};
 use keymother_keyfiles::DeviceId;
 use keymother_pki::testing::{AnchorFiles, TestPki};
 use keymother_pki::{PrivateKey, Role};
-use keymother_protocol::{Mode, TerminalConfig, TerminalOutcome};
+use keymother_protocol::{CertificatePass, Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{SecretName, Vault};
 
@@ -476,7 +476,7 @@ fn run_terminals(
     terminals_per_port: usize,
 ) -> anyhow::Result<(usize, usize)> {
     println!(
-        "port bench-1: tr31 terminals (the key under the shared TTK); bench-{}: {} terminals in profile mode (profile {}: the master key, a PIN key from BDK PIN and a data key from BDK DATA, each under the TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode)",
+        "port bench-1: tr31 terminals (the key under the shared TTK); bench-{}: {} terminals in profile mode (profile {}: the master key, a PIN key from BDK PIN and a data key from BDK DATA, each under the TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode: TR-34 key tokens, two-pass on bench-3, one-pass on bench-4)",
         profile::PROFILE_PORT,
         profile::PROFILE_MODEL,
         profile::PROFILE
@@ -497,8 +497,13 @@ fn run_terminals(
             let stores = serials
                 .iter()
                 .map(|serial| {
-                    let certificate_mode = mode == PortMode::Certificate;
-                    terminal_key_store(serial, transport_key, certificate_mode, &device_key, pki)
+                    // bench-3 asks for two-pass TR-34 key tokens, bench-4 for one-pass ones.
+                    let pass = (mode == PortMode::Certificate).then_some(if port + 1 == 4 {
+                        CertificatePass::OnePass
+                    } else {
+                        CertificatePass::TwoPass
+                    });
+                    terminal_key_store(serial, transport_key, pass, &device_key, pki)
                 })
                 .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
             std::thread::spawn(move || run_port(line, serials, stores?, mode))
@@ -515,26 +520,28 @@ fn run_terminals(
     Ok((total, profiles))
 }
 
-/// A demo terminal's key store: the shared TTK, and in certificate mode the terminal's own
-/// device certificate, issued for its serial by the demo's device CA.
+/// A demo terminal's key store: the shared TTK, and in certificate mode (`pass`: the key
+/// tokens it asks for) the terminal's own device certificate, issued for its serial by the
+/// demo's device CA.
 fn terminal_key_store(
     serial: &str,
     transport_key: &SecretKey,
-    certificate_mode: bool,
+    pass: Option<CertificatePass>,
     device_key: &[u8],
     pki: &DemoPki,
 ) -> anyhow::Result<SoftwareKeyStore> {
     let store = SoftwareKeyStore::new(transport_key);
-    if !certificate_mode {
+    let Some(pass) = pass else {
         return Ok(store);
-    }
+    };
     let key = PrivateKey::from_pkcs8(device_key, None)?;
     let device = pki.pki.device_certificate(serial, &key.public_key())?;
     let identity = keymother_terminal::CertificateIdentity::new(
         key,
         &device,
         pki.pki.ca_certificate(Role::KeyDistributionHost),
-    )?;
+    )?
+    .with_pass(pass);
     Ok(store.with_certificate(identity))
 }
 

@@ -681,8 +681,12 @@ fn certificates_and_a_crl_made_with_openssl_work_end_to_end() {
          [kdh_ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n",
     )
     .unwrap();
-    // Two device certificates from the manufacturer CA, for the fixture device key.
-    for (serial, number) in [("OSSL0001", "0x5101"), ("OSSL0002", "0x5102")] {
+    // Three device certificates from the manufacturer CA, for the fixture device key.
+    for (serial, number) in [
+        ("OSSL0001", "0x5101"),
+        ("OSSL0002", "0x5102"),
+        ("OSSL0003", "0x5103"),
+    ] {
         let subject = format!("/CN={serial}/O=keymother test");
         let key = fixture("test-only-device.key");
         if run(&[
@@ -809,30 +813,37 @@ fn certificates_and_a_crl_made_with_openssl_work_end_to_end() {
     );
     assert_eq!(answer["result"]["certificate_mode"], true, "{answer}");
 
-    let terminal = |serial: &str| {
+    let terminal = |serial: &str, pass: CertificatePass| {
         let identity = CertificateIdentity::load(
             &fixture("test-only-device.key"),
             None,
             &directory.join(format!("{serial}.pem")),
             &fixture("ca-kdh.pem"),
         )
-        .unwrap();
+        .unwrap()
+        .with_pass(pass);
         let mut config = appliance.terminal(serial);
         config.modes = vec![Mode::Certificate];
         (config, appliance.key_store().with_certificate(identity))
     };
-    let (config, mut store) = terminal("OSSL0001");
-    let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
-    assert!(
-        matches!(outcome, TerminalOutcome::Injected { .. }),
-        "{outcome}"
-    );
-    let (config, mut store) = terminal("OSSL0002");
+    // A two-pass and a one-pass key token.
+    for (serial, pass) in [
+        ("OSSL0001", CertificatePass::TwoPass),
+        ("OSSL0003", CertificatePass::OnePass),
+    ] {
+        let (config, mut store) = terminal(serial, pass);
+        let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
+        assert!(
+            matches!(outcome, TerminalOutcome::Injected { .. }),
+            "{serial}: {outcome}"
+        );
+    }
+    let (config, mut store) = terminal("OSSL0002", CertificatePass::TwoPass);
     let outcome = inject(&mut lines[0], config, &mut store).unwrap().outcome;
     assert!(failure(&outcome).contains("revoked"), "{outcome}");
     let vault = appliance.vault();
-    assert_eq!(vault.smn_rows().unwrap().len(), 1);
-    assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 3);
+    assert_eq!(vault.smn_rows().unwrap().len(), 2);
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 2);
 }
 
 /// The KDH CA's CRL the appliance attaches to every delivery: a current one that does not list
