@@ -42,8 +42,8 @@ pub use dukpt::{
 pub use error::VaultError;
 pub use expected::{
     Counts, EXPECTED_COLUMNS_SERIAL, EXPECTED_COLUMNS_SERIAL_MODEL, EXPECTED_LIST_MAGIC,
-    ExpectedDevice, ExpectedError, ExpectedList, InjectedDevice, InjectedKey, KeyRef,
-    ListFile, ListFileError, ListName, ListReconciliation, MAX_EXPECTED_DEVICES, MAX_LIST_NAME,
+    ExpectedDevice, ExpectedError, ExpectedList, InjectedDevice, InjectedKey, KeyRef, ListFile,
+    ListFileError, ListName, ListReconciliation, MAX_EXPECTED_DEVICES, MAX_LIST_NAME,
     PendingDevice, PendingKey, RECONCILE_EXPORT_COLUMNS, RECONCILE_EXPORT_MAGIC,
     ReconcileExportDraft, ReconcileRow, Reconciliation, RefusedDevice, RowStatus,
     VerifiedReconcileExport, list_rows, read_list_file, seal_expected_list,

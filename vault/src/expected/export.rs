@@ -172,8 +172,18 @@ pub fn list_rows(list: &ListReconciliation) -> Vec<ReconcileRow> {
             &device.hardware_serial,
             &device.terminal_model,
         );
-        rows.extend(device.keys.iter().map(|key| bare.clone().with_injected(key)));
-        rows.extend(device.pending.iter().map(|key| bare.clone().with_pending(key)));
+        rows.extend(
+            device
+                .keys
+                .iter()
+                .map(|key| bare.clone().with_injected(key)),
+        );
+        rows.extend(
+            device
+                .pending
+                .iter()
+                .map(|key| bare.clone().with_pending(key)),
+        );
     }
     for device in &list.pending {
         let bare = ReconcileRow::bare(

@@ -6,10 +6,10 @@ use std::io::{BufReader, Read};
 use keymother_crypto::SecretKey;
 use keymother_keyfiles::{CreatedAt, DeviceId};
 
+use super::ListName;
 use super::export::{
     MAX_LINE, RECONCILE_EXPORT_COLUMNS, RECONCILE_EXPORT_MAGIC, ReconcileRow, RowStatus, escape,
 };
-use super::ListName;
 use crate::export_file::{ExportFileError, LineReader};
 use crate::mac::{MacKey, RECONCILE_EXPORT_SEAL_LABEL, verify_hex};
 
@@ -60,7 +60,11 @@ fn unescape(field: &str, what: &str) -> Result<String, String> {
         let value = after
             .get(..2)
             .and_then(|digits| std::str::from_utf8(digits).ok())
-            .filter(|digits| digits.bytes().all(|d| matches!(d, b'0'..=b'9' | b'A'..=b'F')))
+            .filter(|digits| {
+                digits
+                    .bytes()
+                    .all(|d| matches!(d, b'0'..=b'9' | b'A'..=b'F'))
+            })
             .and_then(|digits| u8::from_str_radix(digits, 16).ok())
             .ok_or_else(|| format!("{what}: a % not followed by two upper-case hex digits"))?;
         bytes.push(value);
@@ -80,7 +84,18 @@ fn optional(field: &str) -> Option<&str> {
 
 fn parse_row(text: &str) -> Result<ReconcileRow, String> {
     let fields: Vec<&str> = text.split(',').collect();
-    let [list, status, serial, model, kind, key, state, port, at, attempts] = fields.as_slice()
+    let [
+        list,
+        status,
+        serial,
+        model,
+        kind,
+        key,
+        state,
+        port,
+        at,
+        attempts,
+    ] = fields.as_slice()
     else {
         return Err(format!(
             "expected 10 comma-separated fields ({RECONCILE_EXPORT_COLUMNS}), found {}",
@@ -88,9 +103,8 @@ fn parse_row(text: &str) -> Result<ReconcileRow, String> {
         ));
     };
     let list: ListName = list.parse()?;
-    let status = RowStatus::parse(status).ok_or_else(|| {
-        "status is not one of injected, pending, missing, refused".to_owned()
-    })?;
+    let status = RowStatus::parse(status)
+        .ok_or_else(|| "status is not one of injected, pending, missing, refused".to_owned())?;
     let hardware_serial = serial
         .parse()
         .map_err(|_| "hardware serial is not 1 to 24 characters A-Z 0-9".to_owned())?;
@@ -170,14 +184,14 @@ fn check_shape(row: &ReconcileRow) -> Result<(), String> {
         Some("dukpt") => key.split_once('/').is_some_and(|(bdk, device)| {
             bdk.parse::<keymother_domain::BdkName>().is_ok()
                 && matches!(device.len(), 5 | 8)
-                && device.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+                && device
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
         }),
         _ => return Err("kind is not master or dukpt".to_owned()),
     };
     if !key_fits {
-        return Err(
-            "key is not an 8-digit key index (master) or BDK/DEVICE-ID (dukpt)".to_owned(),
-        );
+        return Err("key is not an 8-digit key index (master) or BDK/DEVICE-ID (dukpt)".to_owned());
     }
     Ok(())
 }
@@ -257,7 +271,9 @@ impl Parsed {
                     other => Some(
                         other
                             .strip_prefix("list ")
-                            .ok_or_else(|| "selection is neither \"all\" nor \"list NAME\"".to_owned())?
+                            .ok_or_else(|| {
+                                "selection is neither \"all\" nor \"list NAME\"".to_owned()
+                            })?
                             .parse()?,
                     ),
                 };

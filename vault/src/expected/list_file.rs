@@ -67,7 +67,9 @@ pub struct ListFile {
 /// The words for a refused hardware serial or model, without the character found.
 fn identity_words(what: &str, error: &IdentityError) -> String {
     match error {
-        IdentityError::Empty { max, .. } => format!("{what} is empty; it needs 1 to {max} characters"),
+        IdentityError::Empty { max, .. } => {
+            format!("{what} is empty; it needs 1 to {max} characters")
+        }
         IdentityError::TooLong { length, max, .. } => {
             format!("{what} is {length} characters long; at most {max} are allowed")
         }
@@ -238,7 +240,10 @@ fn check_sealed(
         })?;
     let (seal_line, seal_text, seal_offset) = lines[seal_at];
     if let Some((after, _, _)) = lines.get(seal_at + 1) {
-        return Err((*after, format!("nothing may follow the seal line (line {seal_line})")));
+        return Err((
+            *after,
+            format!("nothing may follow the seal line (line {seal_line})"),
+        ));
     }
     let kek = kek().map_err(|problem| (0, problem))?;
     let kcv = kek.kcv().to_string();
@@ -256,7 +261,10 @@ fn check_sealed(
             .bytes()
             .all(|byte| byte.is_ascii_digit() || (b'A'..=b'F').contains(&byte));
     if !is_hex {
-        return Err((seal_line, "the seal is not 64 upper-case hex digits".to_owned()));
+        return Err((
+            seal_line,
+            "the seal is not 64 upper-case hex digits".to_owned(),
+        ));
     }
     let mut mac = MacKey::derive(&kek, EXPECTED_LIST_SEAL_LABEL).start();
     mac.update(&bytes[..seal_offset]);

@@ -320,8 +320,11 @@ impl Vault {
                 refusal_to
             ],
         )?;
-        let counts = reconcile::reconcile_list(&transaction, &list_after_close(&list, &closed_at, operator))?
-            .counts();
+        let counts = reconcile::reconcile_list(
+            &transaction,
+            &list_after_close(&list, &closed_at, operator),
+        )?
+        .counts();
         audit::append(
             &transaction,
             key.audit_head(),
