@@ -64,6 +64,13 @@ pub struct ListFile {
     pub sealed: bool,
 }
 
+/// A line of the file: its number, its text (without the line ending), the offset of its
+/// first byte.
+type RawLine<'a> = (u64, &'a str, usize);
+
+/// A problem on a line (0: the file as a whole), in words.
+type LineProblem = (u64, String);
+
 /// The words for a refused hardware serial or model, without the character found.
 fn identity_words(what: &str, error: &IdentityError) -> String {
     match error {
@@ -82,7 +89,7 @@ fn identity_words(what: &str, error: &IdentityError) -> String {
 
 /// The lines of `bytes`: (number, text without its line feed or carriage return, offset of the
 /// line's first byte); a problem names the line. A file may end without a final line feed.
-fn split_lines(bytes: &[u8]) -> Result<Vec<(u64, &str, usize)>, (u64, String)> {
+fn split_lines(bytes: &[u8]) -> Result<Vec<RawLine<'_>>, LineProblem> {
     let mut lines = Vec::new();
     let mut offset = 0;
     let mut number = 0;
@@ -130,7 +137,7 @@ pub fn read_list_file(
         problem,
     };
     let lines = split_lines(bytes).map_err(refuse)?;
-    let mut rows: &[(u64, &str, usize)] = &lines;
+    let mut rows: &[RawLine<'_>] = &lines;
     let sealed = match lines.first() {
         Some((_, text, _)) if *text == EXPECTED_LIST_MAGIC => {
             let seal_at = check_sealed(&lines, bytes, device_id, kek).map_err(refuse)?;
@@ -153,7 +160,7 @@ pub fn read_list_file(
 }
 
 /// The column line and the rows, in order; `end` is the number of the line after the file.
-fn read_rows(rows: &[(u64, &str, usize)], end: u64) -> Result<Vec<ExpectedDevice>, (u64, String)> {
+fn read_rows(rows: &[RawLine<'_>], end: u64) -> Result<Vec<ExpectedDevice>, LineProblem> {
     let Some(((columns_line, columns, _), rows)) = rows.split_first() else {
         return Err((
             end,
@@ -198,11 +205,11 @@ fn read_rows(rows: &[(u64, &str, usize)], end: u64) -> Result<Vec<ExpectedDevice
 /// A sealed list's header (lines 2 and 3) and seal, checked against this appliance: the index
 /// in `lines` of the seal line, which must be the last.
 fn check_sealed(
-    lines: &[(u64, &str, usize)],
+    lines: &[RawLine<'_>],
     bytes: &[u8],
     device_id: &DeviceId,
     kek: impl FnOnce() -> Result<SecretKey, String>,
-) -> Result<usize, (u64, String)> {
+) -> Result<usize, LineProblem> {
     let header = |index: usize, prefix: &str| match lines.get(index) {
         Some((_, text, _)) => text
             .strip_prefix(prefix)
