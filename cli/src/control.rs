@@ -69,6 +69,13 @@ pub enum DaemonCommand {
     /// DUKPT base derivation keys: load one in a custodian ceremony, or show them.
     #[command(subcommand)]
     Bdk(crate::bdk::BdkCommand),
+    /// Expected-device lists for injection runs (PCI PIN 30-3): import a run's serials,
+    /// close the list when the run ends.
+    #[command(subcommand)]
+    Expected(crate::expected::ExpectedCommand),
+    /// Per expected-device list: what was injected, what is pending, what is missing, and
+    /// which serials were refused; or, with --export, the sealed file for the front end.
+    Reconcile(crate::expected::ReconcileArguments),
     /// Voids a key that was sent but never confirmed, so it can never be used; audited.
     Void {
         /// The key index.
@@ -259,6 +266,8 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
     match command {
         DaemonCommand::Kdh(command) => crate::kdh::run(socket, command),
         DaemonCommand::Bdk(command) => crate::bdk::run(socket, command),
+        DaemonCommand::Expected(command) => crate::expected::run(socket, command),
+        DaemonCommand::Reconcile(arguments) => crate::expected::reconcile(socket, arguments),
         DaemonCommand::Status { json } => {
             let status = call(socket, api::Status {})?;
             if json {

@@ -1,4 +1,4 @@
-//! Key files on the command line: the front end's writer (generate), a header viewer (inspect), and the front end's checks of the SMN and DUKPT exports (verify-smn-export, verify-dukpt-export).
+//! Key files on the command line: the front end's writer (generate), a header viewer (inspect), the front end's checks of the SMN, DUKPT and reconciliation exports (verify-*-export), and its sealing of expected-device lists (seal-expected-list).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
@@ -62,6 +62,30 @@ pub enum KeyfileCommand {
         kek_alg: String,
         /// The DUKPT export file.
         file: PathBuf,
+    },
+    /// The front end's side of a reconciliation export (`keymother reconcile --export`):
+    /// checks its seal under the KEK and lists it with each list's counts.
+    VerifyReconcileExport {
+        /// The KEK's algorithm; the KEK itself is typed without echo (or piped on stdin).
+        #[arg(long)]
+        kek_alg: String,
+        /// The reconciliation export file.
+        file: PathBuf,
+    },
+    /// The front end's side of an expected-device list: seals a plain list (`serial` or
+    /// `serial,model` and its rows) for one appliance under the KEK.
+    SealExpectedList {
+        /// The KEK's algorithm; the KEK itself is typed without echo (or piped on stdin).
+        #[arg(long)]
+        kek_alg: String,
+        /// The appliance the list is for.
+        #[arg(long)]
+        device_id: String,
+        /// The plain list.
+        file: PathBuf,
+        /// Where to write the sealed list (written to a temporary name, then renamed).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -218,6 +242,32 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        KeyfileCommand::VerifyReconcileExport { kek_alg, file } => {
+            let (name, source, kek) = export_and_kek(&kek_alg, &file)?;
+            let verified =
+                keymother_vault::verify_reconcile_export(BufReader::new(source), &name, &kek)?;
+            println!(
+                "{name}: seal verifies, {} reconciliation rows (device {}, exported {})",
+                verified.rows.len(),
+                verified.device_id,
+                verified.exported_at
+            );
+            for (list, [injected, pending, missing, refused]) in verified.counts() {
+                println!(
+                    "list {list}: injected {injected}, pending {pending}, missing {missing}, refused {refused}"
+                );
+            }
+            for row in &verified.rows {
+                println!("{}", row.line());
+            }
+            Ok(())
+        }
+        KeyfileCommand::SealExpectedList {
+            kek_alg,
+            device_id,
+            file,
+            out,
+        } => seal_expected_list(&kek_alg, &device_id, &file, &out),
         KeyfileCommand::Inspect { file } => {
             let name = file.display().to_string();
             let source = File::open(&file).map_err(|error| argument_error(&name, error))?;
@@ -233,4 +283,43 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Seals the plain list `file` for `device_id` under the KEK typed without echo, and writes it
+/// atomically to `out`.
+fn seal_expected_list(
+    kek_alg: &str,
+    device_id: &str,
+    file: &Path,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let device_id = device_id
+        .parse()
+        .map_err(|e| argument_error("--device-id", e))?;
+    let name = file.display().to_string();
+    let plain = std::fs::read(file).map_err(|error| argument_error(&name, error))?;
+    let (_, source, kek) = export_and_kek(kek_alg, file)?;
+    drop(source);
+    // The plain list must read as one before it is sealed; its errors name the line.
+    keymother_vault::read_list_file(&plain, &name, &device_id, || {
+        Err("a sealed list cannot be sealed again".to_owned())
+    })?;
+    let text = String::from_utf8(plain).map_err(|_| argument_error(&name, "not ASCII"))?;
+    // A spreadsheet's byte order mark belongs at the start of a file, not on line 4.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let sealed = keymother_vault::seal_expected_list(text, &device_id, &kek);
+    let directory = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temporary = tempfile::NamedTempFile::new_in(directory)?;
+    std::fs::write(temporary.path(), sealed.as_bytes())?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(out).map_err(|error| error.error)?;
+    println!(
+        "wrote {}: sealed for device {device_id} under the KEK with check value {}",
+        out.display(),
+        kek.kcv()
+    );
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod custodian;
 mod demo;
 mod display_preview;
 mod dukpt;
+mod expected;
 mod hardening;
 mod kdh;
 mod keyfile;

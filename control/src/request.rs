@@ -53,6 +53,10 @@ pub enum Request {
     BdkStatus(BdkStatus),
     BdkImport(BdkImport),
     ExportDukpt(ExportDukpt),
+    ExpectedImport(ExpectedImport),
+    ExpectedClose(ExpectedClose),
+    Reconcile(Reconcile),
+    ReconcileExport(ReconcileExport),
 }
 
 impl Request {
@@ -80,6 +84,10 @@ impl Request {
             Request::BdkStatus(_) => "bdk-status",
             Request::BdkImport(_) => "bdk-import",
             Request::ExportDukpt(_) => "export-dukpt",
+            Request::ExpectedImport(_) => "expected-import",
+            Request::ExpectedClose(_) => "expected-close",
+            Request::Reconcile(_) => "reconcile",
+            Request::ReconcileExport(_) => "reconcile-export",
         }
     }
 }
@@ -330,3 +338,53 @@ pub struct ExportDukpt {
     pub only_new: bool,
 }
 call!(ExportDukpt => DukptExportReport, Transfer::Download);
+
+/// An expected-device list for an injection run (keyfiles/FORMAT.md, "Expected-device
+/// lists"): a CSV of hardware serials, plain or sealed under the KEK, whose bytes follow the
+/// request as `data` lines: `size` bytes in all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedImport {
+    /// The list's name (`RUN-2026-12-06`): 1 to 32 characters `A-Z a-z 0-9 . _ -`, never
+    /// used before on this appliance.
+    pub name: String,
+    /// The file's name as the operator gave it: it names the file in errors and the audit
+    /// trail, and is never opened.
+    pub file_name: String,
+    /// The file's length in bytes, at most [`crate::MAX_KEY_FILE`].
+    pub size: u64,
+}
+call!(ExpectedImport => ExpectedListReport, Transfer::Upload);
+
+/// Closes an open expected-device list: its serials are refused from now on (unless another
+/// open list holds them) and its reconciliation window ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedClose {
+    pub name: String,
+}
+call!(ExpectedClose => ExpectedListReport);
+
+/// Per expected-device list: what was injected, what is pending, what is missing, and which
+/// serials were refused while it was open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconcile {
+    /// One list; without it, every list.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+call!(Reconcile => ReconcileReport);
+
+/// The reconciliation as a sealed file for the front end, streamed back to the client; the
+/// export is audited once the client says it has the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileExport {
+    /// One list; without it, every list.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the client writes it, for the audit row; the daemon never opens it.
+    pub file_name: String,
+}
+call!(ReconcileExport => ReconcileExportReport, Transfer::Download);

@@ -383,3 +383,107 @@ pub struct BdkCeremonyReport {
     pub parity_adjusted: bool,
     pub bdk: BdkReport,
 }
+
+/// An expected-device list as recorded (`expected-import`, `expected-close`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedListReport {
+    pub name: String,
+    /// How many serials it holds.
+    pub devices: u64,
+    /// Whether it came sealed under the KEK.
+    pub sealed: bool,
+    /// The file's name as the operator gave it.
+    pub file_name: String,
+    pub file_sha256: String,
+    pub imported_at: String,
+    pub imported_by: Option<String>,
+    /// `null` while the list is open.
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
+}
+
+/// A key of a listed serial: a master key (`key` is its 8-digit index, `smn` its SMN) or a
+/// DUKPT initial key (`key` is `BDK/DEVICE-ID`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciledKey {
+    /// `master` or `dukpt`.
+    pub kind: String,
+    pub key: String,
+    pub smn: Option<String>,
+    /// `used` (confirmed), `reserved` or `sent`.
+    pub state: String,
+    pub port: String,
+    /// When it was confirmed (`used`) or reserved.
+    pub at: String,
+}
+
+/// A listed serial with a key confirmed while the list was open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectedDeviceReport {
+    pub hardware_serial: HardwareSerial,
+    /// The model the list names.
+    pub terminal_model: Option<String>,
+    pub keys: Vec<ReconciledKey>,
+    /// Keys it also has reserved or sent, unconfirmed.
+    pub pending: Vec<ReconciledKey>,
+}
+
+/// A listed serial with nothing confirmed and a key reserved or sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingDeviceReport {
+    pub hardware_serial: HardwareSerial,
+    pub terminal_model: Option<String>,
+    pub keys: Vec<ReconciledKey>,
+}
+
+/// A listed serial never injected, with nothing pending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingDeviceReport {
+    pub hardware_serial: HardwareSerial,
+    pub terminal_model: Option<String>,
+    /// The line of the list file it is on.
+    pub line: u64,
+}
+
+/// A serial refused while the list was open because no open list held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedDeviceReport {
+    pub hardware_serial: HardwareSerial,
+    pub attempts: u64,
+    pub first_at: String,
+    pub last_at: String,
+    pub last_port: String,
+}
+
+/// One list accounted for: each listed serial is injected, pending or missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListReconciliationReport {
+    pub list: ExpectedListReport,
+    pub injected: Vec<InjectedDeviceReport>,
+    pub pending: Vec<PendingDeviceReport>,
+    pub missing: Vec<MissingDeviceReport>,
+    pub refused: Vec<RefusedDeviceReport>,
+}
+
+/// `reconcile`: one list, or every list oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileReport {
+    pub lists: Vec<ListReconciliationReport>,
+}
+
+/// `reconcile-export`, once the client has the file and the export is audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileExportReport {
+    pub rows: u64,
+    pub exported_at: String,
+    pub file_sha256: String,
+}

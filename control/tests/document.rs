@@ -139,6 +139,10 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
         Request::BdkImport(_) => typed::<api::BdkImport>(answer),
         Request::ExportDukpt(_) => typed::<api::ExportDukpt>(answer),
+        Request::ExpectedImport(_) => typed::<api::ExpectedImport>(answer),
+        Request::ExpectedClose(_) => typed::<api::ExpectedClose>(answer),
+        Request::Reconcile(_) => typed::<api::Reconcile>(answer),
+        Request::ReconcileExport(_) => typed::<api::ReconcileExport>(answer),
     }
 }
 
@@ -223,6 +227,22 @@ fn one_of_each() -> Vec<Request> {
         api::ExportDukpt {
             file_name: "d".to_owned(),
             only_new: false,
+        }
+        .into(),
+        api::ExpectedImport {
+            name: "RUN".to_owned(),
+            file_name: "e".to_owned(),
+            size: 0,
+        }
+        .into(),
+        api::ExpectedClose {
+            name: "RUN".to_owned(),
+        }
+        .into(),
+        api::Reconcile::default().into(),
+        api::ReconcileExport {
+            name: None,
+            file_name: "r".to_owned(),
         }
         .into(),
     ]
@@ -366,15 +386,21 @@ fn check_answer(
 /// The file of a transfer against what the answer says of it.
 fn check_file(at: &str, request: &Request, transfer: &Transfer, result: &Value) {
     let file = match request {
-        Request::Import(import) if !transfer.uploaded.is_empty() => {
+        Request::Import(api::Import { size, .. })
+        | Request::ExpectedImport(api::ExpectedImport { size, .. })
+            if !transfer.uploaded.is_empty() =>
+        {
             assert_eq!(
                 transfer.uploaded.len() as u64,
-                import.size,
+                *size,
                 "{at}: the data lines do not carry the size the import request announces"
             );
             &transfer.uploaded
         }
-        Request::ExportSmn(_) | Request::AuditExport(_) | Request::ExportDukpt(_)
+        Request::ExportSmn(_)
+        | Request::AuditExport(_)
+        | Request::ExportDukpt(_)
+        | Request::ReconcileExport(_)
             if transfer.end.is_some() =>
         {
             &transfer.downloaded

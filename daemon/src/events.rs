@@ -296,6 +296,7 @@ pub fn failure_reason(code: ErrorCode, cause: FailureCause) -> String {
         (ErrorCode::SMN_MISMATCH, _) => "SMN mismatch",
         (ErrorCode::KEY_NOT_DELIVERED, _) => "key not delivered to this terminal",
         (ErrorCode::RATE_LIMITED, _) => "too many requests: wait a minute",
+        (ErrorCode::DEVICE_NOT_EXPECTED, _) => "not on an expected-device list",
         (ErrorCode::UNSUPPORTED_VERSION, _) => "protocol version not supported",
         (ErrorCode::NO_COMMON_MODE, _) => "no common injection mode",
         (ErrorCode::INTERNAL_ERROR, _) => "internal error: see the journal",
@@ -364,6 +365,11 @@ mod tests {
                 "certificate refused: clock not set",
             ),
             (ErrorCode::KCV_MISMATCH, FailureCause::Code, "KCV mismatch"),
+            (
+                ErrorCode::DEVICE_NOT_EXPECTED,
+                FailureCause::Code,
+                "not on an expected-device list",
+            ),
             (
                 ErrorCode::SEQUENCE_OUT_OF_ORDER,
                 FailureCause::Code,

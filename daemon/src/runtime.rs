@@ -72,6 +72,7 @@ pub async fn run_with(
 ) -> Result<(), OpenError> {
     let data_dir = settings.data_dir.clone();
     let quarantine_after = settings.quarantine_after;
+    let require_expected_devices = settings.require_expected_devices;
     let pki = settings.pki.clone();
     let operators = settings.operator.clone();
     let clock = settings.clock.clone();
@@ -88,6 +89,7 @@ pub async fn run_with(
         };
         let dispenser = Dispenser::open(&data_dir, quarantine_after, operators, &clock)?;
         dispenser.set_trust(trust);
+        dispenser.set_require_expected_devices(require_expected_devices);
         Ok::<_, OpenError>(dispenser)
     })
     .await

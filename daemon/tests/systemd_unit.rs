@@ -172,6 +172,7 @@ fn the_example_settings_show_every_key() {
         "[dispensing]",
         "quarantine_after =",
         "idle_timeout_seconds =",
+        "require_expected_devices =",
         "[control]",
         "socket =",
         "group =",

@@ -49,11 +49,14 @@ impl ErrorCode {
     /// Certificate mode: this port has had too many key requests lately (a limit on the KDH
     /// key's signatures); nothing was reserved, try again later.
     pub const RATE_LIMITED: ErrorCode = ErrorCode(0x0012);
+    /// The appliance requires each terminal to be on an open expected-device list, and this
+    /// hardware serial is not; nothing was reserved, and the attempt was recorded.
+    pub const DEVICE_NOT_EXPECTED: ErrorCode = ErrorCode(0x0013);
     /// The appliance failed internally; the request changed nothing that is not recorded.
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x00FF);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::MALFORMED_MESSAGE,
         ErrorCode::UNKNOWN_MESSAGE_TYPE,
         ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -72,6 +75,7 @@ impl ErrorCode {
         ErrorCode::BUSY,
         ErrorCode::CERTIFICATE_REFUSED,
         ErrorCode::RATE_LIMITED,
+        ErrorCode::DEVICE_NOT_EXPECTED,
         ErrorCode::INTERNAL_ERROR,
     ];
 
@@ -96,6 +100,7 @@ impl ErrorCode {
             ErrorCode::BUSY => "BUSY",
             ErrorCode::CERTIFICATE_REFUSED => "CERTIFICATE_REFUSED",
             ErrorCode::RATE_LIMITED => "RATE_LIMITED",
+            ErrorCode::DEVICE_NOT_EXPECTED => "DEVICE_NOT_EXPECTED",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
             _ => return None,
         })
@@ -149,6 +154,9 @@ impl ErrorCode {
             }
             ErrorCode::RATE_LIMITED => {
                 "too many certificate-mode key requests on this port lately; try again later"
+            }
+            ErrorCode::DEVICE_NOT_EXPECTED => {
+                "the hardware serial is not on an open expected-device list; nothing was reserved"
             }
             ErrorCode::INTERNAL_ERROR => "the appliance failed internally",
             _ => return None,

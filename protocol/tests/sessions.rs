@@ -524,6 +524,21 @@ fn error_not_ready() {
 }
 
 #[test]
+fn error_device_not_expected_when_the_adapter_refuses_the_serial() {
+    let mut vault = FakeVault::with_keys([1]);
+    vault.refuse_reservation = Some(DispenseRefusal::DeviceNotExpected);
+    let mut direct = Direct::new(vault);
+    direct.request(0, &hello_for("T1", vec![1]));
+    let (seq, code, detail) = error_code(&direct.request(1, &key_request()));
+    assert_eq!((seq, code), (1, ErrorCode::DEVICE_NOT_EXPECTED));
+    assert_eq!(
+        detail,
+        "this hardware serial is not on an open expected-device list of the appliance"
+    );
+    assert!(!ErrorCode::DEVICE_NOT_EXPECTED.is_transient());
+}
+
+#[test]
 fn error_kcv_mismatch_and_quarantined() {
     for (quarantine, expected) in [
         (false, ErrorCode::KCV_MISMATCH),
@@ -709,6 +724,7 @@ fn every_error_code_is_produced_by_some_test() {
         ErrorCode::BUSY,
         ErrorCode::CERTIFICATE_REFUSED,
         ErrorCode::RATE_LIMITED,
+        ErrorCode::DEVICE_NOT_EXPECTED,
         ErrorCode::INTERNAL_ERROR,
     ];
     assert_eq!(covered, ErrorCode::ALL);

@@ -10,6 +10,7 @@ pub mod clock;
 mod dispense;
 mod dukpt;
 mod error;
+mod expected;
 mod export_file;
 mod import;
 mod inventory;
@@ -39,6 +40,15 @@ pub use dukpt::{
     VoidedDukpt, verify_dukpt_export,
 };
 pub use error::VaultError;
+pub use expected::{
+    Counts, EXPECTED_COLUMNS_SERIAL, EXPECTED_COLUMNS_SERIAL_MODEL, EXPECTED_LIST_MAGIC,
+    ExpectedDevice, ExpectedError, ExpectedList, InjectedDevice, InjectedKey, KeyRef, ListFile,
+    ListFileError, ListName, ListReconciliation, MAX_EXPECTED_DEVICES, MAX_LIST_NAME,
+    PendingDevice, PendingKey, RECONCILE_EXPORT_COLUMNS, RECONCILE_EXPORT_MAGIC,
+    ReconcileExportDraft, ReconcileRow, Reconciliation, RefusedDevice, RowStatus,
+    VerifiedReconcileExport, list_rows, read_list_file, seal_expected_list,
+    verify_reconcile_export,
+};
 pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};

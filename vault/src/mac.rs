@@ -1,4 +1,4 @@
-//! MAC keys derived with SP 800-108 (CMAC PRF) and HMAC-SHA-256 under them: the audit head's MAC and the SMN and DUKPT exports' seals.
+//! MAC keys derived with SP 800-108 (CMAC PRF) and HMAC-SHA-256 under them: the audit head's MAC, the SMN, DUKPT and reconciliation exports' seals, and sealed expected-device lists.
 
 use hmac::{Hmac, KeyInit, Mac};
 use keymother_crypto::SecretKey;
@@ -13,6 +13,11 @@ pub(crate) const SMN_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-SMN-EXPORT-SEAL/1";
 /// Label of the DUKPT export's seal key, derived from the KEK (docs/SMN-EXPORT.md): its own,
 /// so an SMN export's seal can never pass for a DUKPT export's or the other way round.
 pub(crate) const DUKPT_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-DUKPT-EXPORT-SEAL/1";
+/// Label of a sealed expected-device list's seal key, derived from the KEK
+/// (keyfiles/FORMAT.md, "Expected-device lists").
+pub(crate) const EXPECTED_LIST_SEAL_LABEL: &[u8] = b"KEYMOTHER-EXPECTED-DEVICES-SEAL/1";
+/// Label of the reconciliation export's seal key, derived from the KEK (docs/SMN-EXPORT.md).
+pub(crate) const RECONCILE_EXPORT_SEAL_LABEL: &[u8] = b"KEYMOTHER-RECONCILE-EXPORT-SEAL/1";
 
 const MAC_KEY_LENGTH: usize = 32;
 

@@ -248,6 +248,70 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'DUKPT export records are never rewritten'); END;
      CREATE TRIGGER dukpt_export_never_deleted BEFORE DELETE ON dukpt_export
          BEGIN SELECT RAISE(ABORT, 'DUKPT export records are never deleted'); END;",
+    // Expected-device lists (expected/): the serials an injection run may serve (PCI PIN
+    // 30-3), each list with the registries' and the refusals' highest rowids when it opened
+    // and when it closed (its window, free of the clock); the serials refused because no
+    // open list held them. A list is never changed but closed once; no serial is on two open
+    // lists; nothing here is rewritten or deleted.
+    "CREATE TABLE expected_list (
+         name TEXT PRIMARY KEY
+             CHECK (length(name) BETWEEN 1 AND 32 AND name NOT GLOB '*[^A-Za-z0-9._-]*'),
+         devices INTEGER NOT NULL CHECK (devices >= 1),
+         sealed INTEGER NOT NULL CHECK (sealed IN (0, 1)),
+         file TEXT NOT NULL,
+         file_sha256 TEXT NOT NULL,
+         imported_at TEXT NOT NULL,
+         imported_by TEXT,
+         smn_from INTEGER NOT NULL,
+         dukpt_from INTEGER NOT NULL,
+         refusal_from INTEGER NOT NULL,
+         closed_at TEXT,
+         closed_by TEXT,
+         smn_to INTEGER,
+         dukpt_to INTEGER,
+         refusal_to INTEGER,
+         CHECK ((closed_at IS NULL) = (smn_to IS NULL)
+            AND (closed_at IS NULL) = (dukpt_to IS NULL)
+            AND (closed_at IS NULL) = (refusal_to IS NULL))
+     ) STRICT;
+     CREATE TRIGGER expected_list_never_deleted BEFORE DELETE ON expected_list
+         BEGIN SELECT RAISE(ABORT, 'expected-device lists are never deleted'); END;
+     CREATE TRIGGER expected_list_only_closes_once BEFORE UPDATE ON expected_list
+         WHEN OLD.closed_at IS NOT NULL OR NEW.closed_at IS NULL
+           OR NEW.name IS NOT OLD.name OR NEW.devices IS NOT OLD.devices
+           OR NEW.sealed IS NOT OLD.sealed OR NEW.file IS NOT OLD.file
+           OR NEW.file_sha256 IS NOT OLD.file_sha256 OR NEW.imported_at IS NOT OLD.imported_at
+           OR NEW.imported_by IS NOT OLD.imported_by OR NEW.smn_from IS NOT OLD.smn_from
+           OR NEW.dukpt_from IS NOT OLD.dukpt_from OR NEW.refusal_from IS NOT OLD.refusal_from
+         BEGIN SELECT RAISE(ABORT, 'an expected-device list is never changed, only closed once'); END;
+     CREATE TABLE expected_device (
+         list TEXT NOT NULL REFERENCES expected_list (name),
+         hardware_serial TEXT NOT NULL CHECK (length(hardware_serial) BETWEEN 1 AND 24
+             AND hardware_serial NOT GLOB '*[^A-Z0-9]*'),
+         terminal_model TEXT,
+         line INTEGER NOT NULL CHECK (line >= 1),
+         PRIMARY KEY (list, hardware_serial)
+     ) STRICT, WITHOUT ROWID;
+     CREATE INDEX expected_device_by_serial ON expected_device (hardware_serial);
+     CREATE TRIGGER expected_device_on_one_open_list BEFORE INSERT ON expected_device
+         WHEN EXISTS (SELECT 1 FROM expected_device d JOIN expected_list l ON l.name = d.list
+                       WHERE d.hardware_serial = NEW.hardware_serial AND d.list IS NOT NEW.list
+                         AND l.closed_at IS NULL)
+         BEGIN SELECT RAISE(ABORT, 'a serial is on at most one open expected-device list'); END;
+     CREATE TRIGGER expected_device_never_rewritten BEFORE UPDATE ON expected_device
+         BEGIN SELECT RAISE(ABORT, 'expected devices are never rewritten'); END;
+     CREATE TRIGGER expected_device_never_deleted BEFORE DELETE ON expected_device
+         BEGIN SELECT RAISE(ABORT, 'expected devices are never deleted'); END;
+     CREATE TABLE expected_refusal (
+         hardware_serial TEXT NOT NULL,
+         port TEXT NOT NULL,
+         mode TEXT NOT NULL,
+         refused_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER expected_refusal_never_rewritten BEFORE UPDATE ON expected_refusal
+         BEGIN SELECT RAISE(ABORT, 'refused devices are never rewritten'); END;
+     CREATE TRIGGER expected_refusal_never_deleted BEFORE DELETE ON expected_refusal
+         BEGIN SELECT RAISE(ABORT, 'refused devices are never deleted'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

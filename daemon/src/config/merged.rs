@@ -39,6 +39,7 @@ pub(super) struct MergedDispensing {
     pub(super) quarantine_after: Option<Sourced<u32>>,
     pub(super) idle_timeout_seconds: Option<Sourced<u64>>,
     pub(super) certificate_requests_per_minute: Option<Sourced<u32>>,
+    pub(super) require_expected_devices: Option<Sourced<bool>>,
 }
 
 /// The `[control]` values as merged.
@@ -153,6 +154,11 @@ impl MergedDispensing {
         overlay(
             &mut self.certificate_requests_per_minute,
             raw.certificate_requests_per_minute,
+            file,
+        );
+        overlay(
+            &mut self.require_expected_devices,
+            raw.require_expected_devices,
             file,
         );
     }

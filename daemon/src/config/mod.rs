@@ -276,6 +276,9 @@ pub struct Settings {
     /// Certificate-mode key requests accepted per port per minute: each costs a private-key
     /// operation with the KDH key (docs/SECURITY.md, Marvin).
     pub certificate_requests_per_minute: u32,
+    /// Whether a terminal must be on an open expected-device list to get a key (PCI PIN 30-3);
+    /// others are refused with DEVICE_NOT_EXPECTED before anything is reserved.
+    pub require_expected_devices: bool,
     /// The Unix control socket the `keymother` command talks to.
     pub control_socket: PathBuf,
     /// The group allowed to use the control socket (the socket is made `0660 keymother:group`).
@@ -550,6 +553,32 @@ require = false
             settings.operator.session_limit,
             Duration::from_secs(8 * 3600)
         );
+    }
+
+    #[test]
+    fn expected_devices_are_required_only_when_set_and_a_drop_in_may_turn_it_on() {
+        let default = Settings::from_toml(GOOD, "keymotherd.toml").unwrap();
+        assert!(!default.require_expected_devices);
+        let on = GOOD.replace(
+            "quarantine_after = 2",
+            "quarantine_after = 2\nrequire_expected_devices = true",
+        );
+        assert!(
+            Settings::from_toml(&on, "keymotherd.toml")
+                .unwrap()
+                .require_expected_devices
+        );
+        let layered = layers(&[&on, "[dispensing]\nrequire_expected_devices = false\n"]).unwrap();
+        assert!(!layered.require_expected_devices, "the later file decides");
+        let layered = layers(&[GOOD, "[dispensing]\nrequire_expected_devices = true\n"]).unwrap();
+        assert!(layered.require_expected_devices);
+        assert_refused(&[(
+            GOOD.replace(
+                "quarantine_after = 2",
+                "quarantine_after = 2\nrequire_expected_devices = \"yes\"",
+            ),
+            "keymotherd.toml:5: dispensing.require_expected_devices: ",
+        )]);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(super) struct RawDispensing {
     pub(super) quarantine_after: Option<Spanned<u32>>,
     pub(super) idle_timeout_seconds: Option<Spanned<u64>>,
     pub(super) certificate_requests_per_minute: Option<Spanned<u32>>,
+    pub(super) require_expected_devices: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

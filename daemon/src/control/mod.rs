@@ -8,6 +8,7 @@
 
 mod connection;
 mod dukpt;
+mod expected;
 mod handlers;
 mod limiter;
 mod transfer;
@@ -276,6 +277,16 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         }
         Request::ExportDukpt(r) => {
             reply::<api::ExportDukpt>(transfer::export_dukpt(context, connection, r).await)
+        }
+        Request::ExpectedImport(r) => {
+            reply::<api::ExpectedImport>(expected::expected_import(context, connection, r).await)
+        }
+        Request::ExpectedClose(r) => {
+            reply::<api::ExpectedClose>(expected::expected_close(context, r).await)
+        }
+        Request::Reconcile(r) => reply::<api::Reconcile>(expected::reconcile(context, r).await),
+        Request::ReconcileExport(r) => {
+            reply::<api::ReconcileExport>(expected::reconcile_export(context, connection, r).await)
         }
     }
 }

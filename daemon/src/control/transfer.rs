@@ -243,7 +243,11 @@ fn progress_line(step: ImportProgress) -> StreamLine {
 
 /// Sends `bytes` as data lines and an end line, then waits for the client's word that it
 /// has written them: `Ok` once it says so with the right digest.
-async fn send_file(connection: &mut Connection, file: &str, bytes: &[u8]) -> Result<(), String> {
+pub(super) async fn send_file(
+    connection: &mut Connection,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
     let sha256 = hex::encode(Sha256::digest(bytes));
     let gone = |error: ConnectionError| format!("{file}: the export was cancelled: {error}");
     for chunk in bytes.chunks(DATA_CHUNK) {

@@ -16,6 +16,7 @@
 //! and `modes/` (one file per key mode: how a reserved master key leaves the appliance).
 
 mod dukpt;
+mod expected;
 mod lock_order;
 mod modes;
 mod reservation;
@@ -24,7 +25,7 @@ mod sessions;
 mod tamper;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use keymother_vault::{Vault, VaultError};
@@ -68,6 +69,8 @@ pub struct Dispenser {
     changed: Arc<Notify>,
     /// Whether the clock can be trusted (logins and certificate checks need it to be).
     clock: Clock,
+    /// Whether a terminal must be on an open expected-device list (`expected.rs`).
+    require_expected_devices: AtomicBool,
 }
 
 /// The appliance's state as the display and the LEDs show it.
@@ -163,6 +166,7 @@ impl Dispenser {
             }),
             changed: Arc::new(Notify::new()),
             clock,
+            require_expected_devices: AtomicBool::new(false),
         })
     }
 

@@ -15,7 +15,8 @@ impl Dispenser {
     /// in the mode it asked for: under the TTK (tr31) or sealed under an ephemeral key
     /// (certificate mode).
     ///
-    /// In this order: the mode's own checks (certificate mode verifies the device), then
+    /// In this order: the mode's own checks (certificate mode verifies the device), the
+    /// expected-device list when one is required (`expected.rs`), then
     /// whether keys may flow (keys loaded, no tamper, the tamper input watched if it must
     /// be, an operator logged in if one is required), then the reservation in the vault,
     /// the master key unwrapped under the KEK and checked against its stored check value,
@@ -27,6 +28,7 @@ impl Dispenser {
         port: &str,
     ) -> Result<Delivery, DispenseRefusal> {
         let mode = modes::prepare(self, terminal, request)?;
+        self.admit_device(terminal, request, port)?;
         let keys = self.keys();
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);

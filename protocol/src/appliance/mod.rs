@@ -96,6 +96,9 @@ pub enum DispenseRefusal {
     /// Certificate mode: the KRD credential token, its device certificate or the random number
     /// token was refused (CERTIFICATE_REFUSED); the text says why and goes to the terminal.
     CertificateRefused(CertificateRefusal),
+    /// The appliance requires an expected-device list and no open list holds the terminal's
+    /// hardware serial (DEVICE_NOT_EXPECTED).
+    DeviceNotExpected,
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),

@@ -191,6 +191,11 @@ impl ApplianceSession {
                 &refusal.detail,
                 actions,
             ),
+            DispenseRefusal::DeviceNotExpected => self.respond_error(
+                ErrorCode::DEVICE_NOT_EXPECTED,
+                "this hardware serial is not on an open expected-device list of the appliance",
+                actions,
+            ),
             DispenseRefusal::Internal(detail) => {
                 self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, actions)
             }

@@ -168,6 +168,40 @@ pub enum AuditEvent {
         file_sha256: String,
         operator: Option<String>,
     },
+    /// An expected-device list was imported and opened (PCI PIN 30-3).
+    ExpectedImport {
+        list: String,
+        devices: u64,
+        sealed: bool,
+        file: String,
+        file_sha256: String,
+        operator: Option<String>,
+    },
+    /// An expected-device list file was refused; nothing was stored.
+    ExpectedImportRefused {
+        list: String,
+        file: String,
+        reason: String,
+        operator: Option<String>,
+    },
+    /// An expected-device list was closed, with its reconciliation's counts then.
+    ExpectedClose {
+        list: String,
+        devices: u64,
+        injected: u64,
+        pending: u64,
+        missing: u64,
+        refused: u64,
+        operator: Option<String>,
+    },
+    /// A reconciliation export file was delivered (`list` is a list's name or `all`).
+    ReconcileExport {
+        list: String,
+        file: String,
+        rows: u64,
+        file_sha256: String,
+        operator: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -201,6 +235,10 @@ impl AuditEvent {
             AuditEvent::DukptVoid { .. } => "dukpt-void",
             AuditEvent::DukptQuarantine { .. } => "dukpt-quarantine",
             AuditEvent::DukptExport { .. } => "dukpt-export",
+            AuditEvent::ExpectedImport { .. } => "expected-import",
+            AuditEvent::ExpectedImportRefused { .. } => "expected-import-refused",
+            AuditEvent::ExpectedClose { .. } => "expected-close",
+            AuditEvent::ReconcileExport { .. } => "reconcile-export",
         }
     }
 
@@ -223,7 +261,11 @@ impl AuditEvent {
             | AuditEvent::Zeroize { operator, .. }
             | AuditEvent::ConfigChange { operator, .. }
             | AuditEvent::KdhRequest { operator, .. }
-            | AuditEvent::KdhCertificate { operator, .. } => operator_or_system(operator),
+            | AuditEvent::KdhCertificate { operator, .. }
+            | AuditEvent::ExpectedImport { operator, .. }
+            | AuditEvent::ExpectedImportRefused { operator, .. }
+            | AuditEvent::ExpectedClose { operator, .. }
+            | AuditEvent::ReconcileExport { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. }
             | AuditEvent::TamperInputLost { .. }
             | AuditEvent::TamperInputRestored { .. }
@@ -265,6 +307,10 @@ impl AuditEvent {
             | AuditEvent::DukptVoid { .. }
             | AuditEvent::DukptQuarantine { .. }
             | AuditEvent::DukptExport { .. } => self.dukpt_fields(),
+            AuditEvent::ExpectedImport { .. }
+            | AuditEvent::ExpectedImportRefused { .. }
+            | AuditEvent::ExpectedClose { .. }
+            | AuditEvent::ReconcileExport { .. } => self.expected_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -520,6 +566,67 @@ impl AuditEvent {
         }
     }
 
+    /// The fields of expected-device lists and their reconciliation; empty for any other
+    /// event ([`AuditEvent::fields`] calls it for these only).
+    fn expected_fields(&self) -> Vec<(&'static str, String)> {
+        let yes_no = |flag: bool| if flag { "yes" } else { "no" }.to_owned();
+        match self {
+            AuditEvent::ExpectedImport {
+                list,
+                devices,
+                sealed,
+                file,
+                file_sha256,
+                operator: _,
+            } => vec![
+                ("list", list.clone()),
+                ("devices", devices.to_string()),
+                ("sealed", yes_no(*sealed)),
+                ("file", file.clone()),
+                ("file_sha256", file_sha256.clone()),
+            ],
+            AuditEvent::ExpectedImportRefused {
+                list,
+                file,
+                reason,
+                operator: _,
+            } => vec![
+                ("list", list.clone()),
+                ("file", file.clone()),
+                ("reason", reason.clone()),
+            ],
+            AuditEvent::ExpectedClose {
+                list,
+                devices,
+                injected,
+                pending,
+                missing,
+                refused,
+                operator: _,
+            } => vec![
+                ("list", list.clone()),
+                ("devices", devices.to_string()),
+                ("injected", injected.to_string()),
+                ("pending", pending.to_string()),
+                ("missing", missing.to_string()),
+                ("refused", refused.to_string()),
+            ],
+            AuditEvent::ReconcileExport {
+                list,
+                file,
+                rows,
+                file_sha256,
+                operator: _,
+            } => vec![
+                ("list", list.clone()),
+                ("file", file.clone()),
+                ("rows", rows.to_string()),
+                ("file_sha256", file_sha256.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operator named in `details` besides the actor, if the event names one.
     fn operator_in_details(&self) -> Option<&String> {
         match self {
@@ -556,6 +663,22 @@ impl AuditEvent {
                 ..
             }
             | AuditEvent::DukptExport {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ExpectedImport {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ExpectedImportRefused {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ExpectedClose {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ReconcileExport {
                 operator: Some(operator),
                 ..
             }

@@ -14,6 +14,7 @@ pub(super) struct Dispensing {
     pub(super) quarantine_after: u32,
     pub(super) idle_timeout: Duration,
     pub(super) certificate_requests_per_minute: u32,
+    pub(super) require_expected_devices: bool,
 }
 
 impl Validator<'_> {
@@ -81,6 +82,9 @@ impl Validator<'_> {
             quarantine_after,
             idle_timeout,
             certificate_requests_per_minute,
+            require_expected_devices: merged
+                .require_expected_devices
+                .is_some_and(|value| value.value),
         })
     }
 

@@ -60,6 +60,7 @@ impl Validator<'_> {
             quarantine_after: dispensing.quarantine_after,
             idle_timeout: dispensing.idle_timeout,
             certificate_requests_per_minute: dispensing.certificate_requests_per_minute,
+            require_expected_devices: dispensing.require_expected_devices,
             control_socket,
             control_group,
             log_target,
