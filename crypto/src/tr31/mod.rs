@@ -156,7 +156,9 @@ impl KeyBlockProtectionKey {
     /// random ones, and no key length obfuscation beyond what the padding provides: the key
     /// length field, the key and `padding` must fill whole cipher blocks. Only for reproducing
     /// published key blocks in tests (KC and KP blocks are written as given, even when
-    /// wrong, so tests can make blocks unwrap must refuse); real key blocks need random padding.
+    /// wrong, and keys or KBPKs whose TDES parts repeat are not refused, so tests can make the
+    /// blocks that unwrap and the key file readers must refuse); real key blocks need random
+    /// padding.
     #[doc(hidden)]
     pub fn wrap_with_padding(
         &self,
@@ -261,10 +263,14 @@ impl KeyBlockProtectionKey {
                 kbpk: self.algorithm,
             });
         }
-        if let Some(weakness) = self.weakness {
-            return Err(Tr31Error::WeakProtectionKey(weakness));
+        // Given padding reproduces published blocks exactly, weak keys included (a published
+        // vector wraps a K1 = K2 key); every real wrap has random padding and is checked.
+        if matches!(padding, PaddingSource::Random) {
+            if let Some(weakness) = self.weakness {
+                return Err(Tr31Error::WeakProtectionKey(weakness));
+            }
+            key.check_strength().map_err(Tr31Error::WeakKey)?;
         }
-        key.check_strength().map_err(Tr31Error::WeakKey)?;
         let key_algorithm = key.algorithm();
         if header.algorithm != Algorithm::for_family(key_algorithm.family()) {
             return Err(Tr31Error::KeyDoesNotMatchAlgorithm {
