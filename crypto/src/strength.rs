@@ -47,12 +47,11 @@ impl std::fmt::Display for WeakKey {
             "the {algorithm} key's parts K{first} and K{second} are equal (parity bits aside): "
         )?;
         if self.is_single_des() {
-            f.write_str("it has the strength of single DES (56 bits) and is refused")
+            f.write_str("it has the strength of single DES (56 bits)")
         } else {
-            write!(
-                f,
-                "it is a two-key TDES key written at three-key length and is refused as \
-                 {algorithm}; enter it as a 16-byte TDES-2KEY key"
+            f.write_str(
+                "it is a two-key TDES key written at three-key length; enter it as a 16-byte \
+                 TDES-2KEY key",
             )
         }
     }

@@ -156,9 +156,9 @@ impl KeyBlockProtectionKey {
     /// random ones, and no key length obfuscation beyond what the padding provides: the key
     /// length field, the key and `padding` must fill whole cipher blocks. Only for reproducing
     /// published key blocks in tests (KC and KP blocks are written as given, even when
-    /// wrong, and keys or KBPKs whose TDES parts repeat are not refused, so tests can make the
-    /// blocks that unwrap and the key file readers must refuse); real key blocks need random
-    /// padding.
+    /// wrong, and neither keys or KBPKs whose TDES parts repeat nor keys stronger than the
+    /// KBPK are refused, so tests can make the blocks that unwrap, the key file readers and
+    /// `keymother tr31 unwrap` must refuse or warn about); real key blocks need random padding.
     #[doc(hidden)]
     pub fn wrap_with_padding(
         &self,
@@ -278,7 +278,9 @@ impl KeyBlockProtectionKey {
                 key: key_algorithm,
             });
         }
-        if key_algorithm.strength_bits() > self.algorithm.strength_bits() {
+        if key_algorithm.strength_bits() > self.algorithm.strength_bits()
+            && matches!(padding, PaddingSource::Random)
+        {
             return Err(Tr31Error::ProtectionKeyWeakerThanKey {
                 key: key_algorithm,
                 kbpk: self.algorithm,
