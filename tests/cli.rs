@@ -95,6 +95,84 @@ fn tr31_unwrap_shows_header_key_and_kcv() {
 }
 
 #[test]
+fn tr31_unwrap_warns_when_the_key_is_stronger_than_its_kbpk_or_weak() {
+    use keymother_crypto::tr31::{
+        Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
+    };
+    use keymother_crypto::{KeyAlgorithm, SecretKey};
+    // A TDES-3KEY key under a TDES-2KEY KBPK: keymother never makes such a block
+    // (wrap_with_padding reproduces one, as another tool could have made it).
+    let kbpk_hex = "0123456789ABCDEFFEDCBA9876543210";
+    let kbpk = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, kbpk_hex).unwrap();
+    let key = SecretKey::generate(KeyAlgorithm::Tdes3Key).unwrap();
+    let header = Header::new(
+        Version::B,
+        KeyUsage::PinEncryption,
+        Algorithm::Tdes,
+        ModeOfUse::EncryptOnly,
+        Exportability::NonExportable,
+    );
+    let block = KeyBlockProtectionKey::new(&kbpk)
+        .wrap_with_padding(&header, &key, &[0x5A; 6])
+        .unwrap();
+    let output = keymother(&["tr31", "unwrap", "--kbpk", kbpk_hex, &block], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "warning: the TDES-3KEY key (112 bits of strength) is stronger than the TDES-2KEY \
+             key-block protection key that protects it (80 bits)"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    // A key whose halves repeat opens, with a warning naming the parts.
+    let weak = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, &"0123456789ABCDEF".repeat(2)).unwrap();
+    let block = KeyBlockProtectionKey::new(&kbpk)
+        .wrap_with_padding(&header, &weak, &[0x5A; 14])
+        .unwrap();
+    let output = keymother(&["tr31", "unwrap", "--kbpk", kbpk_hex, &block], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("warning: the wrapped key: the TDES-2KEY key's parts K1 and K2 are equal"),
+        "{}",
+        stderr(&output)
+    );
+    // A strong key under a KBPK as strong: no warning.
+    let output = keymother(&["tr31", "unwrap", "--kbpk", TR31_B_KBPK, TR31_B], "");
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
+
+#[test]
+fn tr31_wrap_refuses_weak_keys_naming_the_argument() {
+    let strong = "0123456789ABCDEFFEDCBA9876543210";
+    let weak = "0123456789ABCDEF0123456789ABCDEF";
+    let wrap = |kbpk: &str, key: &str| {
+        keymother(
+            &[
+                "tr31",
+                "wrap",
+                "--kbpk",
+                kbpk,
+                "--key",
+                key,
+                "--header",
+                "B0000P0TE00N0000",
+            ],
+            "",
+        )
+    };
+    assert_usage_error(
+        &wrap(strong, weak),
+        "--key: refusing to wrap a weak key: the TDES-2KEY key's parts K1 and K2 are equal",
+    );
+    assert_usage_error(
+        &wrap(weak, strong),
+        "--kbpk: refusing to wrap under a weak key-block protection key: the TDES-2KEY key's parts K1 and K2",
+    );
+}
+
+#[test]
 fn tr31_unwrap_errors_are_usage_errors() {
     assert_usage_error(
         &keymother(
@@ -269,6 +347,10 @@ fn custodians_load_a_kek_and_import_a_front_end_file() {
             "2",
             "--expect-kcv",
             &kek_kcv,
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "Raj Patel",
         ],
         &format!("{first}\n{second}\n"),
     );
@@ -1033,7 +1115,10 @@ fn an_operator_exports_the_dukpt_registry_where_the_front_end_can_verify_it() {
             "--expect-kcv",
             "885D65BD9E",
         ],
-        &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+        &format!(
+            "Ann Lee\n{}\nRaj Patel\n{}\n",
+            DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]
+        ),
     );
     let passphrase = daemon.file("passphrase", "test-only-passphrase\n");
     run_ok_with(

@@ -139,6 +139,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
         Request::BdkImport(_) => typed::<api::BdkImport>(answer),
         Request::ExportDukpt(_) => typed::<api::ExportDukpt>(answer),
+        Request::BatchWithdraw(_) => typed::<api::BatchWithdraw>(answer),
     }
 }
 
@@ -150,8 +151,9 @@ fn one_of_each() -> Vec<Request> {
         api::Ceremony {
             secret: "kek".to_owned(),
             algorithm: "AES-128".to_owned(),
-            components: vec![api::ComponentHex::new("00".repeat(16))],
+            components: vec![component()],
             expect_kcv: None,
+            replace: false,
         }
         .into(),
         api::Import {
@@ -208,7 +210,7 @@ fn one_of_each() -> Vec<Request> {
             algorithm: "AES-128".to_owned(),
             bdk_id: "12345678".parse().unwrap(),
             devices: "90123456-9012FFFF".parse().unwrap(),
-            components: vec![api::ComponentHex::new("00".repeat(16))],
+            components: vec![component()],
             expect_kcv: None,
             replace: false,
         }
@@ -225,7 +227,21 @@ fn one_of_each() -> Vec<Request> {
             only_new: false,
         }
         .into(),
+        api::BatchWithdraw {
+            batch_id: "B-1".parse().unwrap(),
+            reason: "r".to_owned(),
+        }
+        .into(),
     ]
+}
+
+/// A custodian's component, for [`one_of_each`].
+fn component() -> api::CustodianComponent {
+    api::CustodianComponent {
+        custodian: "Ann Lee".to_owned(),
+        component: api::ComponentHex::new("00".repeat(16)),
+        kcv: None,
+    }
 }
 
 /// The command names the request parser accepts, from its own refusal of an unknown one

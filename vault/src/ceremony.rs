@@ -6,7 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use keymother_crypto::Kcv;
+use keymother_crypto::component::{self, Combined, Component};
+use keymother_crypto::{Kcv, KeyAlgorithm};
 use rusqlite::TransactionBehavior;
 
 use crate::audit::{self, AuditEvent};
@@ -188,6 +189,83 @@ pub struct FailedCeremony {
     pub reason: String,
     /// The local user who ran the command.
     pub peer: Option<String>,
+}
+
+/// One custodian's entry as it arrived: their name, their component in hex, and the
+/// component's check value from their form, if given. Nothing is checked yet.
+pub struct ComponentEntry<'a> {
+    pub custodian: &'a str,
+    pub component_hex: &'a str,
+    pub form_kcv: Option<&'a str>,
+}
+
+/// A ceremony's entries, checked: every component parsed (odd parity for TDES, no repeated
+/// TDES parts, its form's check value when given) under its custodian's name.
+pub struct CheckedCeremony {
+    /// The combined check value the custodians expect, if given.
+    pub expected: Option<Kcv>,
+    pub components: Vec<Component>,
+    pub record: CeremonyRecord,
+}
+
+impl CheckedCeremony {
+    /// XOR-combines the components; the result must be strong and match `expected`.
+    pub fn combine(&self) -> Result<Combined, String> {
+        component::combine(&self.components, self.expected).map_err(|error| error.to_string())
+    }
+}
+
+/// Checks what custodians entered, in order: the algorithm, the expected check value (of the
+/// algorithm's family), each custodian's name and component. The one check of a ceremony's
+/// input, for keymotherd's `ceremony` and `bdk-ceremony` and the offline `keymother vault
+/// ceremony`. Errors name the component by its number and its custodian, never its digits.
+pub fn check_ceremony(
+    algorithm: &str,
+    expect_kcv: Option<&str>,
+    entries: &[ComponentEntry<'_>],
+    replace: bool,
+    peer: Option<&str>,
+) -> Result<CheckedCeremony, String> {
+    let algorithm: KeyAlgorithm = algorithm
+        .parse()
+        .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
+    let family = algorithm.family();
+    let expected = expect_kcv
+        .map(|text| Kcv::from_hex(family, text).map_err(|error| format!("expect_kcv: {error}")))
+        .transpose()?;
+    let mut components = Vec::with_capacity(entries.len());
+    let mut custodians = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let number = index + 1;
+        let name: CustodianName = entry
+            .custodian
+            .parse()
+            .map_err(|error| format!("custodian {number}'s name {error}"))?;
+        let form_kcv = entry
+            .form_kcv
+            .map(|text| {
+                Kcv::from_hex(family, text)
+                    .map_err(|error| format!("component {number}'s check value: {error}"))
+            })
+            .transpose()?;
+        let component =
+            Component::from_hex_expecting(algorithm, number, entry.component_hex, form_kcv)
+                .map_err(|error| format!("{error} (custodian {name})"))?;
+        custodians.push(Custodian {
+            name,
+            component_kcv: Some(component.kcv()),
+        });
+        components.push(component);
+    }
+    let mut record = CeremonyRecord::new(custodians)?.replacing(replace);
+    if let Some(peer) = peer {
+        record = record.run_by(peer);
+    }
+    Ok(CheckedCeremony {
+        expected,
+        components,
+        record,
+    })
 }
 
 impl Vault {

@@ -34,8 +34,8 @@ pub use audit::{
     AuditFailure, AuditReport, AuditRow, GENESIS_HASH, HeadMacStatus, verify_audit_export,
 };
 pub use ceremony::{
-    CeremonyRecord, Custodian, CustodianName, FailedCeremony, MAX_CUSTODIAN_NAME, MAX_CUSTODIANS,
-    MIN_CUSTODIANS,
+    CeremonyRecord, CheckedCeremony, ComponentEntry, Custodian, CustodianName, FailedCeremony,
+    MAX_CUSTODIAN_NAME, MAX_CUSTODIANS, MIN_CUSTODIANS, check_ceremony,
 };
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use dukpt::{
