@@ -261,7 +261,8 @@ fn components_combine_from_standard_input_showing_check_values_only() {
                 "--expect-kcv",
                 expected,
             ],
-            "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+            // Components of 0123456789ABCDEFFEDCBA9876543210 (KCV 08D7B4), odd parity.
+            "3E5B7C9102B5D6F8 1325466B8AADCEE0\n3E7938F78A1F1A16ECF8FDF2FDF8FDF1\n",
         )
     };
     let output = combine("08D7B4");
@@ -281,6 +282,23 @@ fn components_combine_from_standard_input_showing_check_values_only() {
         ),
         "--count: must be 2 to 9",
     );
+
+    // A component whose halves repeat is refused, naming the parts once, never the digits.
+    let output = keymother(
+        &["component", "combine", "--alg", "TDES-2KEY", "--count", "2"],
+        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert_eq!(
+        error
+            .matches("the TDES-2KEY key's parts K1 and K2 are equal")
+            .count(),
+        1,
+        "{error}"
+    );
+    assert!(error.contains("keymother: component 1: "), "{error}");
+    assert!(!error.contains("0101010101010101"), "{error}");
 }
 
 #[test]
@@ -1244,5 +1262,149 @@ fn the_demo_injects_a_profile_with_a_master_key_and_two_dukpt_keys_on_one_port()
             .count(),
         2,
         "{text}"
+    );
+}
+
+// Named custodians and batch withdrawal (issue 17) through keymotherd.
+
+#[test]
+fn a_ceremony_names_its_custodians_and_a_replacement_needs_replace_before_any_component() {
+    let daemon = Daemon::start();
+    let kcvs: Vec<String> = DOC_KEK_COMPONENTS
+        .iter()
+        .map(|component| {
+            stdout(&keymother(&["kcv", "--alg", "aes", component], ""))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let ceremony = |extra: &[&str], kcv_2: &str| {
+        let mut arguments = vec![
+            "ceremony",
+            "--secret",
+            "kek",
+            "--alg",
+            "AES-128",
+            "--components",
+            "2",
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "Raj Patel",
+            "--component-kcv",
+            &kcvs[0],
+            "--component-kcv",
+            kcv_2,
+        ];
+        arguments.extend_from_slice(extra);
+        daemon.keymother(
+            &arguments,
+            &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+        )
+    };
+    let output = ceremony(&[], &kcvs[1]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("component 1 KCV   {}   Ann Lee", kcvs[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("component 2 KCV   {}   Raj Patel", kcvs[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains("KEK loaded: AES-128 from 2 components, KCV 885D65BD9E"),
+        "{text}"
+    );
+
+    // Again without --replace: refused before any component is asked for.
+    let output = ceremony(&[], &kcvs[1]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.contains("the KEK is loaded (KCV 885D65BD9E, loaded ")
+            && error.contains(
+                "a KEK ceremony replaces it only with --replace. No component was asked for."
+            ),
+        "{error}"
+    );
+    assert!(!error.contains("component 1 of 2"), "{error}");
+
+    // With --replace, a wrong check value on a form is refused by keymotherd, naming whose.
+    let output = ceremony(&["--replace"], "0000000000");
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!(
+            "component 2's check value is {}, but its form says 0000000000: a mistyped component? (custodian Raj Patel)",
+            kcvs[1]
+        )),
+        "{error}"
+    );
+    assert!(!error.contains(DOC_KEK_COMPONENTS[1]), "{error}");
+    let output = ceremony(&["--replace"], &kcvs[1]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("replacing KCV 885D65BD9E"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Names the vault would refuse are refused by keymotherd too.
+    let output = daemon.keymother(
+        &[
+            "ceremony",
+            "--secret",
+            "ttk",
+            "--alg",
+            "AES-128",
+            "--components",
+            "2",
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "ANN LEE",
+        ],
+        &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+    );
+    assert!(
+        stderr(&output).contains("custodian 2 has the name of custodian 1"),
+        "{}",
+        stderr(&output)
+    );
+    // --custodian once per component, or not at all.
+    assert_usage_error(
+        &daemon.keymother(
+            &[
+                "ceremony",
+                "--secret",
+                "ttk",
+                "--alg",
+                "AES-128",
+                "--components",
+                "2",
+                "--custodian",
+                "Ann Lee",
+            ],
+            "",
+        ),
+        "--custodian: given 1 times for 2 components",
+    );
+}
+
+#[test]
+fn batch_withdraw_is_an_operator_action() {
+    let daemon = Daemon::start();
+    let output = daemon.keymother(&["batch", "withdraw", "B-1", "--reason", "recalled"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no operator is logged in"),
+        "{}",
+        stderr(&output)
+    );
+    assert_usage_error(
+        &daemon.keymother(&["batch", "withdraw", "not a batch", "--reason", "x"], ""),
+        "BATCH: ",
     );
 }

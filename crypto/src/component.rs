@@ -24,19 +24,19 @@ impl Component {
         let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let cleaned = zeroize::Zeroizing::new(cleaned);
         let key = SecretKey::from_hex(algorithm, &cleaned)
-            .map_err(|source| ComponentError::Invalid { number, source })?;
+            .map_err(|problem| ComponentError::Invalid { number, problem })?;
         if algorithm.family() == KeyFamily::Tdes {
             parity::check_odd(key.expose_secret_bytes()).map_err(|error| {
                 ComponentError::Invalid {
                     number,
-                    source: KeyError::Parity(error),
+                    problem: KeyError::Parity(error),
                 }
             })?;
         }
         key.check_strength()
             .map_err(|weak| ComponentError::Invalid {
                 number,
-                source: KeyError::Weak(weak),
+                problem: KeyError::Weak(weak),
             })?;
         Ok(Component { key })
     }
@@ -150,7 +150,7 @@ pub fn combine(
         return Err(ComponentError::NullKey);
     }
     let key = SecretKey::from_bytes(algorithm, &combined)
-        .map_err(|source| ComponentError::Invalid { number: 0, source })?;
+        .map_err(|problem| ComponentError::Invalid { number: 0, problem })?;
     key.check_strength()
         .map_err(ComponentError::WeakCombination)?;
     let kcv = key.kcv();
@@ -172,8 +172,10 @@ pub fn combine(
 /// Why a ceremony could not produce a key. Never carries component material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComponentError {
-    #[error("component {number}: {source}")]
-    Invalid { number: usize, source: KeyError },
+    /// `problem` is not a `source`: the words are in this error's own text once (a chain
+    /// printed with its causes would say them twice).
+    #[error("component {number}: {problem}")]
+    Invalid { number: usize, problem: KeyError },
     #[error("a key needs at least {MIN_COMPONENTS} components (split knowledge), got {found}")]
     TooFew { found: usize },
     #[error("at most {MAX_COMPONENTS} components can be combined, got {found}")]
@@ -303,7 +305,7 @@ mod tests {
                 error,
                 ComponentError::Invalid {
                     number: 2,
-                    source: KeyError::Weak(_)
+                    problem: KeyError::Weak(_)
                 }
             ),
             "{error}"

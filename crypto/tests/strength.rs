@@ -94,7 +94,7 @@ proptest! {
         let component = Component::from_hex(algorithm, 1, &hex::encode(&typed));
         let refused = matches!(
             component,
-            Err(ComponentError::Invalid { number: 1, source: KeyError::Weak(found) }) if found == weak
+            Err(ComponentError::Invalid { number: 1, problem: KeyError::Weak(found) }) if found == weak
         );
         prop_assert!(refused, "the component was not refused as weak");
 

@@ -186,7 +186,9 @@ fn an_aes_slot_under_a_tdes_ttk_is_refused_before_anything_is_reserved() {
         .install_secret(
             keymother_vault::SecretName::Ttk,
             &tdes_ttk,
-            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+                .unwrap()
+                .replacing(true),
         )
         .unwrap();
     let slots = r#"[{ bdk = "PIN", key_type = "AES-128" }]"#;
