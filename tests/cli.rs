@@ -95,6 +95,84 @@ fn tr31_unwrap_shows_header_key_and_kcv() {
 }
 
 #[test]
+fn tr31_unwrap_warns_when_the_key_is_stronger_than_its_kbpk_or_weak() {
+    use keymother_crypto::tr31::{
+        Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
+    };
+    use keymother_crypto::{KeyAlgorithm, SecretKey};
+    // A TDES-3KEY key under a TDES-2KEY KBPK: keymother never makes such a block
+    // (wrap_with_padding reproduces one, as another tool could have made it).
+    let kbpk_hex = "0123456789ABCDEFFEDCBA9876543210";
+    let kbpk = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, kbpk_hex).unwrap();
+    let key = SecretKey::generate(KeyAlgorithm::Tdes3Key).unwrap();
+    let header = Header::new(
+        Version::B,
+        KeyUsage::PinEncryption,
+        Algorithm::Tdes,
+        ModeOfUse::EncryptOnly,
+        Exportability::NonExportable,
+    );
+    let block = KeyBlockProtectionKey::new(&kbpk)
+        .wrap_with_padding(&header, &key, &[0x5A; 6])
+        .unwrap();
+    let output = keymother(&["tr31", "unwrap", "--kbpk", kbpk_hex, &block], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "warning: the TDES-3KEY key (112 bits of strength) is stronger than the TDES-2KEY \
+             key-block protection key that protects it (80 bits)"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    // A key whose halves repeat opens, with a warning naming the parts.
+    let weak = SecretKey::from_hex(KeyAlgorithm::Tdes2Key, &"0123456789ABCDEF".repeat(2)).unwrap();
+    let block = KeyBlockProtectionKey::new(&kbpk)
+        .wrap_with_padding(&header, &weak, &[0x5A; 14])
+        .unwrap();
+    let output = keymother(&["tr31", "unwrap", "--kbpk", kbpk_hex, &block], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("warning: the wrapped key: the TDES-2KEY key's parts K1 and K2 are equal"),
+        "{}",
+        stderr(&output)
+    );
+    // A strong key under a KBPK as strong: no warning.
+    let output = keymother(&["tr31", "unwrap", "--kbpk", TR31_B_KBPK, TR31_B], "");
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+}
+
+#[test]
+fn tr31_wrap_refuses_weak_keys_naming_the_argument() {
+    let strong = "0123456789ABCDEFFEDCBA9876543210";
+    let weak = "0123456789ABCDEF0123456789ABCDEF";
+    let wrap = |kbpk: &str, key: &str| {
+        keymother(
+            &[
+                "tr31",
+                "wrap",
+                "--kbpk",
+                kbpk,
+                "--key",
+                key,
+                "--header",
+                "B0000P0TE00N0000",
+            ],
+            "",
+        )
+    };
+    assert_usage_error(
+        &wrap(strong, weak),
+        "--key: refusing to wrap a weak key: the TDES-2KEY key's parts K1 and K2 are equal",
+    );
+    assert_usage_error(
+        &wrap(weak, strong),
+        "--kbpk: refusing to wrap under a weak key-block protection key: the TDES-2KEY key's parts K1 and K2",
+    );
+}
+
+#[test]
 fn tr31_unwrap_errors_are_usage_errors() {
     assert_usage_error(
         &keymother(
@@ -183,7 +261,8 @@ fn components_combine_from_standard_input_showing_check_values_only() {
                 "--expect-kcv",
                 expected,
             ],
-            "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+            // Components of 0123456789ABCDEFFEDCBA9876543210 (KCV 08D7B4), odd parity.
+            "3E5B7C9102B5D6F8 1325466B8AADCEE0\n3E7938F78A1F1A16ECF8FDF2FDF8FDF1\n",
         )
     };
     let output = combine("08D7B4");
@@ -203,6 +282,23 @@ fn components_combine_from_standard_input_showing_check_values_only() {
         ),
         "--count: must be 2 to 9",
     );
+
+    // A component whose halves repeat is refused, naming the parts once, never the digits.
+    let output = keymother(
+        &["component", "combine", "--alg", "TDES-2KEY", "--count", "2"],
+        "0101010101010101 0101010101010101\n0123456789ABCDEFFEDCBA9876543210\n",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert_eq!(
+        error
+            .matches("the TDES-2KEY key's parts K1 and K2 are equal")
+            .count(),
+        1,
+        "{error}"
+    );
+    assert!(error.contains("keymother: component 1: "), "{error}");
+    assert!(!error.contains("0101010101010101"), "{error}");
 }
 
 #[test]
@@ -269,6 +365,10 @@ fn custodians_load_a_kek_and_import_a_front_end_file() {
             "2",
             "--expect-kcv",
             &kek_kcv,
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "Raj Patel",
         ],
         &format!("{first}\n{second}\n"),
     );
@@ -1033,7 +1133,10 @@ fn an_operator_exports_the_dukpt_registry_where_the_front_end_can_verify_it() {
             "--expect-kcv",
             "885D65BD9E",
         ],
-        &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+        &format!(
+            "Ann Lee\n{}\nRaj Patel\n{}\n",
+            DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]
+        ),
     );
     let passphrase = daemon.file("passphrase", "test-only-passphrase\n");
     run_ok_with(
@@ -1159,5 +1262,149 @@ fn the_demo_injects_a_profile_with_a_master_key_and_two_dukpt_keys_on_one_port()
             .count(),
         2,
         "{text}"
+    );
+}
+
+// Named custodians and batch withdrawal (issue 17) through keymotherd.
+
+#[test]
+fn a_ceremony_names_its_custodians_and_a_replacement_needs_replace_before_any_component() {
+    let daemon = Daemon::start();
+    let kcvs: Vec<String> = DOC_KEK_COMPONENTS
+        .iter()
+        .map(|component| {
+            stdout(&keymother(&["kcv", "--alg", "aes", component], ""))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let ceremony = |extra: &[&str], kcv_2: &str| {
+        let mut arguments = vec![
+            "ceremony",
+            "--secret",
+            "kek",
+            "--alg",
+            "AES-128",
+            "--components",
+            "2",
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "Raj Patel",
+            "--component-kcv",
+            &kcvs[0],
+            "--component-kcv",
+            kcv_2,
+        ];
+        arguments.extend_from_slice(extra);
+        daemon.keymother(
+            &arguments,
+            &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+        )
+    };
+    let output = ceremony(&[], &kcvs[1]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("component 1 KCV   {}   Ann Lee", kcvs[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("component 2 KCV   {}   Raj Patel", kcvs[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains("KEK loaded: AES-128 from 2 components, KCV 885D65BD9E"),
+        "{text}"
+    );
+
+    // Again without --replace: refused before any component is asked for.
+    let output = ceremony(&[], &kcvs[1]);
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.contains("the KEK is loaded (KCV 885D65BD9E, loaded ")
+            && error.contains(
+                "a KEK ceremony replaces it only with --replace. No component was asked for."
+            ),
+        "{error}"
+    );
+    assert!(!error.contains("component 1 of 2"), "{error}");
+
+    // With --replace, a wrong check value on a form is refused by keymotherd, naming whose.
+    let output = ceremony(&["--replace"], "0000000000");
+    assert_eq!(output.status.code(), Some(1));
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!(
+            "component 2's check value is {}, but its form says 0000000000: a mistyped component? (custodian Raj Patel)",
+            kcvs[1]
+        )),
+        "{error}"
+    );
+    assert!(!error.contains(DOC_KEK_COMPONENTS[1]), "{error}");
+    let output = ceremony(&["--replace"], &kcvs[1]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("replacing KCV 885D65BD9E"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Names the vault would refuse are refused by keymotherd too.
+    let output = daemon.keymother(
+        &[
+            "ceremony",
+            "--secret",
+            "ttk",
+            "--alg",
+            "AES-128",
+            "--components",
+            "2",
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "ANN LEE",
+        ],
+        &format!("{}\n{}\n", DOC_KEK_COMPONENTS[0], DOC_KEK_COMPONENTS[1]),
+    );
+    assert!(
+        stderr(&output).contains("custodian 2 has the name of custodian 1"),
+        "{}",
+        stderr(&output)
+    );
+    // --custodian once per component, or not at all.
+    assert_usage_error(
+        &daemon.keymother(
+            &[
+                "ceremony",
+                "--secret",
+                "ttk",
+                "--alg",
+                "AES-128",
+                "--components",
+                "2",
+                "--custodian",
+                "Ann Lee",
+            ],
+            "",
+        ),
+        "--custodian: given 1 times for 2 components",
+    );
+}
+
+#[test]
+fn batch_withdraw_is_an_operator_action() {
+    let daemon = Daemon::start();
+    let output = daemon.keymother(&["batch", "withdraw", "B-1", "--reason", "recalled"], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no operator is logged in"),
+        "{}",
+        stderr(&output)
+    );
+    assert_usage_error(
+        &daemon.keymother(&["batch", "withdraw", "not a batch", "--reason", "x"], ""),
+        "BATCH: ",
     );
 }

@@ -76,7 +76,12 @@ fn main() -> anyhow::Result<()> {
     let data = work.path().join("data");
     let mut vault = Vault::create(&data, &DEVICE.parse().map_err(anyhow::Error::msg)?)?;
     let kek = SecretKey::generate(kek_algorithm)?;
-    vault.install_secret(SecretName::Kek, &kek, 2)?;
+    vault.install_secret(
+        SecretName::Kek,
+        &kek,
+        &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+            .map_err(anyhow::Error::msg)?,
+    )?;
     drop(vault);
 
     let file = work.path().join("bench.keys");

@@ -315,8 +315,18 @@ fn prepare_vault(
     let mut vault = Vault::create(data_dir, &DEVICE.parse().map_err(anyhow::Error::msg)?)?;
     let kek = SecretKey::generate(KeyAlgorithm::Aes256)?;
     let ttk = SecretKey::generate(ttk_algorithm)?;
-    vault.install_secret(SecretName::Kek, &kek, 2)?;
-    vault.install_secret(SecretName::Ttk, &ttk, 2)?;
+    vault.install_secret(
+        SecretName::Kek,
+        &kek,
+        &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+            .map_err(anyhow::Error::msg)?,
+    )?;
+    vault.install_secret(
+        SecretName::Ttk,
+        &ttk,
+        &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+            .map_err(anyhow::Error::msg)?,
+    )?;
     let options = GenerateOptions {
         batch_id: "BENCH-1".parse().map_err(anyhow::Error::msg)?,
         issuer: "BENCH".parse().map_err(anyhow::Error::msg)?,
@@ -377,6 +387,10 @@ fn load_bdks(data_dir: &Path, sessions: usize) -> anyhow::Result<String> {
             range: format!("{first}-{last:0width$X}").parse()?,
             source: BdkSource::Ceremony,
             replace: false,
+            ceremony: Some(
+                keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+                    .map_err(anyhow::Error::msg)?,
+            ),
         };
         vault.install_bdk(&record, &SecretKey::generate(algorithm)?, None)?;
         slots.push(format!(

@@ -10,7 +10,7 @@ use keymother_keyfiles::{BdkFileHeader, CreatedAt, write_bdk_file};
 
 use crate::arguments::argument_error;
 use crate::client::{call, open_regular, upload};
-use crate::custodian::{parse_algorithm, parse_count, parse_expected_kcv, read_components};
+use crate::custodian::{CustodianArguments, parse_algorithm, parse_count, parse_expected_kcv};
 use crate::prompt::read_secret;
 
 #[derive(Subcommand)]
@@ -37,9 +37,12 @@ pub enum BdkCommand {
         /// The check value the combined BDK must have.
         #[arg(long)]
         expect_kcv: Option<String>,
-        /// Replace the BDK loaded under this name.
+        /// Replace the BDK loaded under this name; without it a loaded name is refused before
+        /// any component is asked for.
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        custodians: CustodianArguments,
     },
     /// Imports a BDK from the front end's sealed BDK file (a TR-31 B0 block under the KEK, for
     /// this appliance). Audited.
@@ -127,6 +130,7 @@ pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
             components,
             expect_kcv,
             replace,
+            custodians,
         } => {
             let request = api::BdkCeremony {
                 name: name
@@ -143,7 +147,7 @@ pub fn run(socket: &Path, command: BdkCommand) -> anyhow::Result<()> {
                 expect_kcv,
                 replace,
             };
-            ceremony(socket, request, components)
+            ceremony(socket, request, components, &custodians)
         }
     }
 }
@@ -187,20 +191,39 @@ fn write_file(kek_alg: &str, header: &BdkFileHeader, out: &Path) -> anyhow::Resu
     Ok(())
 }
 
-fn ceremony(socket: &Path, mut request: api::BdkCeremony, count: usize) -> anyhow::Result<()> {
+fn ceremony(
+    socket: &Path,
+    mut request: api::BdkCeremony,
+    count: usize,
+    custodians: &CustodianArguments,
+) -> anyhow::Result<()> {
     let algorithm = parse_algorithm(&request.algorithm)?;
     let count = parse_count(count)
         .map_err(|_| argument_error("--components", format!("must be 2 to 9, got {count}")))?;
     parse_expected_kcv(request.expect_kcv.as_deref(), algorithm)?;
-    let typed = read_components(algorithm, count)?;
-    request.components = typed
-        .iter()
-        .map(|component| api::ComponentHex::new(component.expose_secret_hex().to_string()))
-        .collect();
-    drop(typed);
+    // A loaded BDK is replaced only with --replace: said before anyone types a component.
+    if !request.replace {
+        let loaded = call(socket, api::BdkStatus {})?;
+        if let Some(bdk) = loaded
+            .iter()
+            .find(|bdk| bdk.name == request.name && !bdk.destroyed)
+        {
+            return Err(crate::custodian::replacement_refused(
+                &format!("BDK {}", bdk.name),
+                &bdk.kcv.to_string(),
+                &bdk.loaded_at,
+            ));
+        }
+    }
+    request.components = custodians.read_entries(algorithm, count)?;
     let result = call(socket, request)?;
-    for (number, kcv) in result.component_kcvs.iter().enumerate() {
-        println!("component {} KCV   {kcv}", number + 1);
+    for (number, (kcv, custodian)) in result
+        .component_kcvs
+        .iter()
+        .zip(&result.custodians)
+        .enumerate()
+    {
+        println!("component {} KCV   {kcv}   {custodian}", number + 1);
     }
     println!("combined KCV      {}", result.bdk.kcv);
     println!("BDK loaded from {count} components:");

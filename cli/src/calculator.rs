@@ -76,6 +76,9 @@ pub fn tr31(command: Tr31Command) -> anyhow::Result<()> {
                 .map_err(|error| argument_error("BLOCK", error))?;
             print_header(&unwrapped.header);
             let key = &unwrapped.key;
+            for warning in strength_warnings(&kbpk, key) {
+                eprintln!("warning: {warning}");
+            }
             println!("{:<16} {}", "key", key.expose_secret_hex().as_str());
             println!("{:<16} {}", "key algorithm", key.algorithm());
             println!("{:<16} {}", "kcv", key.kcv());
@@ -102,12 +105,41 @@ pub fn tr31(command: Tr31Command) -> anyhow::Result<()> {
             };
             let key_hex = secret_argument("key", &key)?;
             let key = parse_key("--key", &key_hex, key_family)?;
-            let block = tr31::wrap(&kbpk, &template, &key)
-                .map_err(|error| argument_error("--header", error))?;
+            let block = tr31::wrap(&kbpk, &template, &key).map_err(|error| {
+                let argument = match error {
+                    tr31::Tr31Error::WeakKey(_) => "--key",
+                    tr31::Tr31Error::WeakProtectionKey(_) => "--kbpk",
+                    _ => "--header",
+                };
+                argument_error(argument, error)
+            })?;
             println!("{block}");
             Ok(())
         }
     }
+}
+
+/// What `tr31 unwrap` warns about (the block opened, so none of it is an error): a key
+/// stronger than the KBPK that protects it (it is only as safe as the KBPK), and a key or
+/// KBPK whose TDES parts repeat, which keymother would refuse to wrap.
+fn strength_warnings(kbpk: &SecretKey, key: &SecretKey) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let (key_algorithm, kbpk_algorithm) = (key.algorithm(), kbpk.algorithm());
+    if key_algorithm.strength_bits() > kbpk_algorithm.strength_bits() {
+        warnings.push(format!(
+            "the {key_algorithm} key ({} bits of strength) is stronger than the {kbpk_algorithm} \
+             key-block protection key that protects it ({} bits): it is only as safe as that key",
+            key_algorithm.strength_bits(),
+            kbpk_algorithm.strength_bits()
+        ));
+    }
+    if let Err(weak) = key.check_strength() {
+        warnings.push(format!("the wrapped key: {weak}"));
+    }
+    if let Err(weak) = kbpk.check_strength() {
+        warnings.push(format!("the key-block protection key: {weak}"));
+    }
+    warnings
 }
 
 fn print_header(header: &Header) {

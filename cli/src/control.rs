@@ -76,6 +76,9 @@ pub enum DaemonCommand {
     /// Per expected-device list: what was injected, what is pending, what is missing, and
     /// which serials were refused; or, with --export, the sealed file for the front end.
     Reconcile(crate::expected::ReconcileArguments),
+    /// Key batches: withdraw the unused rest of one.
+    #[command(subcommand)]
+    Batch(crate::batch::BatchCommand),
     /// Voids a key that was sent but never confirmed, so it can never be used; audited.
     Void {
         /// The key index.
@@ -171,27 +174,47 @@ fn print_status(status: &api::StatusReport) {
 }
 
 fn ceremony(socket: &Path, arguments: CeremonyArguments) -> anyhow::Result<()> {
-    let input = arguments.collect()?;
-    let count = input.components.len();
+    let plan = arguments.plan()?;
+    // A loaded key is replaced only with --replace: said before anyone types a component.
+    let status = call(socket, api::Status {})?;
+    if let Some(Some(loaded)) = status.secrets.get(&plan.name.to_string()) {
+        if !plan.replace {
+            return Err(crate::custodian::replacement_refused(
+                &plan.name.to_string(),
+                &loaded.kcv,
+                &loaded.loaded_at,
+            ));
+        }
+    }
+    let components = arguments.read_entries(&plan)?;
+    let count = components.len();
     let request = api::Ceremony {
-        secret: input.name.to_string(),
-        algorithm: input.combined.key.algorithm().name().to_owned(),
-        components: input
-            .components
-            .iter()
-            .map(|component| api::ComponentHex::new(component.expose_secret_hex().to_string()))
-            .collect(),
-        expect_kcv: Some(input.combined.key.kcv().to_string()),
+        secret: plan.name.to_string(),
+        algorithm: plan.algorithm.name().to_owned(),
+        components,
+        expect_kcv: plan.expect_kcv,
+        replace: plan.replace,
     };
-    drop(input);
     let result = call(socket, request)?;
-    for (number, kcv) in result.component_kcvs.iter().enumerate() {
-        println!("component {} KCV   {kcv}", number + 1);
+    for (number, (kcv, custodian)) in result
+        .component_kcvs
+        .iter()
+        .zip(&result.custodians)
+        .enumerate()
+    {
+        println!("component {} KCV   {kcv}   {custodian}", number + 1);
     }
     println!("combined KCV      {}", result.kcv);
     println!(
-        "{} loaded: {} from {count} components, KCV {}",
-        result.secret, result.algorithm, result.kcv
+        "{} loaded: {} from {count} components, KCV {}{}",
+        result.secret,
+        result.algorithm,
+        result.kcv,
+        result
+            .replaced
+            .as_deref()
+            .map(|old| format!(", replacing KCV {old}"))
+            .unwrap_or_default()
     );
     if result.ready {
         println!("the appliance is ready: KEK and TTK are loaded");
@@ -268,6 +291,7 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
         DaemonCommand::Bdk(command) => crate::bdk::run(socket, command),
         DaemonCommand::Expected(command) => crate::expected::run(socket, command),
         DaemonCommand::Reconcile(arguments) => crate::expected::reconcile(socket, arguments),
+        DaemonCommand::Batch(command) => crate::batch::run(socket, command),
         DaemonCommand::Status { json } => {
             let status = call(socket, api::Status {})?;
             if json {
@@ -284,12 +308,17 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             print_counts(&result.keys);
             for batch in &result.batches {
                 println!(
-                    "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
+                    "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}{}",
                     batch.batch_id,
                     batch.algorithm,
                     batch.records,
                     batch.available,
-                    batch.imported_at
+                    batch.imported_at,
+                    if batch.withdrawn > 0 {
+                        format!(", {} withdrawn", batch.withdrawn)
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(())

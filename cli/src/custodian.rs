@@ -1,6 +1,7 @@
-//! Custodian tools: new random components, and combining typed components with every check value shown.
+//! Custodian tools: new random components, combining typed components with every check value shown, and entering a ceremony's components under each custodian's name.
 
 use clap::Subcommand;
+use keymother_control as api;
 use keymother_crypto::component::{self, Combined, Component, MAX_COMPONENTS, MIN_COMPONENTS};
 use keymother_crypto::{Kcv, KeyAlgorithm};
 
@@ -72,13 +73,144 @@ pub fn read_components(algorithm: KeyAlgorithm, count: usize) -> anyhow::Result<
                 eprintln!("component {number} accepted, KCV {}", component.kcv());
                 components.push(component);
             }
-            Err(error) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Err(error) if at_terminal() => {
                 eprintln!("{error}; type component {number} again");
             }
             Err(error) => return Err(error.into()),
         }
     }
     Ok(components)
+}
+
+fn at_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+/// Reads one visible line (a name, a check value): typed at the terminal, or the next line of
+/// standard input when a script pipes the ceremony in.
+fn read_visible(prompt: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        anyhow::bail!("standard input ended before the ceremony was complete");
+    }
+    Ok(line.trim().to_owned())
+}
+
+/// Who enters each component, and the check value on each component's form: given on the
+/// command line, or asked for as each custodian comes to the keyboard.
+#[derive(clap::Args)]
+pub struct CustodianArguments {
+    /// Each custodian's name, in component order (asked for when not given). Recorded in the
+    /// audit trail.
+    #[arg(long = "custodian", value_name = "NAME")]
+    custodians: Vec<String>,
+    /// The check value on each component's form, in order (asked for at a terminal when not
+    /// given; Enter for none): each component is checked against it as it is entered.
+    #[arg(long = "component-kcv", value_name = "KCV")]
+    component_kcvs: Vec<String>,
+}
+
+impl CustodianArguments {
+    fn check_counts(&self, count: usize) -> anyhow::Result<()> {
+        for (argument, given) in [
+            ("--custodian", self.custodians.len()),
+            ("--component-kcv", self.component_kcvs.len()),
+        ] {
+            if given != 0 && given != count {
+                return Err(argument_error(
+                    argument,
+                    format!(
+                        "given {given} times for {count} components: once per component, or not at all"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks each custodian in turn for their name, their component (never shown) and the check
+    /// value on their form. At a terminal each component is checked as it is entered (hex,
+    /// parity, repeated TDES parts, the form's check value) and a mistyped one is typed again
+    /// at once, before the next custodian's turn; from a script nothing is retried, and the
+    /// daemon refuses (and audits) what is wrong.
+    pub fn read_entries(
+        &self,
+        algorithm: KeyAlgorithm,
+        count: usize,
+    ) -> anyhow::Result<Vec<api::CustodianComponent>> {
+        self.check_counts(count)?;
+        let digits = algorithm.key_length() * 2;
+        let mut entries = Vec::with_capacity(count);
+        for index in 0..count {
+            let number = index + 1;
+            let custodian = match self.custodians.get(index) {
+                Some(name) => name.clone(),
+                None => read_name(number, count)?,
+            };
+            loop {
+                let component = read_secret(&format!(
+                    "{custodian}: component {number} of {count} ({algorithm}, {digits} hex digits, not shown): "
+                ))?;
+                // A script passes the forms' check values with --component-kcv; a person at
+                // the terminal is asked for theirs.
+                let form_kcv = match self.component_kcvs.get(index) {
+                    Some(kcv) => kcv.clone(),
+                    None if at_terminal() => read_visible(&format!(
+                        "{custodian}: check value on the form of component {number} (Enter if none): "
+                    ))?,
+                    None => String::new(),
+                };
+                let form_kcv = (!form_kcv.is_empty()).then_some(form_kcv);
+                if at_terminal() {
+                    let expected = match form_kcv
+                        .as_deref()
+                        .map(|text| Kcv::from_hex(algorithm.family(), text))
+                        .transpose()
+                    {
+                        Ok(expected) => expected,
+                        Err(error) => {
+                            eprintln!(
+                                "component {number}'s check value: {error}; type component {number} again"
+                            );
+                            continue;
+                        }
+                    };
+                    match Component::from_hex_expecting(algorithm, number, &component, expected) {
+                        Ok(checked) => eprintln!(
+                            "component {number} accepted from {custodian}, KCV {}",
+                            checked.kcv()
+                        ),
+                        Err(error) => {
+                            eprintln!("{error}; {custodian}, type component {number} again");
+                            continue;
+                        }
+                    }
+                }
+                entries.push(api::CustodianComponent {
+                    custodian: custodian.clone(),
+                    component: api::ComponentHex::new(component.to_string()),
+                    kcv: form_kcv,
+                });
+                break;
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Asks for custodian `number`'s name; at a terminal a name the vault would refuse is asked
+/// again.
+fn read_name(number: usize, count: usize) -> anyhow::Result<String> {
+    loop {
+        let name = read_visible(&format!("custodian {number} of {count}, your name: "))?;
+        match name.parse::<keymother_vault::CustodianName>() {
+            Err(error) if at_terminal() => eprintln!("that name {error}; type it again"),
+            _ => return Ok(name),
+        }
+    }
 }
 
 /// The arguments of a key ceremony, shared by the daemon's and the offline command.
@@ -96,19 +228,26 @@ pub struct CeremonyArguments {
     /// The check value the combined key must have.
     #[arg(long)]
     expect_kcv: Option<String>,
+    /// Replace the KEK or TTK that is loaded; without it the ceremony is refused before any
+    /// component is asked for.
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    custodians: CustodianArguments,
 }
 
-/// What custodians typed, checked: every argument, every component, and the combination
-/// (so a wrong expected check value is reported before anything is stored or sent).
-pub struct CeremonyInput {
+/// A ceremony's arguments, checked before any custodian is asked for anything.
+pub struct CeremonyPlan {
     pub name: keymother_vault::SecretName,
-    pub components: Vec<Component>,
-    pub combined: Combined,
+    pub algorithm: KeyAlgorithm,
+    pub count: usize,
+    pub expect_kcv: Option<String>,
+    pub replace: bool,
 }
 
 impl CeremonyArguments {
-    /// Checks the arguments, then asks each custodian for a component.
-    pub fn collect(&self) -> anyhow::Result<CeremonyInput> {
+    /// Checks the arguments (a wrong expected check value is reported before any component).
+    pub fn plan(&self) -> anyhow::Result<CeremonyPlan> {
         let name: keymother_vault::SecretName = self
             .secret
             .parse()
@@ -118,15 +257,33 @@ impl CeremonyArguments {
         let count = parse_count(components).map_err(|_| {
             argument_error("--components", format!("must be 2 to 9, got {components}"))
         })?;
-        let expected = parse_expected_kcv(self.expect_kcv.as_deref(), algorithm)?;
-        let typed = read_components(algorithm, count)?;
-        let combined = component::combine(&typed, expected)?;
-        Ok(CeremonyInput {
+        parse_expected_kcv(self.expect_kcv.as_deref(), algorithm)?;
+        self.custodians.check_counts(count)?;
+        Ok(CeremonyPlan {
             name,
-            components: typed,
-            combined,
+            algorithm,
+            count,
+            expect_kcv: self.expect_kcv.clone(),
+            replace: self.replace,
         })
     }
+
+    /// Asks each custodian for their name and component (see [`CustodianArguments::read_entries`]).
+    pub fn read_entries(
+        &self,
+        plan: &CeremonyPlan,
+    ) -> anyhow::Result<Vec<api::CustodianComponent>> {
+        self.custodians.read_entries(plan.algorithm, plan.count)
+    }
+}
+
+/// The refusal of a ceremony that would replace a loaded key without `--replace`, said before
+/// any custodian types anything.
+pub fn replacement_refused(name: &str, kcv: &str, loaded_at: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the {name} is loaded (KCV {kcv}, loaded {loaded_at}); a {name} ceremony replaces it \
+         only with --replace. No component was asked for."
+    )
 }
 
 /// Prints the ceremony outcome: every component's check value and the combined one.

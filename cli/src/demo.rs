@@ -15,7 +15,7 @@ use keymother_pki::testing::{AnchorFiles, TestPki};
 use keymother_pki::{PrivateKey, Role};
 use keymother_protocol::{CertificatePass, Mode, TerminalConfig, TerminalOutcome};
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
-use keymother_vault::{SecretName, Vault};
+use keymother_vault::{CeremonyRecord, SecretName, Vault};
 
 use crate::keyfile::{options, write_key_file};
 use crate::operator::{Credential, describe, login};
@@ -27,6 +27,9 @@ fn step(title: &str) {
     println!();
     println!("== {title}");
 }
+
+/// The demo's custodians, by name (a ceremony records who entered each component).
+const DEMO_CUSTODIANS: [&str; 3] = ["Ann Lee", "Raj Patel", "Kim Ng"];
 
 /// Runs a ceremony with freshly generated components; prints check values only.
 fn ceremony(
@@ -41,13 +44,15 @@ fn ceremony(
     for (number, component) in components.iter().enumerate() {
         println!(
             "custodian {} types component {} of {count} ({algorithm}), KCV {}",
-            number + 1,
+            DEMO_CUSTODIANS[number],
             number + 1,
             component.kcv()
         );
     }
     let combined = component::combine(&components, None)?;
-    let installed = vault.install_secret(name, &combined.key, count)?;
+    let custodians =
+        CeremonyRecord::named(&DEMO_CUSTODIANS[..count]).map_err(anyhow::Error::msg)?;
+    let installed = vault.install_secret(name, &combined.key, &custodians)?;
     println!(
         "{name} loaded from {count} components: {} KCV {} (sealed under the device storage key)",
         installed.algorithm, installed.kcv

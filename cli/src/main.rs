@@ -1,6 +1,7 @@
 //! The `keymother` command: the bench calculator, custodian tools, key files, the vault and the demo.
 
 mod arguments;
+mod batch;
 mod bdk;
 mod calculator;
 mod client;

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use keymother_vault::{ImportReport, InventorySummary, SecretName, Vault};
+use keymother_vault::{
+    ComponentEntry, FailedCeremony, ImportReport, InventorySummary, SecretName, Vault,
+    check_ceremony,
+};
 
 use crate::arguments::argument_error;
 use crate::custodian::{CeremonyArguments, print_combined};
@@ -83,6 +86,71 @@ pub fn print_inventory(summary: &InventorySummary) {
     }
 }
 
+/// A ceremony on a vault keymotherd does not hold: checked, combined and sealed here; a
+/// refusal after the components were entered is recorded (`ceremony-refused`) as the daemon
+/// records it.
+fn offline_ceremony(data_dir: &Path, arguments: &CeremonyArguments) -> anyhow::Result<()> {
+    // The vault first: no custodian types a component for a vault keymotherd owns.
+    let mut vault = Vault::open_as_owner(data_dir)?;
+    let plan = arguments.plan()?;
+    if let Some(loaded) = vault.secret_info(plan.name)? {
+        if !plan.replace {
+            return Err(crate::custodian::replacement_refused(
+                &plan.name.to_string(),
+                &loaded.kcv.to_string(),
+                &loaded.loaded_at,
+            ));
+        }
+    }
+    let entries = arguments.read_entries(&plan)?;
+    let outcome = (|| -> Result<_, String> {
+        let typed: Vec<ComponentEntry<'_>> = entries
+            .iter()
+            .map(|entry| ComponentEntry {
+                custodian: &entry.custodian,
+                component_hex: entry.component.expose_secret(),
+                form_kcv: entry.kcv.as_deref(),
+            })
+            .collect();
+        let checked = check_ceremony(
+            plan.algorithm.name(),
+            plan.expect_kcv.as_deref(),
+            &typed,
+            plan.replace,
+            None,
+        )?;
+        let combined = checked.combine()?;
+        let installed = vault
+            .install_secret(plan.name, &combined.key, &checked.record)
+            .map_err(|error| error.to_string())?;
+        Ok((combined, installed))
+    })();
+    let (combined, installed) = match outcome {
+        Ok(done) => done,
+        Err(reason) => {
+            vault.record_failed_ceremony(&FailedCeremony {
+                secret: plan.name.to_string(),
+                custodians: entries
+                    .iter()
+                    .map(|entry| entry.custodian.clone())
+                    .collect(),
+                reason: reason.clone(),
+                peer: None,
+            })?;
+            anyhow::bail!(
+                "{} ceremony refused (recorded in the audit trail): {reason}",
+                plan.name
+            );
+        }
+    };
+    print_combined(&combined);
+    println!(
+        "{} loaded: {} from {} components, KCV {}",
+        installed.name, installed.algorithm, installed.component_count, installed.kcv
+    );
+    Ok(())
+}
+
 pub fn run(command: VaultCommand) -> anyhow::Result<()> {
     match command {
         VaultCommand::Init {
@@ -100,19 +168,7 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        VaultCommand::Ceremony { data_dir, ceremony } => {
-            // The vault first: no custodian types a component for a vault keymotherd owns.
-            let mut vault = Vault::open_as_owner(&data_dir)?;
-            let input = ceremony.collect()?;
-            print_combined(&input.combined);
-            let installed =
-                vault.install_secret(input.name, &input.combined.key, input.components.len())?;
-            println!(
-                "{} loaded: {} from {} components, KCV {}",
-                installed.name, installed.algorithm, installed.component_count, installed.kcv
-            );
-            Ok(())
-        }
+        VaultCommand::Ceremony { data_dir, ceremony } => offline_ceremony(&data_dir, &ceremony),
         VaultCommand::Import { data_dir, file } => {
             let mut vault = Vault::open_as_owner(&data_dir)?;
             let report = import_with_progress(&mut vault, &file)?;

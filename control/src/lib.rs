@@ -30,5 +30,5 @@ mod wire;
 pub use limits::*;
 pub use request::*;
 pub use response::*;
-pub use secret::ComponentHex;
+pub use secret::{ComponentHex, CustodianComponent};
 pub use wire::*;

@@ -1,11 +1,11 @@
 //! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
 
-use keymother_domain::{BdkId, BdkName, DeviceRange, KeyIndex};
+use keymother_domain::{BatchId, BdkId, BdkName, DeviceRange, KeyIndex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::response::*;
-use crate::secret::ComponentHex;
+use crate::secret::CustodianComponent;
 
 /// How a command's file travels, besides its request and answer lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,7 @@ pub enum Request {
     ExpectedClose(ExpectedClose),
     Reconcile(Reconcile),
     ReconcileExport(ReconcileExport),
+    BatchWithdraw(BatchWithdraw),
 }
 
 impl Request {
@@ -88,6 +89,7 @@ impl Request {
             Request::ExpectedClose(_) => "expected-close",
             Request::Reconcile(_) => "reconcile",
             Request::ReconcileExport(_) => "reconcile-export",
+            Request::BatchWithdraw(_) => "batch-withdraw",
         }
     }
 }
@@ -124,11 +126,14 @@ pub struct Ceremony {
     pub secret: String,
     /// The key's algorithm: `TDES-2KEY`, `TDES-3KEY`, `AES-128`, `AES-192` or `AES-256`.
     pub algorithm: String,
-    /// Each custodian's component in hex, in order.
-    pub components: Vec<ComponentHex>,
+    /// Each custodian's name and component, in order.
+    pub components: Vec<CustodianComponent>,
     /// The combined key's check value the custodians expect; refused if it differs.
     #[serde(default)]
     pub expect_kcv: Option<String>,
+    /// Replace the key loaded under this name; without it a loaded KEK or TTK is refused.
+    #[serde(default)]
+    pub replace: bool,
 }
 call!(Ceremony => CeremonyReport);
 
@@ -293,8 +298,8 @@ pub struct BdkCeremony {
     /// The device IDs this appliance may give out, `first-last` in hex (TDES: 5 digits each,
     /// at most 7FFFF; AES: 8 digits each).
     pub devices: DeviceRange,
-    /// Each custodian's component in hex, in order.
-    pub components: Vec<ComponentHex>,
+    /// Each custodian's name and component, in order.
+    pub components: Vec<CustodianComponent>,
     /// The combined key's check value the custodians expect; refused if it differs.
     #[serde(default)]
     pub expect_kcv: Option<String>,
@@ -388,3 +393,14 @@ pub struct ReconcileExport {
     pub file_name: String,
 }
 call!(ReconcileExport => ReconcileExportReport, Transfer::Download);
+
+/// Withdraws the keys of a batch that are still available: they are never dispensed. Keys
+/// already reserved or sent finish normally.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchWithdraw {
+    pub batch_id: BatchId,
+    /// Why (recorded in the audit trail).
+    pub reason: String,
+}
+call!(BatchWithdraw => BatchWithdrawReport);

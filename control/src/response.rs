@@ -140,6 +140,10 @@ pub struct CeremonyReport {
     /// The tamper input that fired, while the appliance is still tampered (both ceremonies
     /// must be held again).
     pub tampered: Option<String>,
+    /// The custodians, in component order, as the audit trail names them.
+    pub custodians: Vec<String>,
+    /// The check value of the key this ceremony replaced, if one was loaded.
+    pub replaced: Option<String>,
 }
 
 /// `import`.
@@ -164,6 +168,8 @@ pub struct BatchReport {
     pub algorithm: String,
     pub records: u64,
     pub available: u64,
+    /// Keys withdrawn with the batch (`batch-withdraw`); 0 unless it was withdrawn.
+    pub withdrawn: u64,
     pub imported_at: String,
 }
 
@@ -381,6 +387,8 @@ pub struct BdkCeremonyReport {
     pub component_kcvs: Vec<String>,
     /// Whether DES parity was adjusted when combining.
     pub parity_adjusted: bool,
+    /// The custodians, in component order, as the audit trail names them.
+    pub custodians: Vec<String>,
     pub bdk: BdkReport,
 }
 
@@ -486,4 +494,17 @@ pub struct ReconcileExportReport {
     pub rows: u64,
     pub exported_at: String,
     pub file_sha256: String,
+}
+
+/// `batch-withdraw`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchWithdrawReport {
+    pub batch_id: String,
+    /// Keys taken out of service (they were available).
+    pub withdrawn: u64,
+    /// Keys of the batch reserved or sent to a terminal: they finish normally.
+    pub pending: u64,
+    /// Keys of the batch already used or otherwise out of service.
+    pub used: u64,
 }

@@ -1,4 +1,4 @@
-//! A custodian's component as it travels in a `ceremony` request: wiped on drop, never printed.
+//! A custodian's component as it travels in a `ceremony` or `bdk-ceremony` request, with the custodian's name: wiped on drop, never printed.
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -19,4 +19,19 @@ impl ComponentHex {
     pub fn expose_secret(&self) -> &str {
         &self.0
     }
+}
+
+/// One custodian's part of a ceremony: their name, their component, and the component's
+/// check value from their form, which keymotherd checks (a mistyped component is named).
+/// No `Debug`: it holds the component.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CustodianComponent {
+    /// The custodian's name, as the audit trail records it.
+    pub custodian: String,
+    /// The component in hex.
+    pub component: ComponentHex,
+    /// The component's check value from the custodian's form; refused if it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kcv: Option<String>,
 }

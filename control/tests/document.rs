@@ -143,6 +143,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::ExpectedClose(_) => typed::<api::ExpectedClose>(answer),
         Request::Reconcile(_) => typed::<api::Reconcile>(answer),
         Request::ReconcileExport(_) => typed::<api::ReconcileExport>(answer),
+        Request::BatchWithdraw(_) => typed::<api::BatchWithdraw>(answer),
     }
 }
 
@@ -154,8 +155,9 @@ fn one_of_each() -> Vec<Request> {
         api::Ceremony {
             secret: "kek".to_owned(),
             algorithm: "AES-128".to_owned(),
-            components: vec![api::ComponentHex::new("00".repeat(16))],
+            components: vec![component()],
             expect_kcv: None,
+            replace: false,
         }
         .into(),
         api::Import {
@@ -212,7 +214,7 @@ fn one_of_each() -> Vec<Request> {
             algorithm: "AES-128".to_owned(),
             bdk_id: "12345678".parse().unwrap(),
             devices: "90123456-9012FFFF".parse().unwrap(),
-            components: vec![api::ComponentHex::new("00".repeat(16))],
+            components: vec![component()],
             expect_kcv: None,
             replace: false,
         }
@@ -245,7 +247,21 @@ fn one_of_each() -> Vec<Request> {
             file_name: "r".to_owned(),
         }
         .into(),
+        api::BatchWithdraw {
+            batch_id: "B-1".parse().unwrap(),
+            reason: "r".to_owned(),
+        }
+        .into(),
     ]
+}
+
+/// A custodian's component, for [`one_of_each`].
+fn component() -> api::CustodianComponent {
+    api::CustodianComponent {
+        custodian: "Ann Lee".to_owned(),
+        component: api::ComponentHex::new("00".repeat(16)),
+        kcv: None,
+    }
 }
 
 /// The command names the request parser accepts, from its own refusal of an unknown one

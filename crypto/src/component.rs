@@ -24,16 +24,50 @@ impl Component {
         let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let cleaned = zeroize::Zeroizing::new(cleaned);
         let key = SecretKey::from_hex(algorithm, &cleaned)
-            .map_err(|source| ComponentError::Invalid { number, source })?;
+            .map_err(|problem| ComponentError::Invalid { number, problem })?;
         if algorithm.family() == KeyFamily::Tdes {
             parity::check_odd(key.expose_secret_bytes()).map_err(|error| {
                 ComponentError::Invalid {
                     number,
-                    source: KeyError::Parity(error),
+                    problem: KeyError::Parity(error),
                 }
             })?;
         }
+        key.check_strength()
+            .map_err(|weak| ComponentError::Invalid {
+                number,
+                problem: KeyError::Weak(weak),
+            })?;
         Ok(Component { key })
+    }
+
+    /// Like [`from_hex`](Self::from_hex), then checks the component's check value against the
+    /// one on its custodian's form, if given: a mistyped component is caught as it is entered.
+    pub fn from_hex_expecting(
+        algorithm: KeyAlgorithm,
+        number: usize,
+        text: &str,
+        expected: Option<Kcv>,
+    ) -> Result<Component, ComponentError> {
+        let component = Component::from_hex(algorithm, number, text)?;
+        component.check_expected(number, expected)?;
+        Ok(component)
+    }
+
+    /// Checks the component's check value against `expected`, if given.
+    pub fn check_expected(
+        &self,
+        number: usize,
+        expected: Option<Kcv>,
+    ) -> Result<(), ComponentError> {
+        match expected {
+            Some(expected) if expected != self.kcv() => Err(ComponentError::ComponentKcvMismatch {
+                number,
+                expected,
+                found: self.kcv(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A fresh random component (odd parity for TDES).
@@ -116,7 +150,9 @@ pub fn combine(
         return Err(ComponentError::NullKey);
     }
     let key = SecretKey::from_bytes(algorithm, &combined)
-        .map_err(|source| ComponentError::Invalid { number: 0, source })?;
+        .map_err(|problem| ComponentError::Invalid { number: 0, problem })?;
+    key.check_strength()
+        .map_err(ComponentError::WeakCombination)?;
     let kcv = key.kcv();
     if let Some(expected) = expected {
         if expected != kcv {
@@ -136,8 +172,10 @@ pub fn combine(
 /// Why a ceremony could not produce a key. Never carries component material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComponentError {
-    #[error("component {number}: {source}")]
-    Invalid { number: usize, source: KeyError },
+    /// `problem` is not a `source`: the words are in this error's own text once (a chain
+    /// printed with its causes would say them twice).
+    #[error("component {number}: {problem}")]
+    Invalid { number: usize, problem: KeyError },
     #[error("a key needs at least {MIN_COMPONENTS} components (split knowledge), got {found}")]
     TooFew { found: usize },
     #[error("at most {MAX_COMPONENTS} components can be combined, got {found}")]
@@ -154,6 +192,16 @@ pub enum ComponentError {
     NullKey,
     #[error("combined check value is {found}, but {expected} was expected; no key was stored")]
     KcvMismatch { expected: Kcv, found: Kcv },
+    #[error(
+        "component {number}'s check value is {found}, but its form says {expected}: a mistyped component?"
+    )]
+    ComponentKcvMismatch {
+        number: usize,
+        expected: Kcv,
+        found: Kcv,
+    },
+    #[error("the combined key is weak: {0}; no key was stored")]
+    WeakCombination(crate::strength::WeakKey),
 }
 
 #[cfg(test)]
@@ -161,9 +209,9 @@ mod tests {
     use super::*;
 
     // Components of 0123456789ABCDEFFEDCBA9876543210 (KCV 08D7B4): the first is random-looking
-    // with odd parity, the second its XOR complement.
-    const FIRST: &str = "0101010101010101 0101010101010101";
-    const SECOND: &str = "0123456789ABCDEFFEDCBA9876543210";
+    // with odd parity, the second its XOR complement with odd parity.
+    const FIRST: &str = "3E5B7C9102B5D6F8 1325466B8AADCEE0";
+    const SECOND: &str = "3E7938F78A1F1A16ECF8FDF2FDF8FDF1";
 
     #[test]
     fn two_tdes_components_combine_with_parity_adjusted() {
@@ -172,7 +220,7 @@ mod tests {
             Component::from_hex(KeyAlgorithm::Tdes2Key, 2, SECOND).unwrap(),
         ];
         let combined = combine(&components, None).unwrap();
-        // XOR flips the low bit of every byte: even parity, then adjusted back.
+        // The XOR of two odd-parity bytes has even parity: adjusted back to odd.
         assert!(combined.parity_adjusted);
         assert_eq!(combined.key.kcv().to_string(), "08D7B4");
         assert_eq!(combined.component_kcvs.len(), 2);
@@ -240,6 +288,77 @@ mod tests {
                 earlier: 1
             }
         );
+    }
+
+    #[test]
+    fn weak_components_and_weak_combinations_are_refused() {
+        // A component whose halves repeat is refused as it is entered, naming the parts.
+        let error = Component::from_hex(
+            KeyAlgorithm::Tdes2Key,
+            2,
+            "0123456789ABCDEF0123456789ABCDEF",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(
+                error,
+                ComponentError::Invalid {
+                    number: 2,
+                    problem: KeyError::Weak(_)
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("K1 and K2"), "{error}");
+        assert!(!error.to_string().contains("0123456789ABCDEF"), "{error}");
+        // Two strong components whose XOR repeats: the combination is refused.
+        let first = "3E5B7C9102B5D6F81325466B8AADCEE0";
+        let second = xor_hex(first, "0123456789ABCDEF0123456789ABCDEF");
+        let components = [
+            Component::from_hex(KeyAlgorithm::Tdes2Key, 1, first).unwrap(),
+            Component::from_hex(KeyAlgorithm::Tdes2Key, 2, &odd_parity(&second)).unwrap(),
+        ];
+        let error = combine(&components, None).err().unwrap();
+        assert!(
+            matches!(error, ComponentError::WeakCombination(weak) if (weak.first, weak.second) == (1, 2)),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_component_is_checked_against_its_form_as_it_is_entered() {
+        let right = Component::from_hex(KeyAlgorithm::Tdes2Key, 1, FIRST)
+            .unwrap()
+            .kcv();
+        assert!(
+            Component::from_hex_expecting(KeyAlgorithm::Tdes2Key, 1, FIRST, Some(right)).is_ok()
+        );
+        let wrong = Kcv::from_hex(KeyFamily::Tdes, "000000").unwrap();
+        let error = Component::from_hex_expecting(KeyAlgorithm::Tdes2Key, 1, FIRST, Some(wrong))
+            .err()
+            .unwrap();
+        assert_eq!(
+            error,
+            ComponentError::ComponentKcvMismatch {
+                number: 1,
+                expected: wrong,
+                found: right
+            }
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("component 1's check value is "),
+            "{error}"
+        );
+    }
+
+    /// Sets odd parity on every byte of a hex key (the low bit only).
+    fn odd_parity(text: &str) -> String {
+        let mut bytes = hex::decode(text).unwrap();
+        parity::adjust_to_odd(&mut bytes);
+        hex::encode_upper(bytes)
     }
 
     #[test]

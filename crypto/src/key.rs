@@ -25,6 +25,9 @@ pub enum KeyError {
     Algorithm(#[from] AlgorithmError),
     #[error(transparent)]
     Parity(#[from] parity::ParityError),
+    /// A TDES key whose parts repeat ([`crate::strength`]).
+    #[error(transparent)]
+    Weak(#[from] crate::strength::WeakKey),
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
 }
@@ -92,17 +95,22 @@ impl SecretKey {
         SecretKey::from_bytes(algorithm, &bytes)
     }
 
-    /// A fresh random key from the operating system's CSPRNG; TDES keys get odd parity.
+    /// A fresh random key from the operating system's CSPRNG; TDES keys get odd parity and
+    /// distinct parts (drawn again in the 2^-56 case that two repeat).
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
         let mut material = Zeroizing::new(vec![0u8; algorithm.key_length()]);
-        fill_random(&mut material)?;
-        if algorithm.family() == KeyFamily::Tdes {
-            parity::adjust_to_odd(&mut material);
+        loop {
+            fill_random(&mut material)?;
+            if algorithm.family() == KeyFamily::Tdes {
+                parity::adjust_to_odd(&mut material);
+            }
+            if crate::strength::check_key_bytes(algorithm, &material).is_ok() {
+                return Ok(SecretKey {
+                    algorithm,
+                    material,
+                });
+            }
         }
-        Ok(SecretKey {
-            algorithm,
-            material,
-        })
     }
 
     /// The key's algorithm.
@@ -118,6 +126,12 @@ impl SecretKey {
     /// The clear key as upper-case hex, for the calculator commands whose job is to show it.
     pub fn expose_secret_hex(&self) -> Zeroizing<String> {
         Zeroizing::new(hex::encode_upper(self.material.as_slice()))
+    }
+
+    /// Refuses a TDES key whose parts repeat (K1 = K2, K2 = K3 or K1 = K3, parity bits
+    /// aside): the one strength rule, [`crate::strength::check_strength`].
+    pub fn check_strength(&self) -> Result<(), crate::strength::WeakKey> {
+        crate::strength::check_strength(self)
     }
 
     /// The key check value (X9.24-1-2017: 3 bytes for TDES, 5-byte AES-CMAC for AES).

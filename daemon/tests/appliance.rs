@@ -168,6 +168,10 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
             "2",
             "--expect-kcv",
             &kek.kcv().to_string(),
+            "--custodian",
+            "Ann Lee",
+            "--custodian",
+            "Raj Patel",
         ],
         &format!("{kek_1}\n{kek_2}\n"),
     );
@@ -201,7 +205,8 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
             "--components",
             "2",
         ],
-        &format!("{ttk_1}\n{ttk_2}\n"),
+        // The custodians' names typed before their components.
+        &format!("Ann Lee\n{ttk_1}\nRaj Patel\n{ttk_2}\n"),
     );
     assert!(text.contains("the appliance is ready"), "{text}");
 

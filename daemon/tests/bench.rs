@@ -81,11 +81,14 @@ fn status(appliance: &Appliance) -> serde_json::Value {
 }
 
 /// Two custodian components of `key_hex` (the first random, the second the XOR).
-fn components(key_hex: &str) -> Vec<String> {
+fn components(key_hex: &str) -> Vec<serde_json::Value> {
     let key = hex::decode(key_hex).unwrap();
     let first: Vec<u8> = (0..key.len()).map(|_| fastrand::u8(..)).collect();
     let second: Vec<u8> = key.iter().zip(&first).map(|(k, f)| k ^ f).collect();
-    vec![hex::encode_upper(first), hex::encode_upper(second)]
+    vec![
+        serde_json::json!({"custodian": "Ann Lee", "component": hex::encode_upper(first)}),
+        serde_json::json!({"custodian": "Raj Patel", "component": hex::encode_upper(second)}),
+    ]
 }
 
 fn ceremony(appliance: &Appliance, secret: &str, key_hex: &str) -> serde_json::Value {

@@ -58,7 +58,7 @@ fn malformed_and_unknown_requests_get_a_clear_error_and_change_nothing() {
             "malformed request: unknown field `path`",
         ),
         (
-            r#"{"command":"ceremony","secret":"kek","algorithm":"AES-128","components":["00"]}"#,
+            r#"{"command":"ceremony","secret":"kek","algorithm":"AES-128","components":[{"custodian":"Ann Lee","component":"00"}]}"#,
             "component 1: AES-128 keys are 16 bytes",
         ),
         (

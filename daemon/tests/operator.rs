@@ -626,7 +626,11 @@ fn required_without_pki_the_daemon_runs_and_dispenses_nothing() {
             "command": "ceremony",
             "secret": "ttk",
             "algorithm": "AES-256",
-            "components": [hex::encode_upper(mask), hex::encode_upper(masked)],
+            "components": [
+                {"custodian": "Ann Lee", "component": hex::encode_upper(mask)},
+                {"custodian": "Raj Patel", "component": hex::encode_upper(masked)},
+            ],
+            "replace": true,
         }),
     ));
     assert_eq!(ceremony["ready"], true, "{ceremony}");

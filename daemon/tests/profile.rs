@@ -51,6 +51,9 @@ fn load_bdks(appliance: &Appliance, devices: u32) {
                 .unwrap(),
             source: BdkSource::Ceremony,
             replace: false,
+            ceremony: Some(
+                keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            ),
         };
         let key = SecretKey::from_hex(algorithm, key).unwrap();
         vault.install_bdk(&record, &key, None).unwrap();

@@ -183,7 +183,13 @@ fn an_aes_slot_under_a_tdes_ttk_is_refused_before_anything_is_reserved() {
     .unwrap();
     appliance
         .vault()
-        .install_secret(keymother_vault::SecretName::Ttk, &tdes_ttk, 2)
+        .install_secret(
+            keymother_vault::SecretName::Ttk,
+            &tdes_ttk,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+                .unwrap()
+                .replacing(true),
+        )
         .unwrap();
     let slots = r#"[{ bdk = "PIN", key_type = "AES-128" }]"#;
     let (mut lines, settings) = profile_ports(&appliance, 1, slots);

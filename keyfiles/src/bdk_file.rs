@@ -73,6 +73,8 @@ pub fn write_bdk_file(
             header.algorithm
         ));
     }
+    bdk.check_strength()
+        .map_err(|weak| format!("the BDK: {weak}"))?;
     let version = Version::for_protection_key(kek.algorithm().family());
     let block = KeyBlockProtectionKey::new(kek)
         .wrap(&block_header(version, header.algorithm), bdk)
@@ -330,5 +332,9 @@ fn open_block(kek: &SecretKey, header: &BdkFileHeader, block: &str) -> Result<Se
             header.algorithm
         ));
     }
+    opened
+        .key
+        .check_strength()
+        .map_err(|weak| format!("block: {weak}"))?;
     Ok(opened.key)
 }

@@ -2,7 +2,7 @@
 
 use keymother_crypto::parity::ParityError;
 use keymother_crypto::tr31::{Exportability, KeyUsage, ModeOfUse, Tr31Error, Version};
-use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily};
+use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily, WeakKey};
 
 /// A key file was refused. `line` is 1-based; 0 means the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +107,10 @@ pub enum Problem {
     },
     #[error("master key: {0}")]
     Parity(ParityError),
+    #[error("master key: {0}")]
+    WeakMasterKey(WeakKey),
+    #[error("the KEK: {0}")]
+    WeakKek(WeakKey),
     #[error(
         "check value is not {} upper-case hex digits (the check value of a {family} key)",
         Kcv::length_for(*family) * 2

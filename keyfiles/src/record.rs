@@ -41,6 +41,7 @@ impl RecordOpener {
                 master_keys: header.algorithm,
             });
         }
+        kek.check_strength().map_err(Problem::WeakKek)?;
         let expected_version = Version::for_protection_key(kek.algorithm().family());
         Ok(RecordOpener {
             kek: KeyBlockProtectionKey::new(kek),
@@ -49,7 +50,8 @@ impl RecordOpener {
         })
     }
 
-    /// Decrypts the master key and checks usage, algorithm, parity and check value.
+    /// Decrypts the master key and checks usage, algorithm, parity, strength (no repeated
+    /// TDES parts) and check value.
     pub fn open(&self, record: Record) -> Result<OpenedRecord, Problem> {
         let version = record.key_block.bytes().next().and_then(Version::from_code);
         if version != Some(self.expected_version) {
@@ -91,6 +93,9 @@ impl RecordOpener {
         if master_key.algorithm().family() == KeyFamily::Tdes {
             parity::check_odd(master_key.expose_secret_bytes()).map_err(Problem::Parity)?;
         }
+        master_key
+            .check_strength()
+            .map_err(Problem::WeakMasterKey)?;
         let computed = master_key.kcv();
         if computed != record.kcv {
             return Err(Problem::KcvMismatch {

@@ -6,7 +6,7 @@ use keymother_crypto::tr31::{
     Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Tr31Error,
     Version,
 };
-use keymother_crypto::{KeyAlgorithm, KeyError, KeyFamily, SecretKey};
+use keymother_crypto::{KeyAlgorithm, KeyError, KeyFamily, SecretKey, WeakKey};
 
 use crate::header::{
     BatchId, CreatedAt, DeviceId, FIELD_NAMES, Issuer, KeyFileHeader, KeyIndex, MAGIC,
@@ -31,6 +31,10 @@ pub enum WriteError {
         expected: KeyAlgorithm,
         found: KeyAlgorithm,
     },
+    #[error("the KEK: {0}")]
+    WeakKek(WeakKey),
+    #[error("master key for index {index}: {weak}")]
+    WeakMasterKey { index: KeyIndex, weak: WeakKey },
     #[error("the header promises {declared} records but {written} were written")]
     CountMismatch { declared: u32, written: u32 },
     #[error("key indexes {first} + {count} would pass 99999999")]
@@ -96,6 +100,7 @@ impl<W: Write> KeyFileWriter<W> {
                 master_keys: header.algorithm,
             });
         }
+        kek.check_strength().map_err(WriteError::WeakKek)?;
         if header.record_count == 0 || header.record_count > KeyIndex::MAX {
             return Err(WriteError::BadCount(header.record_count));
         }
@@ -140,6 +145,9 @@ impl<W: Write> KeyFileWriter<W> {
                 found: master_key.algorithm(),
             });
         }
+        master_key
+            .check_strength()
+            .map_err(|weak| WriteError::WeakMasterKey { index, weak })?;
         if self.written == self.header.record_count {
             return Err(WriteError::CountMismatch {
                 declared: self.header.record_count,

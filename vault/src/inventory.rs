@@ -12,21 +12,27 @@ pub enum KeyState {
     Sent,
     Used,
     Quarantined,
+    /// Voided one by one: reserved or sent, never confirmed.
     Void,
+    /// Taken out of service with its batch while still available (withdrawal.rs). Stored as
+    /// `void` with the `withdrawn` mark; counted apart.
+    Withdrawn,
 }
 
 impl KeyState {
     /// Every state, in life-cycle order.
-    pub const ALL: [KeyState; 6] = [
+    pub const ALL: [KeyState; 7] = [
         KeyState::Available,
         KeyState::Reserved,
         KeyState::Sent,
         KeyState::Used,
         KeyState::Quarantined,
         KeyState::Void,
+        KeyState::Withdrawn,
     ];
 
-    /// The name stored in the database.
+    /// The name stored in the database (a withdrawn key is stored as `void` with its mark),
+    /// and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyState::Available => "available",
@@ -35,6 +41,7 @@ impl KeyState {
             KeyState::Used => "used",
             KeyState::Quarantined => "quarantined",
             KeyState::Void => "void",
+            KeyState::Withdrawn => "withdrawn",
         }
     }
 
@@ -60,6 +67,8 @@ pub struct BatchSummary {
     pub algorithm: String,
     pub record_count: u64,
     pub available: u64,
+    /// Keys withdrawn with the batch (withdrawal.rs); 0 unless it was withdrawn.
+    pub withdrawn: u64,
     pub imported_at: String,
     pub file_sha256: String,
 }
@@ -101,9 +110,10 @@ impl Vault {
 
     /// Counts the inventory.
     pub fn inventory(&self) -> Result<InventorySummary, VaultError> {
-        let mut counts = self
-            .connection
-            .prepare("SELECT state, count(*) FROM key_inventory GROUP BY state")?;
+        let mut counts = self.connection.prepare(
+            "SELECT CASE withdrawn WHEN 1 THEN 'withdrawn' ELSE state END, count(*)
+               FROM key_inventory GROUP BY 1",
+        )?;
         let rows: Vec<(String, i64)> = counts
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -120,7 +130,9 @@ impl Vault {
         let mut batches = self.connection.prepare(
             "SELECT batch_id, issuer, algorithm, record_count, imported_at, file_sha256,
                     (SELECT count(*) FROM key_inventory k
-                      WHERE k.batch_id = b.batch_id AND k.state = 'available')
+                      WHERE k.batch_id = b.batch_id AND k.state = 'available'),
+                    coalesce((SELECT keys FROM batch_withdrawal w
+                               WHERE w.batch_id = b.batch_id), 0)
                FROM batch b ORDER BY imported_at, batch_id",
         )?;
         let batches = batches
@@ -133,6 +145,7 @@ impl Vault {
                     imported_at: row.get(4)?,
                     file_sha256: row.get(5)?,
                     available: row.get::<_, i64>(6)? as u64,
+                    withdrawn: row.get::<_, i64>(7)? as u64,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -6,6 +6,7 @@
 //! arrived: key blocks under the KEK.
 
 mod audit;
+mod ceremony;
 pub mod clock;
 mod dispense;
 mod dukpt;
@@ -22,6 +23,7 @@ mod secrets;
 mod smn_export;
 mod storage_key;
 mod tamper;
+mod withdrawal;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 pub use audit::{
     AUDIT_EXPORT_COLUMNS, AUDIT_EXPORT_MAGIC, AuditEvent, AuditExportError, AuditExportReport,
     AuditFailure, AuditReport, AuditRow, GENESIS_HASH, HeadMacStatus, verify_audit_export,
+};
+pub use ceremony::{
+    CeremonyRecord, CheckedCeremony, ComponentEntry, Custodian, CustodianName, FailedCeremony,
+    MAX_CUSTODIAN_NAME, MAX_CUSTODIANS, MIN_CUSTODIANS, check_ceremony,
 };
 pub use dispense::{ConfirmationReport, ConfirmedInjection, DispenseError, Reservation, SmnRow};
 pub use dukpt::{
@@ -61,6 +67,7 @@ pub use smn_export::{
 };
 
 pub use tamper::{TamperOutstanding, TamperReport};
+pub use withdrawal::{WithdrawError, WithdrawnBatch};
 
 use storage_key::StorageKey;
 

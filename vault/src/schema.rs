@@ -312,6 +312,48 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'refused devices are never rewritten'); END;
      CREATE TRIGGER expected_refusal_never_deleted BEFORE DELETE ON expected_refusal
          BEGIN SELECT RAISE(ABORT, 'refused devices are never deleted'); END;",
+    // batch withdrawal (withdrawal.rs): an operator takes the available keys of a batch out
+    // of service for good. They become 'void' and are marked withdrawn (so they are counted
+    // apart from keys voided one by one); keys reserved or sent finish normally. Nothing but
+    // its withdrawal takes a key of a withdrawn batch out of 'available', a withdrawn key never
+    // changes state again, no key joins a withdrawn batch, and the record is never rewritten.
+    "CREATE TABLE batch_withdrawal (
+         batch_id TEXT PRIMARY KEY REFERENCES batch (batch_id),
+         withdrawn_at TEXT NOT NULL,
+         keys INTEGER NOT NULL CHECK (keys > 0),
+         reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+         operator TEXT NOT NULL CHECK (length(trim(operator)) > 0)
+     ) STRICT;
+     CREATE TRIGGER batch_withdrawal_never_rewritten BEFORE UPDATE ON batch_withdrawal
+         BEGIN SELECT RAISE(ABORT, 'a batch withdrawal is never rewritten'); END;
+     CREATE TRIGGER batch_withdrawal_never_deleted BEFORE DELETE ON batch_withdrawal
+         BEGIN SELECT RAISE(ABORT, 'a batch withdrawal is never deleted'); END;
+     ALTER TABLE key_inventory ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0
+         CHECK (withdrawn IN (0, 1));
+     CREATE TRIGGER key_inventory_withdrawal_is_permanent
+         BEFORE UPDATE OF withdrawn ON key_inventory
+         WHEN OLD.withdrawn = 1 AND NEW.withdrawn IS NOT 1
+         BEGIN SELECT RAISE(ABORT, 'a withdrawn key stays withdrawn'); END;
+     CREATE TRIGGER key_inventory_withdrawn_only_from_available
+         BEFORE UPDATE OF withdrawn ON key_inventory
+         WHEN NEW.withdrawn = 1 AND OLD.withdrawn = 0
+          AND (OLD.state <> 'available' OR NEW.state <> 'void'
+               OR NOT EXISTS (SELECT 1 FROM batch_withdrawal WHERE batch_id = OLD.batch_id))
+         BEGIN SELECT RAISE(ABORT, 'only an available key of a withdrawn batch is withdrawn, and it becomes void'); END;
+     CREATE TRIGGER key_inventory_withdrawn_batch_dispenses_nothing
+         BEFORE UPDATE OF state ON key_inventory
+         WHEN OLD.state = 'available' AND NEW.state <> 'available' AND NEW.withdrawn = 0
+          AND EXISTS (SELECT 1 FROM batch_withdrawal WHERE batch_id = OLD.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'a key of a withdrawn batch is never dispensed'); END;
+     CREATE TRIGGER key_inventory_withdrawn_key_never_changes_state
+         BEFORE UPDATE OF state ON key_inventory
+         WHEN OLD.withdrawn = 1 AND NEW.state IS NOT OLD.state
+         BEGIN SELECT RAISE(ABORT, 'a withdrawn key never changes state'); END;
+     CREATE TRIGGER key_inventory_no_key_joins_a_withdrawn_batch
+         BEFORE INSERT ON key_inventory
+         WHEN NEW.withdrawn <> 0
+           OR EXISTS (SELECT 1 FROM batch_withdrawal WHERE batch_id = NEW.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'no key joins a withdrawn batch'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

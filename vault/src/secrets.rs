@@ -8,6 +8,7 @@ use keymother_crypto::{Kcv, KeyAlgorithm, KeyFamily, SecretKey};
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use crate::audit::{self, AuditEvent};
+use crate::ceremony::CeremonyRecord;
 use crate::{Vault, VaultError, live_key, now_text};
 
 /// The secrets a vault holds, each loaded by a key ceremony.
@@ -64,29 +65,51 @@ pub struct InstalledSecret {
     pub kcv: Kcv,
     pub component_count: u32,
     pub loaded_at: String,
+    /// From [`Vault::install_secret`]: the check value of the key the ceremony replaced, if
+    /// one was loaded. `None` from [`Vault::secret_info`].
+    pub replaced: Option<Kcv>,
 }
 
 impl Vault {
-    /// Seals `key` under the storage key and stores it as `name`, replacing any previous
-    /// one, and records the ceremony in the audit chain (same transaction). A KEK is not
-    /// replaced while keys imported under another KEK are still unused: they could never be
-    /// opened again.
+    /// Seals `key` under the storage key and stores it as `name`, and records the ceremony
+    /// with its custodians in the audit chain (same transaction). A loaded key is replaced
+    /// only when `ceremony` says so (`--replace`), and the row records the replaced check
+    /// value. A KEK is not replaced while keys imported under another KEK are still unused:
+    /// they could never be opened again. A key whose TDES parts repeat is refused.
     pub fn install_secret(
         &mut self,
         name: SecretName,
         key: &SecretKey,
-        component_count: usize,
+        ceremony: &CeremonyRecord,
     ) -> Result<InstalledSecret, VaultError> {
         let kcv = key.kcv();
-        if !(2..=9).contains(&component_count) {
-            return Err(VaultError::Refused(format!(
-                "a {name} is loaded from 2 to 9 components, not {component_count}"
-            )));
-        }
+        let component_count = ceremony.custodians().len();
+        key.check_strength()
+            .map_err(|weak| VaultError::Refused(format!("the {name}: {weak}")))?;
         let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let loaded: Option<String> = transaction
+            .query_row(
+                "SELECT kcv FROM sealed_secret WHERE name = ?1",
+                [name.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let replaced = match loaded {
+            Some(loaded) if !ceremony.replace() => {
+                return Err(VaultError::Refused(format!(
+                    "a {name} is loaded (KCV {loaded}); a {name} ceremony replaces it only when \
+                     asked to (keymother ceremony --replace, \"replace\": true)"
+                )));
+            }
+            Some(loaded) => Some(
+                Kcv::from_hex_any(&loaded)
+                    .map_err(|_| VaultError::Corrupt(format!("stored {name} check value")))?,
+            ),
+            None => None,
+        };
         if name == SecretName::Kek {
             let stranded: i64 = transaction.query_row(
                 "SELECT count(*) FROM key_inventory JOIN batch USING (batch_id)
@@ -138,6 +161,10 @@ impl Vault {
                 algorithm: key.algorithm(),
                 kcv,
                 components: component_count as u32,
+                custodians: ceremony.names_text(),
+                component_kcvs: ceremony.kcvs_text(),
+                replaced,
+                peer: ceremony.peer().map(str::to_owned),
             },
         )?;
         transaction.commit()?;
@@ -147,6 +174,7 @@ impl Vault {
             kcv,
             component_count: component_count as u32,
             loaded_at,
+            replaced,
         })
     }
 
@@ -171,6 +199,7 @@ impl Vault {
             kcv: Kcv::from_hex(algorithm.family(), &kcv).map_err(|_| corrupt("check value"))?,
             component_count: u32::try_from(component_count).map_err(|_| corrupt("count"))?,
             loaded_at,
+            replaced: None,
         }))
     }
 

@@ -104,18 +104,20 @@ fn ceremonies_an_import_and_confirmations_are_recorded_and_verify() {
             assert_eq!(row.previous_hash, rows[position - 1].hash);
         }
     }
-    assert_eq!(rows[1].actor, "custodians");
+    // Every custodian is named, as the actor and in the details.
+    assert_eq!(rows[1].actor, "Ann Lee/Raj Patel/Kim Ng");
     assert_eq!(
         rows[1].details,
         format!(
-            "secret=KEK; algorithm=AES-256; kcv={}; components=3",
+            "secret=KEK; algorithm=AES-256; kcv={}; components=3; custodians=Ann Lee/Raj Patel/Kim Ng",
             bench.kek.kcv()
         )
     );
+    assert_eq!(rows[2].actor, "Ann Lee/Raj Patel");
     assert_eq!(
         rows[2].details,
         format!(
-            "secret=TTK; algorithm=AES-128; kcv={}; components=2",
+            "secret=TTK; algorithm=AES-128; kcv={}; components=2; custodians=Ann Lee/Raj Patel",
             bench.ttk.kcv()
         )
     );
@@ -660,6 +662,13 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
         "DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
          DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
          DROP TABLE kdh_identity; DROP TABLE smn_export; DROP TABLE audit_log; DROP TABLE audit_head;
+         DROP TABLE batch_withdrawal;
+         DROP TRIGGER key_inventory_withdrawal_is_permanent;
+         DROP TRIGGER key_inventory_withdrawn_only_from_available;
+         DROP TRIGGER key_inventory_withdrawn_batch_dispenses_nothing;
+         DROP TRIGGER key_inventory_withdrawn_key_never_changes_state;
+         DROP TRIGGER key_inventory_no_key_joins_a_withdrawn_batch;
+         ALTER TABLE key_inventory DROP COLUMN withdrawn;
          DROP TRIGGER key_inventory_operator_is_permanent;
          ALTER TABLE key_inventory DROP COLUMN operator;
          ALTER TABLE smn_registry DROP COLUMN operator;

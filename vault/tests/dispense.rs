@@ -17,7 +17,13 @@ const DEVICE: &str = "KM-TEST-0001";
 fn vault_with_keys(directory: &Path, count: u32) -> Vault {
     let mut vault = Vault::create(&directory.join("data"), &DEVICE.parse().unwrap()).unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
-    vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+    vault
+        .install_secret(
+            SecretName::Kek,
+            &kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+        )
+        .unwrap();
     let options = GenerateOptions {
         batch_id: "B-1".parse().unwrap(),
         issuer: "T".parse().unwrap(),
@@ -473,6 +479,13 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
         .execute_batch(
             "DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
              DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
+             DROP TABLE batch_withdrawal;
+             DROP TRIGGER key_inventory_withdrawal_is_permanent;
+             DROP TRIGGER key_inventory_withdrawn_only_from_available;
+             DROP TRIGGER key_inventory_withdrawn_batch_dispenses_nothing;
+             DROP TRIGGER key_inventory_withdrawn_key_never_changes_state;
+             DROP TRIGGER key_inventory_no_key_joins_a_withdrawn_batch;
+             ALTER TABLE key_inventory DROP COLUMN withdrawn;
              DROP TRIGGER key_inventory_operator_is_permanent;
              ALTER TABLE key_inventory DROP COLUMN operator;
              ALTER TABLE smn_registry DROP COLUMN operator;

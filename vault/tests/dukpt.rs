@@ -454,16 +454,16 @@ fn the_audit_chain_names_every_dukpt_event_and_verifies() {
         [
             (
                 "bdk-loaded",
-                "custodians",
+                "Ann Lee/Raj Patel",
                 &*format!(
-                    "bdk=PIN; kind=AES; algorithm=AES-128; bdk_id=12345678; kcv={pin_kcv}; range=00000100-000001FF; source=ceremony; replaced=no"
+                    "bdk=PIN; kind=AES; algorithm=AES-128; bdk_id=12345678; kcv={pin_kcv}; range=00000100-000001FF; source=ceremony; replaced=no; custodians=Ann Lee/Raj Patel"
                 )
             ),
             (
                 "bdk-loaded",
                 "Ann Lee",
                 &*format!(
-                    "bdk=DATA; kind=TDES; algorithm=TDES-2KEY; bdk_id=FFFF987654; kcv={data_kcv}; range=00000-000FF; source=ceremony; replaced=no; operator=Ann Lee"
+                    "bdk=DATA; kind=TDES; algorithm=TDES-2KEY; bdk_id=FFFF987654; kcv={data_kcv}; range=00000-000FF; source=ceremony; replaced=no; custodians=Ann Lee/Raj Patel; operator=Ann Lee"
                 )
             ),
             (

@@ -12,7 +12,13 @@ fn vault_with_kek() -> (tempfile::TempDir, Vault, SecretKey) {
     let mut vault =
         Vault::create(&directory.path().join("data"), &DEVICE.parse().unwrap()).unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
-    vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+    vault
+        .install_secret(
+            SecretName::Kek,
+            &kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+        )
+        .unwrap();
     (directory, vault, kek)
 }
 

@@ -24,7 +24,11 @@ fn bench_with_kek() -> (DukptBench, SecretKey) {
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
     bench
         .vault
-        .install_secret(SecretName::Kek, &kek, 3)
+        .install_secret(
+            SecretName::Kek,
+            &kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel", "Kim Ng"]).unwrap(),
+        )
         .unwrap();
     (bench, kek)
 }

@@ -326,7 +326,7 @@ fn a_swapped_or_foreign_key_block_does_not_unseal() {
         .install_secret(
             SecretName::Kek,
             &SecretKey::generate(KeyAlgorithm::Aes128).unwrap(),
-            2,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
         )
         .unwrap();
     let connection = bench.raw();

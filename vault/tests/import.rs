@@ -25,7 +25,13 @@ impl Bench {
         let mut vault =
             Vault::create(&directory.path().join("data"), &DEVICE.parse().unwrap()).unwrap();
         let kek = SecretKey::generate(kek_algorithm).unwrap();
-        vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+        vault
+            .install_secret(
+                SecretName::Kek,
+                &kek,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            )
+            .unwrap();
         Bench {
             directory,
             vault,

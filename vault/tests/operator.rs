@@ -265,7 +265,11 @@ fn a_zeroize_cannot_be_repeated_or_followed_by_ceremonies() {
         Err(VaultError::Zeroized(_))
     ));
     assert!(matches!(
-        bench.vault.install_secret(SecretName::Kek, &bench.kek, 2),
+        bench.vault.install_secret(
+            SecretName::Kek,
+            &bench.kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap()
+        ),
         Err(VaultError::Zeroized(_))
     ));
     let last = bench.vault.audit_rows().unwrap().pop().unwrap();

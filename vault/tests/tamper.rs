@@ -70,7 +70,11 @@ fn a_tamper_deletes_the_secrets_in_one_audited_transaction_and_keeps_the_rest() 
     // imported before open under the KEK again.
     bench
         .vault
-        .install_secret(SecretName::Kek, &bench.kek, 3)
+        .install_secret(
+            SecretName::Kek,
+            &bench.kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel", "Kim Ng"]).unwrap(),
+        )
         .unwrap();
     assert_eq!(
         bench.vault.tamper_outstanding().unwrap().unwrap().missing(),
@@ -78,7 +82,11 @@ fn a_tamper_deletes_the_secrets_in_one_audited_transaction_and_keeps_the_rest() 
     );
     bench
         .vault
-        .install_secret(SecretName::Ttk, &bench.ttk, 2)
+        .install_secret(
+            SecretName::Ttk,
+            &bench.ttk,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+        )
         .unwrap();
     assert_eq!(bench.vault.tamper_outstanding().unwrap(), None);
     let resumed = bench

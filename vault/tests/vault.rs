@@ -27,7 +27,14 @@ fn a_vault_reopens_with_its_device_id_and_secrets() {
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
     {
         let mut vault = new_vault(directory.path());
-        vault.install_secret(SecretName::Kek, &kek, 3).unwrap();
+        vault
+            .install_secret(
+                SecretName::Kek,
+                &kek,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel", "Kim Ng"])
+                    .unwrap(),
+            )
+            .unwrap();
     }
     let vault = Vault::open(&directory.path().join("data")).unwrap();
     assert_eq!(vault.device_id().as_str(), "KM-TEST-0001");
@@ -116,7 +123,7 @@ fn a_replaced_storage_key_cannot_open_the_secrets() {
             .install_secret(
                 SecretName::Kek,
                 &SecretKey::generate(KeyAlgorithm::Aes128).unwrap(),
-                2,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
             )
             .unwrap();
     }
@@ -143,14 +150,14 @@ fn swapped_secret_rows_are_detected_by_key_usage() {
             .install_secret(
                 SecretName::Kek,
                 &SecretKey::generate(KeyAlgorithm::Aes256).unwrap(),
-                2,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
             )
             .unwrap();
         vault
             .install_secret(
                 SecretName::Ttk,
                 &SecretKey::generate(KeyAlgorithm::Aes256).unwrap(),
-                2,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
             )
             .unwrap();
     }
@@ -180,18 +187,13 @@ fn a_newer_schema_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     drop(new_vault(directory.path()));
     let data = directory.path().join("data");
-    let connection = rusqlite::Connection::open(data.join(DATABASE_FILE)).unwrap();
-    // The version this build writes, whatever migrations it has.
-    let latest: i64 = connection
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
+    rusqlite::Connection::open(data.join(DATABASE_FILE))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
         .unwrap();
-    connection.pragma_update(None, "user_version", 99).unwrap();
-    drop(connection);
     let error = error_text(Vault::open(&data));
     assert!(
-        error.contains(&format!(
-            "schema version 99 is newer than this software understands ({latest})"
-        )),
+        error.contains("schema version 99 is newer than this software understands ("),
         "{error}"
     );
 }
@@ -204,7 +206,13 @@ fn vault_with_keys(
     count: u32,
 ) -> Vault {
     let mut vault = new_vault(directory);
-    vault.install_secret(SecretName::Kek, kek, 2).unwrap();
+    vault
+        .install_secret(
+            SecretName::Kek,
+            kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+        )
+        .unwrap();
     let options = GenerateOptions {
         batch_id: "B-1".parse().unwrap(),
         issuer: "T".parse().unwrap(),
@@ -262,7 +270,9 @@ fn a_new_kek_may_not_strand_unused_keys() {
         .install_secret(
             SecretName::Kek,
             &SecretKey::generate(KeyAlgorithm::Aes256).unwrap(),
-            2,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+                .unwrap()
+                .replacing(true),
         )
         .err()
         .unwrap()
@@ -272,7 +282,15 @@ fn a_new_kek_may_not_strand_unused_keys() {
         "{error}"
     );
     // The same KEK again (a repeated ceremony) is fine, and the old one still opens.
-    vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
+    vault
+        .install_secret(
+            SecretName::Kek,
+            &kek,
+            &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"])
+                .unwrap()
+                .replacing(true),
+        )
+        .unwrap();
     assert!(
         vault
             .load_secret(SecretName::Kek)

@@ -118,7 +118,12 @@ pub(super) fn load_bdks(socket: &Path, terminals: usize) -> anyhow::Result<()> {
             devices: format!("{:0width$X}-{last:0width$X}", bdk.first_device).parse()?,
             components: components
                 .iter()
-                .map(|component| api::ComponentHex::new(component.expose_secret_hex().to_string()))
+                .zip(["Ann Lee", "Raj Patel"])
+                .map(|(component, custodian)| api::CustodianComponent {
+                    custodian: custodian.to_owned(),
+                    component: api::ComponentHex::new(component.expose_secret_hex().to_string()),
+                    kcv: Some(component.kcv().to_string()),
+                })
                 .collect(),
             expect_kcv: Some(key.kcv().to_string()),
             replace: false,

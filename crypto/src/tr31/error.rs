@@ -278,6 +278,12 @@ pub enum Tr31Error {
         kbpk: KeyAlgorithm,
     },
 
+    #[error("refusing to wrap a weak key: {0}")]
+    WeakKey(crate::strength::WeakKey),
+
+    #[error("refusing to wrap under a weak key-block protection key: {0}")]
+    WeakProtectionKey(crate::strength::WeakKey),
+
     #[error(
         "the decrypted key length field says {bits} bits, which is impossible: it must be a non-zero \
          multiple of 8 and fit in the {available} bytes of key data and padding"

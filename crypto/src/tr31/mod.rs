@@ -3,7 +3,8 @@
 //! Wrapping pads every key as if it were the longest of its family (TDES keys to 24 bytes,
 //! AES keys to 32) so the block does not reveal the key length (ANSI X9.143 clause 5), adds a
 //! PB padding block when the header needs one, and refuses keys stronger than the protection
-//! key. Unwrapping checks the MAC in constant time before anything decrypted is looked at.
+//! key and TDES keys whose parts repeat, on either side ([`crate::strength`]); unwrapping opens
+//! them (published vectors use some). Unwrapping checks the MAC in constant time before anything decrypted is looked at.
 
 mod binding;
 mod error;
@@ -52,6 +53,9 @@ pub struct KeyBlockProtectionKey {
     variant: Option<BindingKeys>,
     /// The KBPK's own check values by both methods, for KP optional blocks.
     check_values: CheckValues,
+    /// Whether the KBPK's parts repeat: such a KBPK still unwraps (published vectors use
+    /// some), but never wraps.
+    weakness: Option<crate::strength::WeakKey>,
 }
 
 /// The longest prefixes a KC or KP block may state: 3 bytes of E(0), 5 bytes of CMAC(0).
@@ -131,6 +135,7 @@ impl KeyBlockProtectionKey {
             derivation: binding::derivation_keys(kbpk),
             variant,
             check_values: CheckValues::of(kbpk),
+            weakness: kbpk.check_strength().err(),
         }
     }
 
@@ -142,6 +147,7 @@ impl KeyBlockProtectionKey {
     /// Wraps `key` under this KBPK with the attributes of `header` and returns the ASCII key
     /// block. The version must be B (TDES KBPK) or D (AES KBPK); the header algorithm must be
     /// the key's (T or A); any PB block of the header is replaced by one of the right length.
+    /// A key or KBPK whose TDES parts repeat is refused ([`crate::strength`]).
     pub fn wrap(&self, header: &Header, key: &SecretKey) -> Result<String, Tr31Error> {
         self.wrap_with(header, key, PaddingSource::Random)
     }
@@ -150,7 +156,9 @@ impl KeyBlockProtectionKey {
     /// random ones, and no key length obfuscation beyond what the padding provides: the key
     /// length field, the key and `padding` must fill whole cipher blocks. Only for reproducing
     /// published key blocks in tests (KC and KP blocks are written as given, even when
-    /// wrong, so tests can make blocks unwrap must refuse); real key blocks need random padding.
+    /// wrong, and neither keys or KBPKs whose TDES parts repeat nor keys stronger than the
+    /// KBPK are refused, so tests can make the blocks that unwrap, the key file readers and
+    /// `keymother tr31 unwrap` must refuse or warn about); real key blocks need random padding.
     #[doc(hidden)]
     pub fn wrap_with_padding(
         &self,
@@ -255,6 +263,14 @@ impl KeyBlockProtectionKey {
                 kbpk: self.algorithm,
             });
         }
+        // Given padding reproduces published blocks exactly, weak keys included (a published
+        // vector wraps a K1 = K2 key); every real wrap has random padding and is checked.
+        if matches!(padding, PaddingSource::Random) {
+            if let Some(weakness) = self.weakness {
+                return Err(Tr31Error::WeakProtectionKey(weakness));
+            }
+            key.check_strength().map_err(Tr31Error::WeakKey)?;
+        }
         let key_algorithm = key.algorithm();
         if header.algorithm != Algorithm::for_family(key_algorithm.family()) {
             return Err(Tr31Error::KeyDoesNotMatchAlgorithm {
@@ -262,7 +278,9 @@ impl KeyBlockProtectionKey {
                 key: key_algorithm,
             });
         }
-        if key_algorithm.strength_bits() > self.algorithm.strength_bits() {
+        if key_algorithm.strength_bits() > self.algorithm.strength_bits()
+            && matches!(padding, PaddingSource::Random)
+        {
             return Err(Tr31Error::ProtectionKeyWeakerThanKey {
                 key: key_algorithm,
                 kbpk: self.algorithm,

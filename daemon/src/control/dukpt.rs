@@ -2,11 +2,11 @@
 
 use keymother_control as api;
 use keymother_crypto::KeyFamily;
-use keymother_crypto::component;
 use keymother_vault::{BdkSource, BdkStatus, NewBdk};
 
+use super::ceremony::{check_entries, record_refusal};
 use super::connection::Connection;
-use super::handlers::{Context, blocking, ceremony_input};
+use super::handlers::{Context, blocking};
 use super::transfer::{ReceiveError, file_label, receive_file};
 
 /// What `bdk-status` and `bdk-ceremony` say about a BDK.
@@ -34,33 +34,53 @@ pub(crate) async fn bdk_ceremony(
     context: &Context,
     request: api::BdkCeremony,
 ) -> Result<api::BdkCeremonyReport, String> {
-    let (expected, components) = ceremony_input(
+    let outcome = hold_bdk_ceremony(context, &request).await;
+    if let Err(reason) = &outcome {
+        let secret = format!("BDK {}", request.name);
+        record_refusal(context, secret, &request.components, reason).await;
+    }
+    outcome
+}
+
+/// The BDK ceremony itself: checked, combined, sealed. Any refusal comes back as its words.
+async fn hold_bdk_ceremony(
+    context: &Context,
+    request: &api::BdkCeremony,
+) -> Result<api::BdkCeremonyReport, String> {
+    let checked = check_entries(
         &request.algorithm,
         request.expect_kcv.as_deref(),
         &request.components,
+        request.replace,
+        &context.peer,
     )?;
+    let custodians: Vec<String> = checked
+        .record
+        .custodians()
+        .iter()
+        .map(|custodian| custodian.name.to_string())
+        .collect();
     let record = NewBdk {
         name: request.name.clone(),
         bdk_id: request.bdk_id,
         range: request.devices,
         source: BdkSource::Ceremony,
         replace: request.replace,
+        ceremony: Some(checked.record.clone()),
     };
-    drop(request);
-    let count = components.len();
+    let count = custodians.len();
     let dispenser = context.dispenser();
     blocking(move || {
-        let combined =
-            component::combine(&components, expected).map_err(|error| error.to_string())?;
+        let combined = checked.combine()?;
         let installed = dispenser
             .install_bdk(&record, &combined.key, None)
             .map_err(|error| error.to_string())?;
         log::info!(
             event = "bdk-ceremony", bdk = installed.name.as_str(),
             algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
-            components = count;
-            "BDK {} loaded from {count} components, KCV {}, devices {}",
-            installed.name, installed.kcv, installed.range
+            components = count, custodians = custodians.join("/").as_str();
+            "BDK {} loaded from {count} components by {}, KCV {}, devices {}",
+            installed.name, custodians.join(", "), installed.kcv, installed.range
         );
         Ok(api::BdkCeremonyReport {
             component_kcvs: combined
@@ -69,6 +89,7 @@ pub(crate) async fn bdk_ceremony(
                 .map(ToString::to_string)
                 .collect(),
             parity_adjusted: combined.parity_adjusted,
+            custodians,
             bdk: report(installed),
         })
     })

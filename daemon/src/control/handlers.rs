@@ -4,8 +4,6 @@ use std::sync::Arc;
 
 use base64ct::{Base64, Encoding};
 use keymother_control as api;
-use keymother_crypto::Kcv;
-use keymother_crypto::component::{self, Component};
 use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse};
 use keymother_vault::{KeyState, SecretName};
 
@@ -247,71 +245,6 @@ pub(crate) async fn clock_set(
     })
 }
 
-/// What custodians sent for a ceremony, checked: the algorithm, the expected check value (of
-/// the algorithm's family) and each component (its number in errors, never its digits).
-pub(super) fn ceremony_input(
-    algorithm: &str,
-    expect_kcv: Option<&str>,
-    components: &[api::ComponentHex],
-) -> Result<(Option<Kcv>, Vec<Component>), String> {
-    let algorithm: keymother_crypto::KeyAlgorithm = algorithm
-        .parse()
-        .map_err(|error: keymother_crypto::AlgorithmError| error.to_string())?;
-    let expected = expect_kcv
-        .map(|text| {
-            Kcv::from_hex(algorithm.family(), text).map_err(|error| format!("expect_kcv: {error}"))
-        })
-        .transpose()?;
-    let parsed = components
-        .iter()
-        .enumerate()
-        .map(|(index, text)| Component::from_hex(algorithm, index + 1, text.expose_secret()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| error.to_string())?;
-    Ok((expected, parsed))
-}
-
-pub(crate) async fn ceremony(
-    context: &Context,
-    request: api::Ceremony,
-) -> Result<api::CeremonyReport, String> {
-    let name: SecretName = request.secret.parse()?;
-    let (expected, parsed) = ceremony_input(
-        &request.algorithm,
-        request.expect_kcv.as_deref(),
-        &request.components,
-    )?;
-    drop(request);
-    let count = parsed.len();
-    let dispenser = context.dispenser();
-    blocking(move || {
-        let combined = component::combine(&parsed, expected).map_err(|error| error.to_string())?;
-        let (installed, ready) = dispenser
-            .install_secret(name, &combined.key, count)
-            .map_err(|error| error.to_string())?;
-        log::info!(
-            event = "ceremony", secret = name.to_string().as_str(),
-            algorithm = installed.algorithm.name(), kcv = installed.kcv.to_string().as_str(),
-            components = count;
-            "{name} loaded from {count} components, KCV {}", installed.kcv
-        );
-        Ok(api::CeremonyReport {
-            secret: name.to_string(),
-            algorithm: installed.algorithm.name().to_owned(),
-            component_kcvs: combined
-                .component_kcvs
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            kcv: installed.kcv.to_string(),
-            parity_adjusted: combined.parity_adjusted,
-            ready,
-            tampered: dispenser.tampered(),
-        })
-    })
-    .await?
-}
-
 pub(crate) async fn inventory(
     context: &Context,
     _: api::Inventory,
@@ -332,6 +265,7 @@ pub(crate) async fn inventory(
                     algorithm: batch.algorithm.clone(),
                     records: batch.record_count,
                     available: batch.available,
+                    withdrawn: batch.withdrawn,
                     imported_at: batch.imported_at.clone(),
                 })
                 .collect(),

@@ -6,6 +6,8 @@
 //! daemon opens no path a client names: files travel over the socket ([`transfer`]). Every
 //! connection is bounded: its line length, its idle time, and how many are open at once.
 
+mod batch;
+mod ceremony;
 mod connection;
 mod dukpt;
 mod expected;
@@ -248,7 +250,7 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
     use handlers as h;
     match request {
         Request::Status(r) => reply::<api::Status>(h::status(context, r).await),
-        Request::Ceremony(r) => reply::<api::Ceremony>(h::ceremony(context, r).await),
+        Request::Ceremony(r) => reply::<api::Ceremony>(ceremony::ceremony(context, r).await),
         Request::Import(r) => reply::<api::Import>(transfer::import(context, connection, r).await),
         Request::Inventory(r) => reply::<api::Inventory>(h::inventory(context, r).await),
         Request::SmnRows(r) => reply::<api::SmnRows>(h::smn_rows(context, r).await),
@@ -287,6 +289,9 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         Request::Reconcile(r) => reply::<api::Reconcile>(expected::reconcile(context, r).await),
         Request::ReconcileExport(r) => {
             reply::<api::ReconcileExport>(expected::reconcile_export(context, connection, r).await)
+        }
+        Request::BatchWithdraw(r) => {
+            reply::<api::BatchWithdraw>(batch::batch_withdraw(context, r).await)
         }
     }
 }

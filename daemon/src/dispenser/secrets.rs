@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use keymother_crypto::tr31::{KeyBlockProtectionKey, Version};
 use keymother_crypto::{Kcv, SecretKey};
 use keymother_pki::{PrivateKey, Role, VerifiedCertificate};
-use keymother_vault::{InstalledSecret, SecretName, Vault, VaultError};
+use keymother_vault::{CeremonyRecord, InstalledSecret, SecretName, Vault, VaultError};
 
 use super::Dispenser;
 use crate::trust::Trust;
@@ -50,21 +50,22 @@ impl LoadedKeys {
 }
 
 impl Dispenser {
-    /// A key ceremony: seals `key` as `name` (audited) and reloads the keys. After a tamper
+    /// A key ceremony: seals `key` as `name` (audited with its custodians; a loaded key is
+    /// replaced only when `ceremony` says so) and reloads the keys. After a tamper
     /// the keys are used again only once both ceremonies have been held since; the tamper
     /// must be recorded first. Returns what was installed and whether the appliance is ready.
     pub fn install_secret(
         &self,
         name: SecretName,
         key: &SecretKey,
-        component_count: usize,
+        ceremony: &CeremonyRecord,
     ) -> Result<(InstalledSecret, bool), VaultError> {
         if let Some(Err(error)) = self.retry_tamper_record() {
             return Err(VaultError::Refused(format!(
                 "the tamper could not be recorded yet, so no ceremony can follow it: {error}"
             )));
         }
-        let installed = self.vault().install_secret(name, key, component_count)?;
+        let installed = self.vault().install_secret(name, key, ceremony)?;
         self.tamper_answered_by(name);
         let ready = self.reload_keys()?;
         Ok((installed, ready))

@@ -39,8 +39,20 @@ impl Appliance {
         let mut vault = Vault::create(&data_dir, &DEVICE.parse().unwrap()).unwrap();
         let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
         let ttk = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
-        vault.install_secret(SecretName::Kek, &kek, 2).unwrap();
-        vault.install_secret(SecretName::Ttk, &ttk, 2).unwrap();
+        vault
+            .install_secret(
+                SecretName::Kek,
+                &kek,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            )
+            .unwrap();
+        vault
+            .install_secret(
+                SecretName::Ttk,
+                &ttk,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            )
+            .unwrap();
         let path = directory.path().join("batch.keys");
         write_key_file(&path, &kek, "B-1", 1, keys);
         vault.import_key_file(&path, &mut |_| {}).unwrap();

@@ -58,6 +58,7 @@ pub fn load_bdk(appliance: &Appliance, bdk: &TestBdk, devices: u32) {
             .unwrap(),
         source: BdkSource::Ceremony,
         replace: false,
+        ceremony: Some(keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap()),
     };
     let key = SecretKey::from_hex(bdk.algorithm, bdk.key).unwrap();
     appliance.vault().install_bdk(&record, &key, None).unwrap();

@@ -21,6 +21,33 @@ pub enum AuditEvent {
         algorithm: KeyAlgorithm,
         kcv: Kcv,
         components: u32,
+        /// Every custodian, in component order, `/`-separated (also the row's actor).
+        custodians: String,
+        /// Each component's check value in the same order, when all are known.
+        component_kcvs: Option<String>,
+        /// The check value of the key this ceremony replaced (`--replace`), if one was loaded.
+        replaced: Option<Kcv>,
+        /// The local user who ran the command, when known.
+        peer: Option<String>,
+    },
+    /// A KEK, TTK or BDK ceremony was refused (a wrong check value, a weak key, a repeated
+    /// component, a replacement without `--replace`, ...); nothing was stored.
+    CeremonyRefused {
+        /// `KEK`, `TTK` or `BDK <name>`.
+        secret: String,
+        /// The custodians as they gave their names, `/`-separated.
+        custodians: String,
+        reason: String,
+        peer: Option<String>,
+    },
+    /// An operator withdrew the keys of a batch still available: they are never dispensed.
+    /// Keys of the batch already reserved or sent finish normally (`pending` of them).
+    BatchWithdrawn {
+        batch: String,
+        keys: u64,
+        pending: u64,
+        reason: String,
+        operator: String,
     },
     /// A key file was imported whole.
     Import {
@@ -130,6 +157,8 @@ pub enum AuditEvent {
         source: BdkSource,
         /// Whether it replaced a BDK of the same name (or one a tamper or zeroize destroyed).
         replaced: bool,
+        /// The custodians of a ceremony, `/`-separated; `None` for a BDK file.
+        custodians: Option<String>,
         operator: Option<String>,
     },
     /// A terminal confirmed its DUKPT initial key; its registry row was written.
@@ -212,6 +241,8 @@ impl AuditEvent {
     pub fn name(&self) -> &'static str {
         match self {
             AuditEvent::Ceremony { .. } => "ceremony",
+            AuditEvent::CeremonyRefused { .. } => "ceremony-refused",
+            AuditEvent::BatchWithdrawn { .. } => "batch-withdrawn",
             AuditEvent::Import { .. } => "import",
             AuditEvent::ImportRefused { .. } => "import-refused",
             AuditEvent::ImportCancelled { .. } => "import-cancelled",
@@ -247,13 +278,27 @@ impl AuditEvent {
         let operator_or_system =
             |operator: &Option<String>| operator.as_deref().unwrap_or("system").to_owned();
         match self {
+            AuditEvent::Ceremony { custodians, .. }
+            | AuditEvent::CeremonyRefused { custodians, .. }
+                if !custodians.is_empty() =>
+            {
+                custodians.clone()
+            }
             AuditEvent::Ceremony { .. }
+            | AuditEvent::CeremonyRefused { .. }
             | AuditEvent::Import { .. }
             | AuditEvent::ImportRefused { .. }
             | AuditEvent::ImportCancelled { .. } => "custodians".to_owned(),
-            AuditEvent::BdkLoaded { operator, .. } => {
-                operator.as_deref().unwrap_or("custodians").to_owned()
-            }
+            AuditEvent::BdkLoaded {
+                operator,
+                custodians,
+                ..
+            } => operator
+                .as_deref()
+                .or(custodians.as_deref())
+                .unwrap_or("custodians")
+                .to_owned(),
+            AuditEvent::BatchWithdrawn { operator, .. } => operator.clone(),
             AuditEvent::DukptInjection { operator, .. }
             | AuditEvent::DukptExport { operator, .. }
             | AuditEvent::Injection { operator, .. }
@@ -284,13 +329,16 @@ impl AuditEvent {
     /// the daemon puts into the journal as structured fields.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = match self {
-            AuditEvent::Ceremony { .. }
-            | AuditEvent::Import { .. }
+            AuditEvent::Ceremony { .. } | AuditEvent::CeremonyRefused { .. } => {
+                self.ceremony_fields()
+            }
+            AuditEvent::Import { .. }
             | AuditEvent::ImportRefused { .. }
             | AuditEvent::ImportCancelled { .. } => self.key_loading_fields(),
-            AuditEvent::Injection { .. } | AuditEvent::Export { .. } | AuditEvent::Void { .. } => {
-                self.key_use_fields()
-            }
+            AuditEvent::Injection { .. }
+            | AuditEvent::Export { .. }
+            | AuditEvent::Void { .. }
+            | AuditEvent::BatchWithdrawn { .. } => self.key_use_fields(),
             AuditEvent::Login { .. }
             | AuditEvent::Logout { .. }
             | AuditEvent::LoginRefused { .. } => self.session_fields(),
@@ -319,21 +367,63 @@ impl AuditEvent {
         fields
     }
 
-    /// The fields of the key ceremony and key file imports; empty for any other event
+    /// The fields of KEK and TTK ceremonies, held or refused; empty for any other event
     /// ([`AuditEvent::fields`] calls it for these only).
-    fn key_loading_fields(&self) -> Vec<(&'static str, String)> {
-        match self {
+    fn ceremony_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = match self {
             AuditEvent::Ceremony {
                 secret,
                 algorithm,
                 kcv,
                 components,
+                custodians,
+                component_kcvs,
+                replaced,
+                peer: _,
+            } => {
+                let mut fields = vec![
+                    ("secret", secret.to_string()),
+                    ("algorithm", algorithm.name().to_owned()),
+                    ("kcv", kcv.to_string()),
+                    ("components", components.to_string()),
+                    ("custodians", custodians.clone()),
+                ];
+                if let Some(kcvs) = component_kcvs {
+                    fields.push(("component_kcvs", kcvs.clone()));
+                }
+                if let Some(replaced) = replaced {
+                    fields.push(("replaced", replaced.to_string()));
+                }
+                fields
+            }
+            AuditEvent::CeremonyRefused {
+                secret,
+                custodians,
+                reason,
+                peer: _,
             } => vec![
-                ("secret", secret.to_string()),
-                ("algorithm", algorithm.name().to_owned()),
-                ("kcv", kcv.to_string()),
-                ("components", components.to_string()),
+                ("secret", secret.clone()),
+                ("custodians", custodians.clone()),
+                ("reason", reason.clone()),
             ],
+            _ => Vec::new(),
+        };
+        if let AuditEvent::Ceremony {
+            peer: Some(peer), ..
+        }
+        | AuditEvent::CeremonyRefused {
+            peer: Some(peer), ..
+        } = self
+        {
+            fields.push(("peer", peer.clone()));
+        }
+        fields
+    }
+
+    /// The fields of key file imports; empty for any other event ([`AuditEvent::fields`]
+    /// calls it for these only).
+    fn key_loading_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
             AuditEvent::Import {
                 batch,
                 records,
@@ -385,6 +475,18 @@ impl AuditEvent {
                 operator: _,
             } => vec![
                 ("key_index", format!("{key_index:08}")),
+                ("reason", reason.clone()),
+            ],
+            AuditEvent::BatchWithdrawn {
+                batch,
+                keys,
+                pending,
+                reason,
+                operator: _,
+            } => vec![
+                ("batch", batch.clone()),
+                ("keys", keys.to_string()),
+                ("pending", pending.to_string()),
                 ("reason", reason.clone()),
             ],
             _ => Vec::new(),
@@ -498,6 +600,7 @@ impl AuditEvent {
                 range,
                 source,
                 replaced,
+                custodians,
                 operator: _,
             } => vec![
                 ("bdk", bdk.to_string()),
@@ -508,7 +611,14 @@ impl AuditEvent {
                 ("range", range.to_string()),
                 ("source", source.to_string()),
                 ("replaced", if *replaced { "yes" } else { "no" }.to_owned()),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                custodians
+                    .iter()
+                    .map(|custodians| ("custodians", custodians.clone())),
+            )
+            .collect(),
             AuditEvent::DukptInjection {
                 bdk,
                 bdk_id,
@@ -684,6 +794,7 @@ impl AuditEvent {
             }
             | AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
+            | AuditEvent::BatchWithdrawn { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => Some(operator),
             _ => None,

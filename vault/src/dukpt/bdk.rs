@@ -132,11 +132,24 @@ fn block_identifier(bdk_id: BdkId) -> BaseDerivationKeyIdentifier {
     }
 }
 
-/// Refuses a BDK whose key, identifier and range are not of one kind, or a TDES BDK that is
-/// not double-length (ANSI X9.24-1 derives from double-length BDKs only).
+/// Refuses a BDK whose key, identifier and range are not of one kind, a TDES BDK that is not
+/// double-length (ANSI X9.24-1 derives from double-length BDKs only) or whose parts repeat,
+/// and a ceremony's BDK without its custodians.
 fn check_new_bdk(record: &NewBdk, key: &SecretKey) -> Result<KeyFamily, DukptError> {
     let algorithm = key.algorithm();
     let kind = algorithm.family();
+    key.check_strength().map_err(|weak| {
+        DukptError::Vault(VaultError::Refused(format!(
+            "the BDK {}: {weak}",
+            record.name
+        )))
+    })?;
+    if record.source == BdkSource::Ceremony && record.ceremony.is_none() {
+        return Err(DukptError::Vault(VaultError::Refused(format!(
+            "the BDK {} comes from a ceremony, but its custodians are not named",
+            record.name
+        ))));
+    }
     if kind == KeyFamily::Tdes && algorithm != KeyAlgorithm::Tdes2Key {
         return Err(DukptError::NotDoubleLength {
             name: record.name.clone(),
@@ -275,6 +288,10 @@ impl Vault {
                 range: record.range,
                 source: record.source,
                 replaced: existing.is_some(),
+                custodians: record
+                    .ceremony
+                    .as_ref()
+                    .map(|ceremony| ceremony.names_text()),
                 operator: actor.map(str::to_owned),
             },
         )?;

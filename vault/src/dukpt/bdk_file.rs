@@ -37,6 +37,7 @@ impl Vault {
             range: opened.header.devices,
             source: BdkSource::File,
             replace,
+            ceremony: None,
         };
         Ok(self.install_bdk(&record, &opened.key, actor)?)
     }

@@ -74,6 +74,8 @@ pub struct NewBdk {
     pub source: BdkSource,
     /// Replace a BDK already loaded under this name. Without it a loaded name is refused.
     pub replace: bool,
+    /// The custodians of a ceremony (required when `source` is a ceremony); `None` for a file.
+    pub ceremony: Option<crate::CeremonyRecord>,
 }
 
 /// What is on record about a BDK (never the key), with what is left of its range.

@@ -102,6 +102,7 @@ pub fn new_bdk(name: &str, bdk_id: &str, range: &str, replace: bool) -> NewBdk {
         range: range.parse().unwrap(),
         source: BdkSource::Ceremony,
         replace,
+        ceremony: Some(keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap()),
     }
 }
 

@@ -32,8 +32,21 @@ impl Bench {
         let mut vault = Vault::create(&data_dir, &DEVICE.parse().unwrap()).unwrap();
         let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
         let ttk = SecretKey::generate(KeyAlgorithm::Aes128).unwrap();
-        vault.install_secret(SecretName::Kek, &kek, 3).unwrap();
-        vault.install_secret(SecretName::Ttk, &ttk, 2).unwrap();
+        vault
+            .install_secret(
+                SecretName::Kek,
+                &kek,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel", "Kim Ng"])
+                    .unwrap(),
+            )
+            .unwrap();
+        vault
+            .install_secret(
+                SecretName::Ttk,
+                &ttk,
+                &keymother_vault::CeremonyRecord::named(&["Ann Lee", "Raj Patel"]).unwrap(),
+            )
+            .unwrap();
         let options = GenerateOptions {
             batch_id: "B-1".parse().unwrap(),
             issuer: "T".parse().unwrap(),
