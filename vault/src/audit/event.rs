@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use keymother_crypto::{Kcv, KeyAlgorithm};
 use keymother_domain::{BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
 
-use crate::{BdkSource, SecretName};
+use crate::{BdkSource, KeySlot, SecretName};
 
 /// Longest value kept in `details` or `actor`, in bytes before escaping; longer ones are cut
 /// and end in `...` (a reason typed at length, a file name).
@@ -168,6 +168,33 @@ pub enum AuditEvent {
         file_sha256: String,
         operator: Option<String>,
     },
+    /// An operator granted one re-injection of a key slot to a terminal that holds a
+    /// confirmed key of it.
+    ReinjectionGranted {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        reason: String,
+        operator: String,
+    },
+    /// An operator revoked an open re-injection grant before it was used.
+    ReinjectionRevoked {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        reason: String,
+        operator: String,
+    },
+    /// A re-injection grant admitted a reservation and is used up: `key` is the key index
+    /// (master slot) or the initial KSN or key ID (a DUKPT slot) reserved under it.
+    ReinjectionUsed {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        key: String,
+        port: String,
+        operator: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -201,6 +228,9 @@ impl AuditEvent {
             AuditEvent::DukptVoid { .. } => "dukpt-void",
             AuditEvent::DukptQuarantine { .. } => "dukpt-quarantine",
             AuditEvent::DukptExport { .. } => "dukpt-export",
+            AuditEvent::ReinjectionGranted { .. } => "reinjection-grant",
+            AuditEvent::ReinjectionRevoked { .. } => "reinjection-revoke",
+            AuditEvent::ReinjectionUsed { .. } => "reinjection-used",
         }
     }
 
@@ -218,6 +248,7 @@ impl AuditEvent {
             }
             AuditEvent::DukptInjection { operator, .. }
             | AuditEvent::DukptExport { operator, .. }
+            | AuditEvent::ReinjectionUsed { operator, .. }
             | AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
@@ -230,6 +261,8 @@ impl AuditEvent {
             | AuditEvent::DukptQuarantine { .. } => "system".to_owned(),
             AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
+            | AuditEvent::ReinjectionGranted { operator, .. }
+            | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
@@ -265,6 +298,9 @@ impl AuditEvent {
             | AuditEvent::DukptVoid { .. }
             | AuditEvent::DukptQuarantine { .. }
             | AuditEvent::DukptExport { .. } => self.dukpt_fields(),
+            AuditEvent::ReinjectionGranted { .. }
+            | AuditEvent::ReinjectionRevoked { .. }
+            | AuditEvent::ReinjectionUsed { .. } => self.reinjection_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -520,6 +556,47 @@ impl AuditEvent {
         }
     }
 
+    /// The fields of re-injection grants: granted, revoked, used; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn reinjection_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::ReinjectionGranted {
+                grant,
+                hardware_serial,
+                slot,
+                reason,
+                operator: _,
+            }
+            | AuditEvent::ReinjectionRevoked {
+                grant,
+                hardware_serial,
+                slot,
+                reason,
+                operator: _,
+            } => vec![
+                ("grant", grant.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("slot", slot.to_string()),
+                ("reason", reason.clone()),
+            ],
+            AuditEvent::ReinjectionUsed {
+                grant,
+                hardware_serial,
+                slot,
+                key,
+                port,
+                operator: _,
+            } => vec![
+                ("grant", grant.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("slot", slot.to_string()),
+                ("key", key.clone()),
+                ("port", port.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operator named in `details` besides the actor, if the event names one.
     fn operator_in_details(&self) -> Option<&String> {
         match self {
@@ -559,6 +636,12 @@ impl AuditEvent {
                 operator: Some(operator),
                 ..
             }
+            | AuditEvent::ReinjectionUsed {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ReinjectionGranted { operator, .. }
+            | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
             | AuditEvent::Login { operator, .. }
