@@ -49,11 +49,18 @@ impl ErrorCode {
     /// Certificate mode: this port has had too many key requests lately (a limit on the KDH
     /// key's signatures); nothing was reserved, try again later.
     pub const RATE_LIMITED: ErrorCode = ErrorCode(0x0012);
+    /// This hardware serial already holds a confirmed key of the slot asked for (the master
+    /// key, or a profile's DUKPT slot) and no re-injection was granted for it; nothing was
+    /// reserved.
+    pub const ALREADY_INJECTED: ErrorCode = ErrorCode(0x0014);
+    /// This hardware serial is being injected on another port right now; nothing was
+    /// reserved.
+    pub const SERIAL_BUSY: ErrorCode = ErrorCode(0x0015);
     /// The appliance failed internally; the request changed nothing that is not recorded.
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x00FF);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::MALFORMED_MESSAGE,
         ErrorCode::UNKNOWN_MESSAGE_TYPE,
         ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -72,6 +79,8 @@ impl ErrorCode {
         ErrorCode::BUSY,
         ErrorCode::CERTIFICATE_REFUSED,
         ErrorCode::RATE_LIMITED,
+        ErrorCode::ALREADY_INJECTED,
+        ErrorCode::SERIAL_BUSY,
         ErrorCode::INTERNAL_ERROR,
     ];
 
@@ -96,6 +105,8 @@ impl ErrorCode {
             ErrorCode::BUSY => "BUSY",
             ErrorCode::CERTIFICATE_REFUSED => "CERTIFICATE_REFUSED",
             ErrorCode::RATE_LIMITED => "RATE_LIMITED",
+            ErrorCode::ALREADY_INJECTED => "ALREADY_INJECTED",
+            ErrorCode::SERIAL_BUSY => "SERIAL_BUSY",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
             _ => return None,
         })
@@ -149,6 +160,12 @@ impl ErrorCode {
             }
             ErrorCode::RATE_LIMITED => {
                 "too many certificate-mode key requests on this port lately; try again later"
+            }
+            ErrorCode::ALREADY_INJECTED => {
+                "this hardware serial already holds a confirmed key of the slot asked for and no re-injection was granted; nothing was reserved"
+            }
+            ErrorCode::SERIAL_BUSY => {
+                "this hardware serial is being injected on another port; nothing was reserved"
             }
             ErrorCode::INTERNAL_ERROR => "the appliance failed internally",
             _ => return None,

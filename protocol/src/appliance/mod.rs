@@ -96,6 +96,12 @@ pub enum DispenseRefusal {
     /// Certificate mode: the KRD credential token, its device certificate or the random number
     /// token was refused (CERTIFICATE_REFUSED); the text says why and goes to the terminal.
     CertificateRefused(CertificateRefusal),
+    /// The terminal already holds a confirmed key of this slot and no re-injection was
+    /// granted (ALREADY_INJECTED); the text names the key it holds.
+    AlreadyInjected(String),
+    /// The terminal's hardware serial is being injected on another port, named here
+    /// (SERIAL_BUSY).
+    SerialBusy { port: String },
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),
