@@ -1,6 +1,6 @@
 //! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
 
-use keymother_domain::{BdkId, BdkName, DeviceRange, KeyIndex};
+use keymother_domain::{BdkId, BdkName, DeviceRange, HardwareSerial, KeyIndex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +53,9 @@ pub enum Request {
     BdkStatus(BdkStatus),
     BdkImport(BdkImport),
     ExportDukpt(ExportDukpt),
+    ReinjectGrant(ReinjectGrant),
+    ReinjectList(ReinjectList),
+    ReinjectRevoke(ReinjectRevoke),
 }
 
 impl Request {
@@ -80,6 +83,9 @@ impl Request {
             Request::BdkStatus(_) => "bdk-status",
             Request::BdkImport(_) => "bdk-import",
             Request::ExportDukpt(_) => "export-dukpt",
+            Request::ReinjectGrant(_) => "reinject-grant",
+            Request::ReinjectList(_) => "reinject-list",
+            Request::ReinjectRevoke(_) => "reinject-revoke",
         }
     }
 }
@@ -330,3 +336,39 @@ pub struct ExportDukpt {
     pub only_new: bool,
 }
 call!(ExportDukpt => DukptExportReport, Transfer::Download);
+
+/// Grants one re-injection to a terminal that already holds a confirmed key of a slot: its
+/// next reservation of that slot gets a new key (audited; operator only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectGrant {
+    pub hardware_serial: HardwareSerial,
+    /// The DUKPT slot, by its BDK's name; absent (or `null`): the master key, whatever the
+    /// mode delivers it in.
+    #[serde(default)]
+    pub slot: Option<BdkName>,
+    /// Why (recorded with the grant and in the audit trail).
+    pub reason: String,
+}
+call!(ReinjectGrant => ReinjectionGrantReport);
+
+/// The re-injection grants: the open ones, or all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectList {
+    /// Used and revoked grants too.
+    #[serde(default)]
+    pub all: bool,
+}
+call!(ReinjectList => Vec<ReinjectionGrantReport>);
+
+/// Revokes an open re-injection grant (audited; operator only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectRevoke {
+    /// The grant's number.
+    pub grant: u64,
+    /// Why (recorded in the audit trail).
+    pub reason: String,
+}
+call!(ReinjectRevoke => ReinjectionGrantReport);

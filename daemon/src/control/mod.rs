@@ -10,6 +10,7 @@ mod connection;
 mod dukpt;
 mod handlers;
 mod limiter;
+mod reinjection;
 mod transfer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -276,6 +277,15 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         }
         Request::ExportDukpt(r) => {
             reply::<api::ExportDukpt>(transfer::export_dukpt(context, connection, r).await)
+        }
+        Request::ReinjectGrant(r) => {
+            reply::<api::ReinjectGrant>(reinjection::reinject_grant(context, r).await)
+        }
+        Request::ReinjectList(r) => {
+            reply::<api::ReinjectList>(reinjection::reinject_list(context, r).await)
+        }
+        Request::ReinjectRevoke(r) => {
+            reply::<api::ReinjectRevoke>(reinjection::reinject_revoke(context, r).await)
         }
     }
 }
