@@ -156,7 +156,9 @@ fn reserve_available(
         ],
     )?;
     if changed != 1 {
-        return Err(VaultError::Corrupt(format!("key {key_index} changed under a reservation")).into());
+        return Err(
+            VaultError::Corrupt(format!("key {key_index} changed under a reservation")).into(),
+        );
     }
     Ok(Reservation {
         key_index,

@@ -49,9 +49,11 @@ impl FromStr for KeySlot {
         if text == "master" {
             return Ok(KeySlot::Master);
         }
-        text.parse::<BdkName>().map(KeySlot::Dukpt).map_err(|error| {
-            format!("slot {text:?} is neither \"master\" nor a BDK's name: {error}")
-        })
+        text.parse::<BdkName>()
+            .map(KeySlot::Dukpt)
+            .map_err(|error| {
+                format!("slot {text:?} is neither \"master\" nor a BDK's name: {error}")
+            })
     }
 }
 
@@ -130,7 +132,9 @@ pub enum ReinjectionError {
         hardware_serial: HardwareSerial,
         slot: KeySlot,
     },
-    #[error("hardware serial {hardware_serial} already has an open grant for slot {slot} (grant {grant})")]
+    #[error(
+        "hardware serial {hardware_serial} already has an open grant for slot {slot} (grant {grant})"
+    )]
     AlreadyGranted {
         hardware_serial: HardwareSerial,
         slot: KeySlot,
@@ -276,8 +280,7 @@ fn grant_from_row(row: &rusqlite::Row<'_>) -> Result<ReinjectionGrant, rusqlite:
         reason: row.get(3)?,
         granted_by: row.get(4)?,
         granted_at: row.get(5)?,
-        state: GrantState::from_stored(&state)
-            .ok_or_else(|| bad(format!("state {state:?}")))?,
+        state: GrantState::from_stored(&state).ok_or_else(|| bad(format!("state {state:?}")))?,
         closed_at: row.get(7)?,
         closed_by: row.get(8)?,
         closing: row.get(9)?,

@@ -44,7 +44,10 @@ fn a_second_injection_is_refused_then_granted_once_and_both_rows_are_marked() {
         "{refused}"
     );
     assert!(refused.to_string().contains("grant a re-injection"));
-    assert_eq!(bench.vault.inventory().unwrap().count(KeyState::Available), 5);
+    assert_eq!(
+        bench.vault.inventory().unwrap().count(KeyState::Available),
+        5
+    );
     assert_eq!(
         bench
             .vault
@@ -58,14 +61,22 @@ fn a_second_injection_is_refused_then_granted_once_and_both_rows_are_marked() {
     // One grant, audited with its reason and operator.
     let grant = bench
         .vault
-        .grant_reinjection(&terminal, &KeySlot::Master, "PIN pad repaired, RMA 4411", "Ann Lee")
+        .grant_reinjection(
+            &terminal,
+            &KeySlot::Master,
+            "PIN pad repaired, RMA 4411",
+            "Ann Lee",
+        )
         .unwrap();
     assert_eq!(
         (grant.state, grant.slot.clone(), grant.granted_by.as_str()),
         (GrantState::Open, KeySlot::Master, "Ann Lee")
     );
     let (event, actor, details) = audit_events(&bench).pop().unwrap();
-    assert_eq!((event.as_str(), actor.as_str()), ("reinjection-grant", "Ann Lee"));
+    assert_eq!(
+        (event.as_str(), actor.as_str()),
+        ("reinjection-grant", "Ann Lee")
+    );
     assert_eq!(
         details,
         format!(
@@ -127,7 +138,10 @@ fn a_second_injection_is_refused_then_granted_once_and_both_rows_are_marked() {
     assert!(lines[8].ends_with(",123L013K00000101,"), "{}", lines[8]);
     let verified = verify_smn_export(text.as_bytes(), "smn.csv", &bench.kek).unwrap();
     assert_eq!(
-        verified.rows[0].replaced_by.as_ref().map(|smn| smn.as_str()),
+        verified.rows[0]
+            .replaced_by
+            .as_ref()
+            .map(|smn| smn.as_str()),
         Some("123L013K00000102")
     );
     assert_eq!(
@@ -146,7 +160,10 @@ fn grants_are_refused_when_there_is_nothing_to_reinject_or_one_is_open_and_can_b
         .vault
         .grant_reinjection(&terminal, &KeySlot::Master, "why", "Ann")
         .unwrap_err();
-    assert!(matches!(nothing, ReinjectionError::NothingToReinject { .. }), "{nothing}");
+    assert!(
+        matches!(nothing, ReinjectionError::NothingToReinject { .. }),
+        "{nothing}"
+    );
     bench.send("AAAA0001");
     assert!(matches!(
         bench
@@ -194,7 +211,11 @@ fn grants_are_refused_when_there_is_nothing_to_reinject_or_one_is_open_and_can_b
         .revoke_reinjection(grant.id, "granted by mistake", "Bob")
         .unwrap();
     assert_eq!(
-        (revoked.state, revoked.closed_by.as_deref(), revoked.closing.as_deref()),
+        (
+            revoked.state,
+            revoked.closed_by.as_deref(),
+            revoked.closing.as_deref()
+        ),
         (GrantState::Revoked, Some("Bob"), Some("granted by mistake"))
     );
     assert!(matches!(
@@ -216,7 +237,10 @@ fn grants_are_refused_when_there_is_nothing_to_reinject_or_one_is_open_and_can_b
         ReinjectionError::UnknownGrant(999)
     ));
     let (event, actor, details) = audit_events(&bench).pop().unwrap();
-    assert_eq!((event.as_str(), actor.as_str()), ("reinjection-revoke", "Bob"));
+    assert_eq!(
+        (event.as_str(), actor.as_str()),
+        ("reinjection-revoke", "Bob")
+    );
     assert!(details.contains("reason=granted by mistake"), "{details}");
     assert_eq!(bench.vault.reinjection_grants(true).unwrap(), vec![revoked]);
 }
