@@ -967,7 +967,7 @@ const DOC_KEK_COMPONENTS: [&str; 2] = [
 fn documented_dukpt_export() -> String {
     let path = format!("{}/../docs/SMN-EXPORT.md", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap();
-    let start = text.find("```\n# KEYMOTHER-DUKPT-EXPORT/1").unwrap() + 4;
+    let start = text.find("```\n# KEYMOTHER-DUKPT-EXPORT/2").unwrap() + 4;
     text[start..start + text[start..].find("```").unwrap()].to_owned()
 }
 

@@ -139,6 +139,9 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::BdkStatus(_) => typed::<api::BdkStatus>(answer),
         Request::BdkImport(_) => typed::<api::BdkImport>(answer),
         Request::ExportDukpt(_) => typed::<api::ExportDukpt>(answer),
+        Request::ReinjectGrant(_) => typed::<api::ReinjectGrant>(answer),
+        Request::ReinjectList(_) => typed::<api::ReinjectList>(answer),
+        Request::ReinjectRevoke(_) => typed::<api::ReinjectRevoke>(answer),
     }
 }
 
@@ -223,6 +226,18 @@ fn one_of_each() -> Vec<Request> {
         api::ExportDukpt {
             file_name: "d".to_owned(),
             only_new: false,
+        }
+        .into(),
+        api::ReinjectGrant {
+            hardware_serial: "123L013K".parse().unwrap(),
+            slot: None,
+            reason: "r".to_owned(),
+        }
+        .into(),
+        api::ReinjectList::default().into(),
+        api::ReinjectRevoke {
+            grant: 1,
+            reason: "r".to_owned(),
         }
         .into(),
     ]

@@ -398,3 +398,78 @@ fn a_dukpt_slot_is_refused_then_granted_once_and_its_rows_and_export_are_marked(
     );
     bench.vault.verify_audit().unwrap();
 }
+
+#[test]
+fn the_documented_smn_export_verifies_with_its_re_injection_marks() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SMN-EXPORT.md");
+    let text = fs::read_to_string(path).unwrap();
+    let start = text.find("```\n# KEYMOTHER-SMN-EXPORT/2").unwrap() + 4;
+    let file = &text[start..start + text[start..].find("```").unwrap()];
+    let kek =
+        SecretKey::from_hex(KeyAlgorithm::Aes128, "D6C30C243863188EDA27AF95A49F137F").unwrap();
+    assert!(text.contains(&format!("(check value `{}`", kek.kcv())));
+    let verified = verify_smn_export(file.as_bytes(), "example", &kek).unwrap();
+    let marks: Vec<(String, Option<String>, Option<String>)> = verified
+        .rows
+        .iter()
+        .map(|row| {
+            (
+                row.smn.to_string(),
+                row.replaces.as_ref().map(ToString::to_string),
+                row.replaced_by.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    let mark = |smn: &str, replaces: Option<&str>, replaced_by: Option<&str>| {
+        (
+            smn.to_owned(),
+            replaces.map(str::to_owned),
+            replaced_by.map(str::to_owned),
+        )
+    };
+    assert_eq!(
+        marks,
+        [
+            mark("123L013K00000101", None, Some("123L013K00000103")),
+            mark("123L013L00000102", None, None),
+            mark("123L013K00000103", Some("123L013K00000101"), None),
+        ]
+    );
+    // A mark naming another terminal's SMN is refused by name, even sealed.
+    let altered = file.replace(",123L013K00000101,\n", ",123L013L00000102,\n");
+    let body = &altered[..altered.find("# seal: ").unwrap()];
+    let resealed = format!("{body}# seal: {}\n", smn_seal(&kek, body.as_bytes()));
+    let error = verify_smn_export(resealed.as_bytes(), "example", &kek).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "example: line 10: replaces \"123L013L00000102\" is not another SMN of hardware serial 123L013K"
+    );
+    // Version 1 files are still read, without marks.
+    let version_1 = "# KEYMOTHER-SMN-EXPORT/1\n# device-id: KM-0001\n# kek-kcv: 885D65BD9E\n\
+        # exported-at: 2026-11-21T09:26:04Z\n# selection: all\n# row-count: 1\n\
+        smn,hardware_serial,key_index,kcv,batch,injected_at\n\
+        123L013K00000101,123L013K,00000101,C2CE65,B20261121-0001,2026-11-21T09:20:11Z\n";
+    let sealed = format!(
+        "{version_1}# seal: {}\n",
+        smn_seal(&kek, version_1.as_bytes())
+    );
+    let verified = verify_smn_export(sealed.as_bytes(), "old", &kek).unwrap();
+    assert_eq!(
+        (verified.rows.len(), &verified.rows[0].replaces),
+        (1, &None)
+    );
+}
+
+/// The SMN export's seal of `body`, as docs/SMN-EXPORT.md specifies it.
+fn smn_seal(kek: &SecretKey, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    use keymother_crypto::kdf::{counter_mode_cmac, labelled_fixed_input};
+    let key = counter_mode_cmac(
+        kek,
+        &labelled_fixed_input(b"KEYMOTHER-SMN-EXPORT-SEAL/1", b"", 32),
+        32,
+    );
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(body);
+    hex::encode_upper(mac.finalize().into_bytes())
+}
