@@ -1161,3 +1161,75 @@ fn the_demo_injects_a_profile_with_a_master_key_and_two_dukpt_keys_on_one_port()
         "{text}"
     );
 }
+
+// Re-injection grants (issue 17): `keymother reinject` through keymotherd.
+
+#[test]
+fn reinject_needs_the_operator_and_a_confirmed_key_and_names_bad_arguments() {
+    let daemon = Daemon::start();
+    let output = daemon.keymother(&["reinject", "grant", "123L013K", "--reason", "RMA"], "");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no operator is logged in"),
+        "{}",
+        stderr(&output)
+    );
+    let passphrase = daemon.file("passphrase", "test-only-passphrase\n");
+    run_ok_with(
+        &daemon,
+        &[
+            "operator",
+            "login",
+            "--certificate",
+            &fixture("operator.der"),
+            "--key",
+            &fixture("test-only-operator-encrypted.key"),
+            "--passphrase-file",
+            &passphrase,
+        ],
+        "",
+    );
+    let output = daemon.keymother(&["reinject", "grant", "123L013K", "--reason", "RMA"], "");
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(
+            "hardware serial 123L013K holds no confirmed master key: there is nothing to re-inject"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let output = daemon.keymother(
+        &[
+            "reinject", "grant", "123L013K", "--slot", "PIN", "--reason", "RMA",
+        ],
+        "",
+    );
+    assert!(
+        stderr(&output).contains("holds no confirmed PIN key"),
+        "{}",
+        stderr(&output)
+    );
+    assert_usage_error(
+        &daemon.keymother(&["reinject", "grant", "bad serial", "--reason", "x"], ""),
+        "SERIAL: ",
+    );
+    assert_usage_error(
+        &daemon.keymother(
+            &[
+                "reinject", "grant", "123L013K", "--slot", "pin", "--reason", "x",
+            ],
+            "",
+        ),
+        "--slot: \"pin\" is neither \"master\" nor a BDK's name",
+    );
+    assert_eq!(
+        run_ok_with(&daemon, &["reinject", "list"], ""),
+        "no open re-injection grants\n"
+    );
+    let output = daemon.keymother(&["reinject", "revoke", "7", "--reason", "x"], "");
+    assert!(
+        stderr(&output).contains("there is no re-injection grant 7"),
+        "{}",
+        stderr(&output)
+    );
+}
