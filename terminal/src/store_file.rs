@@ -291,7 +291,7 @@ fn read_item(item: &str, keys: &mut StoredKeys) -> Result<(), String> {
 
 /// Upper- or lower-case hex as bytes.
 fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
