@@ -171,3 +171,76 @@ fn the_same_serial_on_two_ports_at_once_is_refused_on_the_second_with_nothing_re
     assert_eq!(keys_of(&appliance, "TWIN0001"), [1]);
     drop(daemon);
 }
+
+#[test]
+fn a_profile_terminal_needs_a_grant_for_each_slot_it_takes_again() {
+    use support::profiles::{PINPAD_SLOTS, load_bdks, profile_ports, profile_terminal};
+    let appliance = Appliance::provisioned(10);
+    let (mut lines, settings) = profile_ports(&appliance, 1, PINPAD_SLOTS);
+    load_bdks(&appliance, 10);
+    let daemon = InProcessDaemon::start(settings);
+    let socket = appliance.directory.path().join("control.sock");
+    let profile = |line: &mut PtyLine, store: &mut keymother_terminal::SoftwareKeyStore| {
+        inject(line, profile_terminal(&appliance, "PROF0001"), store)
+            .unwrap()
+            .outcome
+    };
+    let grant = |slot: Value| {
+        let answer = ask(
+            &socket,
+            json!({"command": "reinject-grant", "hardware_serial": "PROF0001", "slot": slot, "reason": "board swapped"}),
+        );
+        assert_eq!(answer["ok"], true, "{answer}");
+    };
+
+    let first = profile(&mut lines[0], &mut appliance.key_store());
+    assert!(
+        matches!(first, TerminalOutcome::ProfileInjected { .. }),
+        "{first}"
+    );
+    let refused = profile(&mut lines[0], &mut appliance.key_store());
+    assert!(failure(&refused).contains("ALREADY_INJECTED"), "{refused}");
+
+    // The master key granted: a new one, then the PIN slot is refused on its own.
+    grant(Value::Null);
+    let mut store = appliance.key_store();
+    let partly = profile(&mut lines[0], &mut store);
+    let reason = failure(&partly);
+    assert!(
+        reason.contains("ALREADY_INJECTED") && reason.contains("initial key of BDK PIN"),
+        "{reason}"
+    );
+    assert_eq!(keys_of(&appliance, "PROF0001"), [1, 2]);
+
+    // Both DUKPT slots granted: the same terminal confirms the master key it holds and takes
+    // the two new initial keys.
+    grant(json!("PIN"));
+    grant(json!("DATA"));
+    let done = profile(&mut lines[0], &mut store);
+    assert!(
+        matches!(done, TerminalOutcome::ProfileInjected { .. }),
+        "{done}"
+    );
+    drop(daemon);
+    let vault = appliance.vault();
+    let dukpt = vault.dukpt_rows().unwrap();
+    assert_eq!(dukpt.len(), 4);
+    for label in ["PIN", "DATA"] {
+        let rows: Vec<_> = dukpt
+            .iter()
+            .filter(|row| row.bdk.as_str() == label)
+            .collect();
+        assert_eq!(
+            rows[0].replaced_by.as_ref(),
+            Some(&rows[1].initial_ksn),
+            "{label}"
+        );
+        assert_eq!(
+            rows[1].replaces.as_ref(),
+            Some(&rows[0].initial_ksn),
+            "{label}"
+        );
+    }
+    let smn = vault.smn_rows().unwrap();
+    assert_eq!(smn[1].replaces.as_ref(), Some(&smn[0].smn));
+}
