@@ -71,11 +71,6 @@ impl Dispenser {
         }
     }
 
-    /// The port whose session holds `serial`, if any.
-    pub fn serial_claimed_by(&self, serial: &HardwareSerial) -> Option<String> {
-        self.serial_claims().held.get(serial).cloned()
-    }
-
     /// Drops every claim (a tamper drops every session).
     pub(super) fn drop_serial_claims(&self) {
         self.serial_claims().held.clear();
