@@ -375,6 +375,10 @@ mod tests {
             terminal_model: "REF-PINPAD".to_owned(),
             injected_at: "2026-12-06T09:30:00Z".to_owned(),
             operator: Some("Ann Operator".to_owned()),
+            replaces: None,
+            replaced_by: None,
+            reinjection_grant: None,
+            reinjection_reason: None,
         };
         let rows = vec![row; 2_000];
         let line = api::encode_line(&api::Answer::success(&rows));

@@ -113,6 +113,22 @@ pub enum AuditCommand {
     },
 }
 
+/// A registry row's re-injection marks: what it replaces (and under which grant), and what
+/// replaced it.
+fn reinjection_marks(row: &api::SmnRow) -> String {
+    let mut marks = String::new();
+    if let Some(earlier) = &row.replaces {
+        marks.push_str(&format!("  RE-INJECTION of {earlier}"));
+        if let (Some(grant), Some(reason)) = (row.reinjection_grant, &row.reinjection_reason) {
+            marks.push_str(&format!(" (grant {grant}: {reason})"));
+        }
+    }
+    if let Some(later) = &row.replaced_by {
+        marks.push_str(&format!("  REPLACED by {later}"));
+    }
+    marks
+}
+
 fn print_counts(keys: &BTreeMap<String, u64>) {
     let parts: Vec<String> = keys
         .iter()
@@ -406,14 +422,15 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
         DaemonCommand::Smn => {
             for row in call(socket, api::SmnRows {})? {
                 println!(
-                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}  operator {}",
+                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}  operator {}{}",
                     row.smn,
                     row.hardware_serial,
                     row.key_index,
                     row.kcv,
                     row.port,
                     row.injected_at,
-                    row.operator.as_deref().unwrap_or("-")
+                    row.operator.as_deref().unwrap_or("-"),
+                    reinjection_marks(&row)
                 );
             }
             Ok(())

@@ -17,6 +17,7 @@ mod kdh;
 mod keyfile;
 mod operator;
 mod prompt;
+mod reinject;
 mod tr34;
 mod vault;
 
@@ -76,6 +77,10 @@ enum Command {
     /// The appliance's clock: whether it is trusted, and setting it under dual control.
     #[command(subcommand)]
     Clock(clock::ClockCommand),
+    /// Re-injection grants: a terminal that already holds a confirmed key is refused another
+    /// until an operator grants one.
+    #[command(subcommand)]
+    Reinject(reinject::ReinjectCommand),
     /// Offline vault maintenance, only while keymotherd is stopped (it owns the vault).
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -113,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(command) => control::run(&cli.socket, command),
         Command::Operator(command) => operator::run(&cli.socket, command),
         Command::Clock(command) => clock::run(&cli.socket, command),
+        Command::Reinject(command) => reinject::run(&cli.socket, command),
         Command::Vault(command) => vault::run(command),
         Command::Demo {
             keys,

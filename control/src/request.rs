@@ -1,6 +1,6 @@
 //! The requests: one struct per command, gathered in [`Request`], each tied to its answer by [`Call`].
 
-use keymother_domain::{BatchId, BdkId, BdkName, DeviceRange, KeyIndex};
+use keymother_domain::{BatchId, BdkId, BdkName, DeviceRange, HardwareSerial, KeyIndex};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,9 @@ pub enum Request {
     Reconcile(Reconcile),
     ReconcileExport(ReconcileExport),
     BatchWithdraw(BatchWithdraw),
+    ReinjectGrant(ReinjectGrant),
+    ReinjectList(ReinjectList),
+    ReinjectRevoke(ReinjectRevoke),
 }
 
 impl Request {
@@ -90,6 +93,9 @@ impl Request {
             Request::Reconcile(_) => "reconcile",
             Request::ReconcileExport(_) => "reconcile-export",
             Request::BatchWithdraw(_) => "batch-withdraw",
+            Request::ReinjectGrant(_) => "reinject-grant",
+            Request::ReinjectList(_) => "reinject-list",
+            Request::ReinjectRevoke(_) => "reinject-revoke",
         }
     }
 }
@@ -404,3 +410,39 @@ pub struct BatchWithdraw {
     pub reason: String,
 }
 call!(BatchWithdraw => BatchWithdrawReport);
+
+/// Grants one re-injection to a terminal that already holds a confirmed key of a slot: its
+/// next reservation of that slot gets a new key (audited; operator only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectGrant {
+    pub hardware_serial: HardwareSerial,
+    /// The DUKPT slot, by its BDK's name; absent (or `null`): the master key, whatever the
+    /// mode delivers it in.
+    #[serde(default)]
+    pub slot: Option<BdkName>,
+    /// Why (recorded with the grant and in the audit trail).
+    pub reason: String,
+}
+call!(ReinjectGrant => ReinjectionGrantReport);
+
+/// The re-injection grants: the open ones, or all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectList {
+    /// Used and revoked grants too.
+    #[serde(default)]
+    pub all: bool,
+}
+call!(ReinjectList => Vec<ReinjectionGrantReport>);
+
+/// Revokes an open re-injection grant (audited; operator only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectRevoke {
+    /// The grant's number.
+    pub grant: u64,
+    /// Why (recorded in the audit trail).
+    pub reason: String,
+}
+call!(ReinjectRevoke => ReinjectionGrantReport);

@@ -196,6 +196,14 @@ pub struct SmnRow {
     pub injected_at: String,
     /// The operator whose session the key was reserved under, if any.
     pub operator: Option<String>,
+    /// A re-injection: the SMN of the terminal's earlier row this one replaces.
+    pub replaces: Option<Smn>,
+    /// Re-injected since: the SMN of the terminal's later row that replaces this one.
+    pub replaced_by: Option<Smn>,
+    /// A re-injection: the grant the key was reserved under.
+    pub reinjection_grant: Option<u64>,
+    /// That grant's reason.
+    pub reinjection_reason: Option<String>,
 }
 
 /// `export-smn`, once the client has the file and its rows are marked exported.
@@ -507,4 +515,27 @@ pub struct BatchWithdrawReport {
     pub pending: u64,
     /// Keys of the batch already used or otherwise out of service.
     pub used: u64,
+}
+
+/// A re-injection grant, for `reinject-grant`, `reinject-list` and `reinject-revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReinjectionGrantReport {
+    pub grant: u64,
+    pub hardware_serial: HardwareSerial,
+    /// `master`, or the DUKPT slot's BDK name.
+    pub slot: String,
+    pub reason: String,
+    pub granted_by: String,
+    pub granted_at: String,
+    /// `open` (the terminal's next reservation of the slot uses it), `used` or `revoked`.
+    pub state: String,
+    /// When it was used or revoked.
+    pub closed_at: Option<String>,
+    /// Who revoked it, or the operator of the reservation that used it.
+    pub closed_by: Option<String>,
+    /// Used: the key index (master) or initial KSN or key ID (DUKPT) reserved under it.
+    pub used_for: Option<String>,
+    /// Revoked: why.
+    pub revoke_reason: Option<String>,
 }

@@ -144,6 +144,9 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::Reconcile(_) => typed::<api::Reconcile>(answer),
         Request::ReconcileExport(_) => typed::<api::ReconcileExport>(answer),
         Request::BatchWithdraw(_) => typed::<api::BatchWithdraw>(answer),
+        Request::ReinjectGrant(_) => typed::<api::ReinjectGrant>(answer),
+        Request::ReinjectList(_) => typed::<api::ReinjectList>(answer),
+        Request::ReinjectRevoke(_) => typed::<api::ReinjectRevoke>(answer),
     }
 }
 
@@ -249,6 +252,18 @@ fn one_of_each() -> Vec<Request> {
         .into(),
         api::BatchWithdraw {
             batch_id: "B-1".parse().unwrap(),
+            reason: "r".to_owned(),
+        }
+        .into(),
+        api::ReinjectGrant {
+            hardware_serial: "123L013K".parse().unwrap(),
+            slot: None,
+            reason: "r".to_owned(),
+        }
+        .into(),
+        api::ReinjectList::default().into(),
+        api::ReinjectRevoke {
+            grant: 1,
             reason: "r".to_owned(),
         }
         .into(),

@@ -297,6 +297,8 @@ pub fn failure_reason(code: ErrorCode, cause: FailureCause) -> String {
         (ErrorCode::KEY_NOT_DELIVERED, _) => "key not delivered to this terminal",
         (ErrorCode::RATE_LIMITED, _) => "too many requests: wait a minute",
         (ErrorCode::DEVICE_NOT_EXPECTED, _) => "not on an expected-device list",
+        (ErrorCode::ALREADY_INJECTED, _) => "already injected: grant a re-injection",
+        (ErrorCode::SERIAL_BUSY, _) => "serial busy on another port",
         (ErrorCode::UNSUPPORTED_VERSION, _) => "protocol version not supported",
         (ErrorCode::NO_COMMON_MODE, _) => "no common injection mode",
         (ErrorCode::INTERNAL_ERROR, _) => "internal error: see the journal",
@@ -369,6 +371,16 @@ mod tests {
                 ErrorCode::DEVICE_NOT_EXPECTED,
                 FailureCause::Code,
                 "not on an expected-device list",
+            ),
+            (
+                ErrorCode::ALREADY_INJECTED,
+                FailureCause::Code,
+                "already injected: grant a re-injection",
+            ),
+            (
+                ErrorCode::SERIAL_BUSY,
+                FailureCause::Code,
+                "serial busy on another port",
             ),
             (
                 ErrorCode::SEQUENCE_OUT_OF_ORDER,

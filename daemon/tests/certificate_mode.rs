@@ -100,6 +100,15 @@ impl Bench {
         self.appliance.directory.path().join("control.sock")
     }
 
+    /// Grants `serial` one re-injection of its master key, as an operator would.
+    fn grant_reinjection(&self, serial: &str) {
+        let answer = ask(
+            &self.socket(),
+            serde_json::json!({"command": "reinject-grant", "hardware_serial": serial, "reason": "replay test"}),
+        );
+        assert_eq!(answer["ok"], true, "{answer}");
+    }
+
     fn install_kdh(&self) {
         let answer = ask(
             &self.socket(),
@@ -590,6 +599,8 @@ fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
         );
     }
     let old = recorded.borrow().clone().unwrap();
+    // REPLAY01 holds its confirmed key: its next session gets a key only under a grant.
+    bench.grant_reinjection("REPLAY01");
     let (_, mut fresh_store) = bench.terminal("REPLAY01");
     let before = bench.used_keys_and_rows();
     let outcome = {
@@ -628,6 +639,7 @@ fn tampered_or_replayed_deliveries_and_a_wrong_kcv_dispense_nothing() {
         );
     }
     let old = recorded.borrow().clone().unwrap();
+    bench.grant_reinjection("REPLAY02");
     let before = bench.used_keys_and_rows();
     let outcome = {
         let mut middle = Middle::new(&mut bench.lines[0], |message| {

@@ -52,11 +52,18 @@ impl ErrorCode {
     /// The appliance requires each terminal to be on an open expected-device list, and this
     /// hardware serial is not; nothing was reserved, and the attempt was recorded.
     pub const DEVICE_NOT_EXPECTED: ErrorCode = ErrorCode(0x0013);
+    /// This hardware serial already holds a confirmed key of the slot asked for (the master
+    /// key, or a profile's DUKPT slot) and no re-injection was granted for it; nothing was
+    /// reserved.
+    pub const ALREADY_INJECTED: ErrorCode = ErrorCode(0x0014);
+    /// This hardware serial is being injected on another port right now; nothing was
+    /// reserved.
+    pub const SERIAL_BUSY: ErrorCode = ErrorCode(0x0015);
     /// The appliance failed internally; the request changed nothing that is not recorded.
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x00FF);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MALFORMED_MESSAGE,
         ErrorCode::UNKNOWN_MESSAGE_TYPE,
         ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -76,6 +83,8 @@ impl ErrorCode {
         ErrorCode::CERTIFICATE_REFUSED,
         ErrorCode::RATE_LIMITED,
         ErrorCode::DEVICE_NOT_EXPECTED,
+        ErrorCode::ALREADY_INJECTED,
+        ErrorCode::SERIAL_BUSY,
         ErrorCode::INTERNAL_ERROR,
     ];
 
@@ -101,6 +110,8 @@ impl ErrorCode {
             ErrorCode::CERTIFICATE_REFUSED => "CERTIFICATE_REFUSED",
             ErrorCode::RATE_LIMITED => "RATE_LIMITED",
             ErrorCode::DEVICE_NOT_EXPECTED => "DEVICE_NOT_EXPECTED",
+            ErrorCode::ALREADY_INJECTED => "ALREADY_INJECTED",
+            ErrorCode::SERIAL_BUSY => "SERIAL_BUSY",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
             _ => return None,
         })
@@ -157,6 +168,12 @@ impl ErrorCode {
             }
             ErrorCode::DEVICE_NOT_EXPECTED => {
                 "the hardware serial is not on an open expected-device list; nothing was reserved"
+            }
+            ErrorCode::ALREADY_INJECTED => {
+                "this hardware serial already holds a confirmed key of the slot asked for and no re-injection was granted; nothing was reserved"
+            }
+            ErrorCode::SERIAL_BUSY => {
+                "this hardware serial is being injected on another port; nothing was reserved"
             }
             ErrorCode::INTERNAL_ERROR => "the appliance failed internally",
             _ => return None,

@@ -539,6 +539,29 @@ fn error_device_not_expected_when_the_adapter_refuses_the_serial() {
 }
 
 #[test]
+fn error_already_injected_and_serial_busy_name_what_the_adapter_said() {
+    let mut vault = FakeVault::with_keys([1]);
+    vault.refuse_reservation = Some(DispenseRefusal::AlreadyInjected(
+        "hardware serial T1 already holds a confirmed master key (SMN T100000001)".to_owned(),
+    ));
+    let mut direct = Direct::new(vault);
+    direct.request(0, &hello_for("T1", vec![1]));
+    let (seq, code, detail) = error_code(&direct.request(1, &key_request()));
+    assert_eq!((seq, code), (1, ErrorCode::ALREADY_INJECTED));
+    assert!(detail.contains("SMN T100000001"), "{detail}");
+
+    let mut vault = FakeVault::with_keys([1]);
+    vault.refuse_reservation = Some(DispenseRefusal::SerialBusy {
+        port: "bench-0".to_owned(),
+    });
+    let mut direct = Direct::new(vault);
+    direct.request(0, &hello_for("T1", vec![1]));
+    let (_, code, detail) = error_code(&direct.request(1, &key_request()));
+    assert_eq!(code, ErrorCode::SERIAL_BUSY);
+    assert_eq!(detail, "the serial is being injected on port bench-0");
+}
+
+#[test]
 fn error_kcv_mismatch_and_quarantined() {
     for (quarantine, expected) in [
         (false, ErrorCode::KCV_MISMATCH),
@@ -725,6 +748,8 @@ fn every_error_code_is_produced_by_some_test() {
         ErrorCode::CERTIFICATE_REFUSED,
         ErrorCode::RATE_LIMITED,
         ErrorCode::DEVICE_NOT_EXPECTED,
+        ErrorCode::ALREADY_INJECTED,
+        ErrorCode::SERIAL_BUSY,
         ErrorCode::INTERNAL_ERROR,
     ];
     assert_eq!(covered, ErrorCode::ALL);

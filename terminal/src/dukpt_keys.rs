@@ -57,6 +57,26 @@ impl DukptKey {
         })
     }
 
+    /// A key as a store file kept it.
+    pub(crate) fn restore(
+        label: String,
+        identity: InitialKeyIdentity,
+        initial_key: SecretKey,
+        confirmed: bool,
+    ) -> DukptKey {
+        DukptKey {
+            label,
+            identity,
+            initial_key,
+            confirmed,
+        }
+    }
+
+    /// The initial key itself, for the store file.
+    pub(crate) fn initial_key(&self) -> &SecretKey {
+        &self.initial_key
+    }
+
     /// The slot's name (the BDK's name on the appliance).
     pub fn label(&self) -> &str {
         &self.label

@@ -1,13 +1,22 @@
 //! The software key store: holds the TTK, the certificate-mode identity and the installed master key, as a PIN pad's secure memory would.
+//!
+//! With a store file ([`SoftwareKeyStore::with_store_file`]) the installed keys and their
+//! confirmation outlive the process, as a PIN pad's do across a power cut: [`inject`]
+//! saves after every change, before the appliance hears of it.
+//!
+//! [`inject`]: crate::inject
 
 use keymother_crypto::dukpt::InitialKeyIdentity;
 use keymother_crypto::tr31::KeyBlockProtectionKey;
 use keymother_crypto::{Kcv, SecretKey};
 use keymother_protocol::{CertificateDelivery, HeldDukptKey, InstallRefusal};
 
+use std::path::Path;
+
 use crate::certificate::CertificateIdentity;
 use crate::dukpt_keys::DukptKey;
 use crate::modes::{self, Delivered};
+use crate::store_file::{StoreFile, StoreFileError};
 
 /// A terminal's keys. Zeroized on drop; no Debug.
 pub struct SoftwareKeyStore {
@@ -20,6 +29,8 @@ pub struct SoftwareKeyStore {
     certificate: Option<CertificateIdentity>,
     /// DUKPT initial keys (profile mode), one per slot label.
     dukpt: Vec<DukptKey>,
+    /// Where the keys are kept between runs, if anywhere.
+    file: Option<StoreFile>,
 }
 
 impl SoftwareKeyStore {
@@ -32,7 +43,58 @@ impl SoftwareKeyStore {
             confirmed: false,
             certificate: None,
             dukpt: Vec::new(),
+            file: None,
         }
+    }
+
+    /// Keeps the keys in `path` between runs, for the terminal `serial`: the keys it holds
+    /// are loaded (none if it does not exist yet), and [`SoftwareKeyStore::save`] writes
+    /// them back. The file holds the keys in the clear: a TEST terminal's store.
+    pub fn with_store_file(
+        mut self,
+        path: &Path,
+        serial: &str,
+    ) -> Result<SoftwareKeyStore, StoreFileError> {
+        let file = StoreFile::new(path, serial);
+        let stored = file.load()?;
+        self.master_key = None;
+        self.confirmed = false;
+        if let Some(master) = stored.master {
+            self.master_key = Some((master.key_index, master.key));
+            self.confirmed = master.confirmed;
+        }
+        self.dukpt = stored
+            .dukpt
+            .into_iter()
+            .map(|held| DukptKey::restore(held.label, held.identity, held.key, held.confirmed))
+            .collect();
+        self.file = Some(file);
+        Ok(self)
+    }
+
+    /// Writes the keys and their confirmation to the store file, if there is one (atomically,
+    /// synced). [`crate::inject`] calls it after every change.
+    pub fn save(&self) -> Result<(), StoreFileError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let master = self
+            .master_key
+            .as_ref()
+            .map(|(index, key)| (*index, key, self.confirmed));
+        let dukpt: Vec<_> = self
+            .dukpt
+            .iter()
+            .map(|key| {
+                (
+                    key.label(),
+                    key.identity(),
+                    key.initial_key(),
+                    key.is_confirmed(),
+                )
+            })
+            .collect();
+        file.save(master, &dukpt)
     }
 
     /// Adds the certificate-mode identity (device key pair, certificate, KDH CA).

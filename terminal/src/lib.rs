@@ -10,9 +10,11 @@ pub mod key_store;
 pub mod line;
 pub mod modes;
 pub mod run;
+pub mod store_file;
 
 pub use certificate::{CertificateIdentity, IdentityError};
 pub use key_store::SoftwareKeyStore;
 pub use line::{CountingLine, Damage, Line, NoisyLine, PtyLine, SerialLine};
 pub use modes::Delivered;
 pub use run::{Injection, inject};
+pub use store_file::StoreFileError;

@@ -15,7 +15,7 @@ use keymother_terminal::{CertificateIdentity, SerialLine, SoftwareKeyStore, inje
 #[command(
     name = "keymother-terminal",
     version,
-    about = "keymother reference terminal"
+    about = "keymother reference terminal: a TEST terminal for checking an appliance (its key store, and the --store file, hold keys in the clear)"
 )]
 struct Arguments {
     /// Serial port (or pseudo-terminal) connected to the appliance.
@@ -64,6 +64,13 @@ struct Arguments {
     /// The transaction counter of the test PIN block (the KSN's counter, 1 or more).
     #[arg(long, requires = "test_pin")]
     test_counter: Option<u32>,
+    /// Keep this terminal's keys in FILE between runs, as a PIN pad's secure memory keeps
+    /// them: the installed keys and whether the appliance confirmed each, written (mode 0600,
+    /// atomically, synced) after every change, so a run killed after a delivery resumes its
+    /// confirmation instead of asking for another key. A TEST terminal's file: it holds the
+    /// keys IN THE CLEAR; use test keys only. Bound to --serial.
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
 }
 
 /// Prints a test PIN block from each DUKPT key the store holds.
@@ -151,6 +158,17 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
     }
     if arguments.profile {
         modes.insert(0, Mode::Profile);
+    }
+    if let Some(path) = &arguments.store {
+        key_store = key_store
+            .with_store_file(path, &arguments.serial)
+            .context("--store")?;
+        if let Some((key_index, _)) = key_store.unconfirmed() {
+            eprintln!(
+                "keymother-terminal: {}: key {key_index:08} installed, not yet confirmed: confirming it",
+                path.display()
+            );
+        }
     }
     let config = TerminalConfig {
         ttk_kcv: key_store.transport_key_kcv().as_bytes().to_vec(),

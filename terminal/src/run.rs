@@ -23,6 +23,11 @@ pub struct Injection {
 /// Runs one injection on `line` until the session finishes (injected or failed). I/O errors
 /// other than an unplugged line end it early. A key the store holds unconfirmed from an
 /// earlier attempt is confirmed rather than a new one asked for.
+///
+/// A store with a file is saved after every change and before the appliance hears of it: an
+/// installed key before its CONFIRM is sent, a confirmation once CONFIRMED arrived. A store
+/// that cannot be saved ends the run (an error of kind `Other`) without confirming, as a pad
+/// that lost power would: the key stays pending for this terminal on the appliance.
 pub fn inject<L: Line>(
     line: &mut L,
     mut config: TerminalConfig,
@@ -60,6 +65,9 @@ pub fn inject<L: Line>(
                         certificate: certificate.as_ref(),
                     };
                     let installed = key_store.install_delivery(&delivered);
+                    if installed.is_ok() {
+                        save(key_store)?;
+                    }
                     pending.extend(session.handle_key_installed(installed, started.elapsed()));
                 }
                 TerminalAction::VerifyAppliance {
@@ -80,14 +88,21 @@ pub fn inject<L: Line>(
                     ..
                 } => {
                     let installed = key_store.install_dukpt(&label, &ksn, &key_block, &kcv);
+                    if installed.is_ok() {
+                        save(key_store)?;
+                    }
                     pending.extend(session.handle_dukpt_installed(installed, started.elapsed()));
                 }
                 TerminalAction::Report(_) => {}
                 TerminalAction::Finished(outcome) => {
                     match outcome {
-                        TerminalOutcome::Injected { .. } => key_store.mark_confirmed(),
+                        TerminalOutcome::Injected { .. } => {
+                            key_store.mark_confirmed();
+                            save(key_store)?;
+                        }
                         TerminalOutcome::ProfileInjected { .. } => {
                             key_store.mark_profile_confirmed();
+                            save(key_store)?;
                         }
                         _ => {}
                     }
@@ -112,4 +127,9 @@ pub fn inject<L: Line>(
         };
         pending.extend(actions);
     }
+}
+
+/// Saves the store file, if the store has one.
+fn save(key_store: &SoftwareKeyStore) -> io::Result<()> {
+    key_store.save().map_err(io::Error::other)
 }

@@ -9,6 +9,7 @@ use keymother_domain::{BatchId, HardwareSerial, Kcv, KeyIndex, Smn, TerminalMode
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::audit::{self, AuditEvent};
+use crate::reinjection::{self, Admission, GrantUse, KeySlot};
 use crate::{KeyState, Vault, VaultError, live_key, now_text};
 
 /// A key reserved for a terminal, still wrapped under the KEK.
@@ -65,6 +66,12 @@ pub struct SmnRow {
     pub injected_at: String,
     /// The operator of the injection; `None` when no operator was logged in.
     pub operator: Option<String>,
+    /// A re-injection: the SMN of the terminal's earlier row this one replaces.
+    pub replaces: Option<Smn>,
+    /// Re-injected since: the SMN of the terminal's later row that replaces this one.
+    pub replaced_by: Option<Smn>,
+    /// A re-injection: the grant its key was reserved under, and the grant's reason.
+    pub reinjection_grant: Option<(u64, String)>,
 }
 
 /// Why a key was not dispensed or not confirmed. Nothing was handed to anyone else.
@@ -90,6 +97,14 @@ pub enum DispenseError {
         failures: u32,
         quarantined: bool,
     },
+    #[error(
+        "hardware serial {hardware_serial} already holds a confirmed master key (SMN {smn}); an operator must grant a re-injection (keymother reinject grant)"
+    )]
+    AlreadyInjected {
+        hardware_serial: HardwareSerial,
+        /// The SMN of its last confirmed master key.
+        smn: String,
+    },
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -98,6 +113,61 @@ impl From<rusqlite::Error> for DispenseError {
     fn from(error: rusqlite::Error) -> Self {
         DispenseError::Vault(VaultError::Database(error))
     }
+}
+
+/// Reserves the lowest available key for `hardware_serial` (under `grant`, when the terminal
+/// already holds a confirmed master key).
+fn reserve_available(
+    transaction: &rusqlite::Transaction<'_>,
+    hardware_serial: &HardwareSerial,
+    port: &str,
+    operator: Option<&str>,
+    grant: Option<u64>,
+) -> Result<Reservation, DispenseError> {
+    let next = transaction
+        .query_row(
+            "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
+              WHERE state = 'available' ORDER BY key_index LIMIT 1",
+            [],
+            |row| {
+                Ok((
+                    row.get::<_, KeyIndex>(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let (key_index, key_block, kcv, batch_id): (KeyIndex, String, Kcv, BatchId) =
+        next.ok_or(DispenseError::NoKeysAvailable)?;
+    let changed = transaction.execute(
+        "UPDATE key_inventory
+            SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4,
+                operator = ?5, reinjection_grant = ?6
+          WHERE key_index = ?1 AND state = 'available'",
+        params![
+            key_index,
+            hardware_serial,
+            port,
+            now_text(),
+            operator,
+            grant.map(|id| id as i64)
+        ],
+    )?;
+    if changed != 1 {
+        return Err(
+            VaultError::Corrupt(format!("key {key_index} changed under a reservation")).into(),
+        );
+    }
+    Ok(Reservation {
+        key_index,
+        key_block,
+        kcv,
+        batch_id,
+        resumed: false,
+        operator: operator.map(str::to_owned),
+    })
 }
 
 /// A key's inventory row as a confirmation reads it.
@@ -134,7 +204,7 @@ impl Vault {
         operator: Option<&str>,
     ) -> Result<Reservation, DispenseError> {
         // Nothing is dispensed from a zeroized vault.
-        live_key(&self.storage_key, &self.data_dir)?;
+        let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -144,63 +214,56 @@ impl Vault {
                   WHERE hardware_serial = ?1 AND state IN ('reserved', 'sent')",
                 [hardware_serial],
                 |row| {
-                    Ok((
-                        row.get::<_, KeyIndex>(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                    ))
+                    Ok(Reservation {
+                        key_index: row.get(0)?,
+                        key_block: row.get(1)?,
+                        kcv: row.get(2)?,
+                        batch_id: row.get(3)?,
+                        resumed: true,
+                        operator: row.get(4)?,
+                    })
                 },
             )
             .optional()?;
-        let (key_index, key_block, kcv, batch_id, resumed, operator) = match pending {
-            Some((index, block, kcv, batch, recorded)) => {
-                (index, block, kcv, batch, true, recorded)
-            }
+        let reservation = match pending {
+            Some(resumed) => resumed,
             None => {
-                let next = transaction
-                    .query_row(
-                        "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
-                          WHERE state = 'available' ORDER BY key_index LIMIT 1",
-                        [],
-                        |row| {
-                            Ok((
-                                row.get::<_, KeyIndex>(0)?,
-                                row.get(1)?,
-                                row.get(2)?,
-                                row.get(3)?,
-                            ))
+                // A terminal holding a confirmed master key gets another only under a grant.
+                let grant = match reinjection::admission(
+                    &transaction,
+                    hardware_serial,
+                    &KeySlot::Master,
+                )? {
+                    Admission::AlreadyInjected { injected } => {
+                        return Err(DispenseError::AlreadyInjected {
+                            hardware_serial: hardware_serial.clone(),
+                            smn: injected,
+                        });
+                    }
+                    Admission::Granted { grant, .. } => Some(grant),
+                    Admission::New | Admission::Resume => None,
+                };
+                let reservation =
+                    reserve_available(&transaction, hardware_serial, port, operator, grant)?;
+                if let Some(grant) = grant {
+                    reinjection::use_grant(
+                        &transaction,
+                        storage_key.audit_head(),
+                        GrantUse {
+                            grant,
+                            hardware_serial,
+                            slot: KeySlot::Master,
+                            key: reservation.key_index.to_string(),
+                            port,
+                            operator,
                         },
-                    )
-                    .optional()?;
-                let (index, block, kcv, batch): (KeyIndex, String, Kcv, BatchId) =
-                    next.ok_or(DispenseError::NoKeysAvailable)?;
-                let changed = transaction.execute(
-                    "UPDATE key_inventory
-                        SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4,
-                            operator = ?5
-                      WHERE key_index = ?1 AND state = 'available'",
-                    params![index, hardware_serial, port, now_text(), operator],
-                )?;
-                if changed != 1 {
-                    return Err(VaultError::Corrupt(format!(
-                        "key {index} changed under a reservation"
-                    ))
-                    .into());
+                    )?;
                 }
-                (index, block, kcv, batch, false, operator.map(str::to_owned))
+                reservation
             }
         };
         transaction.commit()?;
-        Ok(Reservation {
-            key_index,
-            key_block,
-            kcv,
-            batch_id,
-            resumed,
-            operator,
-        })
+        Ok(reservation)
     }
 
     /// Records that the key's delivery was written to the terminal's port.
@@ -349,11 +412,16 @@ impl Vault {
             "UPDATE key_inventory SET state = 'used' WHERE key_index = ?1",
             [report.key_index],
         )?;
+        // A key reserved under a re-injection grant replaces its terminal's last SMN row.
         transaction.execute(
             "INSERT INTO smn_registry
                  (smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at,
-                  operator)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  operator, replaces)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                     CASE WHEN (SELECT reinjection_grant FROM key_inventory WHERE key_index = ?3)
+                               IS NULL THEN NULL
+                          ELSE (SELECT smn FROM smn_registry WHERE hardware_serial = ?2
+                                 ORDER BY rowid DESC LIMIT 1) END)",
             params![
                 report.smn,
                 report.hardware_serial,
@@ -390,12 +458,19 @@ impl Vault {
     /// The SMN registry, oldest first.
     pub fn smn_rows(&self) -> Result<Vec<SmnRow>, VaultError> {
         let mut statement = self.connection.prepare(
-            "SELECT smn, hardware_serial, key_index, kcv, batch_id, port, terminal_model, injected_at,
-                    operator
-               FROM smn_registry ORDER BY injected_at, key_index",
+            "SELECT r.smn, r.hardware_serial, r.key_index, r.kcv, r.batch_id, r.port,
+                    r.terminal_model, r.injected_at, r.operator, r.replaces,
+                    (SELECT later.smn FROM smn_registry AS later WHERE later.replaces = r.smn),
+                    g.id, g.reason
+               FROM smn_registry AS r
+               JOIN key_inventory AS k ON k.key_index = r.key_index
+               LEFT JOIN reinjection_grant AS g ON g.id = k.reinjection_grant
+              ORDER BY r.injected_at, r.key_index",
         )?;
         let rows = statement
             .query_map([], |row| {
+                let grant: Option<i64> = row.get(11)?;
+                let reason: Option<String> = row.get(12)?;
                 Ok(SmnRow {
                     smn: row.get(0)?,
                     hardware_serial: row.get(1)?,
@@ -406,6 +481,9 @@ impl Vault {
                     terminal_model: row.get(6)?,
                     injected_at: row.get(7)?,
                     operator: row.get(8)?,
+                    replaces: row.get(9)?,
+                    replaced_by: row.get(10)?,
+                    reinjection_grant: grant.zip(reason).map(|(id, reason)| (id as u64, reason)),
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -18,6 +18,7 @@ mod inventory;
 mod kdh;
 mod mac;
 mod operator;
+mod reinjection;
 mod schema;
 mod secrets;
 mod smn_export;
@@ -60,6 +61,7 @@ pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
+pub use reinjection::{Admission, GrantState, KeySlot, ReinjectionError, ReinjectionGrant};
 pub use secrets::{InstalledSecret, SecretName};
 pub use smn_export::{
     ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, SmnExportDraft,

@@ -354,6 +354,95 @@ const MIGRATIONS: &[&str] = &[
          WHEN NEW.withdrawn <> 0
            OR EXISTS (SELECT 1 FROM batch_withdrawal WHERE batch_id = NEW.batch_id)
          BEGIN SELECT RAISE(ABORT, 'no key joins a withdrawn batch'); END;",
+    // Re-injection control (reinjection.rs): a terminal that holds a confirmed key of a slot
+    // (`master`, or a BDK's name) gets another only under an operator's grant for that
+    // serial and slot, which admits one reservation. A grant is open, then used or revoked,
+    // never reopened or deleted. The key or allocation it admitted names it for good; the
+    // registry row of that key names the row it replaces (same terminal, same slot), and a
+    // row is replaced at most once.
+    "CREATE TABLE reinjection_grant (
+         id INTEGER PRIMARY KEY,
+         hardware_serial TEXT NOT NULL,
+         slot TEXT NOT NULL,
+         reason TEXT NOT NULL CHECK (length(reason) BETWEEN 1 AND 1024),
+         granted_by TEXT NOT NULL,
+         granted_at TEXT NOT NULL,
+         state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'used', 'revoked')),
+         closed_at TEXT,
+         closed_by TEXT,
+         closing TEXT
+     ) STRICT;
+     CREATE UNIQUE INDEX reinjection_grant_one_open
+         ON reinjection_grant (hardware_serial, slot) WHERE state = 'open';
+     CREATE TRIGGER reinjection_grant_starts_open BEFORE INSERT ON reinjection_grant
+         WHEN NEW.state IS NOT 'open' OR NEW.closed_at IS NOT NULL
+         BEGIN SELECT RAISE(ABORT, 'a re-injection grant starts open'); END;
+     CREATE TRIGGER reinjection_grant_closes_once BEFORE UPDATE ON reinjection_grant
+         WHEN OLD.state IS NOT 'open' OR NEW.state NOT IN ('used', 'revoked')
+           OR NEW.hardware_serial IS NOT OLD.hardware_serial OR NEW.slot IS NOT OLD.slot
+           OR NEW.reason IS NOT OLD.reason OR NEW.granted_by IS NOT OLD.granted_by
+           OR NEW.granted_at IS NOT OLD.granted_at OR NEW.id IS NOT OLD.id
+         BEGIN SELECT RAISE(ABORT, 'a re-injection grant is only ever closed, once'); END;
+     CREATE TRIGGER reinjection_grant_never_deleted BEFORE DELETE ON reinjection_grant
+         BEGIN SELECT RAISE(ABORT, 're-injection grants are never deleted'); END;
+     CREATE INDEX key_inventory_by_terminal ON key_inventory (hardware_serial)
+         WHERE hardware_serial IS NOT NULL;
+     CREATE INDEX smn_registry_by_terminal ON smn_registry (hardware_serial);
+     CREATE INDEX dukpt_allocation_by_terminal ON dukpt_allocation (bdk_name, hardware_serial);
+     CREATE INDEX dukpt_registry_by_terminal ON dukpt_registry (bdk_name, hardware_serial);
+     ALTER TABLE key_inventory ADD COLUMN reinjection_grant INTEGER;
+     CREATE UNIQUE INDEX key_inventory_one_key_per_grant
+         ON key_inventory (reinjection_grant) WHERE reinjection_grant IS NOT NULL;
+     CREATE TRIGGER key_inventory_grant_is_permanent
+         BEFORE UPDATE OF reinjection_grant ON key_inventory
+         WHEN OLD.reinjection_grant IS NOT NULL
+          AND NEW.reinjection_grant IS NOT OLD.reinjection_grant
+         BEGIN SELECT RAISE(ABORT, 'the grant a key was reserved under never changes'); END;
+     CREATE TRIGGER key_inventory_reinjection_needs_a_grant
+         BEFORE UPDATE OF state ON key_inventory
+         WHEN OLD.state = 'available' AND NEW.state = 'reserved'
+          AND EXISTS (SELECT 1 FROM key_inventory AS held
+                       WHERE held.hardware_serial = NEW.hardware_serial AND held.state = 'used')
+          AND NOT EXISTS (SELECT 1 FROM reinjection_grant AS g
+                           WHERE g.id = NEW.reinjection_grant
+                             AND g.hardware_serial = NEW.hardware_serial AND g.slot = 'master')
+         BEGIN SELECT RAISE(ABORT, 'a terminal holding a confirmed master key gets another only under a re-injection grant'); END;
+     ALTER TABLE dukpt_allocation ADD COLUMN reinjection_grant INTEGER;
+     CREATE UNIQUE INDEX dukpt_allocation_one_per_grant
+         ON dukpt_allocation (reinjection_grant) WHERE reinjection_grant IS NOT NULL;
+     CREATE TRIGGER dukpt_allocation_grant_is_permanent
+         BEFORE UPDATE OF reinjection_grant ON dukpt_allocation
+         WHEN NEW.reinjection_grant IS NOT OLD.reinjection_grant
+         BEGIN SELECT RAISE(ABORT, 'the grant an allocation was reserved under never changes'); END;
+     CREATE TRIGGER dukpt_allocation_reinjection_needs_a_grant
+         BEFORE INSERT ON dukpt_allocation
+         WHEN EXISTS (SELECT 1 FROM dukpt_allocation AS held
+                       WHERE held.bdk_name = NEW.bdk_name
+                         AND held.hardware_serial = NEW.hardware_serial AND held.state = 'used')
+          AND NOT EXISTS (SELECT 1 FROM reinjection_grant AS g
+                           WHERE g.id = NEW.reinjection_grant
+                             AND g.hardware_serial = NEW.hardware_serial
+                             AND g.slot = NEW.bdk_name)
+         BEGIN SELECT RAISE(ABORT, 'a terminal holding a confirmed initial key of a BDK gets another only under a re-injection grant'); END;
+     ALTER TABLE smn_registry ADD COLUMN replaces TEXT;
+     CREATE UNIQUE INDEX smn_registry_replaced_once
+         ON smn_registry (replaces) WHERE replaces IS NOT NULL;
+     CREATE TRIGGER smn_registry_replaces_its_terminals_row BEFORE INSERT ON smn_registry
+         WHEN NEW.replaces IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM smn_registry AS earlier
+                           WHERE earlier.smn = NEW.replaces
+                             AND earlier.hardware_serial = NEW.hardware_serial)
+         BEGIN SELECT RAISE(ABORT, 'an SMN row replaces only an earlier row of its terminal'); END;
+     ALTER TABLE dukpt_registry ADD COLUMN replaces TEXT;
+     CREATE UNIQUE INDEX dukpt_registry_replaced_once
+         ON dukpt_registry (replaces) WHERE replaces IS NOT NULL;
+     CREATE TRIGGER dukpt_registry_replaces_its_terminals_row BEFORE INSERT ON dukpt_registry
+         WHEN NEW.replaces IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM dukpt_registry AS earlier
+                           WHERE earlier.initial_ksn = NEW.replaces
+                             AND earlier.hardware_serial = NEW.hardware_serial
+                             AND earlier.bdk_name = NEW.bdk_name)
+         BEGIN SELECT RAISE(ABORT, 'a DUKPT registry row replaces only an earlier row of its terminal and BDK'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

@@ -16,11 +16,16 @@ use crate::export_file::{ExportError, ExportFileError, LineReader, SealedLines, 
 use crate::mac::{MacKey, SMN_EXPORT_SEAL_LABEL, verify_hex};
 use crate::{SecretName, Vault, VaultError, now_text};
 
-/// First line of an SMN export, format version 1.
-pub const SMN_EXPORT_MAGIC: &str = "# KEYMOTHER-SMN-EXPORT/1";
+/// First line of an SMN export, format version 2 (version 1 had no re-injection columns).
+pub const SMN_EXPORT_MAGIC: &str = "# KEYMOTHER-SMN-EXPORT/2";
 
 /// The column line.
-pub const SMN_EXPORT_COLUMNS: &str = "smn,hardware_serial,key_index,kcv,batch,injected_at";
+pub const SMN_EXPORT_COLUMNS: &str =
+    "smn,hardware_serial,key_index,kcv,batch,injected_at,replaces,replaced_by";
+
+/// First line and column line of format version 1, which the verifier still reads.
+const SMN_EXPORT_MAGIC_V1: &str = "# KEYMOTHER-SMN-EXPORT/1";
+const SMN_EXPORT_COLUMNS_V1: &str = "smn,hardware_serial,key_index,kcv,batch,injected_at";
 
 /// Longest line, line feed included.
 const MAX_LINE: usize = 1024;
@@ -41,6 +46,10 @@ pub struct ExportedSmn {
     pub batch: BatchId,
     /// `YYYY-MM-DDTHH:MM:SSZ`.
     pub injected_at: String,
+    /// A re-injection: the SMN of the terminal's earlier row this one replaces.
+    pub replaces: Option<Smn>,
+    /// Re-injected since (when the file was written): the SMN of the row replacing this one.
+    pub replaced_by: Option<Smn>,
 }
 
 /// What an export wrote and recorded.
@@ -75,9 +84,34 @@ struct RowText<'a> {
     kcv: &'a str,
     batch: &'a str,
     injected_at: &'a str,
+    /// Empty, or an SMN of the same terminal.
+    replaces: &'a str,
+    replaced_by: &'a str,
 }
 
 impl RowText<'_> {
+    /// An SMN of `column` naming another row of the same terminal, or nothing.
+    fn other_row(
+        &self,
+        column: &str,
+        text: &str,
+        own: &Smn,
+        serial: &HardwareSerial,
+    ) -> Result<Option<Smn>, String> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let smn: Smn = text
+            .parse()
+            .map_err(|reason| format!("{column} {text:?}: {reason}"))?;
+        if smn.hardware_serial() != *serial || smn == *own {
+            return Err(format!(
+                "{column} {text:?} is not another SMN of hardware serial {serial}"
+            ));
+        }
+        Ok(Some(smn))
+    }
+
     fn typed(&self) -> Result<ExportedSmn, String> {
         let serial_text = self.hardware_serial;
         let hardware_serial: HardwareSerial = serial_text.parse().map_err(|_| {
@@ -108,6 +142,12 @@ impl RowText<'_> {
         self.injected_at
             .parse::<CreatedAt>()
             .map_err(|reason| format!("injected_at {:?}: {reason}", self.injected_at))?;
+        let replaces = self.other_row("replaces", self.replaces, &expected, &hardware_serial)?;
+        let replaced_by =
+            self.other_row("replaced_by", self.replaced_by, &expected, &hardware_serial)?;
+        if replaces.is_some() && replaces == replaced_by {
+            return Err("replaces and replaced_by name the same SMN".to_owned());
+        }
         Ok(ExportedSmn {
             smn: expected,
             hardware_serial,
@@ -115,6 +155,8 @@ impl RowText<'_> {
             kcv,
             batch,
             injected_at: self.injected_at.to_owned(),
+            replaces,
+            replaced_by,
         })
     }
 }
@@ -129,9 +171,17 @@ fn column_text<'r>(row: &'r rusqlite::Row<'_>, column: usize) -> &'r str {
 }
 
 fn row_line(row: &ExportedSmn) -> String {
+    let smn_or_empty = |smn: &Option<Smn>| smn.as_ref().map(Smn::to_string).unwrap_or_default();
     format!(
-        "{},{},{},{},{},{}",
-        row.smn, row.hardware_serial, row.key_index, row.kcv, row.batch, row.injected_at
+        "{},{},{},{},{},{},{},{}",
+        row.smn,
+        row.hardware_serial,
+        row.key_index,
+        row.kcv,
+        row.batch,
+        row.injected_at,
+        smn_or_empty(&row.replaces),
+        smn_or_empty(&row.replaced_by)
     )
 }
 
@@ -199,8 +249,10 @@ impl Vault {
             |row| row.get(0),
         )?;
         let mut statement = snapshot.prepare(&format!(
-            "SELECT smn, hardware_serial, key_index, kcv, batch_id, injected_at {SELECTION}
-             ORDER BY r.rowid"
+            "SELECT smn, hardware_serial, key_index, kcv, batch_id, injected_at, replaces,
+                    (SELECT later.smn FROM smn_registry AS later
+                      WHERE later.replaces = r.smn AND later.rowid <= ?1)
+             {SELECTION} ORDER BY r.rowid"
         ))?;
         let mut lines = SealedLines {
             out,
@@ -226,6 +278,8 @@ impl Vault {
                 kcv: column_text(row, 3),
                 batch: column_text(row, 4),
                 injected_at: column_text(row, 5),
+                replaces: column_text(row, 6),
+                replaced_by: column_text(row, 7),
             };
             let row = KeyIndex::try_from(index)
                 .map_err(|_| format!("key index {index} has more than 8 digits"))
@@ -324,6 +378,8 @@ struct Parsed {
     count: u64,
     rows: Vec<ExportedSmn>,
     first_seen: HashMap<String, u64>,
+    /// Format version 1: no re-injection columns.
+    version_1: bool,
 }
 
 impl Parsed {
@@ -337,7 +393,8 @@ impl Parsed {
         let plain = |problem: String| (problem, false);
         match number {
             1 => {
-                if text != SMN_EXPORT_MAGIC {
+                self.version_1 = text == SMN_EXPORT_MAGIC_V1;
+                if text != SMN_EXPORT_MAGIC && !self.version_1 {
                     return Err(plain(format!(
                         "this is not a keymother SMN export (first line is {text:?}, expected {SMN_EXPORT_MAGIC:?})"
                     )));
@@ -392,9 +449,10 @@ impl Parsed {
                     })?;
             }
             COLUMNS_LINE => {
-                if text != SMN_EXPORT_COLUMNS {
+                let columns = self.columns();
+                if text != columns {
                     return Err(plain(format!(
-                        "expected the column line {SMN_EXPORT_COLUMNS:?}, found {text:?}"
+                        "expected the column line {columns:?}, found {text:?}"
                     )));
                 }
             }
@@ -405,7 +463,7 @@ impl Parsed {
                         self.count
                     )));
                 }
-                let row = parse_row(text).map_err(plain)?;
+                let row = parse_row(text, self.columns()).map_err(plain)?;
                 if let Some(first) = self.first_seen.insert(row.smn.to_string(), number) {
                     return Err(plain(format!(
                         "SMN {} appears twice (first on line {first})",
@@ -419,13 +477,41 @@ impl Parsed {
     }
 }
 
-fn parse_row(text: &str) -> Result<ExportedSmn, String> {
-    let fields: Vec<&str> = text.split(',').collect();
-    let [smn, hardware_serial, key_index, kcv, batch, injected_at] = fields.as_slice() else {
+impl Parsed {
+    /// The column line of the file's format version.
+    fn columns(&self) -> &'static str {
+        if self.version_1 {
+            SMN_EXPORT_COLUMNS_V1
+        } else {
+            SMN_EXPORT_COLUMNS
+        }
+    }
+}
+
+/// A row of a file whose column line is `columns` (version 1 rows have no re-injection
+/// columns).
+fn parse_row(text: &str, columns: &str) -> Result<ExportedSmn, String> {
+    let mut fields: Vec<&str> = text.split(',').collect();
+    let expected = columns.split(',').count();
+    if fields.len() != expected {
         return Err(format!(
-            "expected 6 comma-separated fields ({SMN_EXPORT_COLUMNS}), found {}",
+            "expected {expected} comma-separated fields ({columns}), found {}",
             fields.len()
         ));
+    }
+    fields.resize(8, "");
+    let [
+        smn,
+        hardware_serial,
+        key_index,
+        kcv,
+        batch,
+        injected_at,
+        replaces,
+        replaced_by,
+    ] = fields.as_slice()
+    else {
+        return Err(format!("expected {expected} fields ({columns})"));
     };
     let key_index: KeyIndex = key_index
         .parse()
@@ -437,6 +523,8 @@ fn parse_row(text: &str) -> Result<ExportedSmn, String> {
         kcv,
         batch,
         injected_at,
+        replaces,
+        replaced_by,
     }
     .typed()
 }

@@ -660,7 +660,16 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
     let raw = support::raw(&data_dir);
     raw.execute_batch(
         "DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
-         DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
+         DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation;
+         DROP INDEX key_inventory_by_terminal; DROP INDEX key_inventory_one_key_per_grant;
+         DROP TRIGGER key_inventory_grant_is_permanent;
+         DROP TRIGGER key_inventory_reinjection_needs_a_grant;
+         ALTER TABLE key_inventory DROP COLUMN reinjection_grant;
+         DROP INDEX smn_registry_by_terminal; DROP INDEX smn_registry_replaced_once;
+         DROP TRIGGER smn_registry_replaces_its_terminals_row;
+         ALTER TABLE smn_registry DROP COLUMN replaces;
+         DROP TABLE reinjection_grant;
+         DROP TABLE dukpt_export; DROP TABLE bdk;
          DROP TABLE kdh_identity; DROP TABLE smn_export; DROP TABLE audit_log; DROP TABLE audit_head;
          DROP TABLE batch_withdrawal;
          DROP TRIGGER key_inventory_withdrawal_is_permanent;

@@ -101,14 +101,16 @@ fn a_terminal_gets_the_same_key_until_it_confirms() {
             .unwrap()
             .already_confirmed
     );
-    // Asking again after confirming is a new injection: a new key.
-    assert_eq!(
-        vault
-            .reserve_key(&as_serial("123L013K"), "bench-1")
-            .unwrap()
-            .key_index,
-        103
+    // Asking again after confirming is refused: the terminal already holds its key
+    // (re-injection needs a grant: tests/reinjection.rs), and nothing is reserved.
+    let refused = vault
+        .reserve_key(&as_serial("123L013K"), "bench-1")
+        .unwrap_err();
+    assert!(
+        matches!(&refused, DispenseError::AlreadyInjected { smn: held, .. } if held == smn),
+        "{refused}"
     );
+    assert_eq!(vault.inventory().unwrap().count(KeyState::Available), 3);
 
     let rows = vault.smn_rows().unwrap();
     assert_eq!(rows.len(), 1);
@@ -486,6 +488,14 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
              DROP TRIGGER key_inventory_withdrawn_key_never_changes_state;
              DROP TRIGGER key_inventory_no_key_joins_a_withdrawn_batch;
              ALTER TABLE key_inventory DROP COLUMN withdrawn;
+             DROP INDEX key_inventory_by_terminal; DROP INDEX key_inventory_one_key_per_grant;
+             DROP TRIGGER key_inventory_grant_is_permanent;
+             DROP TRIGGER key_inventory_reinjection_needs_a_grant;
+             ALTER TABLE key_inventory DROP COLUMN reinjection_grant;
+             DROP INDEX smn_registry_by_terminal; DROP INDEX smn_registry_replaced_once;
+             DROP TRIGGER smn_registry_replaces_its_terminals_row;
+             ALTER TABLE smn_registry DROP COLUMN replaces;
+             DROP TABLE reinjection_grant;
              DROP TRIGGER key_inventory_operator_is_permanent;
              ALTER TABLE key_inventory DROP COLUMN operator;
              ALTER TABLE smn_registry DROP COLUMN operator;

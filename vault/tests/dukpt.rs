@@ -72,9 +72,24 @@ fn a_terminal_gets_the_same_device_id_until_it_confirms() {
     // A retransmitted confirmation changes nothing.
     let repeated = confirm(&mut bench.vault, &first, "123L013K", first.kcv).unwrap();
     assert!(repeated.already_confirmed);
-    // Asking again after confirming is a new injection: a new device id, never the old one.
+    // Asking again after confirming is refused (re-injection needs a grant:
+    // tests/reinjection.rs), and nothing is allocated.
+    let refused = bench
+        .vault
+        .reserve_dukpt(&pin, &terminal, "bench-1", None, &mut |device| {
+            Ok::<_, Infallible>(facts(bdk_id_of("PIN"), device))
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            ReserveDukptError::Dukpt(DukptError::AlreadyInjected { initial_ksn, .. })
+                if initial_ksn == "1234567800000100"
+        ),
+        "{refused}"
+    );
     assert_eq!(
-        bench.reserve("PIN", "123L013K").device_id,
+        bench.reserve("PIN", "999X0002").device_id,
         device("00000102")
     );
 

@@ -82,17 +82,17 @@ fn an_export_of_all_rows_verifies_with_the_kek_and_is_audited() {
             DUKPT_EXPORT_COLUMNS,
         ]
     );
-    assert_eq!(lines[0], "# KEYMOTHER-DUKPT-EXPORT/1");
+    assert_eq!(lines[0], "# KEYMOTHER-DUKPT-EXPORT/2");
     assert_eq!(
         lines[6],
-        "hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at"
+        "hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at,replaces,replaced_by"
     );
     let registry = bench.vault.dukpt_rows().unwrap();
     let expected_rows: Vec<String> = registry
         .iter()
         .map(|row| {
             format!(
-                "{},{},{},{},{},{},{},bench-1,REF-TERMINAL,,{}",
+                "{},{},{},{},{},{},{},bench-1,REF-TERMINAL,,{},,",
                 row.hardware_serial,
                 row.bdk,
                 row.bdk_id,
@@ -109,7 +109,7 @@ fn an_export_of_all_rows_verifies_with_the_kek_and_is_audited() {
     assert_eq!(
         lines[8],
         format!(
-            "T1,DATA,FFFF987654,00000,FFFF987654{},TDES-2KEY,{},bench-1,REF-TERMINAL,,{}",
+            "T1,DATA,FFFF987654,00000,FFFF987654{},TDES-2KEY,{},bench-1,REF-TERMINAL,,{},,",
             "0".repeat(10),
             registry[1].kcv,
             registry[1].injected_at
@@ -294,12 +294,12 @@ fn models_and_operators_with_commas_spaces_and_other_bytes_are_escaped() {
     let row = text.lines().nth(7).unwrap();
     assert!(
         row.ends_with(&format!(
-            ",bench-2.usb_0,Move%205000%2C%20v2,Zo%C3%AB%20O'Neil%2C%20%22Q%22%20100%25,{}",
+            ",bench-2.usb_0,Move%205000%2C%20v2,Zo%C3%AB%20O'Neil%2C%20%22Q%22%20100%25,{},,",
             bench.vault.dukpt_rows().unwrap()[0].injected_at
         )),
         "{row}"
     );
-    assert_eq!(row.split(',').count(), 11);
+    assert_eq!(row.split(',').count(), 13);
     let verified = verify_dukpt_export(text.as_bytes(), "dukpt.csv", &kek).unwrap();
     assert_eq!(verified.rows[0].terminal_model.as_str(), "Move 5000, v2");
     assert_eq!(
@@ -451,7 +451,7 @@ fn rows_that_break_the_format_are_refused_by_line_and_field_even_when_sealed() {
     refused(
         8,
         format!("{pin},extra"),
-        "expected 11 comma-separated fields (hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at), found 12",
+        "expected 13 comma-separated fields (hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at,replaces,replaced_by), found 14",
     );
 }
 
@@ -545,7 +545,7 @@ fn the_documented_example_verifies_under_the_documented_kek() {
     let text = document("SMN-EXPORT.md");
     let section = &text[text.find("## The DUKPT export").unwrap()..];
     let section = &section[..section.find("\n## ").unwrap()];
-    let start = section.find("```\n# KEYMOTHER-DUKPT-EXPORT/1").unwrap() + 4;
+    let start = section.find("```\n# KEYMOTHER-DUKPT-EXPORT/2").unwrap() + 4;
     let file = &section[start..start + section[start..].find("```").unwrap()];
     let kek =
         SecretKey::from_hex(KeyAlgorithm::Aes128, "D6C30C243863188EDA27AF95A49F137F").unwrap();

@@ -50,7 +50,7 @@ fn an_export_of_all_rows_verifies_with_the_kek() {
     assert_eq!(
         lines[..3],
         [
-            "# KEYMOTHER-SMN-EXPORT/1",
+            "# KEYMOTHER-SMN-EXPORT/2",
             &format!("# device-id: {DEVICE}"),
             &format!("# kek-kcv: {}", bench.kek.kcv()),
         ]
@@ -61,7 +61,7 @@ fn an_export_of_all_rows_verifies_with_the_kek() {
         [
             "# selection: all",
             "# row-count: 3",
-            "smn,hardware_serial,key_index,kcv,batch,injected_at"
+            "smn,hardware_serial,key_index,kcv,batch,injected_at,replaces,replaced_by"
         ]
     );
     assert!(lines[10].starts_with("# seal: ") && lines[10].len() == 8 + 64);
@@ -98,7 +98,7 @@ fn an_export_of_all_rows_verifies_with_the_kek() {
     assert_eq!(
         lines[9],
         format!(
-            "ABC00000103,ABC,00000103,{},B-1,{}",
+            "ABC00000103,ABC,00000103,{},B-1,{},,",
             registry[2].kcv, registry[2].injected_at
         )
     );

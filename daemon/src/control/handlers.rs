@@ -295,6 +295,10 @@ pub(crate) async fn smn_rows(
                 terminal_model: row.terminal_model,
                 injected_at: row.injected_at,
                 operator: row.operator,
+                replaces: row.replaces,
+                replaced_by: row.replaced_by,
+                reinjection_grant: row.reinjection_grant.as_ref().map(|(grant, _)| *grant),
+                reinjection_reason: row.reinjection_grant.map(|(_, reason)| reason),
             })
             .collect())
     })

@@ -13,6 +13,7 @@ mod dukpt;
 mod expected;
 mod handlers;
 mod limiter;
+mod reinjection;
 mod transfer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -292,6 +293,15 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         }
         Request::BatchWithdraw(r) => {
             reply::<api::BatchWithdraw>(batch::batch_withdraw(context, r).await)
+        }
+        Request::ReinjectGrant(r) => {
+            reply::<api::ReinjectGrant>(reinjection::reinject_grant(context, r).await)
+        }
+        Request::ReinjectList(r) => {
+            reply::<api::ReinjectList>(reinjection::reinject_list(context, r).await)
+        }
+        Request::ReinjectRevoke(r) => {
+            reply::<api::ReinjectRevoke>(reinjection::reinject_revoke(context, r).await)
         }
     }
 }

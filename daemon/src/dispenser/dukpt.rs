@@ -9,7 +9,7 @@ use keymother_protocol::profile::DukptSlot;
 use keymother_protocol::{ConfirmRefusal, DispenseRefusal, DukptDelivery, TerminalIdentity};
 use keymother_vault::{
     BdkImportError, BdkStatus, ConfirmedDukpt, DerivedKeyFacts, DukptConfirmation, DukptError,
-    NewBdk, ReserveDukptError, Vault,
+    KeySlot, NewBdk, ReserveDukptError, Vault,
 };
 
 use super::Dispenser;
@@ -94,6 +94,7 @@ impl Dispenser {
             .label
             .parse()
             .map_err(|error| internal("the slot's BDK name", error))?;
+        self.admit(terminal, port, &KeySlot::Dukpt(bdk.clone()))?;
         let keys = self.keys();
         let Some(keys) = keys.as_ref() else {
             return Err(DispenseRefusal::NotReady);
@@ -236,6 +237,9 @@ fn reserve_initial_key(
         .map_err(|error| match error {
             ReserveDukptError::Dukpt(DukptError::RangeExhausted { .. }) => {
                 DispenseRefusal::NoKeysAvailable
+            }
+            ReserveDukptError::Dukpt(refused @ DukptError::AlreadyInjected { .. }) => {
+                DispenseRefusal::AlreadyInjected(refused.to_string())
             }
             other => internal("no initial key was reserved", other),
         })?;

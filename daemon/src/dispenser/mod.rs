@@ -12,9 +12,11 @@
 //!
 //! One `Dispenser`, its methods by responsibility: `secrets.rs` (the KEK and the TTK, the
 //! trust anchors, the KDH identity), `tamper.rs` (the tamper lock and the tamper input's
-//! watch), `sessions.rs` (operator sessions), `reservation.rs` (reserve, mark sent, confirm)
-//! and `modes/` (one file per key mode: how a reserved master key leaves the appliance).
+//! watch), `sessions.rs` (operator sessions), `admission.rs` (one port per hardware serial,
+//! re-injection only under a grant), `reservation.rs` (reserve, mark sent, confirm) and
+//! `modes/` (one file per key mode: how a reserved master key leaves the appliance).
 
+mod admission;
 mod dukpt;
 mod expected;
 mod lock_order;
@@ -71,6 +73,8 @@ pub struct Dispenser {
     clock: Clock,
     /// Whether a terminal must be on an open expected-device list (`expected.rs`).
     require_expected_devices: AtomicBool,
+    /// The hardware serials being injected, each held by one port's session.
+    claims: Mutex<admission::SerialClaims>,
 }
 
 /// The appliance's state as the display and the LEDs show it.
@@ -167,6 +171,7 @@ impl Dispenser {
             changed: Arc::new(Notify::new()),
             clock,
             require_expected_devices: AtomicBool::new(false),
+            claims: Mutex::new(admission::SerialClaims::default()),
         })
     }
 
@@ -281,7 +286,7 @@ impl Dispenser {
 /// 3. [`Rank::Vault`]: `vault`, under the sessions when an operator event is recorded or a
 ///    key reserved.
 ///
-/// The other four, `trust`, `kdh`, `tamper` and `tamper_watch`, are [`Rank::Leaf`]: held only
+/// The other five, `trust`, `kdh`, `tamper`, `tamper_watch` and `claims`, are [`Rank::Leaf`]: held only
 /// to copy or store a value, they may be taken under any of the three and nothing is taken
 /// under them. (The clock keeps its own locks, taken while none of these is held.)
 ///
@@ -388,6 +393,16 @@ impl Dispenser {
         // Replaced or edited in one statement: a poisoned lock holds a consistent value.
         Ordered::take(Rank::Leaf, || {
             self.tamper
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+    }
+
+    /// The hardware serials ports are injecting ([`Rank::Leaf`]).
+    fn serial_claims(&self) -> Ordered<MutexGuard<'_, admission::SerialClaims>> {
+        // Each change is one insertion or removal: a poisoned lock holds a consistent value.
+        Ordered::take(Rank::Leaf, || {
+            self.claims
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         })

@@ -5,7 +5,7 @@ use keymother_domain::KeyIndex;
 use keymother_protocol::{
     ConfirmRefusal, Confirmed, Delivery, DispenseRefusal, ModeRequest, Smn, TerminalIdentity,
 };
-use keymother_vault::{ConfirmationReport, DispenseError, Vault};
+use keymother_vault::{ConfirmationReport, DispenseError, KeySlot, Vault};
 
 use super::Dispenser;
 use super::modes::{self, ClearKey};
@@ -15,8 +15,10 @@ impl Dispenser {
     /// in the mode it asked for: under the TTK (tr31) or sealed under an ephemeral key
     /// (certificate mode).
     ///
-    /// In this order: the mode's own checks (certificate mode verifies the device), the
-    /// expected-device list when one is required (`expected.rs`), then
+    /// In this order: the terminal's admission (its serial claimed for this port, and no
+    /// confirmed master key unless a re-injection was granted), the mode's own checks
+    /// (certificate mode verifies the device), the expected-device list when one is required
+    /// (`expected.rs`), then
     /// whether keys may flow (keys loaded, no tamper, the tamper input watched if it must
     /// be, an operator logged in if one is required), then the reservation in the vault,
     /// the master key unwrapped under the KEK and checked against its stored check value,
@@ -27,6 +29,7 @@ impl Dispenser {
         request: &ModeRequest,
         port: &str,
     ) -> Result<Delivery, DispenseRefusal> {
+        self.admit(terminal, port, &KeySlot::Master)?;
         let mode = modes::prepare(self, terminal, request)?;
         self.admit_device(terminal, request, port)?;
         let keys = self.keys();
@@ -40,6 +43,9 @@ impl Dispenser {
                 .reserve_key_by(serial, port, operator)
                 .map_err(|error| match error {
                     DispenseError::NoKeysAvailable => DispenseRefusal::NoKeysAvailable,
+                    refused @ DispenseError::AlreadyInjected { .. } => {
+                        DispenseRefusal::AlreadyInjected(refused.to_string())
+                    }
                     other => DispenseRefusal::Internal(other.to_string()),
                 })
         })?;

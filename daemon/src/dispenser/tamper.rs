@@ -135,6 +135,8 @@ impl Dispenser {
         self.set_kdh(None);
         self.generation.fetch_add(1, Ordering::AcqRel);
         let ended = self.sessions().end_all(&format!("tamper: {input}"));
+        // Every port's session is dropped: so are the serials they held.
+        self.drop_serial_claims();
         self.touch();
         LockedDown {
             input: input.to_owned(),

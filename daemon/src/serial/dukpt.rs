@@ -16,6 +16,7 @@ impl PortWorker<'_> {
         slot: u8,
         dukpt: DukptSlot,
     ) -> Result<Vec<ApplianceAction>, String> {
+        self.note_claim(&terminal);
         let dispenser = Arc::clone(&self.shared.dispenser);
         let port_name = self.port.name.clone();
         let (identity, wanted) = (terminal.clone(), dukpt.clone());

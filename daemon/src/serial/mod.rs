@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use keymother_protocol::{
-    ApplianceAction, ApplianceConfig, ApplianceSession, DispenseRefusal, ModeRequest, Smn,
-    TerminalIdentity,
+    ApplianceAction, ApplianceConfig, ApplianceSession, DispenseRefusal, HardwareSerial,
+    ModeRequest, Smn, TerminalIdentity,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
@@ -103,6 +103,7 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
         started: Instant::now(),
         reserved_for: None,
         dukpt_reserved: None,
+        claimed: None,
     };
     let mut buffer = vec![0u8; 1024];
     let mut ticker = tokio::time::interval(TICK);
@@ -138,6 +139,7 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
         if let Err(error) = worker.carry_out(actions).await {
             return error;
         }
+        worker.release_after_session();
         let busy = busy_since.elapsed().as_nanos() as u64;
         shared.stats.busy_nanos.fetch_add(busy, Ordering::Relaxed);
     }
@@ -153,9 +155,52 @@ struct PortWorker<'a> {
     reserved_for: Option<TerminalIdentity>,
     /// The terminal and slot an initial key was last reserved for (profile mode).
     dukpt_reserved: Option<(TerminalIdentity, keymother_protocol::profile::DukptSlot)>,
+    /// The hardware serial this port's session claimed with a reservation (no other port
+    /// may inject it until the session ends).
+    claimed: Option<HardwareSerial>,
+}
+
+impl Drop for PortWorker<'_> {
+    /// A port that fails or closes ends its session: its serial is free again.
+    fn drop(&mut self) {
+        if let Some(serial) = self.claimed.take() {
+            self.shared
+                .dispenser
+                .release_serial(&serial, &self.port.name);
+        }
+    }
 }
 
 impl PortWorker<'_> {
+    /// Remembers the serial a reservation is asked for: the dispenser claims it for this
+    /// port's session.
+    fn note_claim(&mut self, terminal: &TerminalIdentity) {
+        if self.claimed.as_ref() != Some(&terminal.hardware_serial) {
+            self.release_claim();
+            self.claimed = Some(terminal.hardware_serial.clone());
+        }
+    }
+
+    /// Once the session that claimed a serial has ended (idle timeout, ABORT, a HELLO from
+    /// another terminal), another port may inject it.
+    fn release_after_session(&mut self) {
+        let still_open = match (&self.claimed, self.session.terminal()) {
+            (Some(serial), Some(terminal)) => terminal.hardware_serial == *serial,
+            _ => false,
+        };
+        if !still_open {
+            self.release_claim();
+        }
+    }
+
+    fn release_claim(&mut self) {
+        if let Some(serial) = self.claimed.take() {
+            self.shared
+                .dispenser
+                .release_serial(&serial, &self.port.name);
+        }
+    }
+
     /// After a tamper the session is dropped whole, with its cached responses: a delivery
     /// made before is never sent again, and the terminal's next frame must be a HELLO, which
     /// gets NOT_READY.
@@ -168,6 +213,7 @@ impl PortWorker<'_> {
         self.session = ApplianceSession::new(session_config(self.port, self.shared));
         self.reserved_for = None;
         self.dukpt_reserved = None;
+        self.release_claim();
         log::warn!(event = "tamper", port = self.port.name.as_str(); "port {}: session dropped by the tamper response", self.port.name);
         self.shared.emit(DaemonEvent::PortIdle {
             port: self.port.name.clone(),
@@ -242,6 +288,7 @@ impl PortWorker<'_> {
         terminal: TerminalIdentity,
         request: ModeRequest,
     ) -> Result<Vec<ApplianceAction>, String> {
+        self.note_claim(&terminal);
         let dispenser = Arc::clone(&self.shared.dispenser);
         let port_name = self.port.name.clone();
         let identity = terminal.clone();

@@ -99,6 +99,12 @@ pub enum DispenseRefusal {
     /// The appliance requires an expected-device list and no open list holds the terminal's
     /// hardware serial (DEVICE_NOT_EXPECTED).
     DeviceNotExpected,
+    /// The terminal already holds a confirmed key of this slot and no re-injection was
+    /// granted (ALREADY_INJECTED); the text names the key it holds.
+    AlreadyInjected(String),
+    /// The terminal's hardware serial is being injected on another port, named here
+    /// (SERIAL_BUSY).
+    SerialBusy { port: String },
     /// Anything else (INTERNAL_ERROR); the text goes to the terminal as the detail, so it must
     /// never hold key material.
     Internal(String),

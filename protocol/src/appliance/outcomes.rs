@@ -196,6 +196,14 @@ impl ApplianceSession {
                 "this hardware serial is not on an open expected-device list of the appliance",
                 actions,
             ),
+            DispenseRefusal::AlreadyInjected(detail) => {
+                self.respond_error(ErrorCode::ALREADY_INJECTED, &detail, actions)
+            }
+            DispenseRefusal::SerialBusy { port } => self.respond_error(
+                ErrorCode::SERIAL_BUSY,
+                &format!("the serial is being injected on port {port}"),
+                actions,
+            ),
             DispenseRefusal::Internal(detail) => {
                 self.respond_error(ErrorCode::INTERNAL_ERROR, &detail, actions)
             }

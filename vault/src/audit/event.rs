@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use keymother_crypto::{Kcv, KeyAlgorithm};
 use keymother_domain::{BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
 
-use crate::{BdkSource, SecretName};
+use crate::{BdkSource, KeySlot, SecretName};
 
 /// Longest value kept in `details` or `actor`, in bytes before escaping; longer ones are cut
 /// and end in `...` (a reason typed at length, a file name).
@@ -231,6 +231,33 @@ pub enum AuditEvent {
         file_sha256: String,
         operator: Option<String>,
     },
+    /// An operator granted one re-injection of a key slot to a terminal that holds a
+    /// confirmed key of it.
+    ReinjectionGranted {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        reason: String,
+        operator: String,
+    },
+    /// An operator revoked an open re-injection grant before it was used.
+    ReinjectionRevoked {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        reason: String,
+        operator: String,
+    },
+    /// A re-injection grant admitted a reservation and is used up: `key` is the key index
+    /// (master slot) or the initial KSN or key ID (a DUKPT slot) reserved under it.
+    ReinjectionUsed {
+        grant: u64,
+        hardware_serial: HardwareSerial,
+        slot: KeySlot,
+        key: String,
+        port: String,
+        operator: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -270,6 +297,9 @@ impl AuditEvent {
             AuditEvent::ExpectedImportRefused { .. } => "expected-import-refused",
             AuditEvent::ExpectedClose { .. } => "expected-close",
             AuditEvent::ReconcileExport { .. } => "reconcile-export",
+            AuditEvent::ReinjectionGranted { .. } => "reinjection-grant",
+            AuditEvent::ReinjectionRevoked { .. } => "reinjection-revoke",
+            AuditEvent::ReinjectionUsed { .. } => "reinjection-used",
         }
     }
 
@@ -301,6 +331,7 @@ impl AuditEvent {
             AuditEvent::BatchWithdrawn { operator, .. } => operator.clone(),
             AuditEvent::DukptInjection { operator, .. }
             | AuditEvent::DukptExport { operator, .. }
+            | AuditEvent::ReinjectionUsed { operator, .. }
             | AuditEvent::Injection { operator, .. }
             | AuditEvent::Export { operator, .. }
             | AuditEvent::Zeroize { operator, .. }
@@ -317,6 +348,8 @@ impl AuditEvent {
             | AuditEvent::DukptQuarantine { .. } => "system".to_owned(),
             AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
+            | AuditEvent::ReinjectionGranted { operator, .. }
+            | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::Login { operator, .. }
             | AuditEvent::Logout { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
@@ -359,6 +392,9 @@ impl AuditEvent {
             | AuditEvent::ExpectedImportRefused { .. }
             | AuditEvent::ExpectedClose { .. }
             | AuditEvent::ReconcileExport { .. } => self.expected_fields(),
+            AuditEvent::ReinjectionGranted { .. }
+            | AuditEvent::ReinjectionRevoked { .. }
+            | AuditEvent::ReinjectionUsed { .. } => self.reinjection_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -737,6 +773,47 @@ impl AuditEvent {
         }
     }
 
+    /// The fields of re-injection grants: granted, revoked, used; empty for any other event
+    /// ([`AuditEvent::fields`] calls it for these only).
+    fn reinjection_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::ReinjectionGranted {
+                grant,
+                hardware_serial,
+                slot,
+                reason,
+                operator: _,
+            }
+            | AuditEvent::ReinjectionRevoked {
+                grant,
+                hardware_serial,
+                slot,
+                reason,
+                operator: _,
+            } => vec![
+                ("grant", grant.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("slot", slot.to_string()),
+                ("reason", reason.clone()),
+            ],
+            AuditEvent::ReinjectionUsed {
+                grant,
+                hardware_serial,
+                slot,
+                key,
+                port,
+                operator: _,
+            } => vec![
+                ("grant", grant.to_string()),
+                ("hardware_serial", hardware_serial.to_string()),
+                ("slot", slot.to_string()),
+                ("key", key.clone()),
+                ("port", port.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operator named in `details` besides the actor, if the event names one.
     fn operator_in_details(&self) -> Option<&String> {
         match self {
@@ -792,6 +869,12 @@ impl AuditEvent {
                 operator: Some(operator),
                 ..
             }
+            | AuditEvent::ReinjectionUsed {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::ReinjectionGranted { operator, .. }
+            | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
             | AuditEvent::BatchWithdrawn { operator, .. }

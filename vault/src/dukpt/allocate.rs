@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::bdk::{BdkRow, live_bdk};
 use super::{DerivedKeyFacts, DukptError, DukptReservation, ReserveDukptError, stored_device};
+use crate::reinjection::{Admission, GrantUse, KeySlot, admission, use_grant};
 use crate::{Vault, live_key, now_text};
 
 /// Where the search for a free device id of `bdk` starts: every id of its range below it is
@@ -151,7 +152,9 @@ fn pending_reservation(
 impl Vault {
     /// Reserves a device id of the BDK `bdk` for the terminal `serial` on `port`, committed
     /// before this returns. A terminal with a reserved or sent allocation under this BDK gets
-    /// it again (`resumed`, `derive` not called). Otherwise the lowest free device id of the
+    /// it again (`resumed`, `derive` not called). A terminal holding a confirmed initial key
+    /// of this BDK is refused ([`DukptError::AlreadyInjected`]) unless an open re-injection
+    /// grant admits it, which this reservation then uses up. Otherwise the lowest free device id of the
     /// BDK's range is offered to `derive`, which derives the initial key and returns its
     /// facts; they are checked and stored with the allocation. A used-up range is
     /// [`DukptError::RangeExhausted`]; then, and on any error of `derive` or of the facts,
@@ -168,7 +171,7 @@ impl Vault {
         derive: &mut dyn FnMut(DukptDeviceId) -> Result<DerivedKeyFacts, E>,
     ) -> Result<DukptReservation, ReserveDukptError<E>> {
         // Nothing is allocated from a zeroized vault.
-        live_key(&self.storage_key, &self.data_dir)?;
+        let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -176,6 +179,20 @@ impl Vault {
         if let Some(pending) = pending_reservation(&transaction, &row, serial)? {
             return Ok(pending);
         }
+        let slot = KeySlot::Dukpt(bdk.clone());
+        // A terminal holding a confirmed initial key of this BDK gets another only under a grant.
+        let grant = match admission(&transaction, serial, &slot)? {
+            Admission::AlreadyInjected { injected } => {
+                return Err(DukptError::AlreadyInjected {
+                    bdk: bdk.clone(),
+                    hardware_serial: serial.clone(),
+                    initial_ksn: injected,
+                }
+                .into());
+            }
+            Admission::Granted { grant, .. } => Some(grant),
+            Admission::New | Admission::Resume => None,
+        };
         let device_id = lowest_free(&transaction, &row)?.ok_or(DukptError::RangeExhausted {
             bdk: bdk.clone(),
             range: row.range,
@@ -189,8 +206,8 @@ impl Vault {
         transaction.execute(
             "INSERT INTO dukpt_allocation
                  (bdk_name, device_id, hardware_serial, initial_ksn, key_type, kcv, port,
-                  operator, reserved_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  operator, reserved_at, reinjection_grant)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 bdk,
                 device_id,
@@ -200,9 +217,24 @@ impl Vault {
                 facts.kcv,
                 port,
                 operator,
-                now_text()
+                now_text(),
+                grant.map(|id| id as i64)
             ],
         )?;
+        if let Some(grant) = grant {
+            use_grant(
+                &transaction,
+                storage_key.audit_head(),
+                GrantUse {
+                    grant,
+                    hardware_serial: serial,
+                    slot,
+                    key: initial_ksn.clone(),
+                    port,
+                    operator,
+                },
+            )?;
+        }
         // Every id of the range up to this one is now allocated.
         transaction.execute(
             "UPDATE bdk SET allocated_below = ?2 WHERE name = ?1",

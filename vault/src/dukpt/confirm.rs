@@ -159,8 +159,13 @@ fn record_injection(
     transaction.execute(
         "INSERT INTO dukpt_registry
              (hardware_serial, bdk_name, bdk_id, device_id, initial_ksn, key_type, kcv, port,
-              terminal_model, operator, injected_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+              terminal_model, operator, injected_at, replaces)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                 CASE WHEN (SELECT reinjection_grant FROM dukpt_allocation
+                             WHERE bdk_name = ?2 AND device_id = ?4) IS NULL THEN NULL
+                      ELSE (SELECT initial_ksn FROM dukpt_registry
+                             WHERE bdk_name = ?2 AND hardware_serial = ?1
+                             ORDER BY rowid DESC LIMIT 1) END)",
         params![
             report.hardware_serial,
             report.bdk,
@@ -327,9 +332,17 @@ impl Vault {
     /// The DUKPT registry: every confirmed injection, oldest first.
     pub fn dukpt_rows(&self) -> Result<Vec<DukptRow>, DukptError> {
         let mut statement = self.connection.prepare(
-            "SELECT hardware_serial, bdk_name, bdk_id, device_id, initial_ksn, key_type, kcv, port,
-                    terminal_model, operator, injected_at
-               FROM dukpt_registry ORDER BY injected_at, rowid",
+            "SELECT r.hardware_serial, r.bdk_name, r.bdk_id, r.device_id, r.initial_ksn,
+                    r.key_type, r.kcv, r.port, r.terminal_model, r.operator, r.injected_at,
+                    r.replaces,
+                    (SELECT later.initial_ksn FROM dukpt_registry AS later
+                      WHERE later.replaces = r.initial_ksn),
+                    g.id, g.reason
+               FROM dukpt_registry AS r
+               JOIN dukpt_allocation AS a
+                 ON a.bdk_name = r.bdk_name AND a.device_id = r.device_id
+               LEFT JOIN reinjection_grant AS g ON g.id = a.reinjection_grant
+              ORDER BY r.injected_at, r.rowid",
         )?;
         let mut rows = statement.query([])?;
         let mut registry = Vec::new();
@@ -348,6 +361,12 @@ impl Vault {
                 terminal_model: row.get(8)?,
                 operator: row.get(9)?,
                 injected_at: row.get(10)?,
+                replaces: row.get(11)?,
+                replaced_by: row.get(12)?,
+                reinjection_grant: row
+                    .get::<_, Option<i64>>(13)?
+                    .zip(row.get::<_, Option<String>>(14)?)
+                    .map(|(id, reason)| (id as u64, reason)),
             });
         }
         Ok(registry)

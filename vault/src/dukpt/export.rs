@@ -17,11 +17,15 @@ use crate::export_file::{ExportError, SealedLines, write_atomically};
 use crate::mac::{DUKPT_EXPORT_SEAL_LABEL, MacKey};
 use crate::{ExportReport, SecretName, Vault, VaultError, live_key, now_text};
 
-/// First line of a DUKPT export, format version 1.
-pub const DUKPT_EXPORT_MAGIC: &str = "# KEYMOTHER-DUKPT-EXPORT/1";
+/// First line of a DUKPT export, format version 2 (version 1 had no re-injection columns).
+pub const DUKPT_EXPORT_MAGIC: &str = "# KEYMOTHER-DUKPT-EXPORT/2";
 
 /// The column line.
-pub const DUKPT_EXPORT_COLUMNS: &str = "hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at";
+pub const DUKPT_EXPORT_COLUMNS: &str = "hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at,replaces,replaced_by";
+
+/// First line and column line of format version 1, which the verifier still reads.
+pub(super) const DUKPT_EXPORT_MAGIC_V1: &str = "# KEYMOTHER-DUKPT-EXPORT/1";
+pub(super) const DUKPT_EXPORT_COLUMNS_V1: &str = "hardware_serial,bdk,bdk_id,device_id,initial_ksn,key_type,kcv,port,terminal_model,operator,injected_at";
 
 /// Longest line of a DUKPT export, line feed included.
 pub(super) const MAX_LINE: usize = 4096;
@@ -53,6 +57,12 @@ pub struct ExportedDukpt {
     pub operator: Option<String>,
     /// `YYYY-MM-DDTHH:MM:SSZ`.
     pub injected_at: String,
+    /// A re-injection: the initial KSN or key ID of the terminal's earlier row of this BDK
+    /// that this one replaces.
+    pub replaces: Option<String>,
+    /// Re-injected since (when the file was written): the initial KSN or key ID of the row
+    /// replacing this one.
+    pub replaced_by: Option<String>,
 }
 
 /// A DUKPT export written but not yet recorded: its rows are marked exported and its audit
@@ -83,6 +93,9 @@ pub(super) struct RowText<'a> {
     /// Empty when no operator was logged in.
     pub(super) operator: &'a str,
     pub(super) injected_at: &'a str,
+    /// Empty, or another initial key of the same terminal and BDK.
+    pub(super) replaces: &'a str,
+    pub(super) replaced_by: &'a str,
 }
 
 impl RowText<'_> {
@@ -124,6 +137,11 @@ impl RowText<'_> {
         self.injected_at
             .parse::<CreatedAt>()
             .map_err(|reason| format!("injected_at {:?}: {reason}", self.injected_at))?;
+        let replaces = other_initial_key("replaces", self.replaces, &expected)?;
+        let replaced_by = other_initial_key("replaced_by", self.replaced_by, &expected)?;
+        if replaces.is_some() && replaces == replaced_by {
+            return Err("replaces and replaced_by name the same initial key".to_owned());
+        }
         Ok(ExportedDukpt {
             hardware_serial,
             bdk,
@@ -136,6 +154,8 @@ impl RowText<'_> {
             terminal_model,
             operator: (!self.operator.is_empty()).then(|| self.operator.to_owned()),
             injected_at: self.injected_at.to_owned(),
+            replaces,
+            replaced_by,
         })
     }
 
@@ -223,6 +243,26 @@ impl RowText<'_> {
     }
 }
 
+/// A `column` naming another initial key of the BDK of `own` (the same length and BDK ID, in
+/// upper-case hex), or nothing.
+fn other_initial_key(column: &str, text: &str, own: &str) -> Result<Option<String>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bdk_id_length = if own.len() == 20 { 10 } else { 8 };
+    let same_form = text.len() == own.len()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'A'..=b'F').contains(&byte))
+        && text.get(..bdk_id_length) == own.get(..bdk_id_length);
+    if !same_form || text == own {
+        return Err(format!(
+            "{column} {text:?} is not another initial key of this row's BDK ID"
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
 /// The initial KSN (TDES: the key set identifier, then the device ID above a 21-bit zero
 /// counter) or initial key ID (AES: the BDK ID, then the derivation ID) of `device_id`.
 pub(super) fn initial_key_identity(bdk_id: BdkId, device_id: DukptDeviceId) -> String {
@@ -286,7 +326,7 @@ pub(super) fn unescape(field: &str, what: &str) -> Result<String, String> {
 /// The row's line in the file.
 pub(super) fn row_line(row: &ExportedDukpt) -> String {
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{}",
         row.hardware_serial,
         row.bdk,
         row.bdk_id,
@@ -297,7 +337,9 @@ pub(super) fn row_line(row: &ExportedDukpt) -> String {
         row.port,
         escape(row.terminal_model.as_str()),
         escape(row.operator.as_deref().unwrap_or("")),
-        row.injected_at
+        row.injected_at,
+        row.replaces.as_deref().unwrap_or(""),
+        row.replaced_by.as_deref().unwrap_or("")
     )
 }
 
@@ -334,6 +376,8 @@ fn stored_row(row: &rusqlite::Row<'_>) -> Result<ExportedDukpt, String> {
         terminal_model: column_text(row, 8),
         operator: column_text(row, 9),
         injected_at: column_text(row, 10),
+        replaces: column_text(row, 11),
+        replaced_by: column_text(row, 12),
     }
     .typed()
 }
@@ -390,8 +434,10 @@ impl Vault {
         )?;
         let mut statement = snapshot.prepare(&format!(
             "SELECT hardware_serial, bdk_name, bdk_id, device_id, initial_ksn, key_type, kcv,
-                    port, terminal_model, operator, injected_at {SELECTION}
-              ORDER BY r.rowid"
+                    port, terminal_model, operator, injected_at, replaces,
+                    (SELECT later.initial_ksn FROM dukpt_registry AS later
+                      WHERE later.replaces = r.initial_ksn AND later.rowid <= ?1)
+              {SELECTION} ORDER BY r.rowid"
         ))?;
         let mut lines = SealedLines {
             out,

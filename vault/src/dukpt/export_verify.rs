@@ -7,7 +7,8 @@ use keymother_crypto::SecretKey;
 use keymother_keyfiles::{CreatedAt, DeviceId};
 
 use super::export::{
-    DUKPT_EXPORT_COLUMNS, DUKPT_EXPORT_MAGIC, ExportedDukpt, MAX_LINE, RowText, unescape,
+    DUKPT_EXPORT_COLUMNS, DUKPT_EXPORT_COLUMNS_V1, DUKPT_EXPORT_MAGIC, DUKPT_EXPORT_MAGIC_V1,
+    ExportedDukpt, MAX_LINE, RowText, unescape,
 };
 use crate::export_file::{ExportFileError, LineReader};
 use crate::mac::{DUKPT_EXPORT_SEAL_LABEL, MacKey, verify_hex};
@@ -47,6 +48,8 @@ struct Parsed {
     /// Line of each initial KSN or key ID, and of each BDK name and device ID.
     ksn_seen: HashMap<String, u64>,
     device_seen: HashMap<(String, String), u64>,
+    /// Format version 1: no re-injection columns.
+    version_1: bool,
 }
 
 fn header_value<'t>(text: &'t str, prefix: &str) -> Result<&'t str, String> {
@@ -59,6 +62,10 @@ impl Parsed {
     fn accept(&mut self, number: u64, text: &str, kek: &SecretKey) -> Result<(), (String, bool)> {
         let plain = |problem: String| (problem, false);
         match number {
+            1 if text == DUKPT_EXPORT_MAGIC_V1 => {
+                self.version_1 = true;
+                Ok(())
+            }
             1 if text != DUKPT_EXPORT_MAGIC => Err(plain(format!(
                 "this is not a keymother DUKPT export (first line is {text:?}, expected {DUKPT_EXPORT_MAGIC:?})"
             ))),
@@ -78,11 +85,21 @@ impl Parsed {
                 Ok(())
             }
             2 | 4..=6 => self.header(number, text).map_err(plain),
-            COLUMNS_LINE if text != DUKPT_EXPORT_COLUMNS => Err(plain(format!(
-                "expected the column line {DUKPT_EXPORT_COLUMNS:?}, found {text:?}"
+            COLUMNS_LINE if text != self.columns() => Err(plain(format!(
+                "expected the column line {:?}, found {text:?}",
+                self.columns()
             ))),
             COLUMNS_LINE => Ok(()),
             _ => self.row(number, text).map_err(plain),
+        }
+    }
+
+    /// The column line of the file's format version.
+    fn columns(&self) -> &'static str {
+        if self.version_1 {
+            DUKPT_EXPORT_COLUMNS_V1
+        } else {
+            DUKPT_EXPORT_COLUMNS
         }
     }
 
@@ -137,7 +154,7 @@ impl Parsed {
                 self.count
             ));
         }
-        let row = parse_row(text)?;
+        let row = parse_row(text, self.columns())?;
         if let Some(first) = self.ksn_seen.insert(row.initial_ksn.clone(), number) {
             return Err(format!(
                 "initial key {} appears twice (first on line {first})",
@@ -156,8 +173,18 @@ impl Parsed {
     }
 }
 
-fn parse_row(text: &str) -> Result<ExportedDukpt, String> {
-    let fields: Vec<&str> = text.split(',').collect();
+/// A row of a file whose column line is `columns` (version 1 rows have no re-injection
+/// columns).
+fn parse_row(text: &str, columns: &str) -> Result<ExportedDukpt, String> {
+    let mut fields: Vec<&str> = text.split(',').collect();
+    let expected = columns.split(',').count();
+    if fields.len() != expected {
+        return Err(format!(
+            "expected {expected} comma-separated fields ({columns}), found {}",
+            fields.len()
+        ));
+    }
+    fields.resize(13, "");
     let [
         hardware_serial,
         bdk,
@@ -170,12 +197,11 @@ fn parse_row(text: &str) -> Result<ExportedDukpt, String> {
         terminal_model,
         operator,
         injected_at,
+        replaces,
+        replaced_by,
     ] = fields.as_slice()
     else {
-        return Err(format!(
-            "expected 11 comma-separated fields ({DUKPT_EXPORT_COLUMNS}), found {}",
-            fields.len()
-        ));
+        return Err(format!("expected {expected} fields ({columns})"));
     };
     let terminal_model = unescape(terminal_model, "terminal_model")?;
     let operator = unescape(operator, "operator")?;
@@ -191,6 +217,8 @@ fn parse_row(text: &str) -> Result<ExportedDukpt, String> {
         terminal_model: &terminal_model,
         operator: &operator,
         injected_at,
+        replaces,
+        replaced_by,
     }
     .typed()
 }

@@ -184,6 +184,12 @@ pub struct DukptRow {
     /// The operator of the injection; `None` when no operator was logged in.
     pub operator: Option<String>,
     pub injected_at: String,
+    /// A re-injection: the initial KSN of the terminal's earlier row of this BDK it replaces.
+    pub replaces: Option<String>,
+    /// Re-injected since: the initial KSN of the later row that replaces this one.
+    pub replaced_by: Option<String>,
+    /// A re-injection: the grant its allocation was reserved under, and the grant's reason.
+    pub reinjection_grant: Option<(u64, String)>,
 }
 
 /// A DUKPT allocation that was voided.
@@ -257,6 +263,15 @@ pub enum DukptError {
         bdk: BdkName,
         device_id: DukptDeviceId,
         problem: String,
+    },
+    #[error(
+        "hardware serial {hardware_serial} already holds a confirmed initial key of BDK {bdk} ({initial_ksn}); an operator must grant a re-injection (keymother reinject grant --slot {bdk})"
+    )]
+    AlreadyInjected {
+        bdk: BdkName,
+        hardware_serial: HardwareSerial,
+        /// The initial KSN or key ID of its last confirmed initial key of this BDK.
+        initial_ksn: String,
     },
     #[error("device {device_id} of BDK {bdk} was not delivered to terminal {hardware_serial}")]
     NotDeliveredTo {
