@@ -170,7 +170,7 @@ fn rsa_share_basis(bench: &CertificateBench) -> anyhow::Result<()> {
     let kdh = bench.pki.issue(
         Role::KeyDistributionHost,
         Role::KeyDistributionHost,
-        "KDH RSA share",
+        "CN=KDH RSA share",
         &kdh_key.public_key(),
         now - day,
         now + day,
