@@ -657,7 +657,8 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
     drop(vault);
     let raw = support::raw(&data_dir);
     raw.execute_batch(
-        "DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
+        "DROP TABLE final_export; DROP TABLE predecessor;
+         DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
          DROP TABLE kdh_identity; DROP TABLE smn_export; DROP TABLE audit_log; DROP TABLE audit_head;
          DROP TRIGGER key_inventory_operator_is_permanent;
          ALTER TABLE key_inventory DROP COLUMN operator;

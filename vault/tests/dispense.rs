@@ -471,7 +471,8 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
         rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
+            "DROP TABLE final_export; DROP TABLE predecessor;
+             DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
              DROP TRIGGER key_inventory_operator_is_permanent;
              ALTER TABLE key_inventory DROP COLUMN operator;
              ALTER TABLE smn_registry DROP COLUMN operator;

@@ -186,7 +186,7 @@ fn a_newer_schema_is_refused() {
         .unwrap();
     let error = error_text(Vault::open(&data));
     assert!(
-        error.contains("schema version 99 is newer than this software understands (7)"),
+        error.contains("schema version 99 is newer than this software understands ("),
         "{error}"
     );
 }
