@@ -114,11 +114,7 @@ pub fn print_inventory(summary: &InventorySummary) {
     } else {
         String::new()
     };
-    println!(
-        "keys: {} ({}{erased})",
-        summary.total(),
-        states.join(", ")
-    );
+    println!("keys: {} ({}{erased})", summary.total(), states.join(", "));
     for batch in &summary.batches {
         println!(
             "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
