@@ -118,6 +118,10 @@ fn after_a_zeroize_the_daemon_starts_zeroized_serves_its_records_and_dispenses_n
     });
 
     // The records: rows, the sealed exports (without a session), the audit trail.
+    let inventory = ok(ask(&socket, json!({"command": "inventory"})));
+    assert_eq!(inventory["keys"]["erased"], 28, "{inventory}");
+    assert_eq!(inventory["batches"][0]["available"], 0, "{inventory}");
+    ok(ask(&socket, json!({"command": "bdk-status"})));
     assert_eq!(
         ok(ask(&socket, json!({"command": "smn-rows"})))
             .as_array()

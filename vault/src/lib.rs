@@ -178,7 +178,9 @@ impl Vault {
         if !database.exists() {
             return Err(VaultError::NotFound(data_dir.to_path_buf()));
         }
-        if !storage_key::path(data_dir).exists() && was_zeroized(&database) {
+        // Also when the storage key file is still there: a zeroize a crash interrupted, which
+        // `Vault::open_zeroized_as_owner` finishes.
+        if was_zeroized(&database) {
             return Err(VaultError::Zeroized(data_dir.to_path_buf()));
         }
         let storage_key = StorageKey::load(data_dir)?;

@@ -14,7 +14,7 @@ use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
 use keymother_vault::{
-    HeadMacStatus, KeyState, SecretName, Vault, verify_dukpt_export, verify_smn_export,
+    HeadMacStatus, KeyState, SecretName, Vault, VaultError, verify_dukpt_export, verify_smn_export,
 };
 use sha2::{Digest, Sha256};
 use support::{Bench, DEVICE};
@@ -159,6 +159,11 @@ fn opening_a_zeroized_vault_finishes_a_zeroize_a_crash_interrupted() {
             [],
         )
         .unwrap();
+    // Never opened as a live vault, key file or not.
+    assert!(matches!(
+        Vault::open(&data_dir),
+        Err(VaultError::Zeroized(_))
+    ));
     let vault = Vault::open_zeroized_as_owner(&data_dir).unwrap();
     assert!(!key_file.exists());
     assert_eq!(vault.inventory().unwrap().erased, 2);
