@@ -146,6 +146,7 @@ fn state_line(status: &api::StatusReport) -> String {
         }
         api::ApplianceState::Waiting => format!("state: waiting: {}", status.reason),
         api::ApplianceState::Tampered => format!("state: tampered: {}", status.reason),
+        api::ApplianceState::Zeroized => format!("state: zeroized: {}", status.reason),
     }
 }
 
@@ -417,6 +418,16 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
                 "zeroized: {} sealed secrets deleted, {} key blocks erased, storage key destroyed",
                 result.secrets_deleted, result.key_blocks_erased
             );
+            if result.final_exports == 0 {
+                println!(
+                    "no final export was sealed (no KEK was loaded): export-smn and export-dukpt are refused from now on; smn and the audit export still read the rows"
+                );
+            } else {
+                println!(
+                    "{} final exports sealed under the KEK before it went: export-smn and export-dukpt deliver them from now on",
+                    result.final_exports
+                );
+            }
             Ok(())
         }
         DaemonCommand::Smn => {

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use keymother_keyfiles::DeviceId;
 use keymother_vault::{
-    ComponentEntry, FailedCeremony, ImportReport, InventorySummary, SecretName, Vault,
-    check_ceremony,
+    ComponentEntry, FailedCeremony, HeadMacStatus, ImportReport, InventorySummary, SecretName,
+    Vault, check_ceremony,
 };
 
 use crate::arguments::argument_error;
@@ -40,6 +41,40 @@ pub enum VaultCommand {
     Inventory {
         #[arg(long)]
         data_dir: PathBuf,
+    },
+    /// After a zeroize: archives the zeroized vault read-only beside a fresh one (new storage
+    /// key, no keys), whose audit chain starts by naming the archive and its last row; audited.
+    Recommission {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Why (recorded in the new audit trail).
+        #[arg(long)]
+        reason: String,
+        /// The security officer's name (recorded as the actor).
+        #[arg(long)]
+        officer: String,
+        /// The new vault's device id; the zeroized vault's when not given.
+        #[arg(long)]
+        device_id: Option<String>,
+    },
+    /// Verifies the audit chain of a vault: a data directory, or an archive left by
+    /// recommission (also checked against the row of the vault that succeeded it).
+    AuditVerify {
+        /// A data directory, or an archived vault file (vault-zeroized-DATE.sqlite).
+        #[arg(long)]
+        vault: PathBuf,
+    },
+    /// Writes the audit trail of a vault (a data directory or an archived vault file).
+    AuditExport {
+        /// A data directory, or an archived vault file.
+        #[arg(long)]
+        vault: PathBuf,
+        /// Where to write it; an existing file is not replaced without --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -77,7 +112,12 @@ pub fn print_inventory(summary: &InventorySummary) {
         .iter()
         .map(|(state, count)| format!("{state} {count}"))
         .collect();
-    println!("keys: {} ({})", summary.total(), states.join(", "));
+    let erased = if summary.erased > 0 {
+        format!(", erased by the zeroize {}", summary.erased)
+    } else {
+        String::new()
+    };
+    println!("keys: {} ({}{erased})", summary.total(), states.join(", "));
     for batch in &summary.batches {
         println!(
             "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}",
@@ -175,8 +215,32 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             print_report(&report);
             Ok(())
         }
+        VaultCommand::Recommission {
+            data_dir,
+            reason,
+            officer,
+            device_id,
+        } => recommission(&data_dir, &reason, &officer, device_id.as_deref()),
+        VaultCommand::AuditVerify { vault } => audit_verify(&vault),
+        VaultCommand::AuditExport { vault, out, force } => {
+            crate::client::check_destination(&out, force)?;
+            let report = open_to_read(&vault)?.export_audit(&out)?;
+            println!(
+                "exported {} audit rows to {} ({})",
+                report.rows,
+                out.display(),
+                report.verification
+            );
+            Ok(())
+        }
         VaultCommand::Inventory { data_dir } => {
-            let vault = Vault::open_as_owner(&data_dir)?;
+            let vault = match Vault::open_as_owner(&data_dir) {
+                Err(keymother_vault::VaultError::Zeroized(_)) => {
+                    println!("the vault was zeroized");
+                    Vault::open_zeroized_as_owner(&data_dir)?
+                }
+                opened => opened?,
+            };
             for name in SecretName::ALL {
                 match vault.secret_info(name)? {
                     Some(info) => println!(
@@ -190,4 +254,83 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn recommission(
+    data_dir: &Path,
+    reason: &str,
+    officer: &str,
+    device_id: Option<&str>,
+) -> anyhow::Result<()> {
+    let device_id: Option<DeviceId> = device_id
+        .map(|text| text.parse())
+        .transpose()
+        .map_err(|error| argument_error("--device-id", error))?;
+    let (_vault, done) = Vault::recommission(data_dir, device_id.as_ref(), reason, officer)?;
+    let predecessor = &done.predecessor;
+    println!(
+        "archived the zeroized vault of {} as {} (read-only, SHA-256 {})",
+        predecessor.device_id,
+        done.archive.display(),
+        predecessor.archive_sha256
+    );
+    println!(
+        "its audit chain ends at row {} (hash {}); verify it with: keymother vault audit-verify --vault {}",
+        predecessor.last_sequence,
+        predecessor.last_hash,
+        done.archive.display()
+    );
+    println!(
+        "new vault for device {} in {}: audit row {} names the archive; run the KEK and TTK ceremonies next",
+        done.device_id,
+        data_dir.display(),
+        predecessor.audit_sequence
+    );
+    Ok(())
+}
+
+/// A vault to read: an archived vault file, or the vault in a data directory.
+fn open_to_read(path: &Path) -> anyhow::Result<Vault> {
+    Ok(if path.is_file() {
+        Vault::open_archive(path)?
+    } else {
+        Vault::open_for_audit(path)?
+    })
+}
+
+fn audit_verify(path: &Path) -> anyhow::Result<()> {
+    let report = open_to_read(path)?
+        .verify_audit()
+        .map_err(|failure| anyhow::anyhow!("the audit chain does not verify: {failure}"))?;
+    let mac = match report.head_mac {
+        HeadMacStatus::Verified => "verified",
+        HeadMacStatus::NotChecked => "not checked: no storage key",
+    };
+    println!(
+        "audit trail verifies: {} rows, head {} (head MAC {mac})",
+        report.rows, report.head_hash
+    );
+    if !path.is_file() {
+        return Ok(());
+    }
+    // An archive: the vault beside it that succeeded it recorded where its chain ended.
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let linked = match Vault::open_for_audit(directory) {
+        Ok(successor) => successor.check_archive_link(path)?,
+        Err(_) => false,
+    };
+    if linked {
+        println!(
+            "linked: the vault in {} succeeded this archive and recorded this file and this head",
+            directory.display()
+        );
+    } else {
+        println!(
+            "no successor beside it names this archive: compare the head with the recommission row of the vault that succeeded it"
+        );
+    }
+    Ok(())
 }

@@ -19,6 +19,9 @@ pub enum ApplianceState {
     Locked,
     /// The tamper input fired; the key ceremonies must be held again.
     Tampered,
+    /// The vault was zeroized: nothing is dispensed until it is recommissioned (offline:
+    /// `keymother vault recommission`); its registries and audit trail can still be read.
+    Zeroized,
 }
 
 /// A loaded secret (KEK or TTK).
@@ -108,7 +111,8 @@ pub struct StatusReport {
     pub tampered: Option<String>,
     /// `KEK` and `TTK`: the loaded secret, or `null`.
     pub secrets: BTreeMap<String, Option<SecretStatus>>,
-    /// Keys per state (`available`, `reserved`, `sent`, `used`, `quarantined`, `void`).
+    /// Keys per state (`available`, `reserved`, `sent`, `used`, `quarantined`, `void`), and
+    /// `erased`: keys a zeroize erased before they were used.
     pub keys: BTreeMap<String, u64>,
     pub smn_rows: u64,
     /// The operator logged in, or `null`.
@@ -281,6 +285,10 @@ pub struct VoidReport {
 pub struct ZeroizeReport {
     pub secrets_deleted: u64,
     pub key_blocks_erased: u64,
+    /// Final exports (SMN and DUKPT registries, all rows and only new rows) sealed under the
+    /// KEK before it went, which `export-smn` and `export-dukpt` deliver from then on; 0 when
+    /// no KEK was loaded.
+    pub final_exports: u64,
 }
 
 /// `kdh-request`.

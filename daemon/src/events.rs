@@ -35,6 +35,8 @@ pub enum Reason {
     NoOperator,
     /// No serial port is open.
     NoPort,
+    /// The vault was zeroized: nothing is dispensed until it is recommissioned.
+    Zeroized,
 }
 
 impl std::fmt::Display for Reason {
@@ -52,6 +54,9 @@ impl std::fmt::Display for Reason {
             Reason::NoOperatorCa => f.write_str("no operator CA configured: add [pki]"),
             Reason::NoOperator => f.write_str("no operator logged in"),
             Reason::NoPort => f.write_str("no serial port open"),
+            Reason::Zeroized => {
+                f.write_str("zeroized: recommission the vault (keymother vault recommission)")
+            }
         }
     }
 }

@@ -43,7 +43,11 @@ fn record_software(data_dir: &std::path::Path) -> Result<(), OpenError> {
             return Ok(());
         }
     };
-    let mut vault = keymother_vault::Vault::open_as_owner(data_dir)?;
+    let mut vault = match keymother_vault::Vault::open_as_owner(data_dir) {
+        // A zeroized vault records nothing more; the dispenser opens it in its zeroized state.
+        Err(keymother_vault::VaultError::Zeroized(_)) => return Ok(()),
+        opened => opened?,
+    };
     let last = vault.last_audit_details("software")?;
     if last.is_some_and(|details| details.contains(&binary_sha256)) {
         return Ok(());

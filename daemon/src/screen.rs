@@ -78,6 +78,9 @@ fn not_ready_screen(reason: &Reason) -> Screen {
             error("clock not set: two people set it (keymother clock set)")
         }
         Reason::TamperInputMissing { .. } => error("tamper input not watched: check the GPIO"),
+        Reason::Zeroized => Screen::Locked {
+            reason: LockReason::Zeroized,
+        },
         Reason::Tampered { .. } | Reason::Locked | Reason::Starting | Reason::Ready => {
             Screen::Locked {
                 reason: LockReason::NoKeys,
@@ -213,6 +216,12 @@ mod tests {
                 Reason::Locked,
                 Screen::Locked {
                     reason: LockReason::NoKeys,
+                },
+            ),
+            (
+                Reason::Zeroized,
+                Screen::Locked {
+                    reason: LockReason::Zeroized,
                 },
             ),
             (

@@ -120,6 +120,7 @@ impl Shared {
     /// Why keys do not flow, most urgent first.
     fn reason(&self, keys_left: u64, ports_open: usize, operator: bool) -> Reason {
         match self.dispenser.readiness() {
+            Readiness::Zeroized => return Reason::Zeroized,
             Readiness::Tampered(input) => return Reason::Tampered { input },
             Readiness::Locked => return Reason::Locked,
             Readiness::Unlocked => {}
@@ -174,6 +175,7 @@ impl Shared {
         let state = match self.dispenser.readiness() {
             Readiness::Unlocked => "ready".to_owned(),
             Readiness::Locked => "locked (key ceremonies needed)".to_owned(),
+            Readiness::Zeroized => "ZEROIZED (recommission the vault)".to_owned(),
             Readiness::Tampered(input) => {
                 format!("TAMPERED by input {input} (key ceremonies needed)")
             }

@@ -396,7 +396,7 @@ fn ceremony_import_injection_and_registry_through_the_cli_only() {
         "{text}"
     );
     let status = run_ok(&socket, &["status"], "");
-    assert!(status.contains("locked"), "{status}");
+    assert!(status.contains("state: zeroized"), "{status}");
 
     daemon.stop();
     let logged = std::fs::read_to_string(&log).unwrap();

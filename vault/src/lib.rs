@@ -18,6 +18,7 @@ mod inventory;
 mod kdh;
 mod mac;
 mod operator;
+mod recommission;
 mod reinjection;
 mod schema;
 mod secrets;
@@ -25,6 +26,7 @@ mod smn_export;
 mod storage_key;
 mod tamper;
 mod withdrawal;
+mod zeroized;
 
 use std::path::{Path, PathBuf};
 
@@ -68,8 +70,10 @@ pub use smn_export::{
     VerifiedExport, verify_smn_export,
 };
 
+pub use recommission::{Predecessor, Recommissioned};
 pub use tamper::{TamperOutstanding, TamperReport};
 pub use withdrawal::{WithdrawError, WithdrawnBatch};
+pub use zeroized::{Registry, ZeroizeRecord};
 
 use storage_key::StorageKey;
 
@@ -83,6 +87,8 @@ pub struct Vault {
     /// `None` once the vault is zeroized, or when it was opened for audit without the key.
     storage_key: Option<StorageKey>,
     device_id: DeviceId,
+    /// The vault was zeroized: it delivers its final exports and its audit trail, nothing else.
+    zeroized: bool,
     /// Held by the one process that owns the vault (see [`Vault::open_as_owner`]).
     owner_lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
@@ -100,35 +106,40 @@ pub(crate) fn live_key<'k>(
 /// The lock file that marks the vault's owner.
 const OWNER_LOCK_FILE: &str = "owner.lock";
 
+/// Takes the owner lock of `data_dir` (see [`Vault::open_as_owner`]); held until dropped.
+pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, VaultError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(OWNER_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| VaultError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                VaultError::Refused(format!(
+                    "the vault in {} is in use by another process (keymotherd is running: use the keymother commands that talk to it)",
+                    data_dir.display()
+                ))
+            } else {
+                VaultError::Io { path: path.clone(), source: std::io::Error::from(errno) }
+            }
+        },
+    )
+}
+
 impl Vault {
     /// Opens the vault as its one owner: keymotherd, or an offline maintenance command while
     /// keymotherd is stopped. A second owner is refused, so the daemon really is the only
     /// process that changes the vault and holds its secrets while it runs.
     pub fn open_as_owner(data_dir: &Path) -> Result<Vault, VaultError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = data_dir.join(OWNER_LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| VaultError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
-            |(_, errno)| {
-                if errno == nix::errno::Errno::EWOULDBLOCK {
-                    VaultError::Refused(format!(
-                        "the vault in {} is in use by another process (keymotherd is running: use the keymother commands that talk to it)",
-                        data_dir.display()
-                    ))
-                } else {
-                    VaultError::Io { path: path.clone(), source: std::io::Error::from(errno) }
-                }
-            },
-        )?;
+        let lock = lock_owner(data_dir)?;
         let mut vault = Vault::open(data_dir)?;
         vault.owner_lock = Some(lock);
         Ok(vault)
@@ -137,6 +148,21 @@ impl Vault {
     /// Creates a new vault in `data_dir` (made with mode 0700 if missing; it must not already
     /// hold a vault) bound to `device_id`, with a fresh storage key.
     pub fn create(data_dir: &Path, device_id: &DeviceId) -> Result<Vault, VaultError> {
+        let first = AuditEvent::ConfigChange {
+            what: format!("vault created for device {device_id}"),
+            operator: None,
+        };
+        Vault::create_with(data_dir, device_id, &first, |_, _| Ok(()))
+    }
+
+    /// [`Vault::create`] with `first` as the chain's first row; `record` adds to the same
+    /// transaction, given the row's sequence number.
+    pub(crate) fn create_with(
+        data_dir: &Path,
+        device_id: &DeviceId,
+        first: &AuditEvent,
+        record: impl FnOnce(&rusqlite::Transaction<'_>, u64) -> Result<(), VaultError>,
+    ) -> Result<Vault, VaultError> {
         storage_key::prepare_directory(data_dir)?;
         let database = data_dir.join(DATABASE_FILE);
         if database.exists() || storage_key::path(data_dir).exists() {
@@ -144,26 +170,21 @@ impl Vault {
         }
         let storage_key = StorageKey::create(data_dir)?;
         let mut connection = open_connection(&database, true)?;
-        schema::migrate(&mut connection, &storage_key)?;
+        schema::migrate(&mut connection, Some(&storage_key))?;
         let transaction = connection.transaction()?;
         transaction.execute(
             "INSERT INTO device_identity (singleton, device_id, created_at) VALUES (1, ?1, ?2)",
             (device_id.as_str(), now_text()),
         )?;
-        audit::append(
-            &transaction,
-            storage_key.audit_head(),
-            &AuditEvent::ConfigChange {
-                what: format!("vault created for device {device_id}"),
-                operator: None,
-            },
-        )?;
+        let row = audit::append(&transaction, storage_key.audit_head(), first)?;
+        record(&transaction, row.sequence)?;
         transaction.commit()?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
             storage_key: Some(storage_key),
             device_id: device_id.clone(),
+            zeroized: false,
             owner_lock: None,
         })
     }
@@ -176,19 +197,22 @@ impl Vault {
         if !database.exists() {
             return Err(VaultError::NotFound(data_dir.to_path_buf()));
         }
-        if !storage_key::path(data_dir).exists() && was_zeroized(&database) {
+        // Also when the storage key file is still there: a zeroize a crash interrupted, which
+        // `Vault::open_zeroized_as_owner` finishes.
+        if was_zeroized(&database) {
             return Err(VaultError::Zeroized(data_dir.to_path_buf()));
         }
         let storage_key = StorageKey::load(data_dir)?;
         let mut connection = open_connection(&database, false)?;
         check_integrity(&connection)?;
-        schema::migrate(&mut connection, &storage_key)?;
+        schema::migrate(&mut connection, Some(&storage_key))?;
         let device_id = read_device_id(&connection)?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
             storage_key: Some(storage_key),
             device_id,
+            zeroized: false,
             owner_lock: None,
         })
     }
@@ -203,16 +227,19 @@ impl Vault {
         if !database.exists() {
             return Err(VaultError::NotFound(data_dir.to_path_buf()));
         }
-        let storage_key = if storage_key::path(data_dir).exists() {
-            Some(StorageKey::load(data_dir)?)
-        } else {
-            None
-        };
-        let connection = Connection::open_with_flags(
-            &database,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+        let storage_key = zeroized::storage_key_if_present(data_dir)?;
+        Vault::open_read_only(data_dir, &database, storage_key)
+    }
+
+    /// Opens `database` read-only with `storage_key` (when there is one, the audit head's MAC
+    /// is checked). The schema must be at this build's version, or, for a vault without its
+    /// storage key (zeroized, archived), at least the audit chain's.
+    pub(crate) fn open_read_only(
+        data_dir: &Path,
+        database: &Path,
+        storage_key: Option<StorageKey>,
+    ) -> Result<Vault, VaultError> {
+        let connection = zeroized::read_only_connection(database)?;
         check_integrity(&connection)?;
         let version = schema::version(&connection)?;
         if version > schema::LATEST_VERSION {
@@ -221,18 +248,26 @@ impl Vault {
                 supported: schema::LATEST_VERSION,
             });
         }
-        if version < schema::LATEST_VERSION {
+        let readable = if storage_key.is_some() {
+            schema::LATEST_VERSION
+        } else {
+            schema::AUDIT_VERSION
+        };
+        if version < readable {
             return Err(VaultError::Refused(format!(
                 "the vault's schema version is {version}; open it once with Vault::open to upgrade it (version {}) before auditing",
                 schema::LATEST_VERSION
             )));
         }
         let device_id = read_device_id(&connection)?;
+        let zeroized = storage_key.is_none()
+            && audit::last_event(&connection).as_deref() == Some(AuditEvent::ZEROIZE_NAME);
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
             storage_key,
             device_id,
+            zeroized,
             owner_lock: None,
         })
     }
@@ -265,14 +300,14 @@ fn read_device_id(connection: &Connection) -> Result<DeviceId, VaultError> {
 }
 
 /// True when the database's last audit row is a zeroize (its storage key was destroyed).
-fn was_zeroized(database: &Path) -> bool {
+pub(crate) fn was_zeroized(database: &Path) -> bool {
     Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .ok()
         .and_then(|connection| audit::last_event(&connection))
         .is_some_and(|event| event == AuditEvent::ZEROIZE_NAME)
 }
 
-fn open_connection(database: &Path, create: bool) -> Result<Connection, VaultError> {
+pub(crate) fn open_connection(database: &Path, create: bool) -> Result<Connection, VaultError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -294,7 +329,7 @@ fn open_connection(database: &Path, create: bool) -> Result<Connection, VaultErr
     Ok(connection)
 }
 
-fn check_integrity(connection: &Connection) -> Result<(), VaultError> {
+pub(crate) fn check_integrity(connection: &Connection) -> Result<(), VaultError> {
     let mut statement = connection.prepare("PRAGMA integrity_check")?;
     let findings: Vec<String> = statement
         .query_map([], |row| row.get(0))?

@@ -52,6 +52,11 @@ pub struct ZeroizeReport {
     /// DUKPT BDK blocks erased (sealed under the storage key, like the KEK and TTK); the BDK
     /// rows stay, so the audit and the allocations still name them.
     pub bdks_erased: u64,
+    /// Final exports sealed under the KEK before it went (SMN and DUKPT, all rows and only
+    /// new rows: 4), which the zeroized vault delivers; 0 when none could be.
+    pub final_exports: u64,
+    /// Why no final export was sealed (no KEK was loaded), if so.
+    pub final_export_problem: Option<String>,
 }
 
 impl Vault {
@@ -120,8 +125,9 @@ impl Vault {
         })
     }
 
-    /// Destroys the device's secrets: records a Zeroize row (its head MAC is the last one the
-    /// storage key makes) and deletes the sealed KEK and TTK and every BDK's key block in one
+    /// Destroys the device's secrets. First seals the final SMN and DUKPT exports under the
+    /// KEK (`zeroized.rs`), kept in the vault with a `final-export` row each; then records a
+    /// Zeroize row (its head MAC is the last one the storage key makes) and deletes the sealed KEK and TTK and every BDK's key block in one
     /// transaction, forgets the
     /// storage key, overwrites and removes its file, blanks every master-key block, and
     /// truncates the write-ahead log that still held old page copies.
@@ -135,10 +141,19 @@ impl Vault {
         reason: &str,
         operator: Option<&str>,
     ) -> Result<ZeroizeReport, VaultError> {
+        live_key(&self.storage_key, &self.data_dir)?;
+        // Before the transaction: each export reads its own snapshot.
+        let mut finals = self.seal_final_exports();
         let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let final_exports = crate::zeroized::store_final_exports(
+            &transaction,
+            storage_key.audit_head(),
+            &mut finals.exports,
+            operator,
+        )?;
         let row = audit::append(
             &transaction,
             storage_key.audit_head(),
@@ -151,6 +166,7 @@ impl Vault {
             + transaction.execute("DELETE FROM kdh_identity", [])? as u64;
         let bdks_erased = erase_bdks(&transaction)?;
         transaction.commit()?;
+        self.zeroized = true;
         // Dropping the key zeroizes it in memory; then the file goes. Both before the slower
         // blanking of the inventory, so a tamper response destroys what matters first.
         self.storage_key = None;
@@ -168,6 +184,8 @@ impl Vault {
             secrets_deleted,
             key_blocks_erased,
             bdks_erased,
+            final_exports,
+            final_export_problem: finals.problem,
         })
     }
 }

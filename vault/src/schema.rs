@@ -443,10 +443,42 @@ const MIGRATIONS: &[&str] = &[
                              AND earlier.hardware_serial = NEW.hardware_serial
                              AND earlier.bdk_name = NEW.bdk_name)
          BEGIN SELECT RAISE(ABORT, 'a DUKPT registry row replaces only an earlier row of its terminal and BDK'); END;",
+    // The zeroize lifecycle (zeroized.rs, recommission.rs). `final_export`: the SMN and DUKPT
+    // exports a zeroize seals under the KEK just before destroying it, so that a zeroized
+    // vault still delivers its registries sealed. `predecessor`: the zeroized vault a
+    // recommissioned one succeeds, archived beside it, with the head of its audit chain, so
+    // that the two chains link. Neither is ever rewritten or deleted.
+    "CREATE TABLE final_export (
+         registry TEXT NOT NULL CHECK (registry IN ('smn', 'dukpt')),
+         only_new INTEGER NOT NULL CHECK (only_new IN (0, 1)),
+         rows INTEGER NOT NULL CHECK (rows >= 0),
+         exported_at TEXT NOT NULL,
+         file_sha256 TEXT NOT NULL CHECK (length(file_sha256) = 64),
+         content BLOB NOT NULL,
+         audit_sequence INTEGER NOT NULL,
+         PRIMARY KEY (registry, only_new)
+     ) STRICT;
+     CREATE TRIGGER final_export_never_rewritten BEFORE UPDATE ON final_export
+         BEGIN SELECT RAISE(ABORT, 'final exports are never rewritten'); END;
+     CREATE TRIGGER final_export_never_deleted BEFORE DELETE ON final_export
+         BEGIN SELECT RAISE(ABORT, 'final exports are never deleted'); END;
+     CREATE TABLE predecessor (
+         archive TEXT PRIMARY KEY,
+         archive_sha256 TEXT NOT NULL CHECK (length(archive_sha256) = 64),
+         device_id TEXT NOT NULL,
+         last_sequence INTEGER NOT NULL CHECK (last_sequence >= 0),
+         last_hash TEXT NOT NULL CHECK (length(last_hash) = 64),
+         audit_sequence INTEGER NOT NULL,
+         recommissioned_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER predecessor_never_rewritten BEFORE UPDATE ON predecessor
+         BEGIN SELECT RAISE(ABORT, 'a predecessor record is never rewritten'); END;
+     CREATE TRIGGER predecessor_never_deleted BEFORE DELETE ON predecessor
+         BEGIN SELECT RAISE(ABORT, 'a predecessor record is never deleted'); END;",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.
-const AUDIT_VERSION: i64 = 3;
+pub(crate) const AUDIT_VERSION: i64 = 3;
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -458,10 +490,11 @@ pub(crate) fn version(connection: &Connection) -> Result<i64, VaultError> {
 
 /// Brings the database up to [`LATEST_VERSION`], refusing one written by a newer build. The
 /// audit migration starts the chain with a head MACed under the storage key and, for a vault
-/// that already existed, a first row saying so.
+/// that already existed, a first row saying so. A zeroized vault has no storage key: it is
+/// brought up to date only past the audit migration (`storage_key` `None`).
 pub(crate) fn migrate(
     connection: &mut Connection,
-    storage_key: &StorageKey,
+    storage_key: Option<&StorageKey>,
 ) -> Result<(), VaultError> {
     let current = version(connection)?;
     if current > LATEST_VERSION {
@@ -475,6 +508,11 @@ pub(crate) fn migrate(
         let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
         if reached == AUDIT_VERSION {
+            let storage_key = storage_key.ok_or_else(|| {
+                VaultError::Refused(format!(
+                    "the vault's schema version {current} predates the audit chain, which needs the storage key: a zeroized vault this old cannot be upgraded"
+                ))
+            })?;
             audit::start_chain(&transaction, storage_key.audit_head())?;
             if current > 0 {
                 audit::append(

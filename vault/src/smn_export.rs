@@ -202,6 +202,9 @@ pub struct SmnExportDraft {
     pub exported_at: String,
     /// SHA-256 of the whole file, lower-case hex.
     pub file_sha256: String,
+    /// The `final-export` row of a file a zeroize sealed (a zeroized vault delivers only
+    /// that): already recorded, so committing it records nothing.
+    sealed_at_zeroize: Option<u64>,
 }
 
 impl Vault {
@@ -231,6 +234,18 @@ impl Vault {
         only_new: bool,
         label: &Path,
     ) -> Result<SmnExportDraft, ExportError> {
+        if self.zeroized {
+            // Its registry never changes again: the file sealed at the zeroize is the export.
+            let stored = self.deliver_final_export(crate::Registry::Smn, only_new, out, label)?;
+            return Ok(SmnExportDraft {
+                bound: 0,
+                rows: stored.rows,
+                only_new,
+                exported_at: stored.exported_at,
+                file_sha256: stored.file_sha256,
+                sealed_at_zeroize: Some(stored.audit_sequence),
+            });
+        }
         let kek = self.load_secret(SecretName::Kek)?;
         let seal_key = MacKey::derive(&kek, SMN_EXPORT_SEAL_LABEL);
         let kek_kcv = kek.kcv();
@@ -305,6 +320,7 @@ impl Vault {
             only_new,
             exported_at,
             file_sha256: hex::encode(lines.digest.finalize()),
+            sealed_at_zeroize: None,
         })
     }
 
@@ -316,6 +332,17 @@ impl Vault {
         file: &str,
         operator: Option<&str>,
     ) -> Result<ExportReport, ExportError> {
+        if let Some(audit_sequence) = draft.sealed_at_zeroize {
+            // Sealed and recorded by the zeroize; a zeroized vault records nothing more.
+            return Ok(ExportReport {
+                path: PathBuf::from(file),
+                rows: draft.rows,
+                only_new: draft.only_new,
+                exported_at: draft.exported_at.clone(),
+                file_sha256: draft.file_sha256.clone(),
+                audit_sequence,
+            });
+        }
         let key = crate::live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
             .connection

@@ -479,7 +479,8 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
         rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
+            "DROP TABLE final_export; DROP TABLE predecessor;
+             DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
              DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
              DROP TABLE batch_withdrawal;
              DROP TRIGGER key_inventory_withdrawal_is_permanent;

@@ -34,10 +34,17 @@ impl Context {
             blocking(move || dispenser.operator_session(keymother_vault::clock::now())).await?;
         match session {
             Some(session) => Ok(session.name),
-            None if needs_session && self.shared.dispenser.operator_required() => Err(
+            // A zeroized vault records nothing, so nobody can log in; what it still does
+            // (reading and delivering what the zeroize sealed) goes on without a session.
+            None if needs_session
+                && self.shared.dispenser.operator_required()
+                && !self.shared.dispenser.is_zeroized() =>
+            {
+                Err(
                 "no operator is logged in: operator login is required on this appliance; log in first (keymother operator login)"
                     .to_owned(),
-            ),
+            )
+            }
             None => Ok(self.peer.clone()),
         }
     }
@@ -70,13 +77,14 @@ fn session_report(session: &OperatorSession) -> api::SessionReport {
     }
 }
 
-/// Keys per state, by the states' names.
+/// Keys per state, by the states' names, and `erased`: keys a zeroize erased before use.
 fn key_counts(
     inventory: &keymother_vault::InventorySummary,
 ) -> std::collections::BTreeMap<String, u64> {
     KeyState::ALL
         .into_iter()
         .map(|state| (state.to_string(), inventory.count(state)))
+        .chain([("erased".to_owned(), inventory.erased)])
         .collect()
 }
 
@@ -147,6 +155,7 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
         Readiness::Unlocked => (api::ApplianceState::Waiting, None),
         Readiness::Locked => (api::ApplianceState::Locked, None),
         Readiness::Tampered(input) => (api::ApplianceState::Tampered, Some(input)),
+        Readiness::Zeroized => (api::ApplianceState::Zeroized, None),
     };
     Ok(api::StatusReport {
         control_version: api::CONTROL_VERSION,
@@ -372,6 +381,10 @@ pub(crate) async fn zeroize(
         let report = dispenser
             .with_vault(|vault| vault.zeroize(&reason, Some(&operator)))
             .map_err(|error| error.to_string())?;
+        dispenser.mark_zeroized();
+        if let Some(problem) = &report.final_export_problem {
+            log::error!(event = "zeroize"; "{problem}");
+        }
         // The keys in memory go too; terminals get NOT_READY from now on.
         let _ = dispenser.reload_keys();
         dispenser.reload_kdh();
@@ -379,6 +392,7 @@ pub(crate) async fn zeroize(
         Ok(api::ZeroizeReport {
             secrets_deleted: report.secrets_deleted,
             key_blocks_erased: report.key_blocks_erased,
+            final_exports: report.final_exports,
         })
     })
     .await?

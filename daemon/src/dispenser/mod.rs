@@ -27,7 +27,7 @@ mod sessions;
 mod tamper;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use keymother_vault::{Vault, VaultError};
@@ -75,6 +75,9 @@ pub struct Dispenser {
     require_expected_devices: AtomicBool,
     /// The hardware serials being injected, each held by one port's session.
     claims: Mutex<admission::SerialClaims>,
+    /// The vault was zeroized (before this start, or by the `zeroize` command since): nothing
+    /// is dispensed or recorded any more; the registries and the audit trail are still read.
+    zeroized: AtomicBool,
 }
 
 /// The appliance's state as the display and the LEDs show it.
@@ -86,6 +89,8 @@ pub enum Readiness {
     Locked,
     /// The tamper input fired; both ceremonies are needed again. The input's name.
     Tampered(String),
+    /// The vault was zeroized: locked until it is recommissioned (offline).
+    Zeroized,
 }
 
 /// Why the daemon could not start dispensing.
@@ -110,7 +115,18 @@ impl Dispenser {
         operators: OperatorSettings,
         clock: &ClockSettings,
     ) -> Result<Dispenser, OpenError> {
-        let vault = Vault::open_as_owner(data_dir)?;
+        let vault = match Vault::open_as_owner(data_dir) {
+            // The zeroized state: read-only, for its exports and its audit trail.
+            Err(VaultError::Zeroized(_)) => Vault::open_zeroized_as_owner(data_dir)?,
+            opened => opened?,
+        };
+        let zeroized = vault.is_zeroized();
+        if zeroized {
+            log::warn!(
+                event = "zeroized";
+                "the vault was zeroized: no key is dispensed; its registries and audit trail can still be read and exported; recommission it to start again (keymother vault recommission)"
+            );
+        }
         let floor = vault.last_audit_at()?;
         let trust = crate::clock::detect(clock, keymother_vault::clock::now(), floor);
         match &trust {
@@ -145,9 +161,10 @@ impl Dispenser {
                 );
                 None
             }
+            None if zeroized => None,
             None => LoadedKeys::unseal(&vault)?,
         };
-        if keys.is_none() && tamper.is_none() {
+        if keys.is_none() && tamper.is_none() && !zeroized {
             log::warn!(
                 "event=locked reason=\"the KEK or the TTK is not loaded; run the key ceremonies\""
             );
@@ -172,6 +189,7 @@ impl Dispenser {
             clock,
             require_expected_devices: AtomicBool::new(false),
             claims: Mutex::new(admission::SerialClaims::default()),
+            zeroized: AtomicBool::new(zeroized),
         })
     }
 
@@ -234,8 +252,11 @@ impl Dispenser {
         &self.device_id
     }
 
-    /// Ready, locked or tampered.
+    /// Ready, locked, tampered or zeroized.
     pub fn readiness(&self) -> Readiness {
+        if self.is_zeroized() {
+            return Readiness::Zeroized;
+        }
         if let Some(input) = self.tampered() {
             return Readiness::Tampered(input);
         }
@@ -246,9 +267,24 @@ impl Dispenser {
         }
     }
 
+    /// Whether the vault was zeroized.
+    pub fn is_zeroized(&self) -> bool {
+        self.zeroized.load(Ordering::Acquire)
+    }
+
+    /// The `zeroize` command destroyed the vault's secrets: the zeroized state from now on.
+    pub(crate) fn mark_zeroized(&self) {
+        self.zeroized.store(true, Ordering::Release);
+        self.touch();
+    }
+
     /// Records the settings in force in the audit trail when they differ from the last
     /// recorded ones (a configuration change), identified by their SHA-256.
     pub fn record_settings(&self, digest: &str) -> Result<bool, VaultError> {
+        if self.is_zeroized() {
+            // Nothing is recorded in a zeroized vault: its chain ends at the zeroize.
+            return Ok(false);
+        }
         let mut vault = self.vault();
         let last = vault.last_audit_details("config-change")?;
         if last.is_some_and(|details| details.contains(digest)) {

@@ -174,7 +174,8 @@ impl Dispenser {
                     lock.recorded = true;
                 }
             }
-            Err(VaultError::AuditTampered(_)) => {
+            // A zeroized vault holds no secret to delete and records nothing: nothing to retry.
+            Err(VaultError::AuditTampered(_) | VaultError::Zeroized(_)) => {
                 // The sealed secrets were deleted; only the row is missing, and the chain
                 // will take none until the officer intervenes: nothing to retry.
                 if let Some(lock) = self.tamper_lock().as_mut() {

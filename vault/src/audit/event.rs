@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use keymother_crypto::{Kcv, KeyAlgorithm};
 use keymother_domain::{BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
 
-use crate::{BdkSource, KeySlot, SecretName};
+use crate::{BdkSource, KeySlot, Registry, SecretName};
 
 /// Longest value kept in `details` or `actor`, in bytes before escaping; longer ones are cut
 /// and end in `...` (a reason typed at length, a file name).
@@ -258,6 +258,28 @@ pub enum AuditEvent {
         port: String,
         operator: Option<String>,
     },
+    /// A zeroize sealed the final export of a registry under the KEK just before destroying
+    /// it. The file is kept in the vault (`final_export`): the zeroized vault delivers it.
+    FinalExport {
+        registry: Registry,
+        rows: u64,
+        only_new: bool,
+        file_sha256: String,
+        operator: Option<String>,
+    },
+    /// A fresh vault took over from a zeroized one, archived beside it: the new chain's first
+    /// row, naming the archive and the head of its chain, so the two chains link.
+    Recommission {
+        /// The archive's file name, in the data directory.
+        archive: String,
+        archive_sha256: String,
+        previous_device_id: String,
+        /// The archived chain's last row and its hash.
+        last_sequence: u64,
+        last_hash: String,
+        reason: String,
+        operator: String,
+    },
 }
 
 impl AuditEvent {
@@ -300,6 +322,8 @@ impl AuditEvent {
             AuditEvent::ReinjectionGranted { .. } => "reinjection-grant",
             AuditEvent::ReinjectionRevoked { .. } => "reinjection-revoke",
             AuditEvent::ReinjectionUsed { .. } => "reinjection-used",
+            AuditEvent::FinalExport { .. } => "final-export",
+            AuditEvent::Recommission { .. } => "recommission",
         }
     }
 
@@ -342,6 +366,7 @@ impl AuditEvent {
             | AuditEvent::ExpectedImportRefused { operator, .. }
             | AuditEvent::ExpectedClose { operator, .. }
             | AuditEvent::ReconcileExport { operator, .. } => operator_or_system(operator),
+            AuditEvent::FinalExport { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. }
             | AuditEvent::TamperInputLost { .. }
             | AuditEvent::TamperInputRestored { .. }
@@ -351,7 +376,8 @@ impl AuditEvent {
             | AuditEvent::ReinjectionGranted { operator, .. }
             | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::Login { operator, .. }
-            | AuditEvent::Logout { operator, .. } => operator.clone(),
+            | AuditEvent::Logout { operator, .. }
+            | AuditEvent::Recommission { operator, .. } => operator.clone(),
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
             AuditEvent::ClockSet { .. } => "custodians".to_owned(),
             AuditEvent::Software { .. } => "system".to_owned(),
@@ -395,6 +421,9 @@ impl AuditEvent {
             AuditEvent::ReinjectionGranted { .. }
             | AuditEvent::ReinjectionRevoked { .. }
             | AuditEvent::ReinjectionUsed { .. } => self.reinjection_fields(),
+            AuditEvent::FinalExport { .. } | AuditEvent::Recommission { .. } => {
+                self.lifecycle_fields()
+            }
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -814,6 +843,43 @@ impl AuditEvent {
         }
     }
 
+    /// The fields of the zeroize lifecycle: the final exports a zeroize seals, the vault that
+    /// succeeds a zeroized one; empty for any other event ([`AuditEvent::fields`] calls it for
+    /// these only).
+    fn lifecycle_fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            AuditEvent::FinalExport {
+                registry,
+                rows,
+                only_new,
+                file_sha256,
+                operator: _,
+            } => vec![
+                ("registry", registry.as_str().to_owned()),
+                ("rows", rows.to_string()),
+                ("only_new", if *only_new { "yes" } else { "no" }.to_owned()),
+                ("file_sha256", file_sha256.clone()),
+            ],
+            AuditEvent::Recommission {
+                archive,
+                archive_sha256,
+                previous_device_id,
+                last_sequence,
+                last_hash,
+                reason,
+                operator: _,
+            } => vec![
+                ("archive", archive.clone()),
+                ("archive_sha256", archive_sha256.clone()),
+                ("previous_device_id", previous_device_id.clone()),
+                ("last_sequence", last_sequence.to_string()),
+                ("last_hash", last_hash.clone()),
+                ("reason", reason.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The operator named in `details` besides the actor, if the event names one.
     fn operator_in_details(&self) -> Option<&String> {
         match self {
@@ -875,6 +941,11 @@ impl AuditEvent {
             }
             | AuditEvent::ReinjectionGranted { operator, .. }
             | AuditEvent::ReinjectionRevoked { operator, .. }
+            | AuditEvent::FinalExport {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::Recommission { operator, .. }
             | AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
             | AuditEvent::BatchWithdrawn { operator, .. }
