@@ -11,6 +11,7 @@
 
 mod event;
 mod export;
+mod site_fields;
 mod verify;
 
 use hmac::Mac;
