@@ -199,12 +199,16 @@ fn run_ok(socket: &Path, arguments: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Two custodian components of `key_hex` (the first random, the second the XOR).
-fn components(key_hex: &str) -> Vec<String> {
+/// Two custodian components of `key_hex` (the first random, the second the XOR), each under
+/// a custodian's name.
+fn components(key_hex: &str) -> Vec<Value> {
     let key = hex::decode(key_hex).unwrap();
     let first: Vec<u8> = (0..key.len()).map(|_| fastrand::u8(..)).collect();
     let second: Vec<u8> = key.iter().zip(&first).map(|(k, f)| k ^ f).collect();
-    vec![hex::encode_upper(first), hex::encode_upper(second)]
+    vec![
+        json!({"custodian": "Ann Lee", "component": hex::encode_upper(first)}),
+        json!({"custodian": "Raj Patel", "component": hex::encode_upper(second)}),
+    ]
 }
 
 #[test]
