@@ -1,31 +1,15 @@
 //! The `keymother` command's expected-device tools: the front end seals a list (`keyfile seal-expected-list`) the appliance accepts, and checks a reconciliation export (`keyfile verify-reconcile-export`) under the KEK; `reconcile --force` needs `--export`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod cli_common;
 
 use keymother_crypto::{KeyAlgorithm, SecretKey};
+
+use cli_common::keymother;
 
 /// The KEK of docs/CONTROL.md's ceremony example (AES-128, KCV 885D65BD9E), under which the
 /// reconciliation export of docs/SMN-EXPORT.md is sealed.
 const DOC_KEK: &str = "D6C30C243863188EDA27AF95A49F137F";
-
-fn keymother(arguments: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keymother"))
-        .args(arguments)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()

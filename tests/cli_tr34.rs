@@ -1,6 +1,8 @@
 //! End-to-end tests of `keymother tr34 inspect` and `keymother tr34 build`: the TR-34-2019 Annex B samples, a round trip on a PKI made here, the refusals, and openssl's view of a token we built.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli_common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,36 +20,12 @@ use keymother_pki::tr34::{
 use keymother_pki::x509_cert::Certificate;
 use keymother_pki::{PrivateKey, Role, TrustAnchors};
 
+use cli_common::{keymother, stderr, stdout};
+
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// The test key the built tokens deliver (a TDES-2KEY test key, never a production one).
 const TEST_KEY: &str = "0123456789ABCDEFFEDCBA9876543210";
-
-fn keymother(arguments: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keymother"))
-        .args(arguments)
-        .env_remove("KEYMOTHER_SOCKET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
 
 /// Runs keymother, expecting `code`; returns standard output.
 fn expect(arguments: &[&str], stdin: &str, code: i32) -> Output {
@@ -479,6 +457,7 @@ fn build(bench: &Bench, out: &Path, extra: &[&str], stdin: &str) -> Output {
     arguments.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_keymother"))
         .args(&arguments)
+        .env_remove("KEYMOTHER_SOCKET")
         .env("KDH_TEST_PASSPHRASE", PASSPHRASE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 pub fn keymother(arguments: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keymother"))
         .args(arguments)
+        .env_remove("KEYMOTHER_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
