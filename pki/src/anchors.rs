@@ -4,21 +4,23 @@ use std::fmt;
 use std::time::SystemTime;
 
 use der::Decode;
-use rsa::RsaPublicKey;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 use x509_cert::{Certificate, TbsCertificate};
 
 use crate::certificate::rsa_key;
 use crate::encoding::{first_element, parse_error, to_der};
-use crate::extensions::{KNOWN_CERT_EXTENSIONS, check_critical, describe_key_usage};
-use crate::signature::verify_signature;
+use crate::extensions::{
+    KNOWN_CA_EXTENSIONS, KNOWN_CERT_EXTENSIONS, check_critical, describe_key_usage,
+};
+use crate::public_key::{PublicKey, public_key, verify_signature_by};
 use crate::validity::{check_validity, x509_now};
 use crate::{Crl, PkiError, Role, Subject, VerifiedCertificate};
 
-/// A role's CA: its certificate, its RSA key, and whether its keyUsage allows cRLSign.
+/// A role's CA: its certificate, its key (RSA, or EC on P-256 or P-384), and whether its
+/// keyUsage allows cRLSign.
 pub(crate) struct Anchor {
     pub(crate) certificate: Certificate,
-    pub(crate) public_key: RsaPublicKey,
+    pub(crate) public_key: PublicKey,
     pub(crate) crl_sign: bool,
 }
 
@@ -127,10 +129,35 @@ impl TrustAnchors {
         now: SystemTime,
         crl: Option<&Crl>,
     ) -> Result<VerifiedCertificate, PkiError> {
-        let now_dt = x509_now(now)?;
         let der = to_der(leaf, "CERTIFICATE", "certificate")?;
-        let certificate = Certificate::from_der(&der).map_err(|e| parse_error("certificate", e))?;
-        let tbs = first_element(&der).ok_or_else(|| parse_error("certificate", "no TBS"))?;
+        let (certificate, key) = self.verify_direct(role, &der, now, crl, false)?;
+        let PublicKey::Rsa(public_key) = key else {
+            // verify_direct(.., false) returns RSA keys only.
+            return Err(PkiError::NotRsa {
+                what: format!("{role} certificate"),
+                detail: "not an RSA key".into(),
+            });
+        };
+        Ok(VerifiedCertificate {
+            role,
+            certificate,
+            public_key,
+        })
+    }
+
+    /// [`TrustAnchors::verify`] of a leaf (DER) issued by the role's CA itself; its key may be
+    /// EC when `any_key` is set (operator login), else it must be RSA.
+    pub(crate) fn verify_direct(
+        &self,
+        role: Role,
+        der: &[u8],
+        now: SystemTime,
+        crl: Option<&Crl>,
+        any_key: bool,
+    ) -> Result<(Certificate, PublicKey), PkiError> {
+        let now_dt = x509_now(now)?;
+        let certificate = Certificate::from_der(der).map_err(|e| parse_error("certificate", e))?;
+        let tbs = first_element(der).ok_or_else(|| parse_error("certificate", "no TBS"))?;
         let tbs_cert = certificate.tbs_certificate();
         let what = format!("{role} certificate");
 
@@ -144,8 +171,12 @@ impl TrustAnchors {
         // 3. No critical extension unknown to us; not a CA; keyUsage right for the role.
         check_leaf_extensions(role, tbs_cert, &what)?;
 
-        // 4. The subject's RSA key.
-        let public_key = rsa_key(&certificate, &what)?;
+        // 4. The subject's key: RSA, or for an operator's login also EC.
+        let key = if any_key {
+            public_key(&certificate, &what)?
+        } else {
+            PublicKey::Rsa(rsa_key(&certificate, &what)?)
+        };
 
         // 5. Revocation.
         if let Some(crl) = crl {
@@ -159,11 +190,7 @@ impl TrustAnchors {
             }
         }
 
-        Ok(VerifiedCertificate {
-            role,
-            certificate,
-            public_key,
-        })
+        Ok((certificate, key))
     }
 
     /// The anchor of `role`, after checking that its CA issued `certificate` (whose signed
@@ -180,7 +207,7 @@ impl TrustAnchors {
         let anchor = self.required_anchor(role)?;
         let issued_by = |a: &Anchor| {
             tbs_cert.issuer() == a.certificate.tbs_certificate().subject()
-                && verify_signature(
+                && verify_signature_by(
                     &a.public_key,
                     certificate.signature_algorithm(),
                     tbs_cert.signature(),
@@ -208,7 +235,7 @@ impl TrustAnchors {
                 });
             }
             // Same issuer name: report the precise signature failure.
-            verify_signature(
+            verify_signature_by(
                 &anchor.public_key,
                 certificate.signature_algorithm(),
                 tbs_cert.signature(),
@@ -225,7 +252,7 @@ impl TrustAnchors {
 /// Checks a leaf's extensions for `role`: no critical extension keymother does not understand,
 /// not a CA (basicConstraints), and a keyUsage with the role's bit and without keyCertSign or
 /// cRLSign. `what` names the certificate in errors.
-fn check_leaf_extensions(
+pub(crate) fn check_leaf_extensions(
     role: Role,
     tbs_cert: &TbsCertificate,
     what: &str,
@@ -289,14 +316,14 @@ impl Anchor {
             Certificate::from_der(&der).map_err(|e| parse_error("CA certificate", e))?;
         let tbs = first_element(&der).ok_or_else(|| parse_error("CA certificate", "no TBS"))?;
         let what = format!("{role} CA certificate");
-        let public_key = rsa_key(&certificate, &what)?;
+        let public_key = public_key(&certificate, &what)?;
         let t = certificate.tbs_certificate();
         if t.issuer() != t.subject() {
             return Err(bad(
                 "it is not self-signed (issuer differs from subject)".into()
             ));
         }
-        verify_signature(
+        verify_signature_by(
             &public_key,
             certificate.signature_algorithm(),
             t.signature(),
@@ -308,7 +335,7 @@ impl Anchor {
         .map_err(|e| bad(format!("its self-signature fails: {e}")))?;
         check_critical(
             t.extensions().into_iter().flatten(),
-            &KNOWN_CERT_EXTENSIONS,
+            &KNOWN_CA_EXTENSIONS,
             &what,
         )?;
         match t.get_extension::<BasicConstraints>() {

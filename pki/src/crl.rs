@@ -10,7 +10,7 @@ use x509_cert::time::Time;
 
 use crate::encoding::{first_element, parse_error, to_der};
 use crate::extensions::{KNOWN_CRL_EXTENSIONS, check_critical};
-use crate::signature::verify_signature;
+use crate::public_key::{PublicKey, verify_signature_by};
 use crate::validity::x509_now;
 use crate::{PkiError, Role, TrustAnchors};
 
@@ -59,7 +59,6 @@ impl TrustAnchors {
     /// Checks a CRL for `role`: issued and signed by the role's CA (which must have cRLSign),
     /// thisUpdate not in the future, nextUpdate present and not passed.
     pub fn check_crl(&self, role: Role, crl: &Crl, now: SystemTime) -> Result<(), PkiError> {
-        let now_dt = x509_now(now)?;
         let anchor = self.required_anchor(role)?;
         let tbs = &crl.list.tbs_cert_list;
         if &tbs.issuer != anchor.certificate.tbs_certificate().subject() {
@@ -74,8 +73,24 @@ impl TrustAnchors {
                 detail: "its keyUsage lacks cRLSign, so it cannot sign a CRL".into(),
             });
         }
-        verify_signature(
-            &anchor.public_key,
+        crl.check_signed_by(&anchor.public_key, role, now)
+    }
+}
+
+impl Crl {
+    /// Checks this CRL's signature under `key` (its issuer's, whose name the caller has
+    /// matched and whose cRLSign it has checked), its critical extensions and its dates.
+    pub(crate) fn check_signed_by(
+        &self,
+        key: &PublicKey,
+        role: Role,
+        now: SystemTime,
+    ) -> Result<(), PkiError> {
+        let crl = self;
+        let now_dt = x509_now(now)?;
+        let tbs = &crl.list.tbs_cert_list;
+        verify_signature_by(
+            key,
             &crl.list.signature_algorithm,
             &tbs.signature,
             &crl.tbs,

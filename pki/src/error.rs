@@ -280,4 +280,130 @@ pub enum PkiError {
         /// The certificate ("operator certificate", ...).
         what: &'static str,
     },
+    /// A public key of an algorithm or curve keymother does not accept.
+    #[error("the {what}'s public key is not accepted: {detail}")]
+    UnsupportedKey {
+        /// Whose key.
+        what: String,
+        /// The algorithm or curve, and what is accepted.
+        detail: String,
+    },
+    /// A block of a PEM bundle is malformed, of another kind, or one too many.
+    #[error("block {block} of the {what} is refused: {detail}")]
+    BadBundleBlock {
+        /// The bundle ("operator certificate file", ...).
+        what: String,
+        /// The block's number, 1 for the first.
+        block: usize,
+        /// Why (never the content).
+        detail: String,
+    },
+    /// A bundle without any PEM block.
+    #[error("the {what} holds no PEM block")]
+    EmptyBundle {
+        /// The bundle.
+        what: String,
+    },
+    /// The issuer of a certificate of the path is neither the role's CA nor given.
+    #[error(
+        "the {role} certificate path is incomplete: {subject} was issued by {issuer}, which is          neither the {role} CA nor among the intermediate CA certificates given"
+    )]
+    IssuerMissing {
+        /// The role.
+        role: Role,
+        /// The certificate whose issuer is missing.
+        subject: String,
+        /// The missing issuer's name.
+        issuer: String,
+    },
+    /// More intermediates than [`MAX_INTERMEDIATES`](crate::MAX_INTERMEDIATES).
+    #[error("the {role} certificate path has more than {max} intermediate CA certificates")]
+    ChainTooLong {
+        /// The role.
+        role: Role,
+        /// The limit.
+        max: usize,
+    },
+    /// A certificate of the path is not signed by the key of the certificate named its issuer.
+    #[error(
+        "the signature of the certificate {subject} does not verify under the key of its issuer {issuer}"
+    )]
+    ChainSignature {
+        /// The certificate signed.
+        subject: String,
+        /// Its issuer.
+        issuer: String,
+    },
+    /// An intermediate CA certificate is refused: expired, not a CA, revoked, ...
+    #[error("the intermediate CA certificate {subject} is refused: {detail}")]
+    ChainCertificate {
+        /// Its subject.
+        subject: String,
+        /// Why.
+        detail: String,
+    },
+    /// A CA has more intermediates below it than its pathLenConstraint allows.
+    #[error(
+        "the CA certificate {ca} allows {} below it (basicConstraints pathLenConstraint), \
+         but the path has {}",
+        count(usize::from(*allowed)),
+        count(*below)
+    )]
+    PathLength {
+        /// The CA.
+        ca: String,
+        /// Its pathLenConstraint.
+        allowed: u8,
+        /// Intermediates below it in the path.
+        below: usize,
+    },
+    /// A name of a certificate breaks a CA's nameConstraints.
+    #[error("the {what}'s {name} is {detail} of the nameConstraints of the CA {ca}")]
+    NameConstraint {
+        /// The CA whose constraint is broken.
+        ca: String,
+        /// The certificate.
+        what: String,
+        /// The name, with its type.
+        name: String,
+        /// "outside its permitted subtrees" / "inside one of its excluded subtrees".
+        detail: &'static str,
+    },
+    /// A CA constrains a name type keymother cannot check.
+    #[error(
+        "the CA certificate {ca} has a name constraint keymother does not support ({kind}); \
+         only directoryName, dNSName and rfc822Name subtrees are honoured"
+    )]
+    UnsupportedNameConstraint {
+        /// The CA.
+        ca: String,
+        /// The constraint's type.
+        kind: &'static str,
+    },
+    /// The CRL of a CA in the path is refused.
+    #[error("the CRL issued by {issuer} is refused: {detail}")]
+    ChainCrl {
+        /// The CRL's issuer.
+        issuer: String,
+        /// Why.
+        detail: String,
+    },
+    /// A login key of an algorithm or curve keymother does not accept.
+    #[error(
+        "the private key is not accepted for operator login (algorithm {algorithm}); RSA of at \
+         least {MIN_RSA_BITS} bits and ECDSA on P-256 or P-384 are"
+    )]
+    UnsupportedPrivateKey {
+        /// The key's algorithm (and name when known).
+        algorithm: String,
+    },
+}
+
+/// "no intermediate CA certificate", "1 intermediate CA certificate", "2 intermediate CA certificates".
+fn count(n: usize) -> String {
+    match n {
+        0 => "no intermediate CA certificate".to_owned(),
+        1 => "1 intermediate CA certificate".to_owned(),
+        n => format!("{n} intermediate CA certificates"),
+    }
 }

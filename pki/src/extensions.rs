@@ -15,6 +15,18 @@ pub(crate) const KNOWN_CERT_EXTENSIONS: [&str; 7] = [
     "2.5.29.35", // authorityKeyIdentifier
     "2.5.29.37", // extKeyUsage
 ];
+/// The extensions keymother understands on a CA certificate: those of any certificate and
+/// nameConstraints, which [`crate::names`] honours.
+pub(crate) const KNOWN_CA_EXTENSIONS: [&str; 8] = [
+    "2.5.29.14", // subjectKeyIdentifier
+    "2.5.29.15", // keyUsage
+    "2.5.29.17", // subjectAltName
+    "2.5.29.19", // basicConstraints
+    "2.5.29.32", // certificatePolicies
+    "2.5.29.35", // authorityKeyIdentifier
+    "2.5.29.37", // extKeyUsage
+    "2.5.29.30", // nameConstraints
+];
 /// The same for CRLs and CRL entries (delta CRLs, issuing distribution points and indirect
 /// CRLs are not supported, so those critical extensions are refused).
 pub(crate) const KNOWN_CRL_EXTENSIONS: [&str; 4] = [

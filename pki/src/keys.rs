@@ -94,47 +94,8 @@ impl PrivateKey {
     /// ([`PassphraseNotNeeded`](PkiError::PassphraseNotNeeded)): whoever gives one believes
     /// the file is protected, and should learn that it is not.
     pub fn from_pkcs8(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<PrivateKey, PkiError> {
-        let trimmed = bytes.trim_ascii_start();
-        if trimmed.starts_with(b"-----BEGIN ") {
-            let label = der::pem::decode_label(trimmed).map_err(|e| PkiError::NotPkcs8 {
-                detail: format!("malformed PEM: {e}"),
-            })?;
-            match label {
-                PEM_PLAIN | PEM_ENCRYPTED => {}
-                PEM_PKCS1 => return Err(PkiError::Pkcs1PrivateKey),
-                other => {
-                    return Err(PkiError::NotPkcs8 {
-                        detail: format!("the PEM label is {other:?}"),
-                    });
-                }
-            }
-            let text = std::str::from_utf8(trimmed).map_err(|_| PkiError::NotPkcs8 {
-                detail: "the PEM text is not UTF-8".into(),
-            })?;
-            let (label, document) =
-                der::SecretDocument::from_pem(text).map_err(|e| PkiError::NotPkcs8 {
-                    detail: format!("malformed PEM: {e}"),
-                })?;
-            if label == PEM_ENCRYPTED {
-                from_encrypted_der(document.as_bytes(), passphrase)
-            } else {
-                from_plain_der(document.as_bytes(), passphrase)
-            }
-        } else if PrivateKeyInfoRef::from_der(bytes).is_ok() {
-            from_plain_der(bytes, passphrase)
-        } else if EncryptedPrivateKeyInfoRef::from_der(bytes).is_ok() {
-            from_encrypted_der(bytes, passphrase)
-        } else if RsaPrivateKeyRef::from_der(bytes).is_ok() {
-            Err(PkiError::Pkcs1PrivateKey)
-        } else {
-            let detail = match PrivateKeyInfoRef::from_der(bytes) {
-                Err(e) => format!("neither PEM nor PKCS#8 DER ({e})"),
-                Ok(_) => "neither PEM nor PKCS#8 DER".into(),
-            };
-            Err(PkiError::NotPkcs8 { detail })
-        }
+        read_pkcs8(bytes, passphrase, from_info)
     }
-
     /// Unencrypted PKCS#8 DER (for sealing by the caller).
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, PkiError> {
         let document = self
@@ -248,6 +209,55 @@ pub(crate) fn encrypt_oaep(key: &RsaPublicKey, message: &[u8]) -> Result<Vec<u8>
         .map_err(|e| PkiError::Rsa(format!("RSAES-OAEP encryption: {e}")))
 }
 
+/// A PKCS#8 private key (PEM or DER, clear or encrypted under `passphrase`) handed to
+/// `convert` as a clear PrivateKeyInfo; the errors of [`PrivateKey::from_pkcs8`] for
+/// everything but the key's algorithm, which `convert` judges.
+pub(crate) fn read_pkcs8<T>(
+    bytes: &[u8],
+    passphrase: Option<&[u8]>,
+    convert: impl Fn(PrivateKeyInfoRef<'_>) -> Result<T, PkiError>,
+) -> Result<T, PkiError> {
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN ") {
+        let label = der::pem::decode_label(trimmed).map_err(|e| PkiError::NotPkcs8 {
+            detail: format!("malformed PEM: {e}"),
+        })?;
+        match label {
+            PEM_PLAIN | PEM_ENCRYPTED => {}
+            PEM_PKCS1 => return Err(PkiError::Pkcs1PrivateKey),
+            other => {
+                return Err(PkiError::NotPkcs8 {
+                    detail: format!("the PEM label is {other:?}"),
+                });
+            }
+        }
+        let text = std::str::from_utf8(trimmed).map_err(|_| PkiError::NotPkcs8 {
+            detail: "the PEM text is not UTF-8".into(),
+        })?;
+        let (label, document) =
+            der::SecretDocument::from_pem(text).map_err(|e| PkiError::NotPkcs8 {
+                detail: format!("malformed PEM: {e}"),
+            })?;
+        if label == PEM_ENCRYPTED {
+            from_encrypted_der(document.as_bytes(), passphrase, convert)
+        } else {
+            from_plain_der(document.as_bytes(), passphrase, convert)
+        }
+    } else if PrivateKeyInfoRef::from_der(bytes).is_ok() {
+        from_plain_der(bytes, passphrase, convert)
+    } else if EncryptedPrivateKeyInfoRef::from_der(bytes).is_ok() {
+        from_encrypted_der(bytes, passphrase, convert)
+    } else if RsaPrivateKeyRef::from_der(bytes).is_ok() {
+        Err(PkiError::Pkcs1PrivateKey)
+    } else {
+        let detail = match PrivateKeyInfoRef::from_der(bytes) {
+            Err(e) => format!("neither PEM nor PKCS#8 DER ({e})"),
+            Ok(_) => "neither PEM nor PKCS#8 DER".into(),
+        };
+        Err(PkiError::NotPkcs8 { detail })
+    }
+}
+
 /// Fills `buffer` from the OS RNG.
 pub(crate) fn fill_random(buffer: &mut [u8]) -> Result<(), PkiError> {
     getrandom04::fill(buffer).map_err(|e| PkiError::Random(e.to_string()))
@@ -259,17 +269,21 @@ fn check_random() -> Result<(), PkiError> {
 }
 
 /// A clear PKCS#8 PrivateKeyInfo.
-fn from_plain_der(der: &[u8], passphrase: Option<&[u8]>) -> Result<PrivateKey, PkiError> {
+fn from_plain_der<T>(
+    der: &[u8],
+    passphrase: Option<&[u8]>,
+    convert: impl Fn(PrivateKeyInfoRef<'_>) -> Result<T, PkiError>,
+) -> Result<T, PkiError> {
     let info = PrivateKeyInfoRef::from_der(der).map_err(|e| PkiError::NotPkcs8 {
         detail: e.to_string(),
     })?;
     if passphrase.is_some() {
         return Err(PkiError::PassphraseNotNeeded);
     }
-    from_info(info)
+    convert(info)
 }
 
-fn from_info(info: PrivateKeyInfoRef<'_>) -> Result<PrivateKey, PkiError> {
+pub(crate) fn from_info(info: PrivateKeyInfoRef<'_>) -> Result<PrivateKey, PkiError> {
     let oid = info.algorithm.oid;
     if oid != RSA_ENCRYPTION {
         return Err(PkiError::PrivateKeyNotRsa {
@@ -305,7 +319,11 @@ fn from_info(info: PrivateKeyInfoRef<'_>) -> Result<PrivateKey, PkiError> {
 }
 
 /// An EncryptedPrivateKeyInfo.
-fn from_encrypted_der(der: &[u8], passphrase: Option<&[u8]>) -> Result<PrivateKey, PkiError> {
+fn from_encrypted_der<T>(
+    der: &[u8],
+    passphrase: Option<&[u8]>,
+    convert: impl Fn(PrivateKeyInfoRef<'_>) -> Result<T, PkiError>,
+) -> Result<T, PkiError> {
     let info = EncryptedPrivateKeyInfoRef::from_der(der).map_err(|e| PkiError::NotPkcs8 {
         detail: format!("malformed ENCRYPTED PRIVATE KEY: {e}"),
     })?;
@@ -328,7 +346,7 @@ fn from_encrypted_der(der: &[u8], passphrase: Option<&[u8]>) -> Result<PrivateKe
     // Decrypted bytes that are not a PrivateKeyInfo: wrong passphrase or damage, too.
     let info =
         PrivateKeyInfoRef::from_der(plain.as_bytes()).map_err(|_| PkiError::WrongPassphrase)?;
-    from_info(info)
+    convert(info)
 }
 
 /// Refuses PBES1 and KDF costs that would make reading the key a denial of service.

@@ -18,8 +18,10 @@
 //! error names both ([`PkiError::WrongRole`]).
 //!
 //! Signatures: RSA PKCS#1 v1.5 with SHA-256 (`sha256WithRSAEncryption`) and RSASSA-PSS with
-//! SHA-256 and MGF1-SHA-256. RSA keys of fewer than 2048 bits are refused. CA certificates must
-//! be self-signed, have basicConstraints cA=TRUE and keyUsage keyCertSign (and cRLSign to sign
+//! SHA-256 and MGF1-SHA-256; under an EC CA key (P-256 or P-384), ecdsa-with-SHA256 and
+//! ecdsa-with-SHA384. RSA keys of fewer than 2048 bits are refused. A role's CA must
+//! be self-signed (a leaf may chain to it through up to [`MAX_INTERMEDIATES`] intermediate CAs:
+//! [`TrustAnchors::verify_chain`]), have basicConstraints cA=TRUE and keyUsage keyCertSign (and cRLSign to sign
 //! a CRL); leaves must not be CAs. Validity periods of the leaf, the CA and the CRL are checked
 //! against the instant the caller passes, so tests and an appliance without a network clock
 //! decide explicitly what "now" is.
@@ -29,11 +31,15 @@
 //! [`tr34`] (ASC X9 TR 34-2019 tokens: certificate-mode delivery of a master key to a terminal) and [`builder`] (certificates and CRLs made by keymother).
 
 mod anchors;
+mod bundle;
 mod certificate;
+mod chain;
 mod crl;
 mod encoding;
 mod error;
 mod extensions;
+mod names;
+mod public_key;
 mod role;
 mod signature;
 mod validity;
@@ -41,15 +47,19 @@ mod validity;
 pub mod builder;
 pub mod keys;
 pub mod login;
+mod login_key;
 #[doc(hidden)]
 pub mod testing;
 pub mod tr34;
 
 pub use anchors::TrustAnchors;
+pub use bundle::{MAX_BUNDLE_BLOCKS, pem_bundle};
 pub use certificate::{VerifiedCertificate, certificate_der};
+pub use chain::MAX_INTERMEDIATES;
 pub use crl::Crl;
 pub use error::PkiError;
 pub use keys::PrivateKey;
+pub use public_key::PublicKey;
 pub use role::{Role, Subject};
 
 /// The crates of the public API, re-exported so users get the same versions.

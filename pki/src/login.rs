@@ -6,15 +6,22 @@
 //! operator root (validity period, key usage, revocation), the echoed challenge, that the
 //! signing time is within a window of its own clock, and the signature.
 //!
-//! What is signed is [`login_content`]: RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte
-//! salt. Single-use challenges and session expiry are the daemon's business.
+//! What is signed is [`login_content`]: with an RSA key, RSASSA-PSS with SHA-256,
+//! MGF1-SHA-256 and a 32-byte salt; with an EC key, ECDSA (the signature DER-encoded, as
+//! `openssl dgst -sign` writes it) with SHA-256 on P-256 or SHA-384 on P-384. The operator
+//! certificate may chain to the operator CA through intermediate CAs, sent with the login
+//! ([`LoginResponse::intermediates`]) or configured at the appliance. Single-use challenges
+//! and session expiry are the daemon's business.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::certificate::{parse_certificate, rsa_key};
-use crate::encoding::{put_field, serial_hex, to_der};
+use crate::certificate::parse_certificate;
+use crate::encoding::{put_field, serial_hex};
 use crate::keys::{PrivateKey, verify_pss};
-use crate::{Crl, PkiError, Role, TrustAnchors};
+use crate::public_key::{PublicKey, public_key, verify_ecdsa_message};
+use crate::{Crl, PkiError, Role, TrustAnchors, pem_bundle};
+
+pub use crate::login_key::LoginKey;
 
 /// Length of a login challenge, bytes.
 pub const CHALLENGE_LENGTH: usize = 32;
@@ -32,8 +39,12 @@ pub struct LoginResponse {
     pub challenge: [u8; CHALLENGE_LENGTH],
     /// When the operator signed: Unix seconds by the operator client's clock.
     pub signed_at: u64,
-    /// RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) over [`login_content`].
+    /// RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) over [`login_content`] for an RSA key;
+    /// ECDSA (DER) with SHA-256 (P-256) or SHA-384 (P-384) for an EC key.
     pub signature: Vec<u8>,
+    /// Intermediate CA certificates (DER) between the operator certificate and the operator
+    /// CA, as the operator's certificate file had them after the certificate; often none.
+    pub intermediates: Vec<Vec<u8>>,
 }
 
 /// The exact bytes an operator signs to log in:
@@ -70,7 +81,9 @@ pub fn login_content(
 }
 
 /// Operator client side: signs [`login_content`] with `key` (blinded RSASSA-PSS, SHA-256,
-/// salt 32) and returns the response with `certificate` (DER or PEM; stored as DER).
+/// salt 32) and returns the response with `certificate` (DER, PEM, or a PEM bundle: the
+/// operator certificate first, then intermediate CA certificates; stored as DER). See
+/// [`sign_login_with`] for EC keys.
 ///
 /// Refuses ([`PkiError::KeyMismatch`]) when `key` is not the certificate's key, so the
 /// operator learns that here rather than as a bad signature at the appliance; and
@@ -82,10 +95,50 @@ pub fn sign_login(
     challenge: &[u8; CHALLENGE_LENGTH],
     signed_at: SystemTime,
 ) -> Result<LoginResponse, PkiError> {
-    let der = to_der(certificate, "CERTIFICATE", "operator certificate")?;
+    sign_login_by(
+        &PublicKey::Rsa(key.public_key()),
+        &|message| key.sign_pss(message),
+        certificate,
+        device_id,
+        challenge,
+        signed_at,
+    )
+}
+
+/// [`sign_login`] with an RSA or EC [`LoginKey`].
+pub fn sign_login_with(
+    key: &LoginKey,
+    certificate: &[u8],
+    device_id: &str,
+    challenge: &[u8; CHALLENGE_LENGTH],
+    signed_at: SystemTime,
+) -> Result<LoginResponse, PkiError> {
+    sign_login_by(
+        &key.public_key(),
+        &|message| key.sign(message),
+        certificate,
+        device_id,
+        challenge,
+        signed_at,
+    )
+}
+
+type SignFn<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, PkiError> + 'a;
+
+fn sign_login_by(
+    key: &PublicKey,
+    sign: &SignFn<'_>,
+    certificate: &[u8],
+    device_id: &str,
+    challenge: &[u8; CHALLENGE_LENGTH],
+    signed_at: SystemTime,
+) -> Result<LoginResponse, PkiError> {
+    let mut blocks = pem_bundle(certificate, "CERTIFICATE", "operator certificate file")?;
+    let der = blocks.remove(0);
+    let intermediates = blocks;
     let parsed = parse_certificate(&der, "operator certificate")?;
-    let public_key = rsa_key(&parsed, "operator certificate")?;
-    if public_key != key.public_key() {
+    let certified = public_key(&parsed, "operator certificate")?;
+    if &certified != key {
         return Err(PkiError::KeyMismatch {
             what: "operator certificate",
         });
@@ -96,12 +149,13 @@ pub fn sign_login(
             what: "signing time",
         })?
         .as_secs();
-    let signature = key.sign_pss(&login_content(device_id, challenge, signed_at))?;
+    let signature = sign(&login_content(device_id, challenge, signed_at))?;
     Ok(LoginResponse {
         certificate: der,
         challenge: *challenge,
         signed_at,
         signature,
+        intermediates,
     })
 }
 
@@ -151,7 +205,8 @@ pub enum LoginError {
     /// The signature does not verify under the certificate's key.
     #[error(
         "the login signature does not verify under the operator certificate's key \
-         (RSASSA-PSS, SHA-256, salt 32, over the login content for this device, challenge and time)"
+         (RSASSA-PSS with SHA-256 and salt 32 for an RSA key, ECDSA with SHA-256 on P-256 or \
+         SHA-384 on P-384 for an EC key, over the login content for this device, challenge and time)"
     )]
     BadSignature,
 }
@@ -171,10 +226,58 @@ pub fn verify_login(
     now: SystemTime,
     window: Duration,
 ) -> Result<VerifiedOperator, LoginError> {
+    let crls: Vec<Crl> = crl.into_iter().cloned().collect();
+    let login = Login {
+        device_id,
+        challenge,
+        now,
+        window,
+    };
+    verify_login_chain(anchors, &crls, &[], &login, response)
+}
+
+/// What the appliance checks a login against: its device id, the challenge it issued, its
+/// clock and the window.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The appliance's device id.
+    pub device_id: &'a str,
+    /// The challenge issued.
+    pub challenge: &'a [u8; CHALLENGE_LENGTH],
+    /// The appliance's time.
+    pub now: SystemTime,
+    /// How far `signed_at` may lie from `now`, either way.
+    pub window: Duration,
+}
+
+/// [`verify_login`] for certificate paths: the operator certificate is verified through the
+/// intermediate CA certificates `intermediates` (the appliance's) and those the response
+/// carries, with `crls` (the CRLs of the operator CA and of intermediates, each applying to
+/// what its issuer issued): [`TrustAnchors::verify_chain`]; its key may be RSA or EC (P-256,
+/// P-384). The other checks, their order and errors are those of [`verify_login`].
+pub fn verify_login_chain(
+    anchors: &TrustAnchors,
+    crls: &[Crl],
+    intermediates: &[Vec<u8>],
+    login: &Login<'_>,
+    response: &LoginResponse,
+) -> Result<VerifiedOperator, LoginError> {
+    let Login {
+        device_id,
+        challenge,
+        now,
+        window,
+    } = *login;
     if response.challenge != *challenge {
         return Err(LoginError::ChallengeMismatch);
     }
-    let certificate = anchors.verify(Role::Operator, &response.certificate, now, crl)?;
+    let all: Vec<Vec<u8>> = intermediates
+        .iter()
+        .chain(response.intermediates.iter())
+        .cloned()
+        .collect();
+    let (certificate, key) =
+        anchors.verify_path(Role::Operator, &response.certificate, &all, now, crls, true)?;
     // verify() has refused a `now` before 1970 already (BadNow).
     let now_secs = now
         .duration_since(UNIX_EPOCH)
@@ -188,11 +291,16 @@ pub fn verify_login(
         });
     }
     let content = login_content(device_id, challenge, response.signed_at);
-    if !verify_pss(certificate.public_key(), &content, &response.signature) {
+    let verified = match &key {
+        PublicKey::Rsa(rsa) => verify_pss(rsa, &content, &response.signature),
+        ec => verify_ecdsa_message(ec, &content, &response.signature),
+    };
+    if !verified {
         return Err(LoginError::BadSignature);
     }
-    let subject = certificate.subject().to_string();
-    let name = certificate
+    let tbs = certificate.tbs_certificate();
+    let subject = tbs.subject().to_string();
+    let name = tbs
         .subject()
         .common_name()
         .ok()
@@ -202,8 +310,8 @@ pub fn verify_login(
     Ok(VerifiedOperator {
         name,
         subject,
-        serial: serial_hex(certificate.serial()),
-        not_after: certificate.not_after(),
+        serial: serial_hex(tbs.serial_number()),
+        not_after: tbs.validity().not_after.to_system_time(),
     })
 }
 

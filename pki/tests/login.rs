@@ -357,6 +357,7 @@ fn a_signature_made_by_the_openssl_cli_is_accepted_and_ours_verifies_there() {
         challenge: CHALLENGE,
         signed_at: NOW_UNIX - 5,
         signature: std::fs::read(d.join("sig.bin")).unwrap(),
+        intermediates: Vec::new(),
     };
     assert_eq!(check(&response).unwrap().name, "operator");
 
