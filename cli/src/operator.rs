@@ -12,8 +12,7 @@ use base64ct::{Base64, Encoding};
 use clap::Subcommand;
 use keymother_control as api;
 use keymother_pki::PkiError;
-use keymother_pki::PrivateKey;
-use keymother_pki::login::{CHALLENGE_LENGTH, sign_login};
+use keymother_pki::login::{CHALLENGE_LENGTH, LoginKey, sign_login_with};
 use zeroize::Zeroizing;
 
 use crate::arguments::argument_error;
@@ -25,11 +24,12 @@ pub enum OperatorCommand {
     /// Logs the operator in: signs keymotherd's challenge with the operator's key. A new
     /// login ends the session before it.
     Login {
-        /// The operator certificate (PEM or DER).
+        /// The operator certificate (PEM or DER), or a PEM bundle: the operator certificate
+        /// first, then the intermediate CA certificates up to the operator CA.
         #[arg(long, value_name = "FILE")]
         certificate: PathBuf,
-        /// The operator's private key: PKCS#8, PEM or DER, in clear or encrypted under a
-        /// passphrase.
+        /// The operator's private key, RSA or EC (P-256, P-384): PKCS#8, PEM or DER, in clear
+        /// or encrypted under a passphrase, or an EC key as SEC1 PEM (EC PRIVATE KEY).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
         /// A file whose first line is the key's passphrase. Without it, an encrypted key's
@@ -51,7 +51,8 @@ pub enum OperatorCommand {
 pub struct Credential {
     /// As read: PEM or DER.
     pub certificate: Vec<u8>,
-    pub key: PrivateKey,
+    /// RSA, or EC on P-256 or P-384.
+    pub key: LoginKey,
 }
 
 /// The first line of a passphrase file, without its line ending.
@@ -88,10 +89,10 @@ impl Credential {
             Some(file) => Some(passphrase_from_file(file)?),
             None => None,
         };
-        let key = match PrivateKey::from_pkcs8(&bytes, passphrase.as_ref().map(|p| p.as_slice())) {
+        let key = match LoginKey::read(&bytes, passphrase.as_ref().map(|p| p.as_slice())) {
             Err(PkiError::PassphraseRequired) => {
                 let typed = read_secret(&format!("passphrase for {key_name}: "))?;
-                PrivateKey::from_pkcs8(&bytes, Some(typed.as_bytes())).map_err(refused)?
+                LoginKey::read(&bytes, Some(typed.as_bytes())).map_err(refused)?
             }
             other => other.map_err(refused)?,
         };
@@ -99,12 +100,13 @@ impl Credential {
     }
 }
 
-/// Logs in at the daemon on `socket`: challenge, signature, login. The session as the
-/// daemon reports it (name, subject, serial, since, until).
+/// Logs in at the daemon on `socket`: challenge, signature, login. `certificate` is the
+/// operator certificate file as read (a PEM bundle sends its intermediates along). The
+/// session as the daemon reports it (name, subject, serial, since, until).
 pub fn login(
     socket: &Path,
     certificate: &[u8],
-    key: &PrivateKey,
+    key: &LoginKey,
 ) -> anyhow::Result<api::SessionReport> {
     let issued = call(socket, api::LoginChallenge {})?;
     let challenge: [u8; CHALLENGE_LENGTH] = hex::decode(&issued.challenge)
@@ -112,12 +114,11 @@ pub fn login(
         .and_then(|bytes| bytes.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("keymotherd sent a malformed challenge"))?;
     let signed_at = signing_time(&issued, SystemTime::now());
-    let response = sign_login(key, certificate, &issued.device_id, &challenge, signed_at).map_err(
-        |error| match error {
+    let response = sign_login_with(key, certificate, &issued.device_id, &challenge, signed_at)
+        .map_err(|error| match error {
             PkiError::KeyMismatch { .. } => argument_error("--key", error),
             other => argument_error("--certificate", other),
-        },
-    )?;
+        })?;
     call(
         socket,
         api::Login {
@@ -125,6 +126,11 @@ pub fn login(
             challenge: hex::encode(response.challenge),
             signed_at: response.signed_at,
             signature: Base64::encode_string(&response.signature),
+            intermediates: response
+                .intermediates
+                .iter()
+                .map(|der| Base64::encode_string(der))
+                .collect(),
         },
     )
 }

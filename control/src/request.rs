@@ -260,8 +260,13 @@ pub struct Login {
     pub challenge: String,
     /// When the operator signed, Unix seconds by the operator's clock.
     pub signed_at: u64,
-    /// RSASSA-PSS (SHA-256, salt 32) over the login content, standard base64.
+    /// RSASSA-PSS (SHA-256, salt 32) over the login content, standard base64; for an EC
+    /// operator key, ECDSA (DER) with SHA-256 (P-256) or SHA-384 (P-384).
     pub signature: String,
+    /// Intermediate CA certificates between the operator certificate and the operator CA,
+    /// each DER in standard base64; absent or empty for none (older clients send none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intermediates: Vec<String>,
 }
 call!(Login => SessionReport);
 

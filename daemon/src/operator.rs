@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse, verify_login};
+use keymother_pki::login::{CHALLENGE_LENGTH, Login, LoginResponse, verify_login_chain};
 use keymother_vault::AuditEvent;
 
 use crate::config::OperatorSettings;
@@ -277,14 +277,18 @@ impl Sessions {
             });
         }
         let trust = trust.ok_or(LoginFailure::NotConfigured)?;
-        let operator = verify_login(
-            &trust.anchors,
-            trust.operator_crl.as_ref(),
-            &self.device_id,
-            &issued.bytes,
-            response,
+        let login = Login {
+            device_id: &self.device_id,
+            challenge: &issued.bytes,
             now,
             window,
+        };
+        let operator = verify_login_chain(
+            &trust.anchors,
+            &trust.operator_crls,
+            &trust.operator_intermediates,
+            &login,
+            response,
         )?;
         let until = (now + self.settings.session_limit).min(operator.not_after);
         Ok(OperatorSession {
@@ -364,6 +368,7 @@ mod tests {
             challenge,
             signed_at: 0,
             signature: Vec::new(),
+            intermediates: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use keymother_pki::der::Decode;
 use keymother_pki::x509_cert::Certificate;
-use keymother_pki::{Crl, PkiError, Role, TrustAnchors};
+use keymother_pki::{Crl, PkiError, Role, TrustAnchors, pem_bundle};
 use sha2::Digest;
 
 use crate::config::{ConfigError, PkiSettings, SourcedPath};
@@ -18,8 +18,12 @@ pub struct Trust {
     pub device_crl: Option<Crl>,
     /// The KDH CA's CRL (DER), attached to every certificate-mode delivery; empty for none.
     pub kdh_crl: Vec<u8>,
-    /// Checked at every operator login.
-    pub operator_crl: Option<Crl>,
+    /// Checked at every operator login: the operator CA's CRL and those of operator
+    /// intermediate CAs (`[pki] operator_crl` holds one CRL or a PEM bundle of several).
+    pub operator_crls: Vec<Crl>,
+    /// Intermediate CA certificates (DER) between operator certificates and the operator CA
+    /// (`[pki] operator_intermediates`), offered to every login's path building.
+    pub operator_intermediates: Vec<Vec<u8>>,
     /// What is usable but needs attention (a CRL out of date), for the journal and
     /// `--check-config`.
     pub warnings: Vec<String>,
@@ -90,18 +94,39 @@ impl Trust {
         };
         let device_crl = crl(&settings.device_crl, Role::TerminalDevice, "device_crl")?;
         let kdh_crl = crl(&settings.kdh_crl, Role::KeyDistributionHost, "kdh_crl")?;
-        let operator_crl = crl(&settings.operator_crl, Role::Operator, "operator_crl")?;
         let kdh_crl = match (&kdh_crl, &settings.kdh_crl) {
             (Some((_, bytes)), Some(path)) => {
                 crl_der(bytes).map_err(|problem| path.error(problem))?
             }
             _ => Vec::new(),
         };
+        let operator_intermediates = match &settings.operator_intermediates {
+            Some(path) => {
+                let bytes = read(path)?;
+                absorb(&mut fingerprint, "operator_intermediates", &bytes);
+                intermediates(&bytes).map_err(|problem| path.error(problem))?
+            }
+            None => Vec::new(),
+        };
+        let operator_crls = match &settings.operator_crl {
+            Some(path) => {
+                let bytes = read(path)?;
+                absorb(&mut fingerprint, "operator_crl", &bytes);
+                let crls = OperatorCrls {
+                    anchors: &anchors,
+                    intermediates: &operator_intermediates,
+                    now,
+                };
+                crls.load(path, &bytes, &mut warnings)?
+            }
+            None => Vec::new(),
+        };
         Ok(Trust {
             anchors,
             device_crl: device_crl.map(|(crl, _)| crl),
             kdh_crl,
-            operator_crl: operator_crl.map(|(crl, _)| crl),
+            operator_crls,
+            operator_intermediates,
             warnings,
             fingerprint: hex::encode(fingerprint.finalize()),
         })
@@ -110,6 +135,84 @@ impl Trust {
     /// SHA-256 over every file read, so that a replaced CA or CRL counts as a settings change.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+}
+
+/// The intermediate CA certificates of a PEM bundle (or one DER certificate), each a CA.
+fn intermediates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let blocks =
+        pem_bundle(bytes, "CERTIFICATE", "certificate file").map_err(|error| error.to_string())?;
+    for (index, der) in blocks.iter().enumerate() {
+        let certificate = Certificate::from_der(der)
+            .map_err(|error| format!("block {}: not a certificate: {error}", index + 1))?;
+        let is_ca = certificate
+            .tbs_certificate()
+            .get_extension::<keymother_pki::x509_cert::ext::pkix::BasicConstraints>()
+            .is_ok_and(|bc| bc.is_some_and(|(_, bc)| bc.ca));
+        if !is_ca {
+            return Err(format!(
+                "block {}: {} is not a CA certificate (basicConstraints cA=TRUE is missing)",
+                index + 1,
+                certificate.tbs_certificate().subject()
+            ));
+        }
+    }
+    Ok(blocks)
+}
+
+/// What the operator CRL file is checked against at start.
+struct OperatorCrls<'a> {
+    anchors: &'a TrustAnchors,
+    intermediates: &'a [Vec<u8>],
+    now: SystemTime,
+}
+
+impl OperatorCrls<'_> {
+    /// The CRLs of `[pki] operator_crl`: one CRL (DER or PEM) or a PEM bundle. The operator
+    /// CA's is checked here as before (out of date: a warning); one of an operator
+    /// intermediate must name a certificate of `[pki] operator_intermediates` as its issuer
+    /// and is checked at each login against that certificate; any other issuer is refused.
+    fn load(
+        &self,
+        path: &SourcedPath,
+        bytes: &[u8],
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Crl>, ConfigError> {
+        let blocks =
+            pem_bundle(bytes, "X509 CRL", "CRL file").map_err(|error| path.error(error))?;
+        let root = self
+            .anchors
+            .ca_certificate(Role::Operator)
+            .map(|ca| ca.tbs_certificate().subject().clone());
+        let mut crls = Vec::new();
+        for (index, der) in blocks.iter().enumerate() {
+            let crl = Crl::parse(der).map_err(|error| path.error(error))?;
+            if root.as_ref() == Some(crl.issuer()) {
+                match self.anchors.check_crl(Role::Operator, &crl, self.now) {
+                    Ok(()) => {}
+                    Err(
+                        error @ (PkiError::CrlNotYetValid { .. } | PkiError::CrlOutOfDate { .. }),
+                    ) => warnings.push(format!(
+                        "{}: {}: {error}; operator certificates are refused until it is replaced",
+                        path.key,
+                        path.path.display()
+                    )),
+                    Err(error) => return Err(path.error(error)),
+                }
+            } else if !self.intermediates.iter().any(|der| {
+                Certificate::from_der(der)
+                    .is_ok_and(|ca| ca.tbs_certificate().subject() == crl.issuer())
+            }) {
+                return Err(path.error(format!(
+                    "the CRL in block {} was issued by {}, which is neither the operator CA nor \
+                     a certificate of pki.operator_intermediates",
+                    index + 1,
+                    crl.issuer()
+                )));
+            }
+            crls.push(crl);
+        }
+        Ok(crls)
     }
 }
 

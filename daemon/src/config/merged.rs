@@ -65,6 +65,7 @@ pub(super) struct MergedPki {
     pub(super) device_crl: Option<Sourced<PathBuf>>,
     pub(super) kdh_crl: Option<Sourced<PathBuf>>,
     pub(super) operator_crl: Option<Sourced<PathBuf>>,
+    pub(super) operator_intermediates: Option<Sourced<PathBuf>>,
 }
 
 /// The `[operator]` values as merged.
@@ -186,6 +187,11 @@ impl MergedPki {
         overlay(&mut self.device_crl, raw.device_crl, file);
         overlay(&mut self.kdh_crl, raw.kdh_crl, file);
         overlay(&mut self.operator_crl, raw.operator_crl, file);
+        overlay(
+            &mut self.operator_intermediates,
+            raw.operator_intermediates,
+            file,
+        );
     }
 }
 

@@ -128,6 +128,9 @@ pub struct PkiSettings {
     pub device_crl: Option<SourcedPath>,
     pub kdh_crl: Option<SourcedPath>,
     pub operator_crl: Option<SourcedPath>,
+    /// Intermediate CA certificates (a PEM bundle) between operator certificates and the
+    /// operator CA.
+    pub operator_intermediates: Option<SourcedPath>,
 }
 
 /// The `[operator]` section: operator login (source document 003).

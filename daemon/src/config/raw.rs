@@ -61,6 +61,7 @@ pub(super) struct RawPki {
     pub(super) device_crl: Option<Spanned<PathBuf>>,
     pub(super) kdh_crl: Option<Spanned<PathBuf>>,
     pub(super) operator_crl: Option<Spanned<PathBuf>>,
+    pub(super) operator_intermediates: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]

@@ -529,6 +529,12 @@ fn login_response(request: &api::Login) -> Result<LoginResponse, String> {
         challenge,
         signed_at: request.signed_at,
         signature: base64_field("signature", &request.signature)?,
+        intermediates: request
+            .intermediates
+            .iter()
+            .enumerate()
+            .map(|(index, text)| base64_field(&format!("intermediates[{index}]"), text))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -39,6 +39,7 @@ impl Validator<'_> {
             device_crl,
             kdh_crl,
             operator_crl,
+            operator_intermediates,
         } = paths;
         // The first value set in [pki], to point at when a CA is missing.
         let first = [
@@ -48,6 +49,7 @@ impl Validator<'_> {
             &device_crl,
             &kdh_crl,
             &operator_crl,
+            &operator_intermediates,
         ]
         .into_iter()
         .flatten()
@@ -77,6 +79,7 @@ impl Validator<'_> {
             device_crl: optional(device_crl, "pki.device_crl")?,
             kdh_crl: optional(kdh_crl, "pki.kdh_crl")?,
             operator_crl: optional(operator_crl, "pki.operator_crl")?,
+            operator_intermediates: optional(operator_intermediates, "pki.operator_intermediates")?,
         }))
     }
 }
