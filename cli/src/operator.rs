@@ -268,6 +268,89 @@ mod tests {
         assert_eq!(signing_time(&issued("not a time"), behind), behind);
     }
 
+    /// Runs openssl in `dir` (the image's Debian package; nothing is skipped without it).
+    fn openssl(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command must be installed");
+        assert!(status.status.success(), "openssl {args:?}");
+    }
+
+    #[test]
+    fn ec_operator_keys_are_read_as_pkcs8_and_sec1_and_sign_a_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (curve, algorithm) in [("P-256", "ECDSA P-256"), ("P-384", "ECDSA P-384")] {
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    &format!("ec_paramgen_curve:{curve}"),
+                    "-out",
+                    "op.key",
+                ],
+            );
+            openssl(d, &["ec", "-in", "op.key", "-out", "op.sec1.pem"]);
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-new",
+                    "-key",
+                    "op.key",
+                    "-subj",
+                    "/CN=EC Operator",
+                    "-days",
+                    "2",
+                    "-addext",
+                    "keyUsage=critical,digitalSignature",
+                    "-out",
+                    "op.pem",
+                ],
+            );
+            for key in ["op.key", "op.sec1.pem"] {
+                let credential = Credential::load(&d.join("op.pem"), &d.join(key), None).unwrap();
+                assert_eq!(credential.key.algorithm(), algorithm, "{key}");
+                let response = sign_login_with(
+                    &credential.key,
+                    &credential.certificate,
+                    "KM-0001",
+                    &[7; CHALLENGE_LENGTH],
+                    SystemTime::now(),
+                )
+                .unwrap();
+                assert!(response.intermediates.is_empty());
+            }
+        }
+        // An EC key on another curve is refused, naming the --key file.
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:secp256k1",
+                "-out",
+                "k1.key",
+            ],
+        );
+        let error = Credential::load(&d.join("op.pem"), &d.join("k1.key"), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("--key") && error.contains("not accepted for operator login"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn the_operator_line_says_when_nobody_can_log_in() {
         let line = |required: bool, ca: bool| session_line(None, required, ca);

@@ -202,6 +202,7 @@ fn one_of_each() -> Vec<Request> {
             challenge: "00".repeat(32),
             signed_at: 0,
             signature: "s".to_owned(),
+            intermediates: Vec::new(),
         }
         .into(),
         api::Logout {}.into(),
