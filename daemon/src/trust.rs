@@ -204,8 +204,8 @@ impl OperatorCrls<'_> {
                     .is_ok_and(|ca| ca.tbs_certificate().subject() == crl.issuer())
             }) {
                 return Err(path.error(format!(
-                    "the CRL in block {} was issued by {}, which is neither the operator CA nor \
-                     a certificate of pki.operator_intermediates",
+                    "the CRL in block {} was issued by {}, not by the operator CA nor by a \
+                     certificate of pki.operator_intermediates",
                     index + 1,
                     crl.issuer()
                 )));
