@@ -703,3 +703,39 @@ fn verify_chain_serves_rsa_leaves_of_any_role() {
 fn anchors_of(pki: &Pki) -> TrustAnchors {
     anchors(pki)
 }
+
+/// Any byte of the second block's Base64 replaced by a character outside Base64: the bundle is
+/// refused naming block 2, never block 1, and the message quotes none of the file.
+#[test]
+fn any_corruption_of_the_second_block_names_block_2() {
+    use proptest::prelude::*;
+    let pki = Pki::three_levels(Kind::Rsa, Kind::Rsa);
+    let text = String::from_utf8(pki.bundle(&["ann", "ops-ca"])).unwrap();
+    let body_start = text.rfind("-----BEGIN CERTIFICATE-----").unwrap() + 28;
+    let body_end = text.rfind("-----END CERTIFICATE-----").unwrap();
+    let positions: Vec<usize> = (body_start..body_end)
+        .filter(|&i| text.as_bytes()[i] != b'\n')
+        .collect();
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(
+            &(
+                0..positions.len(),
+                prop::sample::select(vec![b'*', b'!', b'%', b'~']),
+            ),
+            |(index, byte)| {
+                let mut corrupt = text.clone().into_bytes();
+                corrupt[positions[index]] = byte;
+                let error = pem_bundle(&corrupt, "CERTIFICATE", "bundle").unwrap_err();
+                prop_assert!(
+                    matches!(error, PkiError::BadBundleBlock { block: 2, .. }),
+                    "{error:?}"
+                );
+                let message = error.to_string();
+                let line_start = text[..positions[index]].rfind('\n').unwrap() + 1;
+                prop_assert!(!message.contains(&text[line_start..line_start + 12]));
+                Ok(())
+            },
+        )
+        .unwrap();
+}
