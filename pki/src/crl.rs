@@ -2,8 +2,9 @@
 
 use std::time::SystemTime;
 
-use der::Decode;
-use x509_cert::crl::CertificateList;
+use der::{Decode, Reader, SliceReader};
+use x509_cert::certificate::Version;
+use x509_cert::crl::{CertificateList, TbsCertList};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
@@ -26,11 +27,22 @@ impl Crl {
     /// Parses a CRL in DER or PEM (`-----BEGIN X509 CRL-----`).
     pub fn parse(bytes: &[u8]) -> Result<Crl, PkiError> {
         let der = to_der(bytes, "X509 CRL", "CRL")?;
-        let list = CertificateList::from_der(&der).map_err(|e| parse_error("CRL", e))?;
+        let list = CertificateList::from_der(&der)
+            .or_else(|error| decode_v1(&der).map_err(|_| error))
+            .map_err(|e| parse_error("CRL", e))?;
         let tbs = first_element(&der)
             .ok_or_else(|| parse_error("CRL", "no TBSCertList"))?
             .to_vec();
         Ok(Crl { list, tbs })
+    }
+
+    /// The CRL's version as it was written: 1 when the TBSCertList has no version field.
+    pub fn version(&self) -> u8 {
+        match self.list.tbs_cert_list.version {
+            Version::V1 => 1,
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
     }
 
     /// The issuer's name.
@@ -125,4 +137,31 @@ impl Crl {
         }
         Ok(())
     }
+}
+
+/// Decodes a version 1 CRL, whose TBSCertList has no version field (RFC 5280 section 5.1.2.1:
+/// "version" is OPTIONAL and absent in v1), which x509-cert reads as required. A v1 CRL has no
+/// CRL extensions; anything after the revoked certificates is refused as trailing data.
+fn decode_v1(der: &[u8]) -> der::Result<CertificateList> {
+    let mut reader = SliceReader::new(der)?;
+    let list = reader.sequence(|outer| -> der::Result<CertificateList> {
+        let tbs_cert_list = outer.sequence(|tbs| -> der::Result<TbsCertList> {
+            Ok(TbsCertList {
+                version: Version::V1,
+                signature: tbs.decode()?,
+                issuer: tbs.decode()?,
+                this_update: tbs.decode()?,
+                next_update: tbs.decode()?,
+                revoked_certificates: tbs.decode()?,
+                crl_extensions: None,
+            })
+        })?;
+        Ok(CertificateList {
+            tbs_cert_list,
+            signature_algorithm: outer.decode()?,
+            signature: outer.decode()?,
+        })
+    })?;
+    reader.finish()?;
+    Ok(list)
 }

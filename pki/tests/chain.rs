@@ -314,6 +314,31 @@ fn a_revoked_intermediate_or_operator_is_named_by_the_crl_of_its_issuer() {
 }
 
 #[test]
+fn a_version_1_crl_is_read_and_revokes_like_a_version_2_one() {
+    // RFC 5280 5.1.2.1: a v1 CRL has no version field; `openssl ca -gencrl` without a CRL
+    // number writes one.
+    let pki = Pki::three_levels(Kind::Rsa, Kind::Rsa);
+    let now = Pki::now();
+    let v1 = Crl::parse(&pki.crl_of_version("ops-ca", &["ann"], 1)).unwrap();
+    assert_eq!(v1.version(), 1);
+    let clean_root = Crl::parse(&pki.crl_of_version("root", &[], 1)).unwrap();
+    let response = signed(&pki, "ann", &pki.bundle(&["ann", "ops-ca"]), now);
+    assert!(check(&pki, &response, &[], std::slice::from_ref(&clean_root), now).is_ok());
+    let error = refusal(check(&pki, &response, &[], &[clean_root, v1], now));
+    assert!(
+        matches!(
+            error,
+            PkiError::Revoked {
+                role: Role::Operator,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(Crl::parse(&pki.crl("ops-ca", &[])).unwrap().version(), 2);
+}
+
+#[test]
 fn path_length_is_honoured() {
     let pki = Pki::new();
     pki.root("root", Kind::Rsa, "/O=Site/CN=Site Root CA");

@@ -174,16 +174,26 @@ impl Pki {
         ]);
     }
 
-    /// `ISSUER.crl` (DER), issued by `issuer`, listing `revoked` (certificate names).
+    /// `ISSUER.crl` (DER), a v2 CRL issued by `issuer`, listing `revoked` (certificate names).
     pub fn crl(&self, issuer: &str, revoked: &[&str]) -> Vec<u8> {
+        self.crl_of_version(issuer, revoked, 2)
+    }
+
+    /// `ISSUER.crl` (DER) as [`Pki::crl`], of `version` 1 (no version field, no extensions:
+    /// `openssl ca -gencrl` without a CRL number) or 2 (a cRLNumber extension).
+    pub fn crl_of_version(&self, issuer: &str, revoked: &[&str], version: u8) -> Vec<u8> {
         let db = format!("{issuer}.index");
         std::fs::write(self.path(&db), "").unwrap();
-        // A cRLNumber makes it a v2 CRL, as sites issue them.
-        std::fs::write(self.path(&format!("{issuer}.crlnumber")), "01\n").unwrap();
+        let number = if version == 2 {
+            std::fs::write(self.path(&format!("{issuer}.crlnumber")), "01\n").unwrap();
+            format!("crlnumber={issuer}.crlnumber\n")
+        } else {
+            String::new()
+        };
         std::fs::write(
             self.path(&format!("{issuer}.cnf")),
             format!(
-                "[ca]\ndefault_ca=d\n[d]\ndatabase={db}\ncrlnumber={issuer}.crlnumber\n\
+                "[ca]\ndefault_ca=d\n[d]\ndatabase={db}\n{number}\
                  default_md=sha256\ndefault_crl_days=30\n"
             ),
         )
