@@ -303,9 +303,10 @@ fn custodians_load_a_kek_and_import_a_front_end_file() {
         "",
     );
 
-    let first = "00000000000000000000000000000000000000000000000000000000000000AA";
-    let second = "000000000000000000000000000000000000000000000000000000000000BB00";
-    let kek = "000000000000000000000000000000000000000000000000000000000000BBAA";
+    // Components that look like keys (a run of zeros could occur in a database by chance).
+    let first = "3C9A5E17B2D4F6081A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6F7081";
+    let second = "A15D2E8C47F0B3196E2D4C8B0A97F5E3D1C2B3A49586F7E8C9DAEBFC0D1E2F30";
+    let kek = "9DC7709BF5244511740670C654F885624361076143610FE1D3F1D7B153715FB1";
     let kek_kcv = stdout(&keymother(&["kcv", "--alg", "aes", kek], ""))
         .trim()
         .to_owned();

@@ -48,17 +48,25 @@ fn killing_the_daemon_at_random_loses_nothing_and_duplicates_nothing() {
     let started = Instant::now();
 
     let killer = {
-        let (daemon, done, config, kill_count) = (
+        let (daemon, done, config, kill_count, confirmed_count) = (
             Arc::clone(&daemon),
             Arc::clone(&done),
             config.clone(),
             Arc::clone(&kill_count),
+            Arc::clone(&confirmed_count),
         );
         std::thread::spawn(move || {
             let mut random = fastrand_seed(42);
+            let mut confirmed_at_last_kill = 0;
             while !done.load(Ordering::Relaxed) {
                 // Anywhere from mid-start-up to several injections in.
                 std::thread::sleep(Duration::from_millis(5 + random() % 150));
+                confirmed_at_last_kill = support::process::let_one_through(
+                    &kill_count,
+                    &confirmed_count,
+                    confirmed_at_last_kill,
+                    &done,
+                );
                 let mut child = daemon.lock().unwrap();
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();

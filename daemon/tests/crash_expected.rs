@@ -84,16 +84,24 @@ fn reconcile_counts_match_the_vault_after_a_run_with_kills() {
     let started = Instant::now();
 
     let killer = {
-        let (daemon, done, config, kills) = (
+        let (daemon, done, config, kills, progress) = (
             Arc::clone(&daemon),
             Arc::clone(&done),
             config.clone(),
             Arc::clone(&kills),
+            Arc::clone(&injections),
         );
         std::thread::spawn(move || {
             let mut random = fastrand::Rng::with_seed(17);
+            let mut progress_at_last_kill = 0;
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(5 + random.u64(..150)));
+                progress_at_last_kill = support::process::let_one_through(
+                    &kills,
+                    &progress,
+                    progress_at_last_kill,
+                    &done,
+                );
                 let mut child = daemon.lock().unwrap();
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();

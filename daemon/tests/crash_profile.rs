@@ -33,18 +33,22 @@ fn start_daemon(config: &std::path::Path) -> Child {
 }
 
 /// Kills the daemon at random moments (5 to 155 ms apart) and starts it again, until `done`;
-/// returns how many times it was killed.
+/// returns how many times it was killed. `progress` counts injected profiles.
 fn killer(
     daemon: Arc<Mutex<Child>>,
     config: std::path::PathBuf,
     done: Arc<AtomicBool>,
     kills: Arc<AtomicUsize>,
+    progress: Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let mut random = fastrand::Rng::with_seed(15);
+        let mut progress_at_last_kill = 0;
         while !done.load(Ordering::Relaxed) {
             // Anywhere from mid-start-up to a profile or two in.
             std::thread::sleep(Duration::from_millis(5 + random.u64(..150)));
+            progress_at_last_kill =
+                support::process::let_one_through(&kills, &progress, progress_at_last_kill, &done);
             let mut child = daemon.lock().unwrap();
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
@@ -108,6 +112,7 @@ fn killing_the_daemon_during_profiles_never_shares_a_device_id_and_loses_no_inje
         config,
         Arc::clone(&done),
         Arc::clone(&kill_count),
+        Arc::clone(&injected_count),
     );
 
     let ports: Vec<_> = lines

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -93,4 +94,26 @@ pub fn stop(mut child: Child) {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = child.wait();
+}
+
+/// For a crash test's killer: on a loaded machine a start-up can outlast every random interval
+/// between kills, so every other kill (odd `kills`) waits, at most 10 s, until `progress` (the
+/// test's count of confirmed injections) has moved since the last kill; the kills between stay
+/// anywhere, mid-start-up included. Returns the progress to remember for the next kill.
+pub fn let_one_through(
+    kills: &AtomicUsize,
+    progress: &AtomicUsize,
+    at_last_kill: usize,
+    done: &AtomicBool,
+) -> usize {
+    if kills.load(Ordering::Relaxed) % 2 == 1 {
+        let patience = Instant::now() + Duration::from_secs(10);
+        while progress.load(Ordering::Relaxed) == at_last_kill
+            && Instant::now() < patience
+            && !done.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    progress.load(Ordering::Relaxed)
 }
