@@ -622,7 +622,7 @@ fn run_port(
             TerminalOutcome::Failed { reason } => {
                 anyhow::bail!("terminal {serial} failed: {reason}");
             }
-            other => anyhow::bail!("terminal {serial} ended in another mode: {other:?}"),
+            other => anyhow::bail!("terminal {serial} ended in another mode: {other}"),
         }
     }
     Ok((done, profiles))

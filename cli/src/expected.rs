@@ -50,9 +50,14 @@ fn list_line(list: &api::ExpectedListReport) -> String {
         (None, _) => "open".to_owned(),
     };
     format!(
-        "list {}: {state}; {} serials{} from {} (SHA-256 {}), imported {}{}",
+        "list {}: {state}; {} {}{} from {} (SHA-256 {}), imported {}{}",
         list.name,
         list.devices,
+        if list.devices == 1 {
+            "serial"
+        } else {
+            "serials"
+        },
         if list.sealed { ", sealed" } else { "" },
         list.file_name,
         list.file_sha256,

@@ -246,7 +246,7 @@ fn read_item(item: &str, keys: &mut StoredKeys) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("unknown key algorithm {algorithm:?}"))?;
         SecretKey::from_hex(algorithm, hex)
-            .map_err(|_| format!("the key is not a {algorithm} key in hex"))
+            .map_err(|_| format!("the key is not in hex, or not of {algorithm}'s length"))
     };
     match fields.as_slice() {
         ["master", index, algorithm, hex, state] => {

@@ -90,7 +90,7 @@ fn check_facts(
     };
     if facts.kcv.family() != facts.key_type.family() {
         return Err(refuse(format!(
-            "its check value is a {} check value, but the key is {}",
+            "its check value is of the {} family, but the key is {}",
             facts.kcv.family(),
             facts.key_type
         )));
