@@ -213,3 +213,35 @@ fn the_walker_finds_what_it_must() {
         "Bit rate  [1, 2]"
     );
 }
+
+#[test]
+fn errors_are_printed_once_and_in_plain_words() {
+    let run = |arguments: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_keymother"))
+            .args(arguments)
+            .env_remove("KEYMOTHER_SOCKET")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{arguments:?} succeeded");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let missing = tempfile::tempdir().unwrap().path().join("gone");
+    let error = run(&[
+        "vault",
+        "inventory",
+        "--data-dir",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        error.matches("No such file or directory").count(),
+        1,
+        "the cause once: {error}"
+    );
+    assert_eq!(error.lines().count(), 1, "{error}");
+    let error = run(&["kcv", "--alg", "aes", "00"]);
+    assert!(
+        error.contains("an AES key cannot be 1 byte long"),
+        "article and number: {error}"
+    );
+    assert!(rust_like_tokens(&error).is_empty(), "{error}");
+}

@@ -144,7 +144,10 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         vault.inventory()? == before,
         "a refused import changed the inventory"
     );
-    println!("inventory unchanged: {} keys", before.total());
+    println!(
+        "inventory unchanged: {}",
+        counted(before.total(), "key", "keys")
+    );
 
     step("6. the operator's credential: an operator CA and a certificate for the demo operator");
     let pki = demo_pki(&work)?;
@@ -171,11 +174,20 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "an SMN row does not name the operator"
     );
     println!(
-        "{injected} terminals injected over {PORTS} ports, {} SMN rows ready for the front end, \
-         {} keys used, {} keys left, device {DEVICE_ID}, in {:.1?}",
-        rows.len(),
-        inventory.count(keymother_vault::KeyState::Used),
-        inventory.count(keymother_vault::KeyState::Available),
+        "{} injected over {PORTS} ports, {} ready for the front end, {} used, {} left, \
+         device {DEVICE_ID}, in {:.1?}",
+        counted(injected, "terminal", "terminals"),
+        counted(rows.len(), "SMN row", "SMN rows"),
+        counted(
+            inventory.count(keymother_vault::KeyState::Used),
+            "key",
+            "keys"
+        ),
+        counted(
+            inventory.count(keymother_vault::KeyState::Available),
+            "key",
+            "keys"
+        ),
         started.elapsed()
     );
     profile::summary(
@@ -188,6 +200,12 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "every injection is recorded under operator {DEMO_OPERATOR} (SMN rows and audit trail)"
     );
     Ok(())
+}
+
+/// `count` with its noun: "1 key", "2 keys".
+fn counted<N: PartialEq + From<u8> + std::fmt::Display>(count: N, one: &str, many: &str) -> String {
+    let noun = if count == N::from(1) { one } else { many };
+    format!("{count} {noun}")
 }
 
 /// The demo operator's name (the certificate's common name).

@@ -169,8 +169,9 @@ pub fn reconcile(socket: &Path, arguments: ReconcileArguments) -> anyhow::Result
         };
         let result = download(socket, request, &out, force)?;
         println!(
-            "exported {} reconciliation rows to {} (SHA-256 {})",
+            "exported {} reconciliation {} to {} (SHA-256 {})",
             result.rows,
+            if result.rows == 1 { "row" } else { "rows" },
             out.display(),
             result.file_sha256
         );

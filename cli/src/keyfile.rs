@@ -226,8 +226,13 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             let verified =
                 keymother_vault::verify_dukpt_export(BufReader::new(source), &name, &kek)?;
             println!(
-                "{name}: seal verifies, {} DUKPT rows (device {}, exported {})",
+                "{name}: seal verifies, {} DUKPT {} (device {}, exported {})",
                 verified.rows.len(),
+                if verified.rows.len() == 1 {
+                    "row"
+                } else {
+                    "rows"
+                },
                 verified.device_id,
                 verified.exported_at
             );
@@ -254,8 +259,13 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             let verified =
                 keymother_vault::verify_reconcile_export(BufReader::new(source), &name, &kek)?;
             println!(
-                "{name}: seal verifies, {} reconciliation rows (device {}, exported {})",
+                "{name}: seal verifies, {} reconciliation {} (device {}, exported {})",
                 verified.rows.len(),
+                if verified.rows.len() == 1 {
+                    "row"
+                } else {
+                    "rows"
+                },
                 verified.device_id,
                 verified.exported_at
             );

@@ -232,8 +232,9 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             crate::client::check_destination(&out, force)?;
             let report = open_to_read(&vault)?.export_audit(&out)?;
             println!(
-                "exported {} audit rows to {} ({})",
+                "exported {} audit {} to {} ({})",
                 report.rows,
+                if report.rows == 1 { "row" } else { "rows" },
                 out.display(),
                 report.verification
             );

@@ -227,7 +227,8 @@ pub(crate) async fn reconcile_export(
     .map_err(|error| error.to_string())?;
     log::info!(
         event = "reconcile-export", rows = report.rows, operator = operator.as_str();
-        "{} reconciliation rows exported to {file}", report.rows
+        "{} reconciliation {} exported to {file}", report.rows,
+        if report.rows == 1 { "row" } else { "rows" }
     );
     Ok(api::ReconcileExportReport {
         rows: report.rows,

@@ -451,3 +451,29 @@ impl ApplianceSession {
 fn report(event: SessionEvent) -> ApplianceAction {
     ApplianceAction::Report(event)
 }
+
+#[cfg(test)]
+mod refusal_words {
+    use super::*;
+    use crate::certificate::CertificateProblem;
+
+    #[test]
+    fn refusals_read_as_words_not_rust_names() {
+        assert_eq!(
+            DispenseRefusal::NoKeysAvailable.to_string(),
+            "no unused key is left"
+        );
+        let refused = DispenseRefusal::CertificateRefused(CertificateRefusal {
+            problem: CertificateProblem::BadSignature,
+            detail: "not issued by the manufacturer CA".to_owned(),
+        });
+        assert_eq!(
+            refused.to_string(),
+            "certificate refused: not issued by the manufacturer CA"
+        );
+        assert_eq!(
+            ConfirmRefusal::KcvMismatch { quarantined: true }.to_string(),
+            "the check value is not the key's; the key is quarantined"
+        );
+    }
+}
