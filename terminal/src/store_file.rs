@@ -242,8 +242,15 @@ fn read_item(item: &str, keys: &mut StoredKeys) -> Result<(), String> {
         let algorithm: KeyAlgorithm = algorithm
             .parse()
             .map_err(|_| format!("unknown key algorithm {algorithm:?}"))?;
-        SecretKey::from_hex(algorithm, hex)
-            .map_err(|_| format!("the key is not in hex, or not of {algorithm}'s length"))
+        SecretKey::from_hex(algorithm, hex).map_err(|_| {
+            // "an AES-128 key", "a TDES-2KEY key".
+            let article = if algorithm.name().starts_with('A') {
+                "an"
+            } else {
+                "a"
+            };
+            format!("the key is not {article} {algorithm} key in hex")
+        })
     };
     match fields.as_slice() {
         ["master", index, algorithm, hex, state] => {
