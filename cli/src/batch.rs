@@ -29,9 +29,17 @@ pub fn run(socket: &Path, command: BatchCommand) -> anyhow::Result<()> {
                 .map_err(|error| argument_error("BATCH", error))?;
             let result = call(socket, api::BatchWithdraw { batch_id, reason })?;
             println!(
-                "batch {} withdrawn: {} available keys will never be dispensed; {} reserved or \
+                "batch {} withdrawn: {} available {} never be dispensed; {} reserved or \
                  sent finish normally; {} used before",
-                result.batch_id, result.withdrawn, result.pending, result.used
+                result.batch_id,
+                result.withdrawn,
+                if result.withdrawn == 1 {
+                    "key will"
+                } else {
+                    "keys will"
+                },
+                result.pending,
+                result.used
             );
             Ok(())
         }

@@ -281,11 +281,12 @@ fn import(socket: &Path, file: &Path) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let result = result?;
     println!(
-        "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
+        "imported batch {} from {}: {} {} {}, indexes {:08}..{:08}, file SHA-256 {}",
         result.batch_id,
         result.issuer,
         result.records,
         result.algorithm,
+        if result.records == 1 { "key" } else { "keys" },
         result.first_index,
         result.last_index,
         result.file_sha256
@@ -381,8 +382,10 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
         DaemonCommand::Audit(AuditCommand::Verify) => {
             let result = call(socket, api::AuditVerify {})?;
             println!(
-                "audit trail verifies: {} rows, head {} (head MAC {})",
-                result.rows, result.head_hash, result.head_mac
+                "audit trail verifies: {}, head {} (head MAC {})",
+                rows(result.rows, "audit"),
+                result.head_hash,
+                result.head_mac
             );
             Ok(())
         }

@@ -2,6 +2,7 @@
 
 mod events;
 mod profile;
+mod screens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use keymother_protocol::{CertificatePass, Mode, TerminalConfig, TerminalOutcome}
 use keymother_terminal::{PtyLine, SoftwareKeyStore, inject};
 use keymother_vault::{CeremonyRecord, SecretName, Vault};
 
+use crate::arguments::argument_error;
 use crate::keyfile::{options, write_key_file};
 use crate::operator::{Credential, describe, login};
 use crate::vault::{import_with_progress, print_inventory, print_report};
@@ -60,10 +62,40 @@ fn ceremony(
     Ok(())
 }
 
+/// Master keys the demo's terminals take: one each, on every port (the profile port's
+/// terminals included: the profile starts with the master key).
+fn keys_needed(terminals_per_port: usize) -> usize {
+    PORTS * terminals_per_port
+}
+
+/// Refuses `--keys` too few for the terminals the demo will run, before anything starts.
+fn check_enough_keys(keys: u32, terminals_per_port: usize) -> anyhow::Result<()> {
+    let needed = keys_needed(terminals_per_port);
+    if usize::try_from(keys).is_ok_and(|keys| keys >= needed) {
+        return Ok(());
+    }
+    let terminals = if needed == 1 { "terminal" } else { "terminals" };
+    Err(argument_error(
+        "--keys",
+        format!(
+            "{keys} is too few: the demo injects {needed} {terminals} ({terminals_per_port} on \
+             each of its {PORTS} ports, --terminals-per-port), one master key each; give \
+             --keys {needed} or more"
+        ),
+    ))
+}
+
 pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow::Result<()> {
+    check_enough_keys(keys, terminals_per_port)?;
     let started = Instant::now();
     let temporary = tempfile::tempdir()?;
-    let work = dir.unwrap_or_else(|| temporary.path().to_path_buf());
+    // The daemon's settings take absolute paths only: a relative --dir is made absolute
+    // here, once, against the current directory.
+    let work = match dir {
+        Some(dir) => std::path::absolute(&dir)
+            .map_err(|error| argument_error("--dir", format!("{}: {error}", dir.display())))?,
+        None => temporary.path().to_path_buf(),
+    };
     std::fs::create_dir_all(&work)?;
     let data_dir = work.join("vault");
     println!("keymother demo in {}", work.display());
@@ -112,7 +144,10 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         vault.inventory()? == before,
         "a refused import changed the inventory"
     );
-    println!("inventory unchanged: {} keys", before.total());
+    println!(
+        "inventory unchanged: {}",
+        counted(before.total(), "key", "keys")
+    );
 
     step("6. the operator's credential: an operator CA and a certificate for the demo operator");
     let pki = demo_pki(&work)?;
@@ -139,11 +174,20 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "an SMN row does not name the operator"
     );
     println!(
-        "{injected} terminals injected over {PORTS} ports, {} SMN rows ready for the front end, \
-         {} keys used, {} keys left, device {DEVICE_ID}, in {:.1?}",
-        rows.len(),
-        inventory.count(keymother_vault::KeyState::Used),
-        inventory.count(keymother_vault::KeyState::Available),
+        "{} injected over {PORTS} ports, {} ready for the front end, {} used, {} left, \
+         device {DEVICE_ID}, in {:.1?}",
+        counted(injected, "terminal", "terminals"),
+        counted(rows.len(), "SMN row", "SMN rows"),
+        counted(
+            inventory.count(keymother_vault::KeyState::Used),
+            "key",
+            "keys"
+        ),
+        counted(
+            inventory.count(keymother_vault::KeyState::Available),
+            "key",
+            "keys"
+        ),
         started.elapsed()
     );
     profile::summary(
@@ -156,6 +200,12 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         "every injection is recorded under operator {DEMO_OPERATOR} (SMN rows and audit trail)"
     );
     Ok(())
+}
+
+/// `count` with its noun: "1 key", "2 keys".
+fn counted<N: PartialEq + From<u8> + std::fmt::Display>(count: N, one: &str, many: &str) -> String {
+    let noun = if count == N::from(1) { one } else { many };
+    format!("{count} {noun}")
 }
 
 /// The demo operator's name (the certificate's common name).
@@ -268,6 +318,8 @@ fn inject_over_serial(
     profile::load_bdks(&socket, terminals_per_port)?;
     let (total, profiles) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
     drop(transport_key);
+    // The last injection's INJECTED screen, before the logout locks the display.
+    daemon.screens.wait_for_injected(Duration::from_secs(3));
     log_out(&socket)?;
     daemon.save_bench(work)?;
     daemon.stop(total, profiles)
@@ -326,7 +378,8 @@ struct DemoDaemon {
     /// Counts the injections and the profiles it printed.
     printer: tokio::task::JoinHandle<events::Printed>,
     signals: keymother_gpio::SimulatedSignals,
-    panel: keymother_display::MemoryPanel,
+    /// Every screen the bench display showed.
+    screens: screens::ScreenLog,
 }
 
 impl DemoDaemon {
@@ -340,7 +393,7 @@ impl DemoDaemon {
         let (events, event_stream) = tokio::sync::mpsc::unbounded_channel();
         // The bench hardware, simulated: LEDs and buzzer recorded, screens kept in memory.
         let signals = keymother_gpio::SimulatedSignals::new();
-        let panel = keymother_display::MemoryPanel::new();
+        let screens = screens::ScreenLog::default();
         let daemon = runtime.spawn(keymother_daemon::run_with(
             settings,
             async {
@@ -351,7 +404,7 @@ impl DemoDaemon {
             keymother_daemon::BenchBackends {
                 signals: Some(Box::new(signals.clone())),
                 open_signals: None,
-                display: Some(keymother_daemon::screen::display_on(panel.clone())),
+                display: Some(screens.sink()),
             },
         ));
         let (ready, daemon_ready) = std::sync::mpsc::channel();
@@ -369,21 +422,16 @@ impl DemoDaemon {
             daemon,
             printer,
             signals,
-            panel,
+            screens,
         })
     }
 
-    /// What the bench showed: the screens as PNG files, the buzzer's beeps.
+    /// What the bench showed: the screens as PNG files named after what each shows
+    /// (`NNN-injected.png`), the buzzer's beeps.
     fn save_bench(&self, work: &Path) -> anyhow::Result<()> {
-        let frames = self.panel.frames();
         let screens = work.join("screens");
         std::fs::create_dir_all(&screens)?;
-        for (number, frame) in frames.iter().enumerate() {
-            std::fs::write(
-                screens.join(format!("{number:03}.png")),
-                frame.to_png_scaled(2),
-            )?;
-        }
+        let shown = self.screens.save(&screens)?;
         let beeps = self
             .signals
             .signals()
@@ -396,9 +444,10 @@ impl DemoDaemon {
             })
             .count();
         println!(
-            "bench (simulated): {} screens shown, saved as PNG in {}; {beeps} short beeps so far",
-            frames.len(),
+            "bench (simulated): {shown} {} shown, saved as PNG in {}; {beeps} short {} so far",
+            if shown == 1 { "screen" } else { "screens" },
             screens.display(),
+            if beeps == 1 { "beep" } else { "beeps" },
         );
         Ok(())
     }
@@ -591,7 +640,7 @@ fn run_port(
             TerminalOutcome::Failed { reason } => {
                 anyhow::bail!("terminal {serial} failed: {reason}");
             }
-            other => anyhow::bail!("terminal {serial} ended in another mode: {other:?}"),
+            other => anyhow::bail!("terminal {serial} ended in another mode: {other}"),
         }
     }
     Ok((done, profiles))

@@ -50,9 +50,14 @@ fn list_line(list: &api::ExpectedListReport) -> String {
         (None, _) => "open".to_owned(),
     };
     format!(
-        "list {}: {state}; {} serials{} from {} (SHA-256 {}), imported {}{}",
+        "list {}: {state}; {} {}{} from {} (SHA-256 {}), imported {}{}",
         list.name,
         list.devices,
+        if list.devices == 1 {
+            "serial"
+        } else {
+            "serials"
+        },
         if list.sealed { ", sealed" } else { "" },
         list.file_name,
         list.file_sha256,
@@ -164,8 +169,9 @@ pub fn reconcile(socket: &Path, arguments: ReconcileArguments) -> anyhow::Result
         };
         let result = download(socket, request, &out, force)?;
         println!(
-            "exported {} reconciliation rows to {} (SHA-256 {})",
+            "exported {} reconciliation {} to {} (SHA-256 {})",
             result.rows,
+            if result.rows == 1 { "row" } else { "rows" },
             out.display(),
             result.file_sha256
         );

@@ -148,11 +148,16 @@ pub fn write_key_file(
         return Ok(());
     }
     println!(
-        "wrote {}: batch {}, {} {} keys, indexes {}..{}, device {}, KEK KCV {}",
+        "wrote {}: batch {}, {} {} {}, indexes {}..{}, device {}, KEK KCV {}",
         out.display(),
         generated.header.batch_id,
         generated.header.record_count,
         generated.header.algorithm,
+        if generated.header.record_count == 1 {
+            "key"
+        } else {
+            "keys"
+        },
         generated.first_index,
         generated.last_index,
         generated.header.device_id,
@@ -205,7 +210,9 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
         KeyfileCommand::VerifySmnExport { kek_alg, file } => {
             let (name, source, kek) = export_and_kek(&kek_alg, &file)?;
             let verified = keymother_vault::verify_smn_export(BufReader::new(source), &name, &kek)?;
-            println!("{name}: seal verifies, {} SMN rows", verified.rows.len());
+            let count = verified.rows.len();
+            let noun = if count == 1 { "row" } else { "rows" };
+            println!("{name}: seal verifies, {count} SMN {noun}");
             for row in &verified.rows {
                 println!(
                     "{}  serial {}  key {:08}  KCV {}",
@@ -219,8 +226,13 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             let verified =
                 keymother_vault::verify_dukpt_export(BufReader::new(source), &name, &kek)?;
             println!(
-                "{name}: seal verifies, {} DUKPT rows (device {}, exported {})",
+                "{name}: seal verifies, {} DUKPT {} (device {}, exported {})",
                 verified.rows.len(),
+                if verified.rows.len() == 1 {
+                    "row"
+                } else {
+                    "rows"
+                },
                 verified.device_id,
                 verified.exported_at
             );
@@ -247,8 +259,13 @@ pub fn run(command: KeyfileCommand) -> anyhow::Result<()> {
             let verified =
                 keymother_vault::verify_reconcile_export(BufReader::new(source), &name, &kek)?;
             println!(
-                "{name}: seal verifies, {} reconciliation rows (device {}, exported {})",
+                "{name}: seal verifies, {} reconciliation {} (device {}, exported {})",
                 verified.rows.len(),
+                if verified.rows.len() == 1 {
+                    "row"
+                } else {
+                    "rows"
+                },
                 verified.device_id,
                 verified.exported_at
             );

@@ -17,6 +17,7 @@ use crate::custodian::{CeremonyArguments, print_combined};
 pub enum VaultCommand {
     /// Creates a vault bound to a device id, with a fresh storage key.
     Init {
+        /// The vault's data directory (keymotherd's data_dir, e.g. /var/lib/keymother).
         #[arg(long)]
         data_dir: PathBuf,
         /// The appliance's device id (A-Z 0-9 -), to which key files are bound.
@@ -25,6 +26,7 @@ pub enum VaultCommand {
     },
     /// Key ceremony: custodians type their components; the combined key is sealed in the vault.
     Ceremony {
+        /// The vault's data directory (keymotherd's data_dir, e.g. /var/lib/keymother).
         #[arg(long)]
         data_dir: PathBuf,
         #[command(flatten)]
@@ -32,6 +34,7 @@ pub enum VaultCommand {
     },
     /// Imports a key file: all records or none.
     Import {
+        /// The vault's data directory (keymotherd's data_dir, e.g. /var/lib/keymother).
         #[arg(long)]
         data_dir: PathBuf,
         /// The key file.
@@ -39,12 +42,14 @@ pub enum VaultCommand {
     },
     /// Counts keys per state and per batch.
     Inventory {
+        /// The vault's data directory (keymotherd's data_dir, e.g. /var/lib/keymother).
         #[arg(long)]
         data_dir: PathBuf,
     },
     /// After a zeroize: archives the zeroized vault read-only beside a fresh one (new storage
     /// key, no keys), whose audit chain starts by naming the archive and its last row; audited.
     Recommission {
+        /// The vault's data directory (keymotherd's data_dir, e.g. /var/lib/keymother).
         #[arg(long)]
         data_dir: PathBuf,
         /// Why (recorded in the new audit trail).
@@ -95,11 +100,12 @@ pub fn import_with_progress(vault: &mut Vault, file: &Path) -> anyhow::Result<Im
 
 pub fn print_report(report: &ImportReport) {
     println!(
-        "imported batch {} from {}: {} {} keys, indexes {:08}..{:08}, file SHA-256 {}",
+        "imported batch {} from {}: {} {} {}, indexes {:08}..{:08}, file SHA-256 {}",
         report.batch_id,
         report.issuer,
         report.records,
         report.algorithm,
+        if report.records == 1 { "key" } else { "keys" },
         report.first_index,
         report.last_index,
         report.file_sha256
@@ -226,8 +232,9 @@ pub fn run(command: VaultCommand) -> anyhow::Result<()> {
             crate::client::check_destination(&out, force)?;
             let report = open_to_read(&vault)?.export_audit(&out)?;
             println!(
-                "exported {} audit rows to {} ({})",
+                "exported {} audit {} to {} ({})",
                 report.rows,
+                if report.rows == 1 { "row" } else { "rows" },
                 out.display(),
                 report.verification
             );
@@ -307,8 +314,10 @@ fn audit_verify(path: &Path) -> anyhow::Result<()> {
         HeadMacStatus::NotChecked => "not checked: no storage key",
     };
     println!(
-        "audit trail verifies: {} rows, head {} (head MAC {mac})",
-        report.rows, report.head_hash
+        "audit trail verifies: {} {}, head {} (head MAC {mac})",
+        report.rows,
+        if report.rows == 1 { "row" } else { "rows" },
+        report.head_hash
     );
     if !path.is_file() {
         return Ok(());

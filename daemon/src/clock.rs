@@ -55,6 +55,19 @@ pub enum ClockSource {
     DualControl { witnesses: String, at: SystemTime },
 }
 
+/// In words, for the journal.
+impl std::fmt::Display for ClockSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClockSource::System => {
+                f.write_str("the system clock ([clock] require_trusted = false)")
+            }
+            ClockSource::Rtc { device } => write!(f, "set at boot by {device}"),
+            ClockSource::DualControl { witnesses, .. } => write!(f, "set by {witnesses}"),
+        }
+    }
+}
+
 /// Whether the clock can be trusted now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClockTrust {

@@ -304,6 +304,9 @@ pub fn failure_reason(code: ErrorCode, cause: FailureCause) -> String {
         (ErrorCode::DEVICE_NOT_EXPECTED, _) => "not on an expected-device list",
         (ErrorCode::ALREADY_INJECTED, _) => "already injected: grant a re-injection",
         (ErrorCode::SERIAL_BUSY, _) => "serial busy on another port",
+        (ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED, _) => {
+            "terminal cannot open this key block version"
+        }
         (ErrorCode::UNSUPPORTED_VERSION, _) => "protocol version not supported",
         (ErrorCode::NO_COMMON_MODE, _) => "no common injection mode",
         (ErrorCode::INTERNAL_ERROR, _) => "internal error: see the journal",

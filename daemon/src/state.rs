@@ -185,7 +185,8 @@ impl Shared {
             Err(_) => format!("; {}", crate::clock::CLOCK_NOT_SET),
         };
         format!(
-            "{state}; {available} keys available; ports {open}/{} open; {} injected since start{clock}",
+            "{state}; {available} {} available; ports {open}/{} open; {} injected since start{clock}",
+            if available == 1 { "key" } else { "keys" },
             ports.len(),
             self.stats.injections.load(Ordering::Relaxed)
         )

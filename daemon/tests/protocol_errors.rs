@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use keymother_daemon::DaemonEvent;
 use keymother_protocol::{
-    Confirm, DecodeEvent, ErrorCode, Frame, FrameDecoder, Hello, KeyRequest, Message, Mode,
-    PROTOCOL_VERSION, Smn, crc32,
+    Capabilities, Confirm, DecodeEvent, ErrorCode, Frame, FrameDecoder, Hello, KeyRequest, Message,
+    Mode, PROTOCOL_VERSION, Smn, crc32,
 };
 use keymother_terminal::{Line, PtyLine, inject};
 use keymother_vault::KeyState;
@@ -72,7 +72,7 @@ impl RawTerminal {
             mode_ids: vec![Mode::Tr31.id()],
             model: "RAW".parse().unwrap(),
             hardware_serial: serial.parse().unwrap(),
-            capabilities: 0,
+            capabilities: Capabilities::NONE,
         });
         self.send(10, &hello);
         let (_, welcome) = self.receive();
@@ -103,7 +103,7 @@ fn hello_frame(serial: &str) -> Vec<u8> {
         mode_ids: vec![Mode::Tr31.id()],
         model: "RAW".parse().unwrap(),
         hardware_serial: serial.parse().unwrap(),
-        capabilities: 0,
+        capabilities: Capabilities::NONE,
     })
     .encode_frame(1)
     .unwrap()

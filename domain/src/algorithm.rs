@@ -155,7 +155,9 @@ impl FromStr for KeyAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AlgorithmError {
     #[error(
-        "a {family} key cannot be {found} bytes long (allowed: {})",
+        "{} {family} key cannot be {found} {} long (allowed: {})",
+        if *family == KeyFamily::Aes { "an" } else { "a" },
+        if *found == 1 { "byte" } else { "bytes" },
         family.algorithms().iter().map(|a| format!("{} bytes for {a}", a.key_length())).collect::<Vec<_>>().join(", ")
     )]
     LengthNotInFamily { family: KeyFamily, found: usize },

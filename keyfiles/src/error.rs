@@ -64,7 +64,8 @@ pub enum Problem {
     )]
     WrongKek { file_kcv: Kcv, loaded_kcv: Kcv },
     #[error(
-        "a {kek} KEK cannot protect {master_keys} master keys (the KEK must be at least as strong)"
+        "{} {kek} KEK cannot protect {master_keys} master keys (the KEK must be at least as strong)",
+        if kek.family() == KeyFamily::Aes { "an" } else { "a" }
     )]
     KekTooWeak {
         kek: KeyAlgorithm,

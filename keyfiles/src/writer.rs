@@ -16,10 +16,13 @@ use crate::seal::{SealKey, Sealing};
 /// Why a key file could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    // The causes of Io and KeyBlock are in their messages, not `source`s: as both, they were
+    // printed twice by callers printing the error's chain.
     #[error("writing the key file failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error(
-        "a {kek} KEK cannot protect {master_keys} master keys (the KEK must be at least as strong)"
+        "{} {kek} KEK cannot protect {master_keys} master keys (the KEK must be at least as strong)",
+        if kek.family() == KeyFamily::Aes { "an" } else { "a" }
     )]
     KekTooWeak {
         kek: KeyAlgorithm,
@@ -44,7 +47,19 @@ pub enum WriteError {
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("wrapping a master key: {0}")]
-    KeyBlock(#[from] Tr31Error),
+    KeyBlock(Tr31Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(error: io::Error) -> Self {
+        WriteError::Io(error)
+    }
+}
+
+impl From<Tr31Error> for WriteError {
+    fn from(error: Tr31Error) -> Self {
+        WriteError::KeyBlock(error)
+    }
 }
 
 /// Writes arbitrary lines under a valid seal. [`KeyFileWriter`] builds on it; tests use it

@@ -59,11 +59,15 @@ impl ErrorCode {
     /// This hardware serial is being injected on another port right now; nothing was
     /// reserved.
     pub const SERIAL_BUSY: ErrorCode = ErrorCode(0x0015);
+    /// The terminal's HELLO capability flags leave out the TR-31 key block version every mode
+    /// it offers would need (the one the appliance's transport key wraps under); no session is
+    /// open and nothing was reserved.
+    pub const KEY_BLOCK_VERSION_UNSUPPORTED: ErrorCode = ErrorCode(0x0016);
     /// The appliance failed internally; the request changed nothing that is not recorded.
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x00FF);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::MALFORMED_MESSAGE,
         ErrorCode::UNKNOWN_MESSAGE_TYPE,
         ErrorCode::OUT_OF_ORDER_MESSAGE,
@@ -85,6 +89,7 @@ impl ErrorCode {
         ErrorCode::DEVICE_NOT_EXPECTED,
         ErrorCode::ALREADY_INJECTED,
         ErrorCode::SERIAL_BUSY,
+        ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED,
         ErrorCode::INTERNAL_ERROR,
     ];
 
@@ -112,6 +117,7 @@ impl ErrorCode {
             ErrorCode::DEVICE_NOT_EXPECTED => "DEVICE_NOT_EXPECTED",
             ErrorCode::ALREADY_INJECTED => "ALREADY_INJECTED",
             ErrorCode::SERIAL_BUSY => "SERIAL_BUSY",
+            ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED => "KEY_BLOCK_VERSION_UNSUPPORTED",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
             _ => return None,
         })
@@ -174,6 +180,9 @@ impl ErrorCode {
             }
             ErrorCode::SERIAL_BUSY => {
                 "this hardware serial is being injected on another port; nothing was reserved"
+            }
+            ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED => {
+                "the terminal's capability flags leave out the TR-31 key block version the appliance's transport key needs; no session is open, nothing was reserved"
             }
             ErrorCode::INTERNAL_ERROR => "the appliance failed internally",
             _ => return None,

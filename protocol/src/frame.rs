@@ -153,7 +153,7 @@ impl fmt::Display for FrameRejection {
                 computed,
             } => write!(
                 f,
-                "bad CRC on a {length}-byte body: received {received:08X}, computed {computed:08X}"
+                "bad CRC on a body of {length} bytes: received {received:08X}, computed {computed:08X}"
             ),
             FrameRejection::InterByteTimeout { pending } => write!(
                 f,

@@ -38,9 +38,9 @@ pub use frame::{
 };
 pub use identity::{HardwareSerial, IdentityError, KeyIndex, MAX_KEY_INDEX, Smn, TerminalModel};
 pub use message::{
-    Abort, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed, DukptDelivery,
-    DukptRequest, EncodeError, ErrorMessage, Field, FieldProblem, Hello, KeyRequest, Message,
-    MessageType, PROTOCOL_VERSION, Welcome,
+    Abort, Capabilities, CapabilitiesParseError, Confirm, Confirmed, DecodeError, Delivery,
+    DukptConfirm, DukptConfirmed, DukptDelivery, DukptRequest, EncodeError, ErrorMessage, Field,
+    FieldProblem, Hello, KeyRequest, Message, MessageType, PROTOCOL_VERSION, Welcome,
 };
 pub use mode::{Mode, UnknownMode};
 pub use profile::{DukptKind, DukptSlot, KeyAlgorithm, Profile};

@@ -46,6 +46,16 @@ impl Mode {
         }
     }
 
+    /// Whether the mode sends keys as TR-31 key blocks under the terminal transport key (tr31
+    /// and profile), whose version the terminal's HELLO capability flags must admit;
+    /// certificate mode sends TR-34 key tokens instead.
+    pub fn wraps_under_ttk(self) -> bool {
+        match self {
+            Mode::Tr31 | Mode::Profile => true,
+            Mode::Certificate => false,
+        }
+    }
+
     /// Whether the sessions of this crate can run this mode (the modes with rules in `modes/`);
     /// the others are never chosen, whatever the configuration says.
     pub fn is_implemented(self) -> bool {

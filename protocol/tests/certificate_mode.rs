@@ -338,6 +338,37 @@ fn certificate_mode_is_chosen_only_when_both_sides_have_a_credential_token() {
 }
 
 #[test]
+fn capability_flags_steer_a_terminal_to_certificate_mode_which_sends_no_tr31_block() {
+    // The appliance's TTK is AES (version D); this terminal opens version B only.
+    let welcome_mode = |modes: Vec<Mode>| {
+        let mut config = terminal_config();
+        config.modes = modes;
+        let mut appliance = ApplianceSession::new(appliance_config());
+        let hello = sends(
+            TerminalSession::new(config)
+                .with_capabilities(keymother_protocol::Capabilities::TR31_VERSION_B)
+                .start(Duration::ZERO),
+        );
+        decode(&appliance_sends(
+            appliance.handle_bytes(&hello, Duration::ZERO),
+        ))
+    };
+    // Preferring tr31, it still gets certificate mode: tr31 would send a version D block.
+    match welcome_mode(vec![Mode::Tr31, Mode::Certificate]) {
+        Message::Welcome(welcome) => assert_eq!(welcome.mode_id, Mode::Certificate.id()),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    // Offering tr31 alone, it is refused with the version it lacks.
+    match welcome_mode(vec![Mode::Tr31]) {
+        Message::Error(error) => {
+            assert_eq!(error.code, ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED);
+            assert!(error.detail.contains("version D"), "{}", error.detail);
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_refused_kdh_credential_token_aborts_before_any_key_is_requested() {
     let mut appliance = ApplianceSession::new(appliance_config());
     let mut terminal = TerminalSession::new(terminal_config());

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use keymother_protocol::message::{
-    CAPABILITY_TR31_VERSION_B, MAX_DETAIL_LENGTH, MAX_KEY_BLOCK_LENGTH, MIN_KEY_BLOCK_LENGTH,
+    Capabilities, MAX_DETAIL_LENGTH, MAX_KEY_BLOCK_LENGTH, MIN_KEY_BLOCK_LENGTH,
 };
 use keymother_protocol::{
     Abort, AbortReason, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed,
@@ -51,7 +51,7 @@ fn message_strategy() -> impl Strategy<Value = Message> {
                     mode_ids,
                     model,
                     hardware_serial,
-                    capabilities,
+                    capabilities: Capabilities::from_bits(capabilities),
                 })
             }),
         prop_oneof![
@@ -208,7 +208,7 @@ fn hello_payload() -> Vec<u8> {
         mode_ids: vec![1],
         model: "M".parse().unwrap(),
         hardware_serial: "123L013K".parse().unwrap(),
-        capabilities: CAPABILITY_TR31_VERSION_B,
+        capabilities: Capabilities::TR31_VERSION_B,
     })
     .encode_payload()
     .unwrap()
@@ -623,7 +623,7 @@ fn encoding_refuses_what_the_protocol_cannot_carry() {
             mode_ids: vec![],
             model: "M".parse().unwrap(),
             hardware_serial: "S".parse().unwrap(),
-            capabilities: 0
+            capabilities: Capabilities::NONE
         })),
         Field::ModeIds
     );

@@ -429,7 +429,7 @@ fn an_adapter_answer_for_another_slot_or_kind_is_an_internal_error() {
         .handle_dukpt_reservation(Ok(tdes_ksn), direct.now);
     assert!(actions.iter().any(|action| matches!(action,
         ApplianceAction::Report(SessionEvent::ErrorSent { code: ErrorCode::INTERNAL_ERROR, detail, .. })
-            if detail.contains("10-byte KSN; AES DUKPT KSNs are 8 bytes"))));
+            if detail.contains("a KSN of 10 bytes; AES DUKPT KSNs are 8 bytes"))));
 }
 
 #[test]

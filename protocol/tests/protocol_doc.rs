@@ -513,7 +513,7 @@ fn annotate_hello(c: &mut Cursor<'_>, hello: &keymother_protocol::Hello) {
     c.take(
         "capability flags",
         2,
-        format!("0x{:04X}", hello.capabilities),
+        format!("0x{:04X}", hello.capabilities.bits()),
     );
 }
 

@@ -477,6 +477,58 @@ fn error_no_common_mode_and_negotiation_ignores_unknown_ids() {
     assert_eq!(code, ErrorCode::NO_COMMON_MODE);
 }
 
+/// HELLO offering `mode_ids` with the capability flags `capabilities`.
+fn hello_with_flags(mode_ids: Vec<u8>, capabilities: u16) -> Message {
+    match hello_for("T1", mode_ids) {
+        Message::Hello(hello) => Message::Hello(keymother_protocol::Hello {
+            capabilities: keymother_protocol::Capabilities::from_bits(capabilities),
+            ..hello
+        }),
+        other => other,
+    }
+}
+
+#[test]
+fn error_key_block_version_unsupported_before_anything_is_reserved() {
+    // The test appliance's TTK is AES: its keys travel as TR-31 version D.
+    let mut direct = Direct::new(FakeVault::with_keys([1]));
+    let (seq, code, detail) = error_code(&direct.request(4, &hello_with_flags(vec![1], 0x0001)));
+    assert_eq!((seq, code), (4, ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED));
+    assert!(detail.contains("version D"), "{detail}");
+    assert!(detail.contains("0x0002"), "{detail}");
+    assert!(detail.contains("AES transport key"), "{detail}");
+    // No session is open: a KEY_REQUEST is out of order, and nothing was reserved.
+    let (_, code, _) = error_code(&direct.request(5, &key_request()));
+    assert_eq!(code, ErrorCode::OUT_OF_ORDER_MESSAGE);
+    assert!(direct.vault.reserve_calls.is_empty());
+    // Announcing version D (with undefined bits), both, or nothing at all is served.
+    for flags in [0x0002, 0x8002, 0x0003, 0x0000, 0x0100] {
+        let answers = direct.request(0, &hello_with_flags(vec![1], flags));
+        assert!(
+            matches!(&answers[..], [(0, Message::Welcome(welcome))] if welcome.mode_id == 1),
+            "flags {flags:04X}: {answers:?}"
+        );
+    }
+    // A TDES TTK sends version B: a terminal announcing only B is served, only D refused.
+    let mut config = appliance_config();
+    config.ttk_kcv = vec![0x08, 0xD7, 0xB4];
+    let mut direct = Direct::with_config(config, FakeVault::with_keys([1]));
+    let answers = direct.request(0, &hello_with_flags(vec![1], 0x0001));
+    assert!(
+        matches!(&answers[..], [(0, Message::Welcome(_))]),
+        "{answers:?}"
+    );
+    let (_, code, detail) = error_code(&direct.request(0, &hello_with_flags(vec![1], 0x0002)));
+    assert_eq!(code, ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED);
+    assert!(
+        detail.contains("version B") && detail.contains("TDES"),
+        "{detail}"
+    );
+    // Offering no mode the appliance serves is still NO_COMMON_MODE, whatever the flags.
+    let (_, code, _) = error_code(&direct.request(0, &hello_with_flags(vec![2], 0x0002)));
+    assert_eq!(code, ErrorCode::NO_COMMON_MODE);
+}
+
 #[test]
 fn error_mode_not_negotiated() {
     let mut direct = Direct::new(FakeVault::with_keys([1]));
@@ -750,6 +802,7 @@ fn every_error_code_is_produced_by_some_test() {
         ErrorCode::DEVICE_NOT_EXPECTED,
         ErrorCode::ALREADY_INJECTED,
         ErrorCode::SERIAL_BUSY,
+        ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED,
         ErrorCode::INTERNAL_ERROR,
     ];
     assert_eq!(covered, ErrorCode::ALL);

@@ -9,7 +9,7 @@
 use keymother_crypto::dukpt::InitialKeyIdentity;
 use keymother_crypto::tr31::KeyBlockProtectionKey;
 use keymother_crypto::{Kcv, SecretKey};
-use keymother_protocol::{CertificateDelivery, HeldDukptKey, InstallRefusal};
+use keymother_protocol::{Capabilities, CertificateDelivery, HeldDukptKey, InstallRefusal};
 
 use std::path::Path;
 
@@ -31,6 +31,9 @@ pub struct SoftwareKeyStore {
     dukpt: Vec<DukptKey>,
     /// Where the keys are kept between runs, if anywhere.
     file: Option<StoreFile>,
+    /// The capability flags this terminal announces in HELLO (every defined one by default:
+    /// the software store unwraps TR-31 versions B and D).
+    capabilities: Capabilities,
 }
 
 impl SoftwareKeyStore {
@@ -44,6 +47,7 @@ impl SoftwareKeyStore {
             certificate: None,
             dukpt: Vec::new(),
             file: None,
+            capabilities: Capabilities::DEFINED,
         }
     }
 
@@ -101,6 +105,19 @@ impl SoftwareKeyStore {
     pub fn with_certificate(mut self, identity: CertificateIdentity) -> SoftwareKeyStore {
         self.certificate = Some(identity);
         self
+    }
+
+    /// The store announcing `capabilities` in HELLO instead of every defined flag, as a
+    /// terminal that cannot unwrap some TR-31 version would (or, flags 0, one that says
+    /// nothing); for checking how an appliance treats such terminals.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> SoftwareKeyStore {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The capability flags this terminal announces in HELLO.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// The certificate-mode identity, if the terminal has one.

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_protocol::{CertificatePass, Mode, TerminalConfig, TerminalOutcome};
+use keymother_protocol::{
+    Capabilities, CertificatePass, DEFAULT_MAX_RETRIES, DEFAULT_RESPONSE_TIMEOUT, Mode,
+    TerminalConfig, TerminalOutcome,
+};
 use keymother_terminal::{CertificateIdentity, SerialLine, SoftwareKeyStore, inject};
 
 #[derive(Parser)]
@@ -27,14 +30,23 @@ struct Arguments {
     /// Terminal model reported to the appliance.
     #[arg(long, default_value = "KEYMOTHER-REF")]
     model: String,
+    /// Bit rate of the serial line (both ends must use the same; the protocol's default is 115200).
     #[arg(long, default_value_t = 115200)]
     baud: u32,
     /// The transport key's algorithm; the key itself is typed without echo (or piped on stdin).
     #[arg(long, default_value = "AES-256")]
     ttk_alg: String,
-    /// Response timeout in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// Response timeout in milliseconds (docs/PROTOCOL.md section 6: 3000 unless told).
+    #[arg(long, default_value_t = DEFAULT_RESPONSE_TIMEOUT.as_millis() as u64)]
     timeout_ms: u64,
+    /// Retransmissions of one request before the terminal gives up (docs/PROTOCOL.md section 6).
+    #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
+    retries: u32,
+    /// The TR-31 key block versions this terminal announces it unwraps in HELLO's capability
+    /// flags: "B,D" (the default), "B", "D", "none" (flags 0), or the flags in hex ("0x0001").
+    /// To check how the appliance treats a terminal that cannot open some version.
+    #[arg(long, default_value = "B,D")]
+    capabilities: Capabilities,
     /// Certificate mode: the device's private key (PKCS#8 PEM or DER; an encrypted key asks
     /// for its passphrase). With --device-certificate and --kdh-ca, the terminal offers
     /// certificate mode first, then tr31.
@@ -122,13 +134,14 @@ fn run(arguments: Arguments) -> anyhow::Result<bool> {
         modes: vec![Mode::Tr31],
         ttk_kcv: Vec::new(),
         response_timeout: Duration::from_millis(arguments.timeout_ms),
-        max_retries: 5,
+        max_retries: arguments.retries,
         unconfirmed_key: None,
         unconfirmed_dukpt: Vec::new(),
         krd_credential_token: Vec::new(),
     };
     let transport_key = read_transport_key(algorithm)?;
-    let mut key_store = SoftwareKeyStore::new(&transport_key);
+    let mut key_store =
+        SoftwareKeyStore::new(&transport_key).with_capabilities(arguments.capabilities);
     drop(transport_key);
     let mut modes = vec![Mode::Tr31];
     if let (Some(key), Some(certificate), Some(kdh_ca)) = (

@@ -45,7 +45,7 @@ pub fn inject<L: Line>(
         }
     }
     let started = Instant::now();
-    let mut session = TerminalSession::new(config);
+    let mut session = TerminalSession::new(config).with_capabilities(key_store.capabilities());
     let mut pending: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
     let mut buffer = [0u8; 2048];
     loop {

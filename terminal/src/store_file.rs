@@ -36,12 +36,9 @@ const COMMENT_LINE: &str = "# keymother-terminal key store: TEST keys in the cle
 /// Why a store file could not be read or written; never quotes a key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The I/O error is part of the message, not a `source` (printed once, not twice).
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error(
         "{path}: others may read it (mode {mode:03o}); it holds clear keys: chmod 600 it, or start a new store"
     )]
@@ -105,10 +102,10 @@ impl StoreFile {
         }
     }
 
-    fn io(&self, source: io::Error) -> StoreFileError {
+    fn io(&self, error: io::Error) -> StoreFileError {
         StoreFileError::Io {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
@@ -245,8 +242,15 @@ fn read_item(item: &str, keys: &mut StoredKeys) -> Result<(), String> {
         let algorithm: KeyAlgorithm = algorithm
             .parse()
             .map_err(|_| format!("unknown key algorithm {algorithm:?}"))?;
-        SecretKey::from_hex(algorithm, hex)
-            .map_err(|_| format!("the key is not a {algorithm} key in hex"))
+        SecretKey::from_hex(algorithm, hex).map_err(|_| {
+            // "an AES-128 key", "a TDES-2KEY key".
+            let article = if algorithm.name().starts_with('A') {
+                "an"
+            } else {
+                "a"
+            };
+            format!("the key is not {article} {algorithm} key in hex")
+        })
     };
     match fields.as_slice() {
         ["master", index, algorithm, hex, state] => {

@@ -11,10 +11,12 @@ pub enum VaultError {
     NotFound(PathBuf),
     #[error("{path}: {problem}")]
     Permissions { path: PathBuf, problem: String },
-    #[error("{path}: {source}")]
+    // The I/O error is part of the message and not a `source`: as both, it was printed
+    // twice by every caller printing the chain.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("storage key {path}: {problem}")]
     StorageKey { path: PathBuf, problem: String },
@@ -43,6 +45,14 @@ pub enum VaultError {
         "the vault in {0} was zeroized: its secrets and storage key are destroyed; only its audit trail and SMN registry can still be read (open it for audit)"
     )]
     Zeroized(PathBuf),
+    /// The database's error is in the message, not a `source`: as both, it was printed twice
+    /// by callers printing the error's chain.
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for VaultError {
+    fn from(error: rusqlite::Error) -> Self {
+        VaultError::Database(error)
+    }
 }

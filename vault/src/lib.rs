@@ -116,9 +116,9 @@ pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::F
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|source| VaultError::Io {
+        .map_err(|error| VaultError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
         |(_, errno)| {
@@ -128,7 +128,7 @@ pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::F
                     data_dir.display()
                 ))
             } else {
-                VaultError::Io { path: path.clone(), source: std::io::Error::from(errno) }
+                VaultError::Io { path: path.clone(), error: std::io::Error::from(errno) }
             }
         },
     )

@@ -221,7 +221,7 @@ fn archive_database(data_dir: &Path) -> Result<PathBuf, VaultError> {
         .unwrap_or_else(|| unreachable!("an unbounded range always finds a free name"));
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| VaultError::Io { path, source }
+        move |error| VaultError::Io { path, error }
     };
     fs::rename(&database, &archive).map_err(io(&archive))?;
     fs::set_permissions(&archive, fs::Permissions::from_mode(0o400)).map_err(io(&archive))?;
@@ -239,9 +239,9 @@ fn archive_database(data_dir: &Path) -> Result<PathBuf, VaultError> {
 
 /// SHA-256 of a file, lower-case hex.
 fn file_sha256(path: &Path) -> Result<String, VaultError> {
-    let bytes = fs::read(path).map_err(|source| VaultError::Io {
+    let bytes = fs::read(path).map_err(|error| VaultError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }

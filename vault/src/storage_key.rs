@@ -25,9 +25,9 @@ pub(crate) fn path(data_dir: &Path) -> PathBuf {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> VaultError + '_ {
-    move |source| VaultError::Io {
+    move |error| VaultError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -421,7 +421,7 @@ fn rows_that_break_the_format_are_refused_by_line_and_field_even_when_sealed() {
     refused(
         9,
         data.replacen(",00000,", ",80000,", 1),
-        "device ID \"80000\" is not 5 upper-case hex digits, at most 7FFFF, as the device IDs of a TDES BDK are",
+        "device ID \"80000\" is not 5 upper-case hex digits, at most 7FFFF, as the device IDs of TDES BDKs are",
     );
     refused(
         8,

@@ -267,7 +267,7 @@ fn loading_a_bdk_refuses_what_would_break_its_device_ids() {
     );
     assert_eq!(
         refuse(new_bdk("DATA", "01020304", "00000000-00000010", true), &aes),
-        "BDK DATA is a TDES BDK; a name keeps its kind, so load the AES BDK under another name"
+        "BDK DATA is of the TDES kind; a name keeps its kind, so load the AES BDK under another name"
     );
     assert_eq!(
         refuse(new_bdk("PIN", "01020304", PIN_RANGE, true), &aes),

@@ -19,9 +19,10 @@ pub(crate) async fn batch_withdraw(
         log::warn!(
             event = "batch-withdrawn", batch = batch_id.as_str(), keys = withdrawn.withdrawn,
             pending = withdrawn.pending, operator = operator.as_str();
-            "batch {batch_id} withdrawn: {} available keys out of service, {} reserved or sent \
+            "batch {batch_id} withdrawn: {} available {} out of service, {} reserved or sent \
              finish normally: {reason}",
-            withdrawn.withdrawn, withdrawn.pending
+            withdrawn.withdrawn, if withdrawn.withdrawn == 1 { "key" } else { "keys" },
+            withdrawn.pending
         );
         Ok(api::BatchWithdrawReport {
             batch_id: withdrawn.batch_id.to_string(),

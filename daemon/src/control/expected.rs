@@ -59,8 +59,8 @@ pub(crate) async fn expected_import(
     log::info!(
         event = "expected-import", list = list.name.as_str(), devices = list.devices,
         sealed = list.sealed;
-        "expected-device list {} imported from {}: {} serials{}",
-        list.name, list.file, list.devices, if list.sealed { ", sealed" } else { "" }
+        "expected-device list {} imported from {}: {} serial{}{}",
+        list.name, list.file, list.devices, if list.devices == 1 { "" } else { "s" }, if list.sealed { ", sealed" } else { "" }
     );
     Ok(list_report(&list))
 }
@@ -227,7 +227,8 @@ pub(crate) async fn reconcile_export(
     .map_err(|error| error.to_string())?;
     log::info!(
         event = "reconcile-export", rows = report.rows, operator = operator.as_str();
-        "{} reconciliation rows exported to {file}", report.rows
+        "{} reconciliation {} exported to {file}", report.rows,
+        if report.rows == 1 { "row" } else { "rows" }
     );
     Ok(api::ReconcileExportReport {
         rows: report.rows,

@@ -221,7 +221,8 @@ pub(crate) async fn import(
     log::info!(
         event = "import", batch = report.batch_id.as_str(), records = report.records,
         file_sha256 = report.file_sha256.as_str();
-        "batch {} imported: {} keys", report.batch_id, report.records
+        "batch {} imported: {} key{}", report.batch_id, report.records,
+        if report.records == 1 { "" } else { "s" }
     );
     Ok(api::ImportReport {
         batch_id: report.batch_id,
@@ -310,7 +311,8 @@ pub(crate) async fn export_smn(
     .map_err(|error| error.to_string())?;
     log::info!(
         event = "export", rows = report.rows, operator = operator.as_str();
-        "{} SMN rows exported to {file}", report.rows
+        "{} SMN row{} exported to {file}", report.rows,
+        if report.rows == 1 { "" } else { "s" }
     );
     Ok(api::SmnExportReport {
         rows: report.rows,

@@ -135,7 +135,7 @@ impl Dispenser {
                 "the clock is not trusted: {reason}; logins and certificate checks are refused until two people set it (keymother clock set)"
             ),
             ClockTrust::Trusted(source) => {
-                log::info!(event = "clock"; "the clock is trusted: {source:?}")
+                log::info!(event = "clock"; "the clock is trusted: {source}")
             }
             ClockTrust::NotSet { .. } => {}
         }

@@ -41,7 +41,7 @@ impl PortWorker<'_> {
             Err(refusal) => log::warn!(
                 event = "dukpt-refused", port = self.port.name.as_str(),
                 hw_serial = terminal.hardware_serial.as_str(), bdk = dukpt.label.as_str();
-                "no initial key of BDK {} for {}: {refusal:?}", dukpt.label, terminal.hardware_serial
+                "no initial key of BDK {} for {}: {refusal}", dukpt.label, terminal.hardware_serial
             ),
         }
         self.dukpt_reserved = Some((terminal, dukpt));
@@ -107,7 +107,7 @@ impl PortWorker<'_> {
             Err(refusal) => log::warn!(
                 event = "dukpt-confirmation-refused", port = self.port.name.as_str(),
                 hw_serial = terminal.hardware_serial.as_str(), bdk = dukpt.label.as_str();
-                "confirmation of an initial key of BDK {} by {} refused: {refusal:?}",
+                "confirmation of an initial key of BDK {} by {} refused: {refusal}",
                 dukpt.label, terminal.hardware_serial
             ),
         }

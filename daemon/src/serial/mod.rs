@@ -318,7 +318,7 @@ impl PortWorker<'_> {
             Err(refusal) => log::warn!(
                 event = "reservation-refused", port = self.port.name.as_str(),
                 hw_serial = terminal.hardware_serial.as_str();
-                "no key for {}: {refusal:?}", terminal.hardware_serial
+                "no key for {}: {refusal}", terminal.hardware_serial
             ),
         }
         self.reserved_for = Some(terminal);
@@ -385,7 +385,7 @@ impl PortWorker<'_> {
             Err(refusal) => log::warn!(
                 event = "confirmation-refused", port = self.port.name.as_str(),
                 hw_serial = terminal.hardware_serial.as_str(), key_index = key_index;
-                "confirmation of key {key_index:08} by {} refused: {refusal:?}", terminal.hardware_serial
+                "confirmation of key {key_index:08} by {} refused: {refusal}", terminal.hardware_serial
             ),
         }
         Ok(self

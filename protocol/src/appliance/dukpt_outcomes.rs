@@ -221,7 +221,7 @@ fn check_delivery(delivery: &DukptDelivery, slot: u8, dukpt: &DukptSlot) -> Resu
     let expected = dukpt.kind.ksn_length();
     if delivery.ksn.len() != expected {
         return Err(format!(
-            "the DUKPT key prepared for slot {slot} has a {}-byte KSN; {} KSNs are {expected} bytes",
+            "the DUKPT key prepared for slot {slot} has a KSN of {} bytes; {} KSNs are {expected} bytes",
             delivery.ksn.len(),
             dukpt.kind
         ));

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::FrameRejection;
 use crate::identity::Smn;
+use crate::message::Capabilities;
 use crate::mode::Mode;
 use crate::modes::certificate::CertificateProblem;
 use crate::terminal::hex;
@@ -63,7 +64,7 @@ pub enum SessionEvent {
     HelloReceived {
         terminal: TerminalIdentity,
         mode_ids: Vec<u8>,
-        capabilities: u16,
+        capabilities: Capabilities,
     },
     Welcomed {
         terminal: TerminalIdentity,
@@ -171,8 +172,13 @@ impl fmt::Display for SessionEvent {
                 capabilities,
             } => write!(
                 f,
-                "HELLO from {terminal}, version {}, mode ids {mode_ids:?}, capabilities {capabilities:04X}",
-                terminal.protocol_version
+                "HELLO from {terminal}, version {}, mode ids {}, capabilities {capabilities}",
+                terminal.protocol_version,
+                mode_ids
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             SessionEvent::Welcomed { terminal, mode } => {
                 write!(f, "welcomed {terminal} in mode {mode}")

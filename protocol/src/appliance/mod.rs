@@ -123,6 +123,52 @@ pub enum ConfirmRefusal {
     Internal(String),
 }
 
+/// In words, for logs: what the terminal is told, without Rust names.
+impl fmt::Display for DispenseRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispenseRefusal::NoKeysAvailable => f.write_str("no unused key is left"),
+            DispenseRefusal::NotReady => {
+                f.write_str("the appliance is locked or has no transport key")
+            }
+            DispenseRefusal::NoOperator => f.write_str("no operator is logged in"),
+            DispenseRefusal::BdkNotLoaded => f.write_str("the slot's BDK is not loaded"),
+            DispenseRefusal::TamperInputUnwatched => f.write_str("the tamper input is not watched"),
+            DispenseRefusal::CertificateRefused(refusal) => {
+                write!(f, "certificate refused: {}", refusal.detail)
+            }
+            DispenseRefusal::DeviceNotExpected => {
+                f.write_str("the hardware serial is not on an open expected-device list")
+            }
+            DispenseRefusal::AlreadyInjected(held) => {
+                write!(f, "already injected, no re-injection granted: {held}")
+            }
+            DispenseRefusal::SerialBusy { port } => {
+                write!(f, "the serial is being injected on port {port}")
+            }
+            DispenseRefusal::Internal(detail) => write!(f, "internal error: {detail}"),
+        }
+    }
+}
+
+/// In words, for logs.
+impl fmt::Display for ConfirmRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfirmRefusal::KcvMismatch { quarantined: false } => {
+                f.write_str("the check value is not the key's")
+            }
+            ConfirmRefusal::KcvMismatch { quarantined: true } => {
+                f.write_str("the check value is not the key's; the key is quarantined")
+            }
+            ConfirmRefusal::NotDelivered => {
+                f.write_str("the vault has no record of giving this key to this terminal")
+            }
+            ConfirmRefusal::Internal(detail) => write!(f, "internal error: {detail}"),
+        }
+    }
+}
+
 /// What the adapter must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplianceAction {
@@ -404,4 +450,30 @@ impl ApplianceSession {
 
 fn report(event: SessionEvent) -> ApplianceAction {
     ApplianceAction::Report(event)
+}
+
+#[cfg(test)]
+mod refusal_words {
+    use super::*;
+    use crate::certificate::CertificateProblem;
+
+    #[test]
+    fn refusals_read_as_words_not_rust_names() {
+        assert_eq!(
+            DispenseRefusal::NoKeysAvailable.to_string(),
+            "no unused key is left"
+        );
+        let refused = DispenseRefusal::CertificateRefused(CertificateRefusal {
+            problem: CertificateProblem::BadSignature,
+            detail: "not issued by the manufacturer CA".to_owned(),
+        });
+        assert_eq!(
+            refused.to_string(),
+            "certificate refused: not issued by the manufacturer CA"
+        );
+        assert_eq!(
+            ConfirmRefusal::KcvMismatch { quarantined: true }.to_string(),
+            "the check value is not the key's; the key is quarantined"
+        );
+    }
 }

@@ -6,11 +6,12 @@ use crate::codes::ErrorCode;
 use crate::frame::Frame;
 use crate::identity::Smn;
 use crate::message::{
-    Abort, Confirm, DecodeError, Direction, Hello, KeyRequest, Message, MessageType,
+    Abort, Capabilities, Confirm, DecodeError, Direction, Hello, KeyRequest, Message, MessageType,
     PROTOCOL_VERSION, Welcome,
 };
 use crate::mode::Mode;
 use crate::modes::{self, ModeRules};
+use keymother_domain::{Kcv, Tr31Version};
 
 use super::exchange::Exchange;
 use super::{
@@ -172,14 +173,56 @@ impl ApplianceSession {
                 actions,
             );
         }
+        // Modes that send TR-31 key blocks are chosen only if the flags admit the version the
+        // transport key wraps under (PROTOCOL.md, HELLO: capability flags).
+        let version = self.ttk_key_block_version();
+        let admitted = |mode: Mode| {
+            !mode.wraps_under_ttk()
+                || version.is_none_or(|version| hello.capabilities.admits(version))
+        };
         let chosen = hello
             .known_modes()
             .into_iter()
+            .filter(|&mode| admitted(mode))
             .find_map(|mode| self.served(mode, &terminal));
-        match chosen {
-            Some(mode) => self.welcome(frame.seq, terminal, mode, actions),
-            None => self.refuse_modes(&hello, &terminal, actions),
+        let served_without_flags = hello
+            .known_modes()
+            .into_iter()
+            .any(|mode| self.served(mode, &terminal).is_some());
+        match (chosen, version) {
+            (Some(mode), _) => self.welcome(frame.seq, terminal, mode, actions),
+            (None, Some(version)) if served_without_flags => {
+                self.refuse_key_block_version(&hello, version, actions)
+            }
+            (None, _) => self.refuse_modes(&hello, &terminal, actions),
         }
+    }
+
+    /// The TR-31 version keys travel in under the transport key (B under TDES, D under AES);
+    /// `None` while no transport key's check value is known.
+    fn ttk_key_block_version(&self) -> Option<Tr31Version> {
+        Kcv::from_bytes_any(&self.config.ttk_kcv)
+            .ok()
+            .map(|kcv| Tr31Version::for_protection_key(kcv.family()))
+    }
+
+    /// KEY_BLOCK_VERSION_UNSUPPORTED: every mode this terminal could be served in sends key
+    /// blocks of `version`, and its capability flags leave that version out. No session opens.
+    fn refuse_key_block_version(
+        &mut self,
+        hello: &Hello,
+        version: Tr31Version,
+        actions: &mut Actions,
+    ) {
+        let flag = Capabilities::flag_for(version).map_or(0, Capabilities::bits);
+        let detail = format!(
+            "the terminal cannot unwrap TR-31 version {} key blocks (capability flag 0x{flag:04X}), \
+             which the appliance's {} transport key needs; its flags are {}",
+            version.code(),
+            version.protection_key_family(),
+            hello.capabilities
+        );
+        self.respond_error(ErrorCode::KEY_BLOCK_VERSION_UNSUPPORTED, &detail, actions);
     }
 
     /// HELLO's message, or `None` once answered with the ERROR saying why it is not one.

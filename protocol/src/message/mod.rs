@@ -11,11 +11,13 @@ use crate::frame::{Frame, MAX_PAYLOAD_LENGTH};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::mode::Mode;
 
+mod capabilities;
 mod codec;
 mod dukpt;
 mod field;
 mod payload;
 
+pub use capabilities::{Capabilities, CapabilitiesParseError};
 pub(crate) use codec::{LengthWidth, Reader, Writer};
 pub use dukpt::{
     AES_INITIAL_KEY_ID_LENGTH, DukptConfirm, DukptConfirmed, DukptDelivery, DukptRequest,
@@ -35,10 +37,6 @@ pub const MAX_DETAIL_LENGTH: usize = 200;
 pub const MIN_KEY_BLOCK_LENGTH: usize = 16;
 /// Longest key block in KEY_DELIVERY: what fits in a frame beside the other fields.
 pub const MAX_KEY_BLOCK_LENGTH: usize = MAX_PAYLOAD_LENGTH - 4 - 2 - 1 - 5;
-/// HELLO capability: the terminal unwraps TR-31 version B key blocks (TDES transport key).
-pub const CAPABILITY_TR31_VERSION_B: u16 = 0x0001;
-/// HELLO capability: the terminal unwraps TR-31 version D key blocks (AES transport key).
-pub const CAPABILITY_TR31_VERSION_D: u16 = 0x0002;
 
 /// Message type ids (the TYPE byte). Requests are 0x11-0x14 and 0x16-0x17 (profile mode's
 /// DUKPT requests), their responses the same with bit 7 set (0x91-0x94, 0x96-0x97), ERROR 0x9F,
@@ -171,8 +169,8 @@ pub struct Hello {
     pub mode_ids: Vec<u8>,
     pub model: TerminalModel,
     pub hardware_serial: HardwareSerial,
-    /// `CAPABILITY_*` bits; bits not defined here are sent as 0 and ignored.
-    pub capabilities: u16,
+    /// The capability flags, parsed once; bits not defined here are sent as 0 and ignored.
+    pub capabilities: Capabilities,
 }
 
 impl Hello {

@@ -5,8 +5,8 @@ use crate::frame::MAX_PAYLOAD_LENGTH;
 
 use super::codec::{Reader, Writer};
 use super::{
-    Abort, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed, DukptDelivery,
-    DukptRequest, EncodeError, ErrorMessage, Field, FieldProblem, Hello, KeyRequest,
+    Abort, Capabilities, Confirm, Confirmed, DecodeError, Delivery, DukptConfirm, DukptConfirmed,
+    DukptDelivery, DukptRequest, EncodeError, ErrorMessage, Field, FieldProblem, Hello, KeyRequest,
     MAX_DETAIL_LENGTH, MAX_DEVICE_ID_LENGTH, MAX_KEY_BLOCK_LENGTH, MAX_MODE_IDS, Message,
     MessageType, PROTOCOL_VERSION, Welcome,
 };
@@ -104,7 +104,7 @@ impl Hello {
             24,
             SERIAL_LENGTH,
         )?;
-        writer.u16(self.capabilities);
+        writer.u16(self.capabilities.bits());
         Ok(())
     }
 
@@ -131,7 +131,7 @@ impl Hello {
             24,
             SERIAL_LENGTH,
         )?;
-        let capabilities = reader.u16(Field::Capabilities)?;
+        let capabilities = Capabilities::from_bits(reader.u16(Field::Capabilities)?);
         Ok(Hello {
             protocol_version,
             mode_ids,

@@ -22,8 +22,8 @@ use crate::codes::{AbortReason, ErrorCode};
 use crate::frame::{FrameDecoder, FrameRejection};
 use crate::identity::{HardwareSerial, Smn, TerminalModel};
 use crate::message::{
-    Abort, CAPABILITY_TR31_VERSION_B, CAPABILITY_TR31_VERSION_D, Confirm, Hello, KeyRequest,
-    Message, MessageType, PROTOCOL_VERSION, sanitize_detail,
+    Abort, Capabilities, Confirm, Hello, KeyRequest, Message, MessageType, PROTOCOL_VERSION,
+    sanitize_detail,
 };
 use crate::mode::Mode;
 use crate::modes::profile::{DukptKind, Profile};
@@ -269,6 +269,8 @@ enum Stage {
 /// The terminal's protocol state for one injection.
 pub struct TerminalSession {
     config: TerminalConfig,
+    /// The capability flags HELLO announces (every defined one unless told otherwise).
+    capabilities: Capabilities,
     /// The mode WELCOME chose.
     mode: Option<&'static dyn ModeRules>,
     /// Certificate mode, resuming: the freshness chosen after verifying the appliance, reused
@@ -292,6 +294,7 @@ impl TerminalSession {
     pub fn new(config: TerminalConfig) -> Self {
         TerminalSession {
             config,
+            capabilities: Capabilities::DEFINED,
             mode: None,
             resume_freshness: None,
             resuming: false,
@@ -303,6 +306,18 @@ impl TerminalSession {
             stage: Stage::NotStarted,
             outcome: None,
         }
+    }
+
+    /// The session announcing `capabilities` in HELLO instead of every defined flag: a
+    /// terminal that cannot unwrap some TR-31 version, or (flags 0) one that announces nothing.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The capability flags HELLO announces.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     pub fn config(&self) -> &TerminalConfig {
@@ -327,7 +342,7 @@ impl TerminalSession {
                 .collect(),
             model: self.config.model.clone(),
             hardware_serial: self.config.hardware_serial.clone(),
-            capabilities: CAPABILITY_TR31_VERSION_B | CAPABILITY_TR31_VERSION_D,
+            capabilities: self.capabilities,
         });
         self.send_request(&hello, now, &mut actions);
         actions

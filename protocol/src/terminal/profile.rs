@@ -123,7 +123,7 @@ impl TerminalSession {
             ))
         } else if delivery.ksn.len() != dukpt.kind.ksn_length() {
             Some(format!(
-                "DUKPT_DELIVERY carries a {}-byte KSN; slot {slot} is {}, whose KSN is {} bytes",
+                "DUKPT_DELIVERY carries a KSN of {} bytes; slot {slot} is {}, whose KSN is {} bytes",
                 delivery.ksn.len(),
                 dukpt.kind,
                 dukpt.kind.ksn_length()

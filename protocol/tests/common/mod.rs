@@ -155,7 +155,7 @@ pub fn hello_for(hardware_serial: &str, mode_ids: Vec<u8>) -> Message {
         mode_ids,
         model: "KM-REFERENCE-TERMINAL".parse().expect("test model"),
         hardware_serial: serial(hardware_serial),
-        capabilities: 0x0003,
+        capabilities: keymother_protocol::Capabilities::DEFINED,
     })
 }
 

@@ -90,7 +90,12 @@ fn check_facts(
     };
     if facts.kcv.family() != facts.key_type.family() {
         return Err(refuse(format!(
-            "its check value is a {} check value, but the key is {}",
+            "its check value is {} {} check value, but the key is {}",
+            if facts.kcv.family() == KeyFamily::Aes {
+                "an"
+            } else {
+                "a"
+            },
             facts.kcv.family(),
             facts.key_type
         )));

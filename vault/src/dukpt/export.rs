@@ -187,7 +187,7 @@ impl RowText<'_> {
                     KeyFamily::Aes => "8 upper-case hex digits",
                 };
                 format!(
-                    "device ID {:?} is not {rule}, as the device IDs of a {family} BDK are",
+                    "device ID {:?} is not {rule}, as the device IDs of {family} BDKs are",
                     self.device_id
                 )
             })?;
@@ -221,7 +221,7 @@ impl RowText<'_> {
                     KeyFamily::Aes => 10,
                 };
                 format!(
-                    "check value {:?} is not {digits} upper-case hex digits, as a {key_type} key's is",
+                    "check value {:?} is not {digits} upper-case hex digits, as {key_type} keys' are",
                     self.kcv
                 )
             })?;

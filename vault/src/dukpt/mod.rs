@@ -230,7 +230,7 @@ pub enum DukptError {
         found: KeyFamily,
     },
     #[error(
-        "BDK {name} is a {loaded} BDK; a name keeps its kind, so load the {new} BDK under another name"
+        "BDK {name} is of the {loaded} kind; a name keeps its kind, so load the {new} BDK under another name"
     )]
     KindChange {
         name: BdkName,

@@ -65,7 +65,7 @@ impl Validator<'_> {
                 ));
             }
             Some(value) => Duration::from_secs(value.value),
-            None => Duration::from_secs(30),
+            None => keymother_protocol::DEFAULT_IDLE_TIMEOUT,
         };
         let certificate_requests_per_minute = match merged.certificate_requests_per_minute {
             Some(value) if !(1..=600).contains(&value.value) => {

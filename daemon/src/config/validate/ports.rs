@@ -209,7 +209,11 @@ impl Validator<'_> {
                     at,
                     baud.span(),
                     "baud",
-                    format!("{} is not one of {BAUD_RATES:?}", baud.get_ref()),
+                    format!(
+                        "{} is not one of {}",
+                        baud.get_ref(),
+                        BAUD_RATES.map(|rate| rate.to_string()).join(", ")
+                    ),
                 ));
             }
             Some(baud) => baud.into_inner(),
