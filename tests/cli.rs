@@ -606,7 +606,7 @@ fn operator_login_errors_name_the_file_or_repeat_the_daemon() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(
-            "keymother: login refused: the operator certificate is refused: a terminal device certificate was presented as a operator certificate"
+            "keymother: login refused: the operator certificate is refused: a terminal device certificate was presented as an operator certificate"
         ),
         "{}",
         stderr(&output)

@@ -268,13 +268,13 @@ fn certificates_that_are_not_a_valid_operator_certificate_are_refused() {
             "a terminal's device certificate",
             fixture("device.der"),
             PrivateKey::from_pkcs8(&fixture("test-only-device.key"), None).unwrap(),
-            "a terminal device certificate was presented as a operator certificate",
+            "a terminal device certificate was presented as an operator certificate",
         ),
         (
             "the KDH certificate",
             fixture("kdh.der"),
             PrivateKey::from_pkcs8(&fixture("test-only-kdh.key"), None).unwrap(),
-            "certificate was presented as a operator certificate",
+            "certificate was presented as an operator certificate",
         ),
     ];
     for (what, certificate, signer, words) in cases {

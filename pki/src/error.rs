@@ -67,8 +67,10 @@ pub enum PkiError {
     },
     /// The certificate was issued by the CA of another role.
     #[error(
-        "a {presented} certificate was presented as a {expected} certificate \
-         (issued by the {presented} CA, not the {expected} CA)"
+        "{} {presented} certificate was presented as {} {expected} certificate \
+         (issued by the {presented} CA, not the {expected} CA)",
+        .presented.article(),
+        .expected.article()
     )]
     WrongRole {
         /// The role it was presented for.

@@ -39,6 +39,16 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The article that goes before the role's name in a sentence ("an operator", "a KDH").
+    pub fn article(self) -> &'static str {
+        match self {
+            Role::Operator => "an",
+            Role::TerminalDevice | Role::KeyDistributionHost => "a",
+        }
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

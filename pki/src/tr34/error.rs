@@ -137,7 +137,7 @@ pub enum Tr34Error {
     },
     /// The KDH certificate was not verified as a KDH certificate.
     #[error(
-        "the signer certificate was verified as a {role} certificate, not as a KDH certificate"
+        "the signer certificate was verified as {} {role} certificate, not as a KDH certificate", .role.article()
     )]
     NotKdh {
         /// The role it was verified for.
@@ -145,7 +145,7 @@ pub enum Tr34Error {
     },
     /// The recipient certificate was not verified as a terminal device certificate.
     #[error(
-        "the recipient certificate was verified as a {role} certificate, not as a terminal device certificate"
+        "the recipient certificate was verified as {} {role} certificate, not as a terminal device certificate", .role.article()
     )]
     NotTerminalDevice {
         /// The role it was verified for.
