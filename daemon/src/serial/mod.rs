@@ -340,6 +340,7 @@ impl PortWorker<'_> {
                 } => self.confirm_dukpt(terminal, dukpt, ksn, kcv).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
+                    let still_delivered = self.delivered.is_some();
                     self.track_delivery(&event);
                     let structured = crate::events::structured_event(&self.port.name, &event);
                     self.shared.emit(DaemonEvent::Session {
@@ -347,8 +348,15 @@ impl PortWorker<'_> {
                         detail: event.to_string(),
                     });
                     match structured {
-                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) => {
+                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) if still_delivered => {
                             report_unconfirmed(self.shared, delivery).await;
+                        }
+                        // Its confirmation was refused with an ERROR, already a failure with
+                        // its own words (a KCV mismatch, a quarantine): the session just ends.
+                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) => {
+                            self.shared.emit(DaemonEvent::PortIdle {
+                                port: delivery.port,
+                            });
                         }
                         Some(structured) => self.shared.emit(structured),
                         None => {}
@@ -379,6 +387,13 @@ impl PortWorker<'_> {
                 if !master_pending {
                     self.delivered = Some((terminal.hardware_serial.clone(), None));
                 }
+            }
+            // An ERROR to the terminal after the delivery (its confirmation refused) is the
+            // failure the bench shows: the delivery is not signalled again.
+            SessionEvent::ErrorSent { code, .. }
+                if *code != keymother_protocol::ErrorCode::BUSY =>
+            {
+                self.delivered = None
             }
             SessionEvent::Confirmed { .. }
             | SessionEvent::DukptConfirmed { .. }
