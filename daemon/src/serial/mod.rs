@@ -110,13 +110,22 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
 /// A delivery never confirmed: it goes to the journal and the audit trail (`injection-failed`),
 /// then to the observers (long beep, error LED, error screen). The key stays reserved.
 async fn report_unconfirmed(shared: &Shared, delivery: UnconfirmedDelivery) {
-    log::warn!(
-        event = "injection-failed", port = delivery.port.as_str(),
-        hw_serial = delivery.hardware_serial.as_str(),
-        key_index = delivery.key_index.map(KeyIndex::value).unwrap_or_default(),
-        cause = delivery.cause.as_str();
-        "{delivery}"
+    let (port, serial, cause) = (
+        delivery.port.as_str(),
+        delivery.hardware_serial.as_str(),
+        delivery.cause.as_str(),
     );
+    match delivery.key_index {
+        Some(key_index) => log::warn!(
+            event = "injection-failed", port = port, hw_serial = serial,
+            key_index = key_index.value(), cause = cause;
+            "{delivery}"
+        ),
+        None => log::warn!(
+            event = "injection-failed", port = port, hw_serial = serial, cause = cause;
+            "{delivery}"
+        ),
+    }
     let dispenser = Arc::clone(&shared.dispenser);
     let recorded = delivery.clone();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -127,15 +136,11 @@ async fn report_unconfirmed(shared: &Shared, delivery: UnconfirmedDelivery) {
             recorded.cause,
         )
     })
-    .await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
-        }
-        Err(error) => {
-            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
-        }
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|recorded| recorded.map_err(|error| error.to_string()));
+    if let Err(error) = outcome {
+        log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}");
     }
     shared.emit(DaemonEvent::DeliveryUnconfirmed(delivery));
 }
