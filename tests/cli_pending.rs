@@ -17,7 +17,8 @@ const DEVICE: &str = "KM-CLI-0003";
 const KEYS: u32 = 10;
 
 /// A vault with KEK, TTK and `KEYS` keys (batch B-1, from index 101): three terminals
-/// injected on bench-1, and VANISHED1 given its key on bench-2, which it never confirmed.
+/// injected on bench-1, and VANISHED1 given its key on bench-2, which it never confirmed (its
+/// `injection-failed` row recorded).
 fn prepared_vault(data: &Path) {
     let mut vault = Vault::create(data, &DEVICE.parse().unwrap()).unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
@@ -73,6 +74,16 @@ fn prepared_vault(data: &Path) {
         .reserve_key_for(&vanished, "bench-2", None, Some(&model))
         .unwrap();
     vault.mark_sent(reservation.key_index, &vanished).unwrap();
+    // What keymotherd records when the terminal sends nothing for the idle timeout.
+    vault
+        .record_injection_failure(
+            "bench-2",
+            &vanished,
+            Some(reservation.key_index),
+            keymother_vault::InjectionFailureCause::IdleTimeout,
+            None,
+        )
+        .unwrap();
 }
 
 /// keymotherd in this process over [`prepared_vault`], operator login not required.
@@ -298,7 +309,7 @@ fn a_report_counts_what_the_registry_and_the_inventory_hold() {
         );
         assert_eq!(report["totals"]["pending"], pending, "{period:?}: {report}");
         assert_eq!(report["totals"]["voided"], 0);
-        assert_eq!(report["totals"]["failures"], 0);
+        assert_eq!(report["totals"]["failures"], 1);
         let rows = report["rows"].as_array().unwrap();
         assert_eq!(rows.len(), 2, "{report}");
         assert_eq!(rows[0]["port"], "bench-1");
@@ -307,6 +318,7 @@ fn a_report_counts_what_the_registry_and_the_inventory_hold() {
         assert_eq!(rows[0]["injections"], 3);
         assert_eq!(rows[1]["port"], "bench-2");
         assert_eq!(rows[1]["pending"], 1);
+        assert_eq!(rows[1]["failures"], 1);
     }
     let shift = daemon.json(&["report", "--json"]);
     assert_eq!(shift["period"], "the last 8 hours (nobody is logged in)");
@@ -331,8 +343,8 @@ fn a_report_counts_what_the_registry_and_the_inventory_hold() {
         [
             "operator,batch,model,port,injections,failures,pending,voided",
             "-,B-1,REF-TERMINAL,bench-1,3,0,0,0",
-            "-,B-1,REF-TERMINAL,bench-2,0,0,1,0",
-            "total,,,,3,0,1,0",
+            "-,B-1,REF-TERMINAL,bench-2,0,1,1,0",
+            "total,,,,3,1,1,0",
         ]
     );
     let text = daemon.ok(&["report"]);

@@ -29,7 +29,7 @@ use keymother_vault::AuditEvent;
 
 use crate::config::{BenchSettings, GpioBackend};
 use crate::dispenser::TamperWatch;
-use crate::events::{DaemonEvent, Reason};
+use crate::events::{DaemonEvent, LowInventory, Reason};
 use crate::state::Shared;
 pub use crate::view::{
     BenchView, DisplayError, DisplaySink, LastError, LastInjection, PortActivity,
@@ -161,6 +161,19 @@ impl BenchState {
                 view.last_error = Some(LastError {
                     port: port.clone(),
                     reason: reason.clone(),
+                    unconfirmed: None,
+                });
+                self.error_until = Some(now + ERROR_HOLD);
+                beep = Some(Beep::Long);
+            }
+            // A key delivered and never confirmed: a failure like any other, whose screen
+            // names the terminal.
+            DaemonEvent::DeliveryUnconfirmed(delivery) => {
+                view.active.remove(&delivery.port);
+                view.last_error = Some(LastError {
+                    port: delivery.port.clone(),
+                    reason: delivery.cause_words().to_owned(),
+                    unconfirmed: Some(delivery.clone()),
                 });
                 self.error_until = Some(now + ERROR_HOLD);
                 beep = Some(Beep::Long);
@@ -171,7 +184,8 @@ impl BenchState {
                 view.tampered = state.tampered;
                 view.reason = state.reason.clone();
                 view.keys_left = state.keys_left;
-                view.low_inventory = state.keys_left < view.low_inventory_threshold;
+                view.low_inventory =
+                    LowInventory::check(state.keys_left, view.low_inventory_threshold).is_some();
                 view.ports_open = state.ports_open;
                 view.ports_total = state.ports_total;
                 view.operator = state.operator.clone();
@@ -607,7 +621,9 @@ fn record_tamper_watch(shared: &Arc<Shared>, event: AuditEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{ApplianceState, InjectionStep};
+    use crate::events::{
+        ApplianceState, InjectionFailureCause, InjectionStep, UnconfirmedDelivery,
+    };
 
     fn state(ready: bool) -> DaemonEvent {
         DaemonEvent::ApplianceState(ApplianceState {
@@ -721,7 +737,8 @@ mod tests {
             bench.view().last_error,
             Some(LastError {
                 port: "bench-1".to_owned(),
-                reason: "KCV mismatch".to_owned()
+                reason: "KCV mismatch".to_owned(),
+                unconfirmed: None,
             })
         );
         assert_eq!(bench.tick(start + ERROR_HOLD / 2), vec![]);
@@ -771,6 +788,70 @@ mod tests {
             bench.apply(&DaemonEvent::ApplianceState(tampered), at),
             vec![L(Led::Error, false), L(Led::Ready, true)]
         );
+    }
+
+    fn unconfirmed(port: &str, cause: InjectionFailureCause) -> DaemonEvent {
+        DaemonEvent::DeliveryUnconfirmed(UnconfirmedDelivery {
+            port: port.to_owned(),
+            hardware_serial: "123L013K".parse().unwrap(),
+            key_index: keymother_domain::KeyIndex::new(279),
+            cause,
+        })
+    }
+
+    #[test]
+    fn a_delivery_never_confirmed_beeps_long_and_lights_error_whatever_the_cause() {
+        for cause in InjectionFailureCause::ALL {
+            let mut bench = BenchState::new(1, 100);
+            let start = Duration::from_secs(3);
+            bench.apply(&state(true), start);
+            bench.apply(&injected("bench-1"), start);
+            bench.apply(
+                &progress("bench-1", InjectionStep::Delivered { key_index: 279 }),
+                start,
+            );
+            assert_eq!(
+                bench.apply(&unconfirmed("bench-1", cause), start),
+                vec![
+                    L(Led::Busy, false),
+                    B(Beep::Long),
+                    L(Led::Ready, true),
+                    L(Led::Error, true)
+                ],
+                "{cause}"
+            );
+            let error = bench.view().last_error.clone().unwrap();
+            assert_eq!(error.port, "bench-1");
+            let delivery = error.unconfirmed.unwrap();
+            assert_eq!(delivery.cause, cause);
+            assert_eq!(delivery.hardware_serial.as_str(), "123L013K");
+            // The port is no longer injecting; the failure holds the error LED for a while.
+            assert!(bench.view().active.is_empty());
+            assert_eq!(
+                bench.tick(start + ERROR_HOLD),
+                vec![L(Led::Error, false)],
+                "{cause}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_low_inventory_flag_follows_the_keys_left() {
+        let mut bench = BenchState::new(1, 100);
+        let mut low = ApplianceState {
+            ready: true,
+            tampered: false,
+            reason: Reason::Ready,
+            keys_left: 100,
+            ports_open: 1,
+            ports_total: 1,
+            operator: None,
+        };
+        bench.apply(&DaemonEvent::ApplianceState(low.clone()), Duration::ZERO);
+        assert!(!bench.view().low_inventory);
+        low.keys_left = 99;
+        bench.apply(&DaemonEvent::ApplianceState(low), Duration::ZERO);
+        assert!(bench.view().low_inventory);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::sync::Mutex;
 
-use keymother_protocol::{CertificateProblem, ErrorCode, FailureCause, SessionEvent};
+use keymother_domain::{HardwareSerial, KeyIndex};
+use keymother_protocol::{CertificateProblem, EndReason, ErrorCode, FailureCause, SessionEvent};
+pub use keymother_vault::InjectionFailureCause;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Why keys do not flow, or [`Reason::Ready`]: what the display, `status` and the journal
@@ -107,6 +109,77 @@ pub struct ApplianceState {
     pub operator: Option<String>,
 }
 
+/// A delivery its terminal never confirmed: the port, the terminal, the master key sent (if
+/// one was: a profile's DUKPT key has no index) and why. The key stays reserved for that
+/// terminal; the failure is audited as `injection-failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedDelivery {
+    pub port: String,
+    pub hardware_serial: HardwareSerial,
+    pub key_index: Option<KeyIndex>,
+    pub cause: InjectionFailureCause,
+}
+
+impl UnconfirmedDelivery {
+    /// Why, in plain words: "it stopped answering", "its port was lost", "it sent ABORT".
+    pub fn cause_words(&self) -> &'static str {
+        match self.cause {
+            InjectionFailureCause::IdleTimeout => "it stopped answering",
+            InjectionFailureCause::PortLost => "its port was lost (cable pulled?)",
+            InjectionFailureCause::Abort => "it sent ABORT",
+        }
+    }
+}
+
+/// The journal's line: "key 00000279 delivered to 123L013K on bench-1 was never confirmed:
+/// it stopped answering; the key stays reserved for it".
+impl std::fmt::Display for UnconfirmedDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.key_index {
+            Some(key_index) => write!(f, "key {key_index} delivered to ")?,
+            None => f.write_str("the key delivered to ")?,
+        }
+        write!(
+            f,
+            "{} on {} was never confirmed: {}; the key stays reserved for it",
+            self.hardware_serial,
+            self.port,
+            self.cause_words()
+        )
+    }
+}
+
+/// The inventory below the `[bench] low_inventory` warning level: what the journal, systemd's
+/// STATUS= and the display say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowInventory {
+    pub keys_left: u64,
+    /// The warning level: keys left below it are low.
+    pub threshold: u64,
+}
+
+impl LowInventory {
+    /// `Some` when `keys_left` is below `threshold` (a threshold of 0 never warns).
+    pub fn check(keys_left: u64, threshold: u64) -> Option<LowInventory> {
+        (keys_left < threshold).then_some(LowInventory {
+            keys_left,
+            threshold,
+        })
+    }
+}
+
+/// "low inventory: 12 keys left (warning below 100)".
+impl std::fmt::Display for LowInventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = if self.keys_left == 1 { "key" } else { "keys" };
+        write!(
+            f,
+            "low inventory: {} {keys} left (warning below {})",
+            self.keys_left, self.threshold
+        )
+    }
+}
+
 /// What the daemon tells observers: the demo, tests, and the bench (LEDs, buzzer, display).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonEvent {
@@ -158,7 +231,8 @@ pub enum DaemonEvent {
         step: InjectionStep,
     },
     /// An injection failed: an ERROR other than BUSY was sent to the terminal, or it sent
-    /// ABORT. `reason` is short and tells the technician what to do ("no operator logged in",
+    /// ABORT before any key was delivered to it (after a delivery, ABORT is a
+    /// [`DaemonEvent::DeliveryUnconfirmed`]). `reason` is short and tells the technician what to do ("no operator logged in",
     /// "certificate refused: expired", "KCV mismatch").
     InjectionFailed {
         port: String,
@@ -168,6 +242,9 @@ pub enum DaemonEvent {
     PortIdle {
         port: String,
     },
+    /// A key was delivered and its terminal never confirmed it: it stopped answering (idle
+    /// timeout), its port was lost, or it sent ABORT. Long beep, error LED, error screen.
+    DeliveryUnconfirmed(UnconfirmedDelivery),
     /// An operator logged in, or the session ended (logout, expiry, tamper, zeroize).
     OperatorChanged {
         operator: Option<String>,
@@ -262,6 +339,19 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
                 reason: failure_reason(*code, *cause),
             })
         }
+        SessionEvent::Aborted {
+            terminal,
+            unconfirmed_key,
+            unconfirmed_dukpt,
+            ..
+        } if unconfirmed_key.is_some() || unconfirmed_dukpt.is_some() => {
+            Some(DaemonEvent::DeliveryUnconfirmed(UnconfirmedDelivery {
+                port: port.to_owned(),
+                hardware_serial: terminal.hardware_serial.clone(),
+                key_index: unconfirmed_key.and_then(KeyIndex::new),
+                cause: InjectionFailureCause::Abort,
+            }))
+        }
         SessionEvent::Aborted { reason, .. } => Some(DaemonEvent::InjectionFailed {
             port: port.to_owned(),
             reason: format!(
@@ -275,6 +365,19 @@ pub(crate) fn structured_event(port: &str, event: &SessionEvent) -> Option<Daemo
                 hardware_serial: terminal.hardware_serial.to_string(),
                 profile: profile.clone(),
             })
+        }
+        SessionEvent::SessionEnded {
+            terminal,
+            reason: EndReason::Idle,
+            unconfirmed_key,
+            unconfirmed_dukpt,
+        } if unconfirmed_key.is_some() || unconfirmed_dukpt.is_some() => {
+            Some(DaemonEvent::DeliveryUnconfirmed(UnconfirmedDelivery {
+                port: port.to_owned(),
+                hardware_serial: terminal.hardware_serial.clone(),
+                key_index: unconfirmed_key.and_then(KeyIndex::new),
+                cause: InjectionFailureCause::IdleTimeout,
+            }))
         }
         SessionEvent::SessionEnded { .. } => Some(DaemonEvent::PortIdle {
             port: port.to_owned(),

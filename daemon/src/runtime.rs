@@ -10,7 +10,7 @@ use crate::bench::BenchBackends;
 use crate::config::{GpioBackend, Settings};
 use crate::control::{ControlSettings, open_control, serve_control};
 use crate::dispenser::{Dispenser, OpenError, TamperWatch};
-use crate::events::{ApplianceState, DaemonEvent, EventBus, Subscriber};
+use crate::events::{ApplianceState, DaemonEvent, EventBus, LowInventory, Subscriber};
 use crate::serial::serve_port;
 use crate::state::{Shared, Stats};
 use crate::trust::Trust;
@@ -132,6 +132,7 @@ pub async fn run_with(
                 .map(|port| (port.name.clone(), "waiting".to_owned()))
                 .collect(),
         ),
+        low_inventory: settings.bench.low_inventory,
     });
     if let Some(events) = events {
         shared.events.add(Subscriber::Task(events));
@@ -200,15 +201,17 @@ pub async fn run_with(
     Ok(())
 }
 
+/// Sends `states` to systemd (a no-op outside it); a failure is logged, never fatal.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        log::warn!("event=notify-failed error=\"{error}\"");
+    }
+}
+
 /// Tells systemd the daemon is ready, keeps STATUS= current, and pings the watchdog when the
 /// unit sets WatchdogSec. Outside systemd every notification is a no-op; a failed one is
 /// logged, never fatal.
 async fn tell_systemd(shared: Arc<Shared>) {
-    let notify = |states: &[sd_notify::NotifyState<'_>]| {
-        if let Err(error) = sd_notify::notify(states) {
-            log::warn!("event=notify-failed error=\"{error}\"");
-        }
-    };
     let status = status_line(&shared).await;
     notify(&[
         sd_notify::NotifyState::Ready,
@@ -277,6 +280,13 @@ async fn watch_state(shared: Arc<Shared>) {
             continue;
         };
         if last.as_ref() != Some(&state) {
+            let low = shared.low_inventory(state.keys_left);
+            let was_low = last
+                .as_ref()
+                .map(|before| shared.low_inventory(before.keys_left).is_some());
+            if was_low != Some(low.is_some()) {
+                inventory_crossed(&shared, low, state.keys_left, was_low.is_some()).await;
+            }
             if let Some(before) = &last
                 && before.operator != state.operator
             {
@@ -290,6 +300,30 @@ async fn watch_state(shared: Arc<Shared>) {
         // Injections at full speed wake this constantly: one vault count per interval.
         tokio::time::sleep(STATE_MIN_INTERVAL).await;
     }
+}
+
+/// The inventory crossed the `[bench] low_inventory` level (or is low when keymotherd
+/// starts): one journal line, and STATUS= says it at once. Nothing is said per injection.
+async fn inventory_crossed(
+    shared: &Arc<Shared>,
+    low: Option<LowInventory>,
+    keys_left: u64,
+    had_state: bool,
+) {
+    match low {
+        Some(low) => log::warn!(
+            event = "low-inventory", keys_left = low.keys_left, threshold = low.threshold;
+            "{low}: import a key file soon"
+        ),
+        // Only a way back up is news: an inventory that is fine at start says nothing.
+        None if had_state => log::info!(
+            event = "inventory-restored", keys_left = keys_left, threshold = shared.low_inventory;
+            "inventory no longer low: {keys_left} keys left (warning below {})", shared.low_inventory
+        ),
+        None => return,
+    }
+    let status = status_line(shared).await;
+    notify(&[sd_notify::NotifyState::Status(&status)]);
 }
 
 /// The state is recomputed at least this often (operator expiry, anything missed).

@@ -1,14 +1,31 @@
 //! What the bench display shows: the daemon's [`BenchView`] mapped to one of keymother-display's screens, and the sink that puts it on a panel.
 
-use keymother_display::{BenchDisplay, LockReason, Panel, Screen};
+use keymother_display::{BenchDisplay, LockReason, NotConfirmedCause, Panel, Screen};
 
 use crate::config::{BenchSettings, DisplayKind};
-use crate::events::{InjectionStep, Reason};
+use crate::events::{InjectionFailureCause, InjectionStep, Reason, UnconfirmedDelivery};
 use crate::view::{BenchView, DisplayError, DisplaySink};
 
+/// The error screen of a delivery its terminal never confirmed: the port, the terminal's
+/// serial, why, and the key kept for it. `keymother display-preview` draws its `error-long`
+/// example with this function too.
+pub fn not_confirmed_screen(delivery: &UnconfirmedDelivery) -> Screen {
+    Screen::NotConfirmed {
+        port: delivery.port.clone(),
+        hardware_serial: delivery.hardware_serial.to_string(),
+        key_index: delivery.key_index.map(|index| index.value()),
+        cause: match delivery.cause {
+            InjectionFailureCause::IdleTimeout => NotConfirmedCause::StoppedAnswering,
+            InjectionFailureCause::PortLost => NotConfirmedCause::PortLost,
+            InjectionFailureCause::Abort => NotConfirmedCause::Aborted,
+        },
+    }
+}
+
 /// The screen for `view`, most urgent first: tamper, starting, an injection in progress, the
-/// last failure (a success clears it), what keeps the appliance from being ready, low
-/// inventory, the last injection, ready.
+/// last failure (a success clears it), what keeps the appliance from being ready, the last
+/// injection (with the keys left in an inverted status bar when they are low: the result is
+/// never hidden by the warning), low inventory, ready.
 pub fn screen_for(view: &BenchView) -> Screen {
     if view.tampered {
         return Screen::Tamper;
@@ -31,26 +48,33 @@ pub fn screen_for(view: &BenchView) -> Screen {
         };
     }
     if let Some(error) = &view.last_error {
+        if let Some(delivery) = &error.unconfirmed {
+            return not_confirmed_screen(delivery);
+        }
         return Screen::Error {
             port: Some(error.port.clone()),
             reason: error.reason.clone(),
         };
     }
-    if !view.ready {
+    // The last key went: its result stays, saying no key is left, until a terminal asks.
+    let out_of_keys = !view.ready && view.reason == Reason::NoKeys;
+    let keep_result = out_of_keys && view.last_injection.is_some();
+    if !(view.ready || keep_result) {
         return not_ready_screen(&view.reason);
-    }
-    if view.low_inventory {
-        return Screen::LowInventory {
-            keys_left: view.keys_left,
-            ports_open: view.ports_open,
-            operator: view.operator.clone(),
-        };
     }
     if let Some(last) = &view.last_injection {
         return Screen::Injected {
             port: last.port.clone(),
             key_index: last.key_index,
             smn: last.smn.clone(),
+            low_inventory: (view.low_inventory || out_of_keys).then_some(view.keys_left),
+        };
+    }
+    if view.low_inventory {
+        return Screen::LowInventory {
+            keys_left: view.keys_left,
+            ports_open: view.ports_open,
+            operator: view.operator.clone(),
         };
     }
     Screen::Ready {
@@ -165,18 +189,42 @@ mod tests {
         });
         assert!(matches!(
             screen_for(&view),
-            Screen::Injected { key_index: 278, .. }
+            Screen::Injected {
+                key_index: 278,
+                low_inventory: None,
+                ..
+            }
         ));
+        // Low inventory never hides the result: it shows in the injected screen's bar.
         view.low_inventory = true;
         assert!(matches!(
             screen_for(&view),
-            Screen::LowInventory { keys_left: 500, .. }
+            Screen::Injected {
+                key_index: 278,
+                low_inventory: Some(500),
+                ..
+            }
         ));
         view.last_error = Some(LastError {
             port: "bench-2".to_owned(),
             reason: "KCV mismatch".to_owned(),
+            unconfirmed: None,
         });
         assert!(matches!(screen_for(&view), Screen::Error { .. }));
+        view.last_error = Some(LastError {
+            port: "bench-2".to_owned(),
+            reason: "it stopped answering".to_owned(),
+            unconfirmed: Some(stopped_answering()),
+        });
+        assert_eq!(
+            screen_for(&view),
+            Screen::NotConfirmed {
+                port: "bench-3".to_owned(),
+                hardware_serial: "123L013K".to_owned(),
+                key_index: Some(279),
+                cause: NotConfirmedCause::StoppedAnswering,
+            }
+        );
         view.active.insert(
             "bench-1".to_owned(),
             PortActivity {
@@ -193,6 +241,71 @@ mod tests {
         ));
         view.tampered = true;
         assert_eq!(screen_for(&view), Screen::Tamper);
+    }
+
+    fn stopped_answering() -> UnconfirmedDelivery {
+        UnconfirmedDelivery {
+            port: "bench-3".to_owned(),
+            hardware_serial: "123L013K".parse().unwrap(),
+            key_index: keymother_domain::KeyIndex::new(279),
+            cause: InjectionFailureCause::IdleTimeout,
+        }
+    }
+
+    #[test]
+    fn low_inventory_has_its_screen_until_a_terminal_is_injected() {
+        let mut view = ready_view();
+        view.low_inventory = true;
+        assert!(matches!(
+            screen_for(&view),
+            Screen::LowInventory { keys_left: 500, .. }
+        ));
+    }
+
+    #[test]
+    fn the_last_key_keeps_its_injected_screen_with_no_key_left() {
+        let mut view = ready_view();
+        view.ready = false;
+        view.reason = Reason::NoKeys;
+        view.keys_left = 0;
+        assert!(matches!(screen_for(&view), Screen::Error { .. }));
+        view.last_injection = Some(LastInjection {
+            port: "bench-1".to_owned(),
+            hardware_serial: "123L013K".to_owned(),
+            key_index: 300,
+            smn: "123L013K00000300".to_owned(),
+            operator: None,
+        });
+        assert!(matches!(
+            screen_for(&view),
+            Screen::Injected {
+                key_index: 300,
+                low_inventory: Some(0),
+                ..
+            }
+        ));
+        // Any other reason not to dispense outranks the result.
+        view.reason = Reason::NoOperator;
+        assert!(matches!(screen_for(&view), Screen::Locked { .. }));
+    }
+
+    /// `keymother display-preview` shows as `error-long` exactly the screen the daemon shows
+    /// for a terminal that stopped answering after its delivery.
+    #[test]
+    fn the_error_long_preview_is_the_daemons_screen() {
+        let gallery = keymother_display::gallery();
+        let preview = gallery
+            .iter()
+            .find(|(name, _)| *name == "error-long")
+            .map(|(_, screen)| screen.clone());
+        assert_eq!(preview, Some(not_confirmed_screen(&stopped_answering())));
+        let mut view = ready_view();
+        view.last_error = Some(LastError {
+            port: "bench-3".to_owned(),
+            reason: "it stopped answering".to_owned(),
+            unconfirmed: Some(stopped_answering()),
+        });
+        assert_eq!(Some(screen_for(&view)), preview);
     }
 
     #[test]

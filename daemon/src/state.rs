@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::dispenser::{Dispenser, Readiness};
-use crate::events::{ApplianceState, DaemonEvent, EventBus, Reason};
+use crate::events::{ApplianceState, DaemonEvent, EventBus, LowInventory, Reason};
 
 /// Counters for benchmarks and status.
 #[derive(Debug, Default)]
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) events: EventBus,
     /// Each port's state as people read it ("open", "lost: ...", "waiting").
     pub(crate) ports: Mutex<BTreeMap<String, String>>,
+    /// `[bench] low_inventory`: fewer keys left than this is low inventory.
+    pub(crate) low_inventory: u64,
 }
 
 impl Shared {
@@ -161,6 +163,12 @@ impl Shared {
             .clone()
     }
 
+    /// Whether `keys_left` is low inventory (below `[bench] low_inventory`), and how low:
+    /// what the journal, STATUS=, `status` and the display say.
+    pub(crate) fn low_inventory(&self, keys_left: u64) -> Option<LowInventory> {
+        LowInventory::check(keys_left, self.low_inventory)
+    }
+
     /// One line for systemd's STATUS=.
     pub(crate) fn status_line(&self) -> String {
         let ports = self.port_states();
@@ -184,8 +192,12 @@ impl Shared {
             Ok(()) => String::new(),
             Err(_) => format!("; {}", crate::clock::CLOCK_NOT_SET),
         };
+        let low = self
+            .low_inventory(available)
+            .map(|low| format!("; {low}"))
+            .unwrap_or_default();
         format!(
-            "{state}; {available} keys available; ports {open}/{} open; {} injected since start{clock}",
+            "{state}; {available} keys available; ports {open}/{} open; {} injected since start{clock}{low}",
             ports.len(),
             self.stats.injections.load(Ordering::Relaxed)
         )

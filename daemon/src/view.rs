@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::events::{InjectionStep, Reason};
+use crate::events::{InjectionStep, Reason, UnconfirmedDelivery};
 
 /// An error a display reports.
 pub type DisplayError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,6 +39,9 @@ pub struct LastError {
     pub port: String,
     /// Short and actionable: "no operator logged in", "KCV mismatch", ...
     pub reason: String,
+    /// A delivery its terminal never confirmed, when that is the failure: its screen names
+    /// the terminal's serial and the key kept for it.
+    pub unconfirmed: Option<UnconfirmedDelivery>,
 }
 
 /// Everything a bench screen shows.

@@ -614,6 +614,7 @@ fn the_display_and_the_leds_follow_a_full_injection_screen_by_screen() {
         port: "bench-0".to_owned(),
         key_index,
         smn: smn.to_string(),
+        low_inventory: None,
     };
     eventually("the injected screen", || {
         panel.last_frame() == Some(render(&injected))

@@ -55,6 +55,17 @@ pub enum InjectionStep {
     Confirming,
 }
 
+/// Why a terminal never confirmed the key delivered to it, as the error screen words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotConfirmedCause {
+    /// It sent nothing for the idle timeout after the delivery.
+    StoppedAnswering,
+    /// Its port closed or failed: a cable pulled, an adapter unplugged.
+    PortLost,
+    /// It sent ABORT after the delivery.
+    Aborted,
+}
+
 /// What the display shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Screen {
@@ -76,11 +87,23 @@ pub enum Screen {
         hardware_serial: String,
         step: InjectionStep,
     },
-    /// A terminal confirmed its key; its SMN is recorded.
+    /// A terminal confirmed its key; its SMN is recorded. `low_inventory`: the keys left
+    /// when fewer than the warning level remain, said in an inverted status bar (the
+    /// result stays on the screen).
     Injected {
         port: String,
         key_index: u32,
         smn: String,
+        low_inventory: Option<u64>,
+    },
+    /// A terminal on `port` never confirmed the key delivered to it (`key_index`, when a
+    /// master key was): the error screen naming the port, the terminal's serial and why.
+    /// The key stays reserved for that terminal.
+    NotConfirmed {
+        port: String,
+        hardware_serial: String,
+        key_index: Option<u32>,
+        cause: NotConfirmedCause,
     },
     /// Something a technician can act on went wrong (on `port`, if it concerns one). The
     /// reason is short ("cable pulled out", "KCV mismatch: check terminal"); a long one is
@@ -171,6 +194,7 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
                 port: "bench-1".to_owned(),
                 key_index: 278,
                 smn: "123L013K00000278".to_owned(),
+                low_inventory: None,
             },
         ),
         (
@@ -182,11 +206,11 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
         ),
         (
             "error-long",
-            Screen::Error {
-                port: Some("bench-3".to_owned()),
-                reason: "terminal did not confirm within 30 s: key 00000279 is kept for it, \
-                         plug it in again"
-                    .to_owned(),
+            Screen::NotConfirmed {
+                port: "bench-3".to_owned(),
+                hardware_serial: "123L013K".to_owned(),
+                key_index: Some(279),
+                cause: NotConfirmedCause::StoppedAnswering,
             },
         ),
         (

@@ -9,7 +9,7 @@ use crate::widgets::{
     BIG, BarStyle, FIGURE, MEDIUM, SMALL, SMALLER, STATUS_BAR_HEIGHT, StatusBar, StepIndicator,
     TINY, centered, centered_fit, centered_x, fill, fitting_columns, text_at, text_width,
 };
-use crate::{HEIGHT, InjectionStep, LockReason, Screen, WIDTH};
+use crate::{HEIGHT, InjectionStep, LockReason, NotConfirmedCause, Screen, WIDTH};
 
 const ON: BinaryColor = BinaryColor::On;
 const OFF: BinaryColor = BinaryColor::Off;
@@ -41,7 +41,14 @@ pub(crate) fn render(screen: &Screen) -> Framebuffer {
             port,
             key_index,
             smn,
-        } => injected(&mut frame, port, *key_index, smn),
+            low_inventory,
+        } => injected(&mut frame, port, *key_index, smn, *low_inventory),
+        Screen::NotConfirmed {
+            port,
+            hardware_serial,
+            key_index,
+            cause,
+        } => not_confirmed(&mut frame, port, hardware_serial, *key_index, *cause),
         Screen::Error { port, reason } => error(&mut frame, port.as_deref(), reason),
         Screen::LowInventory {
             keys_left,
@@ -194,11 +201,22 @@ fn injecting(frame: &mut Framebuffer, port: &str, hardware_serial: &str, step: I
     centered(frame, label, SMALL, 54, ON);
 }
 
-fn injected(frame: &mut Framebuffer, port: &str, key_index: u32, smn: &str) {
+fn injected(
+    frame: &mut Framebuffer,
+    port: &str,
+    key_index: u32,
+    smn: &str,
+    low_inventory: Option<u64>,
+) {
+    let port = port_label(port);
+    let (right, style) = match low_inventory {
+        None => ("SMN saved".to_owned(), BarStyle::Plain),
+        Some(keys_left) => (keys_left_note(keys_left), BarStyle::Inverted),
+    };
     StatusBar {
-        left: &port_label(port),
-        right: "SMN saved",
-        style: BarStyle::Plain,
+        left: &port,
+        right: &right,
+        style,
     }
     .draw(frame);
     centered(frame, "INJECTED", BIG, 13, ON);
@@ -215,6 +233,62 @@ fn injected(frame: &mut Framebuffer, port: &str, key_index: u32, smn: &str) {
         53,
         ON,
     );
+}
+
+/// The low-inventory note of an INJECTED status bar, at most 12 characters where it can
+/// be: "1 key left", "12 keys left", "1,000 left".
+pub(crate) fn keys_left_note(keys_left: u64) -> String {
+    let long = format!("{keys_left} {} left", keys_word(keys_left));
+    if long.chars().count() <= 12 {
+        long
+    } else {
+        format!("{} left", thousands(keys_left))
+    }
+}
+
+/// The words of the error screen for a delivery never confirmed: why, in plain words.
+pub(crate) fn not_confirmed_words(cause: NotConfirmedCause) -> &'static str {
+    match cause {
+        NotConfirmedCause::StoppedAnswering => "stopped answering",
+        NotConfirmedCause::PortLost => "port or cable lost",
+        NotConfirmedCause::Aborted => "terminal aborted",
+    }
+}
+
+/// A delivery never confirmed: ERROR and the port in the inverted bar, NOT CONFIRMED, the
+/// terminal's serial, why, and the key kept for it.
+fn not_confirmed(
+    frame: &mut Framebuffer,
+    port: &str,
+    hardware_serial: &str,
+    key_index: Option<u32>,
+    cause: NotConfirmedCause,
+) {
+    StatusBar {
+        left: "ERROR",
+        right: &port_label(port),
+        style: BarStyle::Inverted,
+    }
+    .draw(frame);
+    centered(frame, "NOT CONFIRMED", FIGURE, 14, ON);
+    let serial = one_line(hardware_serial);
+    centered_fit(
+        frame,
+        &[
+            (format!("SN {serial}"), SMALL),
+            (serial.clone(), SMALL),
+            (serial.clone(), SMALLER),
+            (serial, TINY),
+        ],
+        31,
+        ON,
+    );
+    centered(frame, not_confirmed_words(cause), SMALL, 42, ON);
+    let kept = match key_index {
+        Some(key_index) => format!("key {key_index:08} kept"),
+        None => "its key is kept".to_owned(),
+    };
+    centered(frame, &kept, SMALL, 53, ON);
 }
 
 /// What the error screen says when the caller gave no reason.
@@ -353,7 +427,16 @@ mod tests {
                 "keys erased",
                 "call security officer",
                 NO_REASON,
-            ]);
+                "its key is kept",
+            ])
+            .chain(
+                [
+                    NotConfirmedCause::StoppedAnswering,
+                    NotConfirmedCause::PortLost,
+                    NotConfirmedCause::Aborted,
+                ]
+                .map(not_confirmed_words),
+            );
         for line in small_lines {
             assert!(text_width(line, SMALL) <= WIDTH - 2, "{line:?}");
         }
@@ -368,6 +451,17 @@ mod tests {
             assert!(text_width(word, BIG) <= WIDTH - 2, "{word:?}");
         }
         assert!(text_width(&format!("key {:08}", u32::MAX), FIGURE) <= WIDTH);
+        assert!(text_width("NOT CONFIRMED", FIGURE) <= WIDTH - 2);
+        assert!(text_width(&format!("key {:08} kept", u32::MAX), SMALL) <= WIDTH);
+    }
+
+    #[test]
+    fn the_low_inventory_note_fits_the_status_bar() {
+        assert_eq!(keys_left_note(1), "1 key left");
+        assert_eq!(keys_left_note(12), "12 keys left");
+        assert_eq!(keys_left_note(0), "0 keys left");
+        assert_eq!(keys_left_note(999), "999 left");
+        assert_eq!(keys_left_note(12_000), "12,000 left");
     }
 
     #[test]

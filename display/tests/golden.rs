@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use keymother_display::{Framebuffer, InjectionStep, LockReason, Screen, gallery, render};
+use keymother_display::{
+    Framebuffer, InjectionStep, LockReason, NotConfirmedCause, Screen, gallery, render,
+};
 
 fn golden_directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -99,6 +101,7 @@ fn cases() -> Vec<(String, Screen)> {
                 port: longest_port.to_owned(),
                 key_index: 99_999_999,
                 smn: format!("{longest_serial}99999999"),
+                low_inventory: None,
             },
         ),
         (
@@ -107,6 +110,43 @@ fn cases() -> Vec<(String, Screen)> {
                 port: "bench-4".to_owned(),
                 key_index: u32::MAX,
                 smn: "123L013K4294967295".to_owned(),
+                low_inventory: None,
+            },
+        ),
+        (
+            "injected-low-inventory",
+            Screen::Injected {
+                port: "bench-1".to_owned(),
+                key_index: 279,
+                smn: "123L013K00000279".to_owned(),
+                low_inventory: Some(12),
+            },
+        ),
+        (
+            "injected-low-inventory-long-port",
+            Screen::Injected {
+                port: longest_port.to_owned(),
+                key_index: 99_999_999,
+                smn: "123L013K99999999".to_owned(),
+                low_inventory: Some(9_999),
+            },
+        ),
+        (
+            "not-confirmed-port-lost",
+            Screen::NotConfirmed {
+                port: "/dev/ttyUSB0".to_owned(),
+                hardware_serial: "PAX0A920SN01234567".to_owned(),
+                key_index: Some(4_294_967_295),
+                cause: NotConfirmedCause::PortLost,
+            },
+        ),
+        (
+            "not-confirmed-aborted-long",
+            Screen::NotConfirmed {
+                port: longest_port.to_owned(),
+                hardware_serial: longest_serial.to_owned(),
+                key_index: None,
+                cause: NotConfirmedCause::Aborted,
             },
         ),
         (
@@ -174,6 +214,11 @@ fn variant(screen: &Screen) -> &'static str {
         },
         Screen::Injected { .. } => "injected",
         Screen::Error { .. } => "error",
+        Screen::NotConfirmed { cause, .. } => match cause {
+            NotConfirmedCause::StoppedAnswering => "not-confirmed/stopped-answering",
+            NotConfirmedCause::PortLost => "not-confirmed/port-lost",
+            NotConfirmedCause::Aborted => "not-confirmed/aborted",
+        },
         Screen::LowInventory { .. } => "low-inventory",
         Screen::Tamper => "tamper",
     }
@@ -261,6 +306,9 @@ fn the_cases_cover_every_screen_variant_and_have_unique_names() {
         "injecting/confirming",
         "injected",
         "error",
+        "not-confirmed/stopped-answering",
+        "not-confirmed/port-lost",
+        "not-confirmed/aborted",
         "low-inventory",
         "tamper",
     ];

@@ -7,7 +7,8 @@ mod typed;
 use typed::*;
 
 use keymother_vault::{
-    KeyState, PendingSlot, ReportCounts, ReportGroup, ReportPeriod, VoidSerialError,
+    InjectionFailureCause, KeyState, PendingSlot, ReportCounts, ReportGroup, ReportPeriod,
+    VoidSerialError,
 };
 use support::{Bench, FIRST_INDEX};
 
@@ -151,12 +152,39 @@ fn a_report_counts_what_the_registry_the_inventory_and_the_audit_trail_hold() {
         .void_key(as_index(voided), "terminal broken", "Ann Lee")
         .unwrap();
 
+    // PENDING1 stopped answering after its delivery; so did a terminal on bench-3 before any
+    // master key was delivered to it.
+    let pending_key = bench.vault.pending_injections().unwrap()[0].clone();
+    let PendingSlot::Master { key_index, .. } = pending_key.slot else {
+        panic!("not a master key")
+    };
+    bench
+        .vault
+        .record_injection_failure(
+            "bench-2",
+            &as_serial("PENDING1"),
+            Some(key_index),
+            InjectionFailureCause::IdleTimeout,
+            Some("Ann Lee"),
+        )
+        .unwrap();
+    bench
+        .vault
+        .record_injection_failure(
+            "bench-3",
+            &as_serial("EARLY1"),
+            None,
+            InjectionFailureCause::PortLost,
+            None,
+        )
+        .unwrap();
+
     let report = bench.vault.report(&always()).unwrap();
     assert_eq!(
         report.totals,
         ReportCounts {
             injections: 3,
-            failures: 0,
+            failures: 2,
             pending: 1,
             voided: 1,
         }
@@ -171,9 +199,20 @@ fn a_report_counts_what_the_registry_the_inventory_and_the_audit_trail_hold() {
         inventory.count(KeyState::Reserved) + inventory.count(KeyState::Sent)
     );
     assert_eq!(report.totals.voided, inventory.count(KeyState::Void));
-    // Two groups: the injections of bench-1 (nobody logged in), and Ann Lee's on bench-2.
-    assert_eq!(report.rows.len(), 2, "{report:?}");
-    let bench_1 = &report.rows[0];
+    // Three groups: the failure on bench-3 that names no key (nothing known but its port),
+    // the injections of bench-1 (nobody logged in), and Ann Lee's on bench-2.
+    assert_eq!(report.rows.len(), 3, "{report:?}");
+    assert_eq!(
+        report.rows[0].group,
+        ReportGroup {
+            operator: None,
+            batch_id: None,
+            terminal_model: None,
+            port: Some("bench-3".to_owned()),
+        }
+    );
+    assert_eq!(report.rows[0].counts.failures, 1);
+    let bench_1 = &report.rows[1];
     assert_eq!(
         bench_1.group,
         ReportGroup {
@@ -184,10 +223,13 @@ fn a_report_counts_what_the_registry_the_inventory_and_the_audit_trail_hold() {
         }
     );
     assert_eq!(bench_1.counts.injections, 3);
-    let ann = &report.rows[1];
+    let ann = &report.rows[2];
     assert_eq!(ann.group.operator.as_deref(), Some("Ann Lee"));
     assert_eq!(ann.group.port.as_deref(), Some("bench-2"));
-    assert_eq!((ann.counts.pending, ann.counts.voided), (1, 1));
+    assert_eq!(
+        (ann.counts.pending, ann.counts.voided, ann.counts.failures),
+        (1, 1, 1)
+    );
 
     // A period before all of it: nothing.
     let before = bench

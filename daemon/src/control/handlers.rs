@@ -182,8 +182,9 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
             .injections
             .load(std::sync::atomic::Ordering::Relaxed),
         clock: clock_report(dispenser.clock()),
-        low_inventory: stored.available < dispenser.low_inventory_threshold(),
-        low_inventory_threshold: dispenser.low_inventory_threshold(),
+        // The same rule and threshold as the display, the journal and STATUS= (state.rs).
+        low_inventory: context.shared.low_inventory(stored.available).is_some(),
+        low_inventory_threshold: context.shared.low_inventory,
     })
 }
 

@@ -78,9 +78,6 @@ pub struct Dispenser {
     /// The vault was zeroized (before this start, or by the `zeroize` command since): nothing
     /// is dispensed or recorded any more; the registries and the audit trail are still read.
     zeroized: AtomicBool,
-    /// `[bench] low_inventory`: fewer available keys than this is low inventory, in `status`
-    /// as on the display.
-    low_inventory: AtomicU64,
 }
 
 /// The appliance's state as the display and the LEDs show it.
@@ -193,18 +190,7 @@ impl Dispenser {
             require_expected_devices: AtomicBool::new(false),
             claims: Mutex::new(admission::SerialClaims::default()),
             zeroized: AtomicBool::new(zeroized),
-            low_inventory: AtomicU64::new(crate::config::DEFAULT_LOW_INVENTORY),
         })
-    }
-
-    /// Sets the low-inventory threshold (`[bench] low_inventory`; the default until set).
-    pub fn set_low_inventory(&self, threshold: u64) {
-        self.low_inventory.store(threshold, Ordering::Relaxed);
-    }
-
-    /// The low-inventory threshold: fewer available keys than this is low inventory.
-    pub fn low_inventory_threshold(&self) -> u64 {
-        self.low_inventory.load(Ordering::Relaxed)
     }
 
     /// Whether the clock can be trusted.

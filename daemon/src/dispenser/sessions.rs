@@ -125,6 +125,24 @@ impl Dispenser {
         self.sessions().next_expiry()
     }
 
+    /// Records a delivery its terminal never confirmed (`injection-failed`), under the
+    /// operator logged in now, if any. Only the audit row is written: the key stays reserved
+    /// for the terminal, never released or given to another.
+    pub fn record_injection_failure(
+        &self,
+        port: &str,
+        hardware_serial: &keymother_domain::HardwareSerial,
+        key_index: Option<keymother_domain::KeyIndex>,
+        cause: keymother_vault::InjectionFailureCause,
+    ) -> Result<(), VaultError> {
+        let operator = self
+            .operator_session(keymother_vault::clock::now())
+            .map(|session| session.name);
+        self.vault()
+            .record_injection_failure(port, hardware_serial, key_index, cause, operator.as_deref())
+            .map(drop)
+    }
+
     /// Ends the operator session and forgets all login challenges at once: the hook for a
     /// zeroize and for the tamper input. `reason` goes to the audit trail.
     pub fn end_operator_sessions(&self, reason: &str) {

@@ -15,8 +15,11 @@ use keymother_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{DataBits, FlowControl, SerialPortBuilderExt, SerialStream};
 
+use keymother_domain::KeyIndex;
+use keymother_protocol::SessionEvent;
+
 use crate::config::{Parity, PortSettings, StopBits};
-use crate::events::DaemonEvent;
+use crate::events::{DaemonEvent, InjectionFailureCause, UnconfirmedDelivery};
 use crate::state::Shared;
 
 /// Shortest and longest wait before reopening a port that failed.
@@ -56,12 +59,25 @@ pub(crate) async fn serve_port(port: PortSettings, shared: Arc<Shared>) {
                     port: port.name.clone(),
                 });
                 backoff = BACKOFF_FIRST;
-                let reason = serve_stream(&port, stream, &shared).await;
+                let (reason, unconfirmed) = serve_stream(&port, stream, &shared).await;
                 log::warn!(event = "port-lost", port = port.name.as_str(); "port {} lost: {reason}", port.name);
                 shared.emit(DaemonEvent::PortLost {
                     port: port.name.clone(),
                     reason,
                 });
+                // A key delivered on it and not confirmed: the bench must hear of the failure.
+                if let Some((hardware_serial, key_index)) = unconfirmed {
+                    report_unconfirmed(
+                        &shared,
+                        UnconfirmedDelivery {
+                            port: port.name.clone(),
+                            hardware_serial,
+                            key_index,
+                            cause: InjectionFailureCause::PortLost,
+                        },
+                    )
+                    .await;
+                }
             }
             Err(error) => {
                 log::debug!(event = "open-failed", port = port.name.as_str(); "port {} not opened: {error}", port.name);
@@ -91,8 +107,49 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
     }
 }
 
-/// Runs the protocol on an open port until it fails; returns why.
-async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared) -> String {
+/// A delivery never confirmed: it goes to the journal and the audit trail (`injection-failed`),
+/// then to the observers (long beep, error LED, error screen). The key stays reserved.
+async fn report_unconfirmed(shared: &Shared, delivery: UnconfirmedDelivery) {
+    log::warn!(
+        event = "injection-failed", port = delivery.port.as_str(),
+        hw_serial = delivery.hardware_serial.as_str(),
+        key_index = delivery.key_index.map(KeyIndex::value).unwrap_or_default(),
+        cause = delivery.cause.as_str();
+        "{delivery}"
+    );
+    let dispenser = Arc::clone(&shared.dispenser);
+    let recorded = delivery.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        dispenser.record_injection_failure(
+            &recorded.port,
+            &recorded.hardware_serial,
+            recorded.key_index,
+            recorded.cause,
+        )
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
+        }
+        Err(error) => {
+            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
+        }
+    }
+    shared.emit(DaemonEvent::DeliveryUnconfirmed(delivery));
+}
+
+/// The terminal and the master key (if one) delivered on a port and not confirmed yet.
+type Delivered = (HardwareSerial, Option<KeyIndex>);
+
+/// Runs the protocol on an open port until it fails; returns why, and the delivery it left
+/// unconfirmed, if any.
+async fn serve_stream(
+    port: &PortSettings,
+    stream: SerialStream,
+    shared: &Shared,
+) -> (String, Option<Delivered>) {
     let mut generation = shared.dispenser.generation();
     let mut tamper_epoch = shared.dispenser.tamper_epoch();
     let mut worker = PortWorker {
@@ -104,7 +161,19 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
         reserved_for: None,
         dukpt_reserved: None,
         claimed: None,
+        delivered: None,
     };
+    let reason = run_stream(&mut worker, &mut generation, &mut tamper_epoch).await;
+    (reason, worker.delivered.take())
+}
+
+/// The loop of [`serve_stream`]: bytes and ticks in, actions carried out, until the port fails.
+async fn run_stream(
+    worker: &mut PortWorker<'_>,
+    generation: &mut u64,
+    tamper_epoch: &mut u64,
+) -> String {
+    let (port, shared) = (worker.port, worker.shared);
     let mut buffer = vec![0u8; 1024];
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -114,10 +183,10 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Ok(0) => return "the port closed".to_owned(),
                 Ok(count) => {
                     let busy_since = Instant::now();
-                    worker.after_tamper(&mut tamper_epoch);
+                    worker.after_tamper(tamper_epoch);
                     // A HELLO arriving right after a ceremony or a KDH install must see it.
-                    if shared.dispenser.generation() != generation {
-                        generation = shared.dispenser.generation();
+                    if shared.dispenser.generation() != *generation {
+                        *generation = shared.dispenser.generation();
                         worker.session.reconfigure(session_config(port, shared));
                     }
                     let now = worker.started.elapsed();
@@ -126,10 +195,10 @@ async fn serve_stream(port: &PortSettings, stream: SerialStream, shared: &Shared
                 Err(error) => return error.to_string(),
             },
             _ = ticker.tick() => {
-                worker.after_tamper(&mut tamper_epoch);
+                worker.after_tamper(tamper_epoch);
                 // Keys loaded or zeroized since: terminals must see the change at once.
-                if shared.dispenser.generation() != generation {
-                    generation = shared.dispenser.generation();
+                if shared.dispenser.generation() != *generation {
+                    *generation = shared.dispenser.generation();
                     worker.session.reconfigure(session_config(port, shared));
                 }
                 let now = worker.started.elapsed();
@@ -158,6 +227,9 @@ struct PortWorker<'a> {
     /// The hardware serial this port's session claimed with a reservation (no other port
     /// may inject it until the session ends).
     claimed: Option<HardwareSerial>,
+    /// The terminal a key was delivered to and not confirmed yet, and the master key's
+    /// index (none for a profile's DUKPT key): a failure if the port is lost now.
+    delivered: Option<Delivered>,
 }
 
 impl Drop for PortWorker<'_> {
@@ -213,6 +285,7 @@ impl PortWorker<'_> {
         self.session = ApplianceSession::new(session_config(self.port, self.shared));
         self.reserved_for = None;
         self.dukpt_reserved = None;
+        self.delivered = None;
         self.release_claim();
         log::warn!(event = "tamper", port = self.port.name.as_str(); "port {}: session dropped by the tamper response", self.port.name);
         self.shared.emit(DaemonEvent::PortIdle {
@@ -267,13 +340,18 @@ impl PortWorker<'_> {
                 } => self.confirm_dukpt(terminal, dukpt, ksn, kcv).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
+                    self.track_delivery(&event);
                     let structured = crate::events::structured_event(&self.port.name, &event);
                     self.shared.emit(DaemonEvent::Session {
                         port: self.port.name.clone(),
                         detail: event.to_string(),
                     });
-                    if let Some(structured) = structured {
-                        self.shared.emit(structured);
+                    match structured {
+                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) => {
+                            report_unconfirmed(self.shared, delivery).await;
+                        }
+                        Some(structured) => self.shared.emit(structured),
+                        None => {}
                     }
                     Vec::new()
                 }
@@ -281,6 +359,33 @@ impl PortWorker<'_> {
             queue.extend(follow_up);
         }
         Ok(())
+    }
+
+    /// Follows what was delivered and not confirmed yet, for a port lost meanwhile.
+    fn track_delivery(&mut self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Delivered {
+                terminal,
+                key_index,
+            } => {
+                // Key indexes have eight digits (the vault's); a larger one is not named.
+                self.delivered =
+                    Some((terminal.hardware_serial.clone(), KeyIndex::new(*key_index)));
+            }
+            SessionEvent::DukptDelivered { terminal, .. } => {
+                let master_pending = self.delivered.as_ref().is_some_and(|(serial, key)| {
+                    *serial == terminal.hardware_serial && key.is_some()
+                });
+                if !master_pending {
+                    self.delivered = Some((terminal.hardware_serial.clone(), None));
+                }
+            }
+            SessionEvent::Confirmed { .. }
+            | SessionEvent::DukptConfirmed { .. }
+            | SessionEvent::Aborted { .. }
+            | SessionEvent::SessionEnded { .. } => self.delivered = None,
+            _ => {}
+        }
     }
 
     async fn reserve(

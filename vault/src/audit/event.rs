@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use keymother_crypto::{Kcv, KeyAlgorithm};
-use keymother_domain::{BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily};
+use keymother_domain::{
+    BdkId, BdkName, DeviceRange, DukptDeviceId, HardwareSerial, KeyFamily, KeyIndex,
+};
 
 use crate::{BdkSource, KeySlot, Registry, SecretName};
 
@@ -280,6 +282,16 @@ pub enum AuditEvent {
         reason: String,
         operator: String,
     },
+    /// A terminal never confirmed what was delivered to it: it stopped answering (idle
+    /// timeout), its port was lost, or it sent ABORT. The key stays reserved for it.
+    InjectionFailed {
+        port: String,
+        hardware_serial: HardwareSerial,
+        /// The master key delivered and not confirmed, if one was.
+        key_index: Option<KeyIndex>,
+        cause: super::failure::InjectionFailureCause,
+        operator: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -324,6 +336,7 @@ impl AuditEvent {
             AuditEvent::ReinjectionUsed { .. } => "reinjection-used",
             AuditEvent::FinalExport { .. } => "final-export",
             AuditEvent::Recommission { .. } => "recommission",
+            AuditEvent::InjectionFailed { .. } => "injection-failed",
         }
     }
 
@@ -366,7 +379,8 @@ impl AuditEvent {
             | AuditEvent::ExpectedImportRefused { operator, .. }
             | AuditEvent::ExpectedClose { operator, .. }
             | AuditEvent::ReconcileExport { operator, .. } => operator_or_system(operator),
-            AuditEvent::FinalExport { operator, .. } => operator_or_system(operator),
+            AuditEvent::FinalExport { operator, .. }
+            | AuditEvent::InjectionFailed { operator, .. } => operator_or_system(operator),
             AuditEvent::Tamper { .. }
             | AuditEvent::TamperInputLost { .. }
             | AuditEvent::TamperInputRestored { .. }
@@ -424,6 +438,7 @@ impl AuditEvent {
             AuditEvent::FinalExport { .. } | AuditEvent::Recommission { .. } => {
                 self.lifecycle_fields()
             }
+            AuditEvent::InjectionFailed { .. } => self.failure_fields(),
         };
         // The operator is the actor; it is repeated in details so a row reads on its own.
         if let Some(operator) = self.operator_in_details() {
@@ -803,6 +818,10 @@ impl AuditEvent {
             | AuditEvent::ReinjectionGranted { operator, .. }
             | AuditEvent::ReinjectionRevoked { operator, .. }
             | AuditEvent::FinalExport {
+                operator: Some(operator),
+                ..
+            }
+            | AuditEvent::InjectionFailed {
                 operator: Some(operator),
                 ..
             }

@@ -11,6 +11,7 @@
 
 mod event;
 mod export;
+mod failure;
 mod site_fields;
 mod verify;
 
@@ -26,6 +27,7 @@ pub use export::{
     AUDIT_EXPORT_COLUMNS, AUDIT_EXPORT_MAGIC, AuditExportError, AuditExportReport,
     verify_audit_export,
 };
+pub use failure::{InjectionFailureCause, UnknownFailureCause};
 pub use verify::{AuditFailure, AuditReport, HeadMacStatus};
 
 use event::escape;
