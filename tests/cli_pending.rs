@@ -3,13 +3,17 @@
 
 mod cli_common;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::{Duration, Instant};
 
 use cli_common::{assert_usage_error, keymother, stderr, stdout};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
+use keymother_protocol::{Mode, TerminalAction, TerminalConfig, TerminalSession};
+use keymother_terminal::{Line, PtyLine, SoftwareKeyStore};
 use keymother_vault::{CeremonyRecord, ConfirmationReport, SecretName, Vault};
 use serde_json::Value;
 
@@ -17,9 +21,9 @@ const DEVICE: &str = "KM-CLI-0003";
 const KEYS: u32 = 10;
 
 /// A vault with KEK, TTK and `KEYS` keys (batch B-1, from index 101): three terminals
-/// injected on bench-1, and VANISHED1 given its key on bench-2, which it never confirmed (its
-/// `injection-failed` row recorded).
-fn prepared_vault(data: &Path) {
+/// injected on bench-1, and (`vanished`) VANISHED1 given its key on bench-2, which it never
+/// confirmed (its `injection-failed` row recorded). Returns the TTK, which terminals hold.
+fn prepared_vault(data: &Path, vanished: bool) -> SecretKey {
     let mut vault = Vault::create(data, &DEVICE.parse().unwrap()).unwrap();
     let kek = SecretKey::generate(KeyAlgorithm::Aes256).unwrap();
     let ttk = SecretKey::generate(KeyAlgorithm::Aes128).unwrap();
@@ -68,6 +72,9 @@ fn prepared_vault(data: &Path) {
             )
             .unwrap();
     }
+    if !vanished {
+        return ttk;
+    }
     // The terminal takes its KEY_DELIVERY and is never heard of again.
     let vanished = "VANISHED1".parse().unwrap();
     let reservation = vault
@@ -84,27 +91,45 @@ fn prepared_vault(data: &Path) {
             None,
         )
         .unwrap();
+    ttk
 }
 
 /// keymotherd in this process over [`prepared_vault`], operator login not required.
 struct Daemon {
-    directory: tempfile::TempDir,
+    /// Holds the vault and the socket until the test ends.
+    _directory: tempfile::TempDir,
     socket: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
+    /// Over [`prepared_vault`] with VANISHED1, its one port a path that does not exist.
     fn start() -> Daemon {
         let directory = tempfile::tempdir().unwrap();
+        let port = directory.path().join("no-such-tty");
+        Daemon::start_in(directory, &port, true).0
+    }
+
+    /// Over [`prepared_vault`] without VANISHED1, its port bench-1 a pseudo-terminal whose
+    /// other end is returned (a terminal's line), with the TTK; idle timeout 1 s.
+    fn start_on_a_line() -> (Daemon, PtyLine, SecretKey) {
+        let directory = tempfile::tempdir().unwrap();
+        let link = directory.path().join("bench-1");
+        let line = PtyLine::open_pair(&link).unwrap();
+        let (daemon, ttk) = Daemon::start_in(directory, &link, false);
+        (daemon, line, ttk)
+    }
+
+    fn start_in(directory: tempfile::TempDir, port: &Path, vanished: bool) -> (Daemon, SecretKey) {
         let data = directory.path().join("data");
-        prepared_vault(&data);
+        let ttk = prepared_vault(&data, vanished);
         let socket = directory.path().join("control.sock");
         let text = format!(
             "data_dir = {data:?}\n[control]\nsocket = {socket:?}\n\
+             [dispensing]\nidle_timeout_seconds = 1\n\
              [operator]\nrequire = false\n\
-             [[port]]\nname = \"bench-1\"\npath = {:?}\n",
-            directory.path().join("no-such-tty"),
+             [[port]]\nname = \"bench-1\"\npath = {port:?}\n",
         );
         let settings = keymother_daemon::Settings::from_toml(&text, "keymotherd.toml").unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -139,12 +164,13 @@ impl Daemon {
         is_ready
             .recv_timeout(std::time::Duration::from_secs(10))
             .unwrap();
-        Daemon {
-            directory,
+        let daemon = Daemon {
+            _directory: directory,
             socket,
             stop: Some(stop),
             thread: Some(thread),
-        }
+        };
+        (daemon, ttk)
     }
 
     fn run(&self, arguments: &[&str]) -> Output {
@@ -187,7 +213,6 @@ impl Drop for Daemon {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let _ = self.directory.path();
     }
 }
 
@@ -497,4 +522,111 @@ fn status_text_says_what_status_json_says_low_inventory_included() {
             "{name}: {text}"
         );
     }
+}
+
+/// Runs a tr31 terminal session for `serial` until its key is delivered, then stops answering
+/// (a pulled cable, a power cut): the key is installed but never confirmed.
+fn vanish_after_delivery(line: &mut PtyLine, serial: &str, ttk: &SecretKey) -> u32 {
+    let mut store = SoftwareKeyStore::new(ttk);
+    let config = TerminalConfig {
+        hardware_serial: serial.parse().unwrap(),
+        model: "TEST-PINPAD".parse().unwrap(),
+        modes: vec![Mode::Tr31],
+        ttk_kcv: store.transport_key_kcv().as_bytes().to_vec(),
+        response_timeout: Duration::from_millis(300),
+        max_retries: 6,
+        unconfirmed_key: None,
+        unconfirmed_dukpt: Vec::new(),
+        krd_credential_token: Vec::new(),
+    };
+    let started = Instant::now();
+    let mut session = TerminalSession::new(config);
+    let mut actions: VecDeque<TerminalAction> = session.start(started.elapsed()).into();
+    let mut buffer = [0u8; 2048];
+    loop {
+        while let Some(action) = actions.pop_front() {
+            match action {
+                TerminalAction::Send(bytes) => line.write_all(&bytes).unwrap(),
+                TerminalAction::InstallKey {
+                    key_index,
+                    key_block,
+                    kcv,
+                    ..
+                } => {
+                    store.install(key_index, &key_block, &kcv).unwrap();
+                    return key_index;
+                }
+                TerminalAction::Finished(outcome) => {
+                    panic!("finished before delivery: {outcome:?}")
+                }
+                _ => {}
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery");
+        let count = line
+            .read_within(&mut buffer, Duration::from_millis(20))
+            .unwrap();
+        let now = started.elapsed();
+        actions.extend(if count > 0 {
+            session.handle_bytes(&buffer[..count], now)
+        } else {
+            session.handle_tick(now)
+        });
+    }
+}
+
+/// Asks `arguments` (JSON) again until `wanted` holds, for up to 10 s.
+fn eventually(daemon: &Daemon, arguments: &[&str], wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = daemon.json(arguments);
+        if wanted(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arguments:?} never came: {value}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_real_terminal_that_takes_its_delivery_and_never_confirms_is_pending_until_void_serial() {
+    let (daemon, mut line, ttk) = Daemon::start_on_a_line();
+    let key_index = vanish_after_delivery(&mut line, "REALVAN1", &ttk);
+    assert_eq!(key_index, 104);
+    let pending = eventually(&daemon, &["pending", "--json"], |entries| {
+        entries[0]["state"] == "sent"
+    });
+    let entries = pending.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{pending}");
+    assert_eq!(entries[0]["hardware_serial"], "REALVAN1");
+    assert_eq!(entries[0]["key_index"], 104);
+    assert_eq!(entries[0]["port"], "bench-1");
+    // The model the terminal's HELLO gave, recorded with its reservation.
+    assert_eq!(entries[0]["terminal_model"], "TEST-PINPAD");
+    // The idle timeout (1 s) passes: keymotherd records the failure; the key stays pending.
+    let report = eventually(&daemon, &["report", "--json"], |report| {
+        report["totals"]["failures"] == 1
+    });
+    assert_eq!(report["totals"]["pending"], 1);
+    assert_eq!(report["totals"]["injections"], 3);
+    assert!(daemon.ok(&["pending"]).contains("REALVAN1"));
+
+    assert_eq!(
+        daemon.ok(&["void", "--serial", "REALVAN1", "--reason", "cable pulled"]),
+        "key 00000104 (REALVAN1, was sent) is void\n"
+    );
+    assert_eq!(daemon.json(&["pending", "--json"]), Value::Array(vec![]));
+    let report = daemon.json(&["report", "--json"]);
+    assert_eq!(
+        (
+            &report["totals"]["pending"],
+            &report["totals"]["voided"],
+            &report["totals"]["failures"]
+        ),
+        (&Value::from(0), &Value::from(1), &Value::from(1))
+    );
+    drop(line);
 }
