@@ -199,7 +199,7 @@ fn status_facts(status: &api::StatusReport) -> Vec<String> {
         1 => "1 key".to_owned(),
         count => format!("{count} keys"),
     };
-    vec![
+    let mut facts = vec![
         format!("control protocol version: {}", status.control_version),
         format!(
             "key ceremonies done (KEK and TTK loaded): {}",
@@ -232,7 +232,11 @@ fn status_facts(status: &api::StatusReport) -> Vec<String> {
                 status.low_inventory_threshold
             )
         },
-    ]
+    ];
+    if let Some(session) = &status.operator {
+        facts.push(format!("operator certificate subject: {}", session.subject));
+    }
+    facts
 }
 
 fn ceremony(socket: &Path, arguments: CeremonyArguments) -> anyhow::Result<()> {
