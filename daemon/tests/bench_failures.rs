@@ -164,6 +164,19 @@ fn abort_after_delivery(
     config: TerminalConfig,
     store: &mut SoftwareKeyStore,
 ) -> u32 {
+    answer_delivery(line, config, store, Err(InstallRefusal::KcvMismatch))
+}
+
+/// Runs a terminal session until its key is delivered, installs it, then answers the
+/// delivery with `installed` (a refusal: ABORT; a check value: CONFIRM with it) and goes on
+/// until the session ends in a failure.
+fn answer_delivery(
+    line: &mut PtyLine,
+    config: TerminalConfig,
+    store: &mut SoftwareKeyStore,
+    installed: Result<Vec<u8>, InstallRefusal>,
+) -> u32 {
+    let mut installed = Some(installed);
     let started = Instant::now();
     let mut session = TerminalSession::new(config);
     let mut pending: std::collections::VecDeque<TerminalAction> =
@@ -182,12 +195,8 @@ fn abort_after_delivery(
                 } => {
                     store.install(key_index, &key_block, &kcv).unwrap();
                     delivered = Some(key_index);
-                    pending.extend(
-                        session.handle_key_installed(
-                            Err(InstallRefusal::KcvMismatch),
-                            started.elapsed(),
-                        ),
-                    );
+                    let answer = installed.take().expect("one delivery");
+                    pending.extend(session.handle_key_installed(answer, started.elapsed()));
                 }
                 TerminalAction::Finished(outcome) => {
                     assert!(
@@ -343,6 +352,36 @@ fn an_abort_after_the_delivery_is_a_failure_naming_its_serial() {
         )]
     );
     bench.key_still_pending(key_index, "ABORTS01");
+}
+
+#[test]
+fn a_refused_confirmation_is_one_failure_not_a_second_when_the_session_ends() {
+    let mut bench = Bench::start(10, 1, 0);
+    let config = bench.appliance.terminal("WRONGKCV");
+    let mut store = bench.appliance.key_store();
+    answer_delivery(bench.line(), config, &mut store, Ok(vec![0x12, 0x34, 0x56]));
+    bench.daemon.wait_for(|event| {
+        matches!(event, DaemonEvent::InjectionFailed { reason, .. } if reason == "KCV mismatch")
+    });
+    // The idle timeout ends the session: quietly, the KCV mismatch stays on the screen.
+    bench
+        .daemon
+        .wait_for(|event| matches!(event, DaemonEvent::PortIdle { port } if port == "bench-0"));
+    assert!(
+        !bench
+            .daemon
+            .events_so_far()
+            .iter()
+            .any(|event| matches!(event, DaemonEvent::DeliveryUnconfirmed(_)))
+    );
+    bench.shows(
+        "the KCV mismatch",
+        &Screen::Error {
+            port: Some("bench-0".to_owned()),
+            reason: "KCV mismatch".to_owned(),
+        },
+    );
+    assert!(bench.audit_details("injection-failed").is_empty());
 }
 
 #[test]

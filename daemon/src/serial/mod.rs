@@ -110,13 +110,22 @@ fn session_config(port: &PortSettings, shared: &Shared) -> ApplianceConfig {
 /// A delivery never confirmed: it goes to the journal and the audit trail (`injection-failed`),
 /// then to the observers (long beep, error LED, error screen). The key stays reserved.
 async fn report_unconfirmed(shared: &Shared, delivery: UnconfirmedDelivery) {
-    log::warn!(
-        event = "injection-failed", port = delivery.port.as_str(),
-        hw_serial = delivery.hardware_serial.as_str(),
-        key_index = delivery.key_index.map(KeyIndex::value).unwrap_or_default(),
-        cause = delivery.cause.as_str();
-        "{delivery}"
+    let (port, serial, cause) = (
+        delivery.port.as_str(),
+        delivery.hardware_serial.as_str(),
+        delivery.cause.as_str(),
     );
+    match delivery.key_index {
+        Some(key_index) => log::warn!(
+            event = "injection-failed", port = port, hw_serial = serial,
+            key_index = key_index.value(), cause = cause;
+            "{delivery}"
+        ),
+        None => log::warn!(
+            event = "injection-failed", port = port, hw_serial = serial, cause = cause;
+            "{delivery}"
+        ),
+    }
     let dispenser = Arc::clone(&shared.dispenser);
     let recorded = delivery.clone();
     let outcome = tokio::task::spawn_blocking(move || {
@@ -127,15 +136,11 @@ async fn report_unconfirmed(shared: &Shared, delivery: UnconfirmedDelivery) {
             recorded.cause,
         )
     })
-    .await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
-        }
-        Err(error) => {
-            log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}")
-        }
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|recorded| recorded.map_err(|error| error.to_string()));
+    if let Err(error) = outcome {
+        log::error!(event = "audit-failed", port = delivery.port.as_str(); "the injection-failed row could not be written: {error}");
     }
     shared.emit(DaemonEvent::DeliveryUnconfirmed(delivery));
 }
@@ -340,6 +345,7 @@ impl PortWorker<'_> {
                 } => self.confirm_dukpt(terminal, dukpt, ksn, kcv).await?,
                 ApplianceAction::Report(event) => {
                     log::info!(event = "session", port = self.port.name.as_str(); "{event}");
+                    let still_delivered = self.delivered.is_some();
                     self.track_delivery(&event);
                     let structured = crate::events::structured_event(&self.port.name, &event);
                     self.shared.emit(DaemonEvent::Session {
@@ -347,8 +353,15 @@ impl PortWorker<'_> {
                         detail: event.to_string(),
                     });
                     match structured {
-                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) => {
+                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) if still_delivered => {
                             report_unconfirmed(self.shared, delivery).await;
+                        }
+                        // Its confirmation was refused with an ERROR, already a failure with
+                        // its own words (a KCV mismatch, a quarantine): the session just ends.
+                        Some(DaemonEvent::DeliveryUnconfirmed(delivery)) => {
+                            self.shared.emit(DaemonEvent::PortIdle {
+                                port: delivery.port,
+                            });
                         }
                         Some(structured) => self.shared.emit(structured),
                         None => {}
@@ -379,6 +392,13 @@ impl PortWorker<'_> {
                 if !master_pending {
                     self.delivered = Some((terminal.hardware_serial.clone(), None));
                 }
+            }
+            // An ERROR to the terminal after the delivery (its confirmation refused) is the
+            // failure the bench shows: the delivery is not signalled again.
+            SessionEvent::ErrorSent { code, .. }
+                if *code != keymother_protocol::ErrorCode::BUSY =>
+            {
+                self.delivered = None
             }
             SessionEvent::Confirmed { .. }
             | SessionEvent::DukptConfirmed { .. }
