@@ -31,9 +31,9 @@ pub enum DaemonCommand {
         file: PathBuf,
     },
     /// Keys per state and per batch.
-    Inventory,
+    Inventory(crate::registry::InventoryArguments),
     /// The SMN registry: one row per confirmed injection.
-    Smn,
+    Smn(crate::registry::SmnArguments),
     /// Writes the sealed SMN file for the front end's terminal table (e.g. onto a USB stick);
     /// its rows are marked exported once the file is written.
     ExportSmn {
@@ -80,13 +80,27 @@ pub enum DaemonCommand {
     #[command(subcommand)]
     Batch(crate::batch::BatchCommand),
     /// Voids a key that was sent but never confirmed, so it can never be used; audited.
+    /// Name the key by its index, or the terminal by its hardware serial.
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["key_index", "index", "serial"])))]
     Void {
+        /// The key index (the same as --index).
+        key_index: Option<u32>,
         /// The key index.
-        key_index: u32,
+        #[arg(long, value_name = "KEY_INDEX")]
+        index: Option<u32>,
+        /// The hardware serial of the terminal whose one pending master key is voided.
+        #[arg(long, value_name = "SERIAL")]
+        serial: Option<String>,
         /// Why (recorded in the audit trail).
         #[arg(long)]
         reason: String,
     },
+    /// The keys reserved or sent to a terminal and never confirmed: key, serial, state,
+    /// port, model, age and operator.
+    Pending(crate::pending::PendingArguments),
+    /// Injections, failures, pending and voided keys of a shift, a day or a period, per
+    /// operator, batch, terminal model and port.
+    Report(crate::report::ReportArguments),
     /// Destroys the KEK, the TTK, the storage key and every master key on the appliance.
     Zeroize {
         /// The appliance's device id, typed out to show this is meant.
@@ -111,22 +125,6 @@ pub enum AuditCommand {
         #[arg(long)]
         force: bool,
     },
-}
-
-/// A registry row's re-injection marks: what it replaces (and under which grant), and what
-/// replaced it.
-fn reinjection_marks(row: &api::SmnRow) -> String {
-    let mut marks = String::new();
-    if let Some(earlier) = &row.replaces {
-        marks.push_str(&format!("  RE-INJECTION of {earlier}"));
-        if let (Some(grant), Some(reason)) = (row.reinjection_grant, &row.reinjection_reason) {
-            marks.push_str(&format!(" (grant {grant}: {reason})"));
-        }
-    }
-    if let Some(later) = &row.replaced_by {
-        marks.push_str(&format!("  REPLACED by {later}"));
-    }
-    marks
 }
 
 fn print_counts(keys: &BTreeMap<String, u64>) {
@@ -188,6 +186,57 @@ fn print_status(status: &api::StatusReport) {
     println!("{}", tamper_input_line(&status.tamper_input));
     println!("{}", crate::clock::clock_line(&status.clock));
     println!("SMN rows: {}", status.smn_rows);
+    for line in status_facts(status) {
+        println!("{line}");
+    }
+}
+
+/// The facts of `status --json` the lines above leave out or only imply, one line each, so
+/// that the text and the JSON say the same.
+fn status_facts(status: &api::StatusReport) -> Vec<String> {
+    let yes_no = |value: bool| if value { "yes" } else { "no" };
+    let available = match status.keys.get("available").copied().unwrap_or(0) {
+        1 => "1 key".to_owned(),
+        count => format!("{count} keys"),
+    };
+    let mut facts = vec![
+        format!("control protocol version: {}", status.control_version),
+        format!(
+            "key ceremonies done (KEK and TTK loaded): {}",
+            yes_no(status.ready)
+        ),
+        format!("tampered: {}", status.tampered.as_deref().unwrap_or("no")),
+        format!(
+            "operator login required: {}; operator CA configured: {}",
+            yes_no(status.operator_required),
+            yes_no(status.operator_ca)
+        ),
+        format!(
+            "tamper input required: {}",
+            yes_no(status.tamper_input.required)
+        ),
+        format!(
+            "clock trusted: {}; trusted clock required: {}",
+            yes_no(status.clock.trusted),
+            yes_no(status.clock.required)
+        ),
+        format!("injections since start: {}", status.injections_since_start),
+        if status.low_inventory {
+            format!(
+                "low inventory: yes: {available} available, fewer than {} (import a key file)",
+                status.low_inventory_threshold
+            )
+        } else {
+            format!(
+                "low inventory: no: {available} available, the warning starts below {}",
+                status.low_inventory_threshold
+            )
+        },
+    ];
+    if let Some(session) = &status.operator {
+        facts.push(format!("operator certificate subject: {}", session.subject));
+    }
+    facts
 }
 
 fn ceremony(socket: &Path, arguments: CeremonyArguments) -> anyhow::Result<()> {
@@ -321,26 +370,9 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
         }
         DaemonCommand::Ceremony(arguments) => ceremony(socket, arguments),
         DaemonCommand::Import { file } => import(socket, &file),
-        DaemonCommand::Inventory => {
-            let result = call(socket, api::Inventory {})?;
-            print_counts(&result.keys);
-            for batch in &result.batches {
-                println!(
-                    "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}{}",
-                    batch.batch_id,
-                    batch.algorithm,
-                    batch.records,
-                    batch.available,
-                    batch.imported_at,
-                    if batch.withdrawn > 0 {
-                        format!(", {} withdrawn", batch.withdrawn)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            Ok(())
-        }
+        DaemonCommand::Inventory(arguments) => crate::registry::inventory(socket, arguments),
+        DaemonCommand::Pending(arguments) => crate::pending::run(socket, arguments),
+        DaemonCommand::Report(arguments) => crate::report::run(socket, arguments),
         DaemonCommand::ExportSmn {
             out,
             only_new,
@@ -401,13 +433,35 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        DaemonCommand::Void { key_index, reason } => {
-            let key_index = keymother_domain::KeyIndex::try_from(key_index)
-                .map_err(|error| crate::arguments::argument_error("KEY_INDEX", error))?;
-            let result = call(socket, api::Void { key_index, reason })?;
+        DaemonCommand::Void {
+            key_index,
+            index,
+            serial,
+            reason,
+        } => {
+            let key_index = key_index
+                .or(index)
+                .map(|index| {
+                    keymother_domain::KeyIndex::try_from(index)
+                        .map_err(|error| crate::arguments::argument_error("KEY_INDEX", error))
+                })
+                .transpose()?;
+            let hardware_serial = serial
+                .map(|serial| {
+                    serial
+                        .parse::<keymother_domain::HardwareSerial>()
+                        .map_err(|error| crate::arguments::argument_error("--serial", error))
+                })
+                .transpose()?;
+            let request = api::Void {
+                key_index,
+                hardware_serial,
+                reason,
+            };
+            let result = call(socket, request)?;
             println!(
-                "key {key_index} ({}, was {}) is void",
-                result.hardware_serial, result.previous_state
+                "key {} ({}, was {}) is void",
+                result.key_index, result.hardware_serial, result.previous_state
             );
             Ok(())
         }
@@ -433,21 +487,6 @@ pub fn run(socket: &Path, command: DaemonCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DaemonCommand::Smn => {
-            for row in call(socket, api::SmnRows {})? {
-                println!(
-                    "{}  serial {:<12} key {:08}  KCV {}  port {}  {}  operator {}{}",
-                    row.smn,
-                    row.hardware_serial,
-                    row.key_index,
-                    row.kcv,
-                    row.port,
-                    row.injected_at,
-                    row.operator.as_deref().unwrap_or("-"),
-                    reinjection_marks(&row)
-                );
-            }
-            Ok(())
-        }
+        DaemonCommand::Smn(arguments) => crate::registry::smn(socket, arguments),
     }
 }

@@ -16,8 +16,11 @@ mod hardening;
 mod kdh;
 mod keyfile;
 mod operator;
+mod pending;
 mod prompt;
+mod registry;
 mod reinject;
+mod report;
 mod tr34;
 mod vault;
 

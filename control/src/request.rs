@@ -61,6 +61,8 @@ pub enum Request {
     ReinjectGrant(ReinjectGrant),
     ReinjectList(ReinjectList),
     ReinjectRevoke(ReinjectRevoke),
+    Pending(Pending),
+    Report(Report),
 }
 
 impl Request {
@@ -96,6 +98,8 @@ impl Request {
             Request::ReinjectGrant(_) => "reinject-grant",
             Request::ReinjectList(_) => "reinject-list",
             Request::ReinjectRevoke(_) => "reinject-revoke",
+            Request::Pending(_) => "pending",
+            Request::Report(_) => "report",
         }
     }
 }
@@ -195,11 +199,16 @@ pub struct AuditExport {
 }
 call!(AuditExport => AuditExportReport, Transfer::Download);
 
-/// Voids a key that was reserved or sent but never confirmed.
+/// Voids a key that was reserved or sent but never confirmed: the key by its index, or the
+/// pending master key of a terminal by its hardware serial (exactly one of the two).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Void {
-    pub key_index: KeyIndex,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_index: Option<KeyIndex>,
+    /// The terminal whose one pending master key is voided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_serial: Option<HardwareSerial>,
     /// Why (recorded in the audit trail).
     pub reason: String,
 }
@@ -451,3 +460,51 @@ pub struct ReinjectRevoke {
     pub reason: String,
 }
 call!(ReinjectRevoke => ReinjectionGrantReport);
+
+/// The keys reserved or sent to a terminal and never confirmed (master keys and DUKPT
+/// initial keys), oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// Only those reserved on this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Only those reserved at least this many seconds ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub older_than_seconds: Option<u64>,
+}
+call!(Pending => Vec<PendingEntry>);
+
+/// Which period a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportSpan {
+    /// Since the login of the operator logged in now; with nobody logged in, the last 8
+    /// hours. Up to now.
+    #[default]
+    Shift,
+    /// One day, 00:00 to 24:00 UTC: `day`, or today by the appliance's clock.
+    Day,
+    /// From `from` (or the beginning) to `to` (or now).
+    Range,
+}
+
+/// Master-key injections, failures, pending and voided keys of a period, per operator,
+/// batch, terminal model and port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    #[serde(default)]
+    pub period: ReportSpan,
+    /// With `day`: the date, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// With `range`: the start (included), RFC 3339 or a date (`YYYY-MM-DD`, its 00:00 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// With `range`: the end (excluded), RFC 3339 or a date (`YYYY-MM-DD`: up to the end of
+    /// that day, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+call!(Report => ReportAnswer);

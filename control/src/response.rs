@@ -125,6 +125,12 @@ pub struct StatusReport {
     pub ports: BTreeMap<String, String>,
     pub injections_since_start: u64,
     pub clock: ClockReport,
+    /// Fewer keys are available than `low_inventory_threshold` (`[bench] low_inventory`,
+    /// the display's warning).
+    #[serde(default)]
+    pub low_inventory: bool,
+    #[serde(default)]
+    pub low_inventory_threshold: u64,
 }
 
 /// `ceremony`.
@@ -546,4 +552,84 @@ pub struct ReinjectionGrantReport {
     pub used_for: Option<String>,
     /// Revoked: why.
     pub revoke_reason: Option<String>,
+}
+
+/// What a pending entry holds for its terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PendingKind {
+    /// A terminal master key (`key_index`, `batch_id`).
+    Master,
+    /// A DUKPT initial key (`bdk`, `device_id`).
+    Dukpt,
+}
+
+/// One key reserved or sent to a terminal and not confirmed, for `pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEntry {
+    pub kind: PendingKind,
+    /// A master key's index; `null` for a DUKPT initial key.
+    pub key_index: Option<KeyIndex>,
+    /// A master key's batch; `null` for a DUKPT initial key.
+    pub batch_id: Option<BatchId>,
+    /// A DUKPT initial key's BDK; `null` for a master key.
+    pub bdk: Option<BdkName>,
+    /// A DUKPT initial key's device id; `null` for a master key.
+    pub device_id: Option<DukptDeviceId>,
+    pub hardware_serial: HardwareSerial,
+    /// `reserved` or `sent` (delivered, never confirmed).
+    pub state: String,
+    pub port: String,
+    /// The terminal's model from its HELLO, when the reservation recorded it.
+    pub terminal_model: Option<String>,
+    /// The operator whose session it was reserved under, if any.
+    pub operator: Option<String>,
+    /// When it was reserved, RFC 3339.
+    pub reserved_at: String,
+    /// Seconds since then, by the appliance's clock.
+    pub age_seconds: u64,
+}
+
+/// A report's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportCounts {
+    /// Confirmed injections (SMN rows) in the period.
+    pub injections: u64,
+    /// Delivered keys never confirmed (`injection-failed` audit rows) in the period.
+    pub failures: u64,
+    /// Keys reserved in the period and still reserved or sent.
+    pub pending: u64,
+    /// Keys voided (`void`) in the period.
+    pub voided: u64,
+}
+
+/// One group of a report: `null` where the appliance does not know a part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLine {
+    pub operator: Option<String>,
+    pub batch_id: Option<String>,
+    pub terminal_model: Option<String>,
+    pub port: Option<String>,
+    pub injections: u64,
+    pub failures: u64,
+    pub pending: u64,
+    pub voided: u64,
+}
+
+/// `report`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportAnswer {
+    /// The period's start (included), RFC 3339 UTC.
+    pub from: String,
+    /// The period's end (excluded), RFC 3339 UTC.
+    pub to: String,
+    /// The period in words (`shift of Ann Lee since ...`, `the last 8 hours`, `day ...`).
+    pub period: String,
+    /// Per operator, batch, terminal model and port, in that order.
+    pub rows: Vec<ReportLine>,
+    pub totals: ReportCounts,
 }

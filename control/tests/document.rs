@@ -147,6 +147,8 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::ReinjectGrant(_) => typed::<api::ReinjectGrant>(answer),
         Request::ReinjectList(_) => typed::<api::ReinjectList>(answer),
         Request::ReinjectRevoke(_) => typed::<api::ReinjectRevoke>(answer),
+        Request::Pending(_) => typed::<api::Pending>(answer),
+        Request::Report(_) => typed::<api::Report>(answer),
     }
 }
 
@@ -181,7 +183,8 @@ fn one_of_each() -> Vec<Request> {
         }
         .into(),
         api::Void {
-            key_index: keymother_domain::KeyIndex::new(1).unwrap(),
+            key_index: Some(keymother_domain::KeyIndex::new(1).unwrap()),
+            hardware_serial: None,
             reason: "r".to_owned(),
         }
         .into(),
@@ -268,6 +271,8 @@ fn one_of_each() -> Vec<Request> {
             reason: "r".to_owned(),
         }
         .into(),
+        api::Pending::default().into(),
+        api::Report::default().into(),
     ]
 }
 

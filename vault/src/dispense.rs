@@ -123,6 +123,7 @@ fn reserve_available(
     port: &str,
     operator: Option<&str>,
     grant: Option<u64>,
+    terminal_model: Option<&TerminalModel>,
 ) -> Result<Reservation, DispenseError> {
     let next = transaction
         .query_row(
@@ -144,7 +145,7 @@ fn reserve_available(
     let changed = transaction.execute(
         "UPDATE key_inventory
             SET state = 'reserved', hardware_serial = ?2, port = ?3, reserved_at = ?4,
-                operator = ?5, reinjection_grant = ?6
+                operator = ?5, reinjection_grant = ?6, terminal_model = ?7
           WHERE key_index = ?1 AND state = 'available'",
         params![
             key_index,
@@ -152,7 +153,8 @@ fn reserve_available(
             port,
             now_text(),
             operator,
-            grant.map(|id| id as i64)
+            grant.map(|id| id as i64),
+            terminal_model
         ],
     )?;
     if changed != 1 {
@@ -203,6 +205,19 @@ impl Vault {
         port: &str,
         operator: Option<&str>,
     ) -> Result<Reservation, DispenseError> {
+        self.reserve_key_for(hardware_serial, port, operator, None)
+    }
+
+    /// [`Vault::reserve_key_by`], recording the terminal's model (from its HELLO) with a
+    /// newly reserved key, for `pending` and reports. A key already pending for the terminal
+    /// keeps what its reservation recorded.
+    pub fn reserve_key_for(
+        &mut self,
+        hardware_serial: &HardwareSerial,
+        port: &str,
+        operator: Option<&str>,
+        terminal_model: Option<&TerminalModel>,
+    ) -> Result<Reservation, DispenseError> {
         // Nothing is dispensed from a zeroized vault.
         let storage_key = live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
@@ -243,8 +258,14 @@ impl Vault {
                     Admission::Granted { grant, .. } => Some(grant),
                     Admission::New | Admission::Resume => None,
                 };
-                let reservation =
-                    reserve_available(&transaction, hardware_serial, port, operator, grant)?;
+                let reservation = reserve_available(
+                    &transaction,
+                    hardware_serial,
+                    port,
+                    operator,
+                    grant,
+                    terminal_model,
+                )?;
                 if let Some(grant) = grant {
                     reinjection::use_grant(
                         &transaction,

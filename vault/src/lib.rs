@@ -18,8 +18,10 @@ mod inventory;
 mod kdh;
 mod mac;
 mod operator;
+mod pending;
 mod recommission;
 mod reinjection;
+mod report;
 mod schema;
 mod secrets;
 mod smn_export;
@@ -64,7 +66,11 @@ pub use import::{ImportError, ImportProgress, ImportReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
+pub use pending::{PendingInjection, PendingSlot, VoidSerialError};
 pub use reinjection::{Admission, GrantState, KeySlot, ReinjectionError, ReinjectionGrant};
+pub use report::{
+    INJECTION_FAILED_EVENT, Report, ReportCounts, ReportGroup, ReportPeriod, ReportRow,
+};
 pub use secrets::{InstalledSecret, SecretName};
 pub use smn_export::{
     ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, SmnExportDraft,

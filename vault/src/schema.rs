@@ -475,6 +475,17 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'a predecessor record is never rewritten'); END;
      CREATE TRIGGER predecessor_never_deleted BEFORE DELETE ON predecessor
          BEGIN SELECT RAISE(ABORT, 'a predecessor record is never deleted'); END;",
+    // Pending injections (pending.rs, report.rs): a master key records the model of the
+    // terminal it was reserved for (from its HELLO), set with the reservation and never
+    // changed; NULL for keys reserved before this version. An index finds the keys reserved
+    // or sent and not confirmed.
+    "ALTER TABLE key_inventory ADD COLUMN terminal_model TEXT;
+     CREATE TRIGGER key_inventory_terminal_model_is_permanent
+         BEFORE UPDATE OF terminal_model ON key_inventory
+         WHEN OLD.terminal_model IS NOT NULL AND NEW.terminal_model IS NOT OLD.terminal_model
+         BEGIN SELECT RAISE(ABORT, 'the terminal model of a reservation is never changed'); END;
+     CREATE INDEX key_inventory_pending ON key_inventory (reserved_at)
+         WHERE state IN ('reserved', 'sent');",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

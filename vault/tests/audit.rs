@@ -659,7 +659,9 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
     drop(vault);
     let raw = support::raw(&data_dir);
     raw.execute_batch(
-        "DROP TABLE final_export; DROP TABLE predecessor;
+        "DROP INDEX key_inventory_pending; DROP TRIGGER key_inventory_terminal_model_is_permanent;
+        ALTER TABLE key_inventory DROP COLUMN terminal_model;
+        DROP TABLE final_export; DROP TABLE predecessor;
          DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
          DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation;
          DROP INDEX key_inventory_by_terminal; DROP INDEX key_inventory_one_key_per_grant;

@@ -479,7 +479,9 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
         rusqlite::Connection::open(directory.path().join("data/vault.sqlite")).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE final_export; DROP TABLE predecessor;
+            "DROP INDEX key_inventory_pending; DROP TRIGGER key_inventory_terminal_model_is_permanent;
+             ALTER TABLE key_inventory DROP COLUMN terminal_model;
+             DROP TABLE final_export; DROP TABLE predecessor;
              DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;
              DROP TABLE dukpt_export; DROP TABLE dukpt_registry; DROP TABLE dukpt_allocation; DROP TABLE bdk;
              DROP TABLE batch_withdrawal;

@@ -112,6 +112,8 @@ struct VaultStatus {
     secrets: std::collections::BTreeMap<String, Option<api::SecretStatus>>,
     keys: std::collections::BTreeMap<String, u64>,
     smn_rows: u64,
+    /// Keys available now (what the display's low-inventory warning counts).
+    available: u64,
 }
 
 fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
@@ -135,6 +137,7 @@ fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
             secrets,
             keys: key_counts(&inventory),
             smn_rows: vault.smn_rows().map_err(|error| error.to_string())?.len() as u64,
+            available: vault.available_keys().map_err(|error| error.to_string())?,
         })
     })
 }
@@ -179,6 +182,9 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
             .injections
             .load(std::sync::atomic::Ordering::Relaxed),
         clock: clock_report(dispenser.clock()),
+        // The same rule and threshold as the display, the journal and STATUS= (state.rs).
+        low_inventory: context.shared.low_inventory(stored.available).is_some(),
+        low_inventory_threshold: context.shared.low_inventory,
     })
 }
 
@@ -339,13 +345,18 @@ pub(crate) async fn audit_verify(
 }
 
 pub(crate) async fn void(context: &Context, request: api::Void) -> Result<api::VoidReport, String> {
-    let api::Void { key_index, reason } = request;
+    let api::Void {
+        key_index,
+        hardware_serial,
+        reason,
+    } = request;
+    let which = super::pending::void_target(key_index, hardware_serial)?;
     let operator = context.acting_operator(true).await?;
     let dispenser = context.dispenser();
     blocking(move || {
         let voided = dispenser
-            .with_vault(|vault| vault.void_key(key_index, &reason, &operator))
-            .map_err(|error| error.to_string())?;
+            .with_vault(|vault| super::pending::void(vault, &which, &reason, &operator))?;
+        let key_index = voided.key_index;
         log::warn!(
             event = "void", key_index = key_index.value(), hw_serial = voided.hardware_serial.as_str(),
             operator = operator.as_str();

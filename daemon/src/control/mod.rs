@@ -13,7 +13,9 @@ mod dukpt;
 mod expected;
 mod handlers;
 mod limiter;
+mod pending;
 mod reinjection;
+mod report;
 mod transfer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -303,6 +305,8 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         Request::ReinjectRevoke(r) => {
             reply::<api::ReinjectRevoke>(reinjection::reinject_revoke(context, r).await)
         }
+        Request::Pending(r) => reply::<api::Pending>(pending::pending(context, r).await),
+        Request::Report(r) => reply::<api::Report>(report::report(context, r).await),
     }
 }
 

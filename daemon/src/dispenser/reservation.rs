@@ -40,7 +40,7 @@ impl Dispenser {
         let serial = &terminal.hardware_serial;
         let reservation = self.with_operator(|vault, operator| {
             vault
-                .reserve_key_by(serial, port, operator)
+                .reserve_key_for(serial, port, operator, Some(&terminal.model))
                 .map_err(|error| match error {
                     DispenseError::NoKeysAvailable => DispenseRefusal::NoKeysAvailable,
                     refused @ DispenseError::AlreadyInjected { .. } => {
