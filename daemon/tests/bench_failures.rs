@@ -78,6 +78,15 @@ impl Bench {
 
     /// A whole injection for `serial`; its INJECTED screen is shown.
     fn inject(&mut self, serial: &str) -> u32 {
+        let signals = self.signals.clone();
+        let short_beeps = move || {
+            signals
+                .signals()
+                .iter()
+                .filter(|signal| **signal == Signal::Beep(Beep::Short))
+                .count()
+        };
+        let beeps_before = short_beeps();
         let config = self.appliance.terminal(serial);
         let mut store = self.appliance.key_store();
         let outcome = inject(self.line(), config, &mut store).unwrap().outcome;
@@ -86,6 +95,11 @@ impl Bench {
         };
         self.daemon.wait_for(|event| {
             matches!(event, DaemonEvent::Injected { key_index: index, .. } if *index == key_index)
+        });
+        // The bench beeps after it hears of the injection: wait for that beep, so a test that
+        // clears the signals next does not see it arrive afterwards.
+        eventually("the injection's short beep", || {
+            short_beeps() > beeps_before
         });
         key_index
     }

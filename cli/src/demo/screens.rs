@@ -79,6 +79,7 @@ pub(super) fn kind(screen: &Screen) -> &'static str {
         Screen::Injecting { .. } => "injecting",
         Screen::Injected { .. } => "injected",
         Screen::Error { .. } => "error",
+        Screen::NotConfirmed { .. } => "not-confirmed",
         Screen::LowInventory { .. } => "low-inventory",
         Screen::Tamper => "tamper",
     }
