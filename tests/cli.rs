@@ -310,6 +310,32 @@ fn custodians_load_a_kek_and_import_a_front_end_file() {
     let kek_kcv = stdout(&keymother(&["kcv", "--alg", "aes", kek], ""))
         .trim()
         .to_owned();
+    // A script that forgot the custodians' names: the first component lands at the name
+    // prompt. It is refused without being shown, and nothing is loaded.
+    let output = keymother(
+        &[
+            "vault",
+            "ceremony",
+            "--data-dir",
+            data,
+            "--secret",
+            "kek",
+            "--alg",
+            "AES-256",
+            "--components",
+            "2",
+        ],
+        &format!("{first}\n{second}\n"),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("custodian 1's name is 64 hex digits and nothing else"),
+        "{}",
+        stderr(&output)
+    );
+    for shown in [stdout(&output), stderr(&output)] {
+        assert!(!shown.contains(first) && !shown.contains(second), "{shown}");
+    }
     let text = run_ok(
         &[
             "vault",

@@ -308,9 +308,10 @@ fn import(socket: &Path, file: &Path) -> anyhow::Result<()> {
         if !terminal && tenths > tenths_said && progress.done < progress.total {
             tenths_said = tenths;
             eprintln!(
-                "importing: {} of {} keys ({} %)",
+                "importing: {} of {} {} ({} %)",
                 progress.done,
                 progress.total,
+                if progress.total == 1 { "key" } else { "keys" },
                 tenths * 10
             );
         }

@@ -206,9 +206,11 @@ impl CustodianArguments {
 fn read_name(number: usize, count: usize) -> anyhow::Result<String> {
     loop {
         let name = read_visible(&format!("custodian {number} of {count}, your name: "))?;
+        // The error never quotes the name: a component typed at this prompt stays unshown.
         match name.parse::<keymother_vault::CustodianName>() {
+            Ok(_) => return Ok(name),
             Err(error) if at_terminal() => eprintln!("that name {error}; type it again"),
-            _ => return Ok(name),
+            Err(error) => anyhow::bail!("custodian {number}'s name {error}"),
         }
     }
 }

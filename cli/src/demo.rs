@@ -190,6 +190,7 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
         ),
         started.elapsed()
     );
+    report_summary(&vault, rows.len())?;
     profile::summary(
         &vault,
         printed.profiles,
@@ -198,6 +199,42 @@ pub fn run(keys: u32, dir: Option<PathBuf>, terminals_per_port: usize) -> anyhow
     )?;
     println!(
         "every injection is recorded under operator {DEMO_OPERATOR} (SMN rows and audit trail)"
+    );
+    Ok(())
+}
+
+/// The report a shift supervisor would read (`keymother report`) over the whole demo, checked
+/// against the SMN registry: one line per operator, batch, model and port.
+fn report_summary(vault: &Vault, smn_rows: usize) -> anyhow::Result<()> {
+    let everything = keymother_vault::ReportPeriod {
+        from: "2000-01-01T00:00:00Z".to_owned(),
+        to: "9999-12-31T00:00:00Z".to_owned(),
+    };
+    let report = vault.report(&everything)?;
+    anyhow::ensure!(
+        report.totals.injections == smn_rows as u64,
+        "the report counts {} injections but the registry holds {smn_rows} SMN rows",
+        report.totals.injections
+    );
+    println!("the report over the demo (keymother report), per operator, batch, model and port:");
+    for row in &report.rows {
+        let group = &row.group;
+        let part = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+        println!(
+            "  {} {} {} {}: {}, {}, {} pending, {} voided",
+            part(&group.operator),
+            part(&group.batch_id),
+            part(&group.terminal_model),
+            part(&group.port),
+            counted(row.counts.injections, "injection", "injections"),
+            counted(row.counts.failures, "failure", "failures"),
+            row.counts.pending,
+            row.counts.voided
+        );
+    }
+    println!(
+        "  total: {}, as many as the registry's SMN rows",
+        counted(report.totals.injections, "injection", "injections")
     );
     Ok(())
 }
@@ -316,11 +353,13 @@ fn inject_over_serial(
     log_in(&socket, pki)?;
     install_kdh_certificate(&socket, pki)?;
     profile::load_bdks(&socket, terminals_per_port)?;
-    let (total, profiles) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
+    let (total, profiles, lines) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
     drop(transport_key);
-    // The last injection's INJECTED screen, before the logout locks the display.
+    // The last injection's INJECTED screen, before the logout locks the display; the lines
+    // stay open until then (a closed one is a pulled cable, whose error screen would follow).
     daemon.screens.wait_for_injected(Duration::from_secs(3));
     log_out(&socket)?;
+    drop(lines);
     daemon.save_bench(work)?;
     daemon.stop(total, profiles)
 }
@@ -528,7 +567,7 @@ fn run_terminals(
     transport_key: &SecretKey,
     pki: &DemoPki,
     terminals_per_port: usize,
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<(usize, usize, Vec<PtyLine>)> {
     println!(
         "port bench-1: tr31 terminals (the key under the shared TTK); bench-{}: {} terminals in profile mode (profile {}: the master key, a PIN key from BDK PIN and a data key from BDK DATA, each under the TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode: TR-34 key tokens, two-pass on bench-3, one-pass on bench-4)",
         profile::PROFILE_PORT,
@@ -563,15 +602,16 @@ fn run_terminals(
             std::thread::spawn(move || run_port(line, serials, stores?, mode))
         })
         .collect();
-    let (mut total, mut profiles) = (0, 0);
+    let (mut total, mut profiles, mut lines) = (0, 0, Vec::new());
     for terminal in terminals {
-        let (done, with_profile) = terminal
+        let (done, with_profile, line) = terminal
             .join()
             .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
         total += done;
         profiles += with_profile;
+        lines.push(line);
     }
-    Ok((total, profiles))
+    Ok((total, profiles, lines))
 }
 
 /// A demo terminal's key store: the shared TTK, and in certificate mode (`pass`: the key
@@ -607,7 +647,7 @@ fn run_port(
     serials: Vec<String>,
     stores: Vec<SoftwareKeyStore>,
     mode: PortMode,
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<(usize, usize, PtyLine)> {
     let (mut done, mut profiles) = (0, 0);
     for (serial, mut key_store) in serials.into_iter().zip(stores) {
         let mut config = demo_terminal(&serial, &key_store)?;
@@ -643,7 +683,8 @@ fn run_port(
             other => anyhow::bail!("terminal {serial} ended in another mode: {other}"),
         }
     }
-    Ok((done, profiles))
+    // The line goes back to the caller: closing it now would be a pulled cable on the bench.
+    Ok((done, profiles, line))
 }
 
 /// The operator logs out over the control socket.

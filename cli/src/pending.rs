@@ -96,14 +96,18 @@ fn count_words(count: usize) -> String {
     }
 }
 
-fn print_table(entries: &[api::PendingEntry]) {
+fn print_table(entries: &[api::PendingEntry], filtered: bool) {
     if entries.is_empty() {
-        println!("no pending keys: every key reserved or sent was confirmed or voided");
+        if filtered {
+            println!("no pending keys match the filters");
+        } else {
+            println!("no pending keys: every key reserved or sent was confirmed or voided");
+        }
         return;
     }
     let mut rows = vec![
         [
-            "KEY", "SERIAL", "STATE", "PORT", "MODEL", "AGE", "OPERATOR", "RESERVED",
+            "KEY", "BATCH", "SERIAL", "STATE", "PORT", "MODEL", "AGE", "OPERATOR", "RESERVED",
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -111,6 +115,10 @@ fn print_table(entries: &[api::PendingEntry]) {
     for entry in entries {
         rows.push(vec![
             key_words(entry),
+            entry
+                .batch_id
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
             entry.hardware_serial.to_string(),
             entry.state.clone(),
             entry.port.clone(),
@@ -134,6 +142,7 @@ pub fn run(socket: &Path, arguments: PendingArguments) -> anyhow::Result<()> {
         .map(parse_age)
         .transpose()
         .map_err(|reason| argument_error("--older-than", reason))?;
+    let filtered = arguments.port.is_some() || older_than_seconds.is_some();
     let request = api::Pending {
         port: arguments.port,
         older_than_seconds,
@@ -142,7 +151,7 @@ pub fn run(socket: &Path, arguments: PendingArguments) -> anyhow::Result<()> {
     if arguments.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
-        print_table(&entries);
+        print_table(&entries, filtered);
     }
     Ok(())
 }

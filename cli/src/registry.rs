@@ -164,12 +164,13 @@ pub fn inventory(socket: &Path, arguments: InventoryArguments) -> anyhow::Result
     print_counts(&result.keys);
     for batch in &result.batches {
         println!(
-            "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {}{}",
+            "  batch {:<20} {:<10} {:>9} keys, {:>9} available, imported {} from {}{}",
             batch.batch_id,
             batch.algorithm,
             batch.records,
             batch.available,
             batch.imported_at,
+            batch.issuer,
             if batch.withdrawn > 0 {
                 format!(", {} withdrawn", batch.withdrawn)
             } else {

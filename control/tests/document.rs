@@ -715,3 +715,27 @@ fn the_request_errors_are_quoted_as_the_parser_words_them() {
         serde_json::to_value(&without).unwrap()
     );
 }
+
+#[test]
+fn the_operator_session_table_names_every_command_once() {
+    let text = document();
+    let start = text
+        .find("| command | needs an operator session")
+        .expect("section 5's table of commands and operator sessions");
+    let table = &text[start..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    let listed: Vec<String> = table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.strip_prefix("| `"))
+        .filter_map(|row| row.split_once('`'))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let unique: BTreeSet<String> = listed.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        listed.len(),
+        "a command listed twice: {listed:?}"
+    );
+    assert_eq!(unique, commands_serde_knows());
+}

@@ -318,7 +318,8 @@ async fn inventory_crossed(
         // Only a way back up is news: an inventory that is fine at start says nothing.
         None if had_state => log::info!(
             event = "inventory-restored", keys_left = keys_left, threshold = shared.low_inventory;
-            "inventory no longer low: {keys_left} keys left (warning below {})", shared.low_inventory
+            "inventory no longer low: {keys_left} {} left (warning below {})",
+            if keys_left == 1 { "key" } else { "keys" }, shared.low_inventory
         ),
         None => return,
     }

@@ -28,8 +28,10 @@ kek_kcv=$(keymother status --json | tr -d ' \n' | sed -n 's/.*"KEK":{[^}]*"kcv":
 if [ -z "$kek_kcv" ]; then
     say "provisioning: first boot"
     install_site_settings
-    keymother ceremony --secret kek --alg AES-256 --components 2 <"$disk/kek-components"
-    keymother ceremony --secret ttk --alg AES-256 --components 2 <"$disk/ttk-components"
+    keymother ceremony --secret kek --alg AES-256 --components 2 \
+        --custodian "Carol Custodian" --custodian "Dan Custodian" <"$disk/kek-components"
+    keymother ceremony --secret ttk --alg AES-256 --components 2 \
+        --custodian "Carol Custodian" --custodian "Dan Custodian" <"$disk/ttk-components"
     device_id=$(field device_id)
     case "$device_id" in KM-?*) say "device id: $device_id" ;; *) fail "device id '$device_id' is not the first boot's KM-..." ;; esac
     keymother keyfile generate --kek-alg AES-256 --alg AES-256 --count 10 \

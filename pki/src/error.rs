@@ -308,7 +308,8 @@ pub enum PkiError {
     },
     /// The issuer of a certificate of the path is neither the role's CA nor given.
     #[error(
-        "the {role} certificate path is incomplete: {subject} was issued by {issuer}, which is          neither the {role} CA nor among the intermediate CA certificates given"
+        "the {role} certificate path is incomplete: {subject} was issued by {issuer}, which is \
+         neither the {role} CA nor among the intermediate CA certificates given"
     )]
     IssuerMissing {
         /// The role.

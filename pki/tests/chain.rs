@@ -240,6 +240,14 @@ fn a_missing_intermediate_is_named() {
         message.contains("CN=Ann Operator") && message.contains("CN=Ops Issuing CA"),
         "{message}"
     );
+    // Word for word as docs/CONTROL.md gives it.
+    assert!(
+        message.ends_with(
+            "CN=Ops Issuing CA,O=Site, which is neither the operator CA nor among the \
+             intermediate CA certificates given"
+        ),
+        "{message}"
+    );
 }
 
 #[test]

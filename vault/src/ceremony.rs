@@ -13,6 +13,9 @@ use rusqlite::TransactionBehavior;
 use crate::audit::{self, AuditEvent};
 use crate::{Vault, VaultError, live_key};
 
+/// A name of this many hex digits or more and nothing else (spaces aside) is refused: it is a
+/// component typed at the name prompt (the shortest, single-length DES, has 16).
+pub const LOOKS_LIKE_A_COMPONENT: usize = 16;
 /// Longest custodian name, in characters.
 pub const MAX_CUSTODIAN_NAME: usize = 64;
 /// Fewest custodians (components) of a ceremony: dual control.
@@ -21,8 +24,8 @@ pub const MIN_CUSTODIANS: usize = 2;
 pub const MAX_CUSTODIANS: usize = 9;
 
 /// A custodian's name as typed: 1 to 64 characters, letters (any script), digits, spaces and
-/// `.` `'` `-`, not starting or ending with a space. `/` is not allowed: it separates names in
-/// the audit row.
+/// `.` `'` `-`, not starting or ending with a space, and not 16 or more hex digits alone (a
+/// component at the wrong prompt). `/` is not allowed: it separates names in the audit row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustodianName(String);
 
@@ -54,6 +57,16 @@ impl FromStr for CustodianName {
         }
         if text.trim() != text {
             return Err("starts or ends with a space".to_owned());
+        }
+        let hex_digits = text.chars().filter(char::is_ascii_hexdigit).count();
+        if hex_digits >= LOOKS_LIKE_A_COMPONENT
+            && text
+                .chars()
+                .all(|character| character.is_ascii_hexdigit() || character == ' ')
+        {
+            return Err(format!(
+                "is {hex_digits} hex digits and nothing else: it looks like a key component, not a name"
+            ));
         }
         if let Some(position) = text.chars().position(|character| {
             !(character.is_alphanumeric() || matches!(character, ' ' | '.' | '\'' | '-'))
@@ -309,6 +322,16 @@ mod tests {
             let error = text.parse::<CustodianName>().unwrap_err();
             assert!(error.contains(words), "{text:?}: {error}");
         }
+        // A component typed at the name prompt is refused without being quoted; a short hex
+        // word is still a name.
+        for component in ["0123456789ABCDEF", "3E5B7C9102B5D6F8 1325466B8AADCEE0"] {
+            let error = component.parse::<CustodianName>().unwrap_err();
+            assert!(error.contains("looks like a key component"), "{error}");
+            assert!(!error.contains(component), "{error}");
+        }
+        assert!("Abe Dace".parse::<CustodianName>().is_ok());
+        assert!("Dee 0123456789ABCDEF".parse::<CustodianName>().is_err());
+        assert!("Room 0123456789ABCDEF".parse::<CustodianName>().is_ok());
         let long = "A".repeat(65);
         assert!(
             long.parse::<CustodianName>()

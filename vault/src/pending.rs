@@ -50,7 +50,7 @@ pub enum VoidSerialError {
     )]
     NoPendingKey(HardwareSerial),
     #[error(
-        "hardware serial {serial} has {count} pending master keys; void them one by one with --index"
+        "hardware serial {serial} has {count} pending master keys; void them one by one by key index"
     )]
     SeveralPendingKeys {
         serial: HardwareSerial,

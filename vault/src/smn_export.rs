@@ -486,7 +486,7 @@ impl Parsed {
             _ => {
                 if self.rows.len() as u64 == self.count {
                     return Err(plain(format!(
-                        "row-count says {} rows, but another row follows them (or the seal line is malformed)",
+                        "another row follows the {} that row-count announces (or the seal line is malformed)",
                         self.count
                     )));
                 }
@@ -627,7 +627,7 @@ pub fn verify_smn_export<R: Read>(
             Some((line, _)) if parsed.rows.len() as u64 != parsed.count => Some(problem(
                 *line,
                 format!(
-                    "row-count says {} rows, the file holds {}",
+                    "row-count is {}, but the file holds {}",
                     parsed.count,
                     parsed.rows.len()
                 ),

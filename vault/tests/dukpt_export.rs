@@ -358,7 +358,7 @@ fn another_kek_or_any_changed_byte_fails_verification_naming_the_line() {
     dropped.remove(8);
     assert_eq!(
         verify(rebuild(&dropped)),
-        "dukpt.csv: line 9: row-count says 2 rows, the file holds 1; the seal does not verify either: the file was altered"
+        "dukpt.csv: line 9: row-count is 2, but the file holds 1; the seal does not verify either: the file was altered"
     );
     assert_eq!(
         verify(rebuild(&lines[..9])),

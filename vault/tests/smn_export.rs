@@ -225,7 +225,7 @@ fn another_kek_or_any_changed_byte_fails_verification() {
     let error = verify_smn_export(rebuild(&dropped).as_bytes(), "smn.csv", &bench.kek).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "smn.csv: line 9: row-count says 2 rows, the file holds 1; the seal does not verify either: the file was altered"
+        "smn.csv: line 9: row-count is 2, but the file holds 1; the seal does not verify either: the file was altered"
     );
     let error =
         verify_smn_export(rebuild(&lines[..9]).as_bytes(), "smn.csv", &bench.kek).unwrap_err();

@@ -26,17 +26,13 @@ impl ScreenLog {
         self.screens.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits (at most `within`) until an INJECTED screen has been shown: the display shows a
+    /// Waits (at most `within`) until the screen shown is an INJECTED one: the display shows a
     /// change at most every 100 ms, so the last injection's screen comes a moment after the
-    /// terminal's CONFIRMED. Whether one was shown.
+    /// terminal's CONFIRMED. Whether it came.
     pub(super) fn wait_for_injected(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
-            if self
-                .screens()
-                .iter()
-                .any(|screen| matches!(screen, Screen::Injected { .. }))
-            {
+            if matches!(self.screens().last(), Some(Screen::Injected { .. })) {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -350,8 +350,8 @@ pub(crate) async fn void(context: &Context, request: api::Void) -> Result<api::V
         hardware_serial,
         reason,
     } = request;
-    let which = super::pending::void_target(key_index, hardware_serial)?;
     let operator = context.acting_operator(true).await?;
+    let which = super::pending::void_target(key_index, hardware_serial)?;
     let dispenser = context.dispenser();
     blocking(move || {
         let voided = dispenser

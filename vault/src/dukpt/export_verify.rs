@@ -150,7 +150,7 @@ impl Parsed {
     fn row(&mut self, number: u64, text: &str) -> Result<(), String> {
         if self.rows.len() as u64 == self.count {
             return Err(format!(
-                "row-count says {} rows, but another row follows them (or the seal line is malformed)",
+                "another row follows the {} that row-count announces (or the seal line is malformed)",
                 self.count
             ));
         }
@@ -254,7 +254,7 @@ fn at_the_end(
         Some((line, _)) if parsed.rows.len() as u64 != parsed.count => Some(problem(
             *line,
             &format!(
-                "row-count says {} rows, the file holds {}",
+                "row-count is {}, but the file holds {}",
                 parsed.count,
                 parsed.rows.len()
             ),
