@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cli_common::{assert_usage_error, keymother, stderr, stdout};
+use cli_common::{assert_usage_error, keymother, run_in_process, stderr, stdout};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex};
@@ -132,38 +132,7 @@ impl Daemon {
              [[port]]\nname = \"bench-1\"\npath = {port:?}\n",
         );
         let settings = keymother_daemon::Settings::from_toml(&text, "keymotherd.toml").unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(async move {
-                    while let Some(event) = receiver.recv().await {
-                        if let keymother_daemon::DaemonEvent::Ready { .. } = event {
-                            let _ = ready.send(());
-                        }
-                    }
-                });
-                keymother_daemon::run(
-                    settings,
-                    async {
-                        let _ = stopped.await;
-                    },
-                    Some(events),
-                    std::sync::Arc::new(keymother_daemon::Stats::default()),
-                )
-                .await
-                .unwrap();
-            });
-        });
-        is_ready
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
+        let (stop, thread) = run_in_process(settings);
         let daemon = Daemon {
             _directory: directory,
             socket,

@@ -82,39 +82,7 @@ impl Daemon {
             directory.path().join("no-such-tty"),
         );
         let settings = keymother_daemon::Settings::from_toml(&text, "keymotherd.toml").unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(async move {
-                    while let Some(event) = receiver.recv().await {
-                        if let keymother_daemon::DaemonEvent::Ready { .. } = event {
-                            let _ = ready.send(());
-                        }
-                    }
-                });
-                keymother_daemon::run(
-                    settings,
-                    async {
-                        let _ = stopped.await;
-                    },
-                    Some(events),
-                    std::sync::Arc::new(keymother_daemon::Stats::default()),
-                )
-                .await
-                .unwrap();
-            });
-        });
-        // Ready comes once the control socket is bound.
-        is_ready
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
+        let (stop, thread) = run_in_process(settings);
         Daemon {
             directory,
             socket,
@@ -155,4 +123,47 @@ pub fn run_ok_with(daemon: &Daemon, arguments: &[&str], stdin: &str) -> String {
         stderr(&output)
     );
     stdout(&output)
+}
+
+/// keymotherd with `settings` in a thread of this process, returned once it is ready (its
+/// control socket bound): the sender that stops it and its thread.
+pub fn run_in_process(
+    settings: keymother_daemon::Settings,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(event) = receiver.recv().await {
+                    if let keymother_daemon::DaemonEvent::Ready { .. } = event {
+                        let _ = ready.send(());
+                    }
+                }
+            });
+            keymother_daemon::run(
+                settings,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(events),
+                std::sync::Arc::new(keymother_daemon::Stats::default()),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    is_ready
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    (stop, thread)
 }
