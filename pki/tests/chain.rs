@@ -5,7 +5,7 @@ mod chain_pki;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chain_pki::{CA_EXT, Kind, OPERATOR_EXT, Pki};
+use chain_pki::{CA_EXT, Kind, OPERATOR_EXT, Pki, ROOT_EXT};
 use keymother_pki::login::{
     CHALLENGE_LENGTH, Login, LoginError, LoginKey, LoginResponse, login_content, sign_login_with,
     verify_login_chain,
@@ -535,6 +535,52 @@ fn name_constraints_are_honoured() {
         ),
         "{error}"
     );
+}
+
+/// The nameConstraints of a role's own CA hold for a certificate it issued directly, as they
+/// do for a path: an operator logging in, and a device certificate through
+/// `TrustAnchors::verify`.
+#[test]
+fn name_constraints_of_a_role_ca_hold_for_the_certificates_it_issued_directly() {
+    let pki = Pki::new();
+    let site_only = format!(
+        "{ROOT_EXT}nameConstraints=critical,permitted;dirName:site_dn\n[site_dn]\nO=Site\n"
+    );
+    pki.root_with("root", Kind::Rsa, "/O=Site/CN=Site Root CA", &site_only);
+    pki.root_with("dev-root", Kind::Rsa, "/O=Site/CN=Device CA", &site_only);
+    let device_ext = "basicConstraints=critical,CA:false\n\
+         keyUsage=critical,keyEncipherment\nauthorityKeyIdentifier=keyid\n";
+    let leaves = [
+        ("ann", "root", "/O=Site/CN=Ann Operator", OPERATOR_EXT),
+        ("eve", "root", "/O=Other/CN=Eve Operator", OPERATOR_EXT),
+        ("pos-1", "dev-root", "/O=Site/CN=POS 1", device_ext),
+        ("pos-2", "dev-root", "/O=Other/CN=POS 2", device_ext),
+    ];
+    for (serial, (name, issuer, subject, ext)) in (10u32..).zip(leaves) {
+        pki.issue(name, Kind::Rsa, issuer, subject, ext, 300, serial, "sha256");
+    }
+    let now = Pki::now();
+    let is_refused_by = |error: &PkiError, ca: &str| {
+        matches!(error, PkiError::NameConstraint { ca: named, name, .. }
+            if named.contains(ca) && name.contains("O=Other"))
+    };
+    let ann = signed(&pki, "ann", &pki.pem("ann"), now);
+    assert_eq!(check(&pki, &ann, &[], &[], now).unwrap(), "Ann Operator");
+    let eve = signed(&pki, "eve", &pki.pem("eve"), now);
+    let error = refusal(check(&pki, &eve, &[], &[], now));
+    assert!(is_refused_by(&error, "Site Root CA"), "{error}");
+    let devices = TrustAnchors::for_roles(Some(&pki.pem("dev-root")), None, None).unwrap();
+    devices
+        .verify(Role::TerminalDevice, &pki.der("pos-1"), now, None)
+        .unwrap();
+    let error = devices
+        .verify(Role::TerminalDevice, &pki.der("pos-2"), now, None)
+        .unwrap_err();
+    assert!(is_refused_by(&error, "Device CA"), "{error}");
+    let error = devices
+        .verify_chain(Role::TerminalDevice, &pki.der("pos-2"), &[], now, &[])
+        .unwrap_err();
+    assert!(is_refused_by(&error, "Device CA"), "{error}");
 }
 
 #[test]
