@@ -86,7 +86,7 @@ fn check_object(der: &[u8], label: &str) -> Result<(), String> {
         "CERTIFICATE" => <Certificate as Decode<'_>>::from_der(der)
             .map(drop)
             .map_err(|e| format!("not a certificate ({e})")),
-        "X509 CRL" => <x509_cert::crl::CertificateList as Decode<'_>>::from_der(der)
+        "X509 CRL" => crate::crl::decode_crl(der)
             .map(drop)
             .map_err(|e| format!("not a CRL ({e})")),
         _ => Ok(()),
