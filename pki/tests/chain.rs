@@ -146,6 +146,67 @@ fn p256_and_p384_operators_log_in_and_p256_intermediates_sign() {
     ));
 }
 
+/// `openssl ecparam -genkey` writes an `EC PARAMETERS` block before the `EC PRIVATE KEY`:
+/// the key is read (P-256 and P-384) and logs in.
+#[test]
+fn an_ecparam_genkey_key_with_its_ec_parameters_block_logs_in() {
+    let pki = Pki::three_levels(Kind::Rsa, Kind::P256);
+    let now = Pki::now();
+    for (serial, curve) in (20u32..).zip(["prime256v1", "secp384r1"]) {
+        let name = format!("bob-{curve}");
+        let (key, csr, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        pki.openssl(&["ecparam", "-name", curve, "-genkey", "-out", &key]);
+        let text = String::from_utf8(pki.read(&key)).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN EC PARAMETERS-----")
+                && text.contains("-----BEGIN EC PRIVATE KEY-----"),
+            "{curve}"
+        );
+        std::fs::write(pki.path(&ext), OPERATOR_EXT).unwrap();
+        pki.openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/O=Site/CN=Bob Operator",
+            "-out",
+            &csr,
+        ]);
+        pki.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ops-ca.pem",
+            "-CAkey",
+            "ops-ca.key",
+            "-extfile",
+            &ext,
+            "-days",
+            "300",
+            "-set_serial",
+            &serial.to_string(),
+            "-sha256",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        let key = LoginKey::read(text.as_bytes(), None).unwrap();
+        let certificate = pki.bundle(&[&name, "ops-ca"]);
+        let response = sign_login_with(&key, &certificate, DEVICE_ID, &CHALLENGE, now).unwrap();
+        assert_eq!(
+            check(&pki, &response, &[], &[], now).unwrap(),
+            "Bob Operator",
+            "{curve}"
+        );
+    }
+}
+
 #[test]
 fn an_sec1_ec_private_key_and_an_openssl_signature_are_accepted() {
     let pki = Pki::three_levels(Kind::Rsa, Kind::P256);
