@@ -1,4 +1,4 @@
-//! Operator login through a site's PKI against the real daemon: an openssl-made root → intermediate → operator chain logs in over the control socket (intermediates sent with the login or set in `[pki] operator_intermediates`), RSA, P-256 and P-384 operators; a missing or revoked intermediate is refused naming it; a bad block in the settings' bundle is named; version 1 CRLs in `[pki] operator_crl` are read and revoke.
+//! Operator login through a site's PKI against the real daemon: an openssl-made root → intermediate → operator chain logs in over the control socket (intermediates sent with the login or set in `[pki] operator_intermediates`), RSA, P-256 and P-384 operators; a missing or revoked intermediate is refused naming it; a bad block in the settings' bundle is named; version 1 CRLs in `[pki] operator_crl` are read and revoke; a CA file of another PEM label is named by the label expected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../pki/tests/chain_pki/mod.rs"]
@@ -238,4 +238,35 @@ fn version_1_crls_in_the_settings_are_read_and_revoke() {
     let bench = Bench::start(&sections(&pki, &more));
     let session = ok(bench.login(&pki, "ann", &pki.pem("ann")));
     assert_eq!(session["name"], "Ann Operator", "{session}");
+}
+
+/// A CA file holding a PEM block of another label is refused naming the setting and the label
+/// expected, never quoting the label found (the file's text).
+#[test]
+fn a_ca_file_of_another_pem_label_names_the_label_expected() {
+    let pki = Pki::three_levels(Kind::Rsa, Kind::Rsa);
+    let crl = keymother_pki::der::pem::encode_string(
+        "X509 CRL",
+        keymother_pki::der::pem::LineEnding::LF,
+        &pki.crl("root", &[]),
+    )
+    .unwrap();
+    std::fs::write(pki.path("root.pem"), crl).unwrap();
+    let text = format!(
+        "data_dir = {:?}\n{}[[port]]\nname = \"bench-0\"\npath = \"/dev/ttyUSB0\"\n",
+        pki.path("data"),
+        sections(&pki, "")
+    );
+    let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+    let error = Trust::load(settings.pki.as_ref().unwrap(), SystemTime::now())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("pki.operator_ca")
+            && error.contains(
+                "its PEM block is not labelled CERTIFICATE (-----BEGIN CERTIFICATE-----)"
+            )
+            && !error.contains("X509 CRL"),
+        "{error}"
+    );
 }

@@ -799,7 +799,8 @@ fn a_bundle_with_a_corrupt_second_block_names_the_block_and_quotes_nothing() {
     let key_block = [pki.pem("ann"), pki.read("ann.key")].concat();
     let error = pem_bundle(&key_block, "CERTIFICATE", "bundle").unwrap_err();
     assert!(
-        matches!(&error, PkiError::BadBundleBlock { block: 2, detail, .. } if detail.contains("PRIVATE KEY")),
+        matches!(&error, PkiError::BadBundleBlock { block: 2, detail, .. }
+            if detail.contains("not labelled CERTIFICATE") && !detail.contains("PRIVATE KEY")),
         "{error}"
     );
 }
