@@ -71,10 +71,7 @@ fn text_before_the_first_block_is_ignored() {
     assert_eq!(response.intermediates, [ops_ca]);
 
     // Without any BEGIN line the file is one DER object.
-    assert_eq!(
-        pem_bundle(&ann, "CERTIFICATE", "bundle").unwrap(),
-        [ann.clone()]
-    );
+    assert_eq!(pem_bundle(&ann, "CERTIFICATE", "bundle").unwrap(), [ann]);
 }
 
 #[test]
