@@ -225,9 +225,9 @@ pub(crate) fn read_pkcs8<T>(
         match label {
             PEM_PLAIN | PEM_ENCRYPTED => {}
             PEM_PKCS1 => return Err(PkiError::Pkcs1PrivateKey),
-            _ => {
+            other => {
                 return Err(PkiError::NotPkcs8 {
-                    detail: "its PEM block has another label".into(),
+                    detail: format!("the PEM label is {other:?}"),
                 });
             }
         }
