@@ -237,7 +237,9 @@ fn pem_or_der(bytes: &[u8], label: &str) -> Result<Vec<u8>, String> {
     let (found, document) = keymother_pki::der::Document::from_pem(text)
         .map_err(|error| format!("malformed PEM: {error}"))?;
     if found != label {
-        return Err(format!("PEM label is {found:?}, expected {label:?}"));
+        return Err(format!(
+            "its PEM block is not labelled {label} (-----BEGIN {label}-----)"
+        ));
     }
     Ok(document.as_bytes().to_vec())
 }

@@ -1,4 +1,4 @@
-//! Operator login through a site's PKI against the real daemon: an openssl-made root → intermediate → operator chain logs in over the control socket (intermediates sent with the login or set in `[pki] operator_intermediates`), RSA, P-256 and P-384 operators; a missing or revoked intermediate is refused naming it; a bad block in the settings' bundle is named.
+//! Operator login through a site's PKI against the real daemon: an openssl-made root → intermediate → operator chain logs in over the control socket (intermediates sent with the login or set in `[pki] operator_intermediates`), RSA, P-256 and P-384 operators; a missing or revoked intermediate is refused naming it; a bad block in the settings' bundle is named; version 1 CRLs in `[pki] operator_crl` are read and revoke; a CA file of another PEM label is named by the label expected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../pki/tests/chain_pki/mod.rs"]
@@ -198,4 +198,75 @@ fn the_settings_bundles_are_checked_at_start_naming_the_bad_block() {
     );
     std::fs::write(pki.path("good.pem"), good).unwrap();
     assert_eq!(load("good.pem").unwrap(), 2);
+}
+
+/// A version 1 CRL (no version field, as `openssl ca -gencrl` writes without a CRL number) in
+/// `[pki] operator_crl` is read at start, in a PEM bundle and alone in DER, and revokes.
+#[test]
+fn version_1_crls_in_the_settings_are_read_and_revoke() {
+    let pki = Pki::three_levels(Kind::Rsa, Kind::Rsa);
+    let root_crl = pki.crl_of_version("root", &[], 1);
+    let ops_crl = pki.crl_of_version("ops-ca", &["ann"], 1);
+    assert_eq!(keymother_pki::Crl::parse(&ops_crl).unwrap().version(), 1);
+    let pem = |der: &[u8]| {
+        keymother_pki::der::pem::encode_string(
+            "X509 CRL",
+            keymother_pki::der::pem::LineEnding::LF,
+            der,
+        )
+        .unwrap()
+    };
+    std::fs::write(
+        pki.path("operator-crls.pem"),
+        pem(&root_crl) + &pem(&ops_crl),
+    )
+    .unwrap();
+    std::fs::write(pki.path("root-crl.der"), &root_crl).unwrap();
+    std::fs::write(pki.path("intermediates.pem"), pki.pem("ops-ca")).unwrap();
+    let intermediates = setting("operator_intermediates", pki.path("intermediates.pem"));
+    let more = intermediates.clone() + &setting("operator_crl", pki.path("operator-crls.pem"));
+    let bench = Bench::start(&sections(&pki, &more));
+    let error = refused(bench.login(&pki, "ann", &pki.pem("ann")));
+    assert!(
+        error.contains("operator certificate with serial") && error.contains("revoked"),
+        "{error}"
+    );
+    assert_eq!(status_operator(&bench.socket), Value::Null);
+    drop(bench);
+
+    let more = intermediates + &setting("operator_crl", pki.path("root-crl.der"));
+    let bench = Bench::start(&sections(&pki, &more));
+    let session = ok(bench.login(&pki, "ann", &pki.pem("ann")));
+    assert_eq!(session["name"], "Ann Operator", "{session}");
+}
+
+/// A CA file holding a PEM block of another label is refused naming the setting and the label
+/// expected, never quoting the label found (the file's text).
+#[test]
+fn a_ca_file_of_another_pem_label_names_the_label_expected() {
+    let pki = Pki::three_levels(Kind::Rsa, Kind::Rsa);
+    let crl = keymother_pki::der::pem::encode_string(
+        "X509 CRL",
+        keymother_pki::der::pem::LineEnding::LF,
+        &pki.crl("root", &[]),
+    )
+    .unwrap();
+    std::fs::write(pki.path("root.pem"), crl).unwrap();
+    let text = format!(
+        "data_dir = {:?}\n{}[[port]]\nname = \"bench-0\"\npath = \"/dev/ttyUSB0\"\n",
+        pki.path("data"),
+        sections(&pki, "")
+    );
+    let settings = Settings::from_toml(&text, "keymotherd.toml").unwrap();
+    let error = Trust::load(settings.pki.as_ref().unwrap(), SystemTime::now())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("pki.operator_ca")
+            && error.contains(
+                "its PEM block is not labelled CERTIFICATE (-----BEGIN CERTIFICATE-----)"
+            )
+            && !error.contains("X509 CRL"),
+        "{error}"
+    );
 }

@@ -12,6 +12,7 @@ use crate::encoding::{first_element, parse_error, to_der};
 use crate::extensions::{
     KNOWN_CA_EXTENSIONS, KNOWN_CERT_EXTENSIONS, check_critical, describe_key_usage,
 };
+use crate::names::{check_names, constraints_of};
 use crate::public_key::{PublicKey, public_key, verify_signature_by};
 use crate::validity::{check_validity, x509_now};
 use crate::{Crl, PkiError, Role, Subject, VerifiedCertificate};
@@ -170,6 +171,14 @@ impl TrustAnchors {
 
         // 3. No critical extension unknown to us; not a CA; keyUsage right for the role.
         check_leaf_extensions(role, tbs_cert, &what)?;
+
+        // 3b. The nameConstraints of the role's CA hold for the leaf (as they do in a path).
+        let ca_subject = anchor.certificate.tbs_certificate().subject().to_string();
+        if let Some(constraints) =
+            constraints_of(anchor.certificate.tbs_certificate(), &ca_subject)?
+        {
+            check_names(&constraints, &ca_subject, tbs_cert, &what)?;
+        }
 
         // 4. The subject's key: RSA, or for an operator's login also EC.
         let key = if any_key {

@@ -1,7 +1,8 @@
 //! PEM bundles: several PEM blocks in one file (a leaf and its intermediate CAs, or several CRLs), each decoded on its own so that a bad block is named by its number.
 //!
-//! Text between blocks (the `subject=` lines `openssl` writes) is ignored, as RFC 7468
-//! section 5.2 allows. A bundle holds at most [`MAX_BUNDLE_BLOCKS`] blocks. Errors name the
+//! A file holding a `-----BEGIN ` line anywhere is PEM: text before, between and after its
+//! blocks (the `subject=`/`issuer=` and `Bag Attributes` lines `openssl` writes) is ignored,
+//! as RFC 7468 section 5.2 allows; a file without one is a single DER object. A bundle holds at most [`MAX_BUNDLE_BLOCKS`] blocks. Errors name the
 //! block by number (1 for the first) and never quote the file's content.
 
 use der::Decode;
@@ -17,8 +18,8 @@ pub const MAX_BUNDLE_BLOCKS: usize = 16;
 const BEGIN: &[u8] = b"-----BEGIN ";
 const END: &[u8] = b"-----END ";
 
-/// The DER of every block labelled `label` in `bytes`, in order. `bytes` may also be one DER
-/// object (returned alone). `what` names the bundle in errors ("certificate bundle", ...).
+/// The DER of every block labelled `label` in `bytes`, in order, text outside the blocks
+/// ignored. `bytes` without any `-----BEGIN ` line is one DER object (returned alone). `what` names the bundle in errors ("certificate bundle", ...).
 ///
 /// Refused ([`PkiError::BadBundleBlock`]): a block with another label, a block whose
 /// Base64 or armour is broken, a block that is not a parseable object of `label` (checked
@@ -30,9 +31,9 @@ pub fn pem_bundle(bytes: &[u8], label: &str, what: &str) -> Result<Vec<Vec<u8>>,
         block,
         detail,
     };
-    let trimmed = bytes.trim_ascii_start();
-    if !trimmed.starts_with(BEGIN) {
-        if trimmed.is_empty() {
+    if find(bytes, BEGIN).is_none() {
+        // No PEM block anywhere: one DER object.
+        if bytes.trim_ascii_start().is_empty() {
             return Err(PkiError::EmptyBundle {
                 what: what.to_string(),
             });
@@ -41,7 +42,7 @@ pub fn pem_bundle(bytes: &[u8], label: &str, what: &str) -> Result<Vec<Vec<u8>>,
         return Ok(vec![bytes.to_vec()]);
     }
     let mut blocks = Vec::new();
-    let mut rest = trimmed;
+    let mut rest = bytes;
     while let Some(start) = find(rest, BEGIN) {
         let number = blocks.len() + 1;
         if number > MAX_BUNDLE_BLOCKS {
@@ -63,10 +64,7 @@ pub fn pem_bundle(bytes: &[u8], label: &str, what: &str) -> Result<Vec<Vec<u8>>,
         let (found, der) =
             der::pem::decode_vec(block).map_err(|e| bad(number, format!("malformed PEM ({e})")))?;
         if found != label {
-            return Err(bad(
-                number,
-                format!("its PEM label is {found:?}, expected {label:?}"),
-            ));
+            return Err(bad(number, not_labelled(label)));
         }
         check_object(&der, label).map_err(|detail| bad(number, detail))?;
         blocks.push(der);
@@ -80,13 +78,19 @@ pub fn pem_bundle(bytes: &[u8], label: &str, what: &str) -> Result<Vec<Vec<u8>>,
     Ok(blocks)
 }
 
+/// Why a PEM block of another label is refused: the label expected, never the one found (it
+/// is the file's text).
+pub(crate) fn not_labelled(label: &str) -> String {
+    format!("it is not labelled {label} (-----BEGIN {label}-----)")
+}
+
 /// Whether `der` parses as what `label` says (certificates and CRLs are checked).
 fn check_object(der: &[u8], label: &str) -> Result<(), String> {
     match label {
         "CERTIFICATE" => <Certificate as Decode<'_>>::from_der(der)
             .map(drop)
             .map_err(|e| format!("not a certificate ({e})")),
-        "X509 CRL" => <x509_cert::crl::CertificateList as Decode<'_>>::from_der(der)
+        "X509 CRL" => crate::crl::decode_crl(der)
             .map(drop)
             .map_err(|e| format!("not a CRL ({e})")),
         _ => Ok(()),

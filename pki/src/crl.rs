@@ -27,9 +27,7 @@ impl Crl {
     /// Parses a CRL in DER or PEM (`-----BEGIN X509 CRL-----`).
     pub fn parse(bytes: &[u8]) -> Result<Crl, PkiError> {
         let der = to_der(bytes, "X509 CRL", "CRL")?;
-        let list = CertificateList::from_der(&der)
-            .or_else(|error| decode_v1(&der).map_err(|_| error))
-            .map_err(|e| parse_error("CRL", e))?;
+        let list = decode_crl(&der).map_err(|e| parse_error("CRL", e))?;
         let tbs = first_element(&der)
             .ok_or_else(|| parse_error("CRL", "no TBSCertList"))?
             .to_vec();
@@ -137,6 +135,13 @@ impl Crl {
         }
         Ok(())
     }
+}
+
+/// Decodes a CRL's DER, version 2 or (without a version field) 1: the one rule for every CRL
+/// keymother reads ([`Crl::parse`] and the `X509 CRL` blocks of a PEM bundle). An error is
+/// the version 2 decoder's.
+pub(crate) fn decode_crl(der: &[u8]) -> der::Result<CertificateList> {
+    CertificateList::from_der(der).or_else(|error| decode_v1(der).map_err(|_| error))
 }
 
 /// Decodes a version 1 CRL, whose TBSCertList has no version field (RFC 5280 section 5.1.2.1:

@@ -42,10 +42,7 @@ pub(crate) fn to_der(
     if trimmed.starts_with(b"-----BEGIN") {
         let (found, der) = pem_rfc7468_decode(trimmed).map_err(|e| parse_error(what, e))?;
         if found != label {
-            return Err(parse_error(
-                what,
-                format!("PEM label is {found:?}, expected {label:?}"),
-            ));
+            return Err(parse_error(what, crate::bundle::not_labelled(label)));
         }
         Ok(der)
     } else {

@@ -7,6 +7,8 @@ use crate::public_key::{EC_PUBLIC_KEY, PublicKey};
 use crate::{PkiError, PrivateKey};
 
 const PEM_SEC1: &str = "EC PRIVATE KEY";
+const BEGIN_EC_PARAMETERS: &[u8] = b"-----BEGIN EC PARAMETERS-----";
+const END_EC_PARAMETERS: &[u8] = b"-----END EC PARAMETERS-----";
 
 /// An operator's login key. Like [`PrivateKey`], it zeroizes on drop (the ecdsa crate clears
 /// its signing keys) and has neither `Debug` nor `Clone`.
@@ -22,10 +24,12 @@ pub enum LoginKey {
 impl LoginKey {
     /// Reads an RSA or EC private key: PKCS#8 (PEM `PRIVATE KEY` / `ENCRYPTED PRIVATE KEY`,
     /// or DER) as [`PrivateKey::from_pkcs8`] does, the same errors included, or an EC key in
-    /// SEC1 PEM (`EC PRIVATE KEY`, as `openssl ecparam -genkey` writes it; never encrypted, so
-    /// a passphrase for it is refused like one for a clear PKCS#8 key). EC keys must be on
+    /// SEC1 PEM (`EC PRIVATE KEY`, as `openssl ecparam -genkey` writes it, the `EC PARAMETERS`
+    /// blocks before it skipped; never encrypted, so a passphrase for it is refused like one
+    /// for a clear PKCS#8 key). EC keys must be on
     /// P-256 or P-384; other algorithms and curves are [`PkiError::UnsupportedPrivateKey`].
     pub fn read(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<LoginKey, PkiError> {
+        let bytes = after_ec_parameters(bytes).unwrap_or(bytes);
         let trimmed = bytes.trim_ascii_start();
         if trimmed.starts_with(b"-----BEGIN ")
             && der::pem::decode_label(trimmed).is_ok_and(|label| label == PEM_SEC1)
@@ -84,6 +88,23 @@ impl LoginKey {
             }
         }
     }
+}
+
+/// `bytes` after the `EC PARAMETERS` PEM blocks it starts with (`openssl ecparam -genkey`
+/// writes one before the key; the key names its curve itself, so they are skipped), or `None`
+/// when it starts with none or one of them has no END line (then the key is read as is and
+/// refused as what it is).
+fn after_ec_parameters(bytes: &[u8]) -> Option<&[u8]> {
+    let mut rest = bytes.trim_ascii_start();
+    let mut skipped = false;
+    while rest.starts_with(BEGIN_EC_PARAMETERS) {
+        let end = rest
+            .windows(END_EC_PARAMETERS.len())
+            .position(|window| window == END_EC_PARAMETERS)?;
+        rest = rest[end + END_EC_PARAMETERS.len()..].trim_ascii_start();
+        skipped = true;
+    }
+    skipped.then_some(rest)
 }
 
 /// An `EC PRIVATE KEY` (SEC1) PEM.

@@ -5,7 +5,7 @@ mod chain_pki;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chain_pki::{CA_EXT, Kind, OPERATOR_EXT, Pki};
+use chain_pki::{CA_EXT, Kind, OPERATOR_EXT, Pki, ROOT_EXT};
 use keymother_pki::login::{
     CHALLENGE_LENGTH, Login, LoginError, LoginKey, LoginResponse, login_content, sign_login_with,
     verify_login_chain,
@@ -144,6 +144,67 @@ fn p256_and_p384_operators_log_in_and_p256_intermediates_sign() {
         check(&pki, &tampered, &[], &[], now),
         Err(LoginError::BadSignature)
     ));
+}
+
+/// `openssl ecparam -genkey` writes an `EC PARAMETERS` block before the `EC PRIVATE KEY`:
+/// the key is read (P-256 and P-384) and logs in.
+#[test]
+fn an_ecparam_genkey_key_with_its_ec_parameters_block_logs_in() {
+    let pki = Pki::three_levels(Kind::Rsa, Kind::P256);
+    let now = Pki::now();
+    for (serial, curve) in (20u32..).zip(["prime256v1", "secp384r1"]) {
+        let name = format!("bob-{curve}");
+        let (key, csr, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        pki.openssl(&["ecparam", "-name", curve, "-genkey", "-out", &key]);
+        let text = String::from_utf8(pki.read(&key)).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN EC PARAMETERS-----")
+                && text.contains("-----BEGIN EC PRIVATE KEY-----"),
+            "{curve}"
+        );
+        std::fs::write(pki.path(&ext), OPERATOR_EXT).unwrap();
+        pki.openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/O=Site/CN=Bob Operator",
+            "-out",
+            &csr,
+        ]);
+        pki.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ops-ca.pem",
+            "-CAkey",
+            "ops-ca.key",
+            "-extfile",
+            &ext,
+            "-days",
+            "300",
+            "-set_serial",
+            &serial.to_string(),
+            "-sha256",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        let key = LoginKey::read(text.as_bytes(), None).unwrap();
+        let certificate = pki.bundle(&[&name, "ops-ca"]);
+        let response = sign_login_with(&key, &certificate, DEVICE_ID, &CHALLENGE, now).unwrap();
+        assert_eq!(
+            check(&pki, &response, &[], &[], now).unwrap(),
+            "Bob Operator",
+            "{curve}"
+        );
+    }
 }
 
 #[test]
@@ -545,6 +606,52 @@ fn name_constraints_are_honoured() {
     );
 }
 
+/// The nameConstraints of a role's own CA hold for a certificate it issued directly, as they
+/// do for a path: an operator logging in, and a device certificate through
+/// `TrustAnchors::verify`.
+#[test]
+fn name_constraints_of_a_role_ca_hold_for_the_certificates_it_issued_directly() {
+    let pki = Pki::new();
+    let site_only = format!(
+        "{ROOT_EXT}nameConstraints=critical,permitted;dirName:site_dn\n[site_dn]\nO=Site\n"
+    );
+    pki.root_with("root", Kind::Rsa, "/O=Site/CN=Site Root CA", &site_only);
+    pki.root_with("dev-root", Kind::Rsa, "/O=Site/CN=Device CA", &site_only);
+    let device_ext = "basicConstraints=critical,CA:false\n\
+         keyUsage=critical,keyEncipherment\nauthorityKeyIdentifier=keyid\n";
+    let leaves = [
+        ("ann", "root", "/O=Site/CN=Ann Operator", OPERATOR_EXT),
+        ("eve", "root", "/O=Other/CN=Eve Operator", OPERATOR_EXT),
+        ("pos-1", "dev-root", "/O=Site/CN=POS 1", device_ext),
+        ("pos-2", "dev-root", "/O=Other/CN=POS 2", device_ext),
+    ];
+    for (serial, (name, issuer, subject, ext)) in (10u32..).zip(leaves) {
+        pki.issue(name, Kind::Rsa, issuer, subject, ext, 300, serial, "sha256");
+    }
+    let now = Pki::now();
+    let is_refused_by = |error: &PkiError, ca: &str| {
+        matches!(error, PkiError::NameConstraint { ca: named, name, .. }
+            if named.contains(ca) && name.contains("O=Other"))
+    };
+    let ann = signed(&pki, "ann", &pki.pem("ann"), now);
+    assert_eq!(check(&pki, &ann, &[], &[], now).unwrap(), "Ann Operator");
+    let eve = signed(&pki, "eve", &pki.pem("eve"), now);
+    let error = refusal(check(&pki, &eve, &[], &[], now));
+    assert!(is_refused_by(&error, "Site Root CA"), "{error}");
+    let devices = TrustAnchors::for_roles(Some(&pki.pem("dev-root")), None, None).unwrap();
+    devices
+        .verify(Role::TerminalDevice, &pki.der("pos-1"), now, None)
+        .unwrap();
+    let error = devices
+        .verify(Role::TerminalDevice, &pki.der("pos-2"), now, None)
+        .unwrap_err();
+    assert!(is_refused_by(&error, "Device CA"), "{error}");
+    let error = devices
+        .verify_chain(Role::TerminalDevice, &pki.der("pos-2"), &[], now, &[])
+        .unwrap_err();
+    assert!(is_refused_by(&error, "Device CA"), "{error}");
+}
+
 #[test]
 fn an_intermediate_that_is_not_a_ca_or_signed_by_another_key_is_refused() {
     let pki = Pki::new();
@@ -700,7 +807,8 @@ fn a_bundle_with_a_corrupt_second_block_names_the_block_and_quotes_nothing() {
     let key_block = [pki.pem("ann"), pki.read("ann.key")].concat();
     let error = pem_bundle(&key_block, "CERTIFICATE", "bundle").unwrap_err();
     assert!(
-        matches!(&error, PkiError::BadBundleBlock { block: 2, detail, .. } if detail.contains("PRIVATE KEY")),
+        matches!(&error, PkiError::BadBundleBlock { block: 2, detail, .. }
+            if detail.contains("not labelled CERTIFICATE") && !detail.contains("PRIVATE KEY")),
         "{error}"
     );
 }

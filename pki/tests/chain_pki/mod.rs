@@ -100,8 +100,14 @@ impl Pki {
 
     /// A self-signed root `NAME.pem` with a new key.
     pub fn root(&self, name: &str, kind: Kind, subject: &str) {
+        self.root_with(name, kind, subject, ROOT_EXT);
+    }
+
+    /// A self-signed root as [`Pki::root`], with the extensions `ext` (openssl
+    /// extension-file lines) instead of [`ROOT_EXT`].
+    pub fn root_with(&self, name: &str, kind: Kind, subject: &str, ext: &str) {
         self.key(name, kind);
-        std::fs::write(self.path(&format!("{name}.ext")), ROOT_EXT).unwrap();
+        std::fs::write(self.path(&format!("{name}.ext")), ext).unwrap();
         self.request(name, subject);
         self.openssl(&[
             "x509",
