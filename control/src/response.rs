@@ -633,3 +633,11 @@ pub struct ReportAnswer {
     pub rows: Vec<ReportLine>,
     pub totals: ReportCounts,
 }
+
+/// `vault-check`: the whole database was read and found whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCheckReport {
+    /// The database's size in pages, every one of them read.
+    pub pages: u64,
+}

@@ -208,7 +208,10 @@ impl BenchState {
                 self.error_until = None;
                 beep = Some(Beep::Short);
             }
+            // The appliance's state that follows says what a damaged vault means.
             DaemonEvent::PortOpened { .. }
+            | DaemonEvent::VaultVerified { .. }
+            | DaemonEvent::VaultDamaged { .. }
             | DaemonEvent::Session { .. }
             | DaemonEvent::DukptInjected { .. } => {}
         }

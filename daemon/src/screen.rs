@@ -105,6 +105,7 @@ fn not_ready_screen(reason: &Reason) -> Screen {
         Reason::Zeroized => Screen::Locked {
             reason: LockReason::Zeroized,
         },
+        Reason::VaultDamaged { .. } => error("vault damaged: call the security officer"),
         Reason::Tampered { .. } | Reason::Locked | Reason::Starting | Reason::Ready => {
             Screen::Locked {
                 reason: LockReason::NoKeys,

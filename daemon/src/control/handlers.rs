@@ -159,6 +159,8 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
         Readiness::Locked => (api::ApplianceState::Locked, None),
         Readiness::Tampered(input) => (api::ApplianceState::Tampered, Some(input)),
         Readiness::Zeroized => (api::ApplianceState::Zeroized, None),
+        // `reason` says the vault is damaged.
+        Readiness::Damaged(_) => (api::ApplianceState::Locked, None),
     };
     Ok(api::StatusReport {
         control_version: api::CONTROL_VERSION,
@@ -570,4 +572,27 @@ pub(crate) async fn logout(context: &Context, _: api::Logout) -> Result<api::Log
     Ok(api::LogoutReport {
         logged_out: ended.as_ref().map(session_report),
     })
+}
+
+pub(crate) async fn vault_check(
+    context: &Context,
+    _: api::VaultCheck,
+) -> Result<api::VaultCheckReport, String> {
+    let shared = Arc::clone(&context.shared);
+    blocking(move || {
+        let checker = shared
+            .dispenser
+            .with_vault(|vault| vault.integrity_checker());
+        crate::integrity::check(&shared, &checker)
+            .map(|report| api::VaultCheckReport {
+                pages: report.pages,
+            })
+            .map_err(|failure| match failure {
+                keymother_vault::IntegrityFailure::Damaged { findings } => format!(
+                    "the vault database is damaged ({findings}): the appliance is locked; restore the vault and call the security officer"
+                ),
+                stopped => stopped.to_string(),
+            })
+    })
+    .await?
 }
