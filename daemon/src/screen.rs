@@ -354,6 +354,15 @@ mod tests {
                     reason: "tamper input not watched: check the GPIO".to_owned(),
                 },
             ),
+            (
+                Reason::VaultDamaged {
+                    findings: "database disk image is malformed".to_owned(),
+                },
+                Screen::Error {
+                    port: None,
+                    reason: "vault damaged: call the security officer".to_owned(),
+                },
+            ),
         ] {
             view.reason = reason.clone();
             assert_eq!(screen_for(&view), expected, "{reason}");

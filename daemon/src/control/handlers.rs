@@ -144,7 +144,19 @@ fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
 
 pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::StatusReport, String> {
     let dispenser = context.dispenser();
-    let stored = blocking(move || vault_status(&dispenser)).await??;
+    let stored = match blocking(move || vault_status(&dispenser)).await? {
+        Ok(stored) => stored,
+        // A damaged vault may not read at all: `state` and `reason` still say why nothing
+        // flows; the counts it cannot read are left empty.
+        Err(_) if context.shared.dispenser.vault_damaged().is_some() => VaultStatus {
+            device_id: context.shared.dispenser.device_id().to_owned(),
+            secrets: std::collections::BTreeMap::new(),
+            keys: std::collections::BTreeMap::new(),
+            smn_rows: 0,
+            available: 0,
+        },
+        Err(error) => return Err(error),
+    };
     let dispenser = context.dispenser();
     let session =
         blocking(move || dispenser.operator_session(keymother_vault::clock::now())).await?;
