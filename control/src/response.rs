@@ -22,6 +22,9 @@ pub enum ApplianceState {
     /// The vault was zeroized: nothing is dispensed until it is recommissioned (offline:
     /// `keymother vault recommission`); its registries and audit trail can still be read.
     Zeroized,
+    /// The whole-database integrity check found the vault damaged: nothing is dispensed
+    /// (`reason` gives SQLite's findings).
+    Damaged,
 }
 
 /// A loaded secret (KEK or TTK).

@@ -110,7 +110,7 @@ fn a_page_damaged_under_the_running_daemon_locks_the_appliance_and_is_audited() 
     });
 
     let status = ok(ask(&socket(&appliance), &json!({"command": "status"})));
-    assert_eq!(status["state"], "locked", "{status}");
+    assert_eq!(status["state"], "damaged", "{status}");
     assert!(
         status["reason"]
             .as_str()

@@ -171,8 +171,7 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
         Readiness::Locked => (api::ApplianceState::Locked, None),
         Readiness::Tampered(input) => (api::ApplianceState::Tampered, Some(input)),
         Readiness::Zeroized => (api::ApplianceState::Zeroized, None),
-        // `reason` says the vault is damaged.
-        Readiness::Damaged(_) => (api::ApplianceState::Locked, None),
+        Readiness::Damaged(_) => (api::ApplianceState::Damaged, None),
     };
     Ok(api::StatusReport {
         control_version: api::CONTROL_VERSION,
