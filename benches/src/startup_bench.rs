@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         let work = tempfile::tempdir()?;
         let data_dir = work.path().join("data");
         prepare_vault(work.path(), &data_dir, keys)?;
-        let settings = write_settings(work.path(), &data_dir)?;
+        let (settings, _terminal) = write_settings(work.path(), &data_dir)?;
         let size = std::fs::metadata(data_dir.join(keymother_vault::DATABASE_FILE))?.len();
         // The build before issue 19 checks the whole database before READY, logging nothing after.
         let mut builds = vec![("after", daemon.clone(), true)];
@@ -148,10 +148,12 @@ fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::
         }
     });
     let mut ready = None;
+    let mut said = Vec::new();
     loop {
-        let line = received
-            .recv_timeout(Duration::from_secs(120))
-            .context("keymotherd stopped talking before READY or before its background check")?;
+        let line = received.recv_timeout(Duration::from_secs(120)).with_context(|| {
+            format!("keymotherd stopped talking before READY or before its background check (last lines: {})", said.join(" | "))
+        })?;
+        said.push(line.clone());
         if ready.is_none() && line.contains("event=ready") {
             ready = Some(started.elapsed());
             if !background {
@@ -206,14 +208,21 @@ fn prepare_vault(work: &Path, data_dir: &Path, keys: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Settings with no port (start-up is measured, not serving) and operator login off.
-fn write_settings(work: &Path, data_dir: &Path) -> anyhow::Result<PathBuf> {
+/// Settings with one port on a pseudo-terminal (keymotherd needs one; no terminal talks on
+/// it) and operator login off. The terminal's end is returned, to keep the port open.
+fn write_settings(
+    work: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<(PathBuf, keymother_terminal::PtyLine)> {
+    let link = work.join("tty0");
+    let line = keymother_terminal::PtyLine::open_pair(&link)?;
     let text = format!(
-        "data_dir = {:?}\n[control]\nsocket = {:?}\n[operator]\nrequire = false\n",
+        "data_dir = {:?}\n[control]\nsocket = {:?}\n[operator]\nrequire = false\n[[port]]\nname = \"bench-0\"\npath = {:?}\n",
         data_dir.display().to_string(),
-        work.join("control.sock").display().to_string()
+        work.join("control.sock").display().to_string(),
+        link.display().to_string()
     );
     let settings = work.join("keymotherd.toml");
     std::fs::write(&settings, text)?;
-    Ok(settings)
+    Ok((settings, line))
 }
