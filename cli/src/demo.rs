@@ -316,10 +316,12 @@ fn inject_over_serial(
     log_in(&socket, pki)?;
     install_kdh_certificate(&socket, pki)?;
     profile::load_bdks(&socket, terminals_per_port)?;
-    let (total, profiles) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
+    let (total, profiles, lines) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
     drop(transport_key);
-    // The last injection's INJECTED screen, before the logout locks the display.
+    // The last injection's INJECTED screen, before the logout locks the display and before
+    // the terminals' lines close (a port with no terminal shows "no serial port open").
     daemon.screens.wait_for_injected(Duration::from_secs(3));
+    drop(lines);
     log_out(&socket)?;
     daemon.save_bench(work)?;
     daemon.stop(total, profiles)
@@ -528,7 +530,7 @@ fn run_terminals(
     transport_key: &SecretKey,
     pki: &DemoPki,
     terminals_per_port: usize,
-) -> anyhow::Result<(usize, usize)> {
+) -> anyhow::Result<(usize, usize, Vec<PtyLine>)> {
     println!(
         "port bench-1: tr31 terminals (the key under the shared TTK); bench-{}: {} terminals in profile mode (profile {}: the master key, a PIN key from BDK PIN and a data key from BDK DATA, each under the TTK); bench-3, bench-4: REF-PINPAD-X509 terminals with device certificates (certificate mode: TR-34 key tokens, two-pass on bench-3, one-pass on bench-4)",
         profile::PROFILE_PORT,
@@ -560,18 +562,25 @@ fn run_terminals(
                     terminal_key_store(serial, transport_key, pass, &device_key, pki)
                 })
                 .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
-            std::thread::spawn(move || run_port(line, serials, stores?, mode))
+            std::thread::spawn(move || {
+                let mut line = line;
+                let outcome = stores.and_then(|stores| run_port(&mut line, serials, stores, mode));
+                (outcome, line)
+            })
         })
         .collect();
-    let (mut total, mut profiles) = (0, 0);
+    let (mut total, mut profiles, mut lines) = (0, 0, Vec::new());
     for terminal in terminals {
-        let (done, with_profile) = terminal
+        let (outcome, line) = terminal
             .join()
-            .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
+            .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))?;
+        let (done, with_profile) = outcome?;
         total += done;
         profiles += with_profile;
+        lines.push(line);
     }
-    Ok((total, profiles))
+    // Kept open by the caller until the bench has shown the last injection.
+    Ok((total, profiles, lines))
 }
 
 /// A demo terminal's key store: the shared TTK, and in certificate mode (`pass`: the key
@@ -603,7 +612,7 @@ fn terminal_key_store(
 /// Returns how many were injected and how many of them received a whole profile (each
 /// DUKPT key confirmed and kept by the terminal).
 fn run_port(
-    mut line: PtyLine,
+    line: &mut PtyLine,
     serials: Vec<String>,
     stores: Vec<SoftwareKeyStore>,
     mode: PortMode,
@@ -625,7 +634,7 @@ fn run_port(
         if let Some(model) = model {
             config.model = model.parse().map_err(|error| anyhow::anyhow!("{error}"))?;
         }
-        match inject(&mut line, config, &mut key_store)?.outcome {
+        match inject(line, config, &mut key_store)?.outcome {
             TerminalOutcome::Injected { .. } if mode != PortMode::Profile => done += 1,
             TerminalOutcome::ProfileInjected { dukpt, .. } if mode == PortMode::Profile => {
                 let kept = key_store.dukpt_keys();

@@ -410,7 +410,11 @@ impl Bench {
                 Ok(event) => {
                     let actions = self.state.apply(&event, started.elapsed());
                     self.drive(actions);
-                    self.dirty = true;
+                    // A whole vault changes nothing shown: no redraw (it would take the
+                    // display's next slot from the screen that follows).
+                    if !matches!(event, DaemonEvent::VaultVerified { .. }) {
+                        self.dirty = true;
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -147,6 +147,23 @@ pub(crate) fn last_check_failed(connection: &Connection) -> Result<bool, VaultEr
     Ok(last.as_deref() == Some(AuditEvent::INTEGRITY_FAILED_NAME))
 }
 
+/// Records an `integrity-verified` row: the full check passed after a recorded failure.
+pub(crate) fn record_verified(
+    connection: &mut Connection,
+    storage_key: &crate::storage_key::StorageKey,
+) -> Result<(), VaultError> {
+    let pages: i64 = connection.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+    let pages = u64::try_from(pages).unwrap_or(0);
+    let transaction = connection.transaction()?;
+    crate::audit::append(
+        &transaction,
+        storage_key.audit_head(),
+        &AuditEvent::IntegrityVerified { pages },
+    )?;
+    transaction.commit()?;
+    Ok(())
+}
+
 impl Vault {
     /// A checker for this vault's database, to run on a thread of its own.
     pub fn integrity_checker(&self) -> IntegrityChecker {
