@@ -145,6 +145,7 @@ fn state_line(status: &api::StatusReport) -> String {
         api::ApplianceState::Waiting => format!("state: waiting: {}", status.reason),
         api::ApplianceState::Tampered => format!("state: tampered: {}", status.reason),
         api::ApplianceState::Zeroized => format!("state: zeroized: {}", status.reason),
+        api::ApplianceState::Damaged => format!("state: damaged: {}", status.reason),
     }
 }
 

@@ -356,7 +356,7 @@ fn inject_over_serial(
     let (total, profiles, lines) = run_terminals(lines, &transport_key, pki, terminals_per_port)?;
     drop(transport_key);
     // The last injection's INJECTED screen, before the logout locks the display; the lines
-    // stay open until then (a closed one is a pulled cable, whose error screen would follow).
+    // stay open until then (a closed one is a pulled cable: "no serial port open").
     daemon.screens.wait_for_injected(Duration::from_secs(3));
     log_out(&socket)?;
     drop(lines);
@@ -599,18 +599,24 @@ fn run_terminals(
                     terminal_key_store(serial, transport_key, pass, &device_key, pki)
                 })
                 .collect::<anyhow::Result<Vec<SoftwareKeyStore>>>();
-            std::thread::spawn(move || run_port(line, serials, stores?, mode))
+            std::thread::spawn(move || {
+                let mut line = line;
+                let outcome = stores.and_then(|stores| run_port(&mut line, serials, stores, mode));
+                (outcome, line)
+            })
         })
         .collect();
     let (mut total, mut profiles, mut lines) = (0, 0, Vec::new());
     for terminal in terminals {
-        let (done, with_profile, line) = terminal
+        let (outcome, line) = terminal
             .join()
-            .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??;
+            .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))?;
+        let (done, with_profile) = outcome?;
         total += done;
         profiles += with_profile;
         lines.push(line);
     }
+    // Kept open by the caller until the bench has shown the last injection.
     Ok((total, profiles, lines))
 }
 
@@ -643,11 +649,11 @@ fn terminal_key_store(
 /// Returns how many were injected and how many of them received a whole profile (each
 /// DUKPT key confirmed and kept by the terminal).
 fn run_port(
-    mut line: PtyLine,
+    line: &mut PtyLine,
     serials: Vec<String>,
     stores: Vec<SoftwareKeyStore>,
     mode: PortMode,
-) -> anyhow::Result<(usize, usize, PtyLine)> {
+) -> anyhow::Result<(usize, usize)> {
     let (mut done, mut profiles) = (0, 0);
     for (serial, mut key_store) in serials.into_iter().zip(stores) {
         let mut config = demo_terminal(&serial, &key_store)?;
@@ -665,7 +671,7 @@ fn run_port(
         if let Some(model) = model {
             config.model = model.parse().map_err(|error| anyhow::anyhow!("{error}"))?;
         }
-        match inject(&mut line, config, &mut key_store)?.outcome {
+        match inject(line, config, &mut key_store)?.outcome {
             TerminalOutcome::Injected { .. } if mode != PortMode::Profile => done += 1,
             TerminalOutcome::ProfileInjected { dukpt, .. } if mode == PortMode::Profile => {
                 let kept = key_store.dukpt_keys();
@@ -683,8 +689,7 @@ fn run_port(
             other => anyhow::bail!("terminal {serial} ended in another mode: {other}"),
         }
     }
-    // The line goes back to the caller: closing it now would be a pulled cable on the bench.
-    Ok((done, profiles, line))
+    Ok((done, profiles))
 }
 
 /// The operator logs out over the control socket.

@@ -63,6 +63,7 @@ pub enum Request {
     ReinjectRevoke(ReinjectRevoke),
     Pending(Pending),
     Report(Report),
+    VaultCheck(VaultCheck),
 }
 
 impl Request {
@@ -100,6 +101,7 @@ impl Request {
             Request::ReinjectRevoke(_) => "reinject-revoke",
             Request::Pending(_) => "pending",
             Request::Report(_) => "report",
+            Request::VaultCheck(_) => "vault-check",
         }
     }
 }
@@ -508,3 +510,10 @@ pub struct Report {
     pub to: Option<String>,
 }
 call!(Report => ReportAnswer);
+
+/// Runs the whole-database integrity check now (the one keymotherd runs in the background
+/// after every start) and waits for its result; damage locks the appliance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCheck {}
+call!(VaultCheck => VaultCheckReport);

@@ -22,6 +22,9 @@ pub enum ApplianceState {
     /// The vault was zeroized: nothing is dispensed until it is recommissioned (offline:
     /// `keymother vault recommission`); its registries and audit trail can still be read.
     Zeroized,
+    /// The whole-database integrity check found the vault damaged: nothing is dispensed
+    /// (`reason` gives SQLite's findings).
+    Damaged,
 }
 
 /// A loaded secret (KEK or TTK).
@@ -632,4 +635,12 @@ pub struct ReportAnswer {
     /// Per operator, batch, terminal model and port, in that order.
     pub rows: Vec<ReportLine>,
     pub totals: ReportCounts,
+}
+
+/// `vault-check`: the whole database was read and found whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultCheckReport {
+    /// The database's size in pages, every one of them read.
+    pub pages: u64,
 }

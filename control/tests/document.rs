@@ -149,6 +149,7 @@ fn retyped(request: &Request, answer: Answer) -> Result<Value, String> {
         Request::ReinjectRevoke(_) => typed::<api::ReinjectRevoke>(answer),
         Request::Pending(_) => typed::<api::Pending>(answer),
         Request::Report(_) => typed::<api::Report>(answer),
+        Request::VaultCheck(_) => typed::<api::VaultCheck>(answer),
     }
 }
 
@@ -273,6 +274,7 @@ fn one_of_each() -> Vec<Request> {
         .into(),
         api::Pending::default().into(),
         api::Report::default().into(),
+        api::VaultCheck {}.into(),
     ]
 }
 

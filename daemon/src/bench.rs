@@ -208,7 +208,10 @@ impl BenchState {
                 self.error_until = None;
                 beep = Some(Beep::Short);
             }
+            // The appliance's state that follows says what a damaged vault means.
             DaemonEvent::PortOpened { .. }
+            | DaemonEvent::VaultVerified { .. }
+            | DaemonEvent::VaultDamaged { .. }
             | DaemonEvent::Session { .. }
             | DaemonEvent::DukptInjected { .. } => {}
         }
@@ -407,7 +410,11 @@ impl Bench {
                 Ok(event) => {
                     let actions = self.state.apply(&event, started.elapsed());
                     self.drive(actions);
-                    self.dirty = true;
+                    // A whole vault changes nothing shown: no redraw (it would take the
+                    // display's next slot from the screen that follows).
+                    if !matches!(event, DaemonEvent::VaultVerified { .. }) {
+                        self.dirty = true;
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -39,6 +39,10 @@ pub enum Reason {
     NoPort,
     /// The vault was zeroized: nothing is dispensed until it is recommissioned.
     Zeroized,
+    /// The background integrity check found the vault damaged: SQLite's findings.
+    VaultDamaged {
+        findings: String,
+    },
 }
 
 impl std::fmt::Display for Reason {
@@ -59,6 +63,10 @@ impl std::fmt::Display for Reason {
             Reason::Zeroized => {
                 f.write_str("zeroized: recommission the vault (keymother vault recommission)")
             }
+            Reason::VaultDamaged { findings } => write!(
+                f,
+                "vault damaged: the integrity check failed ({findings}); restore the vault and call the security officer"
+            ),
         }
     }
 }
@@ -259,6 +267,16 @@ pub enum DaemonEvent {
     /// The bench's GPIO or display failed and was switched off; injection carries on.
     BenchWarning {
         warning: String,
+    },
+    /// The whole-database integrity check (in the background after READY, or `vault-check`)
+    /// read every page and found the vault whole.
+    VaultVerified {
+        pages: u64,
+    },
+    /// The whole-database integrity check found the vault damaged (SQLite's findings): the
+    /// appliance is locked, the audit trail says it.
+    VaultDamaged {
+        findings: String,
     },
 }
 

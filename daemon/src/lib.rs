@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod dispenser;
 pub mod events;
+mod integrity;
 pub mod operator;
 pub mod runtime;
 pub mod screen;

@@ -43,7 +43,8 @@ fn record_software(data_dir: &std::path::Path) -> Result<(), OpenError> {
             return Ok(());
         }
     };
-    let mut vault = match keymother_vault::Vault::open_as_owner(data_dir) {
+    // The whole-database check is paid in the background after READY (crate::integrity).
+    let mut vault = match keymother_vault::Vault::open_as_owner_deferring_integrity(data_dir) {
         // A zeroized vault records nothing more; the dispenser opens it in its zeroized state.
         Err(keymother_vault::VaultError::Zeroized(_)) => return Ok(()),
         opened => opened?,
@@ -176,7 +177,11 @@ pub async fn run_with(
     shared.emit(DaemonEvent::Ready {
         ports: settings.ports.len(),
     });
+    let integrity = crate::integrity::start(&shared);
     shutdown.await;
+    if let Some(checker) = integrity {
+        checker.stop();
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tasks.shutdown().await;
     if let Some(bench) = bench {

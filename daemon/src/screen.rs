@@ -105,6 +105,7 @@ fn not_ready_screen(reason: &Reason) -> Screen {
         Reason::Zeroized => Screen::Locked {
             reason: LockReason::Zeroized,
         },
+        Reason::VaultDamaged { .. } => error("vault damaged: call the security officer"),
         Reason::Tampered { .. } | Reason::Locked | Reason::Starting | Reason::Ready => {
             Screen::Locked {
                 reason: LockReason::NoKeys,
@@ -351,6 +352,15 @@ mod tests {
                 Screen::Error {
                     port: None,
                     reason: "tamper input not watched: check the GPIO".to_owned(),
+                },
+            ),
+            (
+                Reason::VaultDamaged {
+                    findings: "database disk image is malformed".to_owned(),
+                },
+                Screen::Error {
+                    port: None,
+                    reason: "vault damaged: call the security officer".to_owned(),
                 },
             ),
         ] {

@@ -123,6 +123,7 @@ impl Shared {
     fn reason(&self, keys_left: u64, ports_open: usize, operator: bool) -> Reason {
         match self.dispenser.readiness() {
             Readiness::Zeroized => return Reason::Zeroized,
+            Readiness::Damaged(findings) => return Reason::VaultDamaged { findings },
             Readiness::Tampered(input) => return Reason::Tampered { input },
             Readiness::Locked => return Reason::Locked,
             Readiness::Unlocked => {}
@@ -184,6 +185,9 @@ impl Shared {
             Readiness::Unlocked => "ready".to_owned(),
             Readiness::Locked => "locked (key ceremonies needed)".to_owned(),
             Readiness::Zeroized => "ZEROIZED (recommission the vault)".to_owned(),
+            Readiness::Damaged(_) => {
+                "VAULT DAMAGED (integrity check failed; restore the vault)".to_owned()
+            }
             Readiness::Tampered(input) => {
                 format!("TAMPERED by input {input} (key ceremonies needed)")
             }

@@ -14,6 +14,7 @@ mod error;
 mod expected;
 mod export_file;
 mod import;
+mod integrity;
 mod inventory;
 mod kdh;
 mod mac;
@@ -63,6 +64,7 @@ pub use expected::{
 };
 pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{ImportError, ImportProgress, ImportReport};
+pub use integrity::{IntegrityChecker, IntegrityFailure, IntegrityReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
@@ -152,6 +154,18 @@ impl Vault {
         Ok(vault)
     }
 
+    /// [`Vault::open_as_owner`] without the whole-database check, for keymotherd: it checks
+    /// what guards a dispense before READY and runs the whole-database check in the
+    /// background after ([`Vault::integrity_checker`]). A vault whose last integrity row is a
+    /// failure (`integrity-failed`) still gets the full check here, before anything else:
+    /// refused if still damaged, else an `integrity-verified` row is recorded.
+    pub fn open_as_owner_deferring_integrity(data_dir: &Path) -> Result<Vault, VaultError> {
+        let lock = lock_owner(data_dir)?;
+        let mut vault = Vault::open_with(data_dir, false)?;
+        vault.owner_lock = Some(lock);
+        Ok(vault)
+    }
+
     /// Creates a new vault in `data_dir` (made with mode 0700 if missing; it must not already
     /// hold a vault) bound to `device_id`, with a fresh storage key.
     pub fn create(data_dir: &Path, device_id: &DeviceId) -> Result<Vault, VaultError> {
@@ -199,6 +213,12 @@ impl Vault {
     /// Opens an existing vault: checks directory permissions, the storage key, the
     /// database's integrity and schema version, and applies pending migrations.
     pub fn open(data_dir: &Path) -> Result<Vault, VaultError> {
+        Vault::open_with(data_dir, true)
+    }
+
+    /// [`Vault::open`]; with `full_check` false the whole-database check is left to the caller
+    /// unless the last one recorded failed.
+    fn open_with(data_dir: &Path, full_check: bool) -> Result<Vault, VaultError> {
         storage_key::check_directory(data_dir)?;
         let database = data_dir.join(DATABASE_FILE);
         if !database.exists() {
@@ -211,9 +231,23 @@ impl Vault {
         }
         let storage_key = StorageKey::load(data_dir)?;
         let mut connection = open_connection(&database, false)?;
-        check_integrity(&connection)?;
+        // Deferred only when the audit trail says the last check did not fail.
+        let (check_now, recheck) = match (full_check, integrity::last_check_failed(&connection)) {
+            (true, _) => (true, false),
+            (false, Ok(failed)) => (failed, failed),
+            // A trail that cannot be read (a vault from before it) pays the full check now.
+            (false, Err(_)) => (true, false),
+        };
+        if check_now {
+            check_integrity(&connection)?;
+        }
         schema::migrate(&mut connection, Some(&storage_key))?;
         let device_id = read_device_id(&connection)?;
+        if recheck {
+            // Best effort: a chain that refuses the row (a head that fails) is the daemon's
+            // to report; this vault then pays the full check again at its next open.
+            let _ = integrity::record_verified(&mut connection, &storage_key);
+        }
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
@@ -337,10 +371,17 @@ pub(crate) fn open_connection(database: &Path, create: bool) -> Result<Connectio
 }
 
 pub(crate) fn check_integrity(connection: &Connection) -> Result<(), VaultError> {
-    let mut statement = connection.prepare("PRAGMA integrity_check")?;
+    // A page SQLite cannot read at all stops the check with an error rather than a finding.
+    let unreadable =
+        |error: rusqlite::Error| VaultError::Corrupt(format!("integrity check failed: {error}"));
+    let mut statement = connection
+        .prepare("PRAGMA integrity_check")
+        .map_err(unreadable)?;
     let findings: Vec<String> = statement
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+        .query_map([], |row| row.get(0))
+        .map_err(unreadable)?
+        .collect::<Result<_, _>>()
+        .map_err(unreadable)?;
     if findings.len() == 1 && findings[0] == "ok" {
         Ok(())
     } else {

@@ -144,7 +144,19 @@ fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
 
 pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::StatusReport, String> {
     let dispenser = context.dispenser();
-    let stored = blocking(move || vault_status(&dispenser)).await??;
+    let stored = match blocking(move || vault_status(&dispenser)).await? {
+        Ok(stored) => stored,
+        // A damaged vault may not read at all: `state` and `reason` still say why nothing
+        // flows; the counts it cannot read are left empty.
+        Err(_) if context.shared.dispenser.vault_damaged().is_some() => VaultStatus {
+            device_id: context.shared.dispenser.device_id().to_owned(),
+            secrets: std::collections::BTreeMap::new(),
+            keys: std::collections::BTreeMap::new(),
+            smn_rows: 0,
+            available: 0,
+        },
+        Err(error) => return Err(error),
+    };
     let dispenser = context.dispenser();
     let session =
         blocking(move || dispenser.operator_session(keymother_vault::clock::now())).await?;
@@ -159,6 +171,7 @@ pub(crate) async fn status(context: &Context, _: api::Status) -> Result<api::Sta
         Readiness::Locked => (api::ApplianceState::Locked, None),
         Readiness::Tampered(input) => (api::ApplianceState::Tampered, Some(input)),
         Readiness::Zeroized => (api::ApplianceState::Zeroized, None),
+        Readiness::Damaged(_) => (api::ApplianceState::Damaged, None),
     };
     Ok(api::StatusReport {
         control_version: api::CONTROL_VERSION,
@@ -570,4 +583,27 @@ pub(crate) async fn logout(context: &Context, _: api::Logout) -> Result<api::Log
     Ok(api::LogoutReport {
         logged_out: ended.as_ref().map(session_report),
     })
+}
+
+pub(crate) async fn vault_check(
+    context: &Context,
+    _: api::VaultCheck,
+) -> Result<api::VaultCheckReport, String> {
+    let shared = Arc::clone(&context.shared);
+    blocking(move || {
+        let checker = shared
+            .dispenser
+            .with_vault(|vault| vault.integrity_checker());
+        crate::integrity::check(&shared, &checker)
+            .map(|report| api::VaultCheckReport {
+                pages: report.pages,
+            })
+            .map_err(|failure| match failure {
+                keymother_vault::IntegrityFailure::Damaged { findings } => format!(
+                    "the vault database is damaged ({findings}): the appliance is locked; restore the vault and call the security officer"
+                ),
+                stopped => stopped.to_string(),
+            })
+    })
+    .await?
 }

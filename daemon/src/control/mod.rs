@@ -307,6 +307,7 @@ async fn dispatch(context: &Context, connection: &mut Connection, request: Reque
         }
         Request::Pending(r) => reply::<api::Pending>(pending::pending(context, r).await),
         Request::Report(r) => reply::<api::Report>(report::report(context, r).await),
+        Request::VaultCheck(r) => reply::<api::VaultCheck>(h::vault_check(context, r).await),
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Dispenser {
     /// The vault was zeroized (before this start, or by the `zeroize` command since): nothing
     /// is dispensed or recorded any more; the registries and the audit trail are still read.
     zeroized: AtomicBool,
+    /// SQLite's findings once the background integrity check found the vault damaged: nothing
+    /// is dispensed again until keymotherd is restarted on a vault that passes the full check.
+    damaged: std::sync::OnceLock<String>,
 }
 
 /// The appliance's state as the display and the LEDs show it.
@@ -91,6 +94,8 @@ pub enum Readiness {
     Tampered(String),
     /// The vault was zeroized: locked until it is recommissioned (offline).
     Zeroized,
+    /// The background integrity check found the vault damaged: SQLite's findings.
+    Damaged(String),
 }
 
 /// Why the daemon could not start dispensing.
@@ -115,7 +120,9 @@ impl Dispenser {
         operators: OperatorSettings,
         clock: &ClockSettings,
     ) -> Result<Dispenser, OpenError> {
-        let vault = match Vault::open_as_owner(data_dir) {
+        // The whole-database check runs in the background once the daemon is READY
+        // (crate::integrity); what guards a dispense is checked below.
+        let vault = match Vault::open_as_owner_deferring_integrity(data_dir) {
             // The zeroized state: read-only, for its exports and its audit trail.
             Err(VaultError::Zeroized(_)) => Vault::open_zeroized_as_owner(data_dir)?,
             opened => opened?,
@@ -190,6 +197,7 @@ impl Dispenser {
             require_expected_devices: AtomicBool::new(false),
             claims: Mutex::new(admission::SerialClaims::default()),
             zeroized: AtomicBool::new(zeroized),
+            damaged: std::sync::OnceLock::new(),
         })
     }
 
@@ -257,6 +265,9 @@ impl Dispenser {
         if self.is_zeroized() {
             return Readiness::Zeroized;
         }
+        if let Some(findings) = self.vault_damaged() {
+            return Readiness::Damaged(findings);
+        }
         if let Some(input) = self.tampered() {
             return Readiness::Tampered(input);
         }
@@ -270,6 +281,19 @@ impl Dispenser {
     /// Whether the vault was zeroized.
     pub fn is_zeroized(&self) -> bool {
         self.zeroized.load(Ordering::Acquire)
+    }
+
+    /// SQLite's findings when the background integrity check found the vault damaged.
+    pub fn vault_damaged(&self) -> Option<String> {
+        self.damaged.get().cloned()
+    }
+
+    /// The background integrity check found the vault damaged: nothing is dispensed from now
+    /// on. True the first time (the caller audits it), false when already marked.
+    pub(crate) fn mark_damaged(&self, findings: &str) -> bool {
+        let first = self.damaged.set(findings.to_owned()).is_ok();
+        self.touch();
+        first
     }
 
     /// The `zeroize` command destroyed the vault's secrets: the zeroized state from now on.

@@ -76,6 +76,10 @@ impl Dispenser {
         if self.tampered().is_some() {
             return Err(DispenseRefusal::NotReady);
         }
+        // A vault the background integrity check found damaged dispenses nothing more.
+        if self.vault_damaged().is_some() {
+            return Err(DispenseRefusal::NotReady);
+        }
         if self.tamper_input_missing().is_some() {
             return Err(DispenseRefusal::TamperInputUnwatched);
         }

@@ -141,6 +141,13 @@ pub enum AuditEvent {
         version: String,
         binary_sha256: String,
     },
+    /// The whole database was checked (SQLite's `integrity_check`, in the background after
+    /// READY) and found damaged: `findings` are SQLite's words (pages and tables, never a
+    /// row's content). The appliance locks until the vault is restored.
+    IntegrityFailed { findings: String },
+    /// A vault that had failed its integrity check passed the full check again at start;
+    /// `pages` is the database's size in pages.
+    IntegrityVerified { pages: u64 },
     /// A setting changed, or the vault itself was created or upgraded.
     ConfigChange {
         what: String,
@@ -297,6 +304,10 @@ pub enum AuditEvent {
 impl AuditEvent {
     /// The `event` column of a zeroize row.
     pub(crate) const ZEROIZE_NAME: &'static str = "zeroize";
+    /// The `event` column of a failed background integrity check.
+    pub const INTEGRITY_FAILED_NAME: &'static str = "integrity-failed";
+    /// The `event` column of a full integrity check passed after a failure.
+    pub const INTEGRITY_VERIFIED_NAME: &'static str = "integrity-verified";
 
     /// The event's name in the `event` column.
     pub fn name(&self) -> &'static str {
@@ -319,6 +330,8 @@ impl AuditEvent {
             AuditEvent::Zeroize { .. } => AuditEvent::ZEROIZE_NAME,
             AuditEvent::ClockSet { .. } => "clock-set",
             AuditEvent::Software { .. } => "software",
+            AuditEvent::IntegrityFailed { .. } => AuditEvent::INTEGRITY_FAILED_NAME,
+            AuditEvent::IntegrityVerified { .. } => AuditEvent::INTEGRITY_VERIFIED_NAME,
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
             AuditEvent::KdhCertificate { .. } => "kdh-certificate",
@@ -395,6 +408,9 @@ impl AuditEvent {
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
             AuditEvent::ClockSet { .. } => "custodians".to_owned(),
             AuditEvent::Software { .. } => "system".to_owned(),
+            AuditEvent::IntegrityFailed { .. } | AuditEvent::IntegrityVerified { .. } => {
+                "system".to_owned()
+            }
         }
     }
 
@@ -421,6 +437,8 @@ impl AuditEvent {
             | AuditEvent::Zeroize { .. }
             | AuditEvent::ClockSet { .. }
             | AuditEvent::Software { .. }
+            | AuditEvent::IntegrityFailed { .. }
+            | AuditEvent::IntegrityVerified { .. }
             | AuditEvent::ConfigChange { .. } => self.device_fields(),
             AuditEvent::KdhRequest { .. } | AuditEvent::KdhCertificate { .. } => self.kdh_fields(),
             AuditEvent::BdkLoaded { .. }
@@ -629,6 +647,8 @@ impl AuditEvent {
                 ("binary_sha256", binary_sha256.clone()),
             ],
             AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
+            AuditEvent::IntegrityFailed { findings } => vec![("findings", findings.clone())],
+            AuditEvent::IntegrityVerified { pages } => vec![("pages", pages.to_string())],
             _ => Vec::new(),
         }
     }
