@@ -684,6 +684,7 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
          DROP TRIGGER key_inventory_operator_is_permanent;
          ALTER TABLE key_inventory DROP COLUMN operator;
          ALTER TABLE smn_registry DROP COLUMN operator;
+         DROP TABLE audit_checkpoint;
          PRAGMA user_version = 2;",
     )
     .unwrap();
