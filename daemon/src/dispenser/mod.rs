@@ -152,16 +152,20 @@ impl Dispenser {
         // appliance as a damaged vault does.
         let damaged = std::sync::OnceLock::new();
         match vault.verify_audit_since_checkpoint() {
-            Ok(report) => log::info!(
-                event = "audit-verified", rows = report.rows, first_walked = report.first_walked;
-                "the audit chain verified from row {} to its head at row {}",
-                report.first_walked,
-                report.rows
-            ),
+            Ok(report) => {
+                let walked = (report.rows + 1).saturating_sub(report.first_walked);
+                log::info!(
+                    event = "audit-verified", rows = report.rows, walked = walked;
+                    "the audit chain verified: {walked} {} walked before READY, from row {} to its head at row {}",
+                    if walked == 1 { "row" } else { "rows" },
+                    report.first_walked,
+                    report.rows
+                )
+            }
             Err(failure) => {
                 log::error!(
                     event = "audit-tampered";
-                    "the audit chain does not verify: {failure}; no key is dispensed and recorded actions are refused until the security officer intervenes"
+                    "the audit chain does not verify: {failure}; no key is dispensed until the security officer intervenes"
                 );
                 if !zeroized {
                     let _ = damaged.set(format!("the audit chain does not verify: {failure}"));

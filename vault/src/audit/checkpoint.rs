@@ -199,7 +199,9 @@ impl Vault {
     }
 
     /// Walks the whole chain ([`Vault::verify_audit`]) and, when it passes with the head's
-    /// MAC verified, records its last row as the last verified point.
+    /// MAC verified, records its last row as the last verified point. It holds the write lock
+    /// for the walk: for offline use; keymotherd walks on a read-only connection
+    /// ([`Vault::audit_chain_checker`], [`Vault::record_audit_walk`]).
     pub fn verify_audit_recording_checkpoint(&mut self) -> Result<AuditReport, AuditFailure> {
         let key = crate::live_key(&self.storage_key, &self.data_dir)?;
         let transaction = self
