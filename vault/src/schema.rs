@@ -488,7 +488,9 @@ const MIGRATIONS: &[&str] = &[
          WHERE state IN ('reserved', 'sent');",
     // The audit chain's last verified point (audit/checkpoint.rs): the sequence and hash of
     // the last row of a whole-chain walk that passed, MACed under the audit head's key with
-    // its own label. One row; it only moves forward and is never deleted.
+    // its own label. One row; it only moves forward and is never deleted. The index finds
+    // the last row of an event (tamper, software, config-change, integrity...) without
+    // reading the whole chain at every start.
     "CREATE TABLE audit_checkpoint (
          singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
          sequence INTEGER NOT NULL CHECK (sequence >= 1),
@@ -501,7 +503,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER audit_checkpoint_only_moves_forward BEFORE UPDATE ON audit_checkpoint
          WHEN NEW.sequence < OLD.sequence
            OR (NEW.sequence = OLD.sequence AND NEW.hash IS NOT OLD.hash)
-         BEGIN SELECT RAISE(ABORT, 'the audit checkpoint only moves forward'); END;",
+         BEGIN SELECT RAISE(ABORT, 'the audit checkpoint only moves forward'); END;
+     CREATE INDEX audit_log_by_event ON audit_log (event);",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

@@ -427,7 +427,8 @@ fn a_vault_from_the_previous_schema_gets_the_checkpoint_table_and_walks_whole_un
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
     raw.execute_batch(&format!(
-        "DROP TABLE audit_checkpoint; PRAGMA user_version = {};",
+        "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event;
+         PRAGMA user_version = {};",
         version - 1
     ))
     .unwrap();
