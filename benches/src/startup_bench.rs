@@ -249,14 +249,15 @@ fn write_settings(
 }
 
 /// The `--audit-rows` table: for each chain length, exec to READY on a vault that has no last
-/// verified point yet (the whole chain walked before READY: what every start paid before),
-/// the background walk that records the point, then exec to READY with it (the rows since
-/// it walked before READY). Warm page cache.
+/// verified point yet (the whole chain walked before READY), the background walk that
+/// records the point, then exec to READY with it (the rows since it walked before READY).
+/// With `--before`, that build first, on the same vault taken back to its schema (the
+/// checkpoint table and the event index dropped). Warm page cache.
 fn audit_table(arguments: &Arguments, daemon: &Path) -> anyhow::Result<()> {
     println!(
-        "| audit rows | keys | database | no verified point yet: exec to READY | background chain walk after READY | with the verified point: exec to READY |"
+        "| audit rows | keys | database | before (--before build): exec to READY | no verified point yet: exec to READY | background chain walk after READY | with the verified point: exec to READY |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &rows in &arguments.audit_rows {
         let work = tempfile::tempdir()?;
         let data_dir = work.path().join("data");
@@ -264,6 +265,14 @@ fn audit_table(arguments: &Arguments, daemon: &Path) -> anyhow::Result<()> {
         fill_audit_vault(work.path(), &pristine, arguments.audit_keys, rows)?;
         let (settings, _terminal) = write_settings(work.path(), &data_dir)?;
         let size = std::fs::metadata(pristine.join(keymother_vault::DATABASE_FILE))?.len();
+        let mut old_build = Vec::new();
+        if let Some(binary) = &arguments.before {
+            for _ in 0..arguments.runs {
+                copy_directory(&pristine, &data_dir)?;
+                previous_schema(&data_dir)?;
+                old_build.push(start_once(binary, &settings, false, None)?);
+            }
+        }
         let mut before = Vec::new();
         for _ in 0..arguments.runs {
             copy_directory(&pristine, &data_dir)?;
@@ -275,8 +284,13 @@ fn audit_table(arguments: &Arguments, daemon: &Path) -> anyhow::Result<()> {
             .map(|_| start_once(daemon, &settings, false, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let milliseconds = |start: &Start| start.ready.as_secs_f64() * 1e3;
+        let old_build = if old_build.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.0} ms", milliseconds(&median(old_build)))
+        };
         println!(
-            "| {rows} | {} | {:.1} MiB | {:.0} ms | {} | {:.0} ms |",
+            "| {rows} | {} | {:.1} MiB | {old_build} | {:.0} ms | {} | {:.0} ms |",
             arguments.audit_keys,
             size as f64 / (1024.0 * 1024.0),
             milliseconds(&median(before)),
@@ -315,6 +329,18 @@ fn fill_audit_vault(work: &Path, data_dir: &Path, keys: u32, rows: u64) -> anyho
     if scratch.is_some() {
         copy_directory(&build_dir, data_dir)?;
     }
+    Ok(())
+}
+
+/// Takes the vault in `data_dir` back to the schema before the last verified point (for a
+/// build from before it): its table and the event index dropped, the version one back.
+fn previous_schema(data_dir: &Path) -> anyhow::Result<()> {
+    let connection = rusqlite::Connection::open(data_dir.join(keymother_vault::DATABASE_FILE))?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    connection.execute_batch(&format!(
+        "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event; PRAGMA user_version = {};",
+        version - 1
+    ))?;
     Ok(())
 }
 
