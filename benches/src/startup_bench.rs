@@ -1,4 +1,4 @@
-//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, and how long the background integrity check takes after READY.
+//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, and how long the background integrity check takes after READY; with `--audit-rows`, the same with that many audit rows, before and after a last verified point of the chain.
 //!
 //! Run with `scripts/bench-startup` (which builds keymotherd and this binary in release
 //! mode); the figures go to docs/BENCHMARKS.md. `--before PATH` also times another
@@ -33,7 +33,18 @@ struct Arguments {
     /// Starts per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Instead of the key sizes: audit chain lengths to measure (rows appended one by one
+    /// through `Vault::record_audit`, each a real chain row), with `--audit-keys` keys.
+    #[arg(long, value_delimiter = ',')]
+    audit_rows: Vec<u64>,
+    /// Keys in the vault of the `--audit-rows` cases.
+    #[arg(long, default_value_t = 10_000)]
+    audit_keys: u32,
 }
+
+/// The journal line of the background integrity check, and of the background chain walk.
+const INTEGRITY_LINE: &str = "event=integrity-verified";
+const CHAIN_LINE: &str = "event=audit-chain-verified";
 
 /// One start: exec to READY, and (when the build logs it) the background check's own time.
 struct Start {
@@ -43,10 +54,13 @@ struct Start {
 
 fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
-    let daemon = match arguments.daemon {
+    let daemon = match arguments.daemon.clone() {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("keymotherd"),
     };
+    if !arguments.audit_rows.is_empty() {
+        return audit_table(&arguments, &daemon);
+    }
     let can_drop = drop_caches().is_ok();
     if !can_drop {
         println!("cannot write /proc/sys/vm/drop_caches (not root): cold starts left out");
@@ -62,9 +76,9 @@ fn main() -> anyhow::Result<()> {
         let (settings, _terminal) = write_settings(work.path(), &data_dir)?;
         let size = std::fs::metadata(data_dir.join(keymother_vault::DATABASE_FILE))?.len();
         // The build before issue 19 checks the whole database before READY, logging nothing after.
-        let mut builds = vec![("after", daemon.clone(), true)];
+        let mut builds = vec![("after", daemon.clone(), Some(INTEGRITY_LINE))];
         if let Some(before) = &arguments.before {
-            builds.insert(0, ("before", before.clone(), false));
+            builds.insert(0, ("before", before.clone(), None));
         }
         for (name, binary, background) in builds {
             let warm = median(
@@ -110,13 +124,14 @@ fn drop_caches() -> std::io::Result<()> {
 }
 
 /// Starts keymotherd once (after dropping the page cache when `cold`), times exec to its
-/// `event=ready` line, waits for the background check's `event=integrity-verified` line when
-/// `background` (a build before issue 19 checks before READY and logs none) and stops it.
+/// `event=ready` line, waits for the background line `background` (`event=integrity-verified`
+/// or `event=audit-chain-verified`; a build before issue 19 checks before READY and logs
+/// none) and stops it.
 fn start_once(
     binary: &Path,
     settings: &Path,
     cold: bool,
-    background: bool,
+    background: Option<&str>,
 ) -> anyhow::Result<Start> {
     if cold {
         drop_caches()?;
@@ -137,7 +152,11 @@ fn start_once(
     outcome
 }
 
-fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::Result<Start> {
+fn read_start(
+    child: &mut Child,
+    started: Instant,
+    background: Option<&str>,
+) -> anyhow::Result<Start> {
     let log = BufReader::new(child.stderr.take().context("daemon stderr")?);
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -156,16 +175,18 @@ fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::
         said.push(line.clone());
         if ready.is_none() && line.contains("event=ready") {
             ready = Some(started.elapsed());
-            if !background {
+            if background.is_none() {
                 break;
             }
         }
-        if line.contains("event=integrity-verified") {
+        if let Some(wanted) = background
+            && line.contains(wanted)
+        {
             let milliseconds: u64 = line
                 .split("milliseconds=")
                 .nth(1)
                 .and_then(|rest| rest.split_whitespace().next())
-                .context("no milliseconds= in the integrity line")?
+                .context("no milliseconds= in the background line")?
                 .parse()?;
             return Ok(Start {
                 ready: ready.context("the check ended before READY")?,
@@ -225,4 +246,116 @@ fn write_settings(
     let settings = work.join("keymotherd.toml");
     std::fs::write(&settings, text)?;
     Ok((settings, line))
+}
+
+/// The `--audit-rows` table: for each chain length, exec to READY on a vault that has no last
+/// verified point yet (the whole chain walked before READY), the background walk that
+/// records the point, then exec to READY with it (the rows since it walked before READY).
+/// With `--before`, that build first, on the same vault taken back to its schema (the
+/// checkpoint table and the event index dropped). Warm page cache.
+fn audit_table(arguments: &Arguments, daemon: &Path) -> anyhow::Result<()> {
+    println!(
+        "| audit rows | keys | database | before (--before build): exec to READY | no verified point yet: exec to READY | background chain walk after READY | with the verified point: exec to READY |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for &rows in &arguments.audit_rows {
+        let work = tempfile::tempdir()?;
+        let data_dir = work.path().join("data");
+        let pristine = work.path().join("pristine");
+        fill_audit_vault(work.path(), &pristine, arguments.audit_keys, rows)?;
+        let (settings, _terminal) = write_settings(work.path(), &data_dir)?;
+        let size = std::fs::metadata(pristine.join(keymother_vault::DATABASE_FILE))?.len();
+        let mut old_build = Vec::new();
+        if let Some(binary) = &arguments.before {
+            for _ in 0..arguments.runs {
+                copy_directory(&pristine, &data_dir)?;
+                previous_schema(&data_dir)?;
+                old_build.push(start_once(binary, &settings, false, None)?);
+            }
+        }
+        let mut before = Vec::new();
+        for _ in 0..arguments.runs {
+            copy_directory(&pristine, &data_dir)?;
+            before.push(start_once(daemon, &settings, false, None)?);
+        }
+        copy_directory(&pristine, &data_dir)?;
+        let walk = start_once(daemon, &settings, false, Some(CHAIN_LINE))?;
+        let after = (0..arguments.runs)
+            .map(|_| start_once(daemon, &settings, false, None))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let milliseconds = |start: &Start| start.ready.as_secs_f64() * 1e3;
+        let old_build = if old_build.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.0} ms", milliseconds(&median(old_build)))
+        };
+        println!(
+            "| {rows} | {} | {:.1} MiB | {old_build} | {:.0} ms | {} | {:.0} ms |",
+            arguments.audit_keys,
+            size as f64 / (1024.0 * 1024.0),
+            milliseconds(&median(before)),
+            walk.background
+                .map(|time| format!("{:.0} ms", time.as_secs_f64() * 1e3))
+                .unwrap_or_default(),
+            milliseconds(&median(after)),
+        );
+    }
+    Ok(())
+}
+
+/// A vault with `keys` keys and `rows` more audit rows, each appended by `Vault::record_audit`
+/// (a logout, as a session's end records it): built in /dev/shm when it exists (one fsync per
+/// row costs nothing there), then copied to `data_dir`.
+fn fill_audit_vault(work: &Path, data_dir: &Path, keys: u32, rows: u64) -> anyhow::Result<()> {
+    let shm = Path::new("/dev/shm");
+    let scratch = if shm.is_dir() {
+        Some(tempfile::tempdir_in(shm)?)
+    } else {
+        None
+    };
+    let build_dir = match &scratch {
+        Some(scratch) => scratch.path().join("data"),
+        None => data_dir.to_path_buf(),
+    };
+    prepare_vault(work, &build_dir, keys)?;
+    let mut vault = Vault::open(&build_dir)?;
+    for row in 0..rows {
+        vault.record_audit(keymother_vault::AuditEvent::Logout {
+            operator: format!("Operator {}", row % 16),
+            reason: "logged out".to_owned(),
+        })?;
+    }
+    drop(vault);
+    if scratch.is_some() {
+        copy_directory(&build_dir, data_dir)?;
+    }
+    Ok(())
+}
+
+/// Takes the vault in `data_dir` back to the schema before the last verified point (for a
+/// build from before it): its table and the event index dropped, the version one back.
+fn previous_schema(data_dir: &Path) -> anyhow::Result<()> {
+    let connection = rusqlite::Connection::open(data_dir.join(keymother_vault::DATABASE_FILE))?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    connection.execute_batch(&format!(
+        "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event; PRAGMA user_version = {};",
+        version - 1
+    ))?;
+    Ok(())
+}
+
+/// Replaces `to` with a copy of the directory `from` (files only; modes kept).
+fn copy_directory(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir(to)?;
+    std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }

@@ -1,12 +1,16 @@
-//! The background integrity check: once keymotherd is READY, the whole vault database is read on a thread of its own (a read-only connection that yields the processor); damage locks the appliance, with an audit row and a journal line.
+//! The background integrity check: once keymotherd is READY, the whole vault database is read on a thread of its own (a read-only connection that yields the processor), then the whole audit chain is walked; damage or a broken chain locks the appliance, with an audit row and a journal line.
 //!
+//! A walk of the audit chain that passes moves its last verified point forward, so that the
+//! next start walks only the rows after it before READY.
 //! What is checked before READY and what after: docs/SECURITY.md, "Start-up checks". The
 //! `vault-check` control request runs the same check at once (docs/CONTROL.md).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use keymother_vault::{IntegrityChecker, IntegrityFailure, IntegrityReport};
+use keymother_vault::{
+    AuditChainChecker, ChainWalkFailure, IntegrityChecker, IntegrityFailure, IntegrityReport,
+};
 
 use crate::events::DaemonEvent;
 use crate::state::Shared;
@@ -18,15 +22,20 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Option<IntegrityChecker> {
     if shared.dispenser.is_zeroized() {
         return None;
     }
-    let checker = shared
-        .dispenser
-        .with_vault(|vault| vault.integrity_checker());
+    let (checker, walker) = shared.dispenser.with_vault(|vault| {
+        let checker = vault.integrity_checker();
+        let walker = vault.audit_chain_checker(checker.stop_flag());
+        (checker, walker)
+    });
     let running = checker.clone();
     let shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("keymother-integrity".to_owned())
         .spawn(move || {
-            let _ = check(&shared, &running);
+            // The chain is walked once the pages it lies on were found whole.
+            if check(&shared, &running).is_ok() {
+                let _ = walk_audit_chain(&shared, &walker);
+            }
         });
     match spawned {
         Ok(_) => Some(checker),
@@ -92,6 +101,64 @@ fn lock_damaged(shared: &Arc<Shared>, findings: &str) {
         Err(error) => log::error!(
             event = "vault-damaged";
             "VAULT DAMAGED: the background integrity check failed ({findings}); no key is dispensed; the audit trail could not record it: {error}"
+        ),
+    }
+}
+
+/// Walks the whole audit chain with `walker` (blocking) and acts on what it found: when it
+/// passes, the last verified point moves to its last row and the journal says so; when it
+/// does not, the appliance locks, the audit trail records it (when the chain's head still
+/// lets a row be written) and the journal says it.
+pub(crate) fn walk_audit_chain(
+    shared: &Arc<Shared>,
+    walker: &AuditChainChecker,
+) -> Result<u64, ChainWalkFailure> {
+    let started = Instant::now();
+    let outcome = walker.run().and_then(|walked| {
+        shared
+            .dispenser
+            .with_vault(|vault| vault.record_audit_walk(&walked))
+            .map_err(ChainWalkFailure::Chain)
+    });
+    let milliseconds = started.elapsed().as_millis();
+    match &outcome {
+        Ok(report) => log::info!(
+            event = "audit-chain-verified", rows = report.rows, milliseconds = milliseconds;
+            "the whole audit chain was verified in the background: {} {} in {milliseconds} ms; the last verified point is row {}",
+            report.rows,
+            if report.rows == 1 { "row" } else { "rows" },
+            report.rows
+        ),
+        Err(ChainWalkFailure::Stopped) => log::info!(
+            event = "audit-chain-stopped";
+            "the background walk of the audit chain was stopped before it finished"
+        ),
+        Err(ChainWalkFailure::Chain(failure)) => {
+            let findings = format!("the audit chain does not verify: {failure}");
+            lock_chain_broken(shared, &failure.to_string(), &findings);
+            shared.emit(DaemonEvent::VaultDamaged { findings });
+        }
+    }
+    outcome.map(|report| report.rows)
+}
+
+/// The audit chain is broken: no key flows from now on, the audit trail and the journal say it.
+fn lock_chain_broken(shared: &Arc<Shared>, failure: &str, findings: &str) {
+    if !shared.dispenser.mark_damaged(findings) {
+        return;
+    }
+    let recorded = shared
+        .dispenser
+        .with_vault(|vault| vault.record_audit_chain_failure(failure));
+    match recorded {
+        Ok(row) => log::error!(
+            event = "audit-tampered", audit_sequence = row.sequence;
+            "AUDIT CHAIN BROKEN: the background walk found that {findings}; no key is dispensed (audit row {}); call the security officer",
+            row.sequence
+        ),
+        Err(error) => log::error!(
+            event = "audit-tampered";
+            "AUDIT CHAIN BROKEN: the background walk found that {findings}; no key is dispensed; the audit trail could not record it: {error}"
         ),
     }
 }

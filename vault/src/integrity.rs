@@ -72,28 +72,18 @@ impl IntegrityChecker {
         self.stop.store(true, Ordering::Release);
     }
 
+    /// The flag [`IntegrityChecker::stop`] sets, to stop a walk of the audit chain with it.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
     /// Reads every page (`PRAGMA integrity_check`) in one read transaction of its own,
     /// pausing [`PAUSE`] after every [`WORK_SLICE`] of work. Blocks until done: run it on
     /// its own thread. In WAL mode a reader never blocks the writer, nor the writer it.
     pub fn run(&self) -> Result<IntegrityReport, IntegrityFailure> {
         let mut connection = crate::zeroized::read_only_connection(&self.database)
             .map_err(|error| damaged_or(error.to_string()))?;
-        let stop = Arc::clone(&self.stop);
-        let mut worked_since = Instant::now();
-        connection
-            .progress_handler(
-                PROGRESS_OPS,
-                Some(move || {
-                    if stop.load(Ordering::Acquire) {
-                        return true;
-                    }
-                    if worked_since.elapsed() >= WORK_SLICE {
-                        std::thread::sleep(PAUSE);
-                        worked_since = Instant::now();
-                    }
-                    false
-                }),
-            )
+        pace(&mut connection, Arc::clone(&self.stop))
             .map_err(|error| damaged_or(error.to_string()))?;
         let outcome = integrity_findings(&connection);
         if self.stop.load(Ordering::Acquire) {
@@ -112,6 +102,25 @@ impl IntegrityChecker {
             })
         }
     }
+}
+
+/// Makes `connection` pause [`PAUSE`] after every [`WORK_SLICE`] of work, and interrupt its
+/// statement once `stop` is set (SQLite's progress handler).
+pub(crate) fn pace(connection: &mut Connection, stop: Arc<AtomicBool>) -> rusqlite::Result<()> {
+    let mut worked_since = Instant::now();
+    connection.progress_handler(
+        PROGRESS_OPS,
+        Some(move || {
+            if stop.load(Ordering::Acquire) {
+                return true;
+            }
+            if worked_since.elapsed() >= WORK_SLICE {
+                std::thread::sleep(PAUSE);
+                worked_since = Instant::now();
+            }
+            false
+        }),
+    )
 }
 
 /// An error while reading the database during the check: the check did not pass, and SQLite

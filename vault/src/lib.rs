@@ -40,6 +40,7 @@ pub use audit::{
     AUDIT_EXPORT_COLUMNS, AUDIT_EXPORT_MAGIC, AuditEvent, AuditExportError, AuditExportReport,
     AuditFailure, AuditReport, AuditRow, GENESIS_HASH, HeadMacStatus, verify_audit_export,
 };
+pub use audit::{AuditChainChecker, AuditCheckpoint, ChainWalkFailure, WalkedChain};
 pub use audit::{InjectionFailureCause, UnknownFailureCause};
 pub use ceremony::{
     CeremonyRecord, CheckedCeremony, ComponentEntry, Custodian, CustodianName, FailedCeremony,

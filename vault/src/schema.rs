@@ -486,6 +486,25 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'the terminal model of a reservation is never changed'); END;
      CREATE INDEX key_inventory_pending ON key_inventory (reserved_at)
          WHERE state IN ('reserved', 'sent');",
+    // The audit chain's last verified point (audit/checkpoint.rs): the sequence and hash of
+    // the last row of a whole-chain walk that passed, MACed under the audit head's key with
+    // its own label. One row; it only moves forward and is never deleted. The index finds
+    // the last row of an event (tamper, software, config-change, integrity...) without
+    // reading the whole chain at every start.
+    "CREATE TABLE audit_checkpoint (
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+         sequence INTEGER NOT NULL CHECK (sequence >= 1),
+         hash TEXT NOT NULL CHECK (length(hash) = 64),
+         mac TEXT NOT NULL,
+         verified_at TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER audit_checkpoint_never_deleted BEFORE DELETE ON audit_checkpoint
+         BEGIN SELECT RAISE(ABORT, 'the audit checkpoint is never deleted'); END;
+     CREATE TRIGGER audit_checkpoint_only_moves_forward BEFORE UPDATE ON audit_checkpoint
+         WHEN NEW.sequence < OLD.sequence
+           OR (NEW.sequence = OLD.sequence AND NEW.hash IS NOT OLD.hash)
+         BEGIN SELECT RAISE(ABORT, 'the audit checkpoint only moves forward'); END;
+     CREATE INDEX audit_log_by_event ON audit_log (event);",
 ];
 
 /// The version that introduced the audit chain: its migration also starts the chain.

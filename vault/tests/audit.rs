@@ -673,7 +673,7 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
          ALTER TABLE smn_registry DROP COLUMN replaces;
          DROP TABLE reinjection_grant;
          DROP TABLE dukpt_export; DROP TABLE bdk;
-         DROP TABLE kdh_identity; DROP TABLE smn_export; DROP TABLE audit_log; DROP TABLE audit_head;
+         DROP TABLE kdh_identity; DROP TABLE smn_export; DROP INDEX audit_log_by_event; DROP TABLE audit_log; DROP TABLE audit_head;
          DROP TABLE batch_withdrawal;
          DROP TRIGGER key_inventory_withdrawal_is_permanent;
          DROP TRIGGER key_inventory_withdrawn_only_from_available;
@@ -684,6 +684,7 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
          DROP TRIGGER key_inventory_operator_is_permanent;
          ALTER TABLE key_inventory DROP COLUMN operator;
          ALTER TABLE smn_registry DROP COLUMN operator;
+         DROP TABLE audit_checkpoint;
          PRAGMA user_version = 2;",
     )
     .unwrap();

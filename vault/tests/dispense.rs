@@ -502,6 +502,7 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
              DROP TRIGGER key_inventory_operator_is_permanent;
              ALTER TABLE key_inventory DROP COLUMN operator;
              ALTER TABLE smn_registry DROP COLUMN operator;
+             DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event;
              PRAGMA user_version = 4;",
         )
         .unwrap();

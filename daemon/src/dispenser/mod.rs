@@ -147,11 +147,30 @@ impl Dispenser {
             ClockTrust::NotSet { .. } => {}
         }
         let clock = Clock::new(clock, trust);
-        if let Err(failure) = vault.verify_audit() {
-            log::error!(
-                event = "audit-tampered";
-                "the audit chain does not verify: {failure}; recorded actions are refused until the security officer intervenes"
-            );
+        // The chain from its last verified point to the head; the whole chain is walked in
+        // the background after READY (crate::integrity). A chain that fails locks the
+        // appliance as a damaged vault does.
+        let damaged = std::sync::OnceLock::new();
+        match vault.verify_audit_since_checkpoint() {
+            Ok(report) => {
+                let walked = (report.rows + 1).saturating_sub(report.first_walked);
+                log::info!(
+                    event = "audit-verified", rows = report.rows, walked = walked;
+                    "the audit chain verified: {walked} {} walked before READY, from row {} to its head at row {}",
+                    if walked == 1 { "row" } else { "rows" },
+                    report.first_walked,
+                    report.rows
+                )
+            }
+            Err(failure) => {
+                log::error!(
+                    event = "audit-tampered";
+                    "the audit chain does not verify: {failure}; no key is dispensed until the security officer intervenes"
+                );
+                if !zeroized {
+                    let _ = damaged.set(format!("the audit chain does not verify: {failure}"));
+                }
+            }
         }
         let tamper = vault.tamper_outstanding()?.map(|outstanding| TamperLock {
             missing: outstanding.missing(),
@@ -197,7 +216,7 @@ impl Dispenser {
             require_expected_devices: AtomicBool::new(false),
             claims: Mutex::new(admission::SerialClaims::default()),
             zeroized: AtomicBool::new(zeroized),
-            damaged: std::sync::OnceLock::new(),
+            damaged,
         })
     }
 

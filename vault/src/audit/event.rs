@@ -148,6 +148,10 @@ pub enum AuditEvent {
     /// A vault that had failed its integrity check passed the full check again at start;
     /// `pages` is the database's size in pages.
     IntegrityVerified { pages: u64 },
+    /// The whole audit chain, walked in the background after READY, did not verify:
+    /// `failure` names the row (or the head, or the checkpoint) that broke. The appliance
+    /// locks until the security officer intervenes.
+    AuditChainFailed { failure: String },
     /// A setting changed, or the vault itself was created or upgraded.
     ConfigChange {
         what: String,
@@ -308,6 +312,8 @@ impl AuditEvent {
     pub const INTEGRITY_FAILED_NAME: &'static str = "integrity-failed";
     /// The `event` column of a full integrity check passed after a failure.
     pub const INTEGRITY_VERIFIED_NAME: &'static str = "integrity-verified";
+    /// The `event` column of a failed background walk of the audit chain.
+    pub const AUDIT_CHAIN_FAILED_NAME: &'static str = "audit-chain-failed";
 
     /// The event's name in the `event` column.
     pub fn name(&self) -> &'static str {
@@ -332,6 +338,7 @@ impl AuditEvent {
             AuditEvent::Software { .. } => "software",
             AuditEvent::IntegrityFailed { .. } => AuditEvent::INTEGRITY_FAILED_NAME,
             AuditEvent::IntegrityVerified { .. } => AuditEvent::INTEGRITY_VERIFIED_NAME,
+            AuditEvent::AuditChainFailed { .. } => AuditEvent::AUDIT_CHAIN_FAILED_NAME,
             AuditEvent::ConfigChange { .. } => "config-change",
             AuditEvent::KdhRequest { .. } => "kdh-request",
             AuditEvent::KdhCertificate { .. } => "kdh-certificate",
@@ -408,9 +415,9 @@ impl AuditEvent {
             AuditEvent::LoginRefused { peer, .. } => peer.clone(),
             AuditEvent::ClockSet { .. } => "custodians".to_owned(),
             AuditEvent::Software { .. } => "system".to_owned(),
-            AuditEvent::IntegrityFailed { .. } | AuditEvent::IntegrityVerified { .. } => {
-                "system".to_owned()
-            }
+            AuditEvent::IntegrityFailed { .. }
+            | AuditEvent::IntegrityVerified { .. }
+            | AuditEvent::AuditChainFailed { .. } => "system".to_owned(),
         }
     }
 
@@ -439,6 +446,7 @@ impl AuditEvent {
             | AuditEvent::Software { .. }
             | AuditEvent::IntegrityFailed { .. }
             | AuditEvent::IntegrityVerified { .. }
+            | AuditEvent::AuditChainFailed { .. }
             | AuditEvent::ConfigChange { .. } => self.device_fields(),
             AuditEvent::KdhRequest { .. } | AuditEvent::KdhCertificate { .. } => self.kdh_fields(),
             AuditEvent::BdkLoaded { .. }
@@ -649,6 +657,7 @@ impl AuditEvent {
             AuditEvent::ConfigChange { what, operator: _ } => vec![("what", what.clone())],
             AuditEvent::IntegrityFailed { findings } => vec![("findings", findings.clone())],
             AuditEvent::IntegrityVerified { pages } => vec![("pages", pages.to_string())],
+            AuditEvent::AuditChainFailed { failure } => vec![("failure", failure.clone())],
             _ => Vec::new(),
         }
     }

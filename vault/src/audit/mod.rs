@@ -9,11 +9,13 @@
 //! appended, and the head moved, in the same transaction as the action it records. The
 //! encodings and the export file are specified in docs/SMN-EXPORT.md ("The audit export").
 
+mod checkpoint;
 mod event;
 mod export;
 mod failure;
 mod site_fields;
 mod verify;
+mod walker;
 
 use hmac::Mac;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::mac::{AUDIT_HEAD_LABEL, MacKey, verify_hex};
 use crate::{Vault, VaultError, now_text};
 
+pub use checkpoint::AuditCheckpoint;
 pub use event::AuditEvent;
 pub use export::{
     AUDIT_EXPORT_COLUMNS, AUDIT_EXPORT_MAGIC, AuditExportError, AuditExportReport,
@@ -29,6 +32,7 @@ pub use export::{
 };
 pub use failure::{InjectionFailureCause, UnknownFailureCause};
 pub use verify::{AuditFailure, AuditReport, HeadMacStatus};
+pub use walker::{AuditChainChecker, ChainWalkFailure, WalkedChain};
 
 use event::escape;
 
@@ -72,6 +76,7 @@ impl AuditRow {
 }
 
 /// The head as stored.
+#[derive(Debug)]
 struct Head {
     last_sequence: u64,
     last_hash: String,
@@ -193,6 +198,10 @@ pub(crate) fn append(
 
 const SELECT_ROWS: &str = "SELECT sequence, at, event, actor, details, previous_hash, hash
                              FROM audit_log ORDER BY sequence";
+
+/// The rows after a sequence number (`?1`), in order.
+const SELECT_ROWS_AFTER: &str = "SELECT sequence, at, event, actor, details, previous_hash, hash
+                             FROM audit_log WHERE sequence > ?1 ORDER BY sequence";
 
 fn row_from_sql(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, AuditRow)> {
     Ok((

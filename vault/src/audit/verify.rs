@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use rusqlite::Connection;
 
 use super::{
-    AuditRow, GENESIS_HASH, Head, SELECT_ROWS, head_verifies, read_head, row_from_sql,
+    AuditRow, GENESIS_HASH, Head, SELECT_ROWS, checkpoint, head_verifies, read_head, row_from_sql,
     with_sequence,
 };
 use crate::mac::MacKey;
@@ -33,6 +33,9 @@ pub struct AuditReport {
     /// The last row's hash as the head records it.
     pub head_hash: String,
     pub head_mac: HeadMacStatus,
+    /// The first row walked: 1 for a whole walk; the row after the last verified point for
+    /// the check before READY ([`Vault::verify_audit_since_checkpoint`]).
+    pub first_walked: u64,
 }
 
 /// "row 3 was" or "rows 3 to 5 were", for messages about a run of rows.
@@ -91,6 +94,18 @@ pub enum AuditFailure {
         "audit row {sequence} is not the row the head records: row {sequence} or the chain before it was rewritten"
     )]
     HeadMismatch { sequence: u64 },
+    #[error(
+        "the audit checkpoint (row {sequence}) does not verify under the storage key: it was forged or edited"
+    )]
+    CheckpointForged { sequence: u64 },
+    #[error(
+        "audit row {sequence} is not the row the checkpoint verified: row {sequence} or the chain before it was rewritten"
+    )]
+    CheckpointMismatch { sequence: u64 },
+    #[error(
+        "audit row {sequence}, the checkpoint's last verified row, is missing: rows were deleted"
+    )]
+    CheckpointRowMissing { sequence: u64 },
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -102,7 +117,10 @@ impl AuditFailure {
             AuditFailure::RowEdited { sequence }
             | AuditFailure::LinkBroken { sequence }
             | AuditFailure::OutOfOrder { sequence, .. }
-            | AuditFailure::HeadMismatch { sequence } => Some(*sequence),
+            | AuditFailure::HeadMismatch { sequence }
+            | AuditFailure::CheckpointForged { sequence }
+            | AuditFailure::CheckpointMismatch { sequence }
+            | AuditFailure::CheckpointRowMissing { sequence } => Some(*sequence),
             AuditFailure::RowsInserted { first, .. }
             | AuditFailure::RowsMissing { first, .. }
             | AuditFailure::RowsTruncated { first, .. }
@@ -124,18 +142,38 @@ impl From<rusqlite::Error> for AuditFailure {
 
 /// Walks a chain row by row, remembering just enough to name what broke.
 pub(super) struct ChainWalk {
+    first: u64,
     expected: u64,
     previous_hash: String,
     recent: VecDeque<(u64, String)>,
+    /// A verified point (sequence, hash) the walk must pass through unchanged.
+    confirm: Option<(u64, String)>,
 }
 
 impl ChainWalk {
     pub(super) fn new() -> ChainWalk {
-        ChainWalk {
-            expected: 1,
-            previous_hash: GENESIS_HASH.to_owned(),
-            recent: VecDeque::with_capacity(RECENT_ROWS),
+        ChainWalk::after(0, GENESIS_HASH.to_owned())
+    }
+
+    /// A walk that starts after row `sequence`, whose hash is `hash` (already verified).
+    pub(super) fn after(sequence: u64, hash: String) -> ChainWalk {
+        let mut recent = VecDeque::with_capacity(RECENT_ROWS);
+        if sequence > 0 {
+            recent.push_back((sequence, hash.clone()));
         }
+        ChainWalk {
+            first: sequence + 1,
+            expected: sequence + 1,
+            previous_hash: hash,
+            recent,
+            confirm: None,
+        }
+    }
+
+    /// The walk also checks that row `sequence` hashes to `hash` (a checkpoint's row).
+    pub(super) fn confirming(mut self, sequence: u64, hash: String) -> ChainWalk {
+        self.confirm = Some((sequence, hash));
+        self
     }
 
     pub(super) fn push(&mut self, row: AuditRow) -> Result<(), AuditFailure> {
@@ -175,6 +213,14 @@ impl ChainWalk {
         }
         if row.computed_hash() != row.hash {
             return Err(AuditFailure::RowEdited {
+                sequence: row.sequence,
+            });
+        }
+        if let Some((sequence, hash)) = &self.confirm
+            && *sequence == row.sequence
+            && *hash != row.hash
+        {
+            return Err(AuditFailure::CheckpointMismatch {
                 sequence: row.sequence,
             });
         }
@@ -220,20 +266,33 @@ impl ChainWalk {
         if head.last_hash != self.previous_hash {
             return Err(AuditFailure::HeadMismatch { sequence: last });
         }
+        if let Some((sequence, _)) = self.confirm
+            && sequence > last
+        {
+            return Err(AuditFailure::CheckpointRowMissing { sequence });
+        }
         Ok(AuditReport {
             rows: last,
             head_hash: head.last_hash.clone(),
             head_mac,
+            first_walked: self.first,
         })
     }
 }
 
-/// Verifies the stored chain and head inside the caller's read transaction.
+/// Verifies the stored chain and head inside the caller's read transaction. With the storage
+/// key, a last verified point is checked too: its MAC, and that the walk passes through it.
 pub(super) fn verify_stored(
     connection: &Connection,
     key: Option<&MacKey>,
 ) -> Result<AuditReport, AuditFailure> {
     let mut walk = ChainWalk::new();
+    if let Some(key) = key
+        && let Some(checkpoint) = checkpoint::read(connection)?
+    {
+        checkpoint.verify(key)?;
+        walk = walk.confirming(checkpoint.sequence, checkpoint.hash);
+    }
     let mut statement = connection.prepare(SELECT_ROWS)?;
     for row in statement.query_map([], row_from_sql)? {
         walk.push(with_sequence(row?)?)?;
