@@ -12,7 +12,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use keymother_crypto::{KeyAlgorithm, SecretKey};
-use keymother_keyfiles::{CreatedAt, GenerateOptions, KeyIndex, generate};
+use keymother_keyfiles::{
+    CreatedAt, GenerateOptions, KeyFileReader, KeyIndex, RecordOpener, SealKey, Stopped, generate,
+    open_records_in_order,
+};
 use keymother_vault::{SecretName, Vault};
 
 const DEVICE: &str = "KM-BENCH-0001";
@@ -31,6 +34,19 @@ struct Arguments {
     /// Skip the `sqlite3 .import` floor measurement.
     #[arg(long)]
     skip_floor: bool,
+    /// Also time the import's phases alone, in this process: reading the file with its seal
+    /// and digest, then reading and opening every record on the worker threads without
+    /// storing anything (what the database adds is the full import minus the second).
+    #[arg(long)]
+    phases: bool,
+    /// Work in DIR (created; must not exist) and keep it: the vault in DIR/data, the file in
+    /// DIR/bench.keys, so the import can be profiled on its own, e.g.
+    /// `valgrind --tool=callgrind import-bench --import-child DIR/data DIR/bench.keys`.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+    /// Stop after generating the vault and the file (with --keep, to profile the import).
+    #[arg(long)]
+    generate_only: bool,
     /// Internal: import FILE into the vault in DIR and report (run as a child process so
     /// its peak memory is the import's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "FILE"], hide = true)]
@@ -72,8 +88,19 @@ fn main() -> anyhow::Result<()> {
     }
     let algorithm: KeyAlgorithm = arguments.algorithm.parse()?;
     let kek_algorithm: KeyAlgorithm = arguments.kek_algorithm.parse()?;
-    let work = tempfile::tempdir()?;
-    let data = work.path().join("data");
+    let temporary;
+    let work: &Path = match &arguments.keep {
+        Some(directory) => {
+            std::fs::create_dir(directory)
+                .with_context(|| format!("creating {}", directory.display()))?;
+            directory
+        }
+        None => {
+            temporary = tempfile::tempdir()?;
+            temporary.path()
+        }
+    };
+    let data = work.join("data");
     let mut vault = Vault::create(&data, &DEVICE.parse().map_err(anyhow::Error::msg)?)?;
     let kek = SecretKey::generate(kek_algorithm)?;
     vault.install_secret(
@@ -84,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     drop(vault);
 
-    let file = work.path().join("bench.keys");
+    let file = work.join("bench.keys");
     let options = GenerateOptions {
         batch_id: "BENCH-0001".parse().map_err(anyhow::Error::msg)?,
         issuer: "BENCH FRONT END".parse().map_err(anyhow::Error::msg)?,
@@ -100,6 +127,19 @@ fn main() -> anyhow::Result<()> {
     out.flush()?;
     let generate_seconds = started.elapsed().as_secs_f64();
     let file_bytes = std::fs::metadata(&file)?.len();
+    if arguments.generate_only {
+        println!(
+            "generated {} and the vault {}",
+            file.display(),
+            data.display()
+        );
+        return Ok(());
+    }
+    let phases = if arguments.phases {
+        Some(time_phases(&file, &kek)?)
+    } else {
+        None
+    };
 
     let child = Command::new(std::env::current_exe()?)
         .arg("--import-child")
@@ -121,6 +161,16 @@ fn main() -> anyhow::Result<()> {
     );
     println!("file: {:.1} MiB", file_bytes as f64 / 1_048_576.0);
     println!("generate (front end's writer): {generate_seconds:.3} s");
+    if let Some(phases) = phases {
+        println!(
+            "phase: read the file (lines, seal, no records opened): {:.3} s",
+            phases.read
+        );
+        println!(
+            "phase: read and open every record on the workers (no database): {:.3} s",
+            phases.open
+        );
+    }
     println!("import (verify seal, unwrap every key, check every KCV, store): {import_line}");
     let started = Instant::now();
     drop(Vault::open(&data)?);
@@ -135,12 +185,55 @@ fn main() -> anyhow::Result<()> {
     );
 
     if !arguments.skip_floor {
-        let floor = sqlite_import_floor(work.path(), &file)?;
+        let floor = sqlite_import_floor(work, &file)?;
         println!(
             "floor (sqlite3 .import of the same rows, no checks, one transaction): {floor:.3} s"
         );
     }
     Ok(())
+}
+
+/// Seconds taken by the import's phases without the database.
+struct Phases {
+    read: f64,
+    open: f64,
+}
+
+/// Times reading the file alone (every line checked, the seal verified), then reading and
+/// opening every record on the worker threads as the import does, storing nothing.
+fn time_phases(file: &Path, kek: &SecretKey) -> anyhow::Result<Phases> {
+    let seal_key = SealKey::derive(kek);
+    let open_reader = || -> anyhow::Result<KeyFileReader<BufReader<File>>> {
+        let source = BufReader::with_capacity(1 << 16, File::open(file)?);
+        Ok(KeyFileReader::open(source, "bench.keys", &seal_key)?)
+    };
+    let started = Instant::now();
+    let mut reader = open_reader()?;
+    let mut records = 0u32;
+    while reader.next_record()?.is_some() {
+        records += 1;
+    }
+    let read = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut reader = open_reader()?;
+    let opener = RecordOpener::new(kek, reader.header()).map_err(anyhow::Error::msg)?;
+    let mut opened = 0u32;
+    let outcome =
+        open_records_in_order::<_, std::convert::Infallible>(&mut reader, &opener, &mut |_| {
+            opened += 1;
+            Ok(())
+        });
+    match outcome {
+        Ok(()) => {}
+        Err(Stopped::File(error)) => return Err(error.into()),
+        Err(Stopped::Other(never)) => match never {},
+    }
+    let open = started.elapsed().as_secs_f64();
+    if opened != records {
+        bail!("opened {opened} records of {records}");
+    }
+    Ok(Phases { read, open })
 }
 
 /// Times the sqlite3 shell importing the same rows into a table of the same shape, with no
