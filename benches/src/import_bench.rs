@@ -17,6 +17,8 @@ use keymother_keyfiles::{
     open_records_in_order,
 };
 use keymother_vault::{SecretName, Vault};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
 
 const DEVICE: &str = "KM-BENCH-0001";
 
@@ -68,14 +70,25 @@ fn peak_resident_kib() -> anyhow::Result<u64> {
     Ok(kib)
 }
 
+/// CPU seconds (user and system) used so far by `who`: on a machine shared with other work,
+/// CPU time moves much less than wall-clock time, and the calling thread's share against the
+/// whole process's tells whether the reader/database thread or the workers bound the import.
+fn cpu_seconds(who: UsageWho) -> anyhow::Result<f64> {
+    let usage = getrusage(who)?;
+    let seconds = |time: TimeVal| time.tv_sec() as f64 + time.tv_usec() as f64 / 1e6;
+    Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
+}
+
 fn import_child(directory: &Path, file: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut vault = Vault::open(directory)?;
     let report = vault.import_key_file(file, &mut |_| {})?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "IMPORT records={} seconds={seconds:.3} peak_kib={}",
+        "IMPORT records={} seconds={seconds:.3} cpu_s={:.3} main_thread_cpu_s={:.3} peak_kib={}",
         report.records,
+        cpu_seconds(UsageWho::RUSAGE_SELF)?,
+        cpu_seconds(UsageWho::RUSAGE_THREAD)?,
         peak_resident_kib()?
     );
     Ok(())
@@ -163,12 +176,12 @@ fn main() -> anyhow::Result<()> {
     println!("generate (front end's writer): {generate_seconds:.3} s");
     if let Some(phases) = phases {
         println!(
-            "phase: read the file (lines, seal, no records opened): {:.3} s",
-            phases.read
+            "phase: read the file (lines, seal, no records opened): {:.3} s (cpu {:.3} s)",
+            phases.read, phases.read_cpu
         );
         println!(
-            "phase: read and open every record on the workers (no database): {:.3} s",
-            phases.open
+            "phase: read and open every record on the workers (no database): {:.3} s (cpu {:.3} s)",
+            phases.open, phases.open_cpu
         );
     }
     println!("import (verify seal, unwrap every key, check every KCV, store): {import_line}");
@@ -185,9 +198,9 @@ fn main() -> anyhow::Result<()> {
     );
 
     if !arguments.skip_floor {
-        let floor = sqlite_import_floor(work, &file)?;
+        let (floor, floor_cpu) = sqlite_import_floor(work, &file)?;
         println!(
-            "floor (sqlite3 .import of the same rows, no checks, one transaction): {floor:.3} s"
+            "floor (sqlite3 .import of the same rows, no checks, one transaction): {floor:.3} s (cpu {floor_cpu:.3} s)"
         );
     }
     Ok(())
@@ -196,7 +209,9 @@ fn main() -> anyhow::Result<()> {
 /// Seconds taken by the import's phases without the database.
 struct Phases {
     read: f64,
+    read_cpu: f64,
     open: f64,
+    open_cpu: f64,
 }
 
 /// Times reading the file alone (every line checked, the seal verified), then reading and
@@ -207,6 +222,7 @@ fn time_phases(file: &Path, kek: &SecretKey) -> anyhow::Result<Phases> {
         let source = BufReader::with_capacity(1 << 16, File::open(file)?);
         Ok(KeyFileReader::open(source, "bench.keys", &seal_key)?)
     };
+    let cpu = cpu_seconds(UsageWho::RUSAGE_SELF)?;
     let started = Instant::now();
     let mut reader = open_reader()?;
     let mut records = 0u32;
@@ -214,7 +230,9 @@ fn time_phases(file: &Path, kek: &SecretKey) -> anyhow::Result<Phases> {
         records += 1;
     }
     let read = started.elapsed().as_secs_f64();
+    let read_cpu = cpu_seconds(UsageWho::RUSAGE_SELF)? - cpu;
 
+    let cpu = cpu_seconds(UsageWho::RUSAGE_SELF)?;
     let started = Instant::now();
     let mut reader = open_reader()?;
     let opener = RecordOpener::new(kek, reader.header()).map_err(anyhow::Error::msg)?;
@@ -230,15 +248,22 @@ fn time_phases(file: &Path, kek: &SecretKey) -> anyhow::Result<Phases> {
         Err(Stopped::Other(never)) => match never {},
     }
     let open = started.elapsed().as_secs_f64();
+    let open_cpu = cpu_seconds(UsageWho::RUSAGE_SELF)? - cpu;
     if opened != records {
         bail!("opened {opened} records of {records}");
     }
-    Ok(Phases { read, open })
+    Ok(Phases {
+        read,
+        read_cpu,
+        open,
+        open_cpu,
+    })
 }
 
 /// Times the sqlite3 shell importing the same rows into a table of the same shape, with no
-/// checking at all: the least any import of these rows into SQLite can cost.
-fn sqlite_import_floor(work: &Path, key_file: &Path) -> anyhow::Result<f64> {
+/// checking at all: the least any import of these rows into SQLite can cost. Wall-clock and
+/// CPU seconds of the sqlite3 process.
+fn sqlite_import_floor(work: &Path, key_file: &Path) -> anyhow::Result<(f64, f64)> {
     let csv = work.join("rows.csv");
     let mut out = BufWriter::new(File::create(&csv)?);
     for line in BufReader::new(File::open(key_file)?).lines() {
@@ -263,6 +288,7 @@ fn sqlite_import_floor(work: &Path, key_file: &Path) -> anyhow::Result<f64> {
          .import --csv {} key_inventory\n",
         csv.display()
     );
+    let children_cpu = cpu_seconds(UsageWho::RUSAGE_CHILDREN)?;
     let started = Instant::now();
     let output = Command::new("sqlite3")
         .arg(&database)
@@ -279,11 +305,12 @@ fn sqlite_import_floor(work: &Path, key_file: &Path) -> anyhow::Result<f64> {
         })
         .context("running sqlite3 (scripts/bench-import installs it)")?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(UsageWho::RUSAGE_CHILDREN)? - children_cpu;
     if !output.status.success() {
         bail!(
             "sqlite3 failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(seconds)
+    Ok((seconds, cpu))
 }
