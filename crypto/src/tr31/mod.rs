@@ -474,6 +474,8 @@ mod tests {
 
     static_assertions::assert_not_impl_any!(KeyBlockProtectionKey: std::fmt::Debug, Clone);
     static_assertions::assert_not_impl_any!(Unwrapped: std::fmt::Debug, Clone);
+    // It holds a copy of the KBMK's key schedule in its kept MAC state.
+    static_assertions::assert_not_impl_any!(BlockOpener<'static>: std::fmt::Debug, Clone);
     // One KBPK serves many threads (the benchmark unwraps a million blocks under one).
     static_assertions::assert_impl_all!(KeyBlockProtectionKey: Send, Sync);
 
