@@ -105,6 +105,60 @@ impl BlockCipher {
     pub(crate) fn cmac(&self, parts: &[&[u8]]) -> Vec<u8> {
         with_cipher!(self, cipher => cmac_with(cipher.clone(), parts))
     }
+
+    /// A CMAC computation that has taken in `prefix`, to be finished (any number of times)
+    /// with different rest: `self.cmac_after(p).finish(r) == self.cmac(&[p, r])`.
+    pub(crate) fn cmac_after(&self, prefix: &[u8]) -> CmacPrefix {
+        match self {
+            BlockCipher::Tdes2(cipher) => CmacPrefix::Tdes2(cmac_started(cipher.clone(), prefix)),
+            BlockCipher::Tdes3(cipher) => CmacPrefix::Tdes3(cmac_started(cipher.clone(), prefix)),
+            BlockCipher::Aes128(cipher) => CmacPrefix::Aes128(cmac_started(cipher.clone(), prefix)),
+            BlockCipher::Aes192(cipher) => CmacPrefix::Aes192(cmac_started(cipher.clone(), prefix)),
+            BlockCipher::Aes256(cipher) => CmacPrefix::Aes256(cmac_started(cipher.clone(), prefix)),
+        }
+    }
+}
+
+/// A CMAC state after a fixed prefix (a key block header shared by many blocks): finishing
+/// it costs only the blocks of the rest. Holds a copy of the key schedule, which zeroizes on
+/// drop; no Debug.
+#[derive(Clone)]
+pub(crate) enum CmacPrefix {
+    Tdes2(Cmac<TdesEde2>),
+    Tdes3(Cmac<TdesEde3>),
+    Aes128(Cmac<Aes128>),
+    Aes192(Cmac<Aes192>),
+    Aes256(Cmac<Aes256>),
+}
+
+impl CmacPrefix {
+    /// The CMAC over the prefix followed by `rest`; the prefix's state is kept for the next.
+    pub(crate) fn finish(&self, rest: &[u8]) -> Vec<u8> {
+        match self {
+            CmacPrefix::Tdes2(mac) => cmac_finished(mac.clone(), rest),
+            CmacPrefix::Tdes3(mac) => cmac_finished(mac.clone(), rest),
+            CmacPrefix::Aes128(mac) => cmac_finished(mac.clone(), rest),
+            CmacPrefix::Aes192(mac) => cmac_finished(mac.clone(), rest),
+            CmacPrefix::Aes256(mac) => cmac_finished(mac.clone(), rest),
+        }
+    }
+}
+
+fn cmac_started<C>(cipher: C, prefix: &[u8]) -> Cmac<C>
+where
+    C: cmac::block_api::CmacCipher,
+{
+    let mut mac = <Cmac<C> as cmac::digest::InnerInit>::inner_init(cipher);
+    mac.update(prefix);
+    mac
+}
+
+fn cmac_finished<C>(mut mac: Cmac<C>, rest: &[u8]) -> Vec<u8>
+where
+    C: cmac::block_api::CmacCipher,
+{
+    mac.update(rest);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Single DES (FIPS 46-3) on one block with an 8-byte key: only the TDES DUKPT
@@ -144,4 +198,38 @@ where
         mac.update(part);
     }
     mac.finalize().into_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmac_after_a_prefix_equals_cmac_over_the_whole() {
+        let algorithms = [
+            KeyAlgorithm::Tdes2Key,
+            KeyAlgorithm::Tdes3Key,
+            KeyAlgorithm::Aes128,
+            KeyAlgorithm::Aes192,
+            KeyAlgorithm::Aes256,
+        ];
+        let data: Vec<u8> = (0..80u8).collect();
+        for algorithm in algorithms {
+            let cipher = BlockCipher::new(&SecretKey::generate(algorithm).unwrap());
+            // Prefixes and rests shorter than, equal to and longer than a block, aligned or
+            // not, and the same prefix state finished several times.
+            for prefix_length in [0, 1, 7, 8, 15, 16, 17, 24, 32, 40] {
+                let (prefix, tail) = data.split_at(prefix_length);
+                let state = cipher.cmac_after(prefix);
+                for rest_length in [0, 1, 8, 16, 31, 32, 40] {
+                    let rest = &tail[..rest_length];
+                    assert_eq!(
+                        state.finish(rest),
+                        cipher.cmac(&[prefix, rest]),
+                        "{algorithm} prefix {prefix_length} rest {rest_length}"
+                    );
+                }
+            }
+        }
+    }
 }

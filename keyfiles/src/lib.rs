@@ -22,7 +22,7 @@ pub use error::{KeyFileError, Problem};
 pub use header::{BatchId, CreatedAt, DeviceId, Issuer, KeyFileHeader, KeyIndex, MAGIC};
 pub use parallel::{Halt, Stopped, open_records_in_order};
 pub use reader::{KeyFileReader, peek_header};
-pub use record::{OpenedRecord, Record, RecordOpener};
+pub use record::{OpenedRecord, Record, RecordOpener, ThreadOpener};
 pub use seal::SealKey;
 pub use writer::{
     GenerateOptions, GeneratedFile, KeyFileWriter, SealedLineWriter, WriteError, generate,

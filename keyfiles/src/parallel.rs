@@ -64,6 +64,8 @@ where
                 let (records, inbox) = sync_channel::<Vec<Record>>(IN_FLIGHT_PER_WORKER);
                 let (outbox, results) = sync_channel::<Vec<Opened>>(IN_FLIGHT_PER_WORKER);
                 scope.spawn(move || {
+                    // One per thread: it keeps the MAC state after the records' header.
+                    let mut opener = opener.on_one_thread();
                     for chunk in inbox {
                         let opened = chunk
                             .into_iter()

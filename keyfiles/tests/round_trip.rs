@@ -1,11 +1,14 @@
 //! Write/parse round trips of whole key files, and the reader's refusals that need no vault.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use keymother_crypto::tr31::{
+    Algorithm, Exportability, Header, KeyBlockProtectionKey, KeyUsage, ModeOfUse, Version,
+};
 use keymother_crypto::{KeyAlgorithm, SecretKey};
 use keymother_keyfiles::testing::FileLines;
 use keymother_keyfiles::{
-    CreatedAt, GenerateOptions, KeyFileHeader, KeyFileReader, KeyFileWriter, KeyIndex,
-    RecordOpener, SealKey, peek_header,
+    CreatedAt, GenerateOptions, KeyFileHeader, KeyFileReader, KeyFileWriter, KeyIndex, Problem,
+    Record, RecordOpener, SealKey, peek_header,
 };
 use proptest::prelude::*;
 
@@ -51,8 +54,11 @@ proptest! {
         let mut reader = KeyFileReader::open(&bytes[..], "prop.keys", &SealKey::derive(&kek)).unwrap();
         prop_assert_eq!(reader.header(), &header);
         let opener = RecordOpener::new(&kek, &header).unwrap();
+        let mut on_one_thread = opener.on_one_thread();
         let mut read = Vec::new();
         while let Some(record) = reader.next_record().unwrap() {
+            let again = on_one_thread.open(record.clone()).unwrap();
+            prop_assert!(again.master_key.same_material_as(&opener.open(record.clone()).unwrap().master_key));
             read.push(opener.open(record).unwrap());
         }
         prop_assert_eq!(read.len(), keys.len());
@@ -153,4 +159,66 @@ fn writer_refuses_a_count_it_does_not_meet() {
         writer.finish().err().unwrap().to_string(),
         "the header promises 2 records but 0 were written"
     );
+}
+
+/// A worker's opener keeps the MAC state of the last key block header; records whose headers
+/// differ (in runs, alternating, one refused) open exactly as one at a time.
+#[test]
+fn a_thread_opener_follows_records_whose_headers_differ() {
+    for kek_algorithm in [KeyAlgorithm::Tdes3Key, KeyAlgorithm::Aes256] {
+        let kek = SecretKey::generate(kek_algorithm).unwrap();
+        let header = header(KeyAlgorithm::Tdes2Key, 7, &kek);
+        let version = match kek_algorithm {
+            KeyAlgorithm::Aes256 => Version::D,
+            _ => Version::B,
+        };
+        let block_header = |usage, mode| {
+            Header::new(
+                version,
+                usage,
+                Algorithm::Tdes,
+                mode,
+                Exportability::Exportable,
+            )
+        };
+        let both = block_header(KeyUsage::KeyEncryption, ModeOfUse::EncryptDecrypt);
+        let decrypt = block_header(KeyUsage::KeyEncryption, ModeOfUse::DecryptOnly);
+        let pin = block_header(KeyUsage::PinEncryption, ModeOfUse::EncryptDecrypt);
+        let protection = KeyBlockProtectionKey::new(&kek);
+        let records: Vec<(Record, SecretKey)> =
+            [&both, &both, &decrypt, &pin, &both, &decrypt, &decrypt]
+                .iter()
+                .enumerate()
+                .map(|(number, block_header)| {
+                    let key = SecretKey::generate(KeyAlgorithm::Tdes2Key).unwrap();
+                    let record = Record {
+                        line: 9 + number as u64,
+                        index: KeyIndex::new(number as u32 + 1).unwrap(),
+                        key_block: protection.wrap(block_header, &key).unwrap(),
+                        kcv: key.kcv(),
+                    };
+                    (record, key)
+                })
+                .collect();
+        let opener = RecordOpener::new(&kek, &header).unwrap();
+        let mut on_one_thread = opener.on_one_thread();
+        for (number, (record, key)) in records.into_iter().enumerate() {
+            let alone = opener.open(record.clone());
+            match on_one_thread.open(record) {
+                Ok(opened) => {
+                    assert_ne!(number, 3);
+                    assert!(opened.master_key.same_material_as(&key));
+                    assert!(alone.unwrap().master_key.same_material_as(&key));
+                }
+                Err(problem) => {
+                    assert_eq!(number, 3, "{problem}");
+                    assert!(
+                        matches!(problem, Problem::WrongKeyUsage { .. }),
+                        "{problem}"
+                    );
+                    assert_eq!(alone.err(), Some(problem));
+                }
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod optional_block;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::block_cipher::CmacPrefix;
 use crate::key::{KeyAlgorithm, KeyFamily, SecretKey, fill_random};
 
 use binding::BindingKeys;
@@ -171,80 +172,19 @@ impl KeyBlockProtectionKey {
 
     /// Checks and opens a key block protected by this KBPK.
     pub fn unwrap(&self, block: &str) -> Result<Unwrapped, Tr31Error> {
-        let bytes = header::printable_ascii(block)?;
-        let layout = Layout::of(bytes)?;
-        let version = layout.header.version;
-        if self.algorithm.family() != version.protection_key_family() {
-            return Err(Tr31Error::ProtectionKeyDoesNotMatchVersion {
-                version,
-                kbpk: self.algorithm,
-            });
+        self.opener().unwrap(block)
+    }
+
+    /// An opener of many blocks under this KBPK on one thread: it keeps the MAC state after
+    /// the last header it saw, so blocks with the same header (every record of a key file)
+    /// do not pay the header's cipher blocks again. The result is exactly
+    /// [`unwrap`](Self::unwrap)'s.
+    pub fn opener(&self) -> BlockOpener<'_> {
+        BlockOpener {
+            kbpk: self,
+            header: Vec::new(),
+            mac_after_header: None,
         }
-
-        let mac_length = version.mac_length();
-        let mut mac = [0u8; 16];
-        header::decode_hex(
-            bytes,
-            layout.mac.clone(),
-            BlockPart::Mac,
-            &mut mac[..mac_length],
-        )?;
-        let mac = &mac[..mac_length];
-
-        let payload_length = layout.encrypted_key.len() / 2;
-        let mut stack = Zeroizing::new([0u8; STACK_PAYLOAD]);
-        let mut heap = Zeroizing::new(Vec::new());
-        let payload: &mut [u8] = if payload_length <= STACK_PAYLOAD {
-            &mut stack[..payload_length]
-        } else {
-            heap.resize(payload_length, 0);
-            &mut heap[..]
-        };
-        header::decode_hex(
-            bytes,
-            layout.encrypted_key.clone(),
-            BlockPart::EncryptedKey,
-            payload,
-        )?;
-        let header_text = &bytes[..layout.header_length];
-
-        match version {
-            Version::B | Version::D => {
-                // Decrypt with the MAC as IV, then check the MAC over header || clear data
-                // before looking at any of it.
-                self.derivation.encryption.cbc_decrypt(mac, payload);
-                let expected = self.derivation.authentication.cmac(&[header_text, payload]);
-                if !bool::from(expected[..mac_length].ct_eq(mac)) {
-                    return Err(Tr31Error::MacMismatch);
-                }
-            }
-            Version::A | Version::C => {
-                let keys =
-                    self.variant
-                        .as_ref()
-                        .ok_or(Tr31Error::ProtectionKeyDoesNotMatchVersion {
-                            version,
-                            kbpk: self.algorithm,
-                        })?;
-                // The MAC covers header || encrypted data, so it is checked before decrypting.
-                let mut mac_input = Vec::with_capacity(header_text.len() + payload.len());
-                mac_input.extend_from_slice(header_text);
-                mac_input.extend_from_slice(payload);
-                let expected = keys.authentication.cbc_mac(&mac_input);
-                if !bool::from(expected[..mac_length].ct_eq(mac)) {
-                    return Err(Tr31Error::MacMismatch);
-                }
-                let iv = &header_text[..version.block_size()];
-                keys.encryption.cbc_decrypt(iv, payload);
-            }
-        }
-
-        let key = key_from_clear_data(layout.header.algorithm, payload)?;
-        check_stated_check_values(&layout.header, &key, &self.check_values)?;
-        Ok(Unwrapped {
-            header: layout.header,
-            key,
-        })
     }
 
     fn wrap_with(
@@ -353,6 +293,110 @@ impl KeyBlockProtectionKey {
     }
 }
 
+/// Opens key blocks under one KBPK on one thread, keeping the CMAC state after the last
+/// header (versions B and D MAC header || clear key data). Made by
+/// [`KeyBlockProtectionKey::opener`]; no `Debug` (it holds a key schedule), no `Clone`.
+pub struct BlockOpener<'a> {
+    kbpk: &'a KeyBlockProtectionKey,
+    /// The header whose MAC state is kept (key block headers are public: the MAC covers
+    /// them in the clear).
+    header: Vec<u8>,
+    mac_after_header: Option<CmacPrefix>,
+}
+
+impl BlockOpener<'_> {
+    /// The KBMK's CMAC state after `header_text`, computed again only when the header changes.
+    fn mac_after(&mut self, header_text: &[u8]) -> &CmacPrefix {
+        if self.mac_after_header.is_none() || self.header != header_text {
+            self.header.clear();
+            self.header.extend_from_slice(header_text);
+            self.mac_after_header = None;
+        }
+        let authentication = &self.kbpk.derivation.authentication;
+        self.mac_after_header
+            .get_or_insert_with(|| authentication.cmac_after(header_text))
+    }
+
+    /// Checks and opens a key block protected by the KBPK; see [`KeyBlockProtectionKey::unwrap`].
+    pub fn unwrap(&mut self, block: &str) -> Result<Unwrapped, Tr31Error> {
+        let kbpk = self.kbpk;
+        let bytes = header::printable_ascii(block)?;
+        let layout = Layout::of(bytes)?;
+        let version = layout.header.version;
+        if kbpk.algorithm.family() != version.protection_key_family() {
+            return Err(Tr31Error::ProtectionKeyDoesNotMatchVersion {
+                version,
+                kbpk: kbpk.algorithm,
+            });
+        }
+
+        let mac_length = version.mac_length();
+        let mut mac = [0u8; 16];
+        header::decode_hex(
+            bytes,
+            layout.mac.clone(),
+            BlockPart::Mac,
+            &mut mac[..mac_length],
+        )?;
+        let mac = &mac[..mac_length];
+
+        let payload_length = layout.encrypted_key.len() / 2;
+        let mut stack = Zeroizing::new([0u8; STACK_PAYLOAD]);
+        let mut heap = Zeroizing::new(Vec::new());
+        let payload: &mut [u8] = if payload_length <= STACK_PAYLOAD {
+            &mut stack[..payload_length]
+        } else {
+            heap.resize(payload_length, 0);
+            &mut heap[..]
+        };
+        header::decode_hex(
+            bytes,
+            layout.encrypted_key.clone(),
+            BlockPart::EncryptedKey,
+            payload,
+        )?;
+        let header_text = &bytes[..layout.header_length];
+
+        match version {
+            Version::B | Version::D => {
+                // Decrypt with the MAC as IV, then check the MAC over header || clear data
+                // before looking at any of it.
+                kbpk.derivation.encryption.cbc_decrypt(mac, payload);
+                let expected = self.mac_after(header_text).finish(payload);
+                if !bool::from(expected[..mac_length].ct_eq(mac)) {
+                    return Err(Tr31Error::MacMismatch);
+                }
+            }
+            Version::A | Version::C => {
+                let keys =
+                    kbpk.variant
+                        .as_ref()
+                        .ok_or(Tr31Error::ProtectionKeyDoesNotMatchVersion {
+                            version,
+                            kbpk: kbpk.algorithm,
+                        })?;
+                // The MAC covers header || encrypted data, so it is checked before decrypting.
+                let mut mac_input = Vec::with_capacity(header_text.len() + payload.len());
+                mac_input.extend_from_slice(header_text);
+                mac_input.extend_from_slice(payload);
+                let expected = keys.authentication.cbc_mac(&mac_input);
+                if !bool::from(expected[..mac_length].ct_eq(mac)) {
+                    return Err(Tr31Error::MacMismatch);
+                }
+                let iv = &header_text[..version.block_size()];
+                keys.encryption.cbc_decrypt(iv, payload);
+            }
+        }
+
+        let key = key_from_clear_data(layout.header.algorithm, payload)?;
+        check_stated_check_values(&layout.header, &key, &kbpk.check_values)?;
+        Ok(Unwrapped {
+            header: layout.header,
+            key,
+        })
+    }
+}
+
 /// Wraps `key` under `kbpk`; see [`KeyBlockProtectionKey::wrap`]. To wrap many keys under one
 /// KBPK, make a [`KeyBlockProtectionKey`] once instead.
 pub fn wrap(kbpk: &SecretKey, header: &Header, key: &SecretKey) -> Result<String, Tr31Error> {
@@ -430,6 +474,8 @@ mod tests {
 
     static_assertions::assert_not_impl_any!(KeyBlockProtectionKey: std::fmt::Debug, Clone);
     static_assertions::assert_not_impl_any!(Unwrapped: std::fmt::Debug, Clone);
+    // It holds a copy of the KBMK's key schedule in its kept MAC state.
+    static_assertions::assert_not_impl_any!(BlockOpener<'static>: std::fmt::Debug, Clone);
     // One KBPK serves many threads (the benchmark unwraps a million blocks under one).
     static_assertions::assert_impl_all!(KeyBlockProtectionKey: Send, Sync);
 
@@ -466,6 +512,54 @@ mod tests {
             let key = SecretKey::generate(algorithm).unwrap();
             // 16 + 2 * 48 (2 + 32 padded to 48) + 2 * 16
             assert_eq!(aes_kbpk.wrap(&d, &key).unwrap().len(), 144);
+        }
+    }
+
+    #[test]
+    fn an_opener_reused_across_headers_opens_like_unwrap() {
+        for (kbpk_algorithm, version) in [
+            (KeyAlgorithm::Tdes3Key, Version::B),
+            (KeyAlgorithm::Aes256, Version::D),
+        ] {
+            let protection = kbpk(kbpk_algorithm);
+            let first = Header::new(
+                version,
+                KeyUsage::KeyEncryption,
+                Algorithm::Tdes,
+                ModeOfUse::EncryptDecrypt,
+                Exportability::Exportable,
+            );
+            let mut second = first.clone();
+            second.key_usage = KeyUsage::PinEncryption;
+            let keys: Vec<SecretKey> = (0..6)
+                .map(|_| SecretKey::generate(KeyAlgorithm::Tdes2Key).unwrap())
+                .collect();
+            // Headers in runs and alternating: the kept MAC state must follow the header.
+            let headers = [&first, &first, &second, &first, &second, &second];
+            let blocks: Vec<String> = headers
+                .iter()
+                .zip(&keys)
+                .map(|(header, key)| protection.wrap(header, key).unwrap())
+                .collect();
+            let mut opener = protection.opener();
+            for ((block, key), header) in blocks.iter().zip(&keys).zip(headers) {
+                let opened = opener.unwrap(block).unwrap();
+                assert!(opened.key.same_material_as(key));
+                assert_eq!(opened.header.key_usage, header.key_usage);
+                // An altered block with the same header is still refused.
+                let mut altered = block.clone().into_bytes();
+                let last = altered.len() - 1;
+                altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
+                let altered = String::from_utf8(altered).unwrap();
+                assert_eq!(opener.unwrap(&altered).err(), Some(Tr31Error::MacMismatch));
+                assert_eq!(
+                    protection.unwrap(&altered).err(),
+                    Some(Tr31Error::MacMismatch)
+                );
+            }
+            // A block made under another KBPK fails with a kept header state too.
+            let other = kbpk(kbpk_algorithm).wrap(&first, &keys[0]).unwrap();
+            assert_eq!(opener.unwrap(&other).err(), Some(Tr31Error::MacMismatch));
         }
     }
 
