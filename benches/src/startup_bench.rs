@@ -1,4 +1,4 @@
-//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, and how long the background integrity check takes after READY.
+//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, how long the background integrity check takes after READY, and the daemon's VmRSS at READY and after that check.
 //!
 //! Run with `scripts/bench-startup` (which builds keymotherd and this binary in release
 //! mode); the figures go to docs/BENCHMARKS.md. `--before PATH` also times another
@@ -35,10 +35,14 @@ struct Arguments {
     runs: usize,
 }
 
-/// One start: exec to READY, and (when the build logs it) the background check's own time.
+/// One start: exec to READY, and (when the build logs it) the background check's own time;
+/// the daemon's resident memory (VmRSS, KiB) read just after its ready line and just after the
+/// background check's line.
 struct Start {
     ready: Duration,
     background: Option<Duration>,
+    rss_ready: Option<u64>,
+    rss_checked: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,9 +56,9 @@ fn main() -> anyhow::Result<()> {
         println!("cannot write /proc/sys/vm/drop_caches (not root): cold starts left out");
     }
     println!(
-        "| keys | database | build | warm: exec to READY | cold: exec to READY | background check after READY (warm) |"
+        "| keys | database | build | warm: exec to READY | cold: exec to READY | background check after READY (warm) | VmRSS at READY (warm) | VmRSS after the background check (warm) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for keys in arguments.keys {
         let work = tempfile::tempdir()?;
         let data_dir = work.path().join("data");
@@ -81,16 +85,36 @@ fn main() -> anyhow::Result<()> {
                 "—".to_owned()
             };
             println!(
-                "| {keys} | {:.1} MiB | {name} | {:.0} ms | {cold} | {} |",
+                "| {keys} | {:.1} MiB | {name} | {:.0} ms | {cold} | {} | {} | {} |",
                 size as f64 / (1024.0 * 1024.0),
                 warm.ready.as_secs_f64() * 1e3,
                 warm.background
                     .map(|time| format!("{:.0} ms", time.as_secs_f64() * 1e3))
-                    .unwrap_or_else(|| "— (before READY)".to_owned())
+                    .unwrap_or_else(|| "— (before READY)".to_owned()),
+                mebibytes(warm.rss_ready),
+                mebibytes(warm.rss_checked)
             );
         }
     }
     Ok(())
+}
+
+/// KiB as MiB for the table.
+fn mebibytes(kibibytes: Option<u64>) -> String {
+    kibibytes
+        .map(|kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+/// A process's resident memory (VmRSS in /proc/PID/status), in KiB; None once it is gone.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The start with the median time to READY.
@@ -138,6 +162,7 @@ fn start_once(
 }
 
 fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::Result<Start> {
+    let pid = child.id();
     let log = BufReader::new(child.stderr.take().context("daemon stderr")?);
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -148,6 +173,7 @@ fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::
         }
     });
     let mut ready = None;
+    let mut rss_ready = None;
     let mut said = Vec::new();
     loop {
         let line = received.recv_timeout(Duration::from_secs(120)).with_context(|| {
@@ -156,6 +182,7 @@ fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::
         said.push(line.clone());
         if ready.is_none() && line.contains("event=ready") {
             ready = Some(started.elapsed());
+            rss_ready = resident_kib(pid);
             if !background {
                 break;
             }
@@ -170,12 +197,16 @@ fn read_start(child: &mut Child, started: Instant, background: bool) -> anyhow::
             return Ok(Start {
                 ready: ready.context("the check ended before READY")?,
                 background: Some(Duration::from_millis(milliseconds)),
+                rss_ready,
+                rss_checked: resident_kib(pid),
             });
         }
     }
     Ok(Start {
         ready: ready.context("keymotherd did not become ready")?,
         background: None,
+        rss_ready,
+        rss_checked: None,
     })
 }
 
