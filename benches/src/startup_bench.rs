@@ -1,4 +1,4 @@
-//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, and how long the background integrity check takes after READY; with `--audit-rows`, the same with that many audit rows, before and after a last verified point of the chain.
+//! Start-up benchmark: keymotherd's time from exec to READY with 10,000, 100,000 and 1,000,000 keys in the vault, with the page cache warm and dropped, how long the background integrity check takes after READY, and the daemon's VmRSS at READY and after that check; with `--audit-rows`, the same with that many audit rows, before and after a last verified point of the chain.
 //!
 //! Run with `scripts/bench-startup` (which builds keymotherd and this binary in release
 //! mode); the figures go to docs/BENCHMARKS.md. `--before PATH` also times another
@@ -46,10 +46,14 @@ struct Arguments {
 const INTEGRITY_LINE: &str = "event=integrity-verified";
 const CHAIN_LINE: &str = "event=audit-chain-verified";
 
-/// One start: exec to READY, and (when the build logs it) the background check's own time.
+/// One start: exec to READY, and (when the build logs it) the background check's own time;
+/// the daemon's resident memory (VmRSS, KiB) read just after its ready line and just after the
+/// background check's line.
 struct Start {
     ready: Duration,
     background: Option<Duration>,
+    rss_ready: Option<u64>,
+    rss_checked: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,9 +70,9 @@ fn main() -> anyhow::Result<()> {
         println!("cannot write /proc/sys/vm/drop_caches (not root): cold starts left out");
     }
     println!(
-        "| keys | database | build | warm: exec to READY | cold: exec to READY | background check after READY (warm) |"
+        "| keys | database | build | warm: exec to READY | cold: exec to READY | background check after READY (warm) | VmRSS at READY (warm) | VmRSS after the background check (warm) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for keys in arguments.keys {
         let work = tempfile::tempdir()?;
         let data_dir = work.path().join("data");
@@ -95,16 +99,36 @@ fn main() -> anyhow::Result<()> {
                 "—".to_owned()
             };
             println!(
-                "| {keys} | {:.1} MiB | {name} | {:.0} ms | {cold} | {} |",
+                "| {keys} | {:.1} MiB | {name} | {:.0} ms | {cold} | {} | {} | {} |",
                 size as f64 / (1024.0 * 1024.0),
                 warm.ready.as_secs_f64() * 1e3,
                 warm.background
                     .map(|time| format!("{:.0} ms", time.as_secs_f64() * 1e3))
-                    .unwrap_or_else(|| "— (before READY)".to_owned())
+                    .unwrap_or_else(|| "— (before READY)".to_owned()),
+                mebibytes(warm.rss_ready),
+                mebibytes(warm.rss_checked)
             );
         }
     }
     Ok(())
+}
+
+/// KiB as MiB for the table.
+fn mebibytes(kibibytes: Option<u64>) -> String {
+    kibibytes
+        .map(|kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+        .unwrap_or_else(|| "—".to_owned())
+}
+
+/// A process's resident memory (VmRSS in /proc/PID/status), in KiB; None once it is gone.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The start with the median time to READY.
@@ -157,6 +181,7 @@ fn read_start(
     started: Instant,
     background: Option<&str>,
 ) -> anyhow::Result<Start> {
+    let pid = child.id();
     let log = BufReader::new(child.stderr.take().context("daemon stderr")?);
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -167,6 +192,7 @@ fn read_start(
         }
     });
     let mut ready = None;
+    let mut rss_ready = None;
     let mut said = Vec::new();
     loop {
         let line = received.recv_timeout(Duration::from_secs(120)).with_context(|| {
@@ -175,6 +201,7 @@ fn read_start(
         said.push(line.clone());
         if ready.is_none() && line.contains("event=ready") {
             ready = Some(started.elapsed());
+            rss_ready = resident_kib(pid);
             if background.is_none() {
                 break;
             }
@@ -191,12 +218,16 @@ fn read_start(
             return Ok(Start {
                 ready: ready.context("the check ended before READY")?,
                 background: Some(Duration::from_millis(milliseconds)),
+                rss_ready,
+                rss_checked: resident_kib(pid),
             });
         }
     }
     Ok(Start {
         ready: ready.context("keymotherd did not become ready")?,
         background: None,
+        rss_ready,
+        rss_checked: None,
     })
 }
 

@@ -112,7 +112,17 @@ fn harden() {
     if let Err(error) = nix::sys::prctl::set_dumpable(false) {
         log::warn!(event = "hardening"; "could not clear the dumpable flag: {error}");
     }
-    if let Err(error) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+    // Every page, present and future, is locked; MCL_ONFAULT locks each as it is first
+    // touched instead of faulting in every mapping whole (the executable, each thread's stack
+    // reservation): locked pages are never swapped either way (docs/SECURITY.md). A kernel
+    // before Linux 4.4 refuses the flag (EINVAL): then everything is locked at once.
+    let every_page = MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE;
+    let locked =
+        match mlockall(every_page | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT)) {
+            Err(nix::errno::Errno::EINVAL) => mlockall(every_page),
+            locked => locked,
+        };
+    if let Err(error) = locked {
         log::warn!(event = "hardening"; "could not lock memory against swapping: {error} (raise LimitMEMLOCK)");
     }
     if nix::unistd::geteuid().is_root() {

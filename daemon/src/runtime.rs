@@ -34,10 +34,8 @@ pub async fn run(
 /// Records in the audit trail a keymotherd build it has not seen before (a first start, or
 /// the first after an update): its version and its executable's SHA-256.
 fn record_software(data_dir: &std::path::Path) -> Result<(), OpenError> {
-    use sha2::{Digest, Sha256};
-    let binary = std::env::current_exe().and_then(std::fs::read);
-    let binary_sha256 = match binary {
-        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+    let binary_sha256 = match std::env::current_exe().and_then(|path| file_sha256(&path)) {
+        Ok(digest) => hex::encode(digest),
         Err(error) => {
             log::warn!(event = "software"; "cannot read keymotherd's own executable to record it: {error}");
             return Ok(());
@@ -63,6 +61,24 @@ fn record_software(data_dir: &std::path::Path) -> Result<(), OpenError> {
         "keymotherd {version} (SHA-256 {binary_sha256}) runs for the first time on this vault; recorded in the audit trail"
     );
     Ok(())
+}
+
+/// The SHA-256 of the file at `path`, read in pieces: the executable is never held whole in
+/// memory (which, locked by mlockall, would be resident all at once).
+fn file_sha256(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.finalize().to_vec()),
+            Ok(read) => hasher.update(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// [`run`] with bench back ends given by the caller: a back end given here replaces the one

@@ -236,6 +236,8 @@ fn the_unit_keeps_its_hardening() {
         ("UMask", "0077"),
         ("LimitCORE", "0"),
         ("LimitMEMLOCK", "infinity"),
+        // Locked arenas keep what they held: two of them, not one per thread.
+        ("Environment", "MALLOC_ARENA_MAX=2"),
         // 64 control connections at most, the ports, SQLite and the bench: room to spare.
         ("LimitNOFILE", "4096"),
         ("PrivateNetwork", "yes"),
