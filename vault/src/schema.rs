@@ -631,17 +631,12 @@ fn rewrite_state_check(transaction: &Transaction<'_>) -> Result<(), VaultError> 
         _ => return Err(unexpected("appears more than once")),
     }
     let rewritten = stored.replacen(STATE_CHECK_IN_LIST, STATE_CHECK_COMPARISONS, 1);
-    let schema_version: i64 =
-        transaction.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
+    // writable_schema belongs to the connection, not the transaction: it is turned off
+    // again whatever the write did.
     transaction.pragma_update(None, "writable_schema", true)?;
-    let changed = transaction.execute(
-        "UPDATE sqlite_schema SET sql = ?1
-         WHERE type = 'table' AND name = 'key_inventory' AND sql = ?2",
-        (&rewritten, &stored),
-    )?;
-    transaction.pragma_update(None, "schema_version", schema_version + 1)?;
+    let written = write_inventory_sql(transaction, &stored, &rewritten);
     transaction.pragma_update(None, "writable_schema", false)?;
-    if changed != 1 {
+    if written? != 1 {
         return Err(unexpected(
             "could not be rewritten (no single table row matched)",
         ));
@@ -651,6 +646,27 @@ fn rewrite_state_check(transaction: &Transaction<'_>) -> Result<(), VaultError> 
         return Err(unexpected("was not rewritten"));
     }
     Ok(())
+}
+
+/// Replaces key_inventory's stored statement `stored` by `rewritten` (writable_schema on)
+/// and, if exactly one row changed, bumps the schema version by one so that the schema is
+/// reloaded. Returns the number of rows changed.
+fn write_inventory_sql(
+    transaction: &Transaction<'_>,
+    stored: &str,
+    rewritten: &str,
+) -> Result<usize, VaultError> {
+    let schema_version: i64 =
+        transaction.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
+    let changed = transaction.execute(
+        "UPDATE sqlite_schema SET sql = ?1
+         WHERE type = 'table' AND name = 'key_inventory' AND sql = ?2",
+        (rewritten, stored),
+    )?;
+    if changed == 1 {
+        transaction.pragma_update(None, "schema_version", schema_version + 1)?;
+    }
+    Ok(changed)
 }
 
 /// The stored `CREATE TABLE` statement of key_inventory.
