@@ -1,6 +1,6 @@
 //! Versioned schema migrations, applied in order inside transactions; `PRAGMA user_version` records the version.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 use crate::VaultError;
 use crate::audit;
@@ -505,7 +505,28 @@ const MIGRATIONS: &[&str] = &[
            OR (NEW.sequence = OLD.sequence AND NEW.hash IS NOT OLD.hash)
          BEGIN SELECT RAISE(ABORT, 'the audit checkpoint only moves forward'); END;
      CREATE INDEX audit_log_by_event ON audit_log (event);",
+    // The inventory's state CHECK in the same meaning without an IN list (Rust code, below).
+    STATE_CHECK_MIGRATION,
 ];
+
+/// The SQL of the migration that rewrites key_inventory's state CHECK: nothing, the work is
+/// [`rewrite_state_check`]'s, run after it by [`after_sql`].
+const STATE_CHECK_MIGRATION: &str =
+    "-- key_inventory's state CHECK, rewritten without an IN list (schema.rs rewrite_state_check)";
+
+/// The version [`STATE_CHECK_MIGRATION`] brings the schema to (a unit test checks the entry).
+const STATE_CHECK_VERSION: i64 = 14;
+
+/// key_inventory's state CHECK as migration 1 wrote it. For an IN list of more than two
+/// values SQLite builds a temporary b-tree of the list for every row it checks: about a
+/// third of the cost of inserting a key.
+const STATE_CHECK_IN_LIST: &str =
+    "CHECK (state IN ('available', 'reserved', 'sent', 'used', 'quarantined', 'void'))";
+
+/// The same constraint as comparisons, which SQLite evaluates in place. `state` is a
+/// NOT NULL TEXT column of a STRICT table, so every row satisfies both or neither.
+const STATE_CHECK_COMPARISONS: &str = "CHECK (state = 'available' OR state = 'reserved' \
+     OR state = 'sent' OR state = 'used' OR state = 'quarantined' OR state = 'void')";
 
 /// The version that introduced the audit chain: its migration also starts the chain.
 pub(crate) const AUDIT_VERSION: i64 = 3;
@@ -537,28 +558,140 @@ pub(crate) fn migrate(
         let reached = version as i64 + 1;
         let transaction = connection.transaction()?;
         transaction.execute_batch(sql)?;
-        if reached == AUDIT_VERSION {
-            let storage_key = storage_key.ok_or_else(|| {
-                VaultError::Refused(format!(
-                    "the vault's schema version {current} predates the audit chain, which needs the storage key: a zeroized vault this old cannot be upgraded"
-                ))
-            })?;
-            audit::start_chain(&transaction, storage_key.audit_head())?;
-            if current > 0 {
-                audit::append(
-                    &transaction,
-                    storage_key.audit_head(),
-                    &audit::AuditEvent::ConfigChange {
-                        what: format!(
-                            "audit chain started on an existing vault (schema {current} to {AUDIT_VERSION})"
-                        ),
-                        operator: None,
-                    },
-                )?;
-            }
-        }
+        after_sql(reached, current, &transaction, storage_key)?;
         transaction.pragma_update(None, "user_version", reached)?;
         transaction.commit()?;
     }
     Ok(())
+}
+
+/// The work of a migration that its SQL cannot do, run in its transaction after the SQL:
+/// the audit chain's start ([`AUDIT_VERSION`]) and the state CHECK's rewrite
+/// ([`STATE_CHECK_VERSION`]). `current` is the version the vault had before `migrate`.
+fn after_sql(
+    reached: i64,
+    current: i64,
+    transaction: &Transaction<'_>,
+    storage_key: Option<&StorageKey>,
+) -> Result<(), VaultError> {
+    match reached {
+        AUDIT_VERSION => start_audit_chain(current, transaction, storage_key),
+        STATE_CHECK_VERSION => rewrite_state_check(transaction),
+        _ => Ok(()),
+    }
+}
+
+/// Starts the audit chain with a head MACed under the storage key and, for a vault that
+/// already existed (`current` > 0), a first row saying so.
+fn start_audit_chain(
+    current: i64,
+    transaction: &Transaction<'_>,
+    storage_key: Option<&StorageKey>,
+) -> Result<(), VaultError> {
+    let storage_key = storage_key.ok_or_else(|| {
+        VaultError::Refused(format!(
+            "the vault's schema version {current} predates the audit chain, which needs the storage key: a zeroized vault this old cannot be upgraded"
+        ))
+    })?;
+    audit::start_chain(transaction, storage_key.audit_head())?;
+    if current > 0 {
+        audit::append(
+            transaction,
+            storage_key.audit_head(),
+            &audit::AuditEvent::ConfigChange {
+                what: format!(
+                    "audit chain started on an existing vault (schema {current} to {AUDIT_VERSION})"
+                ),
+                operator: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Replaces key_inventory's state CHECK ([`STATE_CHECK_IN_LIST`]) by its comparisons
+/// ([`STATE_CHECK_COMPARISONS`]) in the table's stored SQL, the way SQLite's documentation
+/// changes a CHECK constraint (ALTER TABLE, "Making Other Kinds Of Table Schema Changes"):
+/// the schema is written directly and its version bumped by one so that every connection
+/// reloads it. Rows are untouched: each satisfies both forms. A table that already has the
+/// comparisons (a vault taken back to an older version by a test, then upgraded again) is
+/// left as it is; one with neither form is not the vault this build expects and is refused.
+fn rewrite_state_check(transaction: &Transaction<'_>) -> Result<(), VaultError> {
+    let unexpected = |what: &str| {
+        VaultError::Corrupt(format!(
+            "key_inventory's state constraint {what}; this build cannot upgrade the vault's schema past version {}",
+            STATE_CHECK_VERSION - 1
+        ))
+    };
+    let stored = inventory_sql(transaction)?;
+    match stored.matches(STATE_CHECK_IN_LIST).count() {
+        0 if stored.contains(STATE_CHECK_COMPARISONS) => return Ok(()),
+        0 => return Err(unexpected("is not the one this build wrote")),
+        1 => {}
+        _ => return Err(unexpected("appears more than once")),
+    }
+    let rewritten = stored.replacen(STATE_CHECK_IN_LIST, STATE_CHECK_COMPARISONS, 1);
+    // writable_schema belongs to the connection, not the transaction: it is turned off
+    // again whatever the write did.
+    transaction.pragma_update(None, "writable_schema", true)?;
+    let written = write_inventory_sql(transaction, &stored, &rewritten);
+    transaction.pragma_update(None, "writable_schema", false)?;
+    if written? != 1 {
+        return Err(unexpected(
+            "could not be rewritten (no single table row matched)",
+        ));
+    }
+    let now = inventory_sql(transaction)?;
+    if now.contains(STATE_CHECK_IN_LIST) || !now.contains(STATE_CHECK_COMPARISONS) {
+        return Err(unexpected("was not rewritten"));
+    }
+    Ok(())
+}
+
+/// Replaces key_inventory's stored statement `stored` by `rewritten` (writable_schema on)
+/// and, if exactly one row changed, bumps the schema version by one so that the schema is
+/// reloaded. Returns the number of rows changed.
+fn write_inventory_sql(
+    transaction: &Transaction<'_>,
+    stored: &str,
+    rewritten: &str,
+) -> Result<usize, VaultError> {
+    let schema_version: i64 =
+        transaction.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
+    let changed = transaction.execute(
+        "UPDATE sqlite_schema SET sql = ?1
+         WHERE type = 'table' AND name = 'key_inventory' AND sql = ?2",
+        (rewritten, stored),
+    )?;
+    if changed == 1 {
+        transaction.pragma_update(None, "schema_version", schema_version + 1)?;
+    }
+    Ok(changed)
+}
+
+/// The stored `CREATE TABLE` statement of key_inventory.
+fn inventory_sql(transaction: &Transaction<'_>) -> Result<String, VaultError> {
+    Ok(transaction.query_row(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'key_inventory'",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_check_version_names_its_migration() {
+        assert_eq!(
+            MIGRATIONS[STATE_CHECK_VERSION as usize - 1],
+            STATE_CHECK_MIGRATION
+        );
+    }
+
+    #[test]
+    fn the_state_check_in_list_is_the_one_migration_1_wrote() {
+        assert!(MIGRATIONS[0].contains(STATE_CHECK_IN_LIST));
+    }
 }
