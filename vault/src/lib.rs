@@ -26,6 +26,7 @@ mod report;
 mod schema;
 mod secrets;
 mod smn_export;
+mod staging;
 mod storage_key;
 mod tamper;
 mod withdrawal;
@@ -63,7 +64,7 @@ pub use expected::{
     verify_reconcile_export,
 };
 pub use export_file::{ExportError, ExportFileError, WriteStage};
-pub use import::{ImportError, ImportProgress, ImportReport};
+pub use import::{ImportError, ImportProgress, ImportReport, Importer};
 pub use integrity::{IntegrityChecker, IntegrityFailure, IntegrityReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
@@ -248,6 +249,8 @@ impl Vault {
             // to report; this vault then pays the full check again at its next open.
             let _ = integrity::record_verified(&mut connection, &storage_key);
         }
+        // An import a crash interrupted: its staged keys were never dispensable; they go now.
+        staging::remove_interrupted(&mut connection, data_dir, storage_key.audit_head())?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
