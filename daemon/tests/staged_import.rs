@@ -1,4 +1,4 @@
-//! Staged imports in keymotherd: a terminal gets its keys while a large import runs, and a kill -9 in the middle of one leaves no key of its batch dispensable and the batch importable again.
+//! Staged imports in keymotherd: a terminal gets its keys while a large import runs (a second import is refused meanwhile), and a kill -9 in the middle of one leaves no key of its batch dispensable and the batch importable again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -72,7 +72,7 @@ fn batch_rows(data_dir: &Path, batch: &str) -> (i64, i64, i64) {
 }
 
 #[test]
-fn a_terminal_gets_its_keys_while_a_large_import_runs() {
+fn a_terminal_gets_its_keys_while_a_large_import_runs_and_a_second_import_is_refused() {
     let appliance = Appliance::provisioned(BENCH_KEYS);
     let (mut lines, settings) = appliance.ports(1);
     let socket = appliance.directory.path().join("control.sock");
@@ -109,6 +109,18 @@ fn a_terminal_gets_its_keys_while_a_large_import_runs() {
             "the import ended before injection {number}"
         );
     }
+    // A second import meanwhile is refused, and says why.
+    let small = appliance.key_file("B-SMALL", 900_000, 3);
+    let second = support::wire::import_file(&socket, &small);
+    assert_eq!(second["ok"], false, "{second}");
+    assert!(
+        second["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("B-SMALL.keys: another import is running; try again when it has ended"),
+        "{second}"
+    );
+    assert_eq!(batch_rows(&appliance.data_dir, "B-LARGE").2, 1);
     let answer = loop {
         let line = answers.recv_timeout(Duration::from_secs(600)).unwrap();
         if line.get("ok").is_some() {
