@@ -359,6 +359,7 @@ impl Importer {
             data_dir: &self.data_dir,
             kek_kcv: self.kek.kcv(),
             chunk_records: self.chunk_records,
+            file: name,
         };
         let range = match chunks.store(&mut reader, opener, &header, progress, cancel) {
             Ok(range) => range,
@@ -415,13 +416,16 @@ struct Chunks<'c> {
     data_dir: &'c Path,
     kek_kcv: keymother_crypto::Kcv,
     chunk_records: u32,
+    /// The file's name, for a problem found once the reader has finished.
+    file: &'c str,
 }
 
 impl Chunks<'_> {
-    /// Opens every record in file order and stages it in `key_inventory`, in transactions of
-    /// at most `chunk_records` records (the write lock released between two), reporting
-    /// progress and honouring `cancel` after each. A transaction still open when something
-    /// stops the store is rolled back; the chunks committed before are the caller's to remove.
+    /// Opens every record in file order and stages it in `key_inventory`: the records are
+    /// gathered `chunk_records` at a time and each chunk is written in one transaction, so
+    /// the write lock is held only while rows are inserted, never while the file is read
+    /// or its records opened. Progress is reported and `cancel` honoured after each chunk.
+    /// The chunks committed before a stop are the caller's to remove.
     fn store<R: std::io::BufRead>(
         &self,
         reader: &mut KeyFileReader<R>,
@@ -435,16 +439,11 @@ impl Chunks<'_> {
             last_index: 0,
             stored: 0,
         };
-        let mut in_chunk = 0u32;
+        let mut pending: Vec<Record> = Vec::with_capacity(self.chunk_records as usize);
         let outcome = open_records_in_order(reader, opener, &mut |record: Record| {
-            if in_chunk == 0 {
-                self.begin().map_err(Halt::Other)?;
-            }
-            self.insert(record, header, &mut range)?;
-            in_chunk += 1;
-            if in_chunk == self.chunk_records {
-                in_chunk = 0;
-                self.commit().map_err(Halt::Other)?;
+            pending.push(record);
+            if pending.len() >= self.chunk_records as usize {
+                self.flush(&mut pending, header, &mut range)?;
                 progress(ImportProgress {
                     records_done: range.stored,
                     records_total: header.record_count,
@@ -455,35 +454,72 @@ impl Chunks<'_> {
             }
             Ok(())
         });
-        let open = !self.connection.is_autocommit();
-        if outcome.is_err() {
-            if open {
-                let _ = self.connection.execute_batch("ROLLBACK");
+        match outcome {
+            Ok(()) if pending.is_empty() => Ok(range),
+            // The file is whole and sealed: a record of the last chunk that clashes with the
+            // inventory is the problem of its line.
+            Ok(()) => match self.flush(&mut pending, header, &mut range) {
+                Ok(()) => {
+                    progress(ImportProgress {
+                        records_done: range.stored,
+                        records_total: header.record_count,
+                    });
+                    Ok(range)
+                }
+                Err(Halt::Problem { line, problem }) => Err(Stopped::File(KeyFileError {
+                    file: self.file.to_owned(),
+                    line,
+                    problem,
+                })),
+                Err(Halt::Other(halt)) => Err(Stopped::Other(halt)),
+            },
+            // A record gathered before the problem may clash with the inventory: being
+            // earlier in the file, that is the problem to report.
+            Err(Stopped::File(error)) if !pending.is_empty() => {
+                match self.flush(&mut pending, header, &mut range) {
+                    Err(Halt::Problem { line, problem }) => {
+                        Err(Stopped::File(earlier(error, line, problem)))
+                    }
+                    _ => Err(Stopped::File(error)),
+                }
             }
-            outcome?;
+            Err(stopped) => Err(stopped),
         }
-        if open {
-            self.commit().map_err(Stopped::Other)?;
-            progress(ImportProgress {
-                records_done: range.stored,
-                records_total: header.record_count,
-            });
-        }
-        Ok(range)
     }
 
-    /// Opens a chunk's transaction, once the vault is known to still hold the KEK.
-    fn begin(&self) -> Result<(), StoreHalt> {
-        self.connection.execute_batch("BEGIN IMMEDIATE")?;
-        if let Err(error) = staging::check_kek(self.connection, &self.kek_kcv, self.data_dir) {
+    /// Writes the gathered records in one transaction, once the vault is known to still
+    /// hold the KEK; on any problem the transaction is rolled back before it is reported.
+    fn flush(
+        &self,
+        pending: &mut Vec<Record>,
+        header: &KeyFileHeader,
+        range: &mut StoredRange,
+    ) -> Result<(), Halt<StoreHalt>> {
+        let records = std::mem::take(pending);
+        pending.reserve(self.chunk_records as usize);
+        let database = |error: rusqlite::Error| Halt::Other(StoreHalt::from(error));
+        self.connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(database)?;
+        let mut chunk = StoredRange {
+            first_index: range.first_index,
+            last_index: range.last_index,
+            stored: range.stored,
+        };
+        let written = staging::check_kek(self.connection, &self.kek_kcv, self.data_dir)
+            .map_err(|error| Halt::Other(StoreHalt::Vault(error)))
+            .and_then(|()| {
+                records
+                    .into_iter()
+                    .try_for_each(|record| self.insert(record, header, &mut chunk))
+            })
+            .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database));
+        if written.is_err() && !self.connection.is_autocommit() {
             let _ = self.connection.execute_batch("ROLLBACK");
-            return Err(StoreHalt::Vault(error));
         }
+        written?;
+        *range = chunk;
         Ok(())
-    }
-
-    fn commit(&self) -> Result<(), StoreHalt> {
-        Ok(self.connection.execute_batch("COMMIT")?)
     }
 
     /// Inserts one record; an index already in the inventory is a problem of its line.
@@ -544,5 +580,30 @@ impl Chunks<'_> {
         range.last_index = range.last_index.max(index);
         range.stored += 1;
         Ok(())
+    }
+}
+
+/// `error`, the reader's, with a record's problem at `line` (earlier in the file) put first:
+/// when the seal failed, the file was altered and that stays the headline, with the record's
+/// problem as its first symptom.
+fn earlier(error: KeyFileError, line: u64, problem: Problem) -> KeyFileError {
+    match error.problem {
+        Problem::SealMismatch { first_problem }
+            if first_problem.as_ref().is_none_or(|first| first.0 > line) =>
+        {
+            KeyFileError {
+                problem: Problem::SealMismatch {
+                    first_problem: Some(Box::new((line, problem))),
+                },
+                ..error
+            }
+        }
+        Problem::SealMismatch { .. } => error,
+        _ if error.line > line => KeyFileError {
+            file: error.file,
+            line,
+            problem,
+        },
+        _ => error,
     }
 }

@@ -369,3 +369,54 @@ fn an_open_during_an_import_leaves_its_staged_rows_alone() {
             .any(|event| event == "import-interrupted")
     );
 }
+
+#[test]
+fn a_clash_with_the_inventory_is_reported_before_a_later_bad_record_of_the_same_chunk() {
+    let mut bench = Bench::new(2);
+    // Indexes 100 to 106: the second record's (101) is the bench's first key. Record 5 has a
+    // wrong check value; both are in the one chunk gathered before it is written.
+    let mut lines = FileLines::generated(
+        &bench.kek,
+        &GenerateOptions {
+            batch_id: STAGED.parse().unwrap(),
+            issuer: "TEST FRONT END".parse().unwrap(),
+            algorithm: KeyAlgorithm::Tdes2Key,
+            record_count: RECORDS,
+            first_index: KeyIndex::new(FIRST_INDEX - 1).unwrap(),
+            device_id: DEVICE.parse().unwrap(),
+            created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+        },
+    )
+    .unwrap();
+    let fields = lines.record_fields(4);
+    let other = lines.record_fields(0);
+    *lines.record_mut(4) = format!("{} {} {}", fields[0], fields[1], other[2]);
+    let path = write_staged(&bench, &lines);
+    let error = bench
+        .vault
+        .import_key_file(&path, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with(&format!(
+            "line {}: key index {:08} is already in the inventory (batch B-1)",
+            FIRST_RECORD_LINE + 1,
+            FIRST_INDEX
+        )),
+        "{error}"
+    );
+    assert_nothing_left(&bench);
+    // The same clash in the last, partial chunk of a whole file is reported the same way.
+    *lines.record_mut(4) = format!("{} {} {}", fields[0], fields[1], fields[2]);
+    let path = write_staged(&bench, &lines);
+    let error = bench
+        .vault
+        .import_key_file(&path, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with("is already in the inventory (batch B-1)"),
+        "{error}"
+    );
+    assert_nothing_left(&bench);
+}
