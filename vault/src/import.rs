@@ -513,6 +513,20 @@ impl Chunks<'_> {
                     .into_iter()
                     .try_for_each(|record| self.insert(record, header, &mut chunk))
             })
+            .and_then(|()| {
+                self.connection
+                    .prepare_cached(
+                        "UPDATE batch_staging SET staged = staged + ?1 WHERE batch_id = ?2",
+                    )
+                    .and_then(|mut update| {
+                        update.execute((
+                            i64::from(chunk.stored - range.stored),
+                            header.batch_id.as_str(),
+                        ))
+                    })
+                    .map(drop)
+                    .map_err(database)
+            })
             .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database));
         if written.is_err() && !self.connection.is_autocommit() {
             let _ = self.connection.execute_batch("ROLLBACK");

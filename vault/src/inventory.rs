@@ -119,18 +119,15 @@ impl Vault {
             [],
             |row| row.get(0),
         )?;
-        // Keys of a batch still being imported are not available yet. Counted apart, and only
-        // while a batch stages, so that the usual count stays on the index alone.
+        // Keys of a batch still being imported are not available yet. They never leave
+        // 'available' while it stages, and its staging row counts them (in the transactions
+        // that write them): no row of theirs is read.
         let staged: i64 = self.connection.query_row(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM batch_staging)
-                    THEN (SELECT count(*) FROM key_inventory INDEXED BY key_inventory_available
-                           WHERE state = 'available'
-                             AND batch_id IN (SELECT batch_id FROM batch_staging))
-                    ELSE 0 END",
+            "SELECT coalesce(sum(staged), 0) FROM batch_staging",
             [],
             |row| row.get(0),
         )?;
-        Ok((count - staged) as u64)
+        Ok(count.saturating_sub(staged).max(0) as u64)
     }
 
     /// Counts the inventory. A batch still being imported, and its keys, are not in it yet.

@@ -491,10 +491,13 @@ const MIGRATIONS: &[&str] = &[
     // transaction that makes the batch whole (its seal verified). Until then none of its keys
     // leaves 'available' (the database itself refuses to dispense, void or withdraw one), and
     // only such a batch, and its keys, are ever deleted: a refused, cancelled or interrupted
-    // import removes them (deleting the batch row deletes its staging row).
+    // import removes them (deleting the batch row deletes its staging row). `staged` counts
+    // its keys, kept in the transactions that write or delete them, so that the count of
+    // available keys leaves them out without reading them.
     "CREATE TABLE batch_staging (
          batch_id TEXT PRIMARY KEY REFERENCES batch (batch_id) ON DELETE CASCADE,
-         started_at TEXT NOT NULL
+         started_at TEXT NOT NULL,
+         staged INTEGER NOT NULL DEFAULT 0 CHECK (staged >= 0)
      ) STRICT;
      CREATE TRIGGER key_inventory_staged_batch_dispenses_nothing
          BEFORE UPDATE OF state ON key_inventory

@@ -125,6 +125,11 @@ pub(crate) fn remove_staged(
             delete.execute([index])?;
         }
         drop(delete);
+        transaction
+            .prepare_cached(
+                "UPDATE batch_staging SET staged = max(staged - ?1, 0) WHERE batch_id = ?2",
+            )?
+            .execute((indexes.len() as i64, batch))?;
         transaction.commit()?;
         removed += indexes.len() as u64;
         after = last;

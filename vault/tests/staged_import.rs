@@ -135,6 +135,16 @@ fn a_crash_at_every_stage_leaves_no_key_of_the_batch_dispensable() {
                 (staged, 1, 1),
                 "crash at {at}"
             );
+            // The staging row counts its keys exactly (the count of available keys uses it).
+            let counted: i64 = bench
+                .raw()
+                .query_row(
+                    "SELECT staged FROM batch_staging WHERE batch_id = ?1",
+                    [STAGED],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(counted, staged, "crash at {at}");
             // The vault opened before the crash dispenses around the staged keys...
             assert_eq!(bench.vault.available_keys().unwrap(), 2, "crash at {at}");
             let reservation = bench.vault.reserve_key(&as_serial("AAAA0001"), "bench-1");
