@@ -543,8 +543,18 @@ impl Chunks<'_> {
         let written = staging::check_kek(self.connection, &self.kek_kcv, self.data_dir)
             .map_err(|error| Halt::Other(StoreHalt::Vault(error)))
             .and_then(|()| {
+                // Looked up once a chunk: a cache lookup per record cost more than the rest of
+                // its bookkeeping.
+                let mut insert = self
+                    .connection
+                    .prepare_cached(
+                        "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(database)?;
                 pending.rows.iter().try_for_each(|row| {
-                    self.insert(row, &pending.blocks[row.block.clone()], header, &mut chunk)
+                    let block = &pending.blocks[row.block.clone()];
+                    self.insert(&mut insert, row, block, header, &mut chunk)
                 })
             })
             .and_then(|()| {
@@ -574,6 +584,7 @@ impl Chunks<'_> {
     /// Inserts one record; an index already in the inventory is a problem of its line.
     fn insert(
         &self,
+        insert: &mut rusqlite::CachedStatement<'_>,
         record: &Row,
         key_block: &str,
         header: &KeyFileHeader,
@@ -581,20 +592,13 @@ impl Chunks<'_> {
     ) -> Result<(), Halt<StoreHalt>> {
         let database = |error: rusqlite::Error| Halt::Other(StoreHalt::from(error));
         let index = record.index.value();
-        let inserted = self
-            .connection
-            .prepare_cached(
-                "INSERT INTO key_inventory (key_index, batch_id, source_line, key_block, kcv)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(database)?
-            .execute((
-                i64::from(index),
-                header.batch_id.as_str(),
-                record.line as i64,
-                key_block,
-                record.kcv.to_string(),
-            ));
+        let inserted = insert.execute((
+            i64::from(index),
+            header.batch_id.as_str(),
+            record.line as i64,
+            key_block,
+            record.kcv.to_string(),
+        ));
         match inserted {
             Ok(_) => {}
             Err(rusqlite::Error::SqliteFailure(failure, _))
