@@ -543,8 +543,8 @@ impl Chunks<'_> {
         let written = staging::check_kek(self.connection, &self.kek_kcv, self.data_dir)
             .map_err(|error| Halt::Other(StoreHalt::Vault(error)))
             .and_then(|()| {
-                // Looked up once a chunk: a cache lookup per record cost more than the rest of
-                // its bookkeeping.
+                // Looked up once a chunk: a statement-cache lookup per record made the import
+                // of 1,000,000 keys measurably slower.
                 let mut insert = self
                     .connection
                     .prepare_cached(
