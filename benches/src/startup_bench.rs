@@ -364,14 +364,18 @@ fn fill_audit_vault(work: &Path, data_dir: &Path, keys: u32, rows: u64) -> anyho
 }
 
 /// Takes the vault in `data_dir` back to the schema before the last verified point (for a
-/// build from before it): its table and the event index dropped, the version one back.
+/// build from before it, schema 12): its table and the event index, and the staged imports'
+/// table (a later migration), dropped. (The state CHECK's rewrite, 14, an older build reads.)
 fn previous_schema(data_dir: &Path) -> anyhow::Result<()> {
     let connection = rusqlite::Connection::open(data_dir.join(keymother_vault::DATABASE_FILE))?;
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    connection.execute_batch(&format!(
-        "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event; PRAGMA user_version = {};",
-        version - 1
-    ))?;
+    connection.execute_batch(
+        "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event;
+         DROP TRIGGER key_inventory_staged_batch_dispenses_nothing;
+         DROP TRIGGER batch_withdrawal_not_of_a_staged_batch;
+         DROP TRIGGER key_inventory_only_staged_keys_deleted;
+         DROP TRIGGER batch_only_staged_deleted; DROP TABLE batch_staging;
+         PRAGMA user_version = 12;",
+    )?;
     Ok(())
 }
 

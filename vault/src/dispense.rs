@@ -116,7 +116,9 @@ impl From<rusqlite::Error> for DispenseError {
 }
 
 /// Reserves the lowest available key for `hardware_serial` (under `grant`, when the terminal
-/// already holds a confirmed master key).
+/// already holds a confirmed master key). Keys of a batch still being imported are skipped
+/// (and the database would refuse them): while one stages, a reservation walks past its
+/// staged keys whose indexes are lower than the first dispensable one.
 fn reserve_available(
     transaction: &rusqlite::Transaction<'_>,
     hardware_serial: &HardwareSerial,
@@ -128,7 +130,10 @@ fn reserve_available(
     let next = transaction
         .query_row(
             "SELECT key_index, key_block, kcv, batch_id FROM key_inventory
-              WHERE state = 'available' ORDER BY key_index LIMIT 1",
+              WHERE state = 'available'
+                AND NOT EXISTS (SELECT 1 FROM batch_staging s
+                                 WHERE s.batch_id = key_inventory.batch_id)
+              ORDER BY key_index LIMIT 1",
             [],
             |row| {
                 Ok((

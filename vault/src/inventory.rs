@@ -108,6 +108,7 @@ impl Vault {
     /// enough for a status line refreshed every few seconds: 0.45 ms for 48,000 keys, where
     /// also reading each row's block to leave out erased ones took 4.5 ms). A zeroized vault
     /// has none: the zeroize blanked every block (and [`Vault::inventory`] counts them erased).
+    /// Keys of a batch still being imported are not counted.
     pub fn available_keys(&self) -> Result<u64, VaultError> {
         if self.zeroized {
             return Ok(0);
@@ -118,15 +119,25 @@ impl Vault {
             [],
             |row| row.get(0),
         )?;
-        Ok(count as u64)
+        // Keys of a batch still being imported are not available yet. They never leave
+        // 'available' while it stages, and its staging row counts them (in the transactions
+        // that write them): no row of theirs is read.
+        let staged: i64 = self.connection.query_row(
+            "SELECT coalesce(sum(staged), 0) FROM batch_staging",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count.saturating_sub(staged).max(0) as u64)
     }
 
-    /// Counts the inventory.
+    /// Counts the inventory. A batch still being imported, and its keys, are not in it yet.
     pub fn inventory(&self) -> Result<InventorySummary, VaultError> {
         let mut counts = self.connection.prepare(&format!(
             "SELECT CASE WHEN {ERASED} THEN 'erased' WHEN withdrawn = 1 THEN 'withdrawn'
                          ELSE state END, count(*)
-                   FROM key_inventory GROUP BY 1"
+                   FROM key_inventory
+                  WHERE batch_id NOT IN (SELECT batch_id FROM batch_staging)
+                  GROUP BY 1"
         ))?;
         let rows: Vec<(String, i64)> = counts
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
@@ -152,7 +163,9 @@ impl Vault {
                         AND k.key_block <> ''),
                     coalesce((SELECT keys FROM batch_withdrawal w
                                WHERE w.batch_id = b.batch_id), 0)
-               FROM batch b ORDER BY imported_at, batch_id",
+               FROM batch b
+              WHERE b.batch_id NOT IN (SELECT batch_id FROM batch_staging)
+              ORDER BY imported_at, batch_id",
         )?;
         let batches = batches
             .query_map([], |row| {

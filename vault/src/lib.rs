@@ -26,6 +26,7 @@ mod report;
 mod schema;
 mod secrets;
 mod smn_export;
+mod staging;
 mod storage_key;
 mod tamper;
 mod withdrawal;
@@ -64,7 +65,7 @@ pub use expected::{
     verify_reconcile_export,
 };
 pub use export_file::{ExportError, ExportFileError, WriteStage};
-pub use import::{ImportError, ImportProgress, ImportReport};
+pub use import::{ImportError, ImportProgress, ImportReport, Importer};
 pub use integrity::{IntegrityChecker, IntegrityFailure, IntegrityReport};
 pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
@@ -249,6 +250,8 @@ impl Vault {
             // to report; this vault then pays the full check again at its next open.
             let _ = integrity::record_verified(&mut connection, &storage_key);
         }
+        // An import a crash interrupted: its staged keys were never dispensable; they go now.
+        staging::remove_interrupted(&mut connection, data_dir, storage_key.audit_head())?;
         Ok(Vault {
             connection,
             data_dir: data_dir.to_path_buf(),
@@ -354,7 +357,7 @@ pub(crate) fn open_connection(database: &Path, create: bool) -> Result<Connectio
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let connection = Connection::open_with_flags(database, flags)?;
+    let mut connection = Connection::open_with_flags(database, flags)?;
     // WAL for crash safety with one writer; FULL so a commit is on disk when it returns.
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -365,10 +368,24 @@ pub(crate) fn open_connection(database: &Path, create: bool) -> Result<Connectio
     connection.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA secure_delete = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA secure_delete = ON;",
     )?;
+    connection.busy_handler(Some(wait_for_the_lock))?;
     Ok(connection)
+}
+
+/// Tries for the write lock another connection holds every 0.5 ms, for 5 s at most.
+/// SQLite's own wait (`busy_timeout`) sleeps 1, 2, 5, 10... up to 100 ms between tries: a
+/// reservation waiting behind an import's chunk would often sleep past the gap between two
+/// chunks. Polling this often finds the gap (an import releases the lock between chunks).
+fn wait_for_the_lock(attempts: i32) -> bool {
+    const POLL: std::time::Duration = std::time::Duration::from_micros(500);
+    const ATTEMPTS: i32 = 10_000;
+    if attempts >= ATTEMPTS {
+        return false;
+    }
+    std::thread::sleep(POLL);
+    true
 }
 
 pub(crate) fn check_integrity(connection: &Connection) -> Result<(), VaultError> {

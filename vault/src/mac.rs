@@ -36,6 +36,14 @@ impl MacKey {
         }
     }
 
+    /// A copy of this key for a second connection that appends to the same chain (the
+    /// importer's, import.rs); zeroized on drop like the original.
+    pub(crate) fn duplicate(&self) -> MacKey {
+        MacKey {
+            key: Zeroizing::new(self.key.to_vec()),
+        }
+    }
+
     /// A fresh HMAC computation under this key.
     pub(crate) fn start(&self) -> Hmac<Sha256> {
         // HMAC takes keys of any length, so this cannot fail.

@@ -507,6 +507,33 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_log_by_event ON audit_log (event);",
     // The inventory's state CHECK in the same meaning without an IN list (Rust code, below).
     STATE_CHECK_MIGRATION,
+    // Staged imports (import.rs, staging.rs): a batch whose keys are still arriving has a
+    // `batch_staging` row, written with its batch row and deleted in the one small
+    // transaction that makes the batch whole (its seal verified). Until then none of its keys
+    // leaves 'available' (the database itself refuses to dispense, void or withdraw one), and
+    // only such a batch, and its keys, are ever deleted: a refused, cancelled or interrupted
+    // import removes them (deleting the batch row deletes its staging row). `staged` counts
+    // its keys, kept in the transactions that write or delete them, so that the count of
+    // available keys leaves them out without reading them.
+    "CREATE TABLE batch_staging (
+         batch_id TEXT PRIMARY KEY REFERENCES batch (batch_id) ON DELETE CASCADE,
+         started_at TEXT NOT NULL,
+         staged INTEGER NOT NULL DEFAULT 0 CHECK (staged >= 0)
+     ) STRICT;
+     CREATE TRIGGER key_inventory_staged_batch_dispenses_nothing
+         BEFORE UPDATE OF state ON key_inventory
+         WHEN OLD.state = 'available' AND NEW.state <> 'available'
+          AND EXISTS (SELECT 1 FROM batch_staging WHERE batch_id = OLD.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'a key of a batch still being imported is never dispensed'); END;
+     CREATE TRIGGER batch_withdrawal_not_of_a_staged_batch BEFORE INSERT ON batch_withdrawal
+         WHEN EXISTS (SELECT 1 FROM batch_staging WHERE batch_id = NEW.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'a batch still being imported cannot be withdrawn'); END;
+     CREATE TRIGGER key_inventory_only_staged_keys_deleted BEFORE DELETE ON key_inventory
+         WHEN NOT EXISTS (SELECT 1 FROM batch_staging WHERE batch_id = OLD.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'only a key of a batch still being imported is ever deleted'); END;
+     CREATE TRIGGER batch_only_staged_deleted BEFORE DELETE ON batch
+         WHEN NOT EXISTS (SELECT 1 FROM batch_staging WHERE batch_id = OLD.batch_id)
+         BEGIN SELECT RAISE(ABORT, 'only a batch still being imported is ever deleted'); END;",
 ];
 
 /// The SQL of the migration that rewrites key_inventory's state CHECK: nothing, the work is

@@ -31,6 +31,9 @@ pub struct WithdrawnBatch {
 pub enum WithdrawError {
     #[error("batch {0} was never imported")]
     UnknownBatch(BatchId),
+    /// Its keys are still arriving (a staged import, import.rs): none is dispensable yet.
+    #[error("batch {0} is still being imported; it can be withdrawn once its import has ended")]
+    StillImporting(BatchId),
     #[error("batch {batch} was already withdrawn on {at}")]
     AlreadyWithdrawn { batch: BatchId, at: String },
     #[error(
@@ -60,7 +63,7 @@ impl Vault {
     /// `batch-withdrawn` audit row: they become void (marked withdrawn) and are never
     /// dispensed. Keys reserved or sent to a terminal are left to finish (confirm, or be
     /// voided one by one). Refused for an unknown batch, one withdrawn before, one with no
-    /// available key, or without a reason or an operator.
+    /// available key, one still being imported, or without a reason or an operator.
     pub fn withdraw_batch(
         &mut self,
         batch: &BatchId,
@@ -86,6 +89,16 @@ impl Vault {
             .optional()?;
         if known.is_none() {
             return Err(WithdrawError::UnknownBatch(batch.clone()));
+        }
+        let staging: Option<i64> = transaction
+            .query_row(
+                "SELECT 1 FROM batch_staging WHERE batch_id = ?1",
+                [batch.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if staging.is_some() {
+            return Err(WithdrawError::StillImporting(batch.clone()));
         }
         let earlier: Option<String> = transaction
             .query_row(

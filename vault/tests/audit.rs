@@ -659,7 +659,11 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
     drop(vault);
     let raw = support::raw(&data_dir);
     raw.execute_batch(
-        "DROP INDEX key_inventory_pending; DROP TRIGGER key_inventory_terminal_model_is_permanent;
+        "DROP TRIGGER key_inventory_staged_batch_dispenses_nothing;
+             DROP TRIGGER batch_withdrawal_not_of_a_staged_batch;
+             DROP TRIGGER key_inventory_only_staged_keys_deleted;
+             DROP TRIGGER batch_only_staged_deleted; DROP TABLE batch_staging;
+             DROP INDEX key_inventory_pending; DROP TRIGGER key_inventory_terminal_model_is_permanent;
         ALTER TABLE key_inventory DROP COLUMN terminal_model;
         DROP TABLE final_export; DROP TABLE predecessor;
          DROP TABLE expected_device; DROP TABLE expected_refusal; DROP TABLE expected_list;

@@ -424,9 +424,14 @@ fn a_vault_from_the_previous_schema_gets_the_checkpoint_table_and_walks_whole_un
     drop(vault);
     let raw = support::raw(&data_dir);
     // 12: the version before the audit checkpoint's migration; the later ones find their
-    // work already done (the state CHECK's rewrite) and leave it.
+    // work already done (the state CHECK's rewrite) and leave it; the staged imports' table
+    // (a later migration) is dropped.
     raw.execute_batch(
         "DROP TABLE audit_checkpoint; DROP INDEX audit_log_by_event;
+         DROP TRIGGER key_inventory_staged_batch_dispenses_nothing;
+         DROP TRIGGER batch_withdrawal_not_of_a_staged_batch;
+         DROP TRIGGER key_inventory_only_staged_keys_deleted;
+         DROP TRIGGER batch_only_staged_deleted; DROP TABLE batch_staging;
          PRAGMA user_version = 12;",
     )
     .unwrap();

@@ -20,6 +20,10 @@ static SMN_EXPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// DUKPT exports one at a time, for the same reason.
 static DUKPT_EXPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Key-file imports one at a time: a second one, once its file has arrived, is refused
+/// while the first runs (docs/CONTROL.md).
+static IMPORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A client's file name, fit to name the file in errors, the log and the audit trail: at
 /// most [`api::MAX_FILE_NAME`] bytes, control characters replaced. It is never opened.
 pub(super) fn file_label(name: &str) -> Result<String, String> {
@@ -138,7 +142,9 @@ pub(super) enum ReceiveError {
 }
 
 /// `import`: the key file arrives as data lines, then the vault imports it while progress
-/// lines go back; the client going away at any point cancels it, and nothing is stored.
+/// lines go back; the client going away at any point cancels it, and nothing is stored. The
+/// import runs on a connection of its own ([`keymother_vault::Importer`]), without the
+/// dispenser's vault: reservations on every port go on while it stages the batch.
 pub(crate) async fn import(
     context: &Context,
     connection: &mut Connection,
@@ -167,24 +173,32 @@ pub(crate) async fn import(
             return Err(format!("{file}: the import was cancelled: {error}"));
         }
     };
+    let Ok(_one_at_a_time) = IMPORT.try_lock() else {
+        let reason = "another import is running; try again when it has ended".to_owned();
+        audit_upload(context, &file, false, reason.clone()).await;
+        return Err(format!("{file}: {reason}"));
+    };
+    // The dispenser's vault only to make the importer (the KEK, the audit head's key, a
+    // connection of its own); released before the first record is read.
+    let dispenser = Arc::clone(&context.shared.dispenser);
+    let mut importer = blocking(move || dispenser.with_vault(|vault| vault.importer()))
+        .await?
+        .map_err(|error| error.to_string())?;
     let cancel = Arc::new(AtomicBool::new(false));
     let (progress_sender, mut progress) = tokio::sync::watch::channel(ImportProgress {
         records_done: 0,
         records_total: 0,
     });
-    let dispenser = Arc::clone(&context.shared.dispenser);
     let (name, cancelled) = (file.clone(), Arc::clone(&cancel));
     let mut work = tokio::task::spawn_blocking(move || {
-        dispenser.with_vault(|vault| {
-            vault.import_key_stream(
-                Cursor::new(bytes.as_slice()),
-                &name,
-                &mut |step| {
-                    let _ = progress_sender.send(step);
-                },
-                &cancelled,
-            )
-        })
+        importer.import_key_stream(
+            Cursor::new(bytes.as_slice()),
+            &name,
+            &mut |step| {
+                let _ = progress_sender.send(step);
+            },
+            &cancelled,
+        )
     });
     // The client going away cancels: a progress line it cannot take tells. Its end of file
     // alone does not (a client may close its sending side and still wait for the answer),
@@ -210,6 +224,8 @@ pub(crate) async fn import(
             }
         }
     };
+    // The batch, whole or removed: the status and the display count again.
+    context.shared.dispenser.touch();
     let report = outcome
         .map_err(|error| format!("the import failed: {error}"))?
         .map_err(|error| {

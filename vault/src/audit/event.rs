@@ -61,6 +61,13 @@ pub enum AuditEvent {
     ImportRefused { file: String, reason: String },
     /// An import was cancelled by its client (disconnected or interrupted); nothing was stored.
     ImportCancelled { file: String, reason: String },
+    /// An import that a crash (or a power cut) interrupted was found at the vault's next open
+    /// and removed: its batch and the `removed` keys staged so far, none ever dispensable.
+    ImportInterrupted {
+        batch: String,
+        file: String,
+        removed: u64,
+    },
     /// A terminal confirmed its key; its SMN row was written.
     Injection {
         key_index: u32,
@@ -324,6 +331,7 @@ impl AuditEvent {
             AuditEvent::Import { .. } => "import",
             AuditEvent::ImportRefused { .. } => "import-refused",
             AuditEvent::ImportCancelled { .. } => "import-cancelled",
+            AuditEvent::ImportInterrupted { .. } => "import-interrupted",
             AuditEvent::Injection { .. } => "injection",
             AuditEvent::Export { .. } => "export",
             AuditEvent::Void { .. } => "void",
@@ -404,6 +412,7 @@ impl AuditEvent {
             AuditEvent::Tamper { .. }
             | AuditEvent::TamperInputLost { .. }
             | AuditEvent::TamperInputRestored { .. }
+            | AuditEvent::ImportInterrupted { .. }
             | AuditEvent::DukptQuarantine { .. } => "system".to_owned(),
             AuditEvent::DukptVoid { operator, .. }
             | AuditEvent::Void { operator, .. }
@@ -430,7 +439,8 @@ impl AuditEvent {
             }
             AuditEvent::Import { .. }
             | AuditEvent::ImportRefused { .. }
-            | AuditEvent::ImportCancelled { .. } => self.key_loading_fields(),
+            | AuditEvent::ImportCancelled { .. }
+            | AuditEvent::ImportInterrupted { .. } => self.key_loading_fields(),
             AuditEvent::Injection { .. }
             | AuditEvent::Export { .. }
             | AuditEvent::Void { .. }
@@ -543,6 +553,15 @@ impl AuditEvent {
             | AuditEvent::ImportCancelled { file, reason } => {
                 vec![("file", file.clone()), ("reason", reason.clone())]
             }
+            AuditEvent::ImportInterrupted {
+                batch,
+                file,
+                removed,
+            } => vec![
+                ("batch", batch.clone()),
+                ("file", file.clone()),
+                ("removed", removed.to_string()),
+            ],
             _ => Vec::new(),
         }
     }
