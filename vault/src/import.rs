@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::AuditEvent;
 use crate::mac::MacKey;
-use crate::staging::{self, CHUNK_RECORDS};
+use crate::staging::{self, CHECKPOINT_EVERY_CHUNKS, CHUNK_RECORDS};
 use crate::{DATABASE_FILE, SecretName, Vault, VaultError, live_key};
 
 /// How far an import has come: reported once the batch is staged (0 records), after each
@@ -145,7 +145,7 @@ impl Vault {
 }
 
 impl Importer {
-    /// Stages at most `records` records per transaction (at least 1; 2048 unless set).
+    /// Stages at most `records` records per transaction (at least 1; 512 unless set).
     pub fn with_chunk_records(mut self, records: u32) -> Importer {
         self.chunk_records = records.max(1);
         self
@@ -571,7 +571,16 @@ impl Chunks<'_> {
                     .map(drop)
                     .map_err(database)
             })
-            .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database));
+            .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database))
+            .and_then(|()| {
+                let chunks = chunk.stored.div_ceil(self.chunk_records);
+                if chunks.is_multiple_of(CHECKPOINT_EVERY_CHUNKS) {
+                    self.connection
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        .map_err(database)?;
+                }
+                Ok(())
+            });
         pending.clear();
         if written.is_err() && !self.connection.is_autocommit() {
             let _ = self.connection.execute_batch("ROLLBACK");
