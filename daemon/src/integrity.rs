@@ -32,6 +32,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Option<IntegrityChecker> {
     let spawned = std::thread::Builder::new()
         .name("keymother-integrity".to_owned())
         .spawn(move || {
+            crate::background::lower_this_thread("the background integrity check");
             // The chain is walked once the pages it lies on were found whole.
             if check(&shared, &running).is_ok() {
                 let _ = walk_audit_chain(&shared, &walker);

@@ -3,6 +3,7 @@
 //! The protocol itself lives in `keymother-protocol` and knows nothing of ports, clocks or
 //! SQLite; this crate is the set of adapters around it.
 
+mod background;
 pub mod bench;
 pub mod clock;
 pub mod config;

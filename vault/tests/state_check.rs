@@ -241,7 +241,8 @@ fn a_vault_taken_back_after_the_rewrite_upgrades_again_unchanged() {
     let sql = inventory_sql(&support::raw(&data_dir));
     let raw = support::raw(&data_dir);
     drop_later_migrations(&raw);
-    raw.pragma_update(None, "user_version", BEFORE_REWRITE).unwrap();
+    raw.pragma_update(None, "user_version", BEFORE_REWRITE)
+        .unwrap();
     drop(raw);
     let mut vault = Vault::open(&data_dir).unwrap();
     assert_eq!(latest_version(&data_dir), latest);

@@ -190,16 +190,25 @@ pub(crate) async fn import(
         records_total: 0,
     });
     let (name, cancelled) = (file.clone(), Arc::clone(&cancel));
-    let mut work = tokio::task::spawn_blocking(move || {
-        importer.import_key_stream(
-            Cursor::new(bytes.as_slice()),
-            &name,
-            &mut |step| {
-                let _ = progress_sender.send(step);
-            },
-            &cancelled,
-        )
-    });
+    // A thread of its own at low priority (its record workers inherit it), so that the
+    // ports keep their latency while a large file imports; never one of tokio's, whose
+    // priority could not be raised again.
+    let (done, mut work) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("keymother-import".to_owned())
+        .spawn(move || {
+            crate::background::lower_this_thread("the import");
+            let outcome = importer.import_key_stream(
+                Cursor::new(bytes.as_slice()),
+                &name,
+                &mut |step| {
+                    let _ = progress_sender.send(step);
+                },
+                &cancelled,
+            );
+            let _ = done.send(outcome);
+        })
+        .map_err(|error| format!("{file}: the import could not be started: {error}"))?;
     // The client going away cancels: a progress line it cannot take tells. Its end of file
     // alone does not (a client may close its sending side and still wait for the answer),
     // so then a progress line goes at once, to find out; anything else it sends is dropped.
