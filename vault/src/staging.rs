@@ -10,13 +10,17 @@ use crate::mac::MacKey;
 use crate::{VaultError, now_text};
 
 /// Records staged, or deleted, per transaction: the write lock that reservations need is
-/// released between two (a chunk of 512 records takes about a millisecond to insert).
-pub(crate) const CHUNK_RECORDS: u32 = 512;
+/// released between two (a chunk of 2048 records takes a few milliseconds to insert).
+pub(crate) const CHUNK_RECORDS: u32 = 2048;
 
-/// The importer checkpoints the write-ahead log itself after this many chunks (PASSIVE: it
-/// never waits for, nor blocks, a reader or a writer), so that the log never reaches
-/// SQLite's automatic checkpoint (1000 pages): otherwise the reservation that commits
-/// first past it pays for copying the import's pages into the database.
+/// Records per transaction of an import beside live ports ([`crate::Importer::beside_live_ports`]):
+/// about a millisecond of insertion, the longest a reservation waits for the lock.
+pub(crate) const CHUNK_RECORDS_BESIDE_PORTS: u32 = 512;
+
+/// Beside live ports the importer checkpoints the write-ahead log itself after this many
+/// chunks (PASSIVE: it never waits for, nor blocks, a reader or a writer), so that the log
+/// never reaches SQLite's automatic checkpoint (1000 pages): otherwise the reservation that
+/// commits first past it pays for copying the import's pages into the database.
 pub(crate) const CHECKPOINT_EVERY_CHUNKS: u32 = 4;
 
 /// The lock file an import holds while it runs, so that an open of the vault by another

@@ -430,3 +430,47 @@ fn a_clash_with_the_inventory_is_reported_before_a_later_bad_record_of_the_same_
     );
     assert_nothing_left(&bench);
 }
+
+/// The write-ahead log's size in pages after importing 40,000 keys, beside live ports or alone.
+fn log_pages_after_a_large_import(beside_live_ports: bool) -> u64 {
+    let bench = Bench::new(2);
+    let lines = FileLines::generated(
+        &bench.kek,
+        &GenerateOptions {
+            batch_id: "B-LARGE".parse().unwrap(),
+            issuer: "TEST FRONT END".parse().unwrap(),
+            algorithm: KeyAlgorithm::Tdes2Key,
+            record_count: 40_000,
+            first_index: KeyIndex::new(1_000).unwrap(),
+            device_id: DEVICE.parse().unwrap(),
+            created: CreatedAt::new(time::OffsetDateTime::now_utc()),
+        },
+    )
+    .unwrap();
+    let path = bench.path("large.keys");
+    std::fs::write(&path, lines.sealed(&bench.kek)).unwrap();
+    let mut importer = bench.vault.importer().unwrap();
+    if beside_live_ports {
+        importer = importer.beside_live_ports();
+    }
+    importer.import_key_file(&path, &mut |_| {}).unwrap();
+    let data_dir = bench.data_dir();
+    let page_size: i64 = support::raw(&data_dir)
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    // The log file keeps the size it grew to (SQLite reuses it from its start after a
+    // checkpoint), while the importer's connection is open.
+    let log = data_dir.join(format!("{}-wal", keymother_vault::DATABASE_FILE));
+    std::fs::metadata(log).unwrap().len() / page_size as u64
+}
+
+/// Beside live ports (keymotherd) the importer checkpoints the log itself, so that it never
+/// reaches SQLite's automatic checkpoint (1000 pages) and no reservation's commit pays for
+/// copying the import's pages; alone, SQLite's own checkpoints serve.
+#[test]
+fn an_import_beside_live_ports_keeps_the_write_ahead_log_below_the_automatic_checkpoint() {
+    let beside = log_pages_after_a_large_import(true);
+    assert!(beside < 500, "the log grew to {beside} pages");
+    let alone = log_pages_after_a_large_import(false);
+    assert!(alone >= 1000, "alone, the log grew to {alone} pages");
+}

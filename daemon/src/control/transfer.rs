@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keymother_control::{self as api, ClientLine, DATA_CHUNK, FileEnd, StreamLine};
-use keymother_vault::{AuditEvent, ImportError, ImportProgress};
+use keymother_vault::{AuditEvent, ImportError, ImportProgress, Importer};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -181,9 +181,11 @@ pub(crate) async fn import(
     // The dispenser's vault only to make the importer (the KEK, the audit head's key, a
     // connection of its own); released before the first record is read.
     let dispenser = Arc::clone(&context.shared.dispenser);
-    let mut importer = blocking(move || dispenser.with_vault(|vault| vault.importer()))
-        .await?
-        .map_err(|error| error.to_string())?;
+    let mut importer = blocking(move || {
+        dispenser.with_vault(|vault| vault.importer().map(Importer::beside_live_ports))
+    })
+    .await?
+    .map_err(|error| error.to_string())?;
     let cancel = Arc::new(AtomicBool::new(false));
     let (progress_sender, mut progress) = tokio::sync::watch::channel(ImportProgress {
         records_done: 0,
