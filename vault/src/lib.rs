@@ -117,20 +117,22 @@ pub(crate) fn live_key<'k>(
 /// The lock file that marks the vault's owner.
 const OWNER_LOCK_FILE: &str = "owner.lock";
 
-/// Takes the owner lock of `data_dir` (see [`Vault::open_as_owner`]); held until dropped.
-pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, VaultError> {
+/// Opens (creating it, mode 0600) the lock file `name` of `data_dir`, to be locked with flock.
+pub(crate) fn open_lock_file(data_dir: &Path, name: &str) -> Result<std::fs::File, VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(OWNER_LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
+    let path = data_dir.join(name);
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|error| VaultError::Io {
-            path: path.clone(),
-            error,
-        })?;
+        .map_err(|error| VaultError::Io { path, error })
+}
+
+/// Takes the owner lock of `data_dir` (see [`Vault::open_as_owner`]); held until dropped.
+pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, VaultError> {
+    let file = open_lock_file(data_dir, OWNER_LOCK_FILE)?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
         |(_, errno)| {
             if errno == nix::errno::Errno::EWOULDBLOCK {
@@ -139,7 +141,10 @@ pub(crate) fn lock_owner(data_dir: &Path) -> Result<nix::fcntl::Flock<std::fs::F
                     data_dir.display()
                 ))
             } else {
-                VaultError::Io { path: path.clone(), error: std::io::Error::from(errno) }
+                VaultError::Io {
+                    path: data_dir.join(OWNER_LOCK_FILE),
+                    error: std::io::Error::from(errno),
+                }
             }
         },
     )

@@ -31,23 +31,12 @@ const IMPORT_LOCK_FILE: &str = "import.lock";
 pub(crate) fn lock_imports(
     data_dir: &Path,
 ) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, VaultError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(IMPORT_LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|error| VaultError::Io {
-            path: path.clone(),
-            error,
-        })?;
+    let file = crate::open_lock_file(data_dir, IMPORT_LOCK_FILE)?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, errno)) => Err(VaultError::Io {
-            path,
+            path: data_dir.join(IMPORT_LOCK_FILE),
             error: std::io::Error::from(errno),
         }),
     }
