@@ -9,16 +9,33 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use keymother_vault::{
-    AuditChainChecker, ChainWalkFailure, IntegrityChecker, IntegrityFailure, IntegrityReport,
+    AuditChainChecker, AuditFailure, ChainWalkFailure, IntegrityChecker, IntegrityFailure,
+    IntegrityReport,
 };
 
 use crate::events::DaemonEvent;
 use crate::state::Shared;
 
-/// Starts the check on its own thread; returns the checker, to stop it when the daemon
-/// stops. `None` for a zeroized vault (it was fully checked when opened, and dispenses
-/// nothing) or when the thread cannot be started (said in the journal).
-pub(crate) fn start(shared: &Arc<Shared>) -> Option<IntegrityChecker> {
+/// The background check's thread, to stop and wait for when the daemon stops: it holds the
+/// daemon's shared state, and with it the vault and its owner lock, until it ends.
+pub(crate) struct BackgroundCheck {
+    checker: IntegrityChecker,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl BackgroundCheck {
+    /// Stops the check and the chain walk and waits for their thread to end.
+    pub(crate) async fn stop(self) {
+        self.checker.stop();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// Starts the check on its own thread. `None` for a zeroized vault (it was fully checked
+/// when opened, and dispenses nothing) or when the thread cannot be started (said in the
+/// journal).
+pub(crate) fn start(shared: &Arc<Shared>) -> Option<BackgroundCheck> {
     if shared.dispenser.is_zeroized() {
         return None;
     }
@@ -39,7 +56,7 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Option<IntegrityChecker> {
             }
         });
     match spawned {
-        Ok(_) => Some(checker),
+        Ok(thread) => Some(BackgroundCheck { checker, thread }),
         Err(error) => {
             log::error!(
                 event = "integrity-check";
@@ -115,12 +132,27 @@ pub(crate) fn walk_audit_chain(
     walker: &AuditChainChecker,
 ) -> Result<u64, ChainWalkFailure> {
     let started = Instant::now();
-    let outcome = walker.run().and_then(|walked| {
-        shared
+    let outcome = walker.run().map(|walked| {
+        let recorded = shared
             .dispenser
-            .with_vault(|vault| vault.record_audit_walk(&walked))
-            .map_err(ChainWalkFailure::Chain)
+            .with_vault(|vault| vault.record_audit_walk(&walked));
+        (walked, recorded)
     });
+    let outcome = match outcome {
+        // The chain verified; only moving the last verified point failed (the database busy
+        // past the wait, or full): that is no broken chain. The point stays where it was,
+        // and the next walk or start goes from there.
+        Ok((walked, Err(AuditFailure::Vault(error)))) => {
+            log::warn!(
+                event = "audit-checkpoint-not-moved", rows = walked.rows();
+                "the whole audit chain verified in the background ({} rows), but its last verified point could not be moved: {error}",
+                walked.rows()
+            );
+            return Ok(walked.rows());
+        }
+        Ok((_, recorded)) => recorded.map_err(ChainWalkFailure::Chain),
+        Err(failure) => Err(failure),
+    };
     let milliseconds = started.elapsed().as_millis();
     match &outcome {
         Ok(report) => log::info!(

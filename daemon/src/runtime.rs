@@ -195,8 +195,8 @@ pub async fn run_with(
     });
     let integrity = crate::integrity::start(&shared);
     shutdown.await;
-    if let Some(checker) = integrity {
-        checker.stop();
+    if let Some(background) = integrity {
+        background.stop().await;
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tasks.shutdown().await;

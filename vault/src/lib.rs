@@ -384,9 +384,23 @@ pub(crate) fn open_connection(database: &Path, create: bool) -> Result<Connectio
 /// reservation waiting behind an import's chunk would often sleep past the gap between two
 /// chunks. Polling this often finds the gap (an import releases the lock between chunks).
 fn wait_for_the_lock(attempts: i32) -> bool {
-    const POLL: std::time::Duration = std::time::Duration::from_micros(500);
-    const ATTEMPTS: i32 = 10_000;
-    if attempts >= ATTEMPTS {
+    use std::time::{Duration, Instant};
+    const POLL: Duration = Duration::from_micros(500);
+    const MOST: Duration = Duration::from_secs(5);
+    thread_local! {
+        /// When this thread's current wait began (SQLite calls the handler on the waiting
+        /// thread, with `attempts` 0 first).
+        static WAITING_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = Instant::now();
+    let since = WAITING_SINCE.with(|since| {
+        if attempts == 0 || since.get().is_none() {
+            since.set(Some(now));
+        }
+        since.get().unwrap_or(now)
+    });
+    // 5 s of wall-clock time, however long each sleep took on a loaded machine.
+    if now.duration_since(since) >= MOST {
         return false;
     }
     std::thread::sleep(POLL);

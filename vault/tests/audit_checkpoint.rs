@@ -447,3 +447,23 @@ fn a_vault_from_the_previous_schema_gets_the_checkpoint_table_and_walks_whole_un
         report.rows + 1
     );
 }
+
+/// A walk that verified but cannot move the point (another connection holds the write lock
+/// past the wait) fails as the database, never as the chain: keymotherd then leaves the point
+/// where it was (`event=audit-checkpoint-not-moved`) instead of locking the appliance as if the
+/// chain were broken.
+#[test]
+fn a_busy_database_when_the_point_moves_is_a_database_error_not_a_broken_chain() {
+    let mut bench = Bench::new(2);
+    record_logouts(&mut bench.vault, 3);
+    let walker = bench
+        .vault
+        .audit_chain_checker(Arc::new(AtomicBool::new(false)));
+    let walked = walker.run().unwrap();
+    let blocker = support::raw(&bench.data_dir());
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let failure = bench.vault.record_audit_walk(&walked).unwrap_err();
+    assert!(matches!(failure, AuditFailure::Vault(_)), "{failure}");
+    blocker.execute_batch("ROLLBACK").unwrap();
+    bench.vault.record_audit_walk(&walked).unwrap();
+}
