@@ -177,10 +177,7 @@ impl Shared {
             .values()
             .filter(|state| state.as_str() == "open")
             .count();
-        let available = self
-            .dispenser
-            .with_vault(|vault| vault.available_keys())
-            .unwrap_or(0);
+        let available = self.dispenser.available_keys().unwrap_or(0);
         let state = match self.dispenser.readiness() {
             Readiness::Unlocked => "ready".to_owned(),
             Readiness::Locked => "locked (key ceremonies needed)".to_owned(),

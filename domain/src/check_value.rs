@@ -88,6 +88,21 @@ impl Kcv {
         &self.bytes[..usize::from(self.length)]
     }
 
+    /// The check value as upper-case hex (how it is written everywhere), without allocating:
+    /// an import stores a million of them.
+    pub fn to_hex(&self) -> KcvHex {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut text = [0u8; 10];
+        for (pair, byte) in text.chunks_exact_mut(2).zip(self.as_bytes()) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        KcvHex {
+            text,
+            length: self.length * 2,
+        }
+    }
+
     /// The family this check value belongs to.
     pub fn family(&self) -> KeyFamily {
         if self.length == 3 {
@@ -98,9 +113,24 @@ impl Kcv {
     }
 }
 
+/// A check value's upper-case hex digits ([`Kcv::to_hex`]).
+#[derive(Clone, Copy)]
+pub struct KcvHex {
+    text: [u8; 10],
+    length: u8,
+}
+
+impl KcvHex {
+    /// The digits: 6 for a TDES key's check value, 10 for an AES key's.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and letters are ever written into `text`.
+        std::str::from_utf8(&self.text[..usize::from(self.length)]).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for Kcv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&hex::encode_upper(self.as_bytes()))
+        f.pad(self.to_hex().as_str())
     }
 }
 
@@ -201,5 +231,20 @@ mod tests {
             Kcv::from_bytes_any(&[1, 2, 3, 4]),
             Err(KcvError::UnknownLength { found: 8 })
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_hex_is_the_bytes_upper_case_and_parses_back(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 5),
+            aes in proptest::prelude::any::<bool>(),
+        ) {
+            let bytes = if aes { &bytes[..] } else { &bytes[..3] };
+            let kcv = Kcv::from_bytes_any(bytes).unwrap();
+            let hex = kcv.to_hex();
+            proptest::prop_assert_eq!(hex.as_str(), hex::encode_upper(bytes));
+            proptest::prop_assert_eq!(kcv.to_string(), hex.as_str());
+            proptest::prop_assert_eq!(Kcv::from_hex_any(hex.as_str()), Ok(kcv));
+        }
     }
 }

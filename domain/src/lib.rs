@@ -32,7 +32,7 @@ mod sqlite;
 pub use algorithm::{AlgorithmError, KeyAlgorithm, KeyFamily, Tr31Version};
 pub use bdk_id::{AES_BDK_ID_LENGTH, BdkId, BdkIdError, TDES_BDK_ID_LENGTH};
 pub use bdk_name::{BdkName, MAX_BDK_NAME_LENGTH};
-pub use check_value::{Kcv, KcvError};
+pub use check_value::{Kcv, KcvError, KcvHex};
 pub use device_range::{DeviceRange, DeviceRangeError};
 pub use dukpt_device::{DukptDeviceId, DukptDeviceIdError, MAX_AES_DEVICE_ID, MAX_TDES_DEVICE_ID};
 pub use hex_text::HexError;

@@ -20,7 +20,7 @@ pub use bdk_file::{
 };
 pub use error::{KeyFileError, Problem};
 pub use header::{BatchId, CreatedAt, DeviceId, Issuer, KeyFileHeader, KeyIndex, MAGIC};
-pub use parallel::{Halt, Stopped, open_records_in_order};
+pub use parallel::{Halt, Stopped, open_records_in_order, open_records_in_order_with};
 pub use reader::{KeyFileReader, peek_header};
 pub use record::{OpenedRecord, Record, RecordOpener, ThreadOpener};
 pub use seal::SealKey;

@@ -1,10 +1,12 @@
-//! Opening records on worker threads while the reader and the store stay on the caller's thread, in file order.
+//! Opening records on worker threads, with the reader on one more thread and the store on the caller's, in file order.
 //!
 //! Unwrapping a TR-31 version B block costs about ten TDES block operations; a million of
 //! them take seconds on one core. The reader (which feeds the seal) and the store (the
 //! database transaction) must see records in file order, so chunks of records go round-robin
 //! to the workers and their results are collected in the same round-robin order. Each worker
-//! has at most four chunks in flight, so no channel ever blocks and memory stays bounded.
+//! has at most four chunks in flight, so memory stays bounded. The reader, with the seal and
+//! the file digest it computes, runs on a thread of its own, so the caller's thread (which
+//! writes the database) does nothing else.
 
 use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -40,11 +42,6 @@ pub enum Stopped<E> {
 
 type Opened = Result<Record, (u64, Problem)>;
 
-struct Worker {
-    records: SyncSender<Vec<Record>>,
-    results: Receiver<Vec<Opened>>,
-}
-
 /// Reads every record, opens each on a worker thread (decrypt, check usage, parity and
 /// check value; the clear key is dropped there at once) and hands the checked records to
 /// `store` in file order. Stops at the first problem in file order; a file problem is
@@ -55,18 +52,33 @@ pub fn open_records_in_order<R, E>(
     store: &mut dyn FnMut(Record) -> Result<(), Halt<E>>,
 ) -> Result<(), Stopped<E>>
 where
-    R: BufRead,
+    R: BufRead + Send,
+{
+    open_records_in_order_with(reader, opener, || {}, store)
+}
+
+/// [`open_records_in_order`], running `worker_start` first on each worker thread (say, to
+/// lower its priority).
+pub fn open_records_in_order_with<R, E>(
+    reader: &mut KeyFileReader<R>,
+    opener: &RecordOpener,
+    worker_start: fn(),
+    store: &mut dyn FnMut(Record) -> Result<(), Halt<E>>,
+) -> Result<(), Stopped<E>>
+where
+    R: BufRead + Send,
 {
     let worker_count = std::thread::available_parallelism()
         .map(std::num::NonZeroUsize::get)
         .unwrap_or(1)
         .clamp(1, 8);
     let outcome = std::thread::scope(|scope| {
-        let workers: Vec<Worker> = (0..worker_count)
+        let (inboxes, results): (Vec<_>, Vec<_>) = (0..worker_count)
             .map(|_| {
                 let (records, inbox) = sync_channel::<Vec<Record>>(IN_FLIGHT_PER_WORKER);
                 let (outbox, results) = sync_channel::<Vec<Opened>>(IN_FLIGHT_PER_WORKER);
                 scope.spawn(move || {
+                    worker_start();
                     // One per thread: it keeps the MAC state after the records' header.
                     let mut opener = opener.on_one_thread();
                     for chunk in inbox {
@@ -85,13 +97,18 @@ where
                         }
                     }
                 });
-                Worker { records, results }
+                (records, results)
             })
-            .collect();
-        let outcome = pump(reader, &workers, store);
-        // Dropping the senders ends the workers; the scope joins them.
-        drop(workers);
-        outcome
+            .unzip();
+        // The reader (and the seal and digest it computes) on a thread of its own, so that
+        // the caller's thread does nothing but store.
+        let reading_from = &mut *reader;
+        let reading = scope.spawn(move || read_chunks(reading_from, inboxes));
+        let stored = collect(&results, store);
+        // Dropping the receivers stops the workers, whose end stops the reader.
+        drop(results);
+        let read = reading.join();
+        finish(stored, read)
     });
     match outcome {
         Ok(()) => Ok(()),
@@ -110,65 +127,101 @@ enum Pumped<E> {
     Other(E),
 }
 
-fn pump<R: BufRead, E>(
+/// What the reader thread did: the chunks it sent, and the file problem it stopped at.
+struct Read {
+    chunks_sent: usize,
+    error: Option<KeyFileError>,
+}
+
+/// Reads every record into chunks and hands them round-robin to the workers' inboxes,
+/// until the end of the file, a problem, or a worker gone (the caller stopped).
+fn read_chunks<R: BufRead>(
     reader: &mut KeyFileReader<R>,
-    workers: &[Worker],
-    store: &mut dyn FnMut(Record) -> Result<(), Halt<E>>,
-) -> Result<(), Pumped<E>> {
-    let capacity = workers.len() * IN_FLIGHT_PER_WORKER;
-    let (mut sent, mut received) = (0usize, 0usize);
-    let mut reader_error: Option<KeyFileError> = None;
-    let mut reading = true;
+    inboxes: Vec<SyncSender<Vec<Record>>>,
+) -> Read {
+    let mut chunks_sent = 0usize;
     loop {
-        while reading && sent - received < capacity {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            while chunk.len() < CHUNK {
-                match reader.next_record() {
-                    Ok(Some(record)) => chunk.push(record),
-                    Ok(None) => {
-                        reading = false;
-                        break;
-                    }
-                    Err(error) => {
-                        reader_error = Some(error);
-                        reading = false;
-                        break;
-                    }
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut error = None;
+        let mut ended = false;
+        while chunk.len() < CHUNK {
+            match reader.next_record() {
+                Ok(Some(record)) => chunk.push(record),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(problem) => {
+                    error = Some(problem);
+                    ended = true;
+                    break;
                 }
             }
-            if chunk.is_empty() {
-                break;
-            }
-            if workers[sent % workers.len()].records.send(chunk).is_err() {
-                break;
-            }
-            sent += 1;
         }
-        if received == sent {
-            return match reader_error {
-                Some(error) => Err(Pumped::File(error)),
-                None => Ok(()),
-            };
+        if !chunk.is_empty() {
+            if inboxes[chunks_sent % inboxes.len()].send(chunk).is_err() {
+                return Read { chunks_sent, error };
+            }
+            chunks_sent += 1;
         }
-        let Ok(results) = workers[received % workers.len()].results.recv() else {
-            // A worker died (it panicked): refuse rather than guess.
-            return Err(Pumped::Problem {
-                line: 0,
-                problem: Problem::Io("a verification thread stopped unexpectedly".to_owned()),
-            });
-        };
-        received += 1;
-        for result in results {
-            let halt = match result {
+        if ended {
+            return Read { chunks_sent, error };
+        }
+    }
+}
+
+/// What the caller's thread did: stored every chunk the workers returned, in file order, or
+/// stopped at a problem.
+enum Stored<E> {
+    All { chunks: usize },
+    Halted((u64, Problem)),
+    Failed(E),
+}
+
+/// Takes the workers' results in the order the chunks were handed out and stores each
+/// record, until the workers have no more.
+fn collect<E>(
+    results: &[Receiver<Vec<Opened>>],
+    store: &mut dyn FnMut(Record) -> Result<(), Halt<E>>,
+) -> Stored<E> {
+    let mut chunks = 0usize;
+    while let Ok(opened) = results[chunks % results.len()].recv() {
+        chunks += 1;
+        for result in opened {
+            match result {
                 Ok(record) => match store(record) {
-                    Ok(()) => continue,
-                    Err(Halt::Other(error)) => return Err(Pumped::Other(error)),
-                    Err(Halt::Problem { line, problem }) => (line, problem),
+                    Ok(()) => {}
+                    Err(Halt::Other(error)) => return Stored::Failed(error),
+                    Err(Halt::Problem { line, problem }) => {
+                        return Stored::Halted((line, problem));
+                    }
                 },
-                Err(problem) => problem,
-            };
-            return Err(earliest(halt, reader_error));
+                Err(problem) => return Stored::Halted(problem),
+            }
         }
+    }
+    Stored::All { chunks }
+}
+
+/// The outcome of reading, opening and storing, from what the store and the reader did.
+fn finish<E>(stored: Stored<E>, read: std::thread::Result<Read>) -> Result<(), Pumped<E>> {
+    // A thread that died (it panicked): refuse rather than guess.
+    let died = || Pumped::Problem {
+        line: 0,
+        problem: Problem::Io("a verification thread stopped unexpectedly".to_owned()),
+    };
+    let Ok(read) = read else {
+        return Err(died());
+    };
+    match stored {
+        Stored::Failed(error) => Err(Pumped::Other(error)),
+        Stored::Halted(problem) => Err(earliest(problem, read.error)),
+        // Fewer results than chunks sent: a worker died.
+        Stored::All { chunks } if chunks < read.chunks_sent => Err(died()),
+        Stored::All { .. } => match read.error {
+            Some(error) => Err(Pumped::File(error)),
+            None => Ok(()),
+        },
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use keymother_crypto::SecretKey;
 use keymother_keyfiles::{
     Halt, KeyFileError, KeyFileHeader, KeyFileReader, Problem, Record, RecordOpener, SealKey,
-    Stopped, open_records_in_order,
+    Stopped, open_records_in_order_with,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -91,6 +91,21 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// The daemon's turn at the vault, held by an import beside live ports while it writes a
+/// chunk ([`Importer::taking_turns`]): a reservation waits for at most one chunk and is woken
+/// the moment it is written, rather than trying SQLite's lock every 0.5 ms and finding the
+/// next chunk already started.
+pub trait WriteTurn: Send {
+    /// Waits for the turn, after the writers already waiting for it, and holds it until the
+    /// returned value is dropped.
+    fn take(&self) -> Box<dyn HeldTurn + '_>;
+}
+
+/// A [`WriteTurn`] held; dropping it gives the turn back.
+pub trait HeldTurn {}
+
+impl<T> HeldTurn for T {}
+
 /// An import on a connection of its own ([`Vault::importer`]): it holds the vault's write
 /// lock only for a chunk of records at a time, so that reservations go on while it runs,
 /// and the batch becomes dispensable only in its last, small transaction.
@@ -103,6 +118,10 @@ pub struct Importer {
     chunk_records: u32,
     /// Checkpoint the write-ahead log after every this many chunks (None: SQLite's own).
     checkpoint_every: Option<u32>,
+    /// Held while each chunk is written (None: SQLite's lock alone).
+    turn: Option<Box<dyn WriteTurn>>,
+    /// Run first on each of the threads that open records.
+    worker_start: fn(),
 }
 
 impl Vault {
@@ -122,6 +141,8 @@ impl Vault {
             audit_key,
             chunk_records: CHUNK_RECORDS,
             checkpoint_every: None,
+            turn: None,
+            worker_start: || {},
         })
     }
 
@@ -137,7 +158,7 @@ impl Vault {
     /// Imports a key file read from `source` ([`Importer::import_key_stream`]).
     pub fn import_key_stream(
         &mut self,
-        source: impl Read,
+        source: impl Read + Send,
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
         cancel: &AtomicBool,
@@ -155,14 +176,28 @@ impl Importer {
     }
 
     /// For an import while terminals are served from the same vault (keymotherd): chunks of
-    /// 512 records (the lock is never held more than about a millisecond), and the importer
-    /// checkpoints the write-ahead log itself after every fourth chunk, so that a
+    /// 256 records (the lock is never held much more than a quarter of a millisecond), and
+    /// the importer checkpoints the write-ahead log itself after every eighth chunk, so that a
     /// reservation's commit never finds the log past SQLite's automatic checkpoint and pays
     /// for copying the import's pages. Alone (the offline command), bigger chunks and
     /// SQLite's own checkpoints import faster.
     pub fn beside_live_ports(mut self) -> Importer {
         self.chunk_records = CHUNK_RECORDS_BESIDE_PORTS;
         self.checkpoint_every = Some(CHECKPOINT_EVERY_CHUNKS);
+        self
+    }
+
+    /// Holds `turn` while each chunk is written: keymotherd's turn at its vault, so that its
+    /// ports never wait for SQLite's lock behind the import.
+    pub fn taking_turns(mut self, turn: Box<dyn WriteTurn>) -> Importer {
+        self.turn = Some(turn);
+        self
+    }
+
+    /// Runs `start` first on each thread that opens records (keymotherd lowers their
+    /// priority: the importer's own thread holds the turn and stays at the ports' priority).
+    pub fn with_worker_start(mut self, start: fn()) -> Importer {
+        self.worker_start = start;
         self
     }
 
@@ -197,7 +232,7 @@ impl Importer {
     /// [`ImportError::Cancelled`] and an `import-cancelled` row records it.
     pub fn import_key_stream(
         &mut self,
-        source: impl Read,
+        source: impl Read + Send,
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
         cancel: &AtomicBool,
@@ -306,7 +341,7 @@ impl Importer {
     /// anything stops the import before its last transaction.
     fn import_verified(
         &mut self,
-        source: impl Read,
+        source: impl Read + Send,
         name: &str,
         progress: &mut dyn FnMut(ImportProgress),
         cancel: &AtomicBool,
@@ -350,7 +385,7 @@ impl Importer {
     }
 
     /// Stages every record, checks the end of the file, then makes the batch whole.
-    fn stage<S: Read>(
+    fn stage<S: Read + Send>(
         &mut self,
         mut reader: KeyFileReader<BufReader<HashingReader<S>>>,
         opener: &RecordOpener,
@@ -375,6 +410,8 @@ impl Importer {
             kek_kcv: self.kek.kcv(),
             chunk_records: self.chunk_records,
             checkpoint_every: self.checkpoint_every,
+            turn: self.turn.as_deref(),
+            worker_start: self.worker_start,
             file: name,
         };
         let range = match chunks.store(&mut reader, opener, &header, progress, cancel) {
@@ -470,6 +507,10 @@ struct Chunks<'c> {
     chunk_records: u32,
     /// Checkpoint the write-ahead log after every this many chunks (None: SQLite's own).
     checkpoint_every: Option<u32>,
+    /// Held while each chunk is written.
+    turn: Option<&'c dyn WriteTurn>,
+    /// Run first on each of the threads that open records.
+    worker_start: fn(),
     /// The file's name, for a problem found once the reader has finished.
     file: &'c str,
 }
@@ -480,7 +521,7 @@ impl Chunks<'_> {
     /// the write lock is held only while rows are inserted, never while the file is read
     /// or its records opened. Progress is reported and `cancel` honoured after each chunk.
     /// The chunks committed before a stop are the caller's to remove.
-    fn store<R: std::io::BufRead>(
+    fn store<R: std::io::BufRead + Send>(
         &self,
         reader: &mut KeyFileReader<R>,
         opener: &RecordOpener,
@@ -494,20 +535,21 @@ impl Chunks<'_> {
             stored: 0,
         };
         let mut pending = Gathered::default();
-        let outcome = open_records_in_order(reader, opener, &mut |record: Record| {
-            pending.push(record);
-            if pending.rows.len() >= self.chunk_records as usize {
-                self.flush(&mut pending, header, &mut range)?;
-                progress(ImportProgress {
-                    records_done: range.stored,
-                    records_total: header.record_count,
-                });
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Halt::Other(StoreHalt::Cancelled(range.stored)));
+        let outcome =
+            open_records_in_order_with(reader, opener, self.worker_start, &mut |record: Record| {
+                pending.push(record);
+                if pending.rows.len() >= self.chunk_records as usize {
+                    self.flush(&mut pending, header, &mut range)?;
+                    progress(ImportProgress {
+                        records_done: range.stored,
+                        records_total: header.record_count,
+                    });
+                    if cancel.load(Ordering::Relaxed) {
+                        return Err(Halt::Other(StoreHalt::Cancelled(range.stored)));
+                    }
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            });
         match outcome {
             Ok(()) if pending.rows.is_empty() => Ok(range),
             // The file is whole and sealed: a record of the last chunk that clashes with the
@@ -550,6 +592,7 @@ impl Chunks<'_> {
         range: &mut StoredRange,
     ) -> Result<(), Halt<StoreHalt>> {
         let database = |error: rusqlite::Error| Halt::Other(StoreHalt::from(error));
+        let turn = self.turn.map(|turn| turn.take());
         self.connection
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(database)?;
@@ -570,6 +613,9 @@ impl Chunks<'_> {
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(database)?;
+                insert
+                    .raw_bind_parameter(2, header.batch_id.as_str())
+                    .map_err(database)?;
                 pending.rows.iter().try_for_each(|row| {
                     let block = &pending.blocks[row.block.clone()];
                     self.insert(&mut insert, row, block, header, &mut chunk)
@@ -586,28 +632,38 @@ impl Chunks<'_> {
                             header.batch_id.as_str(),
                         ))
                     })
-                    .map(drop)
                     .map_err(database)
+                    .and_then(|updated| {
+                        // Keys join only a batch still being imported (never a withdrawn
+                        // or a whole one): its staging row must still be there.
+                        if updated == 1 {
+                            Ok(())
+                        } else {
+                            Err(Halt::Other(StoreHalt::Vault(VaultError::Refused(
+                                "the batch is no longer being imported; nothing was stored"
+                                    .to_owned(),
+                            ))))
+                        }
+                    })
             })
-            .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database))
-            .and_then(|()| {
-                let chunks = chunk.stored.div_ceil(self.chunk_records);
-                if self
-                    .checkpoint_every
-                    .is_some_and(|every| chunks.is_multiple_of(every))
-                {
-                    self.connection
-                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                        .map_err(database)?;
-                }
-                Ok(())
-            });
+            .and_then(|()| self.connection.execute_batch("COMMIT").map_err(database));
         pending.clear();
         if written.is_err() && !self.connection.is_autocommit() {
             let _ = self.connection.execute_batch("ROLLBACK");
         }
+        drop(turn);
         written?;
+        let chunks = chunk.stored.div_ceil(self.chunk_records);
         *range = chunk;
+        // Outside the turn: a checkpoint takes no write lock.
+        if self
+            .checkpoint_every
+            .is_some_and(|every| chunks.is_multiple_of(every))
+        {
+            self.connection
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .map_err(database)?;
+        }
         Ok(())
     }
 
@@ -622,13 +678,14 @@ impl Chunks<'_> {
     ) -> Result<(), Halt<StoreHalt>> {
         let database = |error: rusqlite::Error| Halt::Other(StoreHalt::from(error));
         let index = record.index.value();
-        let inserted = insert.execute((
-            i64::from(index),
-            header.batch_id.as_str(),
-            record.line as i64,
-            key_block,
-            record.kcv.to_string(),
-        ));
+        // The batch (?2) is bound once a chunk (`flush`); the rest here, and bindings stay
+        // until rebound.
+        let inserted = insert
+            .raw_bind_parameter(1, i64::from(index))
+            .and_then(|()| insert.raw_bind_parameter(3, record.line as i64))
+            .and_then(|()| insert.raw_bind_parameter(4, key_block))
+            .and_then(|()| insert.raw_bind_parameter(5, record.kcv.to_hex().as_str()))
+            .and_then(|()| insert.raw_execute());
         match inserted {
             Ok(_) => {}
             Err(rusqlite::Error::SqliteFailure(failure, _))

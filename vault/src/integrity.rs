@@ -24,7 +24,7 @@ const WORK_SLICE: Duration = Duration::from_millis(20);
 const PAUSE: Duration = Duration::from_millis(5);
 
 /// A background reader's page cache: negative is KiB in SQLite's `cache_size`.
-const BACKGROUND_CACHE_KIB: i64 = -128;
+pub(crate) const BACKGROUND_CACHE_KIB: i64 = -128;
 
 /// At most this many of SQLite's findings are kept (the first ones say where).
 const MAX_FINDINGS: usize = 5;

@@ -65,9 +65,9 @@ pub use expected::{
     verify_reconcile_export,
 };
 pub use export_file::{ExportError, ExportFileError, WriteStage};
-pub use import::{ImportError, ImportProgress, ImportReport, Importer};
+pub use import::{HeldTurn, ImportError, ImportProgress, ImportReport, Importer, WriteTurn};
 pub use integrity::{IntegrityChecker, IntegrityFailure, IntegrityReport};
-pub use inventory::{BatchSummary, InventorySummary, KeyState};
+pub use inventory::{AvailableKeyCounter, BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
 pub use pending::{PendingInjection, PendingSlot, VoidSerialError};

@@ -14,14 +14,15 @@ use crate::{VaultError, now_text};
 pub(crate) const CHUNK_RECORDS: u32 = 2048;
 
 /// Records per transaction of an import beside live ports ([`crate::Importer::beside_live_ports`]):
-/// about a millisecond of insertion, the longest a reservation waits for the lock.
-pub(crate) const CHUNK_RECORDS_BESIDE_PORTS: u32 = 512;
+/// about a quarter of a millisecond of insertion, the longest a reservation waits behind it
+/// (512 measured p99 1.9x idle during a 1,000,000-key import, 256 1.5-1.6x: docs/BENCHMARKS.md).
+pub(crate) const CHUNK_RECORDS_BESIDE_PORTS: u32 = 256;
 
 /// Beside live ports the importer checkpoints the write-ahead log itself after this many
 /// chunks (PASSIVE: it never waits for, nor blocks, a reader or a writer), so that the log
 /// never reaches SQLite's automatic checkpoint (1000 pages): otherwise the reservation that
 /// commits first past it pays for copying the import's pages into the database.
-pub(crate) const CHECKPOINT_EVERY_CHUNKS: u32 = 4;
+pub(crate) const CHECKPOINT_EVERY_CHUNKS: u32 = 8;
 
 /// The lock file an import holds while it runs, so that an open of the vault by another
 /// handle never removes the staged rows of an import still running.

@@ -232,6 +232,14 @@ fn reservations_go_on_while_a_batch_stages_and_never_get_its_keys() {
     let mut seen = None;
     let report = import_with(&mut bench, &lines, &AtomicBool::new(false), &mut |vault| {
         assert_eq!(vault.available_keys().unwrap(), 2);
+        // The count a status screen reads on a connection of its own agrees.
+        assert_eq!(
+            keymother_vault::AvailableKeyCounter::open(vault.data_dir())
+                .unwrap()
+                .available_keys()
+                .unwrap(),
+            2
+        );
         assert!(
             vault
                 .inventory()
@@ -473,4 +481,89 @@ fn an_import_beside_live_ports_keeps_the_write_ahead_log_below_the_automatic_che
     assert!(beside < 500, "the log grew to {beside} pages");
     let alone = log_pages_after_a_large_import(false);
     assert!(alone >= 1000, "alone, the log grew to {alone} pages");
+}
+
+/// A turn the test can hold: the importer's chunks wait for it.
+struct TestTurn {
+    lock: std::sync::Arc<std::sync::Mutex<()>>,
+    taken: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl keymother_vault::WriteTurn for TestTurn {
+    fn take(&self) -> Box<dyn keymother_vault::HeldTurn + '_> {
+        let held = self.lock.lock().unwrap();
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        Box::new(held)
+    }
+}
+
+#[test]
+fn every_chunk_is_written_holding_the_turn_and_none_while_another_holds_it() {
+    let bench = Bench::new(2);
+    let lines = staged_lines(&bench);
+    let path = write_staged(&bench, &lines);
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(()));
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut importer = bench
+        .vault
+        .importer()
+        .unwrap()
+        .with_chunk_records(CHUNK)
+        .taking_turns(Box::new(TestTurn {
+            lock: std::sync::Arc::clone(&lock),
+            taken: std::sync::Arc::clone(&taken),
+        }));
+    // The ports' side holds the turn: the import reads, stages its batch row and waits.
+    let held = lock.lock().unwrap();
+    let import = std::thread::spawn(move || {
+        importer.import_key_stream(
+            std::fs::File::open(&path).unwrap(),
+            "staged.keys",
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+    });
+    let data_dir = bench.data_dir();
+    let started = std::time::Instant::now();
+    while staged_rows(&data_dir).2 == 0 && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        staged_rows(&data_dir),
+        (0, 1, 1),
+        "the batch is staged, and no key written while the turn is held elsewhere"
+    );
+    assert_eq!(taken.load(Ordering::SeqCst), 0);
+    drop(held);
+    let report = import.join().unwrap().unwrap();
+    assert_eq!(report.records, RECORDS);
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        RECORDS.div_ceil(CHUNK),
+        "one turn per chunk (7 records: chunks of 3, 3 and 1)"
+    );
+    assert_eq!(staged_rows(&data_dir), (i64::from(RECORDS), 1, 0));
+}
+
+#[test]
+fn a_chunk_whose_batch_no_longer_stages_is_refused_and_not_written() {
+    let mut bench = Bench::new(2);
+    let lines = staged_lines(&bench);
+    let data_dir = bench.data_dir();
+    // Behind the vault's back, the batch stops staging after the first chunk.
+    let refused = import_with(&mut bench, &lines, &AtomicBool::new(false), &mut |_| {
+        support::raw(&data_dir)
+            .execute("DELETE FROM batch_staging WHERE batch_id = ?1", [STAGED])
+            .unwrap();
+    })
+    .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("the batch is no longer being imported"),
+        "{refused}"
+    );
+    // Keys join only a staging batch: the second chunk was rolled back.
+    assert_eq!(staged_rows(&data_dir).0, i64::from(CHUNK));
 }

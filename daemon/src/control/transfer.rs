@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use keymother_control::{self as api, ClientLine, DATA_CHUNK, FileEnd, StreamLine};
-use keymother_vault::{AuditEvent, ImportError, ImportProgress, Importer};
+use keymother_vault::{AuditEvent, ImportError, ImportProgress};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -182,7 +182,17 @@ pub(crate) async fn import(
     // connection of its own); released before the first record is read.
     let dispenser = Arc::clone(&context.shared.dispenser);
     let mut importer = blocking(move || {
-        dispenser.with_vault(|vault| vault.importer().map(Importer::beside_live_ports))
+        let turn = Box::new(DispenserTurn(Arc::clone(&dispenser)));
+        dispenser.with_vault(|vault| {
+            vault.importer().map(|importer| {
+                importer
+                    .beside_live_ports()
+                    .taking_turns(turn)
+                    .with_worker_start(|| {
+                        crate::background::lower_this_thread("an import's record worker")
+                    })
+            })
+        })
     })
     .await?
     .map_err(|error| error.to_string())?;
@@ -192,14 +202,13 @@ pub(crate) async fn import(
         records_total: 0,
     });
     let (name, cancelled) = (file.clone(), Arc::clone(&cancel));
-    // A thread of its own at low priority (its record workers inherit it), so that the
-    // ports keep their latency while a large file imports; never one of tokio's, whose
-    // priority could not be raised again.
+    // A thread of its own: it writes each chunk holding the dispenser's turn at the vault,
+    // so it keeps the ports' priority (a preempted holder would stall them); its record
+    // workers, the processor-heavy part, run at the lowest.
     let (done, mut work) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("keymother-import".to_owned())
         .spawn(move || {
-            crate::background::lower_this_thread("the import");
             let outcome = importer.import_key_stream(
                 Cursor::new(bytes.as_slice()),
                 &name,
@@ -419,4 +428,13 @@ pub(crate) async fn audit_export(
         verification: report.verification,
         file_sha256: hex::encode(Sha256::digest(&bytes)),
     })
+}
+
+/// An import's turn at the vault: the dispenser's own lock, taken after the ports waiting.
+struct DispenserTurn(Arc<crate::dispenser::Dispenser>);
+
+impl keymother_vault::WriteTurn for DispenserTurn {
+    fn take(&self) -> Box<dyn keymother_vault::HeldTurn + '_> {
+        Box::new(self.0.import_turn())
+    }
 }

@@ -26,11 +26,12 @@ mod secrets;
 mod sessions;
 mod tamper;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
-use keymother_vault::{Vault, VaultError};
+use keymother_vault::{AvailableKeyCounter, Vault, VaultError};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, ClockSettings, ClockStep, ClockTrust, Witness};
@@ -41,6 +42,10 @@ use lock_order::Ordered;
 use secrets::{LoadedKdh, LoadedKeys};
 use tamper::{TamperLock, TamperWatchState};
 
+/// The longest an import's chunk waits for the threads already waiting for the vault (the
+/// ports) before it takes its turn anyway: the import never stands still behind busy ports.
+const IMPORT_YIELDS_AT_MOST: Duration = Duration::from_millis(2);
+
 pub use tamper::{LockedDown, TamperOutcome, TamperWatch};
 
 /// The vault and the two keys dispensing needs, held for the daemon's lifetime.
@@ -49,6 +54,12 @@ pub use tamper::{LockedDown, TamperOutcome, TamperWatch};
 /// `Rank` states.
 pub struct Dispenser {
     vault: Mutex<Vault>,
+    /// Threads waiting for `vault` now: an import lets them go first ([`Dispenser::import_turn`]).
+    waiting_for_vault: AtomicUsize,
+    /// The vault's directory, for the counter's connection.
+    data_dir: PathBuf,
+    /// The count of available keys, on a connection of its own (opened at its first use).
+    counter: Mutex<Option<AvailableKeyCounter>>,
     keys: RwLock<Option<LoadedKeys>>,
     /// Bumped whenever the loaded keys change, so port tasks can reconfigure their sessions.
     generation: AtomicU64,
@@ -202,6 +213,9 @@ impl Dispenser {
             keys: RwLock::new(keys),
             generation: AtomicU64::new(0),
             vault: Mutex::new(vault),
+            waiting_for_vault: AtomicUsize::new(0),
+            data_dir: data_dir.to_owned(),
+            counter: Mutex::new(None),
             quarantine_after,
             trust: RwLock::new(None),
             kdh: RwLock::new(None),
@@ -348,9 +362,39 @@ impl Dispenser {
         outcome
     }
 
-    /// Keys available in the inventory (without waking the state watcher).
+    /// Keys available in the inventory (without waking the state watcher), counted on a
+    /// connection of its own: the ports never wait for a count (about 10 ms with a million
+    /// keys).
     pub(crate) fn available_keys(&self) -> Result<u64, VaultError> {
-        self.vault().available_keys()
+        if self.zeroized.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let mut counter = Ordered::take(Rank::Leaf, || {
+            self.counter
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        if counter.is_none() {
+            *counter = Some(AvailableKeyCounter::open(&self.data_dir)?);
+        }
+        match counter.as_ref() {
+            Some(counter) => counter.available_keys(),
+            None => Ok(0),
+        }
+    }
+
+    /// The vault, as an import's turn to write a chunk on its own connection
+    /// ([`keymother_vault::WriteTurn`]): taken after every thread already waiting for the
+    /// vault, so a port waits for at most one chunk, and never polls SQLite's lock behind it.
+    /// Waits at most [`IMPORT_YIELDS_AT_MOST`] for the waiting threads to have their turn.
+    pub(crate) fn import_turn(&self) -> impl Drop + '_ {
+        let yielding = std::time::Instant::now();
+        while self.waiting_for_vault.load(Ordering::Acquire) > 0
+            && yielding.elapsed() < IMPORT_YIELDS_AT_MOST
+        {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.vault()
     }
 }
 
@@ -365,9 +409,9 @@ impl Dispenser {
 /// 3. [`Rank::Vault`]: `vault`, under the sessions when an operator event is recorded or a
 ///    key reserved.
 ///
-/// The other five, `trust`, `kdh`, `tamper`, `tamper_watch` and `claims`, are [`Rank::Leaf`]: held only
-/// to copy or store a value, they may be taken under any of the three and nothing is taken
-/// under them. (The clock keeps its own locks, taken while none of these is held.)
+/// The other six, `trust`, `kdh`, `tamper`, `tamper_watch`, `claims` and `counter`, are
+/// [`Rank::Leaf`]: held only to copy or store a value (`counter` for a count on its own
+/// connection), they may be taken under any of the three and nothing is taken under them. (The clock keeps its own locks, taken while none of these is held.)
 ///
 /// The accessors below are the only way to the locks, and each takes its lock through
 /// [`Ordered::take`] with its rank: in debug builds (so in every test) taking a lock while
@@ -423,9 +467,13 @@ impl Dispenser {
         // every vault operation is its own transaction, so a poisoned lock holds a consistent
         // vault: carry on with it.
         Ordered::take(Rank::Vault, || {
-            self.vault
+            self.waiting_for_vault.fetch_add(1, Ordering::AcqRel);
+            let vault = self
+                .vault
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.waiting_for_vault.fetch_sub(1, Ordering::AcqRel);
+            vault
         })
     }
 
@@ -495,5 +543,54 @@ impl Dispenser {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispenser() -> (tempfile::TempDir, Dispenser) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        drop(Vault::create(dir.path(), &"KM-TEST-0001".parse().unwrap()).unwrap());
+        let dispenser = Dispenser::open(
+            dir.path(),
+            3,
+            OperatorSettings::default(),
+            &ClockSettings::default(),
+        )
+        .unwrap();
+        (dir, dispenser)
+    }
+
+    #[test]
+    fn the_available_count_never_takes_the_vault() {
+        let (_dir, dispenser) = dispenser();
+        // The vault held (a control command, an import's chunk): the status line's count
+        // goes on. Taking the vault again here would break the lock order (a panic).
+        dispenser.with_vault(|_| {
+            assert_eq!(dispenser.available_keys().unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn an_import_takes_its_turn_after_a_bounded_wait_however_busy_the_ports() {
+        let (_dir, dispenser) = dispenser();
+        // As if a port were always waiting: the import still gets its turn.
+        dispenser.waiting_for_vault.store(1, Ordering::Release);
+        let asked = std::time::Instant::now();
+        drop(dispenser.import_turn());
+        assert!(
+            asked.elapsed() >= IMPORT_YIELDS_AT_MOST,
+            "it first let the waiting go"
+        );
+        dispenser.waiting_for_vault.store(0, Ordering::Release);
+        // With nobody waiting it takes the turn at once (the vault is free).
+        drop(dispenser.import_turn());
     }
 }
