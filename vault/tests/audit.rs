@@ -683,7 +683,7 @@ fn a_vault_from_before_the_audit_chain_starts_one_when_upgraded() {
          DROP TRIGGER key_inventory_withdrawn_only_from_available;
          DROP TRIGGER key_inventory_withdrawn_batch_dispenses_nothing;
          DROP TRIGGER key_inventory_withdrawn_key_never_changes_state;
-         DROP TRIGGER key_inventory_no_key_joins_a_withdrawn_batch;
+         DROP TRIGGER IF EXISTS key_inventory_no_key_joins_a_withdrawn_batch;
          ALTER TABLE key_inventory DROP COLUMN withdrawn;
          DROP TRIGGER key_inventory_operator_is_permanent;
          ALTER TABLE key_inventory DROP COLUMN operator;

@@ -493,7 +493,7 @@ fn a_vault_from_before_operators_is_upgraded_with_rows_naming_nobody() {
              DROP TRIGGER key_inventory_withdrawn_only_from_available;
              DROP TRIGGER key_inventory_withdrawn_batch_dispenses_nothing;
              DROP TRIGGER key_inventory_withdrawn_key_never_changes_state;
-             DROP TRIGGER key_inventory_no_key_joins_a_withdrawn_batch;
+             DROP TRIGGER IF EXISTS key_inventory_no_key_joins_a_withdrawn_batch;
              ALTER TABLE key_inventory DROP COLUMN withdrawn;
              DROP INDEX key_inventory_by_terminal; DROP INDEX key_inventory_one_key_per_grant;
              DROP TRIGGER key_inventory_grant_is_permanent;
