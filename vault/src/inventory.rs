@@ -118,7 +118,16 @@ impl Vault {
 
     /// Counts the inventory. A batch still being imported, and its keys, are not in it yet.
     pub fn inventory(&self) -> Result<InventorySummary, VaultError> {
-        let mut counts = self.connection.prepare(&format!(
+        count_inventory(&self.connection)
+    }
+}
+
+/// [`Vault::inventory`] on `connection` (the vault's, or a [`crate::StatusReader`]'s).
+pub(crate) fn count_inventory(
+    connection: &rusqlite::Connection,
+) -> Result<InventorySummary, VaultError> {
+    {
+        let mut counts = connection.prepare(&format!(
             "SELECT CASE WHEN {ERASED} THEN 'erased' WHEN withdrawn = 1 THEN 'withdrawn'
                          ELSE state END, count(*)
                    FROM key_inventory
@@ -142,7 +151,7 @@ impl Vault {
             .iter()
             .find(|(name, _)| name == "erased")
             .map_or(0, |(_, count)| *count as u64);
-        let mut batches = self.connection.prepare(
+        let mut batches = connection.prepare(
             "SELECT batch_id, issuer, algorithm, record_count, imported_at, file_sha256,
                     (SELECT count(*) FROM key_inventory k
                       WHERE k.batch_id = b.batch_id AND k.state = 'available'
@@ -175,37 +184,15 @@ impl Vault {
     }
 }
 
-/// Counts the available keys of a vault on a read-only connection of its own, so that the
-/// count (it reads every available key's index entry: about 10 ms for a million keys) never
-/// holds the connection a reservation needs. Meant for status screens; a zeroized vault's
-/// rows are blank, so its caller says 0 from what it knows.
-pub struct AvailableKeyCounter {
-    connection: rusqlite::Connection,
-}
-
-impl AvailableKeyCounter {
-    /// Opens the counter on the vault in `data_dir`.
-    pub fn open(data_dir: &std::path::Path) -> Result<AvailableKeyCounter, VaultError> {
-        let connection =
-            crate::zeroized::read_only_connection(&data_dir.join(crate::DATABASE_FILE))?;
-        // The count reads every page of an index once: caching them would only hold memory
-        // (the kernel's page cache keeps them), as for the background check's readers.
-        connection.pragma_update(None, "cache_size", crate::integrity::BACKGROUND_CACHE_KIB)?;
-        Ok(AvailableKeyCounter { connection })
-    }
-
-    /// Keys available now; a batch still being imported is not counted.
-    pub fn available_keys(&self) -> Result<u64, VaultError> {
-        count_available(&self.connection)
-    }
-}
-
 /// Available keys less the staged ones of a batch still being imported, both read in one
 /// snapshot (an import's chunk committed between two reads would count it once too often
-/// or too few).
-fn count_available(connection: &rusqlite::Connection) -> Result<u64, VaultError> {
-    let snapshot = connection.unchecked_transaction()?;
-    let count: i64 = snapshot.query_row(
+/// or too few): a read transaction of its own, unless `connection` is in one already.
+pub(crate) fn count_available(connection: &rusqlite::Connection) -> Result<u64, VaultError> {
+    let snapshot = match connection.is_autocommit() {
+        true => Some(connection.unchecked_transaction()?),
+        false => None,
+    };
+    let count: i64 = connection.query_row(
         "SELECT count(*) FROM key_inventory INDEXED BY key_inventory_available
           WHERE state = 'available'",
         [],
@@ -214,11 +201,13 @@ fn count_available(connection: &rusqlite::Connection) -> Result<u64, VaultError>
     // Keys of a batch still being imported are not available yet. They never leave
     // 'available' while it stages, and its staging row counts them (in the transactions
     // that write them): no row of theirs is read.
-    let staged: i64 = snapshot.query_row(
+    let staged: i64 = connection.query_row(
         "SELECT coalesce(sum(staged), 0) FROM batch_staging",
         [],
         |row| row.get(0),
     )?;
-    snapshot.finish()?;
+    if let Some(snapshot) = snapshot {
+        snapshot.finish()?;
+    }
     Ok(count.saturating_sub(staged).max(0) as u64)
 }

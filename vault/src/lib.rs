@@ -27,6 +27,7 @@ mod schema;
 mod secrets;
 mod smn_export;
 mod staging;
+mod status_reader;
 mod storage_key;
 mod tamper;
 mod withdrawal;
@@ -67,7 +68,7 @@ pub use expected::{
 pub use export_file::{ExportError, ExportFileError, WriteStage};
 pub use import::{HeldTurn, ImportError, ImportProgress, ImportReport, Importer, WriteTurn};
 pub use integrity::{IntegrityChecker, IntegrityFailure, IntegrityReport};
-pub use inventory::{AvailableKeyCounter, BatchSummary, InventorySummary, KeyState};
+pub use inventory::{BatchSummary, InventorySummary, KeyState};
 pub use kdh::{KDH_KEY_BITS, KdhIdentity, KdhStatus};
 pub use operator::{VoidError, VoidedKey, ZeroizeReport};
 pub use pending::{PendingInjection, PendingSlot, VoidSerialError};
@@ -80,6 +81,7 @@ pub use smn_export::{
     ExportReport, ExportedSmn, SMN_EXPORT_COLUMNS, SMN_EXPORT_MAGIC, SmnExportDraft,
     VerifiedExport, verify_smn_export,
 };
+pub use status_reader::{StatusReader, VaultCounts};
 
 pub use recommission::{Predecessor, Recommissioned};
 pub use tamper::{TamperOutstanding, TamperReport};

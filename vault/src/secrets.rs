@@ -180,27 +180,7 @@ impl Vault {
 
     /// What is recorded about `name`, if it is installed.
     pub fn secret_info(&self, name: SecretName) -> Result<Option<InstalledSecret>, VaultError> {
-        let row: Option<(String, String, i64, String)> = self
-            .connection
-            .query_row(
-                "SELECT algorithm, kcv, component_count, loaded_at FROM sealed_secret WHERE name = ?1",
-                [name.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .optional()?;
-        let Some((algorithm, kcv, component_count, loaded_at)) = row else {
-            return Ok(None);
-        };
-        let corrupt = |what: &str| VaultError::Corrupt(format!("stored {name} {what}"));
-        let algorithm: KeyAlgorithm = algorithm.parse().map_err(|_| corrupt("algorithm"))?;
-        Ok(Some(InstalledSecret {
-            name,
-            algorithm,
-            kcv: Kcv::from_hex(algorithm.family(), &kcv).map_err(|_| corrupt("check value"))?,
-            component_count: u32::try_from(component_count).map_err(|_| corrupt("count"))?,
-            loaded_at,
-            replaced: None,
-        }))
+        secret_info_on(&self.connection, name)
     }
 
     /// Unseals `name`. The block must open under the storage key, carry the role's key
@@ -235,4 +215,31 @@ impl Vault {
         }
         Ok(unwrapped.key)
     }
+}
+
+/// [`Vault::secret_info`] on `connection` (the vault's, or a [`crate::StatusReader`]'s).
+pub(crate) fn secret_info_on(
+    connection: &rusqlite::Connection,
+    name: SecretName,
+) -> Result<Option<InstalledSecret>, VaultError> {
+    let row: Option<(String, String, i64, String)> = connection
+        .query_row(
+            "SELECT algorithm, kcv, component_count, loaded_at FROM sealed_secret WHERE name = ?1",
+            [name.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()?;
+    let Some((algorithm, kcv, component_count, loaded_at)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| VaultError::Corrupt(format!("stored {name} {what}"));
+    let algorithm: KeyAlgorithm = algorithm.parse().map_err(|_| corrupt("algorithm"))?;
+    Ok(Some(InstalledSecret {
+        name,
+        algorithm,
+        kcv: Kcv::from_hex(algorithm.family(), &kcv).map_err(|_| corrupt("check value"))?,
+        component_count: u32::try_from(component_count).map_err(|_| corrupt("count"))?,
+        loaded_at,
+        replaced: None,
+    }))
 }

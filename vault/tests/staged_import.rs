@@ -234,7 +234,7 @@ fn reservations_go_on_while_a_batch_stages_and_never_get_its_keys() {
         assert_eq!(vault.available_keys().unwrap(), 2);
         // The count a status screen reads on a connection of its own agrees.
         assert_eq!(
-            keymother_vault::AvailableKeyCounter::open(vault.data_dir())
+            keymother_vault::StatusReader::open(vault.data_dir())
                 .unwrap()
                 .available_keys()
                 .unwrap(),
@@ -566,4 +566,38 @@ fn a_chunk_whose_batch_no_longer_stages_is_refused_and_not_written() {
     );
     // Keys join only a staging batch: the second chunk was rolled back.
     assert_eq!(staged_rows(&data_dir).0, i64::from(CHUNK));
+}
+
+#[test]
+fn the_status_reader_counts_what_the_vault_counts_in_one_snapshot() {
+    let mut bench = Bench::new(4);
+    bench
+        .vault
+        .reserve_key(&as_serial("AAAA0001"), "bench-1")
+        .unwrap();
+    let lines = staged_lines(&bench);
+    let mut checked = false;
+    // While a batch stages (its keys neither counted nor listed), and once it is whole.
+    import_with(&mut bench, &lines, &AtomicBool::new(false), &mut |vault| {
+        let counts = keymother_vault::StatusReader::open(vault.data_dir())
+            .unwrap()
+            .counts()
+            .unwrap();
+        assert_eq!(counts.inventory, vault.inventory().unwrap());
+        assert_eq!(counts.available, vault.available_keys().unwrap());
+        assert_eq!(counts.available, 3);
+        assert_eq!(counts.smn_rows, vault.smn_rows().unwrap().len() as u64);
+        for (name, info) in &counts.secrets {
+            assert_eq!(info, &vault.secret_info(*name).unwrap());
+        }
+        checked = true;
+    })
+    .unwrap();
+    assert!(checked);
+    let counts = keymother_vault::StatusReader::open(&bench.data_dir())
+        .unwrap()
+        .counts()
+        .unwrap();
+    assert_eq!(counts.inventory, bench.vault.inventory().unwrap());
+    assert_eq!(counts.available, 3 + u64::from(RECORDS));
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use base64ct::{Base64, Encoding};
 use keymother_control as api;
 use keymother_pki::login::{CHALLENGE_LENGTH, LoginResponse};
-use keymother_vault::{KeyState, SecretName};
+use keymother_vault::KeyState;
 
 use crate::dispenser::{Dispenser, Readiness, TamperWatch};
 use crate::operator::{OperatorSession, rfc3339};
@@ -116,13 +116,16 @@ struct VaultStatus {
     available: u64,
 }
 
+/// Read on the dispenser's status reader, not its vault: a `status` never stalls the ports.
 fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
-    dispenser.with_vault(|vault| {
-        let inventory = vault.inventory().map_err(|error| error.to_string())?;
-        let mut secrets = std::collections::BTreeMap::new();
-        for name in SecretName::ALL {
-            let info = vault.secret_info(name).map_err(|error| error.to_string())?;
-            secrets.insert(
+    let counts = dispenser
+        .vault_counts()
+        .map_err(|error| error.to_string())?;
+    let secrets = counts
+        .secrets
+        .into_iter()
+        .map(|(name, info)| {
+            (
                 name.to_string(),
                 info.map(|info| api::SecretStatus {
                     algorithm: info.algorithm.name().to_owned(),
@@ -130,15 +133,15 @@ fn vault_status(dispenser: &Dispenser) -> Result<VaultStatus, String> {
                     components: info.component_count,
                     loaded_at: info.loaded_at,
                 }),
-            );
-        }
-        Ok(VaultStatus {
-            device_id: vault.device_id().to_string(),
-            secrets,
-            keys: key_counts(&inventory),
-            smn_rows: vault.smn_rows().map_err(|error| error.to_string())?.len() as u64,
-            available: vault.available_keys().map_err(|error| error.to_string())?,
+            )
         })
+        .collect();
+    Ok(VaultStatus {
+        device_id: dispenser.device_id().to_owned(),
+        secrets,
+        keys: key_counts(&counts.inventory),
+        smn_rows: counts.smn_rows,
+        available: counts.available,
     })
 }
 

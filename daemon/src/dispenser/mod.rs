@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use keymother_vault::{AvailableKeyCounter, Vault, VaultError};
+use keymother_vault::{StatusReader, Vault, VaultCounts, VaultError};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, ClockSettings, ClockStep, ClockTrust, Witness};
@@ -56,10 +56,11 @@ pub struct Dispenser {
     vault: Mutex<Vault>,
     /// Threads waiting for `vault` now: an import lets them go first ([`Dispenser::import_turn`]).
     waiting_for_vault: AtomicUsize,
-    /// The vault's directory, for the counter's connection.
+    /// The vault's directory, for the status reader's connection.
     data_dir: PathBuf,
-    /// The count of available keys, on a connection of its own (opened at its first use).
-    counter: Mutex<Option<AvailableKeyCounter>>,
+    /// What the status line, the display and `status` count, read on a connection of its
+    /// own (opened at its first use), never holding `vault`.
+    status_reader: Mutex<Option<StatusReader>>,
     keys: RwLock<Option<LoadedKeys>>,
     /// Bumped whenever the loaded keys change, so port tasks can reconfigure their sessions.
     generation: AtomicU64,
@@ -215,7 +216,7 @@ impl Dispenser {
             vault: Mutex::new(vault),
             waiting_for_vault: AtomicUsize::new(0),
             data_dir: data_dir.to_owned(),
-            counter: Mutex::new(None),
+            status_reader: Mutex::new(None),
             quarantine_after,
             trust: RwLock::new(None),
             kdh: RwLock::new(None),
@@ -369,17 +370,39 @@ impl Dispenser {
         if self.zeroized.load(Ordering::Acquire) {
             return Ok(0);
         }
-        let mut counter = Ordered::take(Rank::Leaf, || {
-            self.counter
+        self.read_status(StatusReader::available_keys)
+    }
+
+    /// Everything `status` shows of the vault, read in one snapshot on the status reader's
+    /// connection: a request never stalls the ports (with a million keys the inventory's
+    /// count reads every key's row).
+    pub(crate) fn vault_counts(&self) -> Result<VaultCounts, VaultError> {
+        let mut counts = self.read_status(StatusReader::counts)?;
+        if self.zeroized.load(Ordering::Acquire) {
+            counts.available = 0;
+        }
+        Ok(counts)
+    }
+
+    /// Runs `read` on the status reader, opening it first if need be.
+    fn read_status<T>(
+        &self,
+        read: impl FnOnce(&StatusReader) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let mut reader = Ordered::take(Rank::Leaf, || {
+            self.status_reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         });
-        if counter.is_none() {
-            *counter = Some(AvailableKeyCounter::open(&self.data_dir)?);
+        if reader.is_none() {
+            *reader = Some(StatusReader::open(&self.data_dir)?);
         }
-        match counter.as_ref() {
-            Some(counter) => counter.available_keys(),
-            None => Ok(0),
+        match reader.as_ref() {
+            Some(reader) => read(reader),
+            // Not reached: opened just above.
+            None => Err(VaultError::Refused(
+                "the status reader is not open".to_owned(),
+            )),
         }
     }
 
@@ -409,9 +432,10 @@ impl Dispenser {
 /// 3. [`Rank::Vault`]: `vault`, under the sessions when an operator event is recorded or a
 ///    key reserved.
 ///
-/// The other six, `trust`, `kdh`, `tamper`, `tamper_watch`, `claims` and `counter`, are
-/// [`Rank::Leaf`]: held only to copy or store a value (`counter` for a count on its own
-/// connection), they may be taken under any of the three and nothing is taken under them. (The clock keeps its own locks, taken while none of these is held.)
+/// The other six, `trust`, `kdh`, `tamper`, `tamper_watch`, `claims` and `status_reader`, are
+/// [`Rank::Leaf`]: held only to copy or store a value (`status_reader` while it counts on its
+/// own connection), they may be taken under any of the three and nothing is taken under
+/// them. (The clock keeps its own locks, taken while none of these is held.)
 ///
 /// The accessors below are the only way to the locks, and each takes its lock through
 /// [`Ordered::take`] with its rank: in debug builds (so in every test) taking a lock while
@@ -569,12 +593,14 @@ mod tests {
     }
 
     #[test]
-    fn the_available_count_never_takes_the_vault() {
+    fn the_status_counts_never_take_the_vault() {
         let (_dir, dispenser) = dispenser();
         // The vault held (a control command, an import's chunk): the status line's count
         // goes on. Taking the vault again here would break the lock order (a panic).
         dispenser.with_vault(|_| {
             assert_eq!(dispenser.available_keys().unwrap(), 0);
+            let counts = dispenser.vault_counts().unwrap();
+            assert_eq!((counts.available, counts.smn_rows), (0, 0));
         });
     }
 
