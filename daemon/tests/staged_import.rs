@@ -47,14 +47,20 @@ fn start_import(socket: &Path, name: &str, bytes: Vec<u8>) -> (Receiver<Value>, 
     (lines, client)
 }
 
-/// Waits for a progress line saying at least one chunk of records was staged.
+/// Waits for a progress line saying at least one chunk of records was staged; until the
+/// batch is whole, progress counts whole chunks of 256 records (docs/CONTROL.md).
 fn wait_for_a_staged_chunk(lines: &Receiver<Value>) {
     loop {
         let line = lines
             .recv_timeout(Duration::from_secs(120))
             .expect("no progress from the import");
         assert!(line.get("ok").is_none(), "the import ended first: {line}");
-        if line["progress"]["done"].as_u64().unwrap_or(0) > 0 {
+        let done = line["progress"]["done"].as_u64().unwrap_or(0);
+        let total = line["progress"]["total"].as_u64().unwrap_or(0);
+        if done < total {
+            assert_eq!(done % 256, 0, "progress per chunk of 256 records: {line}");
+        }
+        if done > 0 {
             return;
         }
     }
