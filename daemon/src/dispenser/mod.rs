@@ -389,21 +389,16 @@ impl Dispenser {
         &self,
         read: impl FnOnce(&StatusReader) -> Result<T, VaultError>,
     ) -> Result<T, VaultError> {
-        let mut reader = Ordered::take(Rank::Leaf, || {
+        let mut slot = Ordered::take(Rank::Leaf, || {
             self.status_reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         });
-        if reader.is_none() {
-            *reader = Some(StatusReader::open(&self.data_dir)?);
-        }
-        match reader.as_ref() {
-            Some(reader) => read(reader),
-            // Not reached: opened just above.
-            None => Err(VaultError::Refused(
-                "the status reader is not open".to_owned(),
-            )),
-        }
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty @ None => empty.insert(StatusReader::open(&self.data_dir)?),
+        };
+        read(reader)
     }
 
     /// The vault, as an import's turn to write a chunk on its own connection
